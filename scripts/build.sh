@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Configures and builds qllm in build/release (Release; CUDA when nvcc is found).
+# On a machine with a GPU the kernels are built for that GPU only; without one, for sm_90 (a compile check,
+# to keep CI fast); set CUDA_ARCHS to override (e.g. CUDA_ARCHS="80;86;89;90").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/cuda/bin"
+
+build_dir=${BUILD_DIR:-build/release}
+args=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release)
+if command -v nvcc >/dev/null; then
+  if [[ -z "${CUDA_ARCHS:-}" ]]; then
+    if nvidia-smi -L >/dev/null 2>&1; then CUDA_ARCHS=native; else CUDA_ARCHS=90; fi
+  fi
+  args+=(-DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS")
+fi
+cmake "${args[@]}" ${CMAKE_ARGS:-} >/dev/null
+cmake --build "$build_dir" -j "$(nproc)"

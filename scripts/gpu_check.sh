@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
+# benchmarks, write logs and JSON to $OUT. Run from the repository root, with .deps carried
+# (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|all] (default all).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+log() { echo "[gpu_check $(date +%H:%M:%S)] $*"; }
+
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$OUT/device.txt"
+
+deps=()
+if [[ -d .deps/usr ]]; then
+  d=$PWD/.deps/usr
+  deps=(-Dfmt_DIR=$d/lib/x86_64-linux-gnu/cmake/fmt -DGTest_DIR=$d/lib/x86_64-linux-gnu/cmake/GTest
+        -DCLI11_DIR=$d/share/cmake/CLI11 -Dnlohmann_json_DIR=$d/share/cmake/nlohmann_json
+        -DPCRE2_INCLUDE_DIR=$d/include -DPCRE2_LIBRARY=$d/lib/x86_64-linux-gnu/libpcre2-8.a)
+fi
+log "configure + build"
+cmake -S . -B build/hopper -G Ninja -DCMAKE_BUILD_TYPE=Release -DQLLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+  "${deps[@]}" > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+cmake --build build/hopper -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -40; exit 1; }
+log "build done"
+qllm=build/hopper/bin/qllm
+
+if [[ $what == tests || $what == all ]]; then
+  log "GPU tests"
+  (cd build/hopper && ctest -L gpu --output-on-failure --output-junit "$OUT/ctest_gpu.xml" > "$OUT/ctest_gpu.log" 2>&1)
+  status=$?
+  grep -E "tests passed|tests failed|Failed|\*\*\*|SKIPPED" "$OUT/ctest_gpu.log" | tail -20
+  log "GPU tests exit $status"
+fi
+
+if [[ $what == bench || $what == all ]]; then
+  log "quant-error 4096x4096 (table) and 8192x8192 (bandwidth)"
+  $qllm quant-error --device cuda --json > "$OUT/quant_error_4096.json" 2> "$OUT/quant_error.err"
+  $qllm quant-error --device cuda 2>/dev/null | tail -14
+  $qllm quant-error --device cuda --rows 8192 --cols 8192 --scale-search none --json > "$OUT/quant_bw_8192_none.json"
+  $qllm quant-error --device cuda --rows 8192 --cols 8192 --scale-search none 2>/dev/null | tail -13
+  $qllm quant-error --device cuda --rows 8192 --cols 8192 --scale-search mse 2>/dev/null | tail -13
+fi

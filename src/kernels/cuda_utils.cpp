@@ -1,0 +1,31 @@
+#include "kernels/cuda_utils.h"
+
+namespace qllm {
+
+void check_cuda(cudaError_t status, const char* expression, const char* file, int line) {
+  if (status == cudaSuccess) return;
+  fail("CUDA error {} at {}:{} in {}: {}", cudaGetErrorName(status), file, line, expression,
+       cudaGetErrorString(status));
+}
+
+void fail_buffer_too_small(size_t needed, size_t capacity) {
+  fail("copy of {} elements into a device buffer of {}", needed, capacity);
+}
+
+void* device_alloc(size_t bytes, const char* what) {
+  if (bytes == 0) return nullptr;
+  void* ptr = nullptr;
+  const cudaError_t status = cudaMalloc(&ptr, bytes);
+  if (status == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    size_t free_bytes = 0, total_bytes = 0;
+    cudaMemGetInfo(&free_bytes, &total_bytes);
+    fail("out of GPU memory: allocating {:.1f} MiB for {} ({:.1f} MiB free of {:.1f} MiB)",
+         static_cast<double>(bytes) / (1 << 20), what, static_cast<double>(free_bytes) / (1 << 20),
+         static_cast<double>(total_bytes) / (1 << 20));
+  }
+  QLLM_CUDA_CHECK(status);
+  return ptr;
+}
+
+}  // namespace qllm

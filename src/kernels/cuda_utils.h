@@ -1,0 +1,78 @@
+// CUDA runtime helpers for host code: checked calls, owning device buffers with clear out-of-memory errors.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "qllm/error.h"
+
+// Throws qllm::Error naming the failed call, its error and the source location.
+#define QLLM_CUDA_CHECK(call) ::qllm::check_cuda((call), #call, __FILE__, __LINE__)
+
+// After a kernel launch: reports bad launch configurations at once.
+#define QLLM_CUDA_CHECK_LAUNCH() QLLM_CUDA_CHECK(cudaGetLastError())
+
+namespace qllm {
+
+void check_cuda(cudaError_t status, const char* expression, const char* file, int line);
+[[noreturn]] void fail_buffer_too_small(size_t needed, size_t capacity);
+
+// cudaMalloc that reports how much was asked for, for what, and how much is free.
+void* device_alloc(size_t bytes, const char* what);
+
+// An owning, move-only device array of T (uninitialised).
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t count, const char* what = "buffer")
+      : data_(static_cast<T*>(device_alloc(count * sizeof(T), what))), count_(count) {}
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& other) noexcept { swap(other); }
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+    DeviceBuffer(std::move(other)).swap(*this);
+    return *this;
+  }
+  ~DeviceBuffer() {
+    if (data_) cudaFree(data_);
+  }
+
+  T* data() const { return data_; }
+  size_t size() const { return count_; }
+  size_t bytes() const { return count_ * sizeof(T); }
+
+  void upload(std::span<const T> host) {
+    if (host.size() > count_) fail_buffer_too_small(host.size(), count_);
+    QLLM_CUDA_CHECK(cudaMemcpy(data_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> download() const {
+    std::vector<T> host(count_);
+    QLLM_CUDA_CHECK(cudaMemcpy(host.data(), data_, bytes(), cudaMemcpyDeviceToHost));
+    return host;
+  }
+  // Fills every byte with `value`: tests poison outputs so that unwritten elements show.
+  void fill_bytes(int value) { QLLM_CUDA_CHECK(cudaMemset(data_, value, bytes())); }
+
+ private:
+  void swap(DeviceBuffer& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(count_, other.count_);
+  }
+  T* data_ = nullptr;
+  size_t count_ = 0;
+};
+
+template <typename T>
+DeviceBuffer<T> to_device(std::span<const T> host, const char* what = "buffer") {
+  DeviceBuffer<T> buffer(host.size(), what);
+  buffer.upload(host);
+  return buffer;
+}
+
+}  // namespace qllm

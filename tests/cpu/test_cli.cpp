@@ -1,0 +1,50 @@
+// The qllm binary end to end: tables print, bad arguments exit non-zero with a message naming the problem.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/test_util.h"
+
+namespace qllm {
+namespace {
+
+using testing::run_command;
+
+const std::string kQllm = std::string(QLLM_BINARY_DIR) + "/bin/qllm";
+
+TEST(Cli, QuantErrorPrintsTheTable) {
+  const auto r = run_command(kQllm + " quant-error --rows 8 --cols 64 --group-sizes 16 32 --scale-search none");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("| quantization_type | group_size |"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("| GLOBAL "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("| GROUPWISE         |         32 |"), std::string::npos) << r.output;
+}
+
+TEST(Cli, QuantErrorJson) {
+  const auto r = run_command(kQllm + " quant-error --rows 4 --cols 32 --group-sizes 16 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto json = nlohmann::json::parse(r.output);
+  ASSERT_EQ(json["table"].size(), 3u);
+  EXPECT_EQ(json["table"][2]["group_size"], 16);
+  EXPECT_GT(json["table"][2]["compression"].get<double>(), 3.0);
+}
+
+TEST(Cli, BadArgumentsFailWithAMessage) {
+  auto r = run_command(kQllm + " quant-error --rows 8 --cols 64 --group-sizes 48");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("48 does not divide K = 64"), std::string::npos) << r.output;
+  r = run_command(kQllm + " quant-error --rows 8 --cols 63");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("K = 63 must be even"), std::string::npos) << r.output;
+  r = run_command(kQllm + " quant-error --scale-search bogus");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("unknown scale search 'bogus'"), std::string::npos) << r.output;
+  r = run_command(kQllm + " quant-error --dtype int3");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("unknown dtype 'int3'"), std::string::npos) << r.output;
+  r = run_command(kQllm + " no-such-command");
+  EXPECT_NE(r.exit_code, 0);
+}
+
+}  // namespace
+}  // namespace qllm

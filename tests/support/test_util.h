@@ -1,0 +1,58 @@
+// Helpers shared by the CPU and GPU tests.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <sys/wait.h>
+#include <string>
+#include <vector>
+
+#include "core/random.h"
+#include "kernels/device_info.h"
+
+namespace qllm::testing {
+
+// GPU tests call this first: without a device they are reported as skipped, with the reason.
+#define QLLM_SKIP_WITHOUT_GPU()                                                   \
+  do {                                                                            \
+    static const ::qllm::DeviceInfo qllm_device_ = ::qllm::query_device();        \
+    if (!qllm_device_.available) GTEST_SKIP() << "no CUDA device: " << qllm_device_.reason; \
+  } while (0)
+
+// A fresh seed per call, so that every test case draws new inputs; printed on failure via SCOPED_TRACE.
+inline uint64_t fresh_seed() {
+  static uint64_t counter = static_cast<uint64_t>(std::random_device{}());
+  return ++counter * 0x9e3779b97f4a7c15ull;
+}
+
+template <typename T>
+std::vector<T> random_normal(size_t n, Rng& rng, double stddev = 1.0) {
+  std::vector<T> v(n);
+  fill_normal(std::span<T>(v), rng, 0.0, stddev);
+  return v;
+}
+
+// Runs a shell command; returns its exit status and everything it printed (stdout and stderr).
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+inline CommandResult run_command(const std::string& command) {
+  CommandResult r;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return r;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) r.output.append(buffer, n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// Path of the shared data folder (../shared beside the checkout, or $QLLM_SHARED); empty when absent.
+std::string shared_dir();
+
+}  // namespace qllm::testing
