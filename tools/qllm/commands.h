@@ -1,4 +1,5 @@
-// Each subcommand lives in its own file and registers itself on the CLI11 app.
+// Each subcommand lives in its own file (tools/qllm/<name>.cpp, picked up by CMake) and registers itself on
+// the CLI11 app through one add_<name>() function declared here and called from main.cpp.
 #pragma once
 
 #include <CLI/CLI.hpp>
