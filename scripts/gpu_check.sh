@@ -12,8 +12,9 @@ log() { echo "[gpu_check $(date +%H:%M:%S)] $*"; }
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$OUT/device.txt"
 
 deps=()
-if [[ -d .deps/usr ]]; then
-  d=$PWD/.deps/usr
+deps_dir=${QLLM_DEPS:-.deps}  # scripts/bundle_deps.sh output, carried to the GPU machine
+if [[ -d $deps_dir/usr ]]; then
+  d=$(cd "$deps_dir/usr" && pwd)
   deps=(-Dfmt_DIR=$d/lib/x86_64-linux-gnu/cmake/fmt -DGTest_DIR=$d/lib/x86_64-linux-gnu/cmake/GTest
         -DCLI11_DIR=$d/share/cmake/CLI11 -Dnlohmann_json_DIR=$d/share/cmake/nlohmann_json
         -DPCRE2_INCLUDE_DIR=$d/include -DPCRE2_LIBRARY=$d/lib/x86_64-linux-gnu/libpcre2-8.a)
