@@ -1,0 +1,33 @@
+// The f32 building blocks of the CPU reference forward pass (llama2.c style: plain loops, row-major
+// buffers, shapes in the comments). Matmuls run in parallel over output rows with OpenMP.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "model/llama_weights.h"
+
+namespace qllm::cpu {
+
+// Dot product of two f32 vectors of length n, accumulated in 16 independent lanes (vectorizable
+// without reassociating a single sum, which -ffp-contract=off and strict IEEE forbid the compiler to do).
+float dot(const float* a, const float* b, int64_t n);
+
+// out[tokens, w.rows] = x[tokens, w.cols] @ w^T. Each weight row is converted to f32 once and used for
+// every token, so a prefill reads the weights once.
+void matmul(float* out, const float* x, int64_t tokens, const WeightMatrix& w);
+
+// out[n] = x[n] / sqrt(mean(x^2) + eps) * weight[n]  (Hugging Face LlamaRMSNorm, mean in double).
+void rmsnorm(float* out, const float* x, const float* weight, int64_t n, double eps);
+
+// Rotates the `heads` vectors of head_dim in x[heads, head_dim] to `position`, Hugging Face's "rotate
+// half" convention: the pair (x[j], x[j + head_dim/2]) turns by the angle position * inv_freq[j].
+void rope(float* x, int64_t heads, int64_t head_dim, int64_t position, std::span<const float> inv_freq);
+
+// In-place softmax over x[n] (max subtracted first).
+void softmax(float* x, int64_t n);
+
+// silu(gate) * up, element-wise into gate[n].
+void swiglu(float* gate, const float* up, int64_t n);
+
+}  // namespace qllm::cpu

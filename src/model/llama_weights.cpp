@@ -1,0 +1,119 @@
+#include "model/llama_weights.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "qllm/error.h"
+#include "qllm/half.h"
+
+namespace qllm {
+
+namespace {
+
+std::vector<int64_t> expected_shape(int64_t rows, int64_t cols) {
+  return {rows, cols};
+}
+
+// The checkpoint's tensor `name`, which must exist, be a float type and have exactly `shape`.
+TensorView checked_tensor(const SafetensorsCheckpoint& ckpt, const std::string& name,
+                          const std::vector<int64_t>& shape) {
+  QLLM_CHECK(ckpt.contains(name), "{}: missing tensor '{}' (expected shape {})", ckpt.source(), name,
+             shape_string(shape));
+  const TensorView t = ckpt.tensor(name);
+  QLLM_CHECK(float_dtype(t.dtype()).has_value(),
+             "{}: tensor '{}' has dtype {}; weights must be BF16, F16 or F32", *t.file, name,
+             safetensors_dtype_name(t.dtype()));
+  QLLM_CHECK(t.shape() == shape, "{}: tensor '{}' has shape {}, expected {}", *t.file, name,
+             shape_string(t.shape()), shape_string(shape));
+  return t;
+}
+
+std::vector<float> load_vector(const SafetensorsCheckpoint& ckpt, const std::string& name, int64_t size) {
+  const TensorView t = checked_tensor(ckpt, name, {size});
+  std::vector<float> out(static_cast<size_t>(size));
+  WeightMatrix view{name, *float_dtype(t.dtype()), t.data, 1, size};
+  if (reinterpret_cast<uintptr_t>(t.data) % tensor_dtype_size(t.dtype()) != 0) {
+    std::vector<std::byte> aligned(t.bytes().begin(), t.bytes().end());
+    view.data = aligned.data();
+    view.row_to_f32(0, out.data());
+    return out;
+  }
+  view.row_to_f32(0, out.data());
+  return out;
+}
+
+}  // namespace
+
+void WeightMatrix::row_to_f32(int64_t row, float* out) const {
+  const size_t offset = static_cast<size_t>(row) * static_cast<size_t>(cols);
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(out, static_cast<const float*>(data) + offset, cols * sizeof(float));
+      return;
+    case DType::BF16: {
+      const uint16_t* src = static_cast<const uint16_t*>(data) + offset;
+      for (int64_t i = 0; i < cols; ++i) out[i] = bf16_bits_to_float(src[i]);
+      return;
+    }
+    case DType::F16: {
+      const uint16_t* src = static_cast<const uint16_t*>(data) + offset;
+      for (int64_t i = 0; i < cols; ++i) out[i] = half_bits_to_float(src[i]);
+      return;
+    }
+  }
+}
+
+LlamaWeights LlamaWeights::load(const std::string& dir, const LlamaConfig& c, bool verbose) {
+  LlamaWeights w;
+  w.checkpoint_ = SafetensorsCheckpoint::open(dir);
+  const SafetensorsCheckpoint& ckpt = w.checkpoint_;
+
+  // Views into the mapping; a (legal but unusual) misaligned tensor is copied once so that element
+  // loads are aligned.
+  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+    const TensorView t = checked_tensor(ckpt, name, expected_shape(rows, cols));
+    WeightMatrix m{name, *float_dtype(t.dtype()), t.data, rows, cols};
+    if (reinterpret_cast<uintptr_t>(t.data) % tensor_dtype_size(t.dtype()) != 0) {
+      w.copies_.emplace_back(t.bytes().begin(), t.bytes().end());
+      m.data = w.copies_.back().data();
+    }
+    return m;
+  };
+
+  const int64_t hidden = c.hidden_size;
+  w.embed = matrix("model.embed_tokens.weight", c.vocab_size, hidden);
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    if (verbose) fmt::print(stderr, "\rloading layer {}/{}", i + 1, c.num_hidden_layers);
+    const std::string p = fmt::format("model.layers.{}.", i);
+    LayerWeights l;
+    l.attn_norm = load_vector(ckpt, p + "input_layernorm.weight", hidden);
+    l.wq = matrix(p + "self_attn.q_proj.weight", c.q_dim(), hidden);
+    l.wk = matrix(p + "self_attn.k_proj.weight", c.kv_dim(), hidden);
+    l.wv = matrix(p + "self_attn.v_proj.weight", c.kv_dim(), hidden);
+    l.wo = matrix(p + "self_attn.o_proj.weight", hidden, c.q_dim());
+    l.ffn_norm = load_vector(ckpt, p + "post_attention_layernorm.weight", hidden);
+    l.w_gate = matrix(p + "mlp.gate_proj.weight", c.intermediate_size, hidden);
+    l.w_up = matrix(p + "mlp.up_proj.weight", c.intermediate_size, hidden);
+    l.w_down = matrix(p + "mlp.down_proj.weight", hidden, c.intermediate_size);
+    w.layers.push_back(std::move(l));
+  }
+  if (verbose) fmt::print(stderr, "\n");
+  w.final_norm = load_vector(ckpt, "model.norm.weight", hidden);
+  // Tied models reuse the embedding, as Hugging Face does even when a stray lm_head.weight is present.
+  w.lm_head = c.tie_word_embeddings ? w.embed : matrix("lm_head.weight", c.vocab_size, hidden);
+  return w;
+}
+
+uint64_t LlamaWeights::parameter_count() const {
+  auto n = [](const WeightMatrix& m) { return static_cast<uint64_t>(m.rows * m.cols); };
+  uint64_t total = n(embed) + final_norm.size();
+  if (lm_head.data != embed.data) total += n(lm_head);
+  for (const LayerWeights& l : layers) {
+    total += n(l.wq) + n(l.wk) + n(l.wv) + n(l.wo) + n(l.w_gate) + n(l.w_up) + n(l.w_down);
+    total += l.attn_norm.size() + l.ffn_norm.size();
+  }
+  return total;
+}
+
+}  // namespace qllm

@@ -1,0 +1,58 @@
+// The tensors of a LlamaForCausalLM checkpoint, checked by name and shape against its config. Matrices stay
+// where the safetensors mapping put them (bf16/f16/f32, no copy); the small norm vectors are read to f32.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/llama_config.h"
+#include "model/safetensors.h"
+#include "qllm/dtype.h"
+
+namespace qllm {
+
+// A row-major [rows, cols] matrix of bf16, f16 or f32 elements (a Linear weight: [out, in]).
+struct WeightMatrix {
+  std::string name;
+  DType dtype = DType::F32;
+  const void* data = nullptr;  // rows * cols elements, aligned to the element size
+  int64_t rows = 0;
+  int64_t cols = 0;
+
+  // Converts one row to f32: out[cols].
+  void row_to_f32(int64_t row, float* out) const;
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm;  // [hidden]  input_layernorm
+  WeightMatrix wq;               // [heads * head_dim, hidden]
+  WeightMatrix wk;               // [kv_heads * head_dim, hidden]
+  WeightMatrix wv;               // [kv_heads * head_dim, hidden]
+  WeightMatrix wo;               // [hidden, heads * head_dim]
+  std::vector<float> ffn_norm;   // [hidden]  post_attention_layernorm
+  WeightMatrix w_gate;           // [intermediate, hidden]
+  WeightMatrix w_up;             // [intermediate, hidden]
+  WeightMatrix w_down;           // [hidden, intermediate]
+};
+
+class LlamaWeights {
+ public:
+  // Opens the checkpoint in `dir` (single file or sharded) and checks every tensor against `config`.
+  // Prints progress to stderr when `verbose`.
+  static LlamaWeights load(const std::string& dir, const LlamaConfig& config, bool verbose = false);
+
+  WeightMatrix embed;                // [vocab, hidden]  model.embed_tokens.weight
+  std::vector<LayerWeights> layers;  // [num_hidden_layers]
+  std::vector<float> final_norm;     // [hidden]  model.norm.weight
+  WeightMatrix lm_head;              // [vocab, hidden]  lm_head.weight, or embed when tied
+
+  uint64_t parameter_count() const;  // distinct parameters (a tied lm_head counted once)
+  DType matrix_dtype() const { return embed.dtype; }
+
+ private:
+  SafetensorsCheckpoint checkpoint_;            // owns the mappings the matrices point into
+  std::vector<std::vector<std::byte>> copies_;  // matrices that had to be copied to align them
+};
+
+}  // namespace qllm

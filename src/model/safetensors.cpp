@@ -1,0 +1,402 @@
+#include "model/safetensors.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include "qllm/error.h"
+
+namespace qllm {
+
+static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
+
+namespace {
+
+using json = nlohmann::json;
+
+// A valid header nests three levels deep; refuse deep nesting before the recursive JSON parser sees it.
+constexpr int kMaxJsonDepth = 16;
+
+uint64_t read_u64_le(const std::byte* p) {
+  uint64_t v = 0;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+bool nesting_within(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) return false;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+uint64_t checked_offset(const json& v, const std::string& label, const std::string& name) {
+  QLLM_CHECK(v.is_number_unsigned(), "{}: tensor '{}': data_offsets must hold non-negative integers, got {}",
+             label, name, v.dump());
+  return v.get<uint64_t>();
+}
+
+TensorInfo parse_tensor_entry(const std::string& name, const json& entry, const std::string& label) {
+  QLLM_CHECK(!name.empty(), "{}: header has a tensor with an empty name", label);
+  QLLM_CHECK(entry.is_object(), "{}: tensor '{}': entry must be an object, got {}", label, name,
+             entry.type_name());
+  for (const auto& [key, value] : entry.items()) {
+    QLLM_CHECK(key == "dtype" || key == "shape" || key == "data_offsets",
+               "{}: tensor '{}': unknown field '{}'", label, name, key);
+  }
+  QLLM_CHECK(entry.contains("dtype") && entry["dtype"].is_string(),
+             "{}: tensor '{}': missing string field 'dtype'", label, name);
+  QLLM_CHECK(entry.contains("shape") && entry["shape"].is_array(),
+             "{}: tensor '{}': missing array field 'shape'", label, name);
+  QLLM_CHECK(
+      entry.contains("data_offsets") && entry["data_offsets"].is_array() && entry["data_offsets"].size() == 2,
+      "{}: tensor '{}': 'data_offsets' must be an array [begin, end]", label, name);
+
+  TensorInfo info;
+  info.name = name;
+  const std::string dtype = entry["dtype"].get<std::string>();
+  const auto parsed = parse_safetensors_dtype(dtype);
+  QLLM_CHECK(parsed.has_value(),
+             "{}: tensor '{}': unsupported dtype '{}' (supported: F32, F16, BF16, I8, U8, I32)", label, name,
+             dtype);
+  info.dtype = *parsed;
+
+  // numel x element size, with every product checked for overflow.
+  uint64_t bytes = tensor_dtype_size(info.dtype);
+  for (const json& dim : entry["shape"]) {
+    QLLM_CHECK(dim.is_number_unsigned(), "{}: tensor '{}': shape must hold non-negative integers, got {}",
+               label, name, entry["shape"].dump());
+    const uint64_t d = dim.get<uint64_t>();
+    QLLM_CHECK(d <= static_cast<uint64_t>(INT64_MAX) && !__builtin_mul_overflow(bytes, d, &bytes),
+               "{}: tensor '{}': shape {} overflows", label, name, entry["shape"].dump());
+    info.shape.push_back(static_cast<int64_t>(d));
+  }
+  info.begin = checked_offset(entry["data_offsets"][0], label, name);
+  info.end = checked_offset(entry["data_offsets"][1], label, name);
+  QLLM_CHECK(info.begin <= info.end, "{}: tensor '{}': data_offsets [{}, {}] run backwards", label, name,
+             info.begin, info.end);
+  QLLM_CHECK(info.end - info.begin == bytes,
+             "{}: tensor '{}': shape {} of {} needs {} bytes but data_offsets [{}, {}] hold {}", label, name,
+             shape_string(info.shape), dtype, bytes, info.begin, info.end, info.end - info.begin);
+  return info;
+}
+
+std::map<std::string, std::string> parse_metadata(const json& value, const std::string& label) {
+  QLLM_CHECK(value.is_object(), "{}: '__metadata__' must be an object of strings, got {}", label,
+             value.type_name());
+  std::map<std::string, std::string> metadata;
+  for (const auto& [key, v] : value.items()) {
+    QLLM_CHECK(v.is_string(), "{}: '__metadata__' field '{}' must be a string, got {}", label, key,
+               v.type_name());
+    metadata[key] = v.get<std::string>();
+  }
+  return metadata;
+}
+
+// Ranges must lie inside the data section and not share bytes (empty tensors occupy none).
+void check_ranges(std::vector<TensorInfo>& tensors, uint64_t data_size, const std::string& label) {
+  std::vector<const TensorInfo*> by_offset;
+  for (const TensorInfo& t : tensors) {
+    QLLM_CHECK(
+        t.end <= data_size,
+        "{}: tensor '{}': data_offsets [{}, {}] reach past the data section ({} bytes; file truncated?)",
+        label, t.name, t.begin, t.end, data_size);
+    if (t.nbytes() > 0) by_offset.push_back(&t);
+  }
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const TensorInfo* a, const TensorInfo* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const TensorInfo& prev = *by_offset[i - 1];
+    const TensorInfo& cur = *by_offset[i];
+    QLLM_CHECK(cur.begin >= prev.end, "{}: tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", label, prev.name,
+               prev.begin, prev.end, cur.name, cur.begin, cur.end);
+  }
+}
+
+size_t element_size_for_alignment(const TensorToWrite& t) {
+  return tensor_dtype_size(t.dtype);
+}
+
+uint64_t tensor_bytes(const TensorToWrite& t) {
+  uint64_t bytes = tensor_dtype_size(t.dtype);
+  for (int64_t d : t.shape) {
+    QLLM_CHECK(d >= 0, "write_safetensors: tensor '{}' has a negative dimension in {}", t.name,
+               shape_string(t.shape));
+    bytes *= static_cast<uint64_t>(d);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+std::string_view safetensors_dtype_name(TensorDType dtype) {
+  switch (dtype) {
+    case TensorDType::F32:
+      return "F32";
+    case TensorDType::F16:
+      return "F16";
+    case TensorDType::BF16:
+      return "BF16";
+    case TensorDType::I8:
+      return "I8";
+    case TensorDType::U8:
+      return "U8";
+    case TensorDType::I32:
+      return "I32";
+  }
+  return "?";
+}
+
+std::optional<TensorDType> parse_safetensors_dtype(std::string_view name) {
+  for (TensorDType d : {TensorDType::F32, TensorDType::F16, TensorDType::BF16, TensorDType::I8,
+                        TensorDType::U8, TensorDType::I32}) {
+    if (name == safetensors_dtype_name(d)) return d;
+  }
+  return std::nullopt;
+}
+
+size_t tensor_dtype_size(TensorDType dtype) {
+  switch (dtype) {
+    case TensorDType::F32:
+    case TensorDType::I32:
+      return 4;
+    case TensorDType::F16:
+    case TensorDType::BF16:
+      return 2;
+    case TensorDType::I8:
+    case TensorDType::U8:
+      return 1;
+  }
+  return 0;
+}
+
+std::optional<DType> float_dtype(TensorDType dtype) {
+  switch (dtype) {
+    case TensorDType::F32:
+      return DType::F32;
+    case TensorDType::F16:
+      return DType::F16;
+    case TensorDType::BF16:
+      return DType::BF16;
+    default:
+      return std::nullopt;
+  }
+}
+
+int64_t TensorInfo::numel() const {
+  return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
+}
+
+std::string shape_string(std::span<const int64_t> shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
+
+SafetensorsHeader parse_safetensors_header(std::span<const std::byte> file_bytes, const std::string& label) {
+  QLLM_CHECK(file_bytes.size() >= 8,
+             "{}: not a safetensors file: {} bytes, shorter than the 8-byte header length", label,
+             file_bytes.size());
+  const uint64_t header_len = read_u64_le(file_bytes.data());
+  QLLM_CHECK(header_len <= kMaxSafetensorsHeaderBytes,
+             "{}: header length {} exceeds the {} byte limit (corrupted?)", label, header_len,
+             kMaxSafetensorsHeaderBytes);
+  QLLM_CHECK(header_len <= file_bytes.size() - 8,
+             "{}: header length {} reaches past the end of the file ({} bytes)", label, header_len,
+             file_bytes.size());
+  QLLM_CHECK(header_len >= 2, "{}: header length {} is too short for a JSON object", label, header_len);
+
+  const std::string_view text(reinterpret_cast<const char*>(file_bytes.data() + 8), header_len);
+  QLLM_CHECK(nesting_within(text, kMaxJsonDepth), "{}: header JSON nests deeper than {} levels", label,
+             kMaxJsonDepth);
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::exception& e) {
+    fail("{}: header is not valid JSON: {}", label, e.what());
+  }
+  QLLM_CHECK(root.is_object(), "{}: header must be a JSON object, got {}", label, root.type_name());
+
+  SafetensorsHeader header;
+  header.data_offset = 8 + header_len;
+  for (const auto& [name, entry] : root.items()) {
+    if (name == "__metadata__") {
+      header.metadata = parse_metadata(entry, label);
+    } else {
+      header.tensors.push_back(parse_tensor_entry(name, entry, label));
+    }
+  }
+  check_ranges(header.tensors, file_bytes.size() - header.data_offset, label);
+  return header;
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
+  header_ = parse_safetensors_header(file_.bytes(), path);
+  for (size_t i = 0; i < header_.tensors.size(); ++i) by_name_[header_.tensors[i].name] = i;
+}
+
+TensorView SafetensorsFile::tensor(const std::string& name) const {
+  const auto it = by_name_.find(name);
+  QLLM_CHECK(it != by_name_.end(), "{}: no tensor named '{}'", path(), name);
+  const TensorInfo& info = header_.tensors[it->second];
+  return TensorView{&info, file_.data() + header_.data_offset + info.begin, &file_.path()};
+}
+
+SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
+  namespace fs = std::filesystem;
+  SafetensorsCheckpoint ckpt;
+  if (!fs::is_directory(path)) {
+    QLLM_CHECK(fs::exists(path), "'{}' does not exist", path);
+    ckpt.source_ = path;
+    ckpt.files_.push_back(std::make_unique<SafetensorsFile>(path));
+    for (const TensorInfo& t : ckpt.files_.back()->tensors()) ckpt.where_[t.name] = ckpt.files_.back().get();
+    return ckpt;
+  }
+  const fs::path dir(path);
+  const fs::path index_path = dir / "model.safetensors.index.json";
+  if (!fs::exists(index_path)) {
+    const fs::path single = dir / "model.safetensors";
+    QLLM_CHECK(fs::exists(single), "{}: no model.safetensors or model.safetensors.index.json", path);
+    return open(single.string());
+  }
+
+  ckpt.source_ = index_path.string();
+  const std::string label = ckpt.source_;
+  std::ifstream in(index_path);
+  QLLM_CHECK(in.good(), "cannot read '{}'", label);
+  json index;
+  try {
+    index = json::parse(in);
+  } catch (const json::exception& e) {
+    fail("{}: not valid JSON: {}", label, e.what());
+  }
+  QLLM_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
+             "{}: missing object field 'weight_map'", label);
+  std::map<std::string, const SafetensorsFile*> shard_by_name;
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    QLLM_CHECK(shard.is_string(), "{}: weight_map['{}'] must be a file name, got {}", label, tensor,
+               shard.dump());
+    const std::string shard_name = shard.get<std::string>();
+    // Shards live beside the index: a name with a directory part could point anywhere.
+    QLLM_CHECK(!shard_name.empty() && fs::path(shard_name).filename() == shard_name && shard_name != ".." &&
+                   shard_name != ".",
+               "{}: weight_map['{}'] names '{}', which is not a plain file name", label, tensor, shard_name);
+    auto found = shard_by_name.find(shard_name);
+    if (found == shard_by_name.end()) {
+      const fs::path shard_path = dir / shard_name;
+      QLLM_CHECK(fs::exists(shard_path), "{}: weight_map['{}'] names shard '{}', which does not exist", label,
+                 tensor, shard_path.string());
+      ckpt.files_.push_back(std::make_unique<SafetensorsFile>(shard_path.string()));
+      found = shard_by_name.emplace(shard_name, ckpt.files_.back().get()).first;
+    }
+    QLLM_CHECK(found->second->contains(tensor),
+               "{}: weight_map says tensor '{}' is in '{}', but that file lacks it", label, tensor,
+               found->second->path());
+    ckpt.where_[tensor] = found->second;
+  }
+  QLLM_CHECK(!ckpt.where_.empty(), "{}: weight_map is empty", label);
+  return ckpt;
+}
+
+TensorView SafetensorsCheckpoint::tensor(const std::string& name) const {
+  const auto it = where_.find(name);
+  QLLM_CHECK(it != where_.end(), "{}: missing tensor '{}'", source_, name);
+  return it->second->tensor(name);
+}
+
+std::vector<std::string> SafetensorsCheckpoint::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, file] : where_) out.push_back(name);
+  return out;
+}
+
+void write_safetensors(const std::string& path, std::span<const TensorToWrite> tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const TensorToWrite& t : tensors) {
+    QLLM_CHECK(!t.name.empty() && t.name != "__metadata__", "write_safetensors: bad tensor name '{}'",
+               t.name);
+    QLLM_CHECK(!header.contains(t.name), "write_safetensors: tensor '{}' given twice", t.name);
+    const uint64_t bytes = tensor_bytes(t);
+    QLLM_CHECK(t.fill || t.data.size() == bytes,
+               "write_safetensors: tensor '{}' {} {} needs {} bytes, got {}", t.name,
+               safetensors_dtype_name(t.dtype), shape_string(t.shape), bytes, t.data.size());
+    QLLM_CHECK(offset % element_size_for_alignment(t) == 0,
+               "write_safetensors: tensor '{}' would be misaligned", t.name);
+    header[t.name] = {{"dtype", safetensors_dtype_name(t.dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  QLLM_CHECK(out.good(), "cannot create '{}'", path);
+  const uint64_t header_len = text.size();
+  out.write(reinterpret_cast<const char*>(&header_len), sizeof header_len);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  std::vector<std::byte> buffer;
+  for (const TensorToWrite& t : tensors) {
+    std::span<const std::byte> bytes = t.data;
+    if (t.fill) {
+      buffer.assign(tensor_bytes(t), std::byte{0});
+      t.fill(buffer);
+      bytes = buffer;
+    }
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  }
+  out.close();
+  QLLM_CHECK(out.good(), "error while writing '{}' (disk full?)", path);
+}
+
+void write_sharded_safetensors(const std::string& dir, std::span<const TensorToWrite> tensors,
+                               uint64_t max_shard_bytes, const std::map<std::string, std::string>& metadata) {
+  std::vector<std::vector<TensorToWrite>> shards(1);
+  uint64_t shard_bytes = 0;
+  uint64_t total_bytes = 0;
+  for (const TensorToWrite& t : tensors) {
+    const uint64_t bytes = tensor_bytes(t);
+    if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back(t);
+    shard_bytes += bytes;
+    total_bytes += bytes;
+  }
+  json weight_map = json::object();
+  for (size_t i = 0; i < shards.size(); ++i) {
+    const std::string name = fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, shards.size());
+    write_safetensors((std::filesystem::path(dir) / name).string(), shards[i], metadata);
+    for (const TensorToWrite& t : shards[i]) weight_map[t.name] = name;
+  }
+  const json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+  const std::string index_path = (std::filesystem::path(dir) / "model.safetensors.index.json").string();
+  std::ofstream out(index_path);
+  QLLM_CHECK(out.good(), "cannot create '{}'", index_path);
+  out << index.dump(2) << "\n";
+  QLLM_CHECK(out.good(), "error while writing '{}'", index_path);
+}
+
+}  // namespace qllm
