@@ -7,5 +7,6 @@
 namespace qllm::cli {
 
 void add_quant_error(CLI::App& app);
+void add_tokenize(CLI::App& app);
 
 }  // namespace qllm::cli

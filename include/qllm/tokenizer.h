@@ -1,0 +1,94 @@
+// Hugging Face byte-level BPE tokenizers (tokenizer.json, as Llama 3 ships it) and the Llama 3 chat format.
+// Encoding and decoding give exactly the ids and strings of HF `tokenizers` for the configurations that
+// load; every other configuration is refused at load time with a qllm::Error naming the field.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qllm {
+
+namespace detail {
+struct TokenizerModel;
+}
+
+class Tokenizer {
+ public:
+  // Loads <dir>/tokenizer.json (and tokenizer_config.json when present). Throws qllm::Error naming the
+  // file and field for malformed or unsupported content.
+  static Tokenizer load(const std::filesystem::path& dir);
+
+  // `text` must be valid UTF-8 (qllm::Error with the offset of the first bad byte otherwise).
+  // add_special_tokens: apply the post_processor, as HF encode(add_special_tokens=True). With Llama 3's
+  // own tokenizer.json, whose post_processor is ByteLevel only, that adds nothing; with a
+  // TemplateProcessing post_processor it adds BOS.
+  std::vector<int32_t> encode(std::string_view text, bool add_special_tokens) const;
+
+  // Invalid UTF-8 in the decoded bytes becomes U+FFFD (one per maximal invalid subsequence), as HF does.
+  std::string decode(std::span<const int32_t> ids, bool skip_special_tokens) const;
+
+  std::optional<int32_t> token_id(std::string_view token) const;  // e.g. "<|eot_id|>"
+  std::string_view token_text(int32_t id) const;                  // raw vocab string ("Ġthe")
+  // What decode writes for the id (" the"): bytes, possibly part of a UTF-8 character.
+  std::string_view token_bytes(int32_t id) const;
+  bool is_special(int32_t id) const;
+  size_t vocab_size() const;              // one past the largest id (model vocabulary and added tokens)
+  std::optional<int32_t> bos_id() const;  // tokenizer_config "bos_token", else the post_processor's prefix
+  std::optional<int32_t> eos_id() const;  // tokenizer_config "eos_token"
+
+  // Streaming decode, one id at a time: push() returns the text that became complete and holds back a
+  // trailing incomplete UTF-8 sequence until a later token completes it. The concatenation of every
+  // push() and the final flush() equals decode() of the same ids.
+  class StreamDecoder {
+   public:
+    StreamDecoder(const Tokenizer& tokenizer, bool skip_special_tokens);
+    std::string push(int32_t id);
+    std::string flush();  // what is held back, invalid bytes replaced by U+FFFD; resets the decoder
+
+   private:
+    std::shared_ptr<const detail::TokenizerModel> model_;
+    bool skip_special_tokens_;
+    std::string pending_;  // bytes of an incomplete UTF-8 sequence at the end of the decoded stream
+  };
+
+ private:
+  explicit Tokenizer(std::shared_ptr<const detail::TokenizerModel> model) : model_(std::move(model)) {}
+  std::shared_ptr<const detail::TokenizerModel> model_;  // immutable: copies and threads share it
+};
+
+struct ChatMessage {
+  std::string role;
+  std::string content;
+};
+
+// The Llama 3 (3.0) chat template. The Jinja source is not interpreted: it is recognised as a Llama 3
+// template and its variations (BOS, content trimmed, generation prompt conditional) are read from it;
+// anything it does beyond that is refused at load time, so render() never silently differs from it.
+class ChatTemplate {
+ public:
+  // Reads chat_template.jinja in `dir`, else "chat_template" of tokenizer_config.json; `bos_token` comes
+  // from tokenizer_config.json. Refuses templates that are not Llama 3 style with a clear qllm::Error.
+  static ChatTemplate load(const std::filesystem::path& dir);
+
+  // <|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>... then the
+  // assistant header when add_generation_prompt (or always, when the template writes it unconditionally,
+  // as Meta's original Llama 3 template does). Throws for an empty message list.
+  std::string render(std::span<const ChatMessage> messages, bool add_generation_prompt) const;
+
+  // Where the template came from ("<dir>/chat_template.jinja" or "<dir>/tokenizer_config.json").
+  const std::filesystem::path& source() const { return source_; }
+
+ private:
+  std::filesystem::path source_;
+  std::string bos_text_;                   // empty when the template writes no BOS
+  bool trims_content_ = false;             // `message['content'] | trim`
+  bool generation_prompt_always_ = false;  // assistant header written without `if add_generation_prompt`
+};
+
+}  // namespace qllm

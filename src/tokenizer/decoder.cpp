@@ -1,0 +1,46 @@
+// Decoding: ids -> the bytes their tokens stand for (GPT-2 byte table reversed; added tokens as written),
+// then UTF-8 with invalid sequences replaced, as HF's ByteLevel decoder (String::from_utf8_lossy) does.
+#include "qllm/tokenizer.h"
+#include "tokenizer/tokenizer_model.h"
+#include "tokenizer/utf8.h"
+
+namespace qllm {
+
+namespace {
+
+// Appends the bytes of `id` unless it is a special token being skipped.
+void append_token_bytes(const detail::TokenizerModel& m, int32_t id, bool skip_special_tokens,
+                        std::string& out) {
+  m.check_id(id);
+  if (skip_special_tokens && m.special[id]) return;
+  out += m.bytes_of_id[id];
+}
+
+}  // namespace
+
+std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
+  std::string bytes;
+  for (const int32_t id : ids) append_token_bytes(*model_, id, skip_special_tokens, bytes);
+  return utf8::to_valid_lossy(bytes);
+}
+
+Tokenizer::StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special_tokens)
+    : model_(tokenizer.model_), skip_special_tokens_(skip_special_tokens) {}
+
+// Everything but an incomplete sequence at the very end is final: later bytes cannot change how it
+// decodes (an invalid byte stays invalid), so it is returned now and only the tail waits.
+std::string Tokenizer::StreamDecoder::push(int32_t id) {
+  append_token_bytes(*model_, id, skip_special_tokens_, pending_);
+  const size_t ready = pending_.size() - utf8::incomplete_suffix_length(pending_);
+  std::string text = utf8::to_valid_lossy(std::string_view(pending_).substr(0, ready));
+  pending_.erase(0, ready);
+  return text;
+}
+
+std::string Tokenizer::StreamDecoder::flush() {
+  std::string text = utf8::to_valid_lossy(pending_);
+  pending_.clear();
+  return text;
+}
+
+}  // namespace qllm

@@ -1,0 +1,100 @@
+#include "tokenizer/pretokenizer.h"
+
+#include <pcre2.h>
+
+#include "qllm/error.h"
+
+namespace qllm::detail {
+
+namespace {
+
+std::string pcre2_message(int code) {
+  PCRE2_UCHAR buffer[256];
+  const int n = pcre2_get_error_message(code, buffer, sizeof(buffer));
+  return n < 0 ? "unknown PCRE2 error " + std::to_string(code) : std::string(reinterpret_cast<char*>(buffer));
+}
+
+// A long run of one character class ("\s+" over pages of spaces) can exceed PCRE2's default 32 KiB JIT
+// stack; a larger one is cheap and avoids a match error on odd but valid input.
+constexpr size_t kJitStackStart = 32 * 1024;
+constexpr size_t kJitStackMax = 8 * 1024 * 1024;
+
+// Per-call matching state: match data and a JIT stack, so that a const splitter serves many threads.
+struct MatchState {
+  pcre2_match_data* data = nullptr;
+  pcre2_match_context* context = nullptr;
+  pcre2_jit_stack* stack = nullptr;
+
+  explicit MatchState(const pcre2_code* code) {
+    data = pcre2_match_data_create_from_pattern(code, nullptr);
+    context = pcre2_match_context_create(nullptr);
+    stack = pcre2_jit_stack_create(kJitStackStart, kJitStackMax, nullptr);
+    QLLM_CHECK(data != nullptr && context != nullptr && stack != nullptr, "PCRE2: out of memory");
+    pcre2_jit_stack_assign(context, nullptr, stack);
+  }
+  ~MatchState() {
+    pcre2_jit_stack_free(stack);
+    pcre2_match_context_free(context);
+    pcre2_match_data_free(data);
+  }
+  MatchState(const MatchState&) = delete;
+  MatchState& operator=(const MatchState&) = delete;
+};
+
+size_t utf8_char_length(unsigned char lead) {
+  return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+}
+
+}  // namespace
+
+struct RegexSplitter::Compiled {
+  pcre2_code* code = nullptr;
+  std::string origin;
+  ~Compiled() { pcre2_code_free(code); }
+};
+
+RegexSplitter::RegexSplitter(const std::string& pattern, const std::string& origin)
+    : compiled_(std::make_unique<Compiled>()) {
+  compiled_->origin = origin;
+  int error_code = 0;
+  PCRE2_SIZE error_offset = 0;
+  compiled_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                  PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
+  QLLM_CHECK(compiled_->code != nullptr, "{}: cannot compile the regex at offset {}: {}", origin,
+             error_offset, pcre2_message(error_code));
+  // Without JIT (a PCRE2 built without it) matching is slower but gives the same pieces.
+  (void)pcre2_jit_compile(compiled_->code, PCRE2_JIT_COMPLETE);
+}
+
+RegexSplitter::~RegexSplitter() = default;
+RegexSplitter::RegexSplitter(RegexSplitter&&) noexcept = default;
+RegexSplitter& RegexSplitter::operator=(RegexSplitter&&) noexcept = default;
+
+void RegexSplitter::split(std::string_view text, std::vector<std::string_view>& pieces) const {
+  const MatchState state(compiled_->code);
+  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  size_t gap_start = 0;  // start of the text not yet covered by a piece
+  size_t search = 0;
+  while (search < text.size()) {
+    // The caller validated the UTF-8 once for the whole text: PCRE2 need not check it per match.
+    const int rc = pcre2_match(compiled_->code, subject, text.size(), search, PCRE2_NO_UTF_CHECK, state.data,
+                               state.context);
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    QLLM_CHECK(rc >= 0, "{}: regex match failed at byte offset {}: {}", compiled_->origin, search,
+               pcre2_message(rc));
+    const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(state.data);
+    const size_t start = ovector[0];
+    const size_t end = ovector[1];
+    if (end == start) {  // an empty match makes no piece; move on by one character
+      if (start >= text.size()) break;
+      search = start + utf8_char_length(static_cast<unsigned char>(text[start]));
+      continue;
+    }
+    if (start > gap_start) pieces.push_back(text.substr(gap_start, start - gap_start));
+    pieces.push_back(text.substr(start, end - start));
+    gap_start = search = end;
+  }
+  if (gap_start < text.size()) pieces.push_back(text.substr(gap_start));
+}
+
+}  // namespace qllm::detail

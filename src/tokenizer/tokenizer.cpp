@@ -1,0 +1,177 @@
+// Tokenizer loading, encoding and vocabulary queries. Decoding lives in decoder.cpp.
+#include <algorithm>
+
+#include "qllm/error.h"
+#include "qllm/tokenizer.h"
+#include "tokenizer/byte_level.h"
+#include "tokenizer/tokenizer_model.h"
+#include "tokenizer/utf8.h"
+
+namespace qllm {
+
+namespace detail {
+
+namespace {
+
+std::string split_origin(const TokenizerSpec& spec) {
+  return spec.file.string() + ": field 'pre_tokenizer.pretokenizers[0].pattern.Regex'";
+}
+
+size_t id_count(const TokenizerSpec& spec) {
+  int32_t largest = -1;
+  for (const auto& [token, id] : spec.vocab) largest = std::max(largest, id);
+  for (const AddedToken& token : spec.added_tokens) largest = std::max(largest, token.id);
+  return static_cast<size_t>(largest) + 1;
+}
+
+}  // namespace
+
+TokenizerModel::TokenizerModel(const TokenizerSpec& spec)
+    : file(spec.file),
+      added_tokens(spec.added_tokens),
+      splitter(spec.split_pattern, split_origin(spec)),
+      bpe(spec),
+      prefix_ids(spec.prefix_ids),
+      suffix_ids(spec.suffix_ids) {
+  const size_t n = id_count(spec);
+  text_of_id.resize(n);
+  bytes_of_id.resize(n);
+  assigned.assign(n, 0);
+  special.assign(n, 0);
+  id_of_text.reserve(n);
+  for (const auto& [token, id] : spec.vocab) {
+    text_of_id[id] = token;
+    bytes_of_id[id] = byte_level::decode_token(token);
+    assigned[id] = 1;
+    id_of_text.emplace(token, id);
+  }
+  for (size_t i = 0; i < spec.added_tokens.size(); ++i) {
+    const AddedToken& token = spec.added_tokens[i];
+    const auto existing = id_of_text.find(token.content);
+    QLLM_CHECK(existing == id_of_text.end() || existing->second == token.id,
+               "{}: field 'added_tokens[{}]': \"{}\" has id {} but model.vocab gives it id {}", file.string(),
+               i, token.content, token.id, existing == id_of_text.end() ? -1 : existing->second);
+    QLLM_CHECK(!assigned[token.id] || text_of_id[token.id] == token.content,
+               "{}: field 'added_tokens[{}]': id {} of \"{}\" already belongs to \"{}\"", file.string(), i,
+               token.id, token.content, text_of_id[token.id]);
+    text_of_id[token.id] = token.content;
+    bytes_of_id[token.id] = token.content;  // added tokens decode to their content, not through ByteLevel
+    assigned[token.id] = 1;
+    special[token.id] = token.special ? 1 : 0;
+    id_of_text[token.content] = token.id;
+  }
+  for (const int32_t id : prefix_ids) check_id(id);
+  for (const int32_t id : suffix_ids) check_id(id);
+}
+
+void TokenizerModel::check_id(int32_t id) const {
+  QLLM_CHECK(id >= 0 && static_cast<size_t>(id) < assigned.size() && assigned[id],
+             "token id {} is not in the vocabulary of {} ({} ids)", id, file.string(), assigned.size());
+}
+
+}  // namespace detail
+
+namespace {
+
+// tokenizer_config.json names BOS/EOS as a string or as an AddedToken object {"content": ...}.
+std::optional<int32_t> config_token(const nlohmann::json& config, const char* key,
+                                    const detail::TokenizerModel& m, const std::filesystem::path& file) {
+  const auto it = config.find(key);
+  if (it == config.end() || it->is_null()) return std::nullopt;
+  const nlohmann::json& value = it->is_object() && it->contains("content") ? (*it)["content"] : *it;
+  QLLM_CHECK(value.is_string(), "{}: field '{}' must be a token string", file.string(), key);
+  const auto id = m.id_of_text.find(value.get<std::string>());
+  QLLM_CHECK(id != m.id_of_text.end(), "{}: field '{}': \"{}\" is not a token of the vocabulary",
+             file.string(), key, value.get<std::string>());
+  return id->second;
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
+  QLLM_CHECK(std::filesystem::is_directory(dir),
+             "{}: not a directory (expected a folder with tokenizer.json)", dir.string());
+  const auto tokenizer_json = dir / "tokenizer.json";
+  QLLM_CHECK(std::filesystem::exists(tokenizer_json), "{}: no tokenizer.json in this directory",
+             dir.string());
+  auto model = std::make_shared<detail::TokenizerModel>(detail::parse_tokenizer_json(tokenizer_json));
+
+  if (const auto config_file = dir / "tokenizer_config.json"; std::filesystem::exists(config_file)) {
+    const nlohmann::json config = detail::read_json_file(config_file);
+    QLLM_CHECK(config.is_object(), "{}: must be a JSON object", config_file.string());
+    model->bos = config_token(config, "bos_token", *model, config_file);
+    model->eos = config_token(config, "eos_token", *model, config_file);
+  }
+  if (!model->bos && model->prefix_ids.size() == 1) model->bos = model->prefix_ids[0];
+  return Tokenizer(std::move(model));
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
+  utf8::check_valid(text, "tokenizer input text");
+  const detail::TokenizerModel& m = *model_;
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() / 3 + 8);
+  if (add_special_tokens) ids.insert(ids.end(), m.prefix_ids.begin(), m.prefix_ids.end());
+
+  // Natural text repeats its words: BPE runs once per distinct pre-token of this call. The cache lives
+  // in the call (keys point into `text`), so a const Tokenizer needs no locking.
+  struct Span {
+    uint32_t offset;
+    uint32_t length;
+  };
+  std::unordered_map<std::string_view, Span> cache;
+  std::vector<int32_t> cached_ids;
+  std::vector<std::string_view> pieces;
+  for (const detail::Segment& segment : m.added_tokens.split(text)) {
+    if (segment.id >= 0) {
+      ids.push_back(segment.id);
+      continue;
+    }
+    pieces.clear();
+    m.splitter.split(segment.text, pieces);
+    for (const std::string_view piece : pieces) {
+      auto [it, inserted] = cache.try_emplace(piece, Span{static_cast<uint32_t>(cached_ids.size()), 0});
+      if (inserted) {
+        m.bpe.encode(piece, cached_ids);
+        it->second.length = static_cast<uint32_t>(cached_ids.size()) - it->second.offset;
+      }
+      const auto first = cached_ids.begin() + it->second.offset;
+      ids.insert(ids.end(), first, first + it->second.length);
+    }
+  }
+  if (add_special_tokens) ids.insert(ids.end(), m.suffix_ids.begin(), m.suffix_ids.end());
+  return ids;
+}
+
+std::optional<int32_t> Tokenizer::token_id(std::string_view token) const {
+  const auto it = model_->id_of_text.find(std::string(token));
+  if (it == model_->id_of_text.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string_view Tokenizer::token_text(int32_t id) const {
+  model_->check_id(id);
+  return model_->text_of_id[id];
+}
+
+std::string_view Tokenizer::token_bytes(int32_t id) const {
+  model_->check_id(id);
+  return model_->bytes_of_id[id];
+}
+
+bool Tokenizer::is_special(int32_t id) const {
+  model_->check_id(id);
+  return model_->special[id] != 0;
+}
+
+size_t Tokenizer::vocab_size() const {
+  return model_->assigned.size();
+}
+std::optional<int32_t> Tokenizer::bos_id() const {
+  return model_->bos;
+}
+std::optional<int32_t> Tokenizer::eos_id() const {
+  return model_->eos;
+}
+
+}  // namespace qllm
