@@ -330,22 +330,30 @@ std::vector<std::string> SafetensorsCheckpoint::names() const {
 
 void write_safetensors(const std::string& path, std::span<const TensorToWrite> tensors,
                        const std::map<std::string, std::string>& metadata) {
+  // Hugging Face's order: larger elements first, then by name, so that every tensor starts aligned to its
+  // element size (the data section itself starts 8-byte aligned).
+  std::vector<const TensorToWrite*> order;
+  for (const TensorToWrite& t : tensors) order.push_back(&t);
+  std::stable_sort(order.begin(), order.end(), [](const TensorToWrite* a, const TensorToWrite* b) {
+    const size_t sa = tensor_dtype_size(a->dtype);
+    const size_t sb = tensor_dtype_size(b->dtype);
+    return sa != sb ? sa > sb : a->name < b->name;
+  });
+
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const TensorToWrite& t : tensors) {
-    QLLM_CHECK(!t.name.empty() && t.name != "__metadata__", "write_safetensors: bad tensor name '{}'",
-               t.name);
-    QLLM_CHECK(!header.contains(t.name), "write_safetensors: tensor '{}' given twice", t.name);
-    const uint64_t bytes = tensor_bytes(t);
-    QLLM_CHECK(t.fill || t.data.size() == bytes,
-               "write_safetensors: tensor '{}' {} {} needs {} bytes, got {}", t.name,
-               safetensors_dtype_name(t.dtype), shape_string(t.shape), bytes, t.data.size());
-    QLLM_CHECK(offset % element_size_for_alignment(t) == 0,
-               "write_safetensors: tensor '{}' would be misaligned", t.name);
-    header[t.name] = {{"dtype", safetensors_dtype_name(t.dtype)},
-                      {"shape", t.shape},
-                      {"data_offsets", {offset, offset + bytes}}};
+  for (const TensorToWrite* t : order) {
+    QLLM_CHECK(!t->name.empty() && t->name != "__metadata__", "write_safetensors: bad tensor name '{}'",
+               t->name);
+    QLLM_CHECK(!header.contains(t->name), "write_safetensors: tensor '{}' given twice", t->name);
+    const uint64_t bytes = tensor_bytes(*t);
+    QLLM_CHECK(t->fill || t->data.size() == bytes,
+               "write_safetensors: tensor '{}' {} {} needs {} bytes, got {}", t->name,
+               safetensors_dtype_name(t->dtype), shape_string(t->shape), bytes, t->data.size());
+    header[t->name] = {{"dtype", safetensors_dtype_name(t->dtype)},
+                       {"shape", t->shape},
+                       {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();
@@ -357,11 +365,11 @@ void write_safetensors(const std::string& path, std::span<const TensorToWrite> t
   out.write(reinterpret_cast<const char*>(&header_len), sizeof header_len);
   out.write(text.data(), static_cast<std::streamsize>(text.size()));
   std::vector<std::byte> buffer;
-  for (const TensorToWrite& t : tensors) {
-    std::span<const std::byte> bytes = t.data;
-    if (t.fill) {
-      buffer.assign(tensor_bytes(t), std::byte{0});
-      t.fill(buffer);
+  for (const TensorToWrite* t : order) {
+    std::span<const std::byte> bytes = t->data;
+    if (t->fill) {
+      buffer.assign(tensor_bytes(*t), std::byte{0});
+      t->fill(buffer);
       bytes = buffer;
     }
     out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));

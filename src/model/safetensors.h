@@ -50,7 +50,7 @@ struct TensorInfo {
 };
 
 struct SafetensorsHeader {
-  std::vector<TensorInfo> tensors;  // in header order
+  std::vector<TensorInfo> tensors;  // sorted by name
   std::map<std::string, std::string> metadata;
   uint64_t data_offset = 0;  // file offset of the data section: 8 + header length
 };
@@ -121,8 +121,9 @@ struct TensorToWrite {
   std::function<void(std::span<std::byte>)> fill;
 };
 
-// Writes one file; tensors are stored in the given order, the header padded with spaces to a multiple of
-// 8 bytes as Hugging Face does (so the data section starts 8-byte aligned).
+// Writes one file as Hugging Face does: the header padded with spaces to a multiple of 8 bytes, tensors
+// stored largest element size first, then by name (so each starts aligned to its element size); `fill`
+// callbacks run in that order.
 void write_safetensors(const std::string& path, std::span<const TensorToWrite> tensors,
                        const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 

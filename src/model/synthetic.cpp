@@ -266,7 +266,10 @@ LlamaConfig write_synthetic_checkpoint(const SynthOptions& o) {
     fmt::print(stderr, "writing {} random bf16 weights (seed {}): {}\n", o.preset, o.seed, config.describe());
   Rng rng(o.seed);
   const std::vector<TensorToWrite> tensors = random_tensors(config, rng, o.verbose);
-  write_safetensors((out / "model.safetensors").string(), tensors);
+  // The seed goes into the file's metadata so that a test can regenerate the same checkpoint.
+  write_safetensors(
+      (out / "model.safetensors").string(), tensors,
+      {{"format", "pt"}, {"qllm_synth_preset", o.preset}, {"qllm_synth_seed", std::to_string(o.seed)}});
   if (o.verbose) fmt::print(stderr, "\nwrote {}\n", (out / "model.safetensors").string());
   return config;
 }

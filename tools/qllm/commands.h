@@ -8,5 +8,8 @@ namespace qllm::cli {
 
 void add_quant_error(CLI::App& app);
 void add_tokenize(CLI::App& app);
+void add_synth(CLI::App& app);
+void add_generate(CLI::App& app);
+void add_perplexity(CLI::App& app);
 
 }  // namespace qllm::cli

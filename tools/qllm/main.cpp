@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "qllm 0.1.0");
   qllm::cli::add_quant_error(app);
   qllm::cli::add_tokenize(app);
+  qllm::cli::add_synth(app);
+  qllm::cli::add_generate(app);
+  qllm::cli::add_perplexity(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

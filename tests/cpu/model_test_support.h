@@ -1,0 +1,86 @@
+// Helpers of the model and engine tests: temporary directories, tiny synthetic checkpoints, and the
+// Hugging Face reference fixtures written by scripts/gen_hf_fixtures.py (tests/fixtures/hf/).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include "model/llama_ref.h"
+#include "model/synthetic.h"
+#include "tests/support/test_util.h"
+
+namespace qllm::testing {
+
+// A fresh directory under the system temp folder, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    static int counter = 0;
+    path_ = std::filesystem::temp_directory_path() /
+            ("qllm-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::string str() const { return path_.string(); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Writes `qllm synth --config tiny`'s checkpoint into `dir` and loads it with the CPU reference.
+inline std::unique_ptr<LlamaRef> tiny_model(const TempDir& dir, uint64_t seed = 7) {
+  write_synthetic_checkpoint({.preset = "tiny", .out_dir = dir.str(), .seed = seed});
+  return LlamaRef::load(dir.str());
+}
+
+inline nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+inline void write_json_file(const std::string& path, const nlohmann::json& j) {
+  std::ofstream(path) << j.dump(2);
+}
+
+// A fixture of tests/fixtures/hf, or nullopt when the file does not exist (the caller then skips).
+inline std::optional<nlohmann::json> hf_fixture(const std::string& name) {
+  const auto path = std::filesystem::path(QLLM_SOURCE_DIR) / "tests/fixtures/hf" / name;
+  if (!std::filesystem::exists(path)) return std::nullopt;
+  return read_json_file(path.string());
+}
+
+#define QLLM_HF_FIXTURE_OR_SKIP(var, name)                                                                 \
+  const auto var##_optional = ::qllm::testing::hf_fixture(name);                                           \
+  if (!var##_optional) {                                                                                   \
+    GTEST_SKIP() << "fixture tests/fixtures/hf/" << (name)                                                 \
+                 << " is absent: run scripts/gen_hf_fixtures.py (needs torch + transformers) to write it"; \
+  }                                                                                                        \
+  const nlohmann::json& var = *var##_optional
+
+// The proxy model's folder in the shared data, or "" when absent.
+inline std::string proxy_model_dir() {
+  const std::string shared = shared_dir();
+  const std::string dir = shared.empty() ? std::string() : shared + "/models/proxy-llama-22m";
+  return !dir.empty() && std::filesystem::exists(dir + "/config.json") ? dir : std::string();
+}
+
+#define QLLM_PROXY_OR_SKIP(var)                               \
+  const std::string var = ::qllm::testing::proxy_model_dir(); \
+  if (var.empty()) GTEST_SKIP() << "shared/models/proxy-llama-22m is absent (set QLLM_SHARED to its parent)"
+
+}  // namespace qllm::testing
