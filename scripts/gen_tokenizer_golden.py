@@ -73,6 +73,10 @@ TEXTS = [
     "Odd spaces:\u00a0nbsp\u3000ideographic\u2028line-sep\u2029para\u0085nel\u2009thin\u200bzwsp\u202fnnbsp",
     "Control\x01chars\x07and\x1fmore\x7fdel\x0bvt\x0cff",
     "Long s: \u017fhe'\u017f and Kelvin \u212a and 'ſ 'K",
+    # U+180E is whitespace to PCRE2 but not to Oniguruma; the others are letters and numbers assigned
+    # after Unicode 14.0 (Kawi, CJK Extension H, Garay digits, Cyrillic TSE): see unicode_delta.h.
+    "Mongolian vowel separator: a\u180e'b \u180e'll x\u180e\u180e y",
+    "Newer letters: \U00011F04'\U00011F05's \U00031350\U00031351 \u1C89'll digits \U00010D40\U00010D41\U00010D42\U00010D43",
     "hi<|eot_id|>there",
     "<|begin_of_text|>Hello<|end_of_text|>",
     "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",

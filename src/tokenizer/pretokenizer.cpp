@@ -2,7 +2,12 @@
 
 #include <pcre2.h>
 
+#include <fmt/format.h>
+
+#include <optional>
+
 #include "qllm/error.h"
+#include "tokenizer/unicode_delta.h"
 
 namespace qllm::detail {
 
@@ -45,7 +50,78 @@ size_t utf8_char_length(unsigned char lead) {
   return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
 }
 
+// Unicode White_Space: what Oniguruma's \s matches in Unicode mode.
+constexpr std::string_view kWhiteSpaceSet =
+    "\\x{9}-\\x{D}\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{"
+    "3000}";
+
+template <size_t N>
+std::string class_members(const char* property, const CodePointRange (&added)[N]) {
+  std::string members = fmt::format("\\p{{{}}}", property);
+  for (const CodePointRange& r : added) members += fmt::format("\\x{{{:X}}}-\\x{{{:X}}}", r.first, r.last);
+  return members;
+}
+
+// What replaces an escape, as members of a character class; `negated` for \S and \P{..}.
+struct Rewrite {
+  std::string members;
+  bool negated = false;
+  size_t length = 0;  // of the escape in the pattern
+};
+
+std::optional<Rewrite> rewrite_escape(std::string_view pattern, size_t backslash) {
+  static const std::string letters = class_members("L", kLettersAfterUnicode14);
+  static const std::string numbers = class_members("N", kNumbersAfterUnicode14);
+  const std::string_view escape = pattern.substr(backslash);
+  if (escape.starts_with("\\s")) return Rewrite{std::string(kWhiteSpaceSet), false, 2};
+  if (escape.starts_with("\\S")) return Rewrite{std::string(kWhiteSpaceSet), true, 2};
+  for (const auto& [name, members] : {std::pair{"{L}", &letters}, std::pair{"{N}", &numbers}}) {
+    if (escape.substr(2).starts_with(name) && (escape[1] == 'p' || escape[1] == 'P')) {
+      return Rewrite{*members, escape[1] == 'P', 5};
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
+
+std::string like_oniguruma(std::string_view pattern) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      if (const auto rewrite = rewrite_escape(pattern, i)) {
+        QLLM_CHECK(!(in_class && rewrite->negated),
+                   "regex: '{}' inside a character class (at offset {}) is not supported",
+                   pattern.substr(i, rewrite->length), i);
+        out += in_class ? rewrite->members
+                        : fmt::format("[{}{}]", rewrite->negated ? "^" : "", rewrite->members);
+        i += rewrite->length - 1;
+      } else {
+        out += c;
+        out += pattern[++i];
+      }
+      continue;
+    }
+    out += c;
+    if (!in_class && c == '[') {
+      in_class = true;
+      // A ']' right after '[' or '[^' is a literal member, not the end of the class.
+      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[++i];
+      if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[++i];
+    } else if (in_class && c == '[' && i + 1 < pattern.size() && pattern[i + 1] == ':') {
+      const size_t end = pattern.find(":]", i + 2);  // a POSIX class such as [:alpha:]
+      if (end != std::string_view::npos) {
+        out.append(pattern.substr(i + 1, end + 2 - (i + 1)));
+        i = end + 1;
+      }
+    } else if (in_class && c == ']') {
+      in_class = false;
+    }
+  }
+  return out;
+}
 
 struct RegexSplitter::Compiled {
   pcre2_code* code = nullptr;
@@ -58,9 +134,16 @@ RegexSplitter::RegexSplitter(const std::string& pattern, const std::string& orig
   compiled_->origin = origin;
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
-  compiled_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+  std::string translated;
+  try {
+    translated = like_oniguruma(pattern);
+  } catch (const Error& e) {
+    fail("{}: {}", origin, e.what());
+  }
+  compiled_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
                                   PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
-  QLLM_CHECK(compiled_->code != nullptr, "{}: cannot compile the regex at offset {}: {}", origin,
+  QLLM_CHECK(compiled_->code != nullptr,
+             "{}: cannot compile the regex (rewritten for Oniguruma's classes) at offset {}: {}", origin,
              error_offset, pcre2_message(error_code));
   // Without JIT (a PCRE2 built without it) matching is slower but gives the same pieces.
   (void)pcre2_jit_compile(compiled_->code, PCRE2_JIT_COMPLETE);

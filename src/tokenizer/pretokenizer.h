@@ -1,6 +1,12 @@
-// The Split pre-tokenizer: the regex of tokenizer.json, compiled as written by PCRE2 (UTF + UCP, so
-// that \s, \p{L}, \p{N} and (?i) follow Unicode as HF's Oniguruma does; JIT-compiled for speed), with
-// HF's "Isolated" behaviour: every match is a piece and so is every stretch of text between matches.
+// The Split pre-tokenizer: the regex of tokenizer.json compiled by PCRE2 (UTF + UCP, so that \s, \p{L},
+// \p{N} and (?i) follow Unicode; JIT-compiled for speed), with HF's "Isolated" behaviour: every match is
+// a piece and so is every stretch of text between matches.
+//
+// HF matches with Oniguruma, whose Unicode classes differ from PCRE2 10.42's in two ways, found by
+// comparing ids with HF on random text: PCRE2's \s also matches U+180E (whitespace before Unicode 6.3),
+// and PCRE2's tables are Unicode 14.0 while Oniguruma knows the ~9,400 letters and numbers assigned
+// since (unicode_delta.h). So the pattern is compiled as written except that \s and \S are spelled out
+// as the Unicode White_Space set and \p{L} / \p{N} get those later code points added.
 #pragma once
 
 #include <memory>
@@ -9,6 +15,10 @@
 #include <vector>
 
 namespace qllm::detail {
+
+// `pattern` with \s, \S, \p{L}, \p{N}, \P{L} and \P{N} rewritten to match what Oniguruma matches.
+// Throws for a negated class (\S, \P{..}) inside a character class, which a set cannot express.
+std::string like_oniguruma(std::string_view pattern);
 
 class RegexSplitter {
  public:

@@ -1,0 +1,61 @@
+// The Split pre-tokenizer without the shared folder: the Llama 3 regex splits as HF's Oniguruma does,
+// including the two places where PCRE2's Unicode classes differ (U+180E, letters newer than Unicode 14).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "qllm/error.h"
+#include "tokenizer/pretokenizer.h"
+
+namespace qllm::detail {
+namespace {
+
+const std::string kLlama3Regex =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+std::vector<std::string> split(const std::string& text) {
+  const RegexSplitter splitter(kLlama3Regex, "test");
+  std::vector<std::string_view> pieces;
+  splitter.split(text, pieces);
+  return {pieces.begin(), pieces.end()};
+}
+
+using Pieces = std::vector<std::string>;
+
+TEST(TokenizerPreTokenizer, Llama3Pieces) {
+  EXPECT_EQ(split("Hello world"), (Pieces{"Hello", " world"}));
+  EXPECT_EQ(split("I'M here, they'll"), (Pieces{"I", "'M", " here", ",", " they", "'ll"}));
+  EXPECT_EQ(split("1234567"), (Pieces{"123", "456", "7"}));
+  EXPECT_EQ(split("a  b\n\n c   "), (Pieces{"a", " ", " b", "\n\n", " c", "   "}));
+  EXPECT_EQ(split("x = (y);\n"), (Pieces{"x", " =", " (", "y", ");\n"}));
+  EXPECT_EQ(split(""), Pieces{});
+}
+
+TEST(TokenizerPreTokenizer, ClassesFollowOniguruma) {
+  // U+180E is not whitespace (Unicode 6.3+): it joins the apostrophe as punctuation, as in HF.
+  EXPECT_EQ(split("a\u180e'll"), (Pieces{"a", "\u180e'", "ll"}));
+  // U+11F04 (Kawi, Unicode 15.0) is a letter, so "'s" after it is a contraction of its own.
+  EXPECT_EQ(split("\U00011F04's"), (Pieces{"\U00011F04", "'s"}));
+  // U+10D40.. (Garay digits, Unicode 16.0) are numbers, grouped by three.
+  EXPECT_EQ(split("\U00010D40\U00010D41\U00010D42\U00010D43"),
+            (Pieces{"\U00010D40\U00010D41\U00010D42", "\U00010D43"}));
+  // U+3000 is whitespace in both.
+  EXPECT_EQ(split("a\u3000b"), (Pieces{"a", "\u3000b"}));
+}
+
+TEST(TokenizerPreTokenizer, RewriteKeepsEverythingElse) {
+  EXPECT_EQ(like_oniguruma("abc\\d+[x-z]\\\\s"), "abc\\d+[x-z]\\\\s");  // "\\\\s" is a backslash and an s
+  EXPECT_EQ(like_oniguruma("\\S"),
+            "[^\\x{9}-\\x{D}\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}"
+            "\\x{2029}\\x{202F}\\x{205F}\\x{3000}]");
+  EXPECT_NE(like_oniguruma("[^\\p{N}]").find("[^\\p{N}\\x{"), std::string::npos);
+  EXPECT_NE(like_oniguruma("[]\\s]").find("[]\\x{9}"), std::string::npos);  // ']' first is a member
+  EXPECT_THROW(like_oniguruma("[^\\S]"), Error);
+  EXPECT_THROW(like_oniguruma("[\\P{L}]"), Error);
+  EXPECT_THROW(RegexSplitter("(unclosed", "test"), Error);
+}
+
+}  // namespace
+}  // namespace qllm::detail
