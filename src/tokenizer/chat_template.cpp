@@ -66,39 +66,35 @@ bool is_blank(std::string_view text) {
 // after a block tag followed by the indentation of the next block tag (HF renders with trim_blocks and
 // lstrip_blocks).
 void refuse_text_outside_tags(std::string_view source, const std::filesystem::path& file) {
+  auto refuse = [&](size_t offset) {
+    fail("{}: unsupported chat template: it writes text outside its tags at byte {}", file.string(), offset);
+  };
   size_t text_start = 0;
-  std::string_view previous_close;  // "-%}", "%}", "}}", ... of the tag before the text
-  while (text_start <= source.size()) {
+  bool previous_trims = false;  // the tag before the text ends with "-}}" / "-%}"
+  bool previous_block = false;  // ... and is a {% %} block
+  while (true) {
     const size_t open = source.find('{', text_start);
     const bool at_tag = open != std::string_view::npos && open + 1 < source.size() &&
                         (source[open + 1] == '{' || source[open + 1] == '%' || source[open + 1] == '#');
-    if (open != std::string_view::npos && !at_tag) {  // a lone brace is text: keep looking from after it
-      const std::string_view text = source.substr(text_start, open + 1 - text_start);
-      QLLM_CHECK(is_blank(text), "{}: unsupported chat template: it writes text outside its tags at byte {}",
-                 file.string(), text_start);
-      text_start = open + 1;
-      continue;
-    }
-    const size_t text_end = at_tag ? open : source.size();
-    const std::string_view text = source.substr(text_start, text_end - text_start);
+    if (open != std::string_view::npos && !at_tag) refuse(open);  // a lone brace is text
+    const std::string_view text =
+        source.substr(text_start, at_tag ? open - text_start : std::string_view::npos);
     const bool next_trims = at_tag && open + 2 < source.size() && source[open + 2] == '-';
-    const bool previous_trims = previous_close.starts_with("-");
-    const bool block_lines = previous_close.ends_with("%}") && at_tag && source[open + 1] == '%' &&
-                             text.starts_with("\n") &&
+    const bool next_block = at_tag && source[open + 1] == '%';
+    const bool block_lines = previous_block && next_block && text.starts_with("\n") &&
                              text.substr(1).find_first_not_of(" \t") == std::string_view::npos;
-    const bool final_newline = !at_tag && text == "\n";  // Jinja drops one newline at the end of a template
-    QLLM_CHECK(
-        text.empty() || final_newline || (is_blank(text) && (next_trims || previous_trims || block_lines)),
-        "{}: unsupported chat template: it writes text outside its tags at byte {}", file.string(),
-        text_start);
-    if (!at_tag) break;
-    const char kind = source[open + 1];
-    const std::string close = kind == '{' ? "}}" : kind == '%' ? "%}" : "#}";
+    const bool final_newline = !at_tag && text == "\n";  // Jinja drops one newline at the end
+    if (!text.empty() && !final_newline &&
+        !(is_blank(text) && (next_trims || previous_trims || block_lines))) {
+      refuse(text_start);
+    }
+    if (!at_tag) return;
+    const std::string_view close = source[open + 1] == '{' ? "}}" : source[open + 1] == '%' ? "%}" : "#}";
     const size_t end = source.find(close, open + 2);
-    QLLM_CHECK(end != std::string_view::npos, "{}: chat template: tag at byte {} is not closed",
+    QLLM_CHECK(end != std::string_view::npos, "{}: chat template: the tag at byte {} is not closed",
                file.string(), open);
-    previous_close = source.substr(end > 0 && source[end - 1] == '-' ? end - 1 : end, close.size() + 1);
-    if (!previous_close.starts_with("-")) previous_close = source.substr(end, close.size());
+    previous_trims = source[end - 1] == '-';
+    previous_block = next_block;
     text_start = end + close.size();
   }
 }

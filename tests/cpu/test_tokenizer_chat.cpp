@@ -118,6 +118,20 @@ TEST(TokenizerChatTemplate, RefusesTemplatesThatAreNotLlama3) {
   EXPECT_NE(template_error(with_text).find("text outside its tags"), std::string::npos)
       << template_error(with_text);
 
+  // Jinja writes the line break after "}}" (trim_blocks only removes it after block tags).
+  const std::string newline_after_expression =
+      "{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' "
+      "+ message['content'] + '<|eot_id|>' }}\n{% endfor %}{{ "
+      "'<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}";
+  EXPECT_NE(template_error(newline_after_expression).find("text outside its tags at byte"),
+            std::string::npos);
+  // ... but a line break between two block tags is removed: this one loads.
+  const std::string block_lines =
+      "{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' "
+      "+ message['content'] + '<|eot_id|>' }}{% endfor %}\n  {% if add_generation_prompt %}"
+      "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}";
+  EXPECT_EQ(template_error(block_lines), "");
+
   const std::string no_assistant =
       "{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' "
       "+ message['content'] + '<|eot_id|>' }}{% endfor %}";
