@@ -67,9 +67,11 @@ class Fields {
     return value.get<std::string>();
   }
 
-  int32_t id(const json& value, std::string_view field) const {
+  // `field()` names the field; it is called only for the error message (vocabularies are large).
+  template <typename FieldName>
+  int32_t id(const json& value, FieldName&& field) const {
     if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > INT32_MAX) {
-      error(field, fmt::format("must be a token id (a non-negative 32-bit integer), not {}", value.dump()));
+      error(field(), fmt::format("must be a token id (a non-negative 32-bit integer), not {}", value.dump()));
     }
     return value.get<int32_t>();
   }
@@ -106,7 +108,7 @@ void read_vocab(const Fields& f, const json& model, TokenizerSpec& spec) {
   std::unordered_map<int32_t, std::string_view> owner;
   owner.reserve(vocab.size());
   for (const auto& [token, id_value] : vocab.items()) {
-    const int32_t id = f.id(id_value, fmt::format("model.vocab[\"{}\"]", token));
+    const int32_t id = f.id(id_value, [&] { return fmt::format("model.vocab[\"{}\"]", token); });
     const auto [it, inserted] = owner.emplace(id, token);
     if (!inserted)
       f.error("model.vocab", fmt::format("id {} is given to both \"{}\" and \"{}\"", id, it->second, token));
@@ -115,20 +117,21 @@ void read_vocab(const Fields& f, const json& model, TokenizerSpec& spec) {
 }
 
 // A merge is "left right" (the space separates: byte-level tokens never hold a space) or ["left", "right"].
-std::pair<std::string, std::string> merge_pair(const Fields& f, const json& merge, size_t rank) {
-  const std::string field = fmt::format("model.merges[{}]", rank);
+// The views point into `merge`.
+std::pair<std::string_view, std::string_view> merge_pair(const Fields& f, const json& merge, size_t rank) {
+  auto field = [&] { return fmt::format("model.merges[{}]", rank); };
   if (merge.is_string()) {
-    const auto& text = merge.get_ref<const std::string&>();
+    const std::string_view text = merge.get_ref<const std::string&>();
     const size_t space = text.find(' ');
-    if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) {
-      f.error(field, fmt::format("\"{}\" is not two tokens separated by one space", text));
+    if (space == std::string_view::npos || text.find(' ', space + 1) != std::string_view::npos) {
+      f.error(field(), fmt::format("\"{}\" is not two tokens separated by one space", text));
     }
     return {text.substr(0, space), text.substr(space + 1)};
   }
   if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
-    return {merge[0].get<std::string>(), merge[1].get<std::string>()};
+    return {merge[0].get_ref<const std::string&>(), merge[1].get_ref<const std::string&>()};
   }
-  f.error(field, fmt::format("must be \"a b\" or [\"a\", \"b\"], not {}", merge.dump()));
+  f.error(field(), fmt::format("must be \"a b\" or [\"a\", \"b\"], not {}", merge.dump()));
 }
 
 void read_merges(const Fields& f, const json& model, TokenizerSpec& spec) {
@@ -137,7 +140,7 @@ void read_merges(const Fields& f, const json& model, TokenizerSpec& spec) {
   std::unordered_map<std::string_view, int32_t> id_of;
   id_of.reserve(spec.vocab.size());
   for (const auto& [token, id] : spec.vocab) id_of.emplace(token, id);
-  auto lookup = [&](const std::string& token, size_t rank) {
+  auto lookup = [&](std::string_view token, size_t rank) {
     const auto it = id_of.find(token);
     if (it == id_of.end()) {
       f.error(fmt::format("model.merges[{}]", rank),
@@ -146,9 +149,11 @@ void read_merges(const Fields& f, const json& model, TokenizerSpec& spec) {
     return it->second;
   };
   spec.merges.reserve(merges.size());
+  std::string merged;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const auto [left, right] = merge_pair(f, merges[rank], rank);
-    spec.merges.push_back({lookup(left, rank), lookup(right, rank), lookup(left + right, rank)});
+    merged.assign(left).append(right);
+    spec.merges.push_back({lookup(left, rank), lookup(right, rank), lookup(merged, rank)});
   }
 }
 
@@ -180,7 +185,7 @@ void read_added_tokens(const Fields& f, const json& root, TokenizerSpec& spec) {
     const json& entry = (*it)[i];
     const std::string path = fmt::format("added_tokens[{}]", i);
     AddedToken token;
-    token.id = f.id(f.member(entry, path, "id"), path + ".id");
+    token.id = f.id(f.member(entry, path, "id"), [&] { return path + ".id"; });
     token.content = f.string(f.member(entry, path, "content"), path + ".content");
     if (token.content.empty()) f.error(path + ".content", "is empty");
     if (f.boolean(entry, path, "single_word", false)) f.unsupported(path + ".single_word", true, "false");
@@ -233,7 +238,7 @@ int32_t template_special_token_id(const Fields& f, const json& processor, const 
   const json& ids = f.member(*it, "post_processor.special_tokens." + name, "ids");
   if (!ids.is_array() || ids.size() != 1)
     f.unsupported("post_processor.special_tokens." + name + ".ids", ids, "one id");
-  return f.id(ids[0], "post_processor.special_tokens." + name + ".ids[0]");
+  return f.id(ids[0], [&] { return "post_processor.special_tokens." + name + ".ids[0]"; });
 }
 
 // TemplateProcessing "single": special tokens around one sequence "A" (Llama 3: [BOS, A]).
