@@ -1,5 +1,7 @@
 #include "bench/gpu_timing.h"
 
+#include "bench/bench_kernels.h"
+
 #include <chrono>
 #include <ctime>
 #include <fmt/format.h>
@@ -51,6 +53,7 @@ Timing time_cuda(const std::function<void(int)>& fn, const TimingOptions& option
   samples.reserve(static_cast<size_t>(options.reps));
   for (int rep = 0; rep < options.reps; ++rep) {
     if (options.flush_l2) flusher.flush(stream);
+    if (options.spacer_us > 0) spin_device(options.spacer_us, stream);
     QLLM_CUDA_CHECK(cudaEventRecord(events.start, stream));
     fn(rep);
     QLLM_CUDA_CHECK(cudaEventRecord(events.stop, stream));

@@ -15,7 +15,9 @@ namespace qllm::bench {
 struct TimingOptions {
   int warmup = 5;
   int reps = 50;
-  bool flush_l2 = true;  // write a buffer of twice the L2 size before each repetition (outside the events)
+  bool flush_l2 = true;    // write a buffer of twice the L2 size before each repetition (outside the events)
+  double spacer_us = 0;    // busy the GPU this long before each repetition, so that the host's enqueueing of
+                           // the timed work never shows up as idle time between the events
 };
 
 // Times fn(rep) on `stream`; fn must only enqueue work on that stream.

@@ -28,17 +28,28 @@ qllm=build/hopper/bin/qllm
 
 if [[ $what == tests || $what == all ]]; then
   log "GPU tests"
-  (cd build/hopper && ctest -L gpu --output-on-failure --output-junit "$OUT/ctest_gpu.xml" > "$OUT/ctest_gpu.log" 2>&1)
+  (cd build/hopper && ctest -L gpu --timeout 300 --output-on-failure --output-junit "$OUT/ctest_gpu.xml" \
+     > "$OUT/ctest_gpu.log" 2>&1)
   status=$?
-  grep -E "tests passed|tests failed|Failed|\*\*\*|SKIPPED" "$OUT/ctest_gpu.log" | tail -20
+  grep -E "tests passed|tests failed|\(Failed\)|\(Timeout\)|Failure|Expected|Which is|trace:|\.cpp:[0-9]+: |actual:" \
+    "$OUT/ctest_gpu.log" | head -60
   log "GPU tests exit $status"
 fi
 
 if [[ $what == bench || $what == all ]]; then
   log "quant-error 4096x4096 (table) and 8192x8192 (bandwidth)"
   $qllm quant-error --device cuda --json > "$OUT/quant_error_4096.json" 2> "$OUT/quant_error.err"
-  $qllm quant-error --device cuda 2>/dev/null | tail -14
-  $qllm quant-error --device cuda --rows 8192 --cols 8192 --scale-search none --json > "$OUT/quant_bw_8192_none.json"
-  $qllm quant-error --device cuda --rows 8192 --cols 8192 --scale-search none 2>/dev/null | tail -13
-  $qllm quant-error --device cuda --rows 8192 --cols 8192 --scale-search mse 2>/dev/null | tail -13
+  $qllm quant-error --device cuda --rows 8192 --cols 8192 --scale-search none 2>/dev/null | tail -12
+  log "gemm-bench"
+  timeout 300 $qllm gemm-bench --json > "$OUT/gemm_bench.json" 2> "$OUT/gemm_bench.err"
+  python3 - "$OUT/gemm_bench.json" <<'PY' || tail -5 "$OUT/gemm_bench.err"
+import json, sys
+d = json.load(open(sys.argv[1]))
+print(d["device"], d["date"])
+for r in d["table"]:
+    print(f'{r["M"]:>5} {r["mode"]:>8} {r["out x in"]:>12} {r["time_ms"]:9.4f} {r["bf16_ms"]:9.4f} '
+          f'{r["speedup_vs_bf16"]:6.2f}x {r["TB/s"]:6.2f} {r["TFLOP/s"]:7.1f} {r["kernel"]:>16} {r["rel_err_vs_dequant"]:.5f}')
+PY
+  log "peers (torch)"
+  timeout 240 python3 scripts/peer_gemm.py --out "$OUT/peer_gemm.json" 2> "$OUT/peer_gemm.err" | tail -30
 fi

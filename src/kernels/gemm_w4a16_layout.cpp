@@ -82,12 +82,26 @@ W4A16Weights repack_w4a16(const Int4Matrix& m, DType activation) {
   const W4A16Layout& l = w.layout;
   const GroupLayout canonical = m.layout();
   w.qweight.assign(static_cast<size_t>(l.n * l.k / 2), 0);
-  for (int64_t row = 0; row < l.n; ++row) {
-    for (int64_t col = 0; col < l.k; ++col) {
-      int64_t byte;
-      int shift;
-      W4A16Weights::locate(l, row, col, byte, shift);
-      w.qweight[static_cast<size_t>(byte)] |= static_cast<uint8_t>(m.nibble(row * l.k + col) << shift);
+  // Unit by unit, the inverse of locate(): lane (g, t), step s, nibble position p = reg + 4e holds
+  // row g + 8 (reg % 2), column 16 s + 2t + e + 8 (reg / 2) of the unit.
+  const int64_t blocks = l.k / kW4A16TileK;
+#pragma omp parallel for schedule(static)
+  for (int64_t tile = 0; tile < l.n / kW4A16TileN; ++tile) {
+    for (int64_t block = 0; block < blocks; ++block) {
+      uint8_t* unit = w.qweight.data() + (tile * blocks + block) * kW4A16UnitBytes;
+      for (int lane = 0; lane < 32; ++lane) {
+        const int64_t g = lane / 4, t = lane % 4;
+        for (int step = 0; step < 4; ++step) {
+          uint32_t word = 0;
+          for (int p = 0; p < 8; ++p) {
+            const int reg = p % 4, e = p / 4;
+            const int64_t row = tile * kW4A16TileN + g + 8 * (reg % 2);
+            const int64_t col = block * kW4A16TileK + 16 * step + 2 * t + e + 8 * (reg / 2);
+            word |= static_cast<uint32_t>(m.nibble(row * l.k + col)) << (4 * p);
+          }
+          for (int b = 0; b < 4; ++b) unit[lane * 16 + 4 * step + b] = static_cast<uint8_t>(word >> (8 * b));
+        }
+      }
     }
   }
   const size_t scale_count = static_cast<size_t>(l.n * l.groups_per_row());
@@ -131,17 +145,33 @@ Int4Matrix unpack_w4a16(const W4A16Weights& w) {
   return m;
 }
 
+namespace {
+
+double dequantize_one(const W4A16Weights& w, int64_t row, int64_t col, W4A16Precision precision) {
+  const double q_minus_z = static_cast<double>(w.nibble(row, col)) - w.zero(row, col);
+  const double weight = q_minus_z * w.scale(row, col);  // exact: a 5-bit integer times a 16-bit float
+  if (precision == W4A16Precision::Exact) return weight;
+  const DType act = w.layout.activation;
+  return to_float_bits(from_float_bits(static_cast<float>(weight), act), act);
+}
+
+}  // namespace
+
+std::vector<double> dequantize_w4a16_ref(const W4A16Weights& w, W4A16Precision precision) {
+  const W4A16Layout& l = w.layout;
+  std::vector<double> out(static_cast<size_t>(l.n * l.k));
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < l.n; ++row) {
+    for (int64_t col = 0; col < l.k; ++col) out[static_cast<size_t>(row * l.k + col)] = dequantize_one(w, row, col, precision);
+  }
+  return out;
+}
+
 double gemm_w4a16_ref_element(std::span<const float> x, const W4A16Weights& w, int64_t m, int64_t n,
                               W4A16Precision precision) {
-  const W4A16Layout& l = w.layout;
   double sum = 0.0;
-  for (int64_t col = 0; col < l.k; ++col) {
-    const double q_minus_z = static_cast<double>(w.nibble(n, col)) - w.zero(n, col);
-    double weight = q_minus_z * w.scale(n, col);  // exact: a 5-bit integer times a 16-bit float
-    if (precision == W4A16Precision::RoundedWeights) {
-      weight = to_float_bits(from_float_bits(static_cast<float>(weight), l.activation), l.activation);
-    }
-    sum += static_cast<double>(x[static_cast<size_t>(m * l.k + col)]) * weight;
+  for (int64_t col = 0; col < w.layout.k; ++col) {
+    sum += static_cast<double>(x[static_cast<size_t>(m * w.layout.k + col)]) * dequantize_one(w, n, col, precision);
   }
   return sum;
 }
@@ -151,11 +181,16 @@ std::vector<float> gemm_w4a16_ref(std::span<const float> x, int64_t m, const W4A
   const W4A16Layout& l = w.layout;
   QLLM_CHECK(static_cast<int64_t>(x.size()) == m * l.k, "X holds {} values, [{}, {}] needs {}", x.size(), m, l.k,
              m * l.k);
+  const std::vector<double> weights = dequantize_w4a16_ref(w, precision);
   std::vector<float> y(static_cast<size_t>(m * l.n));
-#pragma omp parallel for schedule(dynamic, 16)
+#pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < l.n; ++n) {
+    const double* wrow = weights.data() + n * l.k;
     for (int64_t row = 0; row < m; ++row) {
-      y[static_cast<size_t>(row * l.n + n)] = static_cast<float>(gemm_w4a16_ref_element(x, w, row, n, precision));
+      const float* xrow = x.data() + row * l.k;
+      double sum = 0.0;
+      for (int64_t col = 0; col < l.k; ++col) sum += static_cast<double>(xrow[col]) * wrow[col];
+      y[static_cast<size_t>(row * l.n + n)] = static_cast<float>(sum);
     }
   }
   return y;

@@ -59,12 +59,15 @@ enum class W4A16Precision {
   RoundedWeights,  // w' rounded once to the activation dtype before the product (tensor-core operand)
 };
 
+// Dequantized weights [N, K] read from the repacked bytes, in the given precision.
+std::vector<double> dequantize_w4a16_ref(const W4A16Weights& w, W4A16Precision precision);
+
 // CPU reference: one output element Y[m, n] in double precision from the repacked bytes. `x` holds the
 // activation values [M, K] row-major (already exact values of bf16/f16 numbers).
 double gemm_w4a16_ref_element(std::span<const float> x, const W4A16Weights& w, int64_t m, int64_t n,
                               W4A16Precision precision);
 
-// CPU reference: the whole Y [M, N] (float), parallel over rows. For tests on small shapes.
+// CPU reference: the whole Y [M, N] (float), parallel over rows. For small shapes (it dequantizes all of W).
 std::vector<float> gemm_w4a16_ref(std::span<const float> x, int64_t m, const W4A16Weights& w,
                                   W4A16Precision precision);
 

@@ -102,29 +102,16 @@ __device__ __forceinline__ int choose_percent(GroupStats stats, SearchConfig cfg
 }
 
 // ---- warp path ---------------------------------------------------------------------------------------------
-// Group g covers vectors [g * V * TPG, (g + 1) * V * TPG) of 8 weights; lane t of the group holds vectors
-// v * TPG + t (v < V), so each load instruction of a warp reads 512 contiguous bytes.
+
+// Quantizes one group held in registers by TPG lanes (V 16-byte vectors each) and stores it. Every lane of
+// the warp must call this (the reductions shuffle across the warp); lanes of inactive groups store nothing.
 template <bool kBf16, int V, int TPG>
-__global__ void __launch_bounds__(kBlockThreads) quantize_warp_kernel(const uint4* __restrict__ weights,
-                                                                     int64_t num_groups, SearchConfig cfg,
-                                                                     uint32_t* __restrict__ packed,
-                                                                     uint16_t* __restrict__ scales,
-                                                                     uint8_t* __restrict__ zeros,
-                                                                     Int4QuantizeScratch* scratch) {
-  constexpr int kGroupsPerWarp = 32 / TPG;
+__device__ __forceinline__ void quantize_group_in_registers(const uint4 (&vec)[V], int64_t group, bool active,
+                                                            int t, SearchConfig cfg, uint32_t* __restrict__ packed,
+                                                            uint16_t* __restrict__ scales,
+                                                            uint8_t* __restrict__ zeros,
+                                                            Int4QuantizeScratch* scratch) {
   constexpr int kGroupVectors = V * TPG;
-  const int lane = threadIdx.x % 32;
-  const int t = lane % TPG;
-  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * kBlockThreads + threadIdx.x) / 32;
-  const int64_t group = warp * kGroupsPerWarp + lane / TPG;
-  const bool active = group < num_groups;  // whole groups are active or not: shuffles stay within groups
-
-  uint4 vec[V];
-#pragma unroll
-  for (int v = 0; v < V; ++v) {
-    vec[v] = active ? load_streaming(weights + group * kGroupVectors + v * TPG + t) : make_uint4(0, 0, 0, 0);
-  }
-
   // Stage 1: range of the group, and the NaN/Inf check.
   GroupStats stats{FLT_MAX, -FLT_MAX};
   bool finite = true;
@@ -186,7 +173,87 @@ __global__ void __launch_bounds__(kBlockThreads) quantize_warp_kernel(const uint
   }
 }
 
-// ---- block path ----------------------------------------------------------------------------------------------
+// Group g covers 16-byte vectors [g * V * TPG, (g + 1) * V * TPG) of 8 weights; lane t of the group holds
+// vectors v * TPG + t (v < V), so each load instruction of a warp reads 512 contiguous bytes. A warp handles R
+// "slots" of 32 / TPG groups and issues all R * V loads before using any: one 16-byte load per thread does not
+// keep enough bytes in flight to reach the memory bandwidth.
+template <bool kBf16, int V, int TPG, int R>
+__global__ void __launch_bounds__(kBlockThreads) quantize_warp_kernel(const uint4* __restrict__ weights,
+                                                                     int64_t num_groups, SearchConfig cfg,
+                                                                     uint32_t* __restrict__ packed,
+                                                                     uint16_t* __restrict__ scales,
+                                                                     uint8_t* __restrict__ zeros,
+                                                                     Int4QuantizeScratch* scratch) {
+  constexpr int kGroupsPerSlot = 32 / TPG;
+  constexpr int kGroupVectors = V * TPG;
+  const int lane = threadIdx.x % 32;
+  const int t = lane % TPG;
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * kBlockThreads + threadIdx.x) / 32;
+  const int64_t first_group = warp * R * kGroupsPerSlot + lane / TPG;
+
+  uint4 vec[R][V];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int64_t group = first_group + r * kGroupsPerSlot;
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      // Whole groups are active or not, so the shuffles of a group never mix active and inactive lanes.
+      vec[r][v] = group < num_groups ? load_streaming(weights + group * kGroupVectors + v * TPG + t)
+                                     : make_uint4(0, 0, 0, 0);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int64_t group = first_group + r * kGroupsPerSlot;
+    quantize_group_in_registers<kBf16, V, TPG>(vec[r], group, group < num_groups, t, cfg, packed, scales, zeros,
+                                               scratch);
+  }
+}
+
+// ---- chunked access for the block and global paths ---------------------------------------------------------
+// C weights at a time: 8 (one 16-byte load, one 32-bit store of nibbles) when sizes and alignment allow,
+// else 2 (one 32-bit load, one byte of nibbles).
+
+template <bool kBf16, int C>
+__device__ __forceinline__ void load_chunk(const void* base, int64_t chunk, float (&x)[C]) {
+  if constexpr (C == 8) {
+    unpack8<kBf16>(static_cast<const uint4*>(base)[chunk], x);
+  } else {
+    const uint32_t word = static_cast<const uint32_t*>(base)[chunk];
+    x[0] = element_to_float<kBf16>(word & 0xffffu);
+    x[1] = element_to_float<kBf16>(word >> 16);
+  }
+}
+
+template <int C>
+__device__ __forceinline__ void store_chunk(uint8_t* packed, int64_t chunk, const float (&x)[C],
+                                            const GroupParams& p) {
+  uint32_t word = 0;
+#pragma unroll
+  for (int j = 0; j < C; ++j) word |= static_cast<uint32_t>(int4::quantize_value(x[j], p)) << (4 * j);
+  if constexpr (C == 8) {
+    reinterpret_cast<uint32_t*>(packed)[chunk] = word;
+  } else {
+    packed[chunk] = static_cast<uint8_t>(word);
+  }
+}
+
+template <int C>
+__device__ __forceinline__ void check_chunk(const float (&x)[C], int64_t first_flat, Int4QuantizeScratch* s) {
+#pragma unroll
+  for (int j = 0; j < C; ++j) {
+    if (!(fabsf(x[j]) <= FLT_MAX)) report_nonfinite(s, first_flat + j);
+  }
+}
+
+template <int C>
+__device__ __forceinline__ void accumulate_range(const float (&x)[C], GroupStats& stats) {
+#pragma unroll
+  for (int j = 0; j < C; ++j) {
+    stats.min = fminf(stats.min, x[j]);
+    stats.max = fmaxf(stats.max, x[j]);
+  }
+}
 
 template <typename T, typename Op>
 __device__ __forceinline__ T block_reduce(T v, Op op, T* shared) {
@@ -201,9 +268,16 @@ __device__ __forceinline__ T block_reduce(T v, Op op, T* shared) {
   return v;
 }
 
-// Two weights (one 32-bit word) at a time: any even group size and 4-byte alignment suffice.
-template <bool kBf16>
-__global__ void __launch_bounds__(kBlockThreads) quantize_block_kernel(const uint32_t* __restrict__ weights,
+__device__ __forceinline__ GroupStats block_minmax(GroupStats stats, float* shared) {
+  stats.min = block_reduce(stats.min, [](float a, float b) { return fminf(a, b); }, shared);
+  stats.max = block_reduce(stats.max, [](float a, float b) { return fmaxf(a, b); }, shared);
+  return stats;
+}
+
+// ---- block path ----------------------------------------------------------------------------------------------
+// One block per group, any even group size. The search passes re-read the group from L1/L2.
+template <bool kBf16, int C>
+__global__ void __launch_bounds__(kBlockThreads) quantize_block_kernel(const void* __restrict__ weights,
                                                                       int64_t group_elems, SearchConfig cfg,
                                                                       uint8_t* __restrict__ packed,
                                                                       uint16_t* __restrict__ scales,
@@ -212,44 +286,38 @@ __global__ void __launch_bounds__(kBlockThreads) quantize_block_kernel(const uin
   __shared__ float shared_f[kBlockThreads / 32];
   __shared__ unsigned long long shared_u[kBlockThreads / 32];
   const int64_t group = blockIdx.x;
-  const int64_t pairs = group_elems / 2;
-  const uint32_t* w = weights + group * pairs;
-  auto load = [&](int64_t i, float& a, float& b) {
-    const uint32_t word = w[i];
-    a = element_to_float<kBf16>(word & 0xffffu);
-    b = element_to_float<kBf16>(word >> 16);
-  };
+  const int64_t chunks = group_elems / C;
+  const int64_t first_chunk = group * chunks;
 
   GroupStats stats{FLT_MAX, -FLT_MAX};
-  for (int64_t i = threadIdx.x; i < pairs; i += kBlockThreads) {
-    float a, b;
-    load(i, a, b);
-    if (!(fabsf(a) <= FLT_MAX)) report_nonfinite(scratch, group * group_elems + 2 * i);
-    if (!(fabsf(b) <= FLT_MAX)) report_nonfinite(scratch, group * group_elems + 2 * i + 1);
-    stats.min = fminf(stats.min, fminf(a, b));
-    stats.max = fmaxf(stats.max, fmaxf(a, b));
+#pragma unroll 4
+  for (int64_t i = threadIdx.x; i < chunks; i += kBlockThreads) {
+    float x[C];
+    load_chunk<kBf16, C>(weights, first_chunk + i, x);
+    check_chunk<C>(x, (first_chunk + i) * C, scratch);
+    accumulate_range<C>(x, stats);
   }
-  stats.min = block_reduce(stats.min, [](float x, float y) { return fminf(x, y); }, shared_f);
-  stats.max = block_reduce(stats.max, [](float x, float y) { return fmaxf(x, y); }, shared_f);
+  stats = block_minmax(stats, shared_f);
 
   const float normalizer = int4::error_normalizer(stats);
   const bool squared = cfg.mode == 1;
   const int percent = choose_percent(stats, cfg, [&](const GroupParams& p) {
     unsigned long long e = 0;
-    for (int64_t i = threadIdx.x; i < pairs; i += kBlockThreads) {
-      float a, b;
-      load(i, a, b);
-      e += int4::error_fixed_point(a, p, normalizer, squared) + int4::error_fixed_point(b, p, normalizer, squared);
+    for (int64_t i = threadIdx.x; i < chunks; i += kBlockThreads) {
+      float x[C];
+      load_chunk<kBf16, C>(weights, first_chunk + i, x);
+#pragma unroll
+      for (int j = 0; j < C; ++j) e += int4::error_fixed_point(x[j], p, normalizer, squared);
     }
-    return block_reduce(e, [](unsigned long long x, unsigned long long y) { return x + y; }, shared_u);
+    return block_reduce(e, [](unsigned long long a, unsigned long long b) { return a + b; }, shared_u);
   });
 
   const GroupParams params = int4::group_params(stats, percent, cfg.zero_point, cfg.bf16_scale);
-  for (int64_t i = threadIdx.x; i < pairs; i += kBlockThreads) {
-    float a, b;
-    load(i, a, b);
-    packed[group * pairs + i] =
-        static_cast<uint8_t>(int4::quantize_value(a, params) | (int4::quantize_value(b, params) << 4));
+#pragma unroll 4
+  for (int64_t i = threadIdx.x; i < chunks; i += kBlockThreads) {
+    float x[C];
+    load_chunk<kBf16, C>(weights, first_chunk + i, x);
+    store_chunk<C>(packed, first_chunk + i, x, params);
   }
   if (threadIdx.x == 0) {
     if (!isfinite(int4::group_params(stats, 100, cfg.zero_point, cfg.bf16_scale).scale)) {
@@ -262,23 +330,23 @@ __global__ void __launch_bounds__(kBlockThreads) quantize_block_kernel(const uin
 
 // ---- global path -----------------------------------------------------------------------------------------------
 
-template <bool kBf16>
-__global__ void __launch_bounds__(kBlockThreads) global_minmax_kernel(const uint32_t* __restrict__ weights,
-                                                                     int64_t pairs,
-                                                                     Int4QuantizeScratch* scratch) {
+#define QLLM_GRID_STRIDE(i, n)                                                                    \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(kBlockThreads) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(gridDim.x) * kBlockThreads)
+
+template <bool kBf16, int C>
+__global__ void __launch_bounds__(kBlockThreads) global_minmax_kernel(const void* __restrict__ weights,
+                                                                     int64_t chunks, Int4QuantizeScratch* scratch) {
   __shared__ float shared_f[kBlockThreads / 32];
   GroupStats stats{FLT_MAX, -FLT_MAX};
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(kBlockThreads) + threadIdx.x; i < pairs;
-       i += static_cast<int64_t>(gridDim.x) * kBlockThreads) {
-    const uint32_t word = weights[i];
-    const float a = element_to_float<kBf16>(word & 0xffffu), b = element_to_float<kBf16>(word >> 16);
-    if (!(fabsf(a) <= FLT_MAX)) report_nonfinite(scratch, 2 * i);
-    if (!(fabsf(b) <= FLT_MAX)) report_nonfinite(scratch, 2 * i + 1);
-    stats.min = fminf(stats.min, fminf(a, b));
-    stats.max = fmaxf(stats.max, fmaxf(a, b));
+#pragma unroll 4
+  QLLM_GRID_STRIDE(i, chunks) {
+    float x[C];
+    load_chunk<kBf16, C>(weights, i, x);
+    check_chunk<C>(x, i * C, scratch);
+    accumulate_range<C>(x, stats);
   }
-  stats.min = block_reduce(stats.min, [](float x, float y) { return fminf(x, y); }, shared_f);
-  stats.max = block_reduce(stats.max, [](float x, float y) { return fmaxf(x, y); }, shared_f);
+  stats = block_minmax(stats, shared_f);
   if (threadIdx.x == 0) {
     atomicMin(&scratch->min_key, float_key(stats.min));
     atomicMax(&scratch->max_key, float_key(stats.max));
@@ -295,9 +363,9 @@ __device__ __forceinline__ int stage_percent(int stage, int i, const Int4Quantiz
 }
 
 // Error sums of every candidate of one stage over the whole matrix (exact integer atomics).
-template <bool kBf16, int kCandidates>
-__global__ void __launch_bounds__(kBlockThreads) global_error_kernel(const uint32_t* __restrict__ weights,
-                                                                    int64_t pairs, SearchConfig cfg, int stage,
+template <bool kBf16, int C, int kCandidates>
+__global__ void __launch_bounds__(kBlockThreads) global_error_kernel(const void* __restrict__ weights,
+                                                                    int64_t chunks, SearchConfig cfg, int stage,
                                                                     Int4QuantizeScratch* scratch) {
   __shared__ unsigned long long shared_u[kBlockThreads / 32];
   const GroupStats stats = global_stats(scratch);
@@ -308,20 +376,19 @@ __global__ void __launch_bounds__(kBlockThreads) global_error_kernel(const uint3
     params[c] = int4::group_params(stats, stage_percent(stage, c, scratch), cfg.zero_point, cfg.bf16_scale);
   }
   unsigned long long e[kCandidates] = {};
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(kBlockThreads) + threadIdx.x; i < pairs;
-       i += static_cast<int64_t>(gridDim.x) * kBlockThreads) {
-    const uint32_t word = weights[i];
-    const float a = element_to_float<kBf16>(word & 0xffffu), b = element_to_float<kBf16>(word >> 16);
+  QLLM_GRID_STRIDE(i, chunks) {
+    float x[C];
+    load_chunk<kBf16, C>(weights, i, x);
 #pragma unroll
     for (int c = 0; c < kCandidates; ++c) {
-      e[c] += int4::error_fixed_point(a, params[c], normalizer, cfg.mode == 1) +
-              int4::error_fixed_point(b, params[c], normalizer, cfg.mode == 1);
+#pragma unroll
+      for (int j = 0; j < C; ++j) e[c] += int4::error_fixed_point(x[j], params[c], normalizer, cfg.mode == 1);
     }
   }
-#pragma unroll 1
+#pragma unroll
   for (int c = 0; c < kCandidates; ++c) {
     const unsigned long long total =
-        block_reduce(e[c], [](unsigned long long x, unsigned long long y) { return x + y; }, shared_u);
+        block_reduce(e[c], [](unsigned long long a, unsigned long long b) { return a + b; }, shared_u);
     if (threadIdx.x == 0) atomicAdd(&scratch->sums[c], total);
   }
 }
@@ -351,9 +418,9 @@ __global__ void global_select_kernel(int stage, int candidates, SearchConfig cfg
 }
 
 // Streams the whole matrix with the one stored scale.
-template <bool kBf16>
-__global__ void __launch_bounds__(kBlockThreads) global_quantize_kernel(const uint32_t* __restrict__ weights,
-                                                                       int64_t pairs, SearchConfig cfg,
+template <bool kBf16, int C>
+__global__ void __launch_bounds__(kBlockThreads) global_quantize_kernel(const void* __restrict__ weights,
+                                                                       int64_t chunks, SearchConfig cfg,
                                                                        const uint16_t* scales, const uint8_t* zeros,
                                                                        uint8_t* __restrict__ packed) {
   GroupParams p;
@@ -361,11 +428,11 @@ __global__ void __launch_bounds__(kBlockThreads) global_quantize_kernel(const ui
   p.scale = int4::scale_bits_to_float(p.scale_bits, cfg.bf16_scale);
   p.zero = cfg.zero_point ? zeros[0] : int4::kSymmetricZero;
   p.inv_scale = (p.scale > 0.0f && p.scale <= 3.0e38f) ? __fdiv_rn(1.0f, p.scale) : 0.0f;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(kBlockThreads) + threadIdx.x; i < pairs;
-       i += static_cast<int64_t>(gridDim.x) * kBlockThreads) {
-    const uint32_t word = weights[i];
-    const float a = element_to_float<kBf16>(word & 0xffffu), b = element_to_float<kBf16>(word >> 16);
-    packed[i] = static_cast<uint8_t>(int4::quantize_value(a, p) | (int4::quantize_value(b, p) << 4));
+#pragma unroll 4
+  QLLM_GRID_STRIDE(i, chunks) {
+    float x[C];
+    load_chunk<kBf16, C>(weights, i, x);
+    store_chunk<C>(packed, i, x, p);
   }
 }
 
@@ -413,11 +480,12 @@ unsigned int grid_for(int64_t work_items) {
 }
 
 template <bool kBf16, int V, int TPG>
-void launch_warp(const void* w, int64_t num_groups, SearchConfig cfg, Int4DeviceView out,
-                 Int4QuantizeScratch* s, cudaStream_t stream) {
-  constexpr int kGroupsPerBlock = (kBlockThreads / 32) * (32 / TPG);
+void launch_warp(const void* w, int64_t num_groups, SearchConfig cfg, Int4DeviceView out, Int4QuantizeScratch* s,
+                 cudaStream_t stream) {
+  constexpr int R = V >= 4 ? 1 : 4 / V;  // four 16-byte loads in flight per thread
+  constexpr int kGroupsPerBlock = (kBlockThreads / 32) * R * (32 / TPG);
   const auto blocks = static_cast<unsigned int>((num_groups + kGroupsPerBlock - 1) / kGroupsPerBlock);
-  quantize_warp_kernel<kBf16, V, TPG><<<blocks, kBlockThreads, 0, stream>>>(
+  quantize_warp_kernel<kBf16, V, TPG, R><<<blocks, kBlockThreads, 0, stream>>>(
       static_cast<const uint4*>(w), num_groups, cfg, reinterpret_cast<uint32_t*>(out.packed), out.scales,
       out.zeros, s);
 }
@@ -441,21 +509,20 @@ bool try_launch_warp(const void* w, int64_t group_elems, int64_t num_groups, Sea
   }
 }
 
-template <bool kBf16>
-void launch_global(const void* w, int64_t numel, SearchConfig cfg, Int4DeviceView out,
-                   Int4QuantizeScratch* s, int multiprocessors, cudaStream_t stream) {
-  const auto* words = static_cast<const uint32_t*>(w);
-  const int64_t pairs = numel / 2;
-  const unsigned int grid = std::min<unsigned int>(grid_for(pairs), multiprocessors * 8);
-  global_minmax_kernel<kBf16><<<grid, kBlockThreads, 0, stream>>>(words, pairs, s);
+template <bool kBf16, int C>
+void launch_global(const void* w, int64_t numel, SearchConfig cfg, Int4DeviceView out, Int4QuantizeScratch* s,
+                   int multiprocessors, cudaStream_t stream) {
+  const int64_t chunks = numel / C;
+  const unsigned int grid = std::min<unsigned int>(grid_for(chunks), multiprocessors * 8);
+  global_minmax_kernel<kBf16, C><<<grid, kBlockThreads, 0, stream>>>(w, chunks, s);
   if (cfg.mode != 0) {
-    global_error_kernel<kBf16, int4::kCoarseCandidates><<<grid, kBlockThreads, 0, stream>>>(words, pairs, cfg, 0, s);
+    global_error_kernel<kBf16, C, int4::kCoarseCandidates><<<grid, kBlockThreads, 0, stream>>>(w, chunks, cfg, 0, s);
     global_select_kernel<<<1, 1, 0, stream>>>(0, int4::kCoarseCandidates, cfg, out.scales, out.zeros, s);
-    global_error_kernel<kBf16, int4::kFineCandidates><<<grid, kBlockThreads, 0, stream>>>(words, pairs, cfg, 1, s);
+    global_error_kernel<kBf16, C, int4::kFineCandidates><<<grid, kBlockThreads, 0, stream>>>(w, chunks, cfg, 1, s);
   }
   global_select_kernel<<<1, 1, 0, stream>>>(1, int4::kFineCandidates, cfg, out.scales, out.zeros, s);
-  global_quantize_kernel<kBf16><<<grid_for(pairs), kBlockThreads, 0, stream>>>(words, pairs, cfg, out.scales,
-                                                                              out.zeros, out.packed);
+  global_quantize_kernel<kBf16, C><<<grid, kBlockThreads, 0, stream>>>(w, chunks, cfg, out.scales, out.zeros,
+                                                                       out.packed);
 }
 
 }  // namespace
@@ -463,13 +530,24 @@ void launch_global(const void* w, int64_t numel, SearchConfig cfg, Int4DeviceVie
 void launch_quantize_int4(const void* w, bool bf16_weights, int64_t rows, int64_t cols, GroupLayout layout,
                           Granularity granularity, Int4SearchConfig cfg, Int4DeviceView out, Int4QuantizeScratch* s,
                           int multiprocessors, cudaStream_t stream) {
+  // 16-byte chunks when every group (or the whole matrix) is a multiple of 8 weights and the pointer allows.
+  const bool wide = aligned(w, 16) && aligned(out.packed, 4) &&
+                    (granularity == Granularity::Global ? (rows * cols) % 8 == 0 : layout.group_elems % 8 == 0);
   auto launch = [&]<bool kBf16>() {
     if (granularity == Granularity::Global) {
-      launch_global<kBf16>(w, rows * cols, cfg, out, s, multiprocessors, stream);
-    } else if (!(aligned(w, 16) &&
-                 try_launch_warp<kBf16>(w, layout.group_elems, layout.num_groups, cfg, out, s, stream))) {
-      quantize_block_kernel<kBf16><<<static_cast<unsigned int>(layout.num_groups), kBlockThreads, 0, stream>>>(
-          static_cast<const uint32_t*>(w), layout.group_elems, cfg, out.packed, out.scales, out.zeros, s);
+      if (wide) {
+        launch_global<kBf16, 8>(w, rows * cols, cfg, out, s, multiprocessors, stream);
+      } else {
+        launch_global<kBf16, 2>(w, rows * cols, cfg, out, s, multiprocessors, stream);
+      }
+    } else if (wide && try_launch_warp<kBf16>(w, layout.group_elems, layout.num_groups, cfg, out, s, stream)) {
+      return;
+    } else if (wide) {
+      quantize_block_kernel<kBf16, 8><<<static_cast<unsigned int>(layout.num_groups), kBlockThreads, 0, stream>>>(
+          w, layout.group_elems, cfg, out.packed, out.scales, out.zeros, s);
+    } else {
+      quantize_block_kernel<kBf16, 2><<<static_cast<unsigned int>(layout.num_groups), kBlockThreads, 0, stream>>>(
+          w, layout.group_elems, cfg, out.packed, out.scales, out.zeros, s);
     }
   };
   if (bf16_weights) {

@@ -7,6 +7,7 @@
 namespace qllm::cli {
 
 void add_quant_error(CLI::App& app);
+void add_gemm_bench(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_synth(CLI::App& app);
 void add_generate(CLI::App& app);

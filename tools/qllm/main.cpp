@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "qllm 0.1.0");
   qllm::cli::add_quant_error(app);
+  qllm::cli::add_gemm_bench(app);
   qllm::cli::add_tokenize(app);
   qllm::cli::add_synth(app);
   qllm::cli::add_generate(app);

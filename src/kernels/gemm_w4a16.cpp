@@ -1,0 +1,127 @@
+// Host side of the W4A16 GEMM: validation, kernel choice, split-K planning, workspace.
+#include "kernels/gemm_w4a16.h"
+
+#include <algorithm>
+#include <climits>
+
+#include "kernels/gemm_w4a16_launch.h"
+#include "qllm/error.h"
+
+namespace qllm {
+
+namespace {
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+int multiprocessors() {
+  static const int count = [] {
+    int device = 0, sms = 0;
+    QLLM_CUDA_CHECK(cudaGetDevice(&device));
+    QLLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return sms;
+  }();
+  return count;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+std::string_view w4a16_kernel_name(W4A16Kernel kernel) {
+  switch (kernel) {
+    case W4A16Kernel::Auto: return "auto";
+    case W4A16Kernel::Skinny: return "skinny";
+    case W4A16Kernel::Wgmma: return "wgmma";
+  }
+  return "?";
+}
+
+W4A16Kernel parse_w4a16_kernel(std::string_view name) {
+  if (name == "auto") return W4A16Kernel::Auto;
+  if (name == "skinny") return W4A16Kernel::Skinny;
+  if (name == "wgmma") return W4A16Kernel::Wgmma;
+  fail("unknown W4A16 kernel '{}' (expected auto, skinny or wgmma)", name);
+}
+
+W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
+  W4A16DeviceWeights d;
+  d.layout = w.layout;
+  d.qweight = to_device(std::span<const uint8_t>(w.qweight), "W4A16 packed weights");
+  d.scales = to_device(std::span<const uint16_t>(w.scales), "W4A16 scales");
+  if (w.layout.zero_point) d.zero_offsets = to_device(std::span<const uint16_t>(w.zero_offsets), "W4A16 zeros");
+  return d;
+}
+
+W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
+  const bool wgmma = kernels::w4a16_wgmma_available();
+  if (kernel == W4A16Kernel::Auto) kernel = (m > 16 && wgmma) ? W4A16Kernel::Wgmma : W4A16Kernel::Skinny;
+  QLLM_CHECK(kernel != W4A16Kernel::Wgmma || wgmma,
+             "the wgmma W4A16 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)");
+  W4A16Plan p;
+  p.kernel = kernel;
+  int min_steps_per_split = 2;
+  int64_t target_ctas = 2 * multiprocessors();  // skinny: two resident CTAs per SM hide each other's latency
+  if (kernel == W4A16Kernel::Skinny) {
+    p.tokens_per_cta = m <= 8 ? 8 : (m <= 16 ? 16 : 32);
+    p.rows_per_cta = kernels::kSkinnyRowsPerCta;
+  } else {
+    p.tokens_per_cta = m <= 64 ? 64 : (m <= 128 ? 128 : 256);
+    p.rows_per_cta = kernels::w4a16_wgmma_rows_per_cta(p.tokens_per_cta);
+    target_ctas = multiprocessors();  // one CTA per SM
+    min_steps_per_split = 4;
+  }
+  const int64_t k_steps = layout.k / kW4A16TileK;
+  const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);
+  int64_t splits = std::clamp<int64_t>(ceil_div(target_ctas, ctas), 1, std::max<int64_t>(1, k_steps / min_steps_per_split));
+  p.steps_per_split = static_cast<int>(ceil_div(k_steps, splits));
+  p.splits = static_cast<int>(ceil_div(k_steps, p.steps_per_split));
+  return p;
+}
+
+void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeights& w, void* y, cudaStream_t stream,
+                    W4A16Kernel kernel) {
+  const W4A16Layout& l = w.layout;
+  QLLM_CHECK(m >= 1 && m <= INT_MAX / 2, "W4A16 GEMM: M = {} out of range", m);
+  QLLM_CHECK(k == l.k, "W4A16 GEMM: X has K = {} but the weights are [{}, {}]", k, l.n, l.k);
+  QLLM_CHECK(l.n <= INT_MAX && l.k <= INT_MAX, "W4A16 GEMM: weight shape [{}, {}] too large", l.n, l.k);
+  QLLM_CHECK(x != nullptr && y != nullptr && aligned16(x) && aligned16(y),
+             "W4A16 GEMM: X and Y must be non-null, 16-byte aligned device pointers");
+  QLLM_CHECK(aligned16(w.qweight.data()) && w.qweight.size() == static_cast<size_t>(l.n * l.k / 2),
+             "W4A16 GEMM: packed weights hold {} bytes, [{}, {}] needs {}", w.qweight.size(), l.n, l.k, l.n * l.k / 2);
+
+  const W4A16Plan p = plan(m, l, kernel);
+  kernels::W4A16KernelArgs args;
+  args.x = x;
+  args.qweight = w.qweight.data();
+  args.scales = reinterpret_cast<const uint32_t*>(w.scales.data());
+  args.zero_offsets = l.zero_point ? reinterpret_cast<const uint32_t*>(w.zero_offsets.data()) : nullptr;
+  args.y = y;
+  args.m = static_cast<int>(m);
+  args.n = static_cast<int>(l.n);
+  args.k = static_cast<int>(l.k);
+  args.group_steps = static_cast<int>(l.group_k / 16);
+  args.groups = static_cast<int>(l.groups_per_row());
+  args.splits = p.splits;
+  args.steps_per_split = p.steps_per_split;
+  if (p.splits > 1) {
+    const size_t partial_count = static_cast<size_t>(p.splits) * static_cast<size_t>(m * l.n);
+    if (partials_.size() < partial_count) partials_ = DeviceBuffer<float>(partial_count, "split-K partial sums");
+    const size_t counter_count =
+        static_cast<size_t>(ceil_div(l.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta));
+    if (counters_.size() < counter_count) {
+      counters_ = DeviceBuffer<unsigned int>(counter_count, "split-K counters");
+      counters_.fill_bytes(0);
+    }
+    args.partials = partials_.data();
+    args.counters = counters_.data();
+  }
+  const bool bf16 = l.activation == DType::BF16;
+  if (p.kernel == W4A16Kernel::Skinny) {
+    kernels::launch_w4a16_skinny(args, bf16, p.tokens_per_cta / 8, stream);
+  } else {
+    kernels::launch_w4a16_wgmma(args, bf16, p.tokens_per_cta, stream);
+  }
+  QLLM_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace qllm

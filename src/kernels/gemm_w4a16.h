@@ -1,0 +1,56 @@
+// W4A16 GEMM on the GPU: Y[M, N] = X[M, K] @ W'[N, K]^T with X and Y in bf16 (or f16) and W' the INT4
+// weights of a W4A16Weights (repacked offline, gemm_w4a16_layout.h), fp32 accumulation.
+//
+// Two kernels: "skinny" (mma.sync, any sm_80+ GPU; memory-bound small M, exact (q - z) * s weights with
+// per-group scaling of fp32 partial sums) and "wgmma" (Hopper sm_90a; compute-bound large M, weights
+// dequantized to the activation dtype in registers). Auto picks by M and by what the GPU supports.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <string_view>
+
+#include "kernels/cuda_utils.h"
+#include "kernels/gemm_w4a16_layout.h"
+
+namespace qllm {
+
+struct W4A16DeviceWeights {
+  W4A16Layout layout;
+  DeviceBuffer<uint8_t> qweight;
+  DeviceBuffer<uint16_t> scales;
+  DeviceBuffer<uint16_t> zero_offsets;  // empty when symmetric
+
+  static W4A16DeviceWeights upload(const W4A16Weights& weights);
+  size_t bytes() const { return qweight.bytes() + scales.bytes() + zero_offsets.bytes(); }
+};
+
+enum class W4A16Kernel { Auto, Skinny, Wgmma };
+std::string_view w4a16_kernel_name(W4A16Kernel kernel);
+W4A16Kernel parse_w4a16_kernel(std::string_view name);  // auto | skinny | wgmma
+
+// The launch configuration run() uses for a given M (exposed for benchmarks and tests).
+struct W4A16Plan {
+  W4A16Kernel kernel = W4A16Kernel::Skinny;
+  int tokens_per_cta = 8;
+  int splits = 1;
+  int steps_per_split = 0;  // 64-wide k steps per split
+  int rows_per_cta = 128;
+};
+
+// Owns the split-K workspace; one instance per stream (launches on one instance must not overlap).
+class W4A16Gemm {
+ public:
+  W4A16Plan plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel = W4A16Kernel::Auto) const;
+
+  // x: [m, k] and y: [m, layout.n], device pointers in the layout's activation dtype, 16-byte aligned.
+  // Only enqueues work on `stream`.
+  void run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeights& weights, void* y,
+           cudaStream_t stream = nullptr, W4A16Kernel kernel = W4A16Kernel::Auto);
+
+ private:
+  DeviceBuffer<float> partials_;
+  DeviceBuffer<unsigned int> counters_;  // zero between launches (the kernels reset what they use)
+};
+
+}  // namespace qllm

@@ -1,0 +1,120 @@
+// Device helpers shared by the W4A16 GEMM kernels: INT4 -> bf16/f16 dequantization with the magic-number
+// trick, the MMA instruction, ldmatrix and cp.async. Include only from .cu files.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace qllm::kernels::w4a16 {
+
+// Activation element types. kMagic is the 16-bit pattern whose low mantissa bits can hold a nibble:
+// bf16 0x4300 | n == 128 + n (ulp 1 at 128), f16 0x6400 | n == 1024 + n (ulp 1 at 1024).
+struct Bf16 {
+  static constexpr uint32_t kMagic = 0x4300;
+  static constexpr bool kIsBf16 = true;
+};
+struct F16 {
+  static constexpr uint32_t kMagic = 0x6400;
+  static constexpr bool kIsBf16 = false;
+};
+
+// (x & 0x000f000f) | (magic << 16 | magic): one lop3 gives two magic values 128 + n (or 1024 + n).
+__device__ __forceinline__ uint32_t lop3_and_or(uint32_t x, uint32_t mask, uint32_t magic) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(x), "r"(mask), "r"(magic));  // (a & b) | c
+  return r;
+}
+
+// Packed 16-bit pair subtraction and multiplication, exact where the callers rely on it.
+template <typename T>
+__device__ __forceinline__ uint32_t sub2(uint32_t a, uint32_t b) {
+  if constexpr (T::kIsBf16) {
+    __nv_bfloat162 r = __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    return *reinterpret_cast<uint32_t*>(&r);
+  } else {
+    __half2 r = __hsub2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+    return *reinterpret_cast<uint32_t*>(&r);
+  }
+}
+template <typename T>
+__device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
+  if constexpr (T::kIsBf16) {
+    __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    return *reinterpret_cast<uint32_t*>(&r);
+  } else {
+    __half2 r = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
+    return *reinterpret_cast<uint32_t*>(&r);
+  }
+}
+
+// Both halves of a 32-bit register set to its low (high) 16 bits.
+__device__ __forceinline__ uint32_t low_pair(uint32_t x) { return __byte_perm(x, 0, 0x1010); }
+__device__ __forceinline__ uint32_t high_pair(uint32_t x) { return __byte_perm(x, 0, 0x3232); }
+
+// One k16 step of an A fragment: four registers of exact integers (q - z) as bf16/f16 pairs.
+// `word` is the lane's 32-bit word for the step (docs/FORMATS.md); zero_lo/zero_hi are the pairs
+// (magic + z, magic + z) of rows g and g + 8.
+template <typename T>
+__device__ __forceinline__ void dequant_step(uint32_t word, uint32_t zero_lo, uint32_t zero_hi, uint32_t (&a)[4]) {
+  constexpr uint32_t kMagic2 = T::kMagic | (T::kMagic << 16);
+  a[0] = sub2<T>(lop3_and_or(word, 0x000f000fu, kMagic2), zero_lo);        // row g,     k 2t, 2t+1
+  a[1] = sub2<T>(lop3_and_or(word >> 4, 0x000f000fu, kMagic2), zero_hi);   // row g + 8, k 2t, 2t+1
+  a[2] = sub2<T>(lop3_and_or(word >> 8, 0x000f000fu, kMagic2), zero_lo);   // row g,     k 2t+8, 2t+9
+  a[3] = sub2<T>(lop3_and_or(word >> 12, 0x000f000fu, kMagic2), zero_hi);  // row g + 8, k 2t+8, 2t+9
+}
+
+// D = A (16x16, rows = weight rows) * B (16x8, columns = tokens) + D, fp32 accumulation.
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (T::kIsBf16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
+  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// 16-byte global -> shared copy; with `valid` false the destination is zero-filled (rows past M).
+__device__ __forceinline__ void cp_async_16(void* smem, const void* global, bool valid) {
+  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(global), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending));
+}
+
+// Weights are streamed once: keep them out of L1.
+__device__ __forceinline__ uint4 load_weights(const uint4* p) { return __ldcs(p); }
+
+template <typename T>
+__device__ __forceinline__ float scale_to_float(uint32_t bits16) {
+  if constexpr (T::kIsBf16) return __uint_as_float(bits16 << 16);
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(bits16)));
+}
+
+template <typename T>
+__device__ __forceinline__ uint16_t float_to_output(float v) {
+  if constexpr (T::kIsBf16) return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  return __half_as_ushort(__float2half_rn(v));
+}
+
+}  // namespace qllm::kernels::w4a16

@@ -1,0 +1,35 @@
+// Internal interface between the W4A16 GEMM kernels (gemm_w4a16_*.cu) and their host code
+// (gemm_w4a16.cpp): an argument block and raw launchers that trust validated arguments.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace qllm::kernels {
+
+struct W4A16KernelArgs {
+  const void* x = nullptr;                  // [M, K] bf16 or f16, row-major, 16-byte aligned rows
+  const void* qweight = nullptr;            // repacked units [N/16][K/64] x 512 bytes
+  const uint32_t* scales = nullptr;         // (s[g], s[g + 8]) pairs [N/16][groups][8]
+  const uint32_t* zero_offsets = nullptr;   // same order, (magic + z) pairs; nullptr when symmetric
+  void* y = nullptr;                        // [M, N] bf16 or f16
+  float* partials = nullptr;                // split-K partial sums [splits][M][N] (splits > 1)
+  unsigned int* counters = nullptr;         // split-K arrival counters per output tile, zero between launches
+  int m = 0, n = 0, k = 0;
+  int group_steps = 0;                      // k16 steps per scale group
+  int groups = 0;                           // scale groups per row
+  int splits = 1;                           // split-K factor
+  int steps_per_split = 0;                  // k64 steps per split
+};
+
+// Skinny path (mma.sync, sm_80+): 8 * tok_tiles tokens x 128 weight rows per CTA, grid (N/128, splits, M/tokens).
+constexpr int kSkinnyRowsPerCta = 128;
+void launch_w4a16_skinny(const W4A16KernelArgs& args, bool bf16, int tok_tiles, cudaStream_t stream);
+
+// Wide path (wgmma, sm_90a only): see gemm_w4a16_wgmma.cu. Returns false when not compiled for sm_90a.
+bool w4a16_wgmma_available();
+int w4a16_wgmma_rows_per_cta(int tokens_per_cta);  // weight rows per CTA for a token tile of 64, 128 or 256
+void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, cudaStream_t stream);
+
+}  // namespace qllm::kernels

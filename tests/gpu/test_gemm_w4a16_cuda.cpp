@@ -1,0 +1,217 @@
+// W4A16 GEMM kernels against the CPU reference (which reads the same repacked bytes) and against cuBLAS on
+// the dequantized weights. Fresh random inputs per case, outputs poisoned (NaN) before every run.
+//
+// Bounds (relative Frobenius error over the compared elements):
+//  - vs the matching CPU reference: 2e-3. Each kernel is compared with the reference of its own weight
+//    precision (skinny: exact (q - z) * s; wgmma: weights rounded to bf16 once, as tensor-core operands), so
+//    what remains is fp32 accumulation order plus the one bf16 rounding of the output (~1e-3).
+//  - vs cuBLAS on bf16-rounded dequantized weights: 2e-3 for wgmma (same weights); 3e-3 for skinny, whose
+//    exact weights differ from the rounded ones by up to 2^-9 relative (~1e-3 on a dot product) on top of the
+//    two outputs' roundings.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "bench/bench_kernels.h"
+#include "bench/cublas_gemm.h"
+#include "kernels/gemm_w4a16.h"
+#include "kernels/gemm_w4a16_launch.h"
+#include "kernels/quantize_int4.h"
+#include "qllm/error.h"
+#include "tests/support/test_util.h"
+
+namespace qllm {
+namespace {
+
+using testing::fresh_seed;
+
+constexpr double kRefBound = 2e-3;
+
+std::vector<W4A16Kernel> kernels_here() {
+  std::vector<W4A16Kernel> out = {W4A16Kernel::Skinny};
+  if (kernels::w4a16_wgmma_available()) out.push_back(W4A16Kernel::Wgmma);
+  return out;
+}
+
+W4A16Precision precision_of(W4A16Kernel k) {
+  return k == W4A16Kernel::Skinny ? W4A16Precision::Exact : W4A16Precision::RoundedWeights;
+}
+
+Int4Scheme mode(Granularity g, int64_t group, bool zero_point) {
+  return {.granularity = g, .group_size = group, .zero_point = zero_point, .scale_dtype = DType::BF16,
+          .search = ScaleSearch::Mse};
+}
+
+double rel_fro(std::span<const float> got, std::span<const float> ref) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - ref[i];
+    diff += d * d;
+    norm += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(diff / norm);  // NaN when any output is NaN: never passes a <= bound
+}
+
+std::vector<float> bf16_to_float(const std::vector<uint16_t>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = bf16_bits_to_float(v[i]);
+  return out;
+}
+
+// Runs the kernel on a poisoned output and downloads it.
+std::vector<float> run_gemm(W4A16Gemm& gemm, const DeviceBuffer<uint16_t>& x, int64_t m,
+                            const W4A16DeviceWeights& w, W4A16Kernel kernel) {
+  DeviceBuffer<uint16_t> y(static_cast<size_t>(m * w.layout.n), "Y");
+  y.fill_bytes(0xff);
+  gemm.run(x.data(), m, w.layout.k, w, y.data(), nullptr, kernel);
+  QLLM_CUDA_CHECK(cudaDeviceSynchronize());
+  return bf16_to_float(y.download());
+}
+
+// Small and odd-but-valid shapes, every M of the sweep, every mode: the full output against the full CPU
+// reference.
+TEST(GemmW4A16Cuda, SmallShapesMatchTheReference) {
+  QLLM_SKIP_WITHOUT_GPU();
+  Rng rng(fresh_seed());
+  W4A16Gemm gemm;
+  const std::vector<int64_t> ms = {1, 2, 3, 5, 8, 15, 16, 17, 31, 33, 64, 100, 128, 129, 256};
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {128, 192}, {320, 448}, {192, 1024}}) {
+    for (const Int4Scheme& s : {mode(Granularity::Global, 0, false), mode(Granularity::Rowwise, 0, true),
+                                mode(Granularity::Groupwise, 32, false), mode(Granularity::Groupwise, 64, true),
+                                mode(Granularity::Groupwise, 128, false), mode(Granularity::Groupwise, 256, true)}) {
+      if (s.granularity == Granularity::Groupwise && k % s.group_size != 0) continue;
+      std::vector<float> w(static_cast<size_t>(n * k));
+      for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
+      const W4A16Weights packed = repack_w4a16(quantize_int4_ref(w, n, k, s), DType::BF16);
+      const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
+      for (int64_t m : ms) {
+        std::vector<uint16_t> x_bits(static_cast<size_t>(m * k));
+        for (auto& v : x_bits) v = float_to_bf16_bits(static_cast<float>(rng.normal()));
+        const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
+        const std::vector<float> x_values = bf16_to_float(x_bits);
+        for (W4A16Kernel kernel : kernels_here()) {
+          SCOPED_TRACE(fmt::format("[{}, {}] {} M={} {}", n, k, s.describe(), m, w4a16_kernel_name(kernel)));
+          const auto ref = gemm_w4a16_ref(x_values, m, packed, precision_of(kernel));
+          const auto got = run_gemm(gemm, x, m, device_w, kernel);
+          ASSERT_LE(rel_fro(got, ref), kRefBound);
+        }
+      }
+    }
+  }
+}
+
+// The five Llama-3.2-1B shapes at every M of the sweep: the whole output against cuBLAS on the dequantized
+// weights, and 256 sampled elements against the CPU reference.
+TEST(GemmW4A16Cuda, LlamaShapesMatchCublasAndTheReference) {
+  QLLM_SKIP_WITHOUT_GPU();
+  Rng rng(fresh_seed());
+  W4A16Gemm gemm;
+  bench::CublasGemm cublas;
+  const std::vector<int64_t> ms = {1, 2, 3, 5, 8, 15, 16, 17, 31, 33, 64, 100, 128, 129, 256, 512, 2048};
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{
+           {128256, 2048}, {2048, 2048}, {512, 2048}, {8192, 2048}, {2048, 8192}}) {
+    std::vector<Int4Scheme> modes = {mode(Granularity::Groupwise, 128, false), mode(Granularity::Groupwise, 64, true)};
+    if (n < 100000) {
+      modes.push_back(mode(Granularity::Global, 0, false));
+      modes.push_back(mode(Granularity::Rowwise, 0, true));
+      modes.push_back(mode(Granularity::Groupwise, 32, false));
+      modes.push_back(mode(Granularity::Groupwise, 256, false));
+    }
+    DeviceBuffer<uint16_t> w(static_cast<size_t>(n * k), "W");
+    bench::fill_normal_device(w.data(), DType::BF16, n * k, rng.next_u64(), 0.f, 0.02f);
+    for (const Int4Scheme& s : modes) {
+      Int4DeviceMatrix q(n, k, s);
+      Int4QuantizerCuda quantizer;
+      quantizer.launch(w.data(), DType::BF16, n, k, s, q.view());
+      quantizer.check();
+      const W4A16Weights packed = repack_w4a16(q.download(), DType::BF16);
+      const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
+      DeviceBuffer<uint16_t> dequantized(static_cast<size_t>(n * k), "dequantized W");
+      launch_dequantize_int4(q.packed.data(), q.scales.data(), q.zeros.data(), n, k, s, dequantized.data(),
+                             DType::BF16);
+      for (int64_t m : ms) {
+        DeviceBuffer<uint16_t> x(static_cast<size_t>(m * k), "X");
+        bench::fill_normal_device(x.data(), DType::BF16, m * k, rng.next_u64(), 0.f, 1.f);
+        DeviceBuffer<uint16_t> y_ref(static_cast<size_t>(m * n), "Y cuBLAS");
+        cublas.run(x.data(), dequantized.data(), y_ref.data(), m, n, k, DType::BF16);
+        const std::vector<float> x_values = bf16_to_float(x.download());
+        for (W4A16Kernel kernel : kernels_here()) {
+          SCOPED_TRACE(fmt::format("[{}, {}] {} M={} {}", n, k, s.describe(), m, w4a16_kernel_name(kernel)));
+          DeviceBuffer<uint16_t> y(static_cast<size_t>(m * n), "Y");
+          y.fill_bytes(0xff);
+          gemm.run(x.data(), m, k, device_w, y.data(), nullptr, kernel);
+          const bench::DiffStats d = bench::diff_stats_device(y.data(), y_ref.data(), DType::BF16, m * n);
+          ASSERT_EQ(d.nonfinite, 0u);
+          ASSERT_LE(d.rel_fro(), kernel == W4A16Kernel::Skinny ? 3e-3 : 2e-3);
+
+          const std::vector<float> got = bf16_to_float(y.download());
+          std::vector<float> sampled_got, sampled_ref;
+          for (int i = 0; i < 256; ++i) {
+            const int64_t row = static_cast<int64_t>(rng.below(static_cast<uint64_t>(m)));
+            const int64_t col = static_cast<int64_t>(rng.below(static_cast<uint64_t>(n)));
+            sampled_got.push_back(got[static_cast<size_t>(row * n + col)]);
+            sampled_ref.push_back(
+                static_cast<float>(gemm_w4a16_ref_element(x_values, packed, row, col, precision_of(kernel))));
+          }
+          ASSERT_LE(rel_fro(sampled_got, sampled_ref), kRefBound);
+        }
+      }
+    }
+  }
+}
+
+// Split-K adds partial sums in a fixed order: the same inputs give the same bits.
+TEST(GemmW4A16Cuda, DeterministicAcrossRuns) {
+  QLLM_SKIP_WITHOUT_GPU();
+  Rng rng(fresh_seed());
+  const int64_t n = 512, k = 2048;
+  std::vector<float> w(static_cast<size_t>(n * k));
+  for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
+  const auto device_w =
+      W4A16DeviceWeights::upload(repack_w4a16(quantize_int4_ref(w, n, k, mode(Granularity::Groupwise, 128, true)),
+                                              DType::BF16));
+  W4A16Gemm gemm;
+  for (int64_t m : {1, 16, 128}) {
+    DeviceBuffer<uint16_t> x(static_cast<size_t>(m * k), "X");
+    bench::fill_normal_device(x.data(), DType::BF16, m * k, rng.next_u64(), 0.f, 1.f);
+    for (W4A16Kernel kernel : kernels_here()) {
+      EXPECT_GT(gemm.plan(m, device_w.layout, kernel).splits, 1) << "this shape should exercise split-K";
+      const auto a = run_gemm(gemm, x, m, device_w, kernel);
+      const auto b = run_gemm(gemm, x, m, device_w, kernel);
+      EXPECT_EQ(a, b) << "M=" << m << " " << w4a16_kernel_name(kernel);
+    }
+  }
+}
+
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(GemmW4A16Cuda, BadInputIsReported) {
+  QLLM_SKIP_WITHOUT_GPU();
+  std::vector<float> w(128 * 256, 0.01f);
+  const auto device_w = W4A16DeviceWeights::upload(
+      repack_w4a16(quantize_int4_ref(w, 128, 256, mode(Granularity::Groupwise, 64, false)), DType::BF16));
+  DeviceBuffer<uint16_t> x(4 * 256 + 8, "X"), y(4 * 128 + 8, "Y");
+  W4A16Gemm gemm;
+  EXPECT_NE(error_of([&] { gemm.run(x.data(), 4, 192, device_w, y.data()); }).find("X has K = 192"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { gemm.run(x.data() + 1, 4, 256, device_w, y.data()); }).find("16-byte aligned"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { gemm.run(x.data(), 0, 256, device_w, y.data()); }).find("M = 0"), std::string::npos);
+  EXPECT_NE(error_of([&] { gemm.run(x.data(), 4, 256, device_w, nullptr); }).find("non-null"), std::string::npos);
+  if (!kernels::w4a16_wgmma_available()) {
+    EXPECT_NE(error_of([&] { gemm.run(x.data(), 4, 256, device_w, y.data(), nullptr, W4A16Kernel::Wgmma); })
+                  .find("sm_90"),
+              std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace qllm
