@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
-# benchmarks, write logs and JSON to $OUT. Run from the repository root, with .deps carried
+# benchmarks, write logs and JSON to $OUT/gpu_results.tgz. Run from the repository root, with .deps carried
 # (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|all] (default all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
-OUT=${OUT:-out}
-mkdir -p "$OUT"
+# Logs and JSON go to $RESULTS, packed at exit into one archive in $OUT (the device tool returns few files).
+final_out=${OUT:-out}
+OUT=$(mktemp -d)/gpu_results
+mkdir -p "$OUT" "$final_out"
+trap 'tar czf "$final_out/gpu_results.tgz" -C "$(dirname "$OUT")" gpu_results' EXIT
 log() { echo "[gpu_check $(date +%H:%M:%S)] $*"; }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$OUT/device.txt"
