@@ -21,6 +21,8 @@ namespace qllm::cpu {
 namespace {
 constexpr int kLanes = 16;
 constexpr int64_t kRowBlock = 8;  // weight rows converted together; each token's x stays hot across them
+// Below this many multiply-adds a matmul runs on one thread: waking the team costs more than it saves.
+constexpr int64_t kParallelWork = 1 << 18;
 }  // namespace
 
 QLLM_VECTOR_CLONES float dot(const float* a, const float* b, int64_t n) {
@@ -39,7 +41,7 @@ void matmul(float* out, const float* x, int64_t tokens, const WeightMatrix& w) {
   const int64_t n = w.rows;
   const int64_t k = w.cols;
   const int64_t blocks = (n + kRowBlock - 1) / kRowBlock;
-#pragma omp parallel
+#pragma omp parallel if (tokens * n * k >= kParallelWork)
   {
     std::vector<float> rows(static_cast<size_t>(kRowBlock * k));  // [kRowBlock, k] converted weights
 #pragma omp for schedule(static)

@@ -23,6 +23,7 @@ struct PerplexityCliOptions {
   std::string model;
   std::string file;
   int64_t ctx = 2048;
+  bool ctx_given = false;  // the default shrinks to a smaller model's context; an explicit --ctx does not
   int64_t max_tokens = 0;
   std::string device = "cpu";
   bool json = false;
@@ -36,10 +37,14 @@ std::string read_text(const std::string& path) {
   return text.str();
 }
 
-void run(const PerplexityCliOptions& o) {
+void run(PerplexityCliOptions o) {
   QLLM_CHECK(o.device == "cpu", "--device {}: not yet supported (only cpu, the reference engine, for now)",
              o.device);
   const LlamaConfig config = LlamaConfig::load(o.model);
+  if (!o.ctx_given && o.ctx > config.max_position_embeddings) {
+    o.ctx = config.max_position_embeddings;
+    fmt::print(stderr, "--ctx not given: using the model's context of {} tokens\n", o.ctx);
+  }
   QLLM_CHECK(o.ctx >= 2 && o.ctx <= config.max_position_embeddings,
              "--ctx {} must be in [2, {}] (max_position_embeddings of {})", o.ctx,
              config.max_position_embeddings, o.model);
@@ -86,12 +91,16 @@ void add_perplexity(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("perplexity", "perplexity of a model on a text file (gptq-hf protocol)");
   cmd->add_option("--model", options->model, "Hugging Face checkpoint directory")->required();
   cmd->add_option("--file", options->file, "UTF-8 text, tokenized whole without special tokens")->required();
-  cmd->add_option("--ctx", options->ctx, "window length in tokens")->capture_default_str();
+  auto* ctx = cmd->add_option("--ctx", options->ctx, "window length in tokens (at most the model's context)")
+                  ->capture_default_str();
   cmd->add_option("--max-tokens", options->max_tokens, "use only the first N tokens of the file (0: all)")
       ->capture_default_str();
   cmd->add_option("--device", options->device, "cpu (the reference engine)")->capture_default_str();
   cmd->add_flag("--json", options->json, "print JSON instead of a table");
-  cmd->callback([options] { run(*options); });
+  cmd->callback([options, ctx] {
+    options->ctx_given = ctx->count() > 0;
+    run(*options);
+  });
 }
 
 }  // namespace qllm::cli

@@ -1,0 +1,131 @@
+// generate() and perplexity() on a tiny synthetic model: stopping, streaming, determinism, context
+// limits, and the gptq-hf window protocol checked against per-token NLLs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "engine/generate.h"
+#include "engine/perplexity.h"
+#include "qllm/error.h"
+#include "tests/cpu/model_test_support.h"
+
+namespace qllm {
+namespace {
+
+class TinyEngine : public ::testing::Test {
+ protected:
+  void SetUp() override { model_ = testing::tiny_model(dir_); }
+  testing::TempDir dir_;
+  std::unique_ptr<LlamaRef> model_;
+};
+
+TEST_F(TinyEngine, GreedyRunsToMaxTokensAndStreamsEachToken) {
+  const std::vector<int32_t> prompt = {256, 72, 101, 108, 108, 111};
+  std::vector<int32_t> streamed;
+  GenerateOptions options;
+  options.max_new_tokens = 12;
+  const GenerateResult r = generate(*model_, prompt, options, [&](int32_t t) { streamed.push_back(t); });
+  EXPECT_EQ(r.tokens.size(), 12u);
+  EXPECT_EQ(streamed, r.tokens);
+  EXPECT_EQ(r.stop_reason, "max_tokens");
+  EXPECT_EQ(r.prompt_tokens, 6);
+  EXPECT_EQ(r.decode_steps, 11);
+  EXPECT_GT(r.prefill_tokens_per_second(), 0);
+  EXPECT_GT(r.decode_tokens_per_second(), 0);
+
+  // Greedy tokens are the argmax of a full forward over prompt + generated (no cache involved).
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), r.tokens.begin(), r.tokens.end() - 1);
+  model_->allocate_cache(1, static_cast<int64_t>(all.size()));
+  const SequenceInput input{0, 0, all};
+  const std::vector<float> logits = model_->forward(std::span(&input, 1), false);
+  const int64_t vocab = model_->config().vocab_size;
+  for (size_t i = 0; i < r.tokens.size(); ++i) {
+    const size_t row = prompt.size() - 1 + i;
+    EXPECT_EQ(argmax(std::span(logits).subspan(row * vocab, vocab)), r.tokens[i]) << i;
+  }
+}
+
+TEST_F(TinyEngine, StopsAtAStopId) {
+  const std::vector<int32_t> prompt = {256, 65, 66};
+  GenerateOptions options;
+  options.max_new_tokens = 12;
+  const GenerateResult free_run = generate(*model_, prompt, options);
+  options.stop_ids = {free_run.tokens[3]};
+  const GenerateResult r = generate(*model_, prompt, options);
+  const auto first = std::find(free_run.tokens.begin(), free_run.tokens.end(), free_run.tokens[3]);
+  EXPECT_EQ(r.tokens, std::vector<int32_t>(free_run.tokens.begin(), first + 1));  // the stop id is kept
+  EXPECT_EQ(r.stop_reason, "eos");
+
+  const std::vector<int32_t> extra = {265};
+  EXPECT_EQ(stop_ids_for(model_->config(), extra), (std::vector<int32_t>{257, 264, 265}));
+}
+
+TEST_F(TinyEngine, SeededSamplingIsReproducible) {
+  const std::vector<int32_t> prompt = {256, 1, 2, 3};
+  GenerateOptions options;
+  options.max_new_tokens = 16;
+  options.sampling = {.temperature = 1.0f, .top_k = 100, .top_p = 0.95f, .seed = 99};
+  const auto a = generate(*model_, prompt, options).tokens;
+  const auto b = generate(*model_, prompt, options).tokens;
+  EXPECT_EQ(a, b);
+  options.sampling.seed = 100;
+  EXPECT_NE(generate(*model_, prompt, options).tokens, a);
+}
+
+TEST_F(TinyEngine, PromptLongerThanTheContextIsAnError) {
+  const int64_t context = model_->config().max_position_embeddings;
+  const std::vector<int32_t> too_long(static_cast<size_t>(context), 65);
+  try {
+    generate(*model_, too_long, GenerateOptions{});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not fit in the context of 1024"), std::string::npos)
+        << e.what();
+  }
+  // One position left: exactly one new token, whatever max_new_tokens says.
+  const std::vector<int32_t> almost(static_cast<size_t>(context - 1), 65);
+  GenerateOptions options;
+  options.max_new_tokens = 50;
+  EXPECT_EQ(generate(*model_, almost, options).tokens.size(), 1u);
+  EXPECT_THROW(generate(*model_, std::vector<int32_t>{}, options), Error);
+}
+
+TEST_F(TinyEngine, PerplexityUsesNonOverlappingWindows) {
+  Rng rng(testing::fresh_seed());
+  std::vector<int32_t> tokens(70);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng.below(256));
+  PerplexityOptions options;
+  options.ctx = 32;
+  options.chunk = 10;
+  int progress_calls = 0;
+  options.progress = [&](int64_t, int64_t, double) { ++progress_calls; };
+  const PerplexityResult r = perplexity(*model_, tokens, options);
+  EXPECT_EQ(r.protocol, "gptq-hf");
+  EXPECT_EQ(r.windows, 2);  // floor(70 / 32); the last 6 tokens are dropped
+  EXPECT_EQ(r.tokens_used, 64);
+  EXPECT_EQ(r.scored_tokens, 62);
+  EXPECT_EQ(progress_calls, 2);
+
+  // Each window is a fresh sequence: its first token is context only.
+  double sum = 0;
+  for (int w = 0; w < 2; ++w) {
+    const auto nll = token_nll(*model_, std::span(tokens).subspan(w * 32, 32), 32);
+    ASSERT_EQ(nll.size(), 31u);
+    for (double v : nll) sum += v;
+  }
+  EXPECT_NEAR(r.mean_nll, sum / 62, 1e-9);
+  EXPECT_NEAR(r.perplexity, std::exp(sum / 62), 1e-6 * r.perplexity);
+  // A random model predicts near-uniformly: perplexity close to the vocabulary size.
+  EXPECT_GT(r.perplexity, 100);
+
+  options.max_tokens = 40;
+  EXPECT_EQ(perplexity(*model_, tokens, options).windows, 1);
+  options.ctx = 100;
+  EXPECT_THROW(perplexity(*model_, tokens, options), Error);  // no full window
+  options.ctx = 2048;
+  EXPECT_THROW(perplexity(*model_, tokens, options), Error);  // beyond max_position_embeddings
+}
+
+}  // namespace
+}  // namespace qllm
