@@ -1,5 +1,5 @@
 // Hugging Face safetensors: reader (memory-mapped, one file or shards listed in
-// model.safetensors.index.json) and writer. Byte layout (docs/FORMATS.md, "safetensors"):
+// model.safetensors.index.json) and writer. Byte layout:
 //
 //   [8 bytes: header length N, little-endian u64] [N bytes: JSON header] [data section]
 //

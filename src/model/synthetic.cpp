@@ -47,6 +47,32 @@ std::string byte_stand_in(int byte) {
   return utf8;
 }
 
+// Ids 256 .. end-1 become merged tokens, so that every id below the special tokens is a real token (a
+// random model samples any id, and each must decode): all byte pairs in byte order, then pair + byte.
+// Returns the merges ("a b", in rank order) and adds the tokens to `vocab`.
+json fill_with_merges(json& vocab, int64_t end) {
+  std::vector<std::string> stand_in(256);
+  for (int b = 0; b < 256; ++b) stand_in[b] = byte_stand_in(b);
+  json merges = json::array();
+  int64_t id = 256;
+  for (int a = 0; a < 256 && id < end; ++a) {
+    for (int b = 0; b < 256 && id < end; ++b, ++id) {
+      merges.push_back(stand_in[a] + " " + stand_in[b]);
+      vocab[stand_in[a] + stand_in[b]] = id;
+    }
+  }
+  for (int a = 0; a < 256 && id < end; ++a) {
+    for (int b = 0; b < 256 && id < end; ++b) {
+      for (int c = 0; c < 256 && id < end; ++c, ++id) {
+        merges.push_back(stand_in[a] + stand_in[b] + " " + stand_in[c]);
+        vocab[stand_in[a] + stand_in[b] + stand_in[c]] = id;
+      }
+    }
+  }
+  QLLM_CHECK(id == end, "synthetic tokenizer: cannot fill {} ids with merges", end - 256);
+  return merges;
+}
+
 void write_json(const fs::path& path, const json& j) {
   std::ofstream out(path);
   QLLM_CHECK(out.good(), "cannot create '{}'", path.string());
@@ -175,6 +201,7 @@ json byte_level_tokenizer_json(int64_t special_offset, int64_t special_count) {
              "synthetic tokenizer: specials must follow the bytes");
   json vocab = json::object();
   for (int b = 0; b < 256; ++b) vocab[byte_stand_in(b)] = b;
+  const json merges = fill_with_merges(vocab, special_offset);
   json added = json::array();
   for (int64_t i = 0; i < special_count; ++i) {
     const std::string name = llama3_special_token(i);
@@ -232,7 +259,7 @@ json byte_level_tokenizer_json(int64_t special_offset, int64_t special_count) {
         {"byte_fallback", false},
         {"ignore_merges", true},
         {"vocab", vocab},
-        {"merges", json::array()}}}};
+        {"merges", merges}}}};
 }
 
 LlamaConfig write_synthetic_checkpoint(const SynthOptions& o) {

@@ -25,7 +25,8 @@ struct SynthOptions {
 LlamaConfig write_synthetic_checkpoint(const SynthOptions& options);
 
 // A valid byte-level BPE tokenizer.json: the 256 byte tokens (ids 0..255, GPT-2 byte-to-unicode
-// stand-ins, no merges) and `special_count` Llama 3 special tokens from id `special_offset` on
+// stand-ins), merged byte pairs and triples filling ids 256..special_offset-1 (none for the tiny model),
+// and `special_count` Llama 3 special tokens from id `special_offset` on
 // (<|begin_of_text|>, <|end_of_text|>, ..., <|start_header_id|>, <|end_header_id|>, <|eom_id|>, <|eot_id|>,
 // <|python_tag|>, then reserved ones), with a TemplateProcessing post-processor that adds BOS.
 nlohmann::json byte_level_tokenizer_json(int64_t special_offset, int64_t special_count);

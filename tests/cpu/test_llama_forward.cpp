@@ -346,48 +346,5 @@ TEST_F(TinyModel, BadCheckpointsFailWithClearErrors) {
   expect_error([&] { LlamaRef::load(dir_.file("nowhere")); }, {"nowhere"});
 }
 
-TEST(SyntheticCheckpoint, IsDeterministicAndShapedLikeHf) {
-  TempDir a, b;
-  write_synthetic_checkpoint({.preset = "tiny", .out_dir = a.str(), .seed = 3});
-  write_synthetic_checkpoint({.preset = "tiny", .out_dir = b.str(), .seed = 3});
-  const auto bytes = [](const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  };
-  EXPECT_EQ(bytes(a.file("model.safetensors")), bytes(b.file("model.safetensors")));
-  for (const char* f : {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"}) {
-    EXPECT_TRUE(std::filesystem::exists(a.file(f))) << f;
-  }
-  const SafetensorsFile file(a.file("model.safetensors"));
-  EXPECT_EQ(file.metadata().at("format"), "pt");
-  EXPECT_EQ(file.metadata().at("qllm_synth_seed"), "3");
-  EXPECT_FALSE(file.contains("lm_head.weight"));  // tied, like the real model
-  EXPECT_EQ(file.tensors().size(), 1u + 2 * 9 + 1);
-
-  // Weights ~ N(0, 0.02^2), norms 1.
-  const TensorView w = file.tensor("model.layers.0.mlp.gate_proj.weight");
-  double sum = 0, sum_sq = 0;
-  const auto* bits = reinterpret_cast<const uint16_t*>(w.data);
-  for (int64_t i = 0; i < w.numel(); ++i) {
-    const double v = bf16_bits_to_float(bits[i]);
-    sum += v;
-    sum_sq += v * v;
-  }
-  EXPECT_NEAR(sum / w.numel(), 0.0, 0.002);
-  EXPECT_NEAR(std::sqrt(sum_sq / w.numel()), 0.02, 0.001);
-  const auto* norm = reinterpret_cast<const uint16_t*>(file.tensor("model.norm.weight").data);
-  EXPECT_EQ(bf16_bits_to_float(norm[0]), 1.0f);
-
-  // The generated tokenizer: 256 bytes + 16 specials = the config's vocabulary, BOS at 256.
-  const auto tok = testing::read_json_file(a.file("tokenizer.json"));
-  EXPECT_EQ(tok["model"]["vocab"].size(), 272u);
-  EXPECT_EQ(tok["added_tokens"][0]["content"], "<|begin_of_text|>");
-  EXPECT_EQ(tok["added_tokens"][9]["content"], "<|eot_id|>");
-  EXPECT_EQ(tok["added_tokens"][9]["id"], 265);
-  EXPECT_EQ(llama3_special_token(8), "<|eom_id|>");
-  EXPECT_EQ(llama3_special_token(11), "<|reserved_special_token_3|>");
-  EXPECT_EQ(llama3_special_token(255), "<|reserved_special_token_247|>");
-}
-
 }  // namespace
 }  // namespace qllm
