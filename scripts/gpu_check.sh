@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results.tgz. Run from the repository root, with .deps carried
-# (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|all] (default all).
+# (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|profile|all] (default all;
+# profile = Nsight Compute on the main GEMM configurations and a few tuning variants, not part of all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -55,4 +56,22 @@ for r in d["table"]:
 PY
   log "peers (torch)"
   timeout 240 python3 scripts/peer_gemm.py --out "$OUT/peer_gemm.json" 2> "$OUT/peer_gemm.err" | tail -30
+fi
+
+if [[ $what == profile ]]; then
+  log "tuning variants"
+  for args in "--m 2048 --kernel wgmma --tokens-per-cta 128" "--m 512 --kernel wgmma --tokens-per-cta 128" \
+              "--m 128 --kernel skinny" "--m 16 --kernel skinny --warps-k 2" "--m 1 --kernel skinny --warps-k 2"; do
+    echo "gemm-bench $args"
+    timeout 120 $qllm gemm-bench --modes g128 --reps 20 $args 2>/dev/null | grep -E "^\| +[0-9]"
+  done
+  log "Nsight Compute"
+  sections="--section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats
+            --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis"
+  for spec in "skinny_m1:--m 1" "skinny_m16:--m 16" "wgmma_m2048:--m 2048" "wgmma_m128:--m 128"; do
+    name=${spec%%:*}; args=${spec#*:}
+    timeout 150 ncu --clock-control none $sections -k regex:w4a16 --launch-skip 2 --launch-count 1 \
+      $qllm gemm-bench --shapes 128256x2048 --modes g128 --reps 2 --warmup 1 $args > "$OUT/ncu_$name.txt" 2>&1
+    grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Theoretical Occupancy|Warp Cycles Per Issued|Issued Warp Per|No Eligible|Stall" "$OUT/ncu_$name.txt" | head -16 | sed "s/^/$name: /"
+  done
 fi

@@ -57,24 +57,51 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
   if (kernel == W4A16Kernel::Auto) kernel = (m > 16 && wgmma) ? W4A16Kernel::Wgmma : W4A16Kernel::Skinny;
   QLLM_CHECK(kernel != W4A16Kernel::Wgmma || wgmma,
              "the wgmma W4A16 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)");
+  const int64_t k_steps = layout.k / kW4A16TileK;
+  const int64_t sms = multiprocessors();
   W4A16Plan p;
   p.kernel = kernel;
-  int min_steps_per_split = 2;
-  int64_t target_ctas = 2 * multiprocessors();  // skinny: two resident CTAs per SM hide each other's latency
+  int64_t splits = 1;
   if (kernel == W4A16Kernel::Skinny) {
-    p.tokens_per_cta = m <= 8 ? 8 : (m <= 16 ? 16 : 32);
-    p.rows_per_cta = kernels::kSkinnyRowsPerCta;
+    // Two resident CTAs per SM hide each other's latency. Split K across the warps of a CTA first (reduced in
+    // shared memory), then across CTAs; the CTA's activation slice must fit in shared memory.
+    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 8 ? 8 : (m <= 16 ? 16 : 32));
+    QLLM_CHECK(p.tokens_per_cta == 8 || p.tokens_per_cta == 16 || p.tokens_per_cta == 32,
+               "skinny W4A16 kernel: tokens per CTA must be 8, 16 or 32, not {}", p.tokens_per_cta);
+    const int64_t target = 2 * sms, token_blocks = ceil_div(m, p.tokens_per_cta), tiles = layout.n / kW4A16TileN;
+    p.warps_k = 8;
+    for (int warps_k : {1, 2, 4, 8}) {
+      if (ceil_div(tiles, 8 / warps_k) * token_blocks >= target) {
+        p.warps_k = warps_k;
+        break;
+      }
+    }
+    if (tuning.warps_k) p.warps_k = tuning.warps_k;
+    QLLM_CHECK(p.warps_k == 1 || p.warps_k == 2 || p.warps_k == 4 || p.warps_k == 8,
+               "skinny W4A16 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
+    p.rows_per_cta = 16 * (8 / p.warps_k);
+    const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * token_blocks;
+    const int64_t max_steps = kernels::kSkinnyMaxActivationBytes / (p.tokens_per_cta * kW4A16TileK * 2);
+    splits = std::min(ceil_div(target, ctas), std::max<int64_t>(1, k_steps / (2 * p.warps_k)));
+    splits = std::max(splits, ceil_div(k_steps, max_steps));
   } else {
-    p.tokens_per_cta = m <= 64 ? 64 : (m <= 128 ? 128 : 256);
+    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 64 ? 64 : (m <= 128 ? 128 : 256));
+    QLLM_CHECK(p.tokens_per_cta == 64 || p.tokens_per_cta == 128 || p.tokens_per_cta == 256,
+               "wgmma W4A16 kernel: tokens per CTA must be 64, 128 or 256, not {}", p.tokens_per_cta);
     p.rows_per_cta = kernels::w4a16_wgmma_rows_per_cta(p.tokens_per_cta);
-    target_ctas = multiprocessors();  // one CTA per SM
-    min_steps_per_split = 4;
+    const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);  // one per SM
+    if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
   }
-  const int64_t k_steps = layout.k / kW4A16TileK;
-  const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);
-  int64_t splits = std::clamp<int64_t>(ceil_div(target_ctas, ctas), 1, std::max<int64_t>(1, k_steps / min_steps_per_split));
+  if (tuning.splits) splits = tuning.splits;
+  QLLM_CHECK(splits >= 1 && splits <= k_steps, "W4A16 GEMM: {} splits of {} k steps", splits, k_steps);
   p.steps_per_split = static_cast<int>(ceil_div(k_steps, splits));
   p.splits = static_cast<int>(ceil_div(k_steps, p.steps_per_split));
+  if (kernel == W4A16Kernel::Skinny) {
+    QLLM_CHECK(static_cast<int64_t>(p.steps_per_split) * kW4A16TileK * p.tokens_per_cta * 2 <=
+                   kernels::kSkinnyMaxActivationBytes,
+               "skinny W4A16 kernel: {} splits leave {} k steps per CTA, more than shared memory holds", p.splits,
+               p.steps_per_split);
+  }
   return p;
 }
 
@@ -117,9 +144,10 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
   }
   const bool bf16 = l.activation == DType::BF16;
   if (p.kernel == W4A16Kernel::Skinny) {
-    kernels::launch_w4a16_skinny(args, bf16, p.tokens_per_cta / 8, stream);
+    kernels::launch_w4a16_skinny(args, bf16, p.tokens_per_cta / 8, p.warps_k, stream);
   } else {
     kernels::launch_w4a16_wgmma(args, bf16, p.tokens_per_cta, stream);
+    if (p.splits > 1) kernels::launch_splitk_reduce(args, bf16, stream);
   }
   QLLM_CUDA_CHECK_LAUNCH();
 }

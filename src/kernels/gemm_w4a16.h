@@ -33,14 +33,24 @@ W4A16Kernel parse_w4a16_kernel(std::string_view name);  // auto | skinny | wgmma
 struct W4A16Plan {
   W4A16Kernel kernel = W4A16Kernel::Skinny;
   int tokens_per_cta = 8;
-  int splits = 1;
-  int steps_per_split = 0;  // 64-wide k steps per split
   int rows_per_cta = 128;
+  int warps_k = 1;          // skinny: warps of a CTA splitting its K range
+  int splits = 1;           // CTAs splitting K
+  int steps_per_split = 0;  // 64-wide k steps per split
+};
+
+// Overrides of the automatic plan, for tuning experiments (0 keeps the automatic choice).
+struct W4A16Tuning {
+  int tokens_per_cta = 0;  // skinny 8, 16, 32; wgmma 64, 128, 256
+  int warps_k = 0;         // skinny 1, 2, 4, 8
+  int splits = 0;
 };
 
 // Owns the split-K workspace; one instance per stream (launches on one instance must not overlap).
 class W4A16Gemm {
  public:
+  W4A16Tuning tuning;
+
   W4A16Plan plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel = W4A16Kernel::Auto) const;
 
   // x: [m, k] and y: [m, layout.n], device pointers in the layout's activation dtype, 16-byte aligned.

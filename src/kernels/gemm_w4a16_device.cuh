@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "kernels/gemm_w4a16_launch.h"
+
 namespace qllm::kernels::w4a16 {
 
 // Activation element types. kMagic is the 16-bit pattern whose low mantissa bits can hold a nibble:
@@ -115,6 +117,42 @@ template <typename T>
 __device__ __forceinline__ uint16_t float_to_output(float v) {
   if constexpr (T::kIsBf16) return __bfloat16_as_ushort(__float2bfloat16_rn(v));
   return __half_as_ushort(__float2half_rn(v));
+}
+
+// Split-K across CTAs, after this CTA wrote its partial sums for output rows [first_row, first_row + rows) and
+// tokens [token_base, token_base + tokens): the last CTA of the tile (counted on args.counters[counter]) adds
+// the partials in split order (deterministic) and writes Y. Every thread of the CTA must call this.
+template <typename T>
+__device__ void splitk_finish(const W4A16KernelArgs& args, int counter, int first_row, int rows, int token_base,
+                              int tokens) {
+  __shared__ bool is_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    is_last = atomicAdd(&args.counters[counter], 1u) == static_cast<unsigned int>(args.splits - 1);
+  }
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  auto* y = static_cast<uint16_t*>(args.y);
+  const int64_t split_stride = static_cast<int64_t>(args.m) * args.n;
+  for (int i = threadIdx.x; i < tokens * rows; i += blockDim.x) {
+    const int token = token_base + i / rows, row = first_row + i % rows;
+    const float* p = args.partials + static_cast<int64_t>(token) * args.n + row;
+    float sum = 0.f;
+    int sp = 0;
+    for (; sp + 4 <= args.splits; sp += 4) {  // four loads in flight, added in order
+      const float a = __ldcg(p + sp * split_stride), b = __ldcg(p + (sp + 1) * split_stride);
+      const float c = __ldcg(p + (sp + 2) * split_stride), d = __ldcg(p + (sp + 3) * split_stride);
+      sum += a;
+      sum += b;
+      sum += c;
+      sum += d;
+    }
+    for (; sp < args.splits; ++sp) sum += __ldcg(p + sp * split_stride);
+    y[static_cast<int64_t>(token) * args.n + row] = float_to_output<T>(sum);
+  }
+  if (threadIdx.x == 0) args.counters[counter] = 0;  // ready for the next launch
 }
 
 }  // namespace qllm::kernels::w4a16

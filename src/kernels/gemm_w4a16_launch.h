@@ -23,9 +23,14 @@ struct W4A16KernelArgs {
   int steps_per_split = 0;                  // k64 steps per split
 };
 
-// Skinny path (mma.sync, sm_80+): 8 * tok_tiles tokens x 128 weight rows per CTA, grid (N/128, splits, M/tokens).
-constexpr int kSkinnyRowsPerCta = 128;
-void launch_w4a16_skinny(const W4A16KernelArgs& args, bool bf16, int tok_tiles, cudaStream_t stream);
+// Skinny path (mma.sync, sm_80+): CTAs of 8 warps; warps_k (1, 2, 4, 8) of them split the CTA's K range, so
+// a CTA covers 16 * 8 / warps_k weight rows and 8 * tok_tiles (1, 2, 4) tokens; grid (rows, splits, tokens).
+// The CTA keeps its [tokens x steps_per_split * 64] activation slice in shared memory.
+constexpr int kSkinnyMaxActivationBytes = 72 * 1024;
+void launch_w4a16_skinny(const W4A16KernelArgs& args, bool bf16, int tok_tiles, int warps_k, cudaStream_t stream);
+
+// Sums split-K partials [splits][M][N] in split order into Y (a separate, fully parallel pass).
+void launch_splitk_reduce(const W4A16KernelArgs& args, bool bf16, cudaStream_t stream);
 
 // Wide path (wgmma, sm_90a only): see gemm_w4a16_wgmma.cu. Returns false when not compiled for sm_90a.
 bool w4a16_wgmma_available();

@@ -7,9 +7,14 @@
 //    offline, docs/FORMATS.md), streamed straight from global memory into registers, kPrefetch steps ahead;
 //  - dequantization is one lop3 + one packed subtract per pair: (128 + q) - (128 + z) = q - z exactly; the
 //    scale multiplies the fp32 partial sum of each group instead of every weight (cheaper, and exact);
-//  - activations (a few KB) go through a cp.async ring in shared memory and ldmatrix into B fragments;
-//  - small N gets split-K so that all SMs stream; the last CTA to finish a tile adds the partial sums in a
-//    fixed order (deterministic) and writes the output.
+//  - the CTA's whole slice of activations is copied into shared memory once, so the main loop has no
+//    barrier: every warp streams its weights at its own pace;
+//  - small N is split along K, first across the warps of a CTA (reduced through shared memory), then, if
+//    that is still too few CTAs, across CTAs: the last CTA to finish a tile adds the partial sums in a fixed
+//    order (deterministic) and writes the output.
+#include <algorithm>
+
+#include "kernels/cuda_utils.h"
 #include "kernels/gemm_w4a16_device.cuh"
 #include "kernels/gemm_w4a16_launch.h"
 
@@ -19,65 +24,65 @@ namespace {
 
 using namespace w4a16;
 
-constexpr int kWarps = 8;                    // one 16-row weight tile per warp: 128 rows per CTA
+constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
-constexpr int kStepK = 64;                   // weights per row per step: one 16-byte load per thread
-constexpr int kStages = 4;                   // activation ring depth (steps)
-constexpr int kPrefetch = 2;                 // weight steps in flight per thread beyond the current one
-constexpr int kRowPad = 8;                   // elements of padding per smem row: conflict-free ldmatrix
-constexpr int kSmemRow = kStepK + kRowPad;   // elements per activation row in shared memory
+constexpr int kStepK = 64;    // weights per row per step: one 16-byte load per thread
+constexpr int kPrefetch = 4;  // weight steps in flight per warp
+constexpr int kRowPad = 8;    // elements of padding per activation row in shared memory: conflict-free ldmatrix
 
-template <typename T, int kTokTiles>
-__global__ void __launch_bounds__(kThreads) w4a16_skinny_kernel(const W4A16KernelArgs args) {
+// Three CTAs per SM (a register cap of 85) keep enough weight loads in flight; 32-token CTAs need more registers.
+template <typename T, int kTokTiles, int kWarpsK>
+__global__ void __launch_bounds__(kThreads, kTokTiles >= 4 ? 2 : 3) w4a16_skinny_kernel(const W4A16KernelArgs args) {
   constexpr int kTokens = 8 * kTokTiles;
-  __shared__ __align__(16) uint16_t x_smem[kStages][kTokens][kSmemRow];
+  constexpr int kTilesPerCta = kWarps / kWarpsK;  // 16-row weight tiles per CTA
+  extern __shared__ __align__(16) uint16_t smem[];
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const int tile = blockIdx.x * kWarps + warp;  // this warp's 16-row weight tile
+  const int warp_tile = warp % kTilesPerCta, warp_k = warp / kTilesPerCta;
+  const int tile = blockIdx.x * kTilesPerCta + warp_tile;  // this warp's 16-row weight tile
   const bool active = tile < args.n / 16;
   const int split = blockIdx.y;
   const int token_base = blockIdx.z * kTokens;
   const int k_steps = args.k / kStepK;
-  const int step_begin = split * args.steps_per_split;
-  const int step_end = min(step_begin + args.steps_per_split, k_steps);
-  const int steps = max(step_end - step_begin, 0);
+  const int cta_begin = split * args.steps_per_split;  // this CTA's k steps: [cta_begin, cta_end)
+  const int cta_end = min(cta_begin + args.steps_per_split, k_steps);
+  const int cta_steps = max(cta_end - cta_begin, 0);
+  const int per_warp = (cta_steps + kWarpsK - 1) / kWarpsK;  // this warp's steps: contiguous, within the CTA's
+  const int warp_begin = min(cta_begin + warp_k * per_warp, cta_end);
+  const int steps = min(per_warp, cta_end - warp_begin);
 
-  // ---- activation ring: step s's [kTokens x 64] slice of X into stage s % kStages ----
-  const auto* x = static_cast<const uint16_t*>(args.x);
-  auto load_x_step = [&](int s) {
-    if (s < steps) {
-      const int k0 = (step_begin + s) * kStepK;
-      for (int chunk = threadIdx.x; chunk < kTokens * 8; chunk += kThreads) {
-        const int row = chunk / 8, col = (chunk % 8) * 8;
-        const int token = token_base + row;
-        const bool valid = token < args.m;
-        cp_async_16(&x_smem[s % kStages][row][col], x + (valid ? static_cast<int64_t>(token) * args.k + k0 + col : 0),
-                    valid);
-      }
-    }
-    cp_async_commit();  // always commit, so that wait_group counts steps
-  };
-
-  // ---- weights: this lane's 16 bytes of unit (tile, step) ----
-  const auto* units = static_cast<const uint4*>(args.qweight) + static_cast<int64_t>(tile) * k_steps * 32 + lane;
-  uint4 w_regs[kPrefetch + 1];
+  // ---- weights first: this lane's 16 bytes of unit (tile, step), kPrefetch steps in flight ----
+  const auto* units =
+      static_cast<const uint4*>(args.qweight) + (static_cast<int64_t>(tile) * k_steps + warp_begin) * 32 + lane;
+  uint4 w_regs[kPrefetch];
 #pragma unroll
-  for (int p = 0; p <= kPrefetch; ++p) {
-    if (active && p < steps) w_regs[p] = load_weights(units + static_cast<int64_t>(step_begin + p) * 32);
+  for (int p = 0; p < kPrefetch; ++p) {
+    if (active && p < steps) w_regs[p] = load_weights(units + p * 32);
   }
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) load_x_step(s);
 
-  // Scale and zero-point pairs of rows (g, g + 8), raw 16-bit pairs. The next group's pair is loaded one
-  // group ahead, so the loads' latency hides behind a group's MMAs.
+  // ---- the CTA's activation slice [kTokens x cta_steps * 64] into shared memory, once ----
+  const int row_elems = args.steps_per_split * kStepK + kRowPad;
+  {
+    const auto* x = static_cast<const uint16_t*>(args.x);
+    const int chunks_per_row = cta_steps * (kStepK / 8);
+    for (int chunk = threadIdx.x; chunk < kTokens * chunks_per_row; chunk += kThreads) {
+      const int row = chunk / chunks_per_row, col = (chunk % chunks_per_row) * 8;
+      const int token = token_base + row;
+      const bool valid = token < args.m;
+      cp_async_16(smem + row * row_elems + col,
+                  x + (valid ? static_cast<int64_t>(token) * args.k + cta_begin * kStepK + col : 0), valid);
+    }
+    cp_async_commit();
+  }
+
+  // Scale and zero-point pairs of rows (g, g + 8), raw 16-bit pairs; the next group's loaded one group ahead.
   const uint32_t* scale_pairs = args.scales + static_cast<int64_t>(tile) * args.groups * 8 + g;
   const uint32_t* zero_pairs =
       args.zero_offsets ? args.zero_offsets + static_cast<int64_t>(tile) * args.groups * 8 + g : nullptr;
   constexpr uint32_t kSymmetricZero = (T::kMagic + 8) | ((T::kMagic + 8) << 16);
-  const int k16 = step_begin * 4;  // global index of the first k16 step
-  int group = k16 / args.group_steps;
-  int group_left = args.group_steps - k16 % args.group_steps;  // k16 steps left in the current group
+  int group = warp_begin * 4 / args.group_steps;
+  int group_left = args.group_steps - warp_begin * 4 % args.group_steps;  // k16 steps left in the group
   uint32_t scale_now = 0, scale_next = 0, zero_now = kSymmetricZero, zero_next = kSymmetricZero;
   if (active && steps > 0) {
     scale_now = scale_pairs[group * 8];
@@ -89,139 +94,172 @@ __global__ void __launch_bounds__(kThreads) w4a16_skinny_kernel(const W4A16Kerne
   }
   uint32_t zero_lo = low_pair(zero_now), zero_hi = high_pair(zero_now);
 
+  cp_async_wait<0>();
+  __syncthreads();  // the activation slice is in
+
   float acc[kTokTiles][4] = {};        // output: rows (g, g+8) x tokens (2t, 2t+1) per token tile
   float group_acc[kTokTiles][4] = {};  // the current scale group's unscaled partial sums
-  for (int s = 0; s < steps; ++s) {
-    cp_async_wait<kStages - 2>();
-    __syncthreads();  // step s's activations are in; every warp is done with step s - 1's stage
-    load_x_step(s + kStages - 1);
-
-    const uint4 w = w_regs[0];
+  // Ends the current scale group: its partial sums, times the scales, go into the output.
+  auto flush_group = [&](bool last) {
+    const float scale_lo = scale_to_float<T>(scale_now & 0xffffu), scale_hi = scale_to_float<T>(scale_now >> 16);
 #pragma unroll
-    for (int p = 0; p < kPrefetch; ++p) w_regs[p] = w_regs[p + 1];
-    if (active && s + kPrefetch + 1 < steps) {
-      w_regs[kPrefetch] = load_weights(units + static_cast<int64_t>(step_begin + s + kPrefetch + 1) * 32);
+    for (int tt = 0; tt < kTokTiles; ++tt) {
+      acc[tt][0] += scale_lo * group_acc[tt][0];
+      acc[tt][1] += scale_lo * group_acc[tt][1];
+      acc[tt][2] += scale_hi * group_acc[tt][2];
+      acc[tt][3] += scale_hi * group_acc[tt][3];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) group_acc[tt][i] = 0.f;
     }
-    if (!active) continue;
-
+    if (last) return;
+    ++group;
+    group_left = args.group_steps;
+    scale_now = scale_next;
+    zero_now = zero_next;
+    zero_lo = low_pair(zero_now);
+    zero_hi = high_pair(zero_now);
+    if (group + 1 < args.groups) {
+      scale_next = scale_pairs[(group + 1) * 8];
+      if (zero_pairs) zero_next = zero_pairs[(group + 1) * 8];
+    }
+  };
+  // One 64-wide step: two ldmatrix.x4 per token tile give the B fragments of four k16 MMAs.
+  const uint16_t* x_rows = smem + (lane & 7) * row_elems + (warp_begin - cta_begin) * kStepK + 8 * (lane >> 3);
+  auto compute_step = [&](int s, const uint4& w) {
     const uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {  // two k16 steps per ldmatrix.x4
+    for (int half = 0; half < 2; ++half) {
       uint32_t b[kTokTiles][4];
 #pragma unroll
-      for (int tt = 0; tt < kTokTiles; ++tt) {
-        ldmatrix_x4(b[tt], &x_smem[s % kStages][tt * 8 + (lane & 7)][half * 32 + 8 * (lane >> 3)]);
-      }
+      for (int tt = 0; tt < kTokTiles; ++tt) ldmatrix_x4(b[tt], x_rows + tt * 8 * row_elems + s * kStepK + half * 32);
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         uint32_t a[4];
         dequant_step<T>(words[2 * half + j], zero_lo, zero_hi, a);
 #pragma unroll
         for (int tt = 0; tt < kTokTiles; ++tt) mma_16816<T>(group_acc[tt], a, b[tt][2 * j], b[tt][2 * j + 1]);
-        const bool split_done = s == steps - 1 && half == 1 && j == 1;
-        if (--group_left == 0 || split_done) {
-          // End of a scale group (or of this split): scale its partial sums into the output.
-          const float scale_lo = scale_to_float<T>(scale_now & 0xffffu);
-          const float scale_hi = scale_to_float<T>(scale_now >> 16);
+        const bool last = s == steps - 1 && half == 1 && j == 1;
+        if (--group_left == 0 || last) flush_group(last);
+      }
+    }
+  };
+
+  if (active) {
+    for (int s0 = 0; s0 < steps; s0 += kPrefetch) {
 #pragma unroll
-          for (int tt = 0; tt < kTokTiles; ++tt) {
-            acc[tt][0] += scale_lo * group_acc[tt][0];
-            acc[tt][1] += scale_lo * group_acc[tt][1];
-            acc[tt][2] += scale_hi * group_acc[tt][2];
-            acc[tt][3] += scale_hi * group_acc[tt][3];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) group_acc[tt][i] = 0.f;
-          }
-          if (!split_done) {
-            ++group;
-            group_left = args.group_steps;
-            scale_now = scale_next;
-            zero_now = zero_next;
-            zero_lo = low_pair(zero_now);
-            zero_hi = high_pair(zero_now);
-            if (group + 1 < args.groups) {
-              scale_next = scale_pairs[(group + 1) * 8];
-              if (zero_pairs) zero_next = zero_pairs[(group + 1) * 8];
-            }
-          }
+      for (int p = 0; p < kPrefetch; ++p) {  // compile-time ring index: no register moves
+        const int s = s0 + p;
+        if (s < steps) {
+          const uint4 w = w_regs[p];
+          if (s + kPrefetch < steps) w_regs[p] = load_weights(units + (s + kPrefetch) * 32);
+          compute_step(s, w);
         }
       }
     }
   }
-  cp_async_wait<0>();
 
-  // ---- epilogue ----
+  // ---- reduce the kWarpsK k-slices of each tile through shared memory, in slice order ----
+  if constexpr (kWarpsK > 1) {
+    __syncthreads();  // everyone is done with the activations: reuse their space
+    auto* partial = reinterpret_cast<float*>(smem);
+    constexpr int kValues = kTokTiles * 4;
+    float* mine = partial + ((warp_k * kTilesPerCta + warp_tile) * kValues) * 32 + lane;
+#pragma unroll
+    for (int tt = 0; tt < kTokTiles; ++tt) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) mine[(tt * 4 + i) * 32] = acc[tt][i];
+    }
+    __syncthreads();
+    if (warp_k == 0) {
+#pragma unroll
+      for (int tt = 0; tt < kTokTiles; ++tt) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          float sum = 0.f;
+          for (int kw = 0; kw < kWarpsK; ++kw) {
+            sum += partial[((kw * kTilesPerCta + warp_tile) * kValues + tt * 4 + i) * 32 + lane];
+          }
+          acc[tt][i] = sum;
+        }
+      }
+    }
+  }
+
+  // ---- epilogue (warps of slice 0 hold the sums): write Y, or this split's partial sums ----
+  const bool writer = active && warp_k == 0;
   const int row0 = tile * 16 + g;
   auto* y = static_cast<uint16_t*>(args.y);
   if (args.splits == 1) {
-    if (!active) return;
+    if (!writer) return;
 #pragma unroll
     for (int tt = 0; tt < kTokTiles; ++tt) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int token = token_base + tt * 8 + 2 * t + (i & 1);
-        const int row = row0 + 8 * (i >> 1);
-        if (token < args.m) y[static_cast<int64_t>(token) * args.n + row] = float_to_output<T>(acc[tt][i]);
+        if (token < args.m) y[static_cast<int64_t>(token) * args.n + row0 + 8 * (i >> 1)] = float_to_output<T>(acc[tt][i]);
       }
     }
     return;
   }
-
-  // Split-K: publish this split's partial sums; the last CTA of the tile adds them in split order.
-  if (active) {
+  if (writer) {
 #pragma unroll
     for (int tt = 0; tt < kTokTiles; ++tt) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int token = token_base + tt * 8 + 2 * t + (i & 1);
-        const int row = row0 + 8 * (i >> 1);
         if (token < args.m) {
-          args.partials[(static_cast<int64_t>(split) * args.m + token) * args.n + row] = acc[tt][i];
+          args.partials[(static_cast<int64_t>(split) * args.m + token) * args.n + row0 + 8 * (i >> 1)] = acc[tt][i];
         }
       }
     }
   }
-  __threadfence();
-  __syncthreads();
-  __shared__ bool is_last;
-  const int counter = blockIdx.z * gridDim.x + blockIdx.x;
-  if (threadIdx.x == 0) {
-    is_last = atomicAdd(&args.counters[counter], 1u) == static_cast<unsigned int>(args.splits - 1);
+  const int first_row = blockIdx.x * kTilesPerCta * 16;
+  splitk_finish<T>(args, blockIdx.z * gridDim.x + blockIdx.x, first_row, min(kTilesPerCta * 16, args.n - first_row),
+                   token_base, min(kTokens, args.m - token_base));
+}
+
+template <typename T, int kTokTiles, int kWarpsK>
+void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
+  constexpr int kTokens = 8 * kTokTiles;
+  const int smem = std::max<int>(kTokens * (args.steps_per_split * kStepK + kRowPad) * 2,
+                                 kWarps * kTokTiles * 4 * 32 * 4);
+  static int configured = 0;  // the largest dynamic shared memory this instantiation was given
+  if (smem > configured) {
+    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_skinny_kernel<T, kTokTiles, kWarpsK>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    configured = smem;
   }
-  __syncthreads();
-  if (!is_last) return;
-  __threadfence();
-  const int rows = min(kSkinnyRowsPerCta, args.n - static_cast<int>(blockIdx.x) * kSkinnyRowsPerCta);
-  const int tokens = min(kTokens, args.m - token_base);
-  for (int i = threadIdx.x; i < tokens * rows; i += kThreads) {
-    const int token = token_base + i / rows, row = blockIdx.x * kSkinnyRowsPerCta + i % rows;
-    float sum = 0.f;
-    for (int sp = 0; sp < args.splits; ++sp) {
-      sum += __ldcg(&args.partials[(static_cast<int64_t>(sp) * args.m + token) * args.n + row]);
-    }
-    y[static_cast<int64_t>(token) * args.n + row] = float_to_output<T>(sum);
+  const dim3 grid((args.n + 16 * (kWarps / kWarpsK) - 1) / (16 * (kWarps / kWarpsK)), args.splits,
+                  (args.m + kTokens - 1) / kTokens);
+  w4a16_skinny_kernel<T, kTokTiles, kWarpsK><<<grid, kThreads, smem, stream>>>(args);
+}
+
+template <typename T, int kTokTiles>
+void launch_tokens(const W4A16KernelArgs& args, int warps_k, cudaStream_t stream) {
+  switch (warps_k) {
+    case 1: launch_config<T, kTokTiles, 1>(args, stream); break;
+    case 2: launch_config<T, kTokTiles, 2>(args, stream); break;
+    case 4: launch_config<T, kTokTiles, 4>(args, stream); break;
+    default: launch_config<T, kTokTiles, 8>(args, stream); break;
   }
-  if (threadIdx.x == 0) args.counters[counter] = 0;  // ready for the next launch
 }
 
 template <typename T>
-void launch_typed(const W4A16KernelArgs& args, int tok_tiles, cudaStream_t stream) {
-  const dim3 grid((args.n + kSkinnyRowsPerCta - 1) / kSkinnyRowsPerCta, args.splits,
-                  (args.m + 8 * tok_tiles - 1) / (8 * tok_tiles));
+void launch_typed(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream) {
   switch (tok_tiles) {
-    case 1: w4a16_skinny_kernel<T, 1><<<grid, kThreads, 0, stream>>>(args); break;
-    case 2: w4a16_skinny_kernel<T, 2><<<grid, kThreads, 0, stream>>>(args); break;
-    default: w4a16_skinny_kernel<T, 4><<<grid, kThreads, 0, stream>>>(args); break;
+    case 1: launch_tokens<T, 1>(args, warps_k, stream); break;
+    case 2: launch_tokens<T, 2>(args, warps_k, stream); break;
+    default: launch_tokens<T, 4>(args, warps_k, stream); break;
   }
 }
 
 }  // namespace
 
-void launch_w4a16_skinny(const W4A16KernelArgs& args, bool bf16, int tok_tiles, cudaStream_t stream) {
+void launch_w4a16_skinny(const W4A16KernelArgs& args, bool bf16, int tok_tiles, int warps_k, cudaStream_t stream) {
   if (bf16) {
-    launch_typed<Bf16>(args, tok_tiles, stream);
+    launch_typed<Bf16>(args, tok_tiles, warps_k, stream);
   } else {
-    launch_typed<F16>(args, tok_tiles, stream);
+    launch_typed<F16>(args, tok_tiles, warps_k, stream);
   }
 }
 

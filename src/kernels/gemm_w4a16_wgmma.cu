@@ -8,7 +8,7 @@
 //    memory in the 128-byte swizzled K-major layout the B descriptor names, kStages deep;
 //  - two warpgroups of 4 warps, each owning kWgTiles 64-row weight tiles; wgmma runs asynchronously while the
 //    warpgroup dequantizes the next step's weights into the other register buffer;
-//  - split-K with a deterministic last-CTA reduction when the output has too few tiles to fill the GPU.
+//  - split-K when the output has too few tiles to fill the GPU: partial sums, then a separate reduction pass.
 #include <type_traits>
 
 #include "kernels/gemm_w4a16_launch.h"
@@ -76,8 +76,10 @@ __global__ void __launch_bounds__(kThreads, 1) w4a16_wgmma_kernel(const W4A16Ker
 
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
   const int g = lane / 4;
-  const int row_base = blockIdx.x * (128 * kWgTiles) + wg * (64 * kWgTiles);  // this warpgroup's first row
-  const int token_base = blockIdx.z * kTok;
+  // Token tiles vary fastest across the grid: the CTAs that share a weight tile run at the same time and
+  // read it from DRAM once (L2 serves the others).
+  const int row_base = blockIdx.z * (128 * kWgTiles) + wg * (64 * kWgTiles);  // this warpgroup's first row
+  const int token_base = blockIdx.x * kTok;
   const int split = blockIdx.y;
   const int k_steps = args.k / kStepK;
   const int step_begin = split * args.steps_per_split;
@@ -233,30 +235,7 @@ __global__ void __launch_bounds__(kThreads, 1) w4a16_wgmma_kernel(const W4A16Ker
       }
     }
   }
-  if (!partial) return;
-
-  __threadfence();
-  __syncthreads();
-  __shared__ bool is_last;
-  const int counter = blockIdx.z * gridDim.x + blockIdx.x;
-  if (threadIdx.x == 0) {
-    is_last = atomicAdd(&args.counters[counter], 1u) == static_cast<unsigned int>(args.splits - 1);
-  }
-  __syncthreads();
-  if (!is_last) return;
-  __threadfence();
-  const int first_row = blockIdx.x * 128 * kWgTiles;
-  const int rows = min(128 * kWgTiles, args.n - first_row);
-  const int tokens = min(kTok, args.m - token_base);
-  for (int i = threadIdx.x; i < tokens * rows; i += kThreads) {
-    const int token = token_base + i / rows, row = first_row + i % rows;
-    float sum = 0.f;
-    for (int sp = 0; sp < args.splits; ++sp) {
-      sum += __ldcg(&args.partials[(static_cast<int64_t>(sp) * args.m + token) * args.n + row]);
-    }
-    y[static_cast<int64_t>(token) * args.n + row] = float_to_output<T>(sum);
-  }
-  if (threadIdx.x == 0) args.counters[counter] = 0;
+  // With split-K, launch_splitk_reduce adds the partial sums afterwards.
 #endif  // QLLM_WGMMA_ENABLED
 }
 
@@ -269,7 +248,7 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
     return true;
   }();
   (void)configured;
-  const dim3 grid((args.n + 128 * kWgTiles - 1) / (128 * kWgTiles), args.splits, (args.m + kTok - 1) / kTok);
+  const dim3 grid((args.m + kTok - 1) / kTok, args.splits, (args.n + 128 * kWgTiles - 1) / (128 * kWgTiles));
   w4a16_wgmma_kernel<T, kTok, kWgTiles><<<grid, kThreads, kSmem, stream>>>(args);
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/quantize_int4_launch.h"
 #include "quant/int4_math.h"
@@ -66,14 +67,38 @@ __device__ __forceinline__ T segment_sum(T v) {
   for (int o = TPG / 2; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
   return v;
 }
+// NaN-propagating min/max (fminf/fmaxf would drop a NaN and hide it from the check).
+__device__ __forceinline__ float min_nan(float a, float b) { return (a != a || b != b) ? __int_as_float(0x7fffffff) : fminf(a, b); }
+__device__ __forceinline__ float max_nan(float a, float b) { return (a != a || b != b) ? __int_as_float(0x7fffffff) : fmaxf(a, b); }
+
 template <int TPG>
 __device__ __forceinline__ GroupStats segment_minmax(GroupStats s) {
 #pragma unroll
   for (int o = TPG / 2; o > 0; o >>= 1) {
-    s.min = fminf(s.min, __shfl_xor_sync(kFullMask, s.min, o));
-    s.max = fmaxf(s.max, __shfl_xor_sync(kFullMask, s.max, o));
+    s.min = min_nan(s.min, __shfl_xor_sync(kFullMask, s.min, o));
+    s.max = max_nan(s.max, __shfl_xor_sync(kFullMask, s.max, o));
   }
   return s;
+}
+
+// Range of V 16-byte vectors with packed NaN-propagating min/max on 16-bit pairs (HMNMX2).
+template <bool kBf16, int V>
+__device__ __forceinline__ GroupStats packed_range(const uint4 (&vec)[V]) {
+  using Pair = std::conditional_t<kBf16, __nv_bfloat162, __half2>;
+  auto as_pair = [](uint32_t w) { return *reinterpret_cast<Pair*>(&w); };
+  Pair lo = as_pair(vec[0].x), hi = lo;
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    const uint32_t words[4] = {vec[v].x, vec[v].y, vec[v].z, vec[v].w};
+#pragma unroll
+    for (int i = (v == 0 ? 1 : 0); i < 4; ++i) {
+      lo = __hmin2_nan(lo, as_pair(words[i]));
+      hi = __hmax2_nan(hi, as_pair(words[i]));
+    }
+  }
+  const uint32_t lo_bits = *reinterpret_cast<uint32_t*>(&lo), hi_bits = *reinterpret_cast<uint32_t*>(&hi);
+  return {min_nan(element_to_float<kBf16>(lo_bits & 0xffffu), element_to_float<kBf16>(lo_bits >> 16)),
+          max_nan(element_to_float<kBf16>(hi_bits & 0xffffu), element_to_float<kBf16>(hi_bits >> 16))};
 }
 
 // Chooses the clipping percent of one group. `error_of(params)` returns the group's total fixed-point error
@@ -112,21 +137,11 @@ __device__ __forceinline__ void quantize_group_in_registers(const uint4 (&vec)[V
                                                             uint8_t* __restrict__ zeros,
                                                             Int4QuantizeScratch* scratch) {
   constexpr int kGroupVectors = V * TPG;
-  // Stage 1: range of the group, and the NaN/Inf check.
-  GroupStats stats{FLT_MAX, -FLT_MAX};
-  bool finite = true;
-#pragma unroll
-  for (int v = 0; v < V; ++v) {
-    float x[8];
-    unpack8<kBf16>(vec[v], x);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      finite &= fabsf(x[j]) <= FLT_MAX;
-      stats.min = fminf(stats.min, x[j]);
-      stats.max = fmaxf(stats.max, x[j]);
-    }
-  }
-  if (!finite) {
+  // Stage 1: range of the group with packed 16-bit min/max that propagate NaN (one instruction per pair),
+  // so a NaN or Inf anywhere in the group shows in its range and is then located on a slow path.
+  const GroupStats stats_local = packed_range<kBf16, V>(vec);
+  GroupStats stats = segment_minmax<TPG>(stats_local);
+  if (!(fabsf(stats.min) <= FLT_MAX && fabsf(stats.max) <= FLT_MAX) && active) {
     for (int v = 0; v < V; ++v) {
       float x[8];
       unpack8<kBf16>(vec[v], x);
@@ -135,7 +150,6 @@ __device__ __forceinline__ void quantize_group_in_registers(const uint4 (&vec)[V
       }
     }
   }
-  stats = segment_minmax<TPG>(stats);
 
   // Stage 2: scale search over the registers (no memory traffic).
   const float normalizer = int4::error_normalizer(stats);

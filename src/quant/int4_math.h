@@ -42,7 +42,8 @@ QLLM_HD int fine_percent(int best_coarse, int i) {
 QLLM_HD float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 QLLM_HD float div_rn(float a, float b) { return __fdiv_rn(a, b); }
 QLLM_HD float sub_rn(float a, float b) { return __fsub_rn(a, b); }
-QLLM_HD int round_to_int(float x) { return __float2int_rn(x); }
+QLLM_HD float add_rn(float a, float b) { return __fadd_rn(a, b); }
+QLLM_HD int32_t float_bits(float x) { return __float_as_int(x); }
 QLLM_HD uint32_t round_to_u32(float x) { return __float2uint_rn(x); }
 QLLM_HD float fabs_(float x) { return fabsf(x); }
 QLLM_HD float fmin_(float a, float b) { return fminf(a, b); }
@@ -57,11 +58,10 @@ QLLM_HD float scale_bits_to_float(uint16_t bits, bool bf16) {
 inline float mul_rn(float a, float b) { return a * b; }
 inline float div_rn(float a, float b) { return a / b; }
 inline float sub_rn(float a, float b) { return a - b; }
+inline float add_rn(float a, float b) { return a + b; }
+inline int32_t float_bits(float x) { return std::bit_cast<int32_t>(x); }
 // Round half to even without a libm call (std::nearbyint is not inlined on baseline x86-64): adding and
 // subtracting 1.5 * 2^23 rounds to an integer in the FPU's default mode, exact for |x| < 2^22.
-inline int round_to_int(float x) {  // callers keep |x| <= 64
-  return static_cast<int>((x + 12582912.0f) - 12582912.0f);
-}
 inline uint32_t round_to_u32(float x) {  // 0 <= x <= 2^24
   return static_cast<uint32_t>(static_cast<int32_t>((x + 12582912.0f) - 12582912.0f));
 }
@@ -79,6 +79,9 @@ inline float scale_bits_to_float(uint16_t bits, bool bf16) {
 
 // ---- per-group parameters ----------------------------------------------------------------------------------
 
+constexpr float kRoundingMagic = 12582912.0f;  // 1.5 * 2^23: x + magic has round(x) in its low mantissa bits
+constexpr int32_t kRoundingMagicBits = 0x4B400000;
+
 // Range of one group. Min/max are order-independent, so any reduction order gives the same stats.
 struct GroupStats {
   float min;
@@ -93,6 +96,10 @@ struct GroupParams {
   float inv_scale;      // 1 / scale (0 when the scale is 0): quantizing multiplies by it
 };
 
+// Largest magnitude of the group. max(|min|, |max|) rather than max(-min, max): an all-zero group must give
+// +0, whatever sign of zero the min/max reductions (which differ between CPU and GPU) kept.
+QLLM_HD float group_absmax(GroupStats stats) { return fmax_(fabs_(stats.min), fabs_(stats.max)); }
+
 // Parameters for clipping the group's range to `percent` of the plain range.
 // Symmetric: s = absmax * p / 700, z = 8. Asymmetric: the range is widened to contain 0 (so that z fits in
 // [0, 15] and zero stays exact), both ends are scaled by p / 100, s = (hi - lo) / 15, z = round(-lo / s).
@@ -100,8 +107,7 @@ QLLM_HD GroupParams group_params(GroupStats stats, int percent, bool zero_point,
   GroupParams p;
   float scale;
   if (!zero_point) {
-    const float absmax = fmax_(-stats.min, stats.max);
-    scale = div_rn(mul_rn(absmax, static_cast<float>(percent)), 700.0f);
+    scale = div_rn(mul_rn(group_absmax(stats), static_cast<float>(percent)), 700.0f);
   } else {
     const float lo = div_rn(mul_rn(fmin_(stats.min, 0.0f), static_cast<float>(percent)), 100.0f);
     const float hi = div_rn(mul_rn(fmax_(stats.max, 0.0f), static_cast<float>(percent)), 100.0f);
@@ -117,17 +123,18 @@ QLLM_HD GroupParams group_params(GroupStats stats, int percent, bool zero_point,
     p.zero = 0;
   } else {
     const float lo = div_rn(mul_rn(fmin_(stats.min, 0.0f), static_cast<float>(percent)), 100.0f);
-    int z = round_to_int(div_rn(-lo, p.scale));
+    const int z = float_bits(add_rn(fmin_(div_rn(-lo, p.scale), 64.0f), kRoundingMagic)) - kRoundingMagicBits;
     p.zero = static_cast<uint8_t>(z < 0 ? 0 : (z > kMaxNibble ? kMaxNibble : z));
   }
   return p;
 }
 
 // Stored nibble for one weight: clamp(round(w / s) + z, 0, 15), with w / s computed as w * (1 / s).
+// Rounding: adding 1.5 * 2^23 leaves round-half-even(x) in the low bits of the float (|x| < 2^22, which holds:
+// |w * (1/s)| stays below ~30 for every candidate scale), so the whole thing is an fmul, an fadd and integer
+// ops, on both sides. The zero point is added after rounding: folding it into the magic would change ties.
 QLLM_HD uint8_t quantize_value(float w, const GroupParams& p) {
-  float x = mul_rn(w, p.inv_scale);
-  x = fmin_(fmax_(x, -64.0f), 64.0f);  // keeps the int conversion defined for any finite input
-  const int q = round_to_int(x) + p.zero;
+  const int32_t q = float_bits(add_rn(mul_rn(w, p.inv_scale), kRoundingMagic)) - kRoundingMagicBits + p.zero;
   return static_cast<uint8_t>(q < 0 ? 0 : (q > kMaxNibble ? kMaxNibble : q));
 }
 
@@ -141,7 +148,7 @@ QLLM_HD float dequantize_value(uint8_t nibble, float scale, int zero) {
 // A power of two that maps every reconstruction error of the group below 1.0: errors are at most about
 // 2 * absmax (asymmetric clipping of a one-sided group), so divide by 4 * 2^floor(log2(absmax)).
 QLLM_HD float error_normalizer(GroupStats stats) {
-  const float absmax = fmax_(-stats.min, stats.max);
+  const float absmax = group_absmax(stats);
   uint32_t bits;
 #if defined(__CUDA_ARCH__)
   bits = __float_as_uint(absmax);

@@ -160,6 +160,40 @@ TEST(GemmW4A16Cuda, LlamaShapesMatchCublasAndTheReference) {
   }
 }
 
+// Every kernel instantiation (token tile, K split across warps and across CTAs) on one odd-but-valid shape.
+TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
+  QLLM_SKIP_WITHOUT_GPU();
+  Rng rng(fresh_seed());
+  const int64_t n = 320, k = 448;  // 20 row tiles, 7 k steps: uneven splits everywhere
+  std::vector<float> w(static_cast<size_t>(n * k));
+  for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
+  const W4A16Weights packed = repack_w4a16(quantize_int4_ref(w, n, k, mode(Granularity::Groupwise, 64, true)), DType::BF16);
+  const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
+  W4A16Gemm gemm;
+  for (int64_t m : {1, 9, 17, 33}) {
+    std::vector<uint16_t> x_bits(static_cast<size_t>(m * k));
+    for (auto& v : x_bits) v = float_to_bf16_bits(static_cast<float>(rng.normal()));
+    const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
+    const std::vector<float> x_values = bf16_to_float(x_bits);
+    for (W4A16Kernel kernel : kernels_here()) {
+      const auto ref = gemm_w4a16_ref(x_values, m, packed, precision_of(kernel));
+      const std::vector<int> tokens = kernel == W4A16Kernel::Skinny ? std::vector<int>{8, 16, 32}
+                                                                    : std::vector<int>{64, 128, 256};
+      const std::vector<int> warps_k = kernel == W4A16Kernel::Skinny ? std::vector<int>{1, 2, 4, 8} : std::vector<int>{0};
+      for (int tok : tokens) {
+        for (int wk : warps_k) {
+          for (int splits : {1, 2, 3}) {
+            SCOPED_TRACE(fmt::format("M={} {} tokens {} warps_k {} splits {}", m, w4a16_kernel_name(kernel), tok, wk,
+                                     splits));
+            gemm.tuning = {.tokens_per_cta = tok, .warps_k = wk, .splits = splits};
+            ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound);
+          }
+        }
+      }
+    }
+  }
+}
+
 // Split-K adds partial sums in a fixed order: the same inputs give the same bits.
 TEST(GemmW4A16Cuda, DeterministicAcrossRuns) {
   QLLM_SKIP_WITHOUT_GPU();

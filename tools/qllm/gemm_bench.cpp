@@ -29,6 +29,13 @@ namespace qllm::cli {
 
 namespace {
 
+// Mirrors W4A16Tuning (kernels/gemm_w4a16.h), which CPU-only builds do not have.
+struct W4A16TuningOptions {
+  int tokens_per_cta = 0;
+  int warps_k = 0;
+  int splits = 0;
+};
+
 struct GemmBenchOptions {
   std::vector<int64_t> m = {1, 16, 128, 512, 2048};
   std::vector<std::string> shapes = {"128256x2048", "2048x2048", "512x2048", "8192x2048", "2048x8192"};
@@ -37,6 +44,7 @@ struct GemmBenchOptions {
   std::string dtype = "bf16";
   std::string scale_search = "mse";
   bool zero_point = false;
+  W4A16TuningOptions tuning;
   int reps = 50;
   int warmup = 10;
   uint64_t seed = 0;
@@ -108,6 +116,7 @@ void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes) {
 
   bench::CublasGemm cublas;
   W4A16Gemm gemm;
+  gemm.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta, .warps_k = o.tuning.warps_k, .splits = o.tuning.splits};
   Table table({"M", "mode", "out x in", "time_ms", "bf16_ms", "speedup_vs_bf16", "mae_vs_bf16", "TB/s", "TFLOP/s",
                "kernel", "rel_err_vs_dequant"});
   nlohmann::json raw = nlohmann::json::array();
@@ -175,8 +184,8 @@ void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes) {
                                                  packed.zero_offsets.size() * 2 + (m * shape.k + y_count) * 2);
         const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(shape.n * shape.k);
         const W4A16Plan plan = gemm.plan(m, packed.layout, kernel);
-        const std::string kernel_label = fmt::format("{} t{} s{}", w4a16_kernel_name(plan.kernel),
-                                                     plan.tokens_per_cta, plan.splits);
+        const std::string kernel_label = fmt::format("{} t{} k{} s{}", w4a16_kernel_name(plan.kernel),
+                                                     plan.tokens_per_cta, plan.warps_k, plan.splits);
         table.add_row({m, mode, shape.label, Cell::number(t.median_ms, 4), Cell::number(base.timing.median_ms, 4),
                        Cell::number(base.timing.median_ms / t.median_ms, 2),
                        Cell::number(vs_bf16.mean_abs_diff(m * shape.n), 4),
@@ -241,6 +250,9 @@ void add_gemm_bench(CLI::App& app) {
   cmd->add_option("--dtype", o->dtype, "activation dtype: bf16 or f16")->capture_default_str();
   cmd->add_option("--scale-search", o->scale_search, "none, mse or mae")->capture_default_str();
   cmd->add_flag("--zero-point", o->zero_point, "asymmetric quantization");
+  cmd->add_option("--tokens-per-cta", o->tuning.tokens_per_cta, "tuning: token tile (0 = automatic)");
+  cmd->add_option("--warps-k", o->tuning.warps_k, "tuning: skinny warps splitting K (0 = automatic)");
+  cmd->add_option("--splits", o->tuning.splits, "tuning: CTAs splitting K (0 = automatic)");
   cmd->add_option("--reps", o->reps, "timed repetitions")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed repetitions first")->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed of X and W")->capture_default_str();
