@@ -77,6 +77,7 @@ PerplexityResult perplexity(CausalLm& model, std::span<const int32_t> tokens,
     const std::vector<double> nll =
         token_nll(model, tokens.subspan(w * options.ctx, options.ctx), options.chunk);
     for (double v : nll) nll_sum += v;
+    if (options.keep_token_nll) result.token_nll.insert(result.token_nll.end(), nll.begin(), nll.end());
     result.scored_tokens += static_cast<int64_t>(nll.size());
     if (options.progress) options.progress(w + 1, windows, std::exp(nll_sum / result.scored_tokens));
   }

@@ -25,9 +25,10 @@ std::vector<double> token_nll(CausalLm& model, std::span<const int32_t> tokens, 
 
 struct PerplexityOptions {
   PerplexityProtocol protocol = PerplexityProtocol::GptqHf;
-  int64_t ctx = 2048;      // window length
-  int64_t max_tokens = 0;  // use only the first max_tokens tokens of the stream (0: all)
-  int64_t chunk = 512;     // tokens per forward call within a window
+  int64_t ctx = 2048;           // window length
+  int64_t max_tokens = 0;       // use only the first max_tokens tokens of the stream (0: all)
+  int64_t chunk = 512;          // tokens per forward call within a window
+  bool keep_token_nll = false;  // also return the NLL of every scored token
   std::function<void(int64_t window, int64_t windows, double running_ppl)> progress;
 };
 
@@ -40,6 +41,7 @@ struct PerplexityResult {
   double mean_nll = 0;
   double perplexity = 0;
   double seconds = 0;
+  std::vector<double> token_nll;  // [scored_tokens], window after window (when keep_token_nll)
   double tokens_per_second() const { return seconds > 0 ? tokens_used / seconds : 0; }
 };
 

@@ -2,16 +2,20 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+// The 8-lane vector type only travels between inline functions of this file: no ABI to keep stable.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace qllm::cpu {
 
-// Built for AVX2 too where the compiler can dispatch at run time; the result is the same either way
-// (same lane order, no FMA contraction).
+// The hot loops are built for AVX2 too where the compiler can dispatch at run time; every target gives
+// the same bits (same summation order, no FMA contraction).
 #if defined(__x86_64__) && defined(__GNUC__)
 #define QLLM_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -19,22 +23,79 @@ namespace qllm::cpu {
 #endif
 
 namespace {
-constexpr int kLanes = 16;
-constexpr int64_t kRowBlock = 8;  // weight rows converted together; each token's x stays hot across them
-// Below this many multiply-adds a matmul runs on one thread: waking the team costs more than it saves.
-constexpr int64_t kParallelWork = 1 << 18;
+
+constexpr int64_t kRowBlock = 8;  // weight rows converted to f32 together, then used for every token
+
+using f32x8 = float __attribute__((vector_size(32)));  // 8 lanes: one AVX register, two SSE ones
+
+inline f32x8 load8(const float* p) {
+  f32x8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// The lanes, then the scalar tail, summed in one fixed order: every tile shape below gives the same bits
+// for the same (token, row), so a token's logits do not depend on what else is in the batch.
+inline float finish(f32x8 acc, const float* a, const float* b, int64_t from, int64_t n) {
+  float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (int64_t i = from; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// out[t * out_stride + r] = dot(x[t], w[r]) for a tile of T tokens x R weight rows (both [.., k]): each
+// weight vector is loaded once for T tokens and each activation vector once for R rows.
+template <int T, int R>
+__attribute__((always_inline)) inline void dot_tile(const float* x, const float* w, int64_t k, float* out,
+                                                    int64_t out_stride) {
+  f32x8 acc[T][R] = {};
+  const int64_t k8 = k - k % 8;
+  for (int64_t i = 0; i < k8; i += 8) {
+    f32x8 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = load8(w + r * k + i);
+    for (int t = 0; t < T; ++t) {
+      const f32x8 xv = load8(x + t * k + i);
+      for (int r = 0; r < R; ++r) acc[t][r] += xv * wv[r];
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    for (int r = 0; r < R; ++r) out[t * out_stride + r] = finish(acc[t][r], x + t * k, w + r * k, k8, k);
+  }
+}
+
+template <int T>
+__attribute__((always_inline)) inline void dot_rows(const float* x, const float* w, int64_t rows, int64_t k,
+                                                    float* out, int64_t out_stride) {
+  int64_t r = 0;
+  for (; r + 2 <= rows; r += 2) dot_tile<T, 2>(x, w + r * k, k, out + r, out_stride);
+  if (r < rows) dot_tile<T, 1>(x, w + r * k, k, out + r, out_stride);
+}
+
+// out[t, first .. first + count) for every token, from `count` converted weight rows [count, k].
+QLLM_VECTOR_CLONES void matmul_block(float* out, const float* x, int64_t tokens, const float* rows,
+                                     int64_t count, int64_t k, int64_t n) {
+  int64_t t = 0;
+  for (; t + 4 <= tokens; t += 4) dot_rows<4>(x + t * k, rows, count, k, out + t * n, n);
+  switch (tokens - t) {
+    case 3:
+      dot_rows<3>(x + t * k, rows, count, k, out + t * n, n);
+      break;
+    case 2:
+      dot_rows<2>(x + t * k, rows, count, k, out + t * n, n);
+      break;
+    case 1:
+      dot_rows<1>(x + t * k, rows, count, k, out + t * n, n);
+      break;
+    default:
+      break;
+  }
+}
+
 }  // namespace
 
 QLLM_VECTOR_CLONES float dot(const float* a, const float* b, int64_t n) {
-  float lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) lanes[j] += a[i + j] * b[i + j];
-  }
-  for (; i < n; ++i) lanes[i % kLanes] += a[i] * b[i];
-  float sum = 0.0f;
-  for (float v : lanes) sum += v;
-  return sum;
+  float out;
+  dot_tile<1, 1>(a, b, n, &out, 1);
+  return out;
 }
 
 void matmul(float* out, const float* x, int64_t tokens, const WeightMatrix& w) {
@@ -49,11 +110,7 @@ void matmul(float* out, const float* x, int64_t tokens, const WeightMatrix& w) {
       const int64_t first = b * kRowBlock;
       const int64_t count = std::min(kRowBlock, n - first);
       for (int64_t r = 0; r < count; ++r) w.row_to_f32(first + r, rows.data() + r * k);
-      for (int64_t t = 0; t < tokens; ++t) {
-        const float* xt = x + t * k;
-        float* out_t = out + t * n + first;
-        for (int64_t r = 0; r < count; ++r) out_t[r] = dot(xt, rows.data() + r * k, k);
-      }
+      matmul_block(out + first, x, tokens, rows.data(), count, k, n);
     }
   }
 }

@@ -9,12 +9,19 @@
 
 namespace qllm::cpu {
 
-// Dot product of two f32 vectors of length n, accumulated in 16 independent lanes (vectorizable
-// without reassociating a single sum, which -ffp-contract=off and strict IEEE forbid the compiler to do).
+// Work (multiply-adds) below which an op runs on one thread. A parallel region ends in a barrier that
+// waits for every thread; when another process shares the cores (ctest -j, a build) a preempted thread
+// holds that barrier for a scheduler time slice (milliseconds), so only regions of a few milliseconds of
+// work are worth splitting. Decode of small models stays single-threaded; prefill and 1B-sized matmuls don't.
+inline constexpr int64_t kParallelWork = int64_t{1} << 22;
+
+// Dot product of two f32 vectors of length n, accumulated in 8 independent lanes (vectorized explicitly:
+// strict IEEE forbids the compiler to reassociate a single running sum), lanes summed in a fixed order.
 float dot(const float* a, const float* b, int64_t n);
 
 // out[tokens, w.rows] = x[tokens, w.cols] @ w^T. Each weight row is converted to f32 once and used for
-// every token, so a prefill reads the weights once.
+// every token (in register tiles of 4 tokens x 2 rows), so a prefill reads the weights once. Every output
+// equals dot(x[t], w[r]) bit for bit, whatever the number of tokens.
 void matmul(float* out, const float* x, int64_t tokens, const WeightMatrix& w);
 
 // out[n] = x[n] / sqrt(mean(x^2) + eps) * weight[n]  (Hugging Face LlamaRMSNorm, mean in double).

@@ -110,7 +110,7 @@ void LlamaRef::attention_block(int64_t layer, Activations& a) {
   const int64_t group = heads / kv_heads;  // query heads per KV head
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const int64_t work = T * heads * (a.position.back() + 1) * head_dim;  // about the multiply-adds
-#pragma omp parallel if (work >= (1 << 18))
+#pragma omp parallel if (work >= cpu::kParallelWork)
   {
     std::vector<float> scores(static_cast<size_t>(cache_.capacity()));  // [positions] of one (token, head)
 #pragma omp for schedule(dynamic, 4)

@@ -133,10 +133,6 @@ void check_ranges(std::vector<TensorInfo>& tensors, uint64_t data_size, const st
   }
 }
 
-size_t element_size_for_alignment(const TensorToWrite& t) {
-  return tensor_dtype_size(t.dtype);
-}
-
 uint64_t tensor_bytes(const TensorToWrite& t) {
   uint64_t bytes = tensor_dtype_size(t.dtype);
   for (int64_t d : t.shape) {

@@ -15,10 +15,10 @@ namespace qllm {
 
 struct SynthOptions {
   std::string preset = "tiny";  // "llama-3.2-1b" (GUIDE section 1) or "tiny" (2 layers, hidden 64)
-  std::string out_dir;
+  std::string out_dir{};
   uint64_t seed = 0;
-  std::string tokenizer_dir;  // copy tokenizer files from here; empty: generate a byte-level BPE tokenizer
-  bool verbose = false;       // progress on stderr
+  std::string tokenizer_dir{};  // copy tokenizer files from here; empty: generate a byte-level BPE tokenizer
+  bool verbose = false;         // progress on stderr
 };
 
 // Writes the checkpoint and returns its config. Weights ~ N(0, 0.02^2), norms 1.0, embeddings tied.

@@ -166,7 +166,9 @@ TEST(CliProxy, GreedyGenerationMatchesHf) {
   const auto expected = prompt["new_ids"].get<std::vector<int>>();
   ASSERT_LE(tokens.size(), expected.size());
   EXPECT_EQ(tokens, std::vector<int>(expected.begin(), expected.begin() + tokens.size()));
-  if (tokens.size() < expected.size()) EXPECT_EQ(j["stop_reason"], "eos");
+  if (tokens.size() < expected.size()) {
+    EXPECT_EQ(j["stop_reason"], "eos");
+  }
 }
 
 TEST(CliProxy, PerplexityMatchesHf) {

@@ -92,13 +92,14 @@ TEST(LlamaVsHf, ProxyWikitextNllAndPerplexity) {
   PerplexityOptions options;
   options.ctx = static_cast<int64_t>(ids.size());
   options.chunk = 300;  // several chunks through the KV cache
+  options.keep_token_nll = true;
   const PerplexityResult result = perplexity(*model, ids, options);
   const double hf_ppl = fixture["perplexity"].get<double>();
   EXPECT_EQ(result.protocol, "gptq-hf");
   EXPECT_EQ(result.scored_tokens, static_cast<int64_t>(expected.size()));
   EXPECT_NEAR(result.perplexity / hf_ppl, 1.0, 1e-3) << "qllm " << result.perplexity << " HF " << hf_ppl;
 
-  const std::vector<double> nll = token_nll(*model, ids, 1024);
+  const std::vector<double>& nll = result.token_nll;
   ASSERT_EQ(nll.size(), expected.size());
   double max_diff = 0;
   for (size_t i = 0; i < nll.size(); ++i) max_diff = std::max(max_diff, std::abs(nll[i] - expected[i]));

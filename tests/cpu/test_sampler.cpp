@@ -68,7 +68,9 @@ TEST(Sampler, TopKKeepsTheKLargest) {
     apply_top_k(logits, k);
     EXPECT_EQ(kept_count(logits), static_cast<size_t>(k));
     for (float l : logits) {
-      if (!std::isinf(l)) EXPECT_GE(l, sorted[k - 1]);
+      if (!std::isinf(l)) {
+        EXPECT_GE(l, sorted[k - 1]);
+      }
     }
   }
   std::vector<float> ties = {1, 3, 3, 2};
