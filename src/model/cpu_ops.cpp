@@ -5,10 +5,6 @@
 #include <cstring>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 // The 8-lane vector type only travels between inline functions of this file: no ABI to keep stable.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
