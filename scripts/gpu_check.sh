@@ -60,18 +60,21 @@ fi
 
 if [[ $what == profile ]]; then
   log "tuning variants"
-  for args in "--m 2048 --kernel wgmma --tokens-per-cta 128" "--m 512 --kernel wgmma --tokens-per-cta 128" \
-              "--m 128 --kernel skinny" "--m 16 --kernel skinny --warps-k 2" "--m 1 --kernel skinny --warps-k 2"; do
+  for args in "--m 128,512,2048 --kernel wgmma --tokens-per-cta 128 --warpgroups 3" \
+              "--m 64,128 --kernel wgmma --tokens-per-cta 64 --warpgroups 4" \
+              "--m 128,512,2048 --kernel wgmma --tokens-per-cta 128" "--m 16 --kernel skinny --warps-k 2"; do
     echo "gemm-bench $args"
     timeout 120 $qllm gemm-bench --modes g128 --reps 20 $args 2>/dev/null | grep -E "^\| +[0-9]"
   done
   log "Nsight Compute"
   sections="--section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats
             --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis"
+  stalls="regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio"
   for spec in "skinny_m1:--m 1" "skinny_m16:--m 16" "wgmma_m2048:--m 2048" "wgmma_m128:--m 128"; do
     name=${spec%%:*}; args=${spec#*:}
-    timeout 150 ncu --clock-control none $sections -k regex:w4a16 --launch-skip 2 --launch-count 1 \
+    timeout 150 ncu --clock-control none $sections --metrics "$stalls" -k regex:w4a16 --launch-skip 2 --launch-count 1 \
       $qllm gemm-bench --shapes 128256x2048 --modes g128 --reps 2 --warmup 1 $args > "$OUT/ncu_$name.txt" 2>&1
-    grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Theoretical Occupancy|Warp Cycles Per Issued|Issued Warp Per|No Eligible|Stall" "$OUT/ncu_$name.txt" | head -16 | sed "s/^/$name: /"
+    grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Issued Warp Per|Executed Ipc A" "$OUT/ncu_$name.txt" | head -8 | sed "s/^/$name: /"
+    grep -E "issue_stalled" "$OUT/ncu_$name.txt" | awk '$NF > 0.3' | sed -E "s/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//; s/^/$name stall: /"
   done
 fi

@@ -88,7 +88,8 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 64 ? 64 : (m <= 128 ? 128 : 256));
     QLLM_CHECK(p.tokens_per_cta == 64 || p.tokens_per_cta == 128 || p.tokens_per_cta == 256,
                "wgmma W4A16 kernel: tokens per CTA must be 64, 128 or 256, not {}", p.tokens_per_cta);
-    p.rows_per_cta = kernels::w4a16_wgmma_rows_per_cta(p.tokens_per_cta);
+    p.warpgroups = kernels::w4a16_wgmma_warpgroups(p.tokens_per_cta, tuning.warpgroups);
+    p.rows_per_cta = kernels::w4a16_wgmma_rows_per_cta(p.tokens_per_cta, p.warpgroups);
     const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);  // one per SM
     if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
   }
@@ -144,9 +145,13 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
   }
   const bool bf16 = l.activation == DType::BF16;
   if (p.kernel == W4A16Kernel::Skinny) {
-    kernels::launch_w4a16_skinny(args, bf16, p.tokens_per_cta / 8, p.warps_k, stream);
+    if (bf16) {
+      kernels::launch_w4a16_skinny_bf16(args, p.tokens_per_cta / 8, p.warps_k, stream);
+    } else {
+      kernels::launch_w4a16_skinny_f16(args, p.tokens_per_cta / 8, p.warps_k, stream);
+    }
   } else {
-    kernels::launch_w4a16_wgmma(args, bf16, p.tokens_per_cta, stream);
+    kernels::launch_w4a16_wgmma(args, bf16, p.tokens_per_cta, p.warpgroups, stream);
     if (p.splits > 1) kernels::launch_splitk_reduce(args, bf16, stream);
   }
   QLLM_CUDA_CHECK_LAUNCH();

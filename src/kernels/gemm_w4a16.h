@@ -35,6 +35,7 @@ struct W4A16Plan {
   int tokens_per_cta = 8;
   int rows_per_cta = 128;
   int warps_k = 1;          // skinny: warps of a CTA splitting its K range
+  int warpgroups = 2;       // wgmma: consumer warpgroups per CTA
   int splits = 1;           // CTAs splitting K
   int steps_per_split = 0;  // 64-wide k steps per split
 };
@@ -43,6 +44,7 @@ struct W4A16Plan {
 struct W4A16Tuning {
   int tokens_per_cta = 0;  // skinny 8, 16, 32; wgmma 64, 128, 256
   int warps_k = 0;         // skinny 1, 2, 4, 8
+  int warpgroups = 0;      // wgmma 2, 3 (128 tokens), 4 (64 tokens)
   int splits = 0;
 };
 

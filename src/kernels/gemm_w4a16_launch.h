@@ -27,14 +27,18 @@ struct W4A16KernelArgs {
 // a CTA covers 16 * 8 / warps_k weight rows and 8 * tok_tiles (1, 2, 4) tokens; grid (rows, splits, tokens).
 // The CTA keeps its [tokens x steps_per_split * 64] activation slice in shared memory.
 constexpr int kSkinnyMaxActivationBytes = 72 * 1024;
-void launch_w4a16_skinny(const W4A16KernelArgs& args, bool bf16, int tok_tiles, int warps_k, cudaStream_t stream);
+void launch_w4a16_skinny_bf16(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
+void launch_w4a16_skinny_f16(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 
 // Sums split-K partials [splits][M][N] in split order into Y (a separate, fully parallel pass).
 void launch_splitk_reduce(const W4A16KernelArgs& args, bool bf16, cudaStream_t stream);
 
 // Wide path (wgmma, sm_90a only): see gemm_w4a16_wgmma.cu. Returns false when not compiled for sm_90a.
+// Configurations: 64 tokens with 2 or 4 warpgroups, 128 tokens with 2 or 3, 256 tokens with 2.
 bool w4a16_wgmma_available();
-int w4a16_wgmma_rows_per_cta(int tokens_per_cta);  // weight rows per CTA for a token tile of 64, 128 or 256
-void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, cudaStream_t stream);
+int w4a16_wgmma_warpgroups(int tokens_per_cta, int requested);  // the supported count nearest the request
+int w4a16_wgmma_rows_per_cta(int tokens_per_cta, int warpgroups);
+void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, int warpgroups,
+                        cudaStream_t stream);
 
 }  // namespace qllm::kernels

@@ -27,7 +27,6 @@ namespace {
 
 using namespace w4a16;
 
-constexpr int kThreads = 256;  // two warpgroups
 constexpr int kStepK = 64;     // one swizzle row of activations (128 bytes) and one repacked unit per step
 constexpr int kStages = 4;     // activation stages; cp.async runs kStages - 2 steps ahead of the MMAs
 
@@ -66,9 +65,11 @@ __device__ __forceinline__ void keep(uint32_t (&r)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
 }
 
-template <typename T, int kTok, int kWgTiles>
-__global__ void __launch_bounds__(kThreads, 1) w4a16_wgmma_kernel(const W4A16KernelArgs args) {
+// kTok tokens x (kWgs warpgroups x kWgTiles 64-row tiles) per CTA, one CTA per SM.
+template <typename T, int kTok, int kWgTiles, int kWgs>
+__global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16KernelArgs args) {
 #if QLLM_WGMMA_ENABLED
+  constexpr int kThreads = 128 * kWgs;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   constexpr int kStageBytes = kTok * kStepK * 2;
@@ -78,7 +79,7 @@ __global__ void __launch_bounds__(kThreads, 1) w4a16_wgmma_kernel(const W4A16Ker
   const int g = lane / 4;
   // Token tiles vary fastest across the grid: the CTAs that share a weight tile run at the same time and
   // read it from DRAM once (L2 serves the others).
-  const int row_base = blockIdx.z * (128 * kWgTiles) + wg * (64 * kWgTiles);  // this warpgroup's first row
+  const int row_base = blockIdx.z * (64 * kWgTiles * kWgs) + wg * (64 * kWgTiles);  // this warpgroup's first row
   const int token_base = blockIdx.x * kTok;
   const int split = blockIdx.y;
   const int k_steps = args.k / kStepK;
@@ -103,8 +104,7 @@ __global__ void __launch_bounds__(kThreads, 1) w4a16_wgmma_kernel(const W4A16Ker
       const int k0 = (step_begin + min(s, steps - 1)) * kStepK;
       uint8_t* stage = smem + (s % kStages) * kStageBytes;
 #pragma unroll
-      for (int i = 0; i < kTok * 8 / kThreads; ++i) {
-        const int chunk = threadIdx.x + i * kThreads;
+      for (int chunk = threadIdx.x; chunk < kTok * 8; chunk += kThreads) {
         const int row = chunk / 8, col = chunk % 8;  // 16-byte chunk `col` of token row `row`
         const int token = token_base + row;
         const bool valid = s < steps && token < args.m;
@@ -239,31 +239,52 @@ __global__ void __launch_bounds__(kThreads, 1) w4a16_wgmma_kernel(const W4A16Ker
 #endif  // QLLM_WGMMA_ENABLED
 }
 
-template <typename T, int kTok, int kWgTiles>
+template <typename T, int kTok, int kWgTiles, int kWgs>
 void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   constexpr int kSmem = smem_bytes<kTok>();
   static const bool configured = [] {
-    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_wgmma_kernel<T, kTok, kWgTiles>,
+    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_wgmma_kernel<T, kTok, kWgTiles, kWgs>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     return true;
   }();
   (void)configured;
-  const dim3 grid((args.m + kTok - 1) / kTok, args.splits, (args.n + 128 * kWgTiles - 1) / (128 * kWgTiles));
-  w4a16_wgmma_kernel<T, kTok, kWgTiles><<<grid, kThreads, kSmem, stream>>>(args);
+  constexpr int kRows = 64 * kWgTiles * kWgs;
+  const dim3 grid((args.m + kTok - 1) / kTok, args.splits, (args.n + kRows - 1) / kRows);
+  w4a16_wgmma_kernel<T, kTok, kWgTiles, kWgs><<<grid, 128 * kWgs, kSmem, stream>>>(args);
 }
 
+// The configurations: (tokens, 64-row tiles per warpgroup, warpgroups), accumulators within the registers.
 template <typename T>
-void launch_typed(const W4A16KernelArgs& args, int tokens_per_cta, cudaStream_t stream) {
-  switch (tokens_per_cta) {
-    case 64: launch_config<T, 64, 2>(args, stream); break;
-    case 128: launch_config<T, 128, 2>(args, stream); break;
-    default: launch_config<T, 256, 1>(args, stream); break;
+void launch_typed(const W4A16KernelArgs& args, int tokens_per_cta, int warpgroups, cudaStream_t stream) {
+  if (tokens_per_cta == 64) {
+    if (warpgroups == 4) {
+      launch_config<T, 64, 1, 4>(args, stream);
+    } else {
+      launch_config<T, 64, 2, 2>(args, stream);
+    }
+  } else if (tokens_per_cta == 128) {
+    if (warpgroups == 3) {
+      launch_config<T, 128, 1, 3>(args, stream);
+    } else {
+      launch_config<T, 128, 2, 2>(args, stream);
+    }
+  } else {
+    launch_config<T, 256, 1, 2>(args, stream);
   }
 }
 
 }  // namespace
 
-int w4a16_wgmma_rows_per_cta(int tokens_per_cta) { return tokens_per_cta >= 256 ? 128 : 256; }
+int w4a16_wgmma_warpgroups(int tokens_per_cta, int requested) {
+  if (tokens_per_cta == 64) return requested == 4 ? 4 : 2;
+  if (tokens_per_cta == 128) return requested == 3 ? 3 : 2;
+  return 2;
+}
+
+int w4a16_wgmma_rows_per_cta(int tokens_per_cta, int warpgroups) {
+  const int tiles = (tokens_per_cta == 256 || warpgroups > 2) ? 1 : 2;
+  return 64 * tiles * warpgroups;
+}
 
 bool w4a16_wgmma_available() {
   int device = 0, major = 0, minor = 0;
@@ -273,11 +294,12 @@ bool w4a16_wgmma_available() {
   return major == 9 && minor == 0 && QLLM_WGMMA_COMPILED;
 }
 
-void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, cudaStream_t stream) {
+void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, int warpgroups,
+                        cudaStream_t stream) {
   if (bf16) {
-    launch_typed<Bf16>(args, tokens_per_cta, stream);
+    launch_typed<Bf16>(args, tokens_per_cta, warpgroups, stream);
   } else {
-    launch_typed<F16>(args, tokens_per_cta, stream);
+    launch_typed<F16>(args, tokens_per_cta, warpgroups, stream);
   }
 }
 

@@ -2,12 +2,13 @@
 // the dequantized weights. Fresh random inputs per case, outputs poisoned (NaN) before every run.
 //
 // Bounds (relative Frobenius error over the compared elements):
-//  - vs the matching CPU reference: 2e-3. Each kernel is compared with the reference of its own weight
-//    precision (skinny: exact (q - z) * s; wgmma: weights rounded to bf16 once, as tensor-core operands), so
-//    what remains is fp32 accumulation order plus the one bf16 rounding of the output (~1e-3).
-//  - vs cuBLAS on bf16-rounded dequantized weights: 2e-3 for wgmma (same weights); 3e-3 for skinny, whose
-//    exact weights differ from the rounded ones by up to 2^-9 relative (~1e-3 on a dot product) on top of the
-//    two outputs' roundings.
+//  - vs the matching CPU reference rounded to bf16 like the output: 2e-3. Each kernel is compared with the
+//    reference of its own weight precision (skinny: exact (q - z) * s; wgmma: weights rounded to bf16 once, as
+//    tensor-core operands). What remains is fp32 accumulation order, which flips an output by one bf16 ulp
+//    (2^-7 relative at most) only on the rare near-ties: typically ~1e-4.
+//  - vs cuBLAS on bf16-rounded dequantized weights: 2e-3 for wgmma (the same weights: only near-tie flips);
+//    4e-3 for skinny, whose exact weights differ from the rounded ones by up to 2^-8 relative each (about
+//    1e-3 on a dot product), on top of the two outputs' bf16 roundings (about 1.6e-3 each, uniform over a binade).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -52,6 +53,12 @@ double rel_fro(std::span<const float> got, std::span<const float> ref) {
   return std::sqrt(diff / norm);  // NaN when any output is NaN: never passes a <= bound
 }
 
+// The reference as the kernel's output would hold it: rounded once to bf16.
+std::vector<float> rounded_to_bf16(std::vector<float> v) {
+  for (auto& x : v) x = bf16_bits_to_float(float_to_bf16_bits(x));
+  return v;
+}
+
 std::vector<float> bf16_to_float(const std::vector<uint16_t>& v) {
   std::vector<float> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) out[i] = bf16_bits_to_float(v[i]);
@@ -91,7 +98,7 @@ TEST(GemmW4A16Cuda, SmallShapesMatchTheReference) {
         const std::vector<float> x_values = bf16_to_float(x_bits);
         for (W4A16Kernel kernel : kernels_here()) {
           SCOPED_TRACE(fmt::format("[{}, {}] {} M={} {}", n, k, s.describe(), m, w4a16_kernel_name(kernel)));
-          const auto ref = gemm_w4a16_ref(x_values, m, packed, precision_of(kernel));
+          const auto ref = rounded_to_bf16(gemm_w4a16_ref(x_values, m, packed, precision_of(kernel)));
           const auto got = run_gemm(gemm, x, m, device_w, kernel);
           ASSERT_LE(rel_fro(got, ref), kRefBound);
         }
@@ -142,7 +149,7 @@ TEST(GemmW4A16Cuda, LlamaShapesMatchCublasAndTheReference) {
           gemm.run(x.data(), m, k, device_w, y.data(), nullptr, kernel);
           const bench::DiffStats d = bench::diff_stats_device(y.data(), y_ref.data(), DType::BF16, m * n);
           ASSERT_EQ(d.nonfinite, 0u);
-          ASSERT_LE(d.rel_fro(), kernel == W4A16Kernel::Skinny ? 3e-3 : 2e-3);
+          ASSERT_LE(d.rel_fro(), kernel == W4A16Kernel::Skinny ? 4e-3 : 2e-3);
 
           const std::vector<float> got = bf16_to_float(y.download());
           std::vector<float> sampled_got, sampled_ref;
@@ -153,7 +160,7 @@ TEST(GemmW4A16Cuda, LlamaShapesMatchCublasAndTheReference) {
             sampled_ref.push_back(
                 static_cast<float>(gemm_w4a16_ref_element(x_values, packed, row, col, precision_of(kernel))));
           }
-          ASSERT_LE(rel_fro(sampled_got, sampled_ref), kRefBound);
+          ASSERT_LE(rel_fro(sampled_got, rounded_to_bf16(sampled_ref)), kRefBound);
         }
       }
     }
@@ -176,16 +183,18 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
     const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
     const std::vector<float> x_values = bf16_to_float(x_bits);
     for (W4A16Kernel kernel : kernels_here()) {
-      const auto ref = gemm_w4a16_ref(x_values, m, packed, precision_of(kernel));
-      const std::vector<int> tokens = kernel == W4A16Kernel::Skinny ? std::vector<int>{8, 16, 32}
-                                                                    : std::vector<int>{64, 128, 256};
-      const std::vector<int> warps_k = kernel == W4A16Kernel::Skinny ? std::vector<int>{1, 2, 4, 8} : std::vector<int>{0};
+      const auto ref = rounded_to_bf16(gemm_w4a16_ref(x_values, m, packed, precision_of(kernel)));
+      const bool skinny = kernel == W4A16Kernel::Skinny;
+      // Skinny: tokens x warps splitting K; wgmma: tokens x warpgroups (unsupported pairs map to the nearest).
+      const std::vector<int> tokens = skinny ? std::vector<int>{8, 16, 32} : std::vector<int>{64, 128, 256};
+      const std::vector<int> second = skinny ? std::vector<int>{1, 2, 4, 8} : std::vector<int>{2, 3, 4};
       for (int tok : tokens) {
-        for (int wk : warps_k) {
+        for (int v : second) {
           for (int splits : {1, 2, 3}) {
-            SCOPED_TRACE(fmt::format("M={} {} tokens {} warps_k {} splits {}", m, w4a16_kernel_name(kernel), tok, wk,
-                                     splits));
-            gemm.tuning = {.tokens_per_cta = tok, .warps_k = wk, .splits = splits};
+            SCOPED_TRACE(fmt::format("M={} {} tokens {} {} {} splits {}", m, w4a16_kernel_name(kernel), tok,
+                                     skinny ? "warps_k" : "warpgroups", v, splits));
+            gemm.tuning = {.tokens_per_cta = tok, .warps_k = skinny ? v : 0, .warpgroups = skinny ? 0 : v,
+                           .splits = splits};
             ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound);
           }
         }

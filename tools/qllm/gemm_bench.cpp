@@ -33,6 +33,7 @@ namespace {
 struct W4A16TuningOptions {
   int tokens_per_cta = 0;
   int warps_k = 0;
+  int warpgroups = 0;
   int splits = 0;
 };
 
@@ -116,7 +117,10 @@ void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes) {
 
   bench::CublasGemm cublas;
   W4A16Gemm gemm;
-  gemm.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta, .warps_k = o.tuning.warps_k, .splits = o.tuning.splits};
+  gemm.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
+                 .warps_k = o.tuning.warps_k,
+                 .warpgroups = o.tuning.warpgroups,
+                 .splits = o.tuning.splits};
   Table table({"M", "mode", "out x in", "time_ms", "bf16_ms", "speedup_vs_bf16", "mae_vs_bf16", "TB/s", "TFLOP/s",
                "kernel", "rel_err_vs_dequant"});
   nlohmann::json raw = nlohmann::json::array();
@@ -184,8 +188,10 @@ void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes) {
                                                  packed.zero_offsets.size() * 2 + (m * shape.k + y_count) * 2);
         const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(shape.n * shape.k);
         const W4A16Plan plan = gemm.plan(m, packed.layout, kernel);
-        const std::string kernel_label = fmt::format("{} t{} k{} s{}", w4a16_kernel_name(plan.kernel),
-                                                     plan.tokens_per_cta, plan.warps_k, plan.splits);
+        const std::string kernel_label =
+            plan.kernel == W4A16Kernel::Skinny
+                ? fmt::format("skinny t{} k{} s{}", plan.tokens_per_cta, plan.warps_k, plan.splits)
+                : fmt::format("wgmma t{} w{} s{}", plan.tokens_per_cta, plan.warpgroups, plan.splits);
         table.add_row({m, mode, shape.label, Cell::number(t.median_ms, 4), Cell::number(base.timing.median_ms, 4),
                        Cell::number(base.timing.median_ms / t.median_ms, 2),
                        Cell::number(vs_bf16.mean_abs_diff(m * shape.n), 4),
@@ -252,6 +258,7 @@ void add_gemm_bench(CLI::App& app) {
   cmd->add_flag("--zero-point", o->zero_point, "asymmetric quantization");
   cmd->add_option("--tokens-per-cta", o->tuning.tokens_per_cta, "tuning: token tile (0 = automatic)");
   cmd->add_option("--warps-k", o->tuning.warps_k, "tuning: skinny warps splitting K (0 = automatic)");
+  cmd->add_option("--warpgroups", o->tuning.warpgroups, "tuning: wgmma warpgroups per CTA (0 = automatic)");
   cmd->add_option("--splits", o->tuning.splits, "tuning: CTAs splitting K (0 = automatic)");
   cmd->add_option("--reps", o->reps, "timed repetitions")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed repetitions first")->capture_default_str();

@@ -4,7 +4,7 @@
 // spend few instructions per weight. How:
 //  - weights are the MMA's A operand (Y^T = W X^T) and tokens its n8 dimension: M = 1 wastes 7/8 of an
 //    MMA, not 15/16, and a 16-byte load per thread is already the A fragment of four k16 steps (repacked
-//    offline, docs/FORMATS.md), streamed straight from global memory into registers, kPrefetch steps ahead;
+//    offline, docs/FORMATS.md), streamed straight from global memory into registers, a few steps ahead;
 //  - dequantization is one lop3 + one packed subtract per pair: (128 + q) - (128 + z) = q - z exactly; the
 //    scale multiplies the fp32 partial sum of each group instead of every weight (cheaper, and exact);
 //  - the CTA's whole slice of activations is copied into shared memory once, so the main loop has no
@@ -12,27 +12,37 @@
 //  - small N is split along K, first across the warps of a CTA (reduced through shared memory), then, if
 //    that is still too few CTAs, across CTAs: the last CTA to finish a tile adds the partial sums in a fixed
 //    order (deterministic) and writes the output.
+// Included by gemm_w4a16_skinny_bf16.cu and gemm_w4a16_skinny_f16.cu (one instantiation file per activation
+// dtype, so that nvcc compiles them in parallel).
+#pragma once
+
 #include <algorithm>
 
 #include "kernels/cuda_utils.h"
 #include "kernels/gemm_w4a16_device.cuh"
 #include "kernels/gemm_w4a16_launch.h"
 
-namespace qllm::kernels {
-
-namespace {
+namespace qllm::kernels::skinny {
 
 using namespace w4a16;
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kStepK = 64;    // weights per row per step: one 16-byte load per thread
-constexpr int kPrefetch = 4;  // weight steps in flight per warp
+// Weight steps in flight per warp: 8-token CTAs run 4 per SM under a 64-register cap, so they keep 3 (32 warps x
+// 3 x 512 bytes per SM is still twice what H200's bandwidth needs in flight); the others keep 4.
+template <int kTokTiles>
+constexpr int kPrefetch = kTokTiles == 1 ? 3 : 4;
 constexpr int kRowPad = 8;    // elements of padding per activation row in shared memory: conflict-free ldmatrix
 
-// Three CTAs per SM (a register cap of 85) keep enough weight loads in flight; 32-token CTAs need more registers.
-template <typename T, int kTokTiles, int kWarpsK>
-__global__ void __launch_bounds__(kThreads, kTokTiles >= 4 ? 2 : 3) w4a16_skinny_kernel(const W4A16KernelArgs args) {
+// How scale groups fall on the 64-wide k steps: kGroupsOfSteps when every group is whole steps (g % 64 == 0:
+// one check per step), kGroupsOfK16 otherwise (a countdown per k16 MMA step: g = 16, 32, 48, ...).
+constexpr int kGroupsOfSteps = 0;
+constexpr int kGroupsOfK16 = 1;
+
+// Resident CTAs per SM (4, 3, 2 for 8, 16, 32 tokens: register caps 64, 85, 128) keep enough weight loads in flight.
+template <typename T, int kTokTiles, int kWarpsK, int kGroupMode>
+__global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2 ? 3 : 2)) w4a16_skinny_kernel(const W4A16KernelArgs args) {
   constexpr int kTokens = 8 * kTokTiles;
   constexpr int kTilesPerCta = kWarps / kWarpsK;  // 16-row weight tiles per CTA
   extern __shared__ __align__(16) uint16_t smem[];
@@ -52,12 +62,13 @@ __global__ void __launch_bounds__(kThreads, kTokTiles >= 4 ? 2 : 3) w4a16_skinny
   const int warp_begin = min(cta_begin + warp_k * per_warp, cta_end);
   const int steps = min(per_warp, cta_end - warp_begin);
 
-  // ---- weights first: this lane's 16 bytes of unit (tile, step), kPrefetch steps in flight ----
+  // ---- weights first: this lane's 16 bytes of unit (tile, step), kAhead steps in flight ----
+  constexpr int kAhead = kPrefetch<kTokTiles>;
   const auto* units =
       static_cast<const uint4*>(args.qweight) + (static_cast<int64_t>(tile) * k_steps + warp_begin) * 32 + lane;
-  uint4 w_regs[kPrefetch];
+  uint4 w_regs[kAhead];
 #pragma unroll
-  for (int p = 0; p < kPrefetch; ++p) {
+  for (int p = 0; p < kAhead; ++p) {
     if (active && p < steps) w_regs[p] = load_weights(units + p * 32);
   }
 
@@ -82,7 +93,10 @@ __global__ void __launch_bounds__(kThreads, kTokTiles >= 4 ? 2 : 3) w4a16_skinny
       args.zero_offsets ? args.zero_offsets + static_cast<int64_t>(tile) * args.groups * 8 + g : nullptr;
   constexpr uint32_t kSymmetricZero = (T::kMagic + 8) | ((T::kMagic + 8) << 16);
   int group = warp_begin * 4 / args.group_steps;
-  int group_left = args.group_steps - warp_begin * 4 % args.group_steps;  // k16 steps left in the group
+  // Steps (kGroupsOfSteps) or k16 steps (kGroupsOfK16) left in the current group.
+  const int group_length = kGroupMode == kGroupsOfSteps ? args.group_steps / 4 : args.group_steps;
+  int group_left = kGroupMode == kGroupsOfSteps ? group_length - warp_begin % group_length
+                                                : group_length - warp_begin * 4 % group_length;
   uint32_t scale_now = 0, scale_next = 0, zero_now = kSymmetricZero, zero_next = kSymmetricZero;
   if (active && steps > 0) {
     scale_now = scale_pairs[group * 8];
@@ -99,8 +113,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles >= 4 ? 2 : 3) w4a16_skinny
 
   float acc[kTokTiles][4] = {};        // output: rows (g, g+8) x tokens (2t, 2t+1) per token tile
   float group_acc[kTokTiles][4] = {};  // the current scale group's unscaled partial sums
-  // Ends the current scale group: its partial sums, times the scales, go into the output.
-  auto flush_group = [&](bool last) {
+  // Ends the current scale group: its partial sums, times the scales, go into the output; moves to the next.
+  auto flush_group = [&] {
     const float scale_lo = scale_to_float<T>(scale_now & 0xffffu), scale_hi = scale_to_float<T>(scale_now >> 16);
 #pragma unroll
     for (int tt = 0; tt < kTokTiles; ++tt) {
@@ -111,9 +125,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles >= 4 ? 2 : 3) w4a16_skinny
 #pragma unroll
       for (int i = 0; i < 4; ++i) group_acc[tt][i] = 0.f;
     }
-    if (last) return;
     ++group;
-    group_left = args.group_steps;
+    group_left = group_length;
     scale_now = scale_next;
     zero_now = zero_next;
     zero_lo = low_pair(zero_now);
@@ -124,38 +137,49 @@ __global__ void __launch_bounds__(kThreads, kTokTiles >= 4 ? 2 : 3) w4a16_skinny
     }
   };
   // One 64-wide step: two ldmatrix.x4 per token tile give the B fragments of four k16 MMAs.
-  const uint16_t* x_rows = smem + (lane & 7) * row_elems + (warp_begin - cta_begin) * kStepK + 8 * (lane >> 3);
-  auto compute_step = [&](int s, const uint4& w) {
+  const uint16_t* x_step = smem + (lane & 7) * row_elems + (warp_begin - cta_begin) * kStepK + 8 * (lane >> 3);
+  auto compute_step = [&](const uint4& w) {
     const uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       uint32_t b[kTokTiles][4];
 #pragma unroll
-      for (int tt = 0; tt < kTokTiles; ++tt) ldmatrix_x4(b[tt], x_rows + tt * 8 * row_elems + s * kStepK + half * 32);
+      for (int tt = 0; tt < kTokTiles; ++tt) ldmatrix_x4(b[tt], x_step + tt * 8 * row_elems + half * 32);
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         uint32_t a[4];
         dequant_step<T>(words[2 * half + j], zero_lo, zero_hi, a);
 #pragma unroll
         for (int tt = 0; tt < kTokTiles; ++tt) mma_16816<T>(group_acc[tt], a, b[tt][2 * j], b[tt][2 * j + 1]);
-        const bool last = s == steps - 1 && half == 1 && j == 1;
-        if (--group_left == 0 || last) flush_group(last);
+        if constexpr (kGroupMode == kGroupsOfK16) {
+          if (--group_left == 0) flush_group();
+        }
       }
+    }
+    x_step += kStepK;
+    if constexpr (kGroupMode == kGroupsOfSteps) {
+      if (--group_left == 0) flush_group();
     }
   };
 
   if (active) {
-    for (int s0 = 0; s0 < steps; s0 += kPrefetch) {
+    // Full rounds of kAhead steps: the ring index p is a compile-time constant (no register moves).
+    const uint4* next = units + kAhead * 32;
+    int s = 0;
+    for (; s + kAhead <= steps; s += kAhead) {
 #pragma unroll
-      for (int p = 0; p < kPrefetch; ++p) {  // compile-time ring index: no register moves
-        const int s = s0 + p;
-        if (s < steps) {
-          const uint4 w = w_regs[p];
-          if (s + kPrefetch < steps) w_regs[p] = load_weights(units + (s + kPrefetch) * 32);
-          compute_step(s, w);
-        }
+      for (int p = 0; p < kAhead; ++p) {
+        const uint4 w = w_regs[p];
+        if (s + p + kAhead < steps) w_regs[p] = load_weights(next);
+        next += 32;
+        compute_step(w);
       }
     }
+#pragma unroll
+    for (int p = 0; p < kAhead; ++p) {
+      if (s + p < steps) compute_step(w_regs[p]);
+    }
+    if (group_left != group_length) flush_group();  // the warp's range ended inside a group
   }
 
   // ---- reduce the kWarpsK k-slices of each tile through shared memory, in slice order ----
@@ -218,49 +242,49 @@ __global__ void __launch_bounds__(kThreads, kTokTiles >= 4 ? 2 : 3) w4a16_skinny
                    token_base, min(kTokens, args.m - token_base));
 }
 
-template <typename T, int kTokTiles, int kWarpsK>
+template <typename T, int kTokTiles, int kWarpsK, int kGroupMode>
 void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   constexpr int kTokens = 8 * kTokTiles;
   const int smem = std::max<int>(kTokens * (args.steps_per_split * kStepK + kRowPad) * 2,
                                  kWarps * kTokTiles * 4 * 32 * 4);
   static int configured = 0;  // the largest dynamic shared memory this instantiation was given
   if (smem > configured) {
-    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_skinny_kernel<T, kTokTiles, kWarpsK>,
+    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     configured = smem;
   }
   const dim3 grid((args.n + 16 * (kWarps / kWarpsK) - 1) / (16 * (kWarps / kWarpsK)), args.splits,
                   (args.m + kTokens - 1) / kTokens);
-  w4a16_skinny_kernel<T, kTokTiles, kWarpsK><<<grid, kThreads, smem, stream>>>(args);
+  w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode><<<grid, kThreads, smem, stream>>>(args);
 }
 
-template <typename T, int kTokTiles>
+template <typename T, int kTokTiles, int kGroupMode>
 void launch_tokens(const W4A16KernelArgs& args, int warps_k, cudaStream_t stream) {
   switch (warps_k) {
-    case 1: launch_config<T, kTokTiles, 1>(args, stream); break;
-    case 2: launch_config<T, kTokTiles, 2>(args, stream); break;
-    case 4: launch_config<T, kTokTiles, 4>(args, stream); break;
-    default: launch_config<T, kTokTiles, 8>(args, stream); break;
+    case 1: launch_config<T, kTokTiles, 1, kGroupMode>(args, stream); break;
+    case 2: launch_config<T, kTokTiles, 2, kGroupMode>(args, stream); break;
+    case 4: launch_config<T, kTokTiles, 4, kGroupMode>(args, stream); break;
+    default: launch_config<T, kTokTiles, 8, kGroupMode>(args, stream); break;
+  }
+}
+
+template <typename T, int kGroupMode>
+void launch_group_mode(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream) {
+  switch (tok_tiles) {
+    case 1: launch_tokens<T, 1, kGroupMode>(args, warps_k, stream); break;
+    case 2: launch_tokens<T, 2, kGroupMode>(args, warps_k, stream); break;
+    default: launch_tokens<T, 4, kGroupMode>(args, warps_k, stream); break;
   }
 }
 
 template <typename T>
 void launch_typed(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream) {
-  switch (tok_tiles) {
-    case 1: launch_tokens<T, 1>(args, warps_k, stream); break;
-    case 2: launch_tokens<T, 2>(args, warps_k, stream); break;
-    default: launch_tokens<T, 4>(args, warps_k, stream); break;
-  }
-}
-
-}  // namespace
-
-void launch_w4a16_skinny(const W4A16KernelArgs& args, bool bf16, int tok_tiles, int warps_k, cudaStream_t stream) {
-  if (bf16) {
-    launch_typed<Bf16>(args, tok_tiles, warps_k, stream);
+  if (args.group_steps % 4 == 0) {
+    launch_group_mode<T, kGroupsOfSteps>(args, tok_tiles, warps_k, stream);
   } else {
-    launch_typed<F16>(args, tok_tiles, warps_k, stream);
+    launch_group_mode<T, kGroupsOfK16>(args, tok_tiles, warps_k, stream);
   }
 }
 
-}  // namespace qllm::kernels
+}  // namespace qllm::kernels::skinny
+
