@@ -10,19 +10,11 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#define QLLM_HD __host__ __device__ __forceinline__
-#else
-#include <algorithm>
-#include <cmath>
-#define QLLM_HD inline
-#endif
-
-#include "qllm/half.h"
+#include "quant/float_ops.h"
 
 namespace qllm::int4 {
+
+using namespace fops;
 
 constexpr int kSymmetricZero = 8;  // symmetric q in [-8, 7] is stored as the nibble q + 8
 constexpr int kMaxNibble = 15;
@@ -37,50 +29,8 @@ QLLM_HD int fine_percent(int best_coarse, int i) {
   return p > 100 ? 100 : p;
 }
 
-// ---- single IEEE operations (rule 1) -------------------------------------------------------------------
-#if defined(__CUDA_ARCH__)
-QLLM_HD float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-QLLM_HD float div_rn(float a, float b) { return __fdiv_rn(a, b); }
-QLLM_HD float sub_rn(float a, float b) { return __fsub_rn(a, b); }
-QLLM_HD float add_rn(float a, float b) { return __fadd_rn(a, b); }
-QLLM_HD int32_t float_bits(float x) { return __float_as_int(x); }
-QLLM_HD uint32_t round_to_u32(float x) { return __float2uint_rn(x); }
-QLLM_HD float fabs_(float x) { return fabsf(x); }
-QLLM_HD float fmin_(float a, float b) { return fminf(a, b); }
-QLLM_HD float fmax_(float a, float b) { return fmaxf(a, b); }
-QLLM_HD uint16_t float_to_scale_bits(float s, bool bf16) {
-  return bf16 ? __bfloat16_as_ushort(__float2bfloat16_rn(s)) : __half_as_ushort(__float2half_rn(s));
-}
-QLLM_HD float scale_bits_to_float(uint16_t bits, bool bf16) {
-  return bf16 ? __bfloat162float(__ushort_as_bfloat16(bits)) : __half2float(__ushort_as_half(bits));
-}
-#else
-inline float mul_rn(float a, float b) { return a * b; }
-inline float div_rn(float a, float b) { return a / b; }
-inline float sub_rn(float a, float b) { return a - b; }
-inline float add_rn(float a, float b) { return a + b; }
-inline int32_t float_bits(float x) { return std::bit_cast<int32_t>(x); }
-// Round half to even without a libm call (std::nearbyint is not inlined on baseline x86-64): adding and
-// subtracting 1.5 * 2^23 rounds to an integer in the FPU's default mode, exact for |x| < 2^22.
-inline uint32_t round_to_u32(float x) {  // 0 <= x <= 2^24
-  return static_cast<uint32_t>(static_cast<int32_t>((x + 12582912.0f) - 12582912.0f));
-}
-// Plain comparisons (inputs are checked finite before they get here); std::fmin/fmax are library calls.
-inline float fabs_(float x) { return std::fabs(x); }
-inline float fmin_(float a, float b) { return b < a ? b : a; }
-inline float fmax_(float a, float b) { return a < b ? b : a; }
-inline uint16_t float_to_scale_bits(float s, bool bf16) {
-  return bf16 ? float_to_bf16_bits(s) : float_to_half_bits(s);
-}
-inline float scale_bits_to_float(uint16_t bits, bool bf16) {
-  return bf16 ? bf16_bits_to_float(bits) : half_bits_to_float(bits);
-}
-#endif
-
 // ---- per-group parameters ----------------------------------------------------------------------------------
 
-constexpr float kRoundingMagic = 12582912.0f;  // 1.5 * 2^23: x + magic has round(x) in its low mantissa bits
-constexpr int32_t kRoundingMagicBits = 0x4B400000;
 
 // Range of one group. Min/max are order-independent, so any reduction order gives the same stats.
 struct GroupStats {
@@ -123,18 +73,18 @@ QLLM_HD GroupParams group_params(GroupStats stats, int percent, bool zero_point,
     p.zero = 0;
   } else {
     const float lo = div_rn(mul_rn(fmin_(stats.min, 0.0f), static_cast<float>(percent)), 100.0f);
-    const int z = float_bits(add_rn(fmin_(div_rn(-lo, p.scale), 64.0f), kRoundingMagic)) - kRoundingMagicBits;
+    const int z = round_half_even(fmin_(div_rn(-lo, p.scale), 64.0f));
     p.zero = static_cast<uint8_t>(z < 0 ? 0 : (z > kMaxNibble ? kMaxNibble : z));
   }
   return p;
 }
 
 // Stored nibble for one weight: clamp(round(w / s) + z, 0, 15), with w / s computed as w * (1 / s).
-// Rounding: adding 1.5 * 2^23 leaves round-half-even(x) in the low bits of the float (|x| < 2^22, which holds:
-// |w * (1/s)| stays below ~30 for every candidate scale), so the whole thing is an fmul, an fadd and integer
-// ops, on both sides. The zero point is added after rounding: folding it into the magic would change ties.
+// |w * (1/s)| stays below ~30 for every candidate scale, well inside round_half_even's range; the whole thing
+// is an fmul, an fadd and integer ops. The zero point is added after rounding: folding it into the magic
+// number would change how ties round.
 QLLM_HD uint8_t quantize_value(float w, const GroupParams& p) {
-  const int32_t q = float_bits(add_rn(mul_rn(w, p.inv_scale), kRoundingMagic)) - kRoundingMagicBits + p.zero;
+  const int32_t q = round_half_even(mul_rn(w, p.inv_scale)) + p.zero;
   return static_cast<uint8_t>(q < 0 ? 0 : (q > kMaxNibble ? kMaxNibble : q));
 }
 
