@@ -72,6 +72,34 @@ __global__ void diff_kernel(const void* a, const void* b, int64_t count, DiffSta
   }
 }
 
+__global__ void plant_kernel(void* x, int dtype, int64_t rows, int64_t cols, int column, float factor) {
+  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < rows;
+       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = r * cols + column;
+    if (dtype == 1) {
+      auto* p = static_cast<__half*>(x) + i;
+      *p = __float2half_rn(__half2float(*p) * factor);
+    } else {
+      auto* p = static_cast<__nv_bfloat16*>(x) + i;
+      *p = __float2bfloat16_rn(__bfloat162float(*p) * factor);
+    }
+  }
+}
+
+__global__ void dequantize_int8_kernel(const int8_t* values, const float* absmax, int64_t rows, int64_t cols,
+                                       void* out, int dtype) {
+  const int64_t count = rows * cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float v = __fdiv_rn(__fmul_rn(static_cast<float>(values[i]), absmax[i / cols]), 127.0f);
+    if (dtype == 1) {
+      static_cast<__half*>(out)[i] = __float2half_rn(v);
+    } else {
+      static_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16_rn(v);
+    }
+  }
+}
+
 __global__ void spin_kernel(long long cycles) {
   const long long start = clock64();
   while (clock64() - start < cycles) {
@@ -104,6 +132,23 @@ DiffStats diff_stats_device(const void* a, const void* b, DType dtype, int64_t c
   }
   QLLM_CUDA_CHECK_LAUNCH();
   return stats.download()[0];
+}
+
+void plant_outlier_columns_device(void* x, DType dtype, int64_t rows, int64_t cols, int count, uint64_t seed,
+                                  float factor) {
+  uint64_t state = seed * 0x9e3779b97f4a7c15ull + 12345;
+  for (int i = 0; i < count; ++i) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const int column = static_cast<int>((state >> 33) % static_cast<uint64_t>(cols));
+    plant_kernel<<<64, 256>>>(x, dtype_code(dtype), rows, cols, column, factor);
+  }
+  QLLM_CUDA_CHECK_LAUNCH();
+}
+
+void dequantize_int8_rows_device(const int8_t* values, const float* absmax, int64_t rows, int64_t cols, void* out,
+                                 DType dtype) {
+  dequantize_int8_kernel<<<4096, 256>>>(values, absmax, rows, cols, out, dtype_code(dtype));
+  QLLM_CUDA_CHECK_LAUNCH();
 }
 
 void spin_device(double microseconds, cudaStream_t stream) {

@@ -26,6 +26,15 @@ struct DiffStats {
 };
 DiffStats diff_stats_device(const void* a, const void* b, DType dtype, int64_t count);
 
+// Multiplies `count` columns of the [rows, cols] 16-bit matrix x (chosen from `seed`) by `factor`: activation
+// outlier columns like those of real LLMs, for the LLM.int8() benchmarks.
+void plant_outlier_columns_device(void* x, DType dtype, int64_t rows, int64_t cols, int count, uint64_t seed,
+                                  float factor);
+
+// out[r, c] = values[r, c] * absmax[r] / 127, rounded to `dtype`: int8 rows back to 16-bit weights.
+void dequantize_int8_rows_device(const int8_t* values, const float* absmax, int64_t rows, int64_t cols, void* out,
+                                 DType dtype);
+
 // Busy-waits about `microseconds` on the GPU without touching memory.
 void spin_device(double microseconds, cudaStream_t stream = nullptr);
 

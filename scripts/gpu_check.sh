@@ -54,6 +54,15 @@ for r in d["table"]:
     print(f'{r["M"]:>5} {r["mode"]:>8} {r["out x in"]:>12} {r["time_ms"]:9.4f} {r["bf16_ms"]:9.4f} '
           f'{r["speedup_vs_bf16"]:6.2f}x {r["TB/s"]:6.2f} {r["TFLOP/s"]:7.1f} {r["kernel"]:>16} {r["rel_err_vs_dequant"]:.5f}')
 PY
+  log "gemm-bench int8 (no outliers, 0.1% outlier columns)"
+  timeout 300 $qllm gemm-bench --modes int8,int8@0.001 --json > "$OUT/gemm_bench_int8.json" 2> "$OUT/gemm_bench_int8.err"
+  python3 - "$OUT/gemm_bench_int8.json" <<'PY' || tail -5 "$OUT/gemm_bench_int8.err"
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in d["table"]:
+    print(f'{r["M"]:>5} {r["mode"]:>10} {r["out x in"]:>12} {r["time_ms"]:9.4f} {r["bf16_ms"]:9.4f} '
+          f'{r["speedup_vs_bf16"]:6.2f}x {r["TB/s"]:6.2f} {r["TFLOP/s"]:7.1f} {r["kernel"]:>18} {r["mae_vs_bf16"]:.4f}')
+PY
   log "peers (torch)"
   timeout 240 python3 scripts/peer_gemm.py --out "$OUT/peer_gemm.json" 2> "$OUT/peer_gemm.err" | tail -30
 fi

@@ -26,6 +26,7 @@ namespace qllm::kernels {
 namespace {
 
 using namespace w4a16;
+using namespace sm90;
 
 constexpr int kStepK = 64;     // one swizzle row of activations (128 bytes) and one repacked unit per step
 constexpr int kStages = 4;     // activation stages; cp.async runs kStages - 2 steps ahead of the MMAs
@@ -196,7 +197,6 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
     wgmma_wait<1>();  // step s - 1's wgmma is done: its fragments (buffer kNext) may be overwritten
 #pragma unroll
     for (int i = 0; i < kWgTiles; ++i) {
-      keep(acc[i]);
 #pragma unroll
       for (int j = 0; j < 4; ++j) keep(a_frag[kNext][i][j]);
     }

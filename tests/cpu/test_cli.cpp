@@ -24,9 +24,11 @@ TEST(Cli, QuantErrorJson) {
   const auto r = run_command(kQllm + " quant-error --rows 4 --cols 32 --group-sizes 16 --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto json = nlohmann::json::parse(r.output);
-  ASSERT_EQ(json["table"].size(), 3u);
+  ASSERT_EQ(json["table"].size(), 4u);
   EXPECT_EQ(json["table"][2]["group_size"], 16);
   EXPECT_GT(json["table"][2]["compression"].get<double>(), 3.0);
+  EXPECT_EQ(json["table"][3]["quantization_type"], "INT8_VECTORWISE");
+  EXPECT_NEAR(json["table"][3]["compression"].get<double>(), 2.0 * 32 / (32 + 4), 1e-12);
 }
 
 TEST(Cli, BadArgumentsFailWithAMessage) {

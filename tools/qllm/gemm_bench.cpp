@@ -1,13 +1,18 @@
-// qllm gemm-bench: the W4A16 GEMM against cuBLAS bf16 on the weight shapes of Llama-3.2-1B (the seed
-// project's second table), measured in the same run: CUDA-event medians, weights rotated through copies
-// that together exceed 2x the L2 size, mean |Y_int4 - Y_bf16| on seeded N(0,1) activations and
-// N(0, 0.02^2) weights, and a check against cuBLAS on the dequantized weights.
+// qllm gemm-bench: the quantized GEMMs against cuBLAS bf16 on the weight shapes of Llama-3.2-1B (the seed
+// project's second table), measured in the same run: CUDA-event medians, a GPU spin before each repetition
+// (host enqueue time stays outside the events), weights rotated through copies that together exceed 2x the L2
+// size, mean |Y_q - Y_bf16| on seeded N(0,1) activations and N(0, 0.02^2) weights, and the error against
+// cuBLAS on the dequantized weights (a correctness check of the kernel itself).
+//
+// Modes: global, rowwise, g<N> (W4A16 with that INT4 scheme); int8 (LLM.int8(), outlier threshold 6) with
+// --int8-outlier-frac of X's columns made outliers, or int8@<fraction> for an explicit fraction.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,6 +26,7 @@
 #include "bench/bench_kernels.h"
 #include "bench/cublas_gemm.h"
 #include "bench/gpu_timing.h"
+#include "kernels/gemm_int8.h"
 #include "kernels/gemm_w4a16.h"
 #include "kernels/quantize_int4.h"
 #endif
@@ -29,12 +35,8 @@ namespace qllm::cli {
 
 namespace {
 
-// Mirrors W4A16Tuning (kernels/gemm_w4a16.h), which CPU-only builds do not have.
-struct W4A16TuningOptions {
-  int tokens_per_cta = 0;
-  int warps_k = 0;
-  int warpgroups = 0;
-  int splits = 0;
+struct TuningOptions {  // mirrors W4A16Tuning / Int8Tuning, which CPU-only builds do not have
+  int tokens_per_cta = 0, warps_k = 0, warpgroups = 0, block_n = 0, splits = 0;
 };
 
 struct GemmBenchOptions {
@@ -45,7 +47,8 @@ struct GemmBenchOptions {
   std::string dtype = "bf16";
   std::string scale_search = "mse";
   bool zero_point = false;
-  W4A16TuningOptions tuning;
+  double int8_outlier_frac = 0.0;
+  TuningOptions tuning;
   int reps = 50;
   int warmup = 10;
   uint64_t seed = 0;
@@ -72,22 +75,46 @@ Shape parse_shape(const std::string& text) {
   return s;
 }
 
-Int4Scheme parse_mode(const std::string& mode, const GemmBenchOptions& o) {
-  Int4Scheme s;
+// A mode: an INT4 scheme for W4A16, or int8 with a fraction of outlier columns planted in X.
+struct Mode {
+  std::string label;
+  bool int8 = false;
+  double outlier_frac = 0;
+  Int4Scheme scheme;
+};
+
+Mode parse_mode(const std::string& text, const GemmBenchOptions& o) {
+  Mode mode;
+  mode.label = text;
+  if (text == "int8" || text.starts_with("int8@")) {
+    mode.int8 = true;
+    mode.outlier_frac = o.int8_outlier_frac;
+    if (text.size() > 5) {
+      try {
+        mode.outlier_frac = std::stod(text.substr(5));
+      } catch (const std::exception&) {
+        fail("--modes: '{}' is not int8@<fraction of outlier columns>", text);
+      }
+    }
+    QLLM_CHECK(mode.outlier_frac >= 0 && mode.outlier_frac <= 0.5, "--modes: outlier fraction {} not in [0, 0.5]",
+               mode.outlier_frac);
+    return mode;
+  }
+  Int4Scheme& s = mode.scheme;
   s.zero_point = o.zero_point;
   s.search = parse_scale_search(o.scale_search);
   s.scale_dtype = parse_dtype(o.dtype);  // scales in the activation dtype: the GEMM uses them as they are
-  if (mode == "global") {
+  if (text == "global") {
     s.granularity = Granularity::Global;
-  } else if (mode == "rowwise") {
+  } else if (text == "rowwise") {
     s.granularity = Granularity::Rowwise;
-  } else if (mode.size() > 1 && mode[0] == 'g' && mode.find_first_not_of("0123456789", 1) == std::string::npos) {
+  } else if (text.size() > 1 && text[0] == 'g' && text.find_first_not_of("0123456789", 1) == std::string::npos) {
     s.granularity = Granularity::Groupwise;
-    s.group_size = std::stoll(mode.substr(1));
+    s.group_size = std::stoll(text.substr(1));
   } else {
-    fail("--modes: unknown mode '{}' (expected global, rowwise or g<group size>, e.g. g128)", mode);
+    fail("--modes: unknown mode '{}' (expected global, rowwise, g<group size>, int8 or int8@<fraction>)", text);
   }
-  return s;
+  return mode;
 }
 
 #if QLLM_HAVE_CUDA
@@ -98,110 +125,174 @@ int rotation_copies(size_t bytes) {
   return static_cast<int>(std::max<size_t>(1, (2 * info.l2_bytes) / std::max<size_t>(bytes, 1) + 1));
 }
 
-template <typename T>
-std::vector<T> make_copies(int count, const std::function<T()>& make) {
-  std::vector<T> copies;
-  for (int i = 0; i < count; ++i) copies.push_back(make());
-  return copies;
-}
-
-struct BaselineResult {
-  bench::Timing timing;
-  DeviceBuffer<uint16_t> y;  // cuBLAS output on the unquantized weights (for mae_vs_bf16)
+// One mode's quantized GEMM on one weight shape, built from the bf16 weights.
+class QuantizedGemm {
+ public:
+  virtual ~QuantizedGemm() = default;
+  virtual void run(const void* x, int64_t m, void* y, int rep) = 0;  // rep selects the rotated weight copy
+  virtual int copies() const = 0;
+  virtual size_t weight_bytes() const = 0;
+  virtual std::string plan_label(int64_t m) const = 0;
+  virtual const void* dequantized() const = 0;  // 16-bit weights whose cuBLAS product the result should match
 };
 
-void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes) {
-  const DType dtype = parse_dtype(o.dtype);
-  const W4A16Kernel kernel = parse_w4a16_kernel(o.kernel);
-  const bench::TimingOptions timing{.warmup = o.warmup, .reps = o.reps, .flush_l2 = false, .spacer_us = 20};
+class W4A16Bench final : public QuantizedGemm {
+ public:
+  W4A16Bench(const void* w, const Shape& shape, const Mode& mode, DType dtype, const GemmBenchOptions& o)
+      : shape_(shape), dtype_(dtype), kernel_(parse_w4a16_kernel(o.kernel)) {
+    Int4DeviceMatrix quantized(shape.n, shape.k, mode.scheme);
+    Int4QuantizerCuda quantizer;
+    quantizer.launch(w, dtype, shape.n, shape.k, mode.scheme, quantized.view());
+    quantizer.check();
+    const W4A16Weights packed = repack_w4a16(quantized.download(), dtype);
+    for (int i = 0, n = rotation_copies(packed.qweight.size()); i < n; ++i) {
+      copies_.push_back(W4A16DeviceWeights::upload(packed));
+    }
+    dequantized_ = DeviceBuffer<uint16_t>(static_cast<size_t>(shape.n * shape.k), "dequantized weights");
+    launch_dequantize_int4(quantized.packed.data(), quantized.scales.data(), quantized.zeros.data(), shape.n, shape.k,
+                           mode.scheme, dequantized_.data(), dtype);
+    gemm_.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
+                    .warps_k = o.tuning.warps_k,
+                    .warpgroups = o.tuning.warpgroups,
+                    .splits = o.tuning.splits};
+  }
+  void run(const void* x, int64_t m, void* y, int rep) override {
+    gemm_.run(x, m, shape_.k, copies_[static_cast<size_t>(rep) % copies_.size()], y, nullptr, kernel_);
+  }
+  int copies() const override { return static_cast<int>(copies_.size()); }
+  size_t weight_bytes() const override { return copies_[0].bytes(); }
+  std::string plan_label(int64_t m) const override {
+    const W4A16Plan p = gemm_.plan(m, copies_[0].layout, kernel_);
+    return p.kernel == W4A16Kernel::Skinny ? fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits)
+                                           : fmt::format("wgmma t{} w{} s{}", p.tokens_per_cta, p.warpgroups, p.splits);
+  }
+  const void* dequantized() const override { return dequantized_.data(); }
 
+ private:
+  Shape shape_;
+  DType dtype_;
+  W4A16Kernel kernel_;
+  W4A16Gemm gemm_;
+  std::vector<W4A16DeviceWeights> copies_;
+  DeviceBuffer<uint16_t> dequantized_;
+};
+
+class Int8Bench final : public QuantizedGemm {
+ public:
+  Int8Bench(const void* w, const Shape& shape, DType dtype, const GemmBenchOptions& o)
+      : shape_(shape), dtype_(dtype), kernel_(parse_int8_kernel(o.kernel == "wgmma" ? "wide" : o.kernel)) {
+    Int8DeviceWeights first = quantize_int8_weights_cuda(w, dtype, shape.n, shape.k);
+    dequantized_ = DeviceBuffer<uint16_t>(static_cast<size_t>(shape.n * shape.k), "dequantized weights");
+    bench::dequantize_int8_rows_device(first.values.data(), first.absmax.data(), shape.n, shape.k,
+                                       dequantized_.data(), dtype);
+    const int n = rotation_copies(first.bytes());
+    copies_.push_back(std::move(first));
+    for (int i = 1; i < n; ++i) copies_.push_back(quantize_int8_weights_cuda(w, dtype, shape.n, shape.k));
+    gemm_.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
+                    .warps_k = o.tuning.warps_k,
+                    .block_n = o.tuning.block_n,
+                    .splits = o.tuning.splits};
+  }
+  void run(const void* x, int64_t m, void* y, int rep) override {
+    gemm_.run(x, dtype_, m, shape_.k, copies_[static_cast<size_t>(rep) % copies_.size()], y, nullptr, kernel_);
+  }
+  int copies() const override { return static_cast<int>(copies_.size()); }
+  size_t weight_bytes() const override { return copies_[0].bytes(); }
+  std::string plan_label(int64_t m) const override {
+    const Int8Plan p = gemm_.plan(m, shape_.n, shape_.k, kernel_);
+    return p.kernel == Int8Kernel::Skinny ? fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits)
+                                          : fmt::format("wide n{} s{}", p.block_n, p.splits);
+  }
+  const void* dequantized() const override { return dequantized_.data(); }
+  int64_t outliers() { return gemm_.check(); }
+
+ private:
+  Shape shape_;
+  DType dtype_;
+  Int8Kernel kernel_;
+  Int8Gemm gemm_;
+  std::vector<Int8DeviceWeights> copies_;
+  DeviceBuffer<uint16_t> dequantized_;
+};
+
+struct Baseline {
+  bench::Timing timing;  // cuBLAS bf16 on the unquantized weights, rotated
+};
+
+void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes, const std::vector<Mode>& modes) {
+  const DType dtype = parse_dtype(o.dtype);
+  const bench::TimingOptions timing{.warmup = o.warmup, .reps = o.reps, .flush_l2 = false, .spacer_us = 20};
   bench::CublasGemm cublas;
-  W4A16Gemm gemm;
-  gemm.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
-                 .warps_k = o.tuning.warps_k,
-                 .warpgroups = o.tuning.warpgroups,
-                 .splits = o.tuning.splits};
   Table table({"M", "mode", "out x in", "time_ms", "bf16_ms", "speedup_vs_bf16", "mae_vs_bf16", "TB/s", "TFLOP/s",
                "kernel", "rel_err_vs_dequant"});
   nlohmann::json raw = nlohmann::json::array();
-  const size_t rows_total = shapes.size() * o.modes.size() * o.m.size();
+  const size_t rows_total = shapes.size() * modes.size() * o.m.size();
 
   for (const Shape& shape : shapes) {
-    // Unquantized weights, rotated for the baseline.
-    const size_t w_bytes = static_cast<size_t>(shape.n * shape.k) * 2;
-    const int w_copies = rotation_copies(w_bytes);
-    auto weights = make_copies<DeviceBuffer<uint16_t>>(w_copies, [&] {
-      return DeviceBuffer<uint16_t>(static_cast<size_t>(shape.n * shape.k), "bf16 weights");
-    });
-    for (auto& w : weights) bench::fill_normal_device(w.data(), dtype, shape.n * shape.k, o.seed + 1, 0.f, 0.02f);
-    std::map<int64_t, BaselineResult> baseline;  // per M, measured once and shared by the modes
+    const size_t w_count = static_cast<size_t>(shape.n * shape.k);
+    std::vector<DeviceBuffer<uint16_t>> weights;
+    for (int i = 0, n = rotation_copies(w_count * 2); i < n; ++i) {
+      weights.emplace_back(w_count, "bf16 weights");
+      bench::fill_normal_device(weights.back().data(), dtype, shape.n * shape.k, o.seed + 1, 0.f, 0.02f);
+    }
+    std::map<int64_t, Baseline> baselines;  // per M, measured once and shared by the modes
 
-    for (const std::string& mode : o.modes) {
-      const Int4Scheme scheme = parse_mode(mode, o);
-      Int4DeviceMatrix quantized(shape.n, shape.k, scheme);
-      Int4QuantizerCuda quantizer;
-      quantizer.launch(weights[0].data(), dtype, shape.n, shape.k, scheme, quantized.view());
-      quantizer.check();
-      const W4A16Weights packed = repack_w4a16(quantized.download(), dtype);
-      auto q_copies = make_copies<W4A16DeviceWeights>(rotation_copies(packed.qweight.size()),
-                                                      [&] { return W4A16DeviceWeights::upload(packed); });
-      // The dequantized weights, for the correctness column.
-      DeviceBuffer<uint16_t> dequantized(static_cast<size_t>(shape.n * shape.k), "dequantized weights");
-      launch_dequantize_int4(quantized.packed.data(), quantized.scales.data(), quantized.zeros.data(), shape.n,
-                             shape.k, scheme, dequantized.data(), dtype);
-
+    for (const Mode& mode : modes) {
+      std::unique_ptr<QuantizedGemm> q;
+      if (mode.int8) {
+        q = std::make_unique<Int8Bench>(weights[0].data(), shape, dtype, o);
+      } else {
+        q = std::make_unique<W4A16Bench>(weights[0].data(), shape, mode, dtype, o);
+      }
       for (int64_t m : o.m) {
-        fmt::print(stderr, "[{}/{}] M={} {} {}\n", table.rows() + 1, rows_total, m, mode, shape.label);
+        fmt::print(stderr, "[{}/{}] M={} {} {}\n", table.rows() + 1, rows_total, m, mode.label, shape.label);
+        const size_t y_count = static_cast<size_t>(m * shape.n);
         DeviceBuffer<uint16_t> x(static_cast<size_t>(m * shape.k), "activations");
         bench::fill_normal_device(x.data(), dtype, m * shape.k, o.seed + 2 + static_cast<uint64_t>(m), 0.f, 1.f);
-        const size_t y_count = static_cast<size_t>(m * shape.n);
-        if (!baseline.contains(m)) {
-          BaselineResult b;
-          b.y = DeviceBuffer<uint16_t>(y_count, "bf16 output");
-          cublas.run(x.data(), weights[0].data(), b.y.data(), m, shape.n, shape.k, dtype);
+        const int planted = mode.int8 ? static_cast<int>(std::lround(mode.outlier_frac * static_cast<double>(shape.k))) : 0;
+        if (mode.int8 && mode.outlier_frac > 0) {
+          bench::plant_outlier_columns_device(x.data(), dtype, m, shape.k, std::max(planted, 1), o.seed + 3, 10.f);
+        }
+        if (!baselines.contains(m)) {
           DeviceBuffer<uint16_t> scratch(y_count, "bf16 output (timed)");
+          Baseline b;
           b.timing = bench::time_cuda(
               [&](int rep) {
-                cublas.run(x.data(), weights[rep % w_copies].data(), scratch.data(), m, shape.n, shape.k, dtype);
+                cublas.run(x.data(), weights[static_cast<size_t>(rep) % weights.size()].data(), scratch.data(), m,
+                           shape.n, shape.k, dtype);
               },
               timing);
-          baseline.emplace(m, std::move(b));
+          baselines.emplace(m, b);
         }
-        const BaselineResult& base = baseline.at(m);
+        const Baseline& base = baselines.at(m);
+        DeviceBuffer<uint16_t> y_bf16(y_count, "bf16 output"), y_dequant(y_count, "output on dequantized weights");
+        cublas.run(x.data(), weights[0].data(), y_bf16.data(), m, shape.n, shape.k, dtype);
+        cublas.run(x.data(), q->dequantized(), y_dequant.data(), m, shape.n, shape.k, dtype);
 
-        DeviceBuffer<uint16_t> y(y_count, "int4 output");
+        DeviceBuffer<uint16_t> y(y_count, "quantized output");
         y.fill_bytes(0xff);  // poison: NaN where nothing is written
-        gemm.run(x.data(), m, shape.k, q_copies[0], y.data(), nullptr, kernel);
-        const bench::Timing t = bench::time_cuda(
-            [&](int rep) {
-              gemm.run(x.data(), m, shape.k, q_copies[rep % q_copies.size()], y.data(), nullptr, kernel);
-            },
-            timing);
-        DeviceBuffer<uint16_t> y_dequant(y_count, "output on dequantized weights");
-        cublas.run(x.data(), dequantized.data(), y_dequant.data(), m, shape.n, shape.k, dtype);
-        const bench::DiffStats vs_bf16 = bench::diff_stats_device(y.data(), base.y.data(), dtype, m * shape.n);
+        q->run(x.data(), m, y.data(), 0);
+        const bench::Timing t = bench::time_cuda([&](int rep) { q->run(x.data(), m, y.data(), rep); }, timing);
+        int64_t outliers = 0;
+        if (mode.int8) outliers = static_cast<Int8Bench*>(q.get())->outliers();
+        const bench::DiffStats vs_bf16 = bench::diff_stats_device(y.data(), y_bf16.data(), dtype, m * shape.n);
         const bench::DiffStats vs_dequant = bench::diff_stats_device(y.data(), y_dequant.data(), dtype, m * shape.n);
-        QLLM_CHECK(vs_bf16.nonfinite == 0, "M={} {} {}: {} non-finite outputs", m, mode, shape.label,
+        QLLM_CHECK(vs_bf16.nonfinite == 0, "M={} {} {}: {} non-finite outputs", m, mode.label, shape.label,
                    vs_bf16.nonfinite);
 
-        const double bytes = static_cast<double>(packed.qweight.size() + packed.scales.size() * 2 +
-                                                 packed.zero_offsets.size() * 2 + (m * shape.k + y_count) * 2);
+        const double bytes = static_cast<double>(q->weight_bytes() + (m * shape.k + y_count) * 2);
         const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(shape.n * shape.k);
-        const W4A16Plan plan = gemm.plan(m, packed.layout, kernel);
-        const std::string kernel_label =
-            plan.kernel == W4A16Kernel::Skinny
-                ? fmt::format("skinny t{} k{} s{}", plan.tokens_per_cta, plan.warps_k, plan.splits)
-                : fmt::format("wgmma t{} w{} s{}", plan.tokens_per_cta, plan.warpgroups, plan.splits);
-        table.add_row({m, mode, shape.label, Cell::number(t.median_ms, 4), Cell::number(base.timing.median_ms, 4),
+        const std::string label = q->plan_label(m);
+        table.add_row({m, mode.label, shape.label, Cell::number(t.median_ms, 4), Cell::number(base.timing.median_ms, 4),
                        Cell::number(base.timing.median_ms / t.median_ms, 2),
                        Cell::number(vs_bf16.mean_abs_diff(m * shape.n), 4),
                        Cell::number(bytes / (t.median_ms * 1e-3) / 1e12, 2),
-                       Cell::number(flops / (t.median_ms * 1e-3) / 1e12, 1), kernel_label,
+                       Cell::number(flops / (t.median_ms * 1e-3) / 1e12, 1), label,
                        Cell::number(vs_dequant.rel_fro(), 5)});
-        raw.push_back({{"m", m}, {"mode", mode}, {"shape", shape.label}, {"qllm_ms", t.median_ms},
+        raw.push_back({{"m", m}, {"mode", mode.label}, {"shape", shape.label}, {"qllm_ms", t.median_ms},
                        {"qllm_min_ms", t.min_ms}, {"qllm_max_ms", t.max_ms}, {"bf16_ms", base.timing.median_ms},
-                       {"bf16_min_ms", base.timing.min_ms}, {"reps", t.reps}, {"weight_copies", q_copies.size()},
-                       {"bf16_weight_copies", w_copies}, {"kernel", kernel_label}});
+                       {"bf16_min_ms", base.timing.min_ms}, {"reps", t.reps}, {"weight_copies", q->copies()},
+                       {"bf16_weight_copies", weights.size()}, {"kernel", label}, {"outlier_columns", outliers}});
       }
     }
   }
@@ -219,8 +310,8 @@ void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes) {
                                  .dump(2));
     return;
   }
-  fmt::print("W4A16 GEMM vs cuBLAS {} (same run), {}, {}; median of {} CUDA-event timings, weights rotated "
-             "through copies > 2x L2; X ~ N(0,1), W ~ N(0,0.02^2), {} scales, scale search {}\n\n",
+  fmt::print("Quantized GEMM vs cuBLAS {} (same run), {}, {}; median of {} CUDA-event timings, weights rotated "
+             "through copies > 2x L2; X ~ N(0,1), W ~ N(0,0.02^2), INT4 {} scales, scale search {}\n\n",
              o.dtype, device, date, o.reps, o.zero_point ? "asymmetric" : "symmetric", o.scale_search);
   fmt::print("{}", table.to_text());
 }
@@ -231,16 +322,17 @@ void run(const GemmBenchOptions& o) {
   // Arguments first, so that mistakes are reported on any machine.
   std::vector<Shape> shapes;
   for (const auto& s : o.shapes) shapes.push_back(parse_shape(s));
-  for (const auto& mode : o.modes) parse_mode(mode, o);
+  std::vector<Mode> modes;
+  for (const auto& mode : o.modes) modes.push_back(parse_mode(mode, o));
   for (int64_t m : o.m) QLLM_CHECK(m >= 1, "--m: {} must be at least 1", m);
   const DType dtype = parse_dtype(o.dtype);
   QLLM_CHECK(dtype == DType::BF16 || dtype == DType::F16, "--dtype must be bf16 or f16, not {}", o.dtype);
-  QLLM_CHECK(o.kernel == "auto" || o.kernel == "skinny" || o.kernel == "wgmma",
-             "--kernel must be auto, skinny or wgmma, not '{}'", o.kernel);
+  QLLM_CHECK(o.kernel == "auto" || o.kernel == "skinny" || o.kernel == "wgmma" || o.kernel == "wide",
+             "--kernel must be auto, skinny, wgmma (W4A16) or wide (int8), not '{}'", o.kernel);
   const DeviceInfo info = query_device();
   QLLM_CHECK(info.available, "gemm-bench needs a CUDA GPU ({})", info.reason);
 #if QLLM_HAVE_CUDA
-  run_bench(o, shapes);
+  run_bench(o, shapes, modes);
 #endif
 }
 
@@ -248,17 +340,22 @@ void run(const GemmBenchOptions& o) {
 
 void add_gemm_bench(CLI::App& app) {
   auto o = std::make_shared<GemmBenchOptions>();
-  CLI::App* cmd = app.add_subcommand("gemm-bench", "W4A16 GEMM vs cuBLAS bf16 on the Llama-3.2-1B weight shapes");
+  CLI::App* cmd = app.add_subcommand("gemm-bench", "quantized GEMMs vs cuBLAS bf16 on the Llama-3.2-1B weight shapes");
   cmd->add_option("--m", o->m, "token counts (rows of X)")->delimiter(',')->capture_default_str();
   cmd->add_option("--shapes", o->shapes, "weight shapes OUTxIN")->delimiter(',')->capture_default_str();
-  cmd->add_option("--modes", o->modes, "global, rowwise, g<group size>")->delimiter(',')->capture_default_str();
-  cmd->add_option("--kernel", o->kernel, "auto, skinny or wgmma")->capture_default_str();
+  cmd->add_option("--modes", o->modes, "global, rowwise, g<group size>, int8, int8@<outlier fraction>")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--kernel", o->kernel, "auto; skinny or wgmma (W4A16); skinny or wide (int8)")->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "activation dtype: bf16 or f16")->capture_default_str();
-  cmd->add_option("--scale-search", o->scale_search, "none, mse or mae")->capture_default_str();
-  cmd->add_flag("--zero-point", o->zero_point, "asymmetric quantization");
+  cmd->add_option("--scale-search", o->scale_search, "INT4 scale search: none, mse or mae")->capture_default_str();
+  cmd->add_flag("--zero-point", o->zero_point, "asymmetric INT4 quantization");
+  cmd->add_option("--int8-outlier-frac", o->int8_outlier_frac, "fraction of X's columns made outliers (int8 mode)")
+      ->capture_default_str();
   cmd->add_option("--tokens-per-cta", o->tuning.tokens_per_cta, "tuning: token tile (0 = automatic)");
   cmd->add_option("--warps-k", o->tuning.warps_k, "tuning: skinny warps splitting K (0 = automatic)");
   cmd->add_option("--warpgroups", o->tuning.warpgroups, "tuning: wgmma warpgroups per CTA (0 = automatic)");
+  cmd->add_option("--block-n", o->tuning.block_n, "tuning: wide int8 weight rows per CTA (0 = automatic)");
   cmd->add_option("--splits", o->tuning.splits, "tuning: CTAs splitting K (0 = automatic)");
   cmd->add_option("--reps", o->reps, "timed repetitions")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed repetitions first")->capture_default_str();

@@ -1,5 +1,5 @@
-// qllm quant-error: quantization error and compression of every INT4 scheme on a seeded random matrix
-// (the seed project's first table), on the CPU reference or the CUDA kernels.
+// qllm quant-error: quantization error and compression of every INT4 scheme and of LLM.int8()'s vector-wise
+// int8 on a seeded random matrix (the seed project's first table), on the CPU reference or the CUDA kernels.
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -10,11 +10,13 @@
 #include "core/table.h"
 #include "kernels/device_info.h"
 #include "qllm/error.h"
+#include "qllm/int8.h"
 #include "qllm/quant.h"
 #include "tools/qllm/commands.h"
 
 #if QLLM_HAVE_CUDA
 #include "bench/gpu_timing.h"
+#include "kernels/gemm_int8.h"
 #include "kernels/quantize_int4.h"
 #endif
 
@@ -34,6 +36,7 @@ struct QuantErrorOptions {
   std::vector<int64_t> group_sizes = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
   bool group_sizes_given = false;  // explicit sizes must divide K; the default list keeps those that do
   int reps = 20;
+  bool int8 = true;  // also the LLM.int8() row
   bool json = false;
 };
 
@@ -96,6 +99,39 @@ RowResult quantize_row(const std::vector<T>& w, const T* device_weights, DType d
   return r;
 }
 
+// LLM.int8()'s vector-wise quantization of the same matrix: one absmax (float) per row.
+template <typename T>
+std::vector<Cell> int8_row(const std::vector<T>& w, const std::vector<float>& original, const T* device_weights,
+                           DType dtype, const QuantErrorOptions& o) {
+  Int8Rows q;
+  double gbps = 0;
+  if (device_weights == nullptr) {
+    q = quantize_int8_rows_ref(original, o.rows, o.cols);
+  } else {
+#if QLLM_HAVE_CUDA
+    q = quantize_int8_weights_cuda(device_weights, dtype, o.rows, o.cols).download();
+    const bench::Timing t = bench::time_cuda(
+        [&](int) { quantize_int8_weights_cuda(device_weights, dtype, o.rows, o.cols); },
+        {.warmup = 2, .reps = o.reps});  // includes the allocation and the NaN check's sync: a lower bound
+    gbps = static_cast<double>(w.size() * sizeof(T) + q.stored_bytes()) / (t.median_ms * 1e-3) / 1e9;
+#else
+    (void)dtype;
+#endif
+  }
+  const QuantError e = measure_error(original, dequantize_int8_rows_ref(q));
+  std::vector<Cell> row = {"INT8_VECTORWISE",
+                           Cell::missing(),
+                           Cell::number(e.mae, 6),
+                           Cell::number(static_cast<double>(w.size() * sizeof(T)) / static_cast<double>(q.stored_bytes()), 6),
+                           Cell::number(e.max_abs_err, 6),
+                           Cell::number(e.rel_fro_err, 6)};
+  if (device_weights != nullptr) {
+    row.push_back(Cell::number(gbps, 1));
+    row.push_back(Cell::missing());
+  }
+  return row;
+}
+
 template <typename T>
 void run_table(const QuantErrorOptions& o, DType dtype) {
   const bool cuda = o.device == "cuda";
@@ -141,6 +177,8 @@ void run_table(const QuantErrorOptions& o, DType dtype) {
     table.add_row(std::move(row));
   }
 
+  if (o.int8) table.add_row(int8_row(w, original, device_weights, dtype, o));
+
   const std::string date = [] {
 #if QLLM_HAVE_CUDA
     return bench::today_iso();
@@ -163,7 +201,7 @@ void run_table(const QuantErrorOptions& o, DType dtype) {
     fmt::print("{}\n", out.dump(2));
     return;
   }
-  fmt::print("INT4 quantization error: {} x {} {} N(0,1), seed {}, {}, {} scales, scale search {}\n", o.rows, o.cols,
+  fmt::print("Quantization error: {} x {} {} N(0,1), seed {}; INT4 {}, {} scales, scale search {}\n", o.rows, o.cols,
              o.dtype, o.seed, o.zero_point ? "asymmetric (zero point)" : "symmetric", o.scale_dtype, o.scale_search);
   fmt::print("device: {}{}\n\n", device_label,
              cuda ? fmt::format(", measured copy bandwidth {:.0f} GB/s, {}", copy_gbps, date) : "");
@@ -201,6 +239,7 @@ void add_quant_error(CLI::App& app) {
   cmd->add_option("--scale-dtype", options->scale_dtype, "f16 or bf16")->capture_default_str();
   cmd->add_option("--group-sizes", options->group_sizes, "GROUPWISE rows to print")->capture_default_str();
   cmd->add_option("--reps", options->reps, "timed repetitions per row (cuda)")->capture_default_str();
+  cmd->add_flag("!--no-int8", options->int8, "leave out the INT8_VECTORWISE row");
   cmd->add_flag("--json", options->json, "print JSON instead of a table");
   cmd->callback([options, cmd] {
     options->group_sizes_given = cmd->count("--group-sizes") > 0;

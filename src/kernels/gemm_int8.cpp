@@ -1,0 +1,259 @@
+// Host side of LLM.int8(): validation, planning, workspaces, launches.
+#include "kernels/gemm_int8.h"
+
+#include <algorithm>
+#include <climits>
+#include <type_traits>
+
+#include "kernels/gemm_int8_launch.h"
+#include "kernels/tma.h"
+#include "qllm/error.h"
+
+namespace qllm {
+
+namespace {
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int multiprocessors() {
+  static const int count = [] {
+    int device = 0, sms = 0;
+    QLLM_CUDA_CHECK(cudaGetDevice(&device));
+    QLLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return sms;
+  }();
+  return count;
+}
+
+void check_shape(int64_t n, int64_t k) {
+  QLLM_CHECK(n > 0 && k > 0 && n % 64 == 0 && k % 64 == 0 && n <= INT_MAX && k <= INT_MAX,
+             "int8 GEMM needs N and K divisible by 64; weight shape is [{}, {}]", n, k);
+}
+
+}  // namespace
+
+std::string_view int8_kernel_name(Int8Kernel kernel) {
+  switch (kernel) {
+    case Int8Kernel::Auto: return "auto";
+    case Int8Kernel::Skinny: return "skinny";
+    case Int8Kernel::Wide: return "wide";
+  }
+  return "?";
+}
+
+Int8Kernel parse_int8_kernel(std::string_view name) {
+  if (name == "auto") return Int8Kernel::Auto;
+  if (name == "skinny") return Int8Kernel::Skinny;
+  if (name == "wide") return Int8Kernel::Wide;
+  fail("unknown int8 kernel '{}' (expected auto, skinny or wide)", name);
+}
+
+Int8DeviceWeights Int8DeviceWeights::upload(const Int8Rows& rows) {
+  check_shape(rows.rows, rows.cols);
+  Int8DeviceWeights w;
+  w.n = rows.rows;
+  w.k = rows.cols;
+  w.values = to_device(std::span<const int8_t>(rows.values), "int8 weights");
+  w.absmax = to_device(std::span<const float>(rows.absmax), "int8 weight scales");
+  return w;
+}
+
+Int8Rows Int8DeviceWeights::download() const {
+  Int8Rows r;
+  r.rows = n;
+  r.cols = k;
+  r.values = values.download();
+  r.absmax = absmax.download();
+  return r;
+}
+
+Int8DeviceWeights quantize_int8_weights_cuda(const void* weights, DType dtype, int64_t n, int64_t k,
+                                             cudaStream_t stream) {
+  check_shape(n, k);
+  QLLM_CHECK(dtype == DType::BF16 || dtype == DType::F16, "int8 weights are quantized from bf16 or f16, not {}",
+             dtype_name(dtype));
+  QLLM_CHECK(aligned16(weights), "int8 weight quantization: the weights must be 16-byte aligned");
+  Int8DeviceWeights w;
+  w.n = n;
+  w.k = k;
+  w.values = DeviceBuffer<int8_t>(static_cast<size_t>(n * k), "int8 weights");
+  w.absmax = DeviceBuffer<float>(static_cast<size_t>(n), "int8 weight scales");
+  DeviceBuffer<kernels::Int8PrepStatus> status(1, "int8 quantization status");
+  status.fill_bytes(0xff);
+  kernels::Int8PrepArgs a;
+  a.x = weights;
+  a.bf16 = dtype == DType::BF16;
+  a.m = static_cast<int>(n);
+  a.k = static_cast<int>(k);
+  a.xq = w.values.data();
+  a.x_absmax = w.absmax.data();
+  a.status = status.data();
+  kernels::launch_int8_quantize_rows(a, stream);
+  QLLM_CUDA_CHECK_LAUNCH();
+  QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const kernels::Int8PrepStatus s = status.download()[0];
+  if (s.first_nonfinite != ~0ull) {
+    const auto i = static_cast<int64_t>(s.first_nonfinite);
+    fail("weight at row {}, column {} is NaN or Inf: int8 quantization needs finite weights", i / k, i % k);
+  }
+  return w;
+}
+
+Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) const {
+  const bool wide = kernels::int8_wide_available();
+  if (kernel == Int8Kernel::Auto) kernel = (m > 32 && wide) ? Int8Kernel::Wide : Int8Kernel::Skinny;
+  QLLM_CHECK(kernel != Int8Kernel::Wide || wide,
+             "the wide int8 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)");
+  const int64_t sms = multiprocessors();
+  Int8Plan p;
+  p.kernel = kernel;
+  int64_t splits = 1, k_units = 0;
+  if (kernel == Int8Kernel::Skinny) {
+    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 8 ? 8 : (m <= 16 ? 16 : 32));
+    QLLM_CHECK(p.tokens_per_cta == 8 || p.tokens_per_cta == 16 || p.tokens_per_cta == 32,
+               "skinny int8 kernel: tokens per CTA must be 8, 16 or 32, not {}", p.tokens_per_cta);
+    k_units = k / 64;
+    const int64_t target = 2 * sms, token_blocks = ceil_div(m, p.tokens_per_cta), tiles = n / 16;
+    p.warps_k = 8;
+    for (int warps_k : {1, 2, 4, 8}) {
+      if (ceil_div(tiles, 8 / warps_k) * token_blocks >= target) {
+        p.warps_k = warps_k;
+        break;
+      }
+    }
+    if (tuning.warps_k) p.warps_k = tuning.warps_k;
+    QLLM_CHECK(p.warps_k == 1 || p.warps_k == 2 || p.warps_k == 4 || p.warps_k == 8,
+               "skinny int8 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
+    p.rows_per_cta = 16 * (8 / p.warps_k);
+    const int64_t ctas = ceil_div(n, p.rows_per_cta) * token_blocks;
+    const int64_t max_steps = kernels::kInt8SkinnyMaxActivationBytes / (p.tokens_per_cta * 64);
+    splits = std::min(ceil_div(target, ctas), std::max<int64_t>(1, k_units / (2 * p.warps_k)));
+    splits = std::max(splits, ceil_div(k_units, max_steps));
+  } else {
+    p.tokens_per_cta = 128;
+    k_units = ceil_div(k, 128);
+    p.block_n = tuning.block_n ? tuning.block_n : (n >= 4096 ? 256 : 128);
+    QLLM_CHECK(p.block_n == 128 || p.block_n == 256, "wide int8 kernel: block_n must be 128 or 256, not {}", p.block_n);
+    p.rows_per_cta = p.block_n;
+    const int64_t ctas = ceil_div(n, p.block_n) * ceil_div(m, 128);
+    if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_units / 4));
+  }
+  if (tuning.splits) splits = tuning.splits;
+  QLLM_CHECK(splits >= 1 && splits <= k_units, "int8 GEMM: {} splits of {} k steps", splits, k_units);
+  p.steps_per_split = static_cast<int>(ceil_div(k_units, splits));
+  p.splits = static_cast<int>(ceil_div(k_units, p.steps_per_split));
+  if (kernel == Int8Kernel::Skinny) {
+    QLLM_CHECK(static_cast<int64_t>(p.steps_per_split) * 64 * p.tokens_per_cta <=
+                   kernels::kInt8SkinnyMaxActivationBytes,
+               "skinny int8 kernel: {} splits leave {} k steps per CTA, more than shared memory holds", p.splits,
+               p.steps_per_split);
+  }
+  return p;
+}
+
+void Int8Gemm::reserve(int64_t m, int64_t k) {
+  auto grow = [](auto& buffer, size_t count, const char* what) {
+    using T = std::remove_reference_t<decltype(*buffer.data())>;
+    if (buffer.size() < count) buffer = DeviceBuffer<T>(count, what);
+  };
+  grow(xq_, static_cast<size_t>(m * k), "int8 activations");
+  grow(x_absmax_, static_cast<size_t>(m), "activation scales");
+  grow(outlier_bits_, static_cast<size_t>(k / 32), "outlier bitmap");
+  grow(outlier_cols_, kernels::kMaxOutlierColumns, "outlier columns");
+  grow(x_outliers_, static_cast<size_t>(m) * kernels::kMaxOutlierColumns, "outlier activations");
+  grow(status_, sizeof(kernels::Int8PrepStatus), "int8 status");
+}
+
+void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8DeviceWeights& w, void* y,
+                   cudaStream_t stream, Int8Kernel kernel) {
+  QLLM_CHECK(dtype == DType::BF16 || dtype == DType::F16, "int8 GEMM activations must be bf16 or f16, not {}",
+             dtype_name(dtype));
+  QLLM_CHECK(m >= 1 && m <= INT_MAX / 2, "int8 GEMM: M = {} out of range", m);
+  QLLM_CHECK(k == w.k, "int8 GEMM: X has K = {} but the weights are [{}, {}]", k, w.n, w.k);
+  QLLM_CHECK(x != nullptr && y != nullptr && aligned16(x) && aligned16(y),
+             "int8 GEMM: X and Y must be non-null, 16-byte aligned device pointers");
+  check_shape(w.n, w.k);
+  const Int8Plan p = plan(m, w.n, k, kernel);
+  reserve(m, k);
+  last_k_ = k;
+
+  kernels::Int8PrepArgs prep;
+  prep.x = x;
+  prep.bf16 = dtype == DType::BF16;
+  prep.m = static_cast<int>(m);
+  prep.k = static_cast<int>(k);
+  prep.threshold = outliers_enabled(threshold) ? threshold : 0.0f;
+  prep.outlier_bits = outlier_bits_.data();
+  prep.xq = xq_.data();
+  prep.x_absmax = x_absmax_.data();
+  prep.outlier_cols = outlier_cols_.data();
+  prep.x_outliers = x_outliers_.data();
+  prep.status = reinterpret_cast<kernels::Int8PrepStatus*>(status_.data());
+  QLLM_CUDA_CHECK(cudaMemsetAsync(prep.status, 0xff, sizeof(unsigned long long), stream));  // first_nonfinite = ~0
+  if (m <= kernels::kSmallPrepRows) {
+    kernels::launch_int8_prep_small(prep, stream);
+  } else {
+    kernels::launch_int8_prep_large(prep, stream);
+  }
+  QLLM_CUDA_CHECK_LAUNCH();
+
+  kernels::Int8GemmArgs a;
+  a.xq = xq_.data();
+  a.x_absmax = x_absmax_.data();
+  a.w = w.values.data();
+  a.w_absmax = w.absmax.data();
+  a.outlier_cols = outlier_cols_.data();
+  a.x_outliers = x_outliers_.data();
+  a.status = prep.status;
+  a.y = y;
+  a.bf16 = prep.bf16;
+  a.m = static_cast<int>(m);
+  a.n = static_cast<int>(w.n);
+  a.k = static_cast<int>(k);
+  a.splits = p.splits;
+  a.steps_per_split = p.steps_per_split;
+  if (p.splits > 1) {
+    const size_t partial_count = static_cast<size_t>(p.splits) * static_cast<size_t>(m * w.n);
+    if (partials_.size() < partial_count) partials_ = DeviceBuffer<float>(partial_count, "split-K partial sums");
+    const size_t counter_count = static_cast<size_t>(ceil_div(w.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta));
+    if (counters_.size() < counter_count) {
+      counters_ = DeviceBuffer<unsigned int>(counter_count, "split-K counters");
+      counters_.fill_bytes(0);
+    }
+    a.partials = partials_.data();
+    a.counters = counters_.data();
+  }
+  if (p.kernel == Int8Kernel::Skinny) {
+    kernels::launch_int8_skinny(a, p.tokens_per_cta / 8, p.warps_k, stream);
+  } else {
+    if (x_map_base_ != xq_.data() || x_map_rows_ != m || x_map_cols_ != k) {
+      x_map_ = make_tensor_map_2d(xq_.data(), 1, m, k, 128, 128);
+      x_map_base_ = xq_.data(), x_map_rows_ = m, x_map_cols_ = k;
+    }
+    if (w_map_base_ != w.values.data() || w_map_rows_ != w.n || w_map_cols_ != k || w_map_box_ != p.block_n) {
+      w_map_ = make_tensor_map_2d(w.values.data(), 1, w.n, k, p.block_n, 128);
+      w_map_base_ = w.values.data(), w_map_rows_ = w.n, w_map_cols_ = k, w_map_box_ = p.block_n;
+    }
+    kernels::launch_int8_wide(a, x_map_, w_map_, p.block_n, stream);
+    if (p.splits > 1) kernels::launch_int8_splitk_reduce(a, stream);
+  }
+  QLLM_CUDA_CHECK_LAUNCH();
+}
+
+int64_t Int8Gemm::check(cudaStream_t stream) {
+  QLLM_CHECK(status_.size() > 0, "int8 GEMM: check() before any run()");
+  kernels::Int8PrepStatus s{};
+  QLLM_CUDA_CHECK(cudaMemcpyAsync(&s, status_.data(), sizeof(s), cudaMemcpyDeviceToHost, stream));
+  QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (s.first_nonfinite != ~0ull) {
+    const auto i = static_cast<int64_t>(s.first_nonfinite);
+    fail("activation at row {}, column {} is NaN or Inf", i / last_k_, i % last_k_);
+  }
+  QLLM_CHECK(s.outlier_count <= kernels::kMaxOutlierColumns,
+             "{} outlier columns (|x| >= {}): more than the {} the int8 GEMM supports; raise the threshold",
+             s.outlier_count, threshold, kernels::kMaxOutlierColumns);
+  return s.outlier_count;
+}
+
+}  // namespace qllm

@@ -1,0 +1,72 @@
+// Internal interface between the LLM.int8() kernels (int8_prep.cu, gemm_int8_skinny.cu, gemm_int8_wide.cu)
+// and their host code (gemm_int8.cpp): argument blocks and raw launchers that trust validated arguments.
+#pragma once
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace qllm::kernels {
+
+// At most this many outlier columns per call: their activations are gathered into a [M, kMaxOutliers] buffer.
+constexpr int kMaxOutlierColumns = 1024;
+
+// Device-side results of the activation prep that the host reads back only when asked (check()).
+struct Int8PrepStatus {
+  unsigned long long first_nonfinite;  // smallest flat index of a NaN/Inf activation, or ~0
+  int outlier_count;                   // outlier columns found (may exceed kMaxOutlierColumns: an error)
+};
+
+// Activation prep: X [m, k] (bf16 or f16) -> int8 rows with outlier columns removed.
+struct Int8PrepArgs {
+  const void* x = nullptr;
+  bool bf16 = true;
+  int m = 0, k = 0;
+  float threshold = 0;            // <= 0 or inf: no outliers
+  uint32_t* outlier_bits = nullptr;  // [k / 32] bitmap (zeroed by the host before the large-M path)
+  int8_t* xq = nullptr;           // [m, k]
+  float* x_absmax = nullptr;      // [m]
+  int* outlier_cols = nullptr;    // [kMaxOutlierColumns] column of each outlier, ascending
+  uint16_t* x_outliers = nullptr;  // [m, kMaxOutlierColumns] the outlier columns' activations (16-bit)
+  Int8PrepStatus* status = nullptr;
+};
+// One CTA does everything (m <= kSmallPrepRows): a single launch for decode.
+constexpr int kSmallPrepRows = 16;
+void launch_int8_prep_small(const Int8PrepArgs& args, cudaStream_t stream);
+// Large m: outlier bitmap over all rows (atomics), then one CTA per row.
+void launch_int8_prep_large(const Int8PrepArgs& args, cudaStream_t stream);
+// Offline weight quantization: rows of a [m, k] matrix, no outliers (the same kernel as the activations').
+void launch_int8_quantize_rows(const Int8PrepArgs& args, cudaStream_t stream);
+
+// The GEMM proper: Y[m, n] = (xq @ wq^T) * x_absmax[m] * w_absmax[n] / 127^2 + outlier columns in 16 bits.
+struct Int8GemmArgs {
+  const int8_t* xq = nullptr;        // [m, k]
+  const float* x_absmax = nullptr;   // [m]
+  const int8_t* w = nullptr;         // [n, k]
+  const float* w_absmax = nullptr;   // [n]
+  const int* outlier_cols = nullptr;
+  const uint16_t* x_outliers = nullptr;
+  const Int8PrepStatus* status = nullptr;  // outlier_count
+  void* y = nullptr;                 // [m, n] bf16 or f16
+  bool bf16 = true;
+  float* partials = nullptr;         // split-K: scaled partial sums [splits][m][n]
+  unsigned int* counters = nullptr;  // split-K arrival counters (skinny), zero between launches
+  int m = 0, n = 0, k = 0;
+  int splits = 1;
+  int steps_per_split = 0;  // 64-wide k steps (skinny) or 128-wide k blocks (wide) per split
+};
+
+// Skinny path (mma.sync m16n8k32 s8, sm_80+): as the W4A16 skinny kernel (8 warps, warps_k of them splitting
+// K, 8 * tok_tiles tokens), reading the int8 weights row-major.
+constexpr int kInt8SkinnyMaxActivationBytes = 96 * 1024;
+void launch_int8_skinny(const Int8GemmArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
+
+// Wide path (TMA + wgmma s8, sm_90a): 128 tokens x block_n (128 or 256) weight rows per CTA.
+bool int8_wide_available();
+void launch_int8_wide(const Int8GemmArgs& args, const CUtensorMap& x_map, const CUtensorMap& w_map, int block_n,
+                      cudaStream_t stream);
+// Split-K finish for the wide path: sums the partials in split order, adds the outlier columns, writes Y.
+void launch_int8_splitk_reduce(const Int8GemmArgs& args, cudaStream_t stream);
+
+}  // namespace qllm::kernels

@@ -1,0 +1,256 @@
+// LLM.int8() GEMM, skinny path: Y[M, N] for small M (decode) on mma.sync m16n8k32 s8 -> s32 (sm_80+).
+//
+// Memory-bound like the W4A16 skinny kernel (same CTA shape: 8 warps of 16 weight rows, K split across warps
+// and, if needed, CTAs; the CTA's int8 activation slice in shared memory), but simpler inside: no dequant.
+// The trick that makes plain row-major int8 weights usable without a repack: inside each 64-wide k block, the
+// MMA's k index is a permutation of the physical one, the same for both operands (a dot product does not care
+// about order). Thread (g, t) takes the 16 bytes k0 + 16t .. 16t + 15 of rows g and g + 8 -- one coalesced
+// 16-byte load each -- and uses bytes 8j .. 8j + 7 of them for k32 step j: bytes 0-3 as the fragment's
+// k = 4t..4t+3 and bytes 4-7 as k = 16+4t..16+4t+3. The activations' fragments come from the same physical
+// bytes of the token's row (one 16-byte shared-memory load per token tile).
+#include <algorithm>
+
+#include "kernels/cuda_utils.h"
+#include "kernels/gemm_int8_launch.h"
+#include "kernels/gemm_w4a16_device.cuh"
+#include "quant/int8_math.h"
+
+namespace qllm::kernels {
+
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kStepK = 64;
+constexpr int kPrefetch = 3;  // 64-wide steps in flight per warp (two 16-byte loads each)
+constexpr int kRowPad = 64;   // bytes of padding per activation row: two rows of a quarter-warp hit different banks
+
+__device__ __forceinline__ void mma_s8(int32_t (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                       uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+template <bool kBf16>
+__device__ __forceinline__ uint16_t to_output(float v) {
+  if constexpr (kBf16) return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+  return __half_as_ushort(__float2half_rn(v));
+}
+
+template <bool kBf16>
+__device__ __forceinline__ float from_16bit(uint16_t bits) {
+  if constexpr (kBf16) return __uint_as_float(static_cast<uint32_t>(bits) << 16);
+  return __half2float(__ushort_as_half(bits));
+}
+
+// The outlier columns' contribution to Y[token, row]: sum of x[token, c] * w'[row, c] in fp32.
+template <bool kBf16>
+__device__ __forceinline__ float outlier_term(const Int8GemmArgs& a, int count, int token, int row) {
+  float sum = 0.f;
+  const float w_absmax = a.w_absmax[row];
+  for (int i = 0; i < count; ++i) {
+    const int col = a.outlier_cols[i];
+    const float x = from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + i]);
+    sum += x * int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + col], w_absmax);
+  }
+  return sum;
+}
+
+template <bool kBf16, int kTokTiles, int kWarpsK>
+__global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_kernel(const Int8GemmArgs a) {
+  constexpr int kTokens = 8 * kTokTiles;
+  constexpr int kTilesPerCta = kWarps / kWarpsK;
+  extern __shared__ __align__(16) uint8_t smem[];
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int warp_tile = warp % kTilesPerCta, warp_k = warp / kTilesPerCta;
+  const int tile = blockIdx.x * kTilesPerCta + warp_tile;
+  const bool active = tile < a.n / 16;
+  const int split = blockIdx.y;
+  const int token_base = blockIdx.z * kTokens;
+  const int k_steps = a.k / kStepK;
+  const int cta_begin = split * a.steps_per_split;
+  const int cta_end = min(cta_begin + a.steps_per_split, k_steps);
+  const int cta_steps = max(cta_end - cta_begin, 0);
+  const int per_warp = (cta_steps + kWarpsK - 1) / kWarpsK;
+  const int warp_begin = min(cta_begin + warp_k * per_warp, cta_end);
+  const int steps = min(per_warp, cta_end - warp_begin);
+
+  // ---- weights: rows g and g + 8 of the tile, 16 bytes each per step ----
+  const int row0 = tile * 16 + g;
+  const uint4* w_lo = reinterpret_cast<const uint4*>(a.w + static_cast<int64_t>(row0) * a.k + warp_begin * kStepK) + t;
+  const uint4* w_hi = w_lo + static_cast<int64_t>(8) * a.k / 16;
+  uint4 ring_lo[kPrefetch], ring_hi[kPrefetch];
+#pragma unroll
+  for (int p = 0; p < kPrefetch; ++p) {
+    if (active && p < steps) {
+      ring_lo[p] = w4a16::load_weights(w_lo + p * 4);
+      ring_hi[p] = w4a16::load_weights(w_hi + p * 4);
+    }
+  }
+
+  // ---- the CTA's int8 activation slice [kTokens x cta_steps * 64] into shared memory, once ----
+  const int row_bytes = a.steps_per_split * kStepK + kRowPad;
+  {
+    const int chunks_per_row = cta_steps * (kStepK / 16);
+    for (int chunk = threadIdx.x; chunk < kTokens * chunks_per_row; chunk += kThreads) {
+      const int row = chunk / chunks_per_row, col = (chunk % chunks_per_row) * 16;
+      const int token = token_base + row;
+      const bool valid = token < a.m;
+      w4a16::cp_async_16(smem + row * row_bytes + col,
+                         a.xq + (valid ? static_cast<int64_t>(token) * a.k + cta_begin * kStepK + col : 0), valid);
+    }
+    w4a16::cp_async_commit();
+  }
+  w4a16::cp_async_wait<0>();
+  __syncthreads();
+
+  int32_t acc[kTokTiles][4] = {};  // rows (g, g+8) x tokens (2t, 2t+1) per token tile
+  const uint8_t* x_step = smem + g * row_bytes + (warp_begin - cta_begin) * kStepK + 16 * t;
+  auto compute_step = [&](const uint4& lo, const uint4& hi) {
+#pragma unroll
+    for (int tt = 0; tt < kTokTiles; ++tt) {
+      const uint4 x = *reinterpret_cast<const uint4*>(x_step + tt * 8 * row_bytes);
+      mma_s8(acc[tt], lo.x, hi.x, lo.y, hi.y, x.x, x.y);  // k32 step 0: bytes 0-7 of the 16
+      mma_s8(acc[tt], lo.z, hi.z, lo.w, hi.w, x.z, x.w);  // k32 step 1: bytes 8-15
+    }
+    x_step += kStepK;
+  };
+  if (active) {
+    int s = 0;
+    for (; s + kPrefetch <= steps; s += kPrefetch) {
+#pragma unroll
+      for (int p = 0; p < kPrefetch; ++p) {
+        const uint4 lo = ring_lo[p], hi = ring_hi[p];
+        if (s + p + kPrefetch < steps) {
+          ring_lo[p] = w4a16::load_weights(w_lo + (s + p + kPrefetch) * 4);
+          ring_hi[p] = w4a16::load_weights(w_hi + (s + p + kPrefetch) * 4);
+        }
+        compute_step(lo, hi);
+      }
+    }
+#pragma unroll
+    for (int p = 0; p < kPrefetch; ++p) {
+      if (s + p < steps) compute_step(ring_lo[p], ring_hi[p]);
+    }
+  }
+
+  // ---- sum the k slices of each tile through shared memory (exact in int32) ----
+  if constexpr (kWarpsK > 1) {
+    __syncthreads();
+    auto* partial = reinterpret_cast<int32_t*>(smem);
+    constexpr int kValues = kTokTiles * 4;
+    int32_t* mine = partial + ((warp_k * kTilesPerCta + warp_tile) * kValues) * 32 + lane;
+#pragma unroll
+    for (int tt = 0; tt < kTokTiles; ++tt) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) mine[(tt * 4 + i) * 32] = acc[tt][i];
+    }
+    __syncthreads();
+    if (warp_k == 0) {
+#pragma unroll
+      for (int tt = 0; tt < kTokTiles; ++tt) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          int32_t sum = 0;
+          for (int kw = 0; kw < kWarpsK; ++kw) sum += partial[((kw * kTilesPerCta + warp_tile) * kValues + tt * 4 + i) * 32 + lane];
+          acc[tt][i] = sum;
+        }
+      }
+    }
+  }
+
+  // ---- epilogue: scale by absmax_x * absmax_w / 127^2, add the outlier columns (once), write ----
+  const bool writer = active && warp_k == 0;
+  const int outliers = min(a.status->outlier_count, kMaxOutlierColumns);
+  auto* y = static_cast<uint16_t*>(a.y);
+  if (writer) {
+#pragma unroll
+    for (int tt = 0; tt < kTokTiles; ++tt) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int token = token_base + tt * 8 + 2 * t + (i & 1);
+        const int row = row0 + 8 * (i >> 1);
+        if (token >= a.m) continue;
+        const float value = static_cast<float>(acc[tt][i]) * (a.x_absmax[token] * a.w_absmax[row] * (1.0f / 16129.0f));
+        if (a.splits == 1) {
+          y[static_cast<int64_t>(token) * a.n + row] = to_output<kBf16>(value + outlier_term<kBf16>(a, outliers, token, row));
+        } else {
+          a.partials[(static_cast<int64_t>(split) * a.m + token) * a.n + row] = value;
+        }
+      }
+    }
+  }
+  if (a.splits == 1) return;
+
+  // Split-K across CTAs: the last CTA of the tile adds the partials in split order, then the outliers.
+  __shared__ bool is_last;
+  __threadfence();
+  __syncthreads();
+  const int counter = blockIdx.z * gridDim.x + blockIdx.x;
+  if (threadIdx.x == 0) is_last = atomicAdd(&a.counters[counter], 1u) == static_cast<unsigned int>(a.splits - 1);
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  const int first_row = blockIdx.x * kTilesPerCta * 16;
+  const int rows = min(kTilesPerCta * 16, a.n - first_row);
+  const int tokens = min(kTokens, a.m - token_base);
+  const int64_t stride = static_cast<int64_t>(a.m) * a.n;
+  for (int i = threadIdx.x; i < tokens * rows; i += kThreads) {
+    const int token = token_base + i / rows, row = first_row + i % rows;
+    const float* p = a.partials + static_cast<int64_t>(token) * a.n + row;
+    float sum = 0.f;
+    for (int sp = 0; sp < a.splits; ++sp) sum += __ldcg(p + sp * stride);
+    y[static_cast<int64_t>(token) * a.n + row] = to_output<kBf16>(sum + outlier_term<kBf16>(a, outliers, token, row));
+  }
+  if (threadIdx.x == 0) a.counters[counter] = 0;
+}
+
+template <bool kBf16, int kTokTiles, int kWarpsK>
+void launch_config(const Int8GemmArgs& a, cudaStream_t stream) {
+  constexpr int kTokens = 8 * kTokTiles;
+  const int smem = std::max(kTokens * (a.steps_per_split * kStepK + kRowPad), kWarps * kTokTiles * 4 * 32 * 4);
+  static int configured = 0;
+  if (smem > configured) {
+    QLLM_CUDA_CHECK(cudaFuncSetAttribute(int8_skinny_kernel<kBf16, kTokTiles, kWarpsK>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    configured = smem;
+  }
+  const int rows_per_cta = 16 * (kWarps / kWarpsK);
+  const dim3 grid((a.n + rows_per_cta - 1) / rows_per_cta, a.splits, (a.m + kTokens - 1) / kTokens);
+  int8_skinny_kernel<kBf16, kTokTiles, kWarpsK><<<grid, kThreads, smem, stream>>>(a);
+}
+
+template <bool kBf16, int kTokTiles>
+void launch_tokens(const Int8GemmArgs& a, int warps_k, cudaStream_t stream) {
+  switch (warps_k) {
+    case 1: launch_config<kBf16, kTokTiles, 1>(a, stream); break;
+    case 2: launch_config<kBf16, kTokTiles, 2>(a, stream); break;
+    case 4: launch_config<kBf16, kTokTiles, 4>(a, stream); break;
+    default: launch_config<kBf16, kTokTiles, 8>(a, stream); break;
+  }
+}
+
+template <bool kBf16>
+void launch_typed(const Int8GemmArgs& a, int tok_tiles, int warps_k, cudaStream_t stream) {
+  switch (tok_tiles) {
+    case 1: launch_tokens<kBf16, 1>(a, warps_k, stream); break;
+    case 2: launch_tokens<kBf16, 2>(a, warps_k, stream); break;
+    default: launch_tokens<kBf16, 4>(a, warps_k, stream); break;
+  }
+}
+
+}  // namespace
+
+void launch_int8_skinny(const Int8GemmArgs& a, int tok_tiles, int warps_k, cudaStream_t stream) {
+  if (a.bf16) {
+    launch_typed<true>(a, tok_tiles, warps_k, stream);
+  } else {
+    launch_typed<false>(a, tok_tiles, warps_k, stream);
+  }
+}
+
+}  // namespace qllm::kernels

@@ -1,0 +1,193 @@
+// LLM.int8() GEMM, wide path (Hopper sm_90a): Y[M, N] for large M on int8 tensor cores (wgmma s8 -> s32,
+// twice the bf16 rate).
+//
+// Warp-specialized: warpgroup 0 is the producer (one thread issues TMA copies of the int8 activation tile
+// [128 tokens x 128 k] and weight tile [kBlockN rows x 128 k] into a ring of kStages shared-memory stages,
+// 128-byte swizzled as wgmma reads them); warpgroups 1 and 2 are consumers, each owning 64 tokens x kBlockN
+// weight rows of the output, issuing four wgmma.m64nNk32 per stage from shared memory. mbarriers hand stages
+// back and forth: `full` (the copies' bytes arrived) and `empty` (both consumers' wgmmas on it finished).
+// The epilogue scales by absmax_x * absmax_w / 127^2 and adds the outlier columns in fp32.
+#include <algorithm>
+
+#include "kernels/gemm_int8_launch.h"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define QLLM_WGMMA_ENABLED 1
+#endif
+
+#include "kernels/cuda_utils.h"
+#include "kernels/hopper.cuh"
+#include "kernels/wgmma_ops.cuh"
+#include "quant/int8_math.h"
+
+namespace qllm::kernels {
+
+namespace {
+
+using namespace sm90;
+
+constexpr int kBlockM = 128;  // tokens per CTA: two consumer warpgroups x 64
+constexpr int kBlockK = 128;  // bytes (int8 values) of K per stage: one 128-byte swizzle row, four k32 wgmmas
+constexpr int kThreads = 384;
+
+template <int kBlockN>
+struct Config {
+  static constexpr int kStages = kBlockN == 256 ? 4 : 6;
+  static constexpr int kStageA = kBlockM * kBlockK;  // bytes
+  static constexpr int kStageB = kBlockN * kBlockK;
+  static constexpr int kStageBytes = kStageA + kStageB;
+  static constexpr int kSmem = kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers + alignment slack
+};
+
+template <bool kBf16>
+__device__ __forceinline__ float from_16bit(uint16_t bits) {
+  if constexpr (kBf16) return __uint_as_float(static_cast<uint32_t>(bits) << 16);
+  return __half2float(__ushort_as_half(bits));
+}
+template <bool kBf16>
+__device__ __forceinline__ uint32_t pack_output(float lo, float hi) {
+  if constexpr (kBf16) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(lo)) | (static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
+  }
+  return __half_as_ushort(__float2half_rn(lo)) | (static_cast<uint32_t>(__half_as_ushort(__float2half_rn(hi))) << 16);
+}
+
+template <bool kBf16, int kBlockN>
+__global__ void __launch_bounds__(kThreads, 1)
+    int8_wide_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
+                     const Int8GemmArgs a) {
+#if QLLM_WGMMA_ENABLED
+  using C = Config<kBlockN>;
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + C::kStages * C::kStageBytes);
+  uint64_t* empty = full + C::kStages;
+  auto stage_a = [&](int s) { return smem + s * C::kStageBytes; };
+  auto stage_b = [&](int s) { return smem + s * C::kStageBytes + C::kStageA; };
+
+  const int warpgroup = threadIdx.x / 128;
+  const int token_base = blockIdx.x * kBlockM;  // token tiles vary fastest: CTAs sharing weights run together
+  const int row_base = blockIdx.z * kBlockN;
+  const int split = blockIdx.y;
+  const int k_blocks = (a.k + kBlockK - 1) / kBlockK;
+  const int block_begin = split * a.steps_per_split;
+  const int blocks = max(min(block_begin + a.steps_per_split, k_blocks) - block_begin, 0);
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < C::kStages; ++s) {
+      mbarrier_init(&full[s], 1);   // the producer's arrive (with the copies' byte count)
+      mbarrier_init(&empty[s], 2);  // one arrive per consumer warpgroup
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (warpgroup == 0) {
+    // ---- producer: one thread streams the stages ----
+    if (threadIdx.x == 0) {
+      prefetch_tensor_map(&x_map);
+      prefetch_tensor_map(&w_map);
+      for (int kb = 0; kb < blocks; ++kb) {
+        const int s = kb % C::kStages;
+        if (kb >= C::kStages) mbarrier_wait(&empty[s], ((kb / C::kStages) - 1) & 1);
+        mbarrier_arrive_expect_tx(&full[s], C::kStageBytes);
+        const int k0 = (block_begin + kb) * kBlockK;
+        tma_load_2d(stage_a(s), &x_map, k0, token_base, &full[s]);  // rows past M / columns past K: zeros
+        tma_load_2d(stage_b(s), &w_map, k0, row_base, &full[s]);
+      }
+    }
+    return;
+  }
+
+  // ---- consumers: 64 tokens x kBlockN rows each ----
+  const int consumer = warpgroup - 1;
+  int32_t acc[kBlockN / 2];
+#pragma unroll
+  for (int i = 0; i < kBlockN / 2; ++i) acc[i] = 0;
+  for (int kb = 0; kb < blocks; ++kb) {
+    const int s = kb % C::kStages;
+    mbarrier_wait(&full[s], (kb / C::kStages) & 1);
+    keep(acc);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBlockK / 32; ++kk) {
+      WgmmaS8<kBlockN>::mma(acc, sw128_descriptor(stage_a(s) + consumer * 64 * kBlockK + kk * 32),
+                            sw128_descriptor(stage_b(s) + kk * 32), 1);
+    }
+    wgmma_commit();
+    wgmma_wait<1>();  // the previous stage's wgmmas are done: hand that stage back
+    if (kb > 0 && threadIdx.x % 128 == 0) mbarrier_arrive(&empty[(kb - 1) % C::kStages]);
+  }
+  wgmma_wait<0>();
+  keep(acc);
+
+  // ---- epilogue: acc[4c + e] is token 16w + g + 8(e / 2), weight row 8c + 2t + (e % 2) ----
+  const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int outliers = min(a.status->outlier_count, kMaxOutlierColumns);
+  auto* y = static_cast<uint16_t*>(a.y);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int token = token_base + consumer * 64 + 16 * warp + g + 8 * half;
+    if (token >= a.m) continue;
+    const float x_scale = a.x_absmax[token] * (1.0f / 16129.0f);
+#pragma unroll  // fully: acc must be indexed by constants to stay in registers
+    for (int c = 0; c < kBlockN / 8; ++c) {
+      const int row = row_base + 8 * c + 2 * t;
+      if (row >= a.n) continue;
+      float v[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float w_absmax = a.w_absmax[row + e];
+        v[e] = static_cast<float>(acc[4 * c + 2 * half + e]) * (x_scale * w_absmax);
+        if (a.splits == 1) {
+          for (int i = 0; i < outliers; ++i) {
+            const float x = from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + i]);
+            v[e] += x * int8q::dequantize(a.w[static_cast<int64_t>(row + e) * a.k + a.outlier_cols[i]], w_absmax);
+          }
+        }
+      }
+      if (a.splits == 1) {
+        *reinterpret_cast<uint32_t*>(y + static_cast<int64_t>(token) * a.n + row) = pack_output<kBf16>(v[0], v[1]);
+      } else {
+        *reinterpret_cast<float2*>(a.partials + (static_cast<int64_t>(split) * a.m + token) * a.n + row) =
+            make_float2(v[0], v[1]);
+      }
+    }
+  }
+#endif  // QLLM_WGMMA_ENABLED
+}
+
+template <bool kBf16, int kBlockN>
+void launch_config(const Int8GemmArgs& a, const CUtensorMap& x_map, const CUtensorMap& w_map, cudaStream_t stream) {
+  using C = Config<kBlockN>;
+  static const bool configured = [] {
+    QLLM_CUDA_CHECK(cudaFuncSetAttribute(int8_wide_kernel<kBf16, kBlockN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         C::kSmem));
+    return true;
+  }();
+  (void)configured;
+  const dim3 grid((a.m + kBlockM - 1) / kBlockM, a.splits, (a.n + kBlockN - 1) / kBlockN);
+  int8_wide_kernel<kBf16, kBlockN><<<grid, kThreads, C::kSmem, stream>>>(x_map, w_map, a);
+}
+
+}  // namespace
+
+bool int8_wide_available() {
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  return major == 9 && minor == 0 && QLLM_WGMMA_COMPILED;
+}
+
+void launch_int8_wide(const Int8GemmArgs& a, const CUtensorMap& x_map, const CUtensorMap& w_map, int block_n,
+                      cudaStream_t stream) {
+  if (a.bf16) {
+    block_n == 128 ? launch_config<true, 128>(a, x_map, w_map, stream) : launch_config<true, 256>(a, x_map, w_map, stream);
+  } else {
+    block_n == 128 ? launch_config<false, 128>(a, x_map, w_map, stream)
+                   : launch_config<false, 256>(a, x_map, w_map, stream);
+  }
+}
+
+}  // namespace qllm::kernels
