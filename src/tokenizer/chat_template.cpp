@@ -1,13 +1,20 @@
-// The Llama 3 chat template, recognised rather than interpreted: qllm has no Jinja engine. A template is
-// accepted when it writes each message as Llama 3 does and uses nothing else that changes the output;
-// its three variations (BOS, content trimmed, generation prompt conditional) are read from its source.
+// The Llama 3 chat templates, recognised rather than interpreted: qllm has no Jinja engine.
+// - Llama 3.0: a template is accepted when it writes each message as Llama 3 does and uses nothing else that
+//   changes the output; its three variations (BOS, content trimmed, generation prompt conditional) are read
+//   from its source.
+// - Llama 3.1 / 3.2: a template with their system preamble ("Cutting Knowledge Date", date_string) must be
+//   Meta's published text (llama3_chat_templates.h) up to comments, whitespace outside string literals,
+//   escapes and quote style; render() then writes what that text writes when no tools are given.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
+#include <ctime>
 #include <string_view>
 
 #include "qllm/error.h"
 #include "qllm/tokenizer.h"
+#include "tokenizer/llama3_chat_templates.h"
 #include "tokenizer/tokenizer_json.h"
 #include "tokenizer/utf8.h"
 
@@ -29,6 +36,52 @@ std::string replace_all(std::string text, std::string_view from, std::string_vie
     text.replace(pos, from.size(), to);
   }
   return text;
+}
+
+// The template without its {# #} comments (their text may hold quotes, as "we're" in Meta's 3.1 template).
+// A "{#" inside a tag's string literal is not a comment.
+std::string strip_comments(std::string_view source) {
+  std::string out;
+  size_t i = 0;
+  while (i < source.size()) {
+    const size_t open = source.find('{', i);
+    if (open == std::string_view::npos || open + 1 >= source.size()) break;
+    const char kind = source[open + 1];
+    if (kind == '#') {
+      out.append(source.substr(i, open - i));
+      const size_t end = source.find("#}", open + 2);
+      if (end == std::string_view::npos) return out;  // unclosed: refuse_text_outside_tags reports it
+      i = end + 2;
+    } else if (kind == '{' || kind == '%') {
+      // Copy the tag through its close, skipping string literals.
+      const std::string_view close = kind == '{' ? "}}" : "%}";
+      size_t j = open + 2;
+      char quote = 0;
+      for (; j < source.size(); ++j) {
+        const char c = source[j];
+        if (quote != 0) {
+          if (c == '\\') {
+            ++j;
+          } else if (c == quote) {
+            quote = 0;
+          }
+        } else if (c == '\'' || c == '"') {
+          quote = c;
+        } else if (source.compare(j, close.size(), close) == 0) {
+          j += close.size();
+          break;
+        }
+      }
+      j = std::min(j, source.size());
+      out.append(source.substr(i, j - i));
+      i = j;
+    } else {
+      out.append(source.substr(i, open + 1 - i));
+      i = open + 1;
+    }
+  }
+  out.append(source.substr(std::min(i, source.size())));
+  return out;
 }
 
 // The template with whitespace outside string literals removed, escapes inside them resolved ("\n"),
@@ -139,19 +192,82 @@ std::string config_bos_token(const nlohmann::json& config, const std::filesystem
 }
 
 // Constructs of Llama 3.1+ and other templates that change what is written (tools, a date preamble, a
-// reshuffled system message, errors on role order): render() does not reproduce them, so refuse.
-void refuse_extra_logic(const TemplateSource& source) {
-  constexpr std::array<std::string_view, 10> kRefused = {
-      "tools",       "Cutting Knowledge", "date_string", "strftime", "system_message",
-      "messages[0]", "raise_exception",   "namespace",   "ipython",  "tool_calls"};
+// reshuffled system message, errors on role order): a 3.0-style template that uses them is refused, since
+// render() would not reproduce them. (Meta's own 3.1 / 3.2 templates are recognised before this check.)
+void refuse_extra_logic(std::string_view compact_text, const std::filesystem::path& file) {
+  constexpr std::array<std::string_view, 11> kRefused = {
+      "tools",       "'tool'",          "Cutting Knowledge", "date_string", "strftime",  "system_message",
+      "messages[0]", "raise_exception", "namespace",         "ipython",     "tool_calls"};
   for (const std::string_view word : kRefused) {
     QLLM_CHECK(
-        source.text.find(word) == std::string::npos,
-        "{}: unsupported chat template: it uses '{}' (tool calls, a date preamble or message checks, as "
-        "Llama 3.1+ templates do); qllm renders only the Llama 3 format "
+        compact_text.find(word) == std::string_view::npos,
+        "{}: unsupported chat template: it uses {} (tool calls, a date preamble or message checks) "
+        "but is not one of Meta's Llama 3.1 / 3.2 templates; qllm renders those and the Llama 3 format "
         "<|start_header_id|>role<|end_header_id|>\\n\\ncontent<|eot_id|>",
-        source.file.string(), word);
+        file.string(), word.starts_with('\'') ? word : fmt::format("'{}'", word));
   }
+}
+
+// The Llama 3.1+ system preamble: such a template is checked against Meta's published texts.
+bool has_dated_preamble(std::string_view compact_text) {
+  return compact_text.find("Cutting Knowledge") != std::string_view::npos ||
+         compact_text.find("date_string") != std::string_view::npos;
+}
+
+// `text` around `offset`, special characters escaped, for error messages.
+std::string excerpt(std::string_view text, size_t offset) {
+  const size_t begin = offset < 30 ? 0 : offset - 30;
+  std::string out;
+  for (const char c : text.substr(begin, offset + 30 - begin)) {
+    out += c == '\n' ? "\\n" : c == '\t' ? "\\t" : std::string(1, c);
+  }
+  return out;
+}
+
+// Meta's 3.1 or 3.2 template, compared in the form compact() gives (comments, whitespace outside string
+// literals, escapes and quote style do not change what Jinja writes; text outside tags is checked apart).
+ChatFormat identify_dated_template(std::string_view compact_text, const std::filesystem::path& file) {
+  struct Known {
+    ChatFormat format;
+    std::string_view name;
+    std::string compact_text;
+  };
+  static const std::array<Known, 2> kKnown = {
+      Known{ChatFormat::Llama31, "Llama 3.1", compact(strip_comments(detail::kLlama31ChatTemplate))},
+      Known{ChatFormat::Llama32, "Llama 3.2", compact(strip_comments(detail::kLlama32ChatTemplate))},
+  };
+  const Known* closest = nullptr;
+  size_t closest_common = 0;
+  for (const Known& known : kKnown) {
+    if (compact_text == known.compact_text) return known.format;
+    const auto [a, b] = std::mismatch(compact_text.begin(), compact_text.end(), known.compact_text.begin(),
+                                      known.compact_text.end());
+    const auto common = static_cast<size_t>(a - compact_text.begin());
+    if (closest == nullptr || common > closest_common) {
+      closest = &known;
+      closest_common = common;
+    }
+  }
+  fail(
+      "{}: unsupported chat template: it has the Llama 3.1+ system preamble (Cutting Knowledge Date / "
+      "date_string) but is not Meta's Llama 3.1 or 3.2 template, which are the only ones qllm renders with "
+      "it; ignoring comments and spacing, it first differs from the {} template at byte {}: '{}' where "
+      "Meta's "
+      "has '{}'",
+      file.string(), closest->name, closest_common, excerpt(compact_text, closest_common),
+      excerpt(closest->compact_text, closest_common));
+}
+
+// Today's local date as strftime("%d %b %Y") writes it in the C locale (Python's datetime.now().strftime,
+// which transformers' strftime_now calls): "05 Mar 2025".
+std::string today() {
+  constexpr std::array<std::string_view, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  const std::time_t now = std::time(nullptr);
+  std::tm local{};
+  QLLM_CHECK(localtime_r(&now, &local) != nullptr, "chat template: cannot read the local date");
+  return fmt::format("{:02d} {} {}", local.tm_mday, kMonths.at(static_cast<size_t>(local.tm_mon)),
+                     local.tm_year + 1900);
 }
 
 }  // namespace
@@ -162,7 +278,17 @@ ChatTemplate ChatTemplate::load(const std::filesystem::path& dir) {
   const nlohmann::json config =
       std::filesystem::exists(config_file) ? detail::read_json_file(config_file) : nlohmann::json();
   const TemplateSource source = find_template(dir, config);
-  const std::string text = compact(source.text);
+  const std::string text = compact(strip_comments(source.text));
+
+  ChatTemplate result;
+  result.source_ = source.file;
+  if (has_dated_preamble(text)) {
+    result.format_ = identify_dated_template(text, source.file);
+    refuse_text_outside_tags(source.text, source.file);
+    result.bos_text_ = config_bos_token(config, dir);  // both texts start with {{- bos_token }}
+    result.trims_content_ = true;
+    return result;
+  }
 
   const std::string message =
       fmt::format("'{}'+message['role']+'{}'+message['content']", kHeaderStart, kHeaderEnd);
@@ -177,14 +303,12 @@ ChatTemplate ChatTemplate::load(const std::filesystem::path& dir) {
              "{}: not a Llama 3 chat template: no message written as "
              "'<|start_header_id|>' + role + '<|end_header_id|>\\n\\n' + content + '<|eot_id|>'",
              source.file.string());
-  refuse_extra_logic(source);
+  refuse_extra_logic(text, source.file);
   refuse_text_outside_tags(source.text, source.file);
   const std::string generation_prompt = fmt::format("'{}assistant{}'", kHeaderStart, kHeaderEnd);
   QLLM_CHECK(text.find(generation_prompt) != std::string::npos,
              "{}: not a Llama 3 chat template: it never writes the assistant header", source.file.string());
 
-  ChatTemplate result;
-  result.source_ = source.file;
   result.trims_content_ = trims;
   result.generation_prompt_always_ = text.find("add_generation_prompt") == std::string::npos;
   if (text.find("bos_token") != std::string::npos) result.bos_text_ = config_bos_token(config, dir);
@@ -214,13 +338,44 @@ std::string_view python_strip(std::string_view text) {
 
 }  // namespace
 
+void ChatTemplate::set_date(std::string date) {
+  utf8::check_valid(date, "chat template date");
+  date_ = std::move(date);
+}
+
+std::string ChatTemplate::date() const {
+  if (format_ == ChatFormat::Llama3) return "";
+  if (date_) return *date_;
+  return format_ == ChatFormat::Llama31 ? "26 Jul 2024" : today();
+}
+
 std::string ChatTemplate::render(std::span<const ChatMessage> messages, bool add_generation_prompt) const {
   QLLM_CHECK(!messages.empty(), "chat template: no messages to render");
-  std::string out = bos_text_;
+  const bool dated = format_ != ChatFormat::Llama3;
   for (size_t i = 0; i < messages.size(); ++i) {
+    utf8::check_valid(messages[i].role, fmt::format("chat message {} role", i));
+    utf8::check_valid(messages[i].content, fmt::format("chat message {} content", i));
+    // The 3.1 / 3.2 templates write these roles as tool results (and messages with tool_calls, which a
+    // ChatMessage cannot hold, as calls): qllm renders plain conversations only.
+    QLLM_CHECK(!dated || (messages[i].role != "tool" && messages[i].role != "ipython"),
+               "chat message {}: role '{}': tool calling is not supported (qllm renders plain conversations "
+               "with the Llama 3.1 / 3.2 templates)",
+               i, messages[i].role);
+  }
+  std::string out = bos_text_;
+  size_t first = 0;
+  if (dated) {
+    // The first message, when it is the system's, goes into the system turn after the date preamble.
+    std::string_view system;
+    if (messages[0].role == "system") {
+      system = python_strip(messages[0].content);
+      first = 1;
+    }
+    out += fmt::format("{}system{}Cutting Knowledge Date: December 2023\nToday Date: {}\n\n{}{}",
+                       kHeaderStart, kHeaderEnd, date(), system, kEndOfTurn);
+  }
+  for (size_t i = first; i < messages.size(); ++i) {
     const ChatMessage& m = messages[i];
-    utf8::check_valid(m.role, fmt::format("chat message {} role", i));
-    utf8::check_valid(m.content, fmt::format("chat message {} content", i));
     out += kHeaderStart;
     out += m.role;
     out += kHeaderEnd;
