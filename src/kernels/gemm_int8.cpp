@@ -162,7 +162,10 @@ void Int8Gemm::reserve(int64_t m, int64_t k) {
   grow(outlier_bits_, static_cast<size_t>(k / 32), "outlier bitmap");
   grow(outlier_cols_, kernels::kMaxOutlierColumns, "outlier columns");
   grow(x_outliers_, static_cast<size_t>(m) * kernels::kMaxOutlierColumns, "outlier activations");
-  grow(status_, sizeof(kernels::Int8PrepStatus), "int8 status");
+  if (status_.size() == 0) {
+    status_ = DeviceBuffer<unsigned char>(sizeof(kernels::Int8PrepStatus), "int8 status");
+    status_.fill_bytes(0xff);  // no NaN seen yet (first_nonfinite = ~0)
+  }
 }
 
 void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8DeviceWeights& w, void* y,
@@ -178,25 +181,25 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
   reserve(m, k);
   last_k_ = k;
 
-  kernels::Int8PrepArgs prep;
-  prep.x = x;
-  prep.bf16 = dtype == DType::BF16;
-  prep.m = static_cast<int>(m);
-  prep.k = static_cast<int>(k);
-  prep.threshold = outliers_enabled(threshold) ? threshold : 0.0f;
-  prep.outlier_bits = outlier_bits_.data();
-  prep.xq = xq_.data();
-  prep.x_absmax = x_absmax_.data();
-  prep.outlier_cols = outlier_cols_.data();
-  prep.x_outliers = x_outliers_.data();
-  prep.status = reinterpret_cast<kernels::Int8PrepStatus*>(status_.data());
-  QLLM_CUDA_CHECK(cudaMemsetAsync(prep.status, 0xff, sizeof(unsigned long long), stream));  // first_nonfinite = ~0
-  if (m <= kernels::kSmallPrepRows) {
-    kernels::launch_int8_prep_small(prep, stream);
-  } else {
-    kernels::launch_int8_prep_large(prep, stream);
+  auto* status = reinterpret_cast<kernels::Int8PrepStatus*>(status_.data());
+  // Decode batches: the skinny GEMM quantizes its activations itself (one launch). Otherwise a prep pass first.
+  const bool fused = p.kernel == Int8Kernel::Skinny && p.tokens_per_cta == 8 && m <= kernels::kFusedPrepRows;
+  if (!fused) {
+    kernels::Int8PrepArgs prep;
+    prep.x = x;
+    prep.bf16 = dtype == DType::BF16;
+    prep.m = static_cast<int>(m);
+    prep.k = static_cast<int>(k);
+    prep.threshold = outliers_enabled(threshold) ? threshold : 0.0f;
+    prep.outlier_bits = outlier_bits_.data();
+    prep.xq = xq_.data();
+    prep.x_absmax = x_absmax_.data();
+    prep.outlier_cols = outlier_cols_.data();
+    prep.x_outliers = x_outliers_.data();
+    prep.status = status;
+    kernels::launch_int8_prep(prep, stream);
+    QLLM_CUDA_CHECK_LAUNCH();
   }
-  QLLM_CUDA_CHECK_LAUNCH();
 
   kernels::Int8GemmArgs a;
   a.xq = xq_.data();
@@ -205,9 +208,12 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
   a.w_absmax = w.absmax.data();
   a.outlier_cols = outlier_cols_.data();
   a.x_outliers = x_outliers_.data();
-  a.status = prep.status;
+  a.status = status;
+  a.fused_prep = fused;
+  a.x = x;
+  a.threshold = outliers_enabled(threshold) ? threshold : 0.0f;
   a.y = y;
-  a.bf16 = prep.bf16;
+  a.bf16 = dtype == DType::BF16;
   a.m = static_cast<int>(m);
   a.n = static_cast<int>(w.n);
   a.k = static_cast<int>(k);
@@ -247,6 +253,7 @@ int64_t Int8Gemm::check(cudaStream_t stream) {
   QLLM_CUDA_CHECK(cudaMemcpyAsync(&s, status_.data(), sizeof(s), cudaMemcpyDeviceToHost, stream));
   QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
   if (s.first_nonfinite != ~0ull) {
+    status_.fill_bytes(0xff);  // reported once: the next check covers the runs after this one
     const auto i = static_cast<int64_t>(s.first_nonfinite);
     fail("activation at row {}, column {} is NaN or Inf", i / last_k_, i % last_k_);
   }

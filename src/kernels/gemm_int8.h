@@ -59,8 +59,8 @@ class Int8Gemm {
   void run(const void* x, DType dtype, int64_t m, int64_t k, const Int8DeviceWeights& weights, void* y,
            cudaStream_t stream = nullptr, Int8Kernel kernel = Int8Kernel::Auto);
 
-  // Waits for the last run; throws on NaN/Inf activations or more outlier columns than supported.
-  // Returns the outlier column count.
+  // Waits for the last run; throws on NaN/Inf activations in any run since the previous check, or on more
+  // outlier columns than supported in the last run. Returns the last run's outlier column count.
   int64_t check(cudaStream_t stream = nullptr);
 
  private:

@@ -14,7 +14,7 @@ constexpr int kMaxOutlierColumns = 1024;
 
 // Device-side results of the activation prep that the host reads back only when asked (check()).
 struct Int8PrepStatus {
-  unsigned long long first_nonfinite;  // smallest flat index of a NaN/Inf activation, or ~0
+  unsigned long long first_nonfinite;  // smallest flat index of a NaN/Inf activation since the last check, or ~0
   int outlier_count;                   // outlier columns found (may exceed kMaxOutlierColumns: an error)
 };
 
@@ -31,11 +31,9 @@ struct Int8PrepArgs {
   uint16_t* x_outliers = nullptr;  // [m, kMaxOutlierColumns] the outlier columns' activations (16-bit)
   Int8PrepStatus* status = nullptr;
 };
-// One CTA does everything (m <= kSmallPrepRows): a single launch for decode.
-constexpr int kSmallPrepRows = 16;
-void launch_int8_prep_small(const Int8PrepArgs& args, cudaStream_t stream);
-// Large m: outlier bitmap over all rows (atomics), then one CTA per row.
-void launch_int8_prep_large(const Int8PrepArgs& args, cudaStream_t stream);
+// Outlier bitmap over all rows (atomics), then one CTA per row. (Decode batches, m <= kFusedPrepRows, skip this:
+// the skinny GEMM quantizes its activations itself.)
+void launch_int8_prep(const Int8PrepArgs& args, cudaStream_t stream);
 // Offline weight quantization: rows of a [m, k] matrix, no outliers (the same kernel as the activations').
 void launch_int8_quantize_rows(const Int8PrepArgs& args, cudaStream_t stream);
 
@@ -47,7 +45,12 @@ struct Int8GemmArgs {
   const float* w_absmax = nullptr;   // [n]
   const int* outlier_cols = nullptr;
   const uint16_t* x_outliers = nullptr;
-  const Int8PrepStatus* status = nullptr;  // outlier_count
+  Int8PrepStatus* status = nullptr;  // outlier_count (written by the kernel itself with fused_prep)
+  // fused_prep (skinny, m <= kFusedPrepRows): the kernel quantizes the 16-bit activations `x` itself, each CTA
+  // its own slice, and ignores xq / x_absmax / outlier_cols / x_outliers.
+  bool fused_prep = false;
+  const void* x = nullptr;
+  float threshold = 0;
   void* y = nullptr;                 // [m, n] bf16 or f16
   bool bf16 = true;
   float* partials = nullptr;         // split-K: scaled partial sums [splits][m][n]
@@ -60,6 +63,7 @@ struct Int8GemmArgs {
 // Skinny path (mma.sync m16n8k32 s8, sm_80+): as the W4A16 skinny kernel (8 warps, warps_k of them splitting
 // K, 8 * tok_tiles tokens), reading the int8 weights row-major.
 constexpr int kInt8SkinnyMaxActivationBytes = 96 * 1024;
+constexpr int kFusedPrepRows = 8;
 void launch_int8_skinny(const Int8GemmArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 
 // Wide path (TMA + wgmma s8, sm_90a): 128 tokens x block_n (128 or 256) weight rows per CTA.

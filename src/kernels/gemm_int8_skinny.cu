@@ -45,20 +45,95 @@ __device__ __forceinline__ float from_16bit(uint16_t bits) {
   return __half2float(__ushort_as_half(bits));
 }
 
-// The outlier columns' contribution to Y[token, row]: sum of x[token, c] * w'[row, c] in fp32.
-template <bool kBf16>
-__device__ __forceinline__ float outlier_term(const Int8GemmArgs& a, int count, int token, int row) {
-  float sum = 0.f;
-  const float w_absmax = a.w_absmax[row];
-  for (int i = 0; i < count; ++i) {
-    const int col = a.outlier_cols[i];
-    const float x = from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + i]);
-    sum += x * int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + col], w_absmax);
+// Fused activation prep for decode (m <= 8): every CTA reads all of X (a few KB), finds the outlier columns and the
+// rows' absmax itself, and quantizes only its own K slice into shared memory. Deterministic and identical in every
+// CTA, so no separate prep launch (or its latency) is needed.
+template <bool kBf16, int kTokens>
+__device__ void fused_prep(const Int8GemmArgs& a, int token_base, int cta_begin, int cta_steps, uint8_t* x_slice,
+                           int row_bytes, uint32_t* bits, int* outlier_list, float* absmax, int* outlier_count) {
+  const int words = a.k / 32, chunks = a.k / 8;
+  const int rows = min(kTokens, a.m - token_base);
+  const bool enabled = a.threshold > 0.0f && a.threshold < 3.0e38f;
+  const bool reporter = blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0;
+  const auto* x = static_cast<const uint16_t*>(a.x);
+  for (int w = threadIdx.x; w < words; w += kThreads) bits[w] = 0;
+  __syncthreads();
+  for (int i = threadIdx.x; i < rows * chunks; i += kThreads) {
+    const int row = i / chunks, chunk = i % chunks;
+    const uint4 q = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(token_base + row) * a.k) + chunk);
+    const uint32_t v[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float value = from_16bit<kBf16>(static_cast<uint16_t>(v[j / 2] >> (16 * (j % 2))));
+      if (reporter && !(fabsf(value) <= 3.0e38f)) {
+        atomicMin(&a.status->first_nonfinite,
+                  static_cast<unsigned long long>((static_cast<int64_t>(token_base + row) * a.k + chunk * 8 + j)));
+      }
+      if (enabled && fabsf(value) >= a.threshold) atomicOr(&bits[(chunk * 8 + j) >> 5], 1u << ((chunk * 8 + j) & 31));
+    }
   }
-  return sum;
+  __syncthreads();
+  if (threadIdx.x < 32) {  // the ascending outlier column list
+    int count = 0;
+    for (int w = 0; w < words; ++w) {
+      uint32_t word = bits[w];
+      while (word) {
+        const int bit = __ffs(word) - 1;
+        if (threadIdx.x == 0 && count < kMaxOutlierColumns) outlier_list[count] = w * 32 + bit;
+        ++count;
+        word &= word - 1;
+      }
+    }
+    if (threadIdx.x == 0) {
+      *outlier_count = count;
+      if (reporter) a.status->outlier_count = count;
+    }
+  }
+  // Rows: warp r handles token r: absmax over the whole row without the outlier columns, then its slice.
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (warp < kTokens) {
+    const int row = warp;
+    float m = 0.f;
+    if (row < rows) {
+      for (int chunk = lane; chunk < chunks; chunk += 32) {
+        const uint4 q = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(token_base + row) * a.k) + chunk);
+        const uint32_t v[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const int col = chunk * 8 + j;
+          if (!((bits[col >> 5] >> (col & 31)) & 1u)) {
+            m = fmaxf(m, fabsf(from_16bit<kBf16>(static_cast<uint16_t>(v[j / 2] >> (16 * (j % 2))))));
+          }
+        }
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    }
+    if (lane == 0) absmax[row] = m;
+    const float inverse = int8q::inverse_step(m);
+    const int first_chunk = cta_begin * kStepK / 8, slice_chunks = cta_steps * kStepK / 8;
+    for (int c = lane; c < slice_chunks; c += 32) {
+      uint32_t packed[2] = {0, 0};
+      if (row < rows) {
+        const uint4 q = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(token_base + row) * a.k) +
+                              first_chunk + c);
+        const uint32_t v[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const int col = (first_chunk + c) * 8 + j;
+          if (!((bits[col >> 5] >> (col & 31)) & 1u)) {
+            const int8_t qv = int8q::quantize(from_16bit<kBf16>(static_cast<uint16_t>(v[j / 2] >> (16 * (j % 2)))), inverse);
+            packed[j / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(qv)) << (8 * (j % 4));
+          }
+        }
+      }
+      *reinterpret_cast<uint2*>(x_slice + row * row_bytes + c * 8) = make_uint2(packed[0], packed[1]);
+    }
+  }
+  __syncthreads();
 }
 
-template <bool kBf16, int kTokTiles, int kWarpsK>
+template <bool kBf16, int kTokTiles, int kWarpsK, bool kFusedPrep>
 __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_kernel(const Int8GemmArgs a) {
   constexpr int kTokens = 8 * kTokTiles;
   constexpr int kTilesPerCta = kWarps / kWarpsK;
@@ -94,7 +169,15 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
 
   // ---- the CTA's int8 activation slice [kTokens x cta_steps * 64] into shared memory, once ----
   const int row_bytes = a.steps_per_split * kStepK + kRowPad;
-  {
+  // With the fused prep, the shared memory after the slice holds the outlier bitmap and list, and the scales.
+  uint32_t* prep_bits = reinterpret_cast<uint32_t*>(smem + kTokens * row_bytes);
+  int* prep_outliers = reinterpret_cast<int*>(prep_bits + a.k / 32);
+  float* prep_absmax = reinterpret_cast<float*>(prep_outliers + kMaxOutlierColumns);
+  int* prep_count = reinterpret_cast<int*>(prep_absmax + kTokens);
+  if constexpr (kFusedPrep) {
+    fused_prep<kBf16, kTokens>(a, token_base, cta_begin, cta_steps, smem, row_bytes, prep_bits, prep_outliers,
+                               prep_absmax, prep_count);
+  } else {
     const int chunks_per_row = cta_steps * (kStepK / 16);
     for (int chunk = threadIdx.x; chunk < kTokens * chunks_per_row; chunk += kThreads) {
       const int row = chunk / chunks_per_row, col = (chunk % chunks_per_row) * 16;
@@ -104,9 +187,9 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
                          a.xq + (valid ? static_cast<int64_t>(token) * a.k + cta_begin * kStepK + col : 0), valid);
     }
     w4a16::cp_async_commit();
+    w4a16::cp_async_wait<0>();
+    __syncthreads();
   }
-  w4a16::cp_async_wait<0>();
-  __syncthreads();
 
   int32_t acc[kTokTiles][4] = {};  // rows (g, g+8) x tokens (2t, 2t+1) per token tile
   const uint8_t* x_step = smem + g * row_bytes + (warp_begin - cta_begin) * kStepK + 16 * t;
@@ -165,7 +248,19 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
 
   // ---- epilogue: scale by absmax_x * absmax_w / 127^2, add the outlier columns (once), write ----
   const bool writer = active && warp_k == 0;
-  const int outliers = min(a.status->outlier_count, kMaxOutlierColumns);
+  const int outliers = min(kFusedPrep ? *prep_count : a.status->outlier_count, kMaxOutlierColumns);
+  auto x_absmax = [&](int token) { return kFusedPrep ? prep_absmax[token - token_base] : a.x_absmax[token]; };
+  auto outlier_term = [&](int token, int row) {
+    float sum = 0.f;
+    const float w_absmax = a.w_absmax[row];
+    for (int i = 0; i < outliers; ++i) {
+      const int col = kFusedPrep ? prep_outliers[i] : a.outlier_cols[i];
+      const uint16_t bits = kFusedPrep ? static_cast<const uint16_t*>(a.x)[static_cast<int64_t>(token) * a.k + col]
+                                       : a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + i];
+      sum += from_16bit<kBf16>(bits) * int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + col], w_absmax);
+    }
+    return sum;
+  };
   auto* y = static_cast<uint16_t*>(a.y);
   if (writer) {
 #pragma unroll
@@ -175,9 +270,9 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
         const int token = token_base + tt * 8 + 2 * t + (i & 1);
         const int row = row0 + 8 * (i >> 1);
         if (token >= a.m) continue;
-        const float value = static_cast<float>(acc[tt][i]) * (a.x_absmax[token] * a.w_absmax[row] * (1.0f / 16129.0f));
+        const float value = static_cast<float>(acc[tt][i]) * (x_absmax(token) * a.w_absmax[row] * (1.0f / 16129.0f));
         if (a.splits == 1) {
-          y[static_cast<int64_t>(token) * a.n + row] = to_output<kBf16>(value + outlier_term<kBf16>(a, outliers, token, row));
+          y[static_cast<int64_t>(token) * a.n + row] = to_output<kBf16>(value + outlier_term(token, row));
         } else {
           a.partials[(static_cast<int64_t>(split) * a.m + token) * a.n + row] = value;
         }
@@ -204,24 +299,34 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
     const float* p = a.partials + static_cast<int64_t>(token) * a.n + row;
     float sum = 0.f;
     for (int sp = 0; sp < a.splits; ++sp) sum += __ldcg(p + sp * stride);
-    y[static_cast<int64_t>(token) * a.n + row] = to_output<kBf16>(sum + outlier_term<kBf16>(a, outliers, token, row));
+    y[static_cast<int64_t>(token) * a.n + row] = to_output<kBf16>(sum + outlier_term(token, row));
   }
   if (threadIdx.x == 0) a.counters[counter] = 0;
 }
 
-template <bool kBf16, int kTokTiles, int kWarpsK>
-void launch_config(const Int8GemmArgs& a, cudaStream_t stream) {
+template <bool kBf16, int kTokTiles, int kWarpsK, bool kFusedPrep>
+void launch_variant(const Int8GemmArgs& a, cudaStream_t stream) {
   constexpr int kTokens = 8 * kTokTiles;
-  const int smem = std::max(kTokens * (a.steps_per_split * kStepK + kRowPad), kWarps * kTokTiles * 4 * 32 * 4);
+  const int slice = kTokens * (a.steps_per_split * kStepK + kRowPad);
+  const int prep = kFusedPrep ? (a.k / 32 + kMaxOutlierColumns + kTokens + 1) * 4 : 0;
+  const int smem = std::max(slice + prep, kWarps * kTokTiles * 4 * 32 * 4);
   static int configured = 0;
   if (smem > configured) {
-    QLLM_CUDA_CHECK(cudaFuncSetAttribute(int8_skinny_kernel<kBf16, kTokTiles, kWarpsK>,
+    QLLM_CUDA_CHECK(cudaFuncSetAttribute(int8_skinny_kernel<kBf16, kTokTiles, kWarpsK, kFusedPrep>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     configured = smem;
   }
   const int rows_per_cta = 16 * (kWarps / kWarpsK);
   const dim3 grid((a.n + rows_per_cta - 1) / rows_per_cta, a.splits, (a.m + kTokens - 1) / kTokens);
-  int8_skinny_kernel<kBf16, kTokTiles, kWarpsK><<<grid, kThreads, smem, stream>>>(a);
+  int8_skinny_kernel<kBf16, kTokTiles, kWarpsK, kFusedPrep><<<grid, kThreads, smem, stream>>>(a);
+}
+
+template <bool kBf16, int kTokTiles, int kWarpsK>
+void launch_config(const Int8GemmArgs& a, cudaStream_t stream) {
+  if constexpr (kTokTiles == 1) {  // fused prep: 8 tokens per CTA hold every row of a decode batch
+    if (a.fused_prep) return launch_variant<kBf16, kTokTiles, kWarpsK, true>(a, stream);
+  }
+  launch_variant<kBf16, kTokTiles, kWarpsK, false>(a, stream);
 }
 
 template <bool kBf16, int kTokTiles>

@@ -123,34 +123,96 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // ---- epilogue: acc[4c + e] is token 16w + g + 8(e / 2), weight row 8c + 2t + (e % 2) ----
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int outliers = min(a.status->outlier_count, kMaxOutlierColumns);
+  const int outliers = a.splits == 1 ? min(a.status->outlier_count, kMaxOutlierColumns) : 0;  // else: in the reduce
+  // Up to kStagedOutliers outlier columns go through shared memory (the pipeline stages are free now): their
+  // activations [kBlockM][n] and dequantized weights [kBlockN][n] as floats, so that every output adds them
+  // with shared-memory loads only. More columns (rare) are read from global memory.
+  constexpr int kStagedOutliers = 32;
+  const bool staged = outliers <= kStagedOutliers;
+  float* staged_x = reinterpret_cast<float*>(smem);
+  float* staged_w = staged_x + kBlockM * kStagedOutliers;
+  if (outliers > 0 && staged) {
+    const int rank = threadIdx.x - 128;  // 256 consumer threads
+    for (int i = rank; i < kBlockM * outliers; i += 256) {
+      const int token = token_base + i / outliers, o = i % outliers;
+      staged_x[(i / outliers) * kStagedOutliers + o] =
+          token < a.m ? from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + o]) : 0.f;
+    }
+    for (int i = rank; i < kBlockN * outliers; i += 256) {
+      const int row = row_base + i / outliers, o = i % outliers;
+      staged_w[(i / outliers) * kStagedOutliers + o] =
+          row < a.n ? int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + a.outlier_cols[o]], a.w_absmax[row]) : 0.f;
+    }
+    named_barrier(1, 256);
+  }
+  // Three passes over the accumulators, each fully unrolled (constant indices keep acc in registers):
+  // scale in place (acc then holds float bits), add the outlier columns, store.
+  int tokens[2];
+  float x_scale[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    tokens[half] = token_base + consumer * 64 + 16 * warp + g + 8 * half;
+    x_scale[half] = tokens[half] < a.m ? a.x_absmax[tokens[half]] * (1.0f / 16129.0f) : 0.f;
+  }
+#pragma unroll
+  for (int c = 0; c < kBlockN / 8; ++c) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int row = row_base + 8 * c + 2 * t + e;
+      const float w_absmax = row < a.n ? a.w_absmax[row] : 0.f;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int i = 4 * c + 2 * half + e;
+        acc[i] = __float_as_int(static_cast<float>(acc[i]) * (x_scale[half] * w_absmax));
+      }
+    }
+  }
+  for (int o = 0; o < outliers; ++o) {
+    float xo[2];
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int token = tokens[half];
+      if (staged) {
+        xo[half] = staged_x[(token - token_base) * kStagedOutliers + o];
+      } else {
+        xo[half] = token < a.m ? from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + o]) : 0.f;
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < kBlockN / 8; ++c) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int row = row_base + 8 * c + 2 * t + e;
+        float w;
+        if (staged) {
+          w = staged_w[(row - row_base) * kStagedOutliers + o];
+        } else {
+          w = row < a.n ? int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + a.outlier_cols[o]], a.w_absmax[row])
+                        : 0.f;
+        }
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int i = 4 * c + 2 * half + e;
+          acc[i] = __float_as_int(__int_as_float(acc[i]) + xo[half] * w);
+        }
+      }
+    }
+  }
   auto* y = static_cast<uint16_t*>(a.y);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int token = token_base + consumer * 64 + 16 * warp + g + 8 * half;
+    const int token = tokens[half];
     if (token >= a.m) continue;
-    const float x_scale = a.x_absmax[token] * (1.0f / 16129.0f);
-#pragma unroll  // fully: acc must be indexed by constants to stay in registers
+#pragma unroll
     for (int c = 0; c < kBlockN / 8; ++c) {
       const int row = row_base + 8 * c + 2 * t;
       if (row >= a.n) continue;
-      float v[2];
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float w_absmax = a.w_absmax[row + e];
-        v[e] = static_cast<float>(acc[4 * c + 2 * half + e]) * (x_scale * w_absmax);
-        if (a.splits == 1) {
-          for (int i = 0; i < outliers; ++i) {
-            const float x = from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + i]);
-            v[e] += x * int8q::dequantize(a.w[static_cast<int64_t>(row + e) * a.k + a.outlier_cols[i]], w_absmax);
-          }
-        }
-      }
+      const float v0 = __int_as_float(acc[4 * c + 2 * half]), v1 = __int_as_float(acc[4 * c + 2 * half + 1]);
       if (a.splits == 1) {
-        *reinterpret_cast<uint32_t*>(y + static_cast<int64_t>(token) * a.n + row) = pack_output<kBf16>(v[0], v[1]);
+        *reinterpret_cast<uint32_t*>(y + static_cast<int64_t>(token) * a.n + row) = pack_output<kBf16>(v0, v1);
       } else {
         *reinterpret_cast<float2*>(a.partials + (static_cast<int64_t>(split) * a.m + token) * a.n + row) =
-            make_float2(v[0], v[1]);
+            make_float2(v0, v1);
       }
     }
   }

@@ -5,6 +5,7 @@
 #include <climits>
 
 #include "kernels/gemm_w4a16_launch.h"
+#include "kernels/tma.h"
 #include "qllm/error.h"
 
 namespace qllm {
@@ -32,6 +33,7 @@ std::string_view w4a16_kernel_name(W4A16Kernel kernel) {
     case W4A16Kernel::Auto: return "auto";
     case W4A16Kernel::Skinny: return "skinny";
     case W4A16Kernel::Wgmma: return "wgmma";
+    case W4A16Kernel::Wide: return "wide";
   }
   return "?";
 }
@@ -40,7 +42,8 @@ W4A16Kernel parse_w4a16_kernel(std::string_view name) {
   if (name == "auto") return W4A16Kernel::Auto;
   if (name == "skinny") return W4A16Kernel::Skinny;
   if (name == "wgmma") return W4A16Kernel::Wgmma;
-  fail("unknown W4A16 kernel '{}' (expected auto, skinny or wgmma)", name);
+  if (name == "wide") return W4A16Kernel::Wide;
+  fail("unknown W4A16 kernel '{}' (expected auto, skinny, wgmma or wide)", name);
 }
 
 W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
@@ -55,8 +58,9 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
 W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
   const bool wgmma = kernels::w4a16_wgmma_available();
   if (kernel == W4A16Kernel::Auto) kernel = (m > 16 && wgmma) ? W4A16Kernel::Wgmma : W4A16Kernel::Skinny;
-  QLLM_CHECK(kernel != W4A16Kernel::Wgmma || wgmma,
-             "the wgmma W4A16 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)");
+  QLLM_CHECK(kernel == W4A16Kernel::Skinny || wgmma,
+             "the {} W4A16 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)",
+             w4a16_kernel_name(kernel));
   const int64_t k_steps = layout.k / kW4A16TileK;
   const int64_t sms = multiprocessors();
   W4A16Plan p;
@@ -84,6 +88,14 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     const int64_t max_steps = kernels::kSkinnyMaxActivationBytes / (p.tokens_per_cta * kW4A16TileK * 2);
     splits = std::min(ceil_div(target, ctas), std::max<int64_t>(1, k_steps / (2 * p.warps_k)));
     splits = std::max(splits, ceil_div(k_steps, max_steps));
+  } else if (kernel == W4A16Kernel::Wide) {
+    p.tokens_per_cta = 128;
+    p.block_n = tuning.block_n ? tuning.block_n : (layout.n >= 4096 ? 256 : 128);
+    QLLM_CHECK(p.block_n == 128 || p.block_n == 256, "wide W4A16 kernel: block_n must be 128 or 256, not {}",
+               p.block_n);
+    p.rows_per_cta = p.block_n;
+    const int64_t ctas = ceil_div(layout.n, p.block_n) * ceil_div(m, 128);  // one per SM
+    if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
   } else {
     p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 64 ? 64 : (m <= 128 ? 128 : 256));
     QLLM_CHECK(p.tokens_per_cta == 64 || p.tokens_per_cta == 128 || p.tokens_per_cta == 256,
@@ -151,7 +163,15 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
       kernels::launch_w4a16_skinny_f16(args, p.tokens_per_cta / 8, p.warps_k, stream);
     }
   } else {
-    kernels::launch_w4a16_wgmma(args, bf16, p.tokens_per_cta, p.warpgroups, stream);
+    if (p.kernel == W4A16Kernel::Wide) {
+      if (x_map_base_ != x || x_map_rows_ != m || x_map_cols_ != k) {
+        x_map_ = make_tensor_map_2d(x, 2, m, k, 128, 64);
+        x_map_base_ = x, x_map_rows_ = m, x_map_cols_ = k;
+      }
+      kernels::launch_w4a16_wide(args, bf16, x_map_, p.block_n, stream);
+    } else {
+      kernels::launch_w4a16_wgmma(args, bf16, p.tokens_per_cta, p.warpgroups, stream);
+    }
     if (p.splits > 1) kernels::launch_splitk_reduce(args, bf16, stream);
   }
   QLLM_CUDA_CHECK_LAUNCH();

@@ -1,11 +1,14 @@
 // W4A16 GEMM on the GPU: Y[M, N] = X[M, K] @ W'[N, K]^T with X and Y in bf16 (or f16) and W' the INT4
 // weights of a W4A16Weights (repacked offline, gemm_w4a16_layout.h), fp32 accumulation.
 //
-// Two kernels: "skinny" (mma.sync, any sm_80+ GPU; memory-bound small M, exact (q - z) * s weights with
-// per-group scaling of fp32 partial sums) and "wgmma" (Hopper sm_90a; compute-bound large M, weights
-// dequantized to the activation dtype in registers). Auto picks by M and by what the GPU supports.
+// Three kernels: "skinny" (mma.sync, any sm_80+ GPU; memory-bound small M, exact (q - z) * s weights with
+// per-group scaling of fp32 partial sums), and for Hopper (sm_90a), compute-bound large M: "wgmma" (weights
+// dequantized into wgmma's register operand) and "wide" (a producer warpgroup dequantizes the weights into
+// shared memory, TMA brings the activations, wgmma reads both from shared memory). Weights are rounded once to
+// the activation dtype in the Hopper kernels. Auto picks by M and by what the GPU supports.
 #pragma once
 
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <string_view>
@@ -25,9 +28,9 @@ struct W4A16DeviceWeights {
   size_t bytes() const { return qweight.bytes() + scales.bytes() + zero_offsets.bytes(); }
 };
 
-enum class W4A16Kernel { Auto, Skinny, Wgmma };
+enum class W4A16Kernel { Auto, Skinny, Wgmma, Wide };
 std::string_view w4a16_kernel_name(W4A16Kernel kernel);
-W4A16Kernel parse_w4a16_kernel(std::string_view name);  // auto | skinny | wgmma
+W4A16Kernel parse_w4a16_kernel(std::string_view name);  // auto | skinny | wgmma | wide
 
 // The launch configuration run() uses for a given M (exposed for benchmarks and tests).
 struct W4A16Plan {
@@ -36,6 +39,7 @@ struct W4A16Plan {
   int rows_per_cta = 128;
   int warps_k = 1;          // skinny: warps of a CTA splitting its K range
   int warpgroups = 2;       // wgmma: consumer warpgroups per CTA
+  int block_n = 256;        // wide: weight rows per CTA
   int splits = 1;           // CTAs splitting K
   int steps_per_split = 0;  // 64-wide k steps per split
 };
@@ -45,6 +49,7 @@ struct W4A16Tuning {
   int tokens_per_cta = 0;  // skinny 8, 16, 32; wgmma 64, 128, 256
   int warps_k = 0;         // skinny 1, 2, 4, 8
   int warpgroups = 0;      // wgmma 2, 3 (128 tokens), 4 (64 tokens)
+  int block_n = 0;         // wide 128, 256
   int splits = 0;
 };
 
@@ -63,6 +68,10 @@ class W4A16Gemm {
  private:
   DeviceBuffer<float> partials_;
   DeviceBuffer<unsigned int> counters_;  // zero between launches (the kernels reset what they use)
+  // The wide kernel's tensor map of X, for the last X seen (encoding one costs microseconds of host time).
+  const void* x_map_base_ = nullptr;
+  int64_t x_map_rows_ = 0, x_map_cols_ = 0;
+  CUtensorMap x_map_{};
 };
 
 }  // namespace qllm

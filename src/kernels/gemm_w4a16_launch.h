@@ -2,6 +2,7 @@
 // (gemm_w4a16.cpp): an argument block and raw launchers that trust validated arguments.
 #pragma once
 
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -29,6 +30,11 @@ struct W4A16KernelArgs {
 constexpr int kSkinnyMaxActivationBytes = 72 * 1024;
 void launch_w4a16_skinny_bf16(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 void launch_w4a16_skinny_f16(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
+
+// Wide path with a dequantizing producer warpgroup (TMA + wgmma from shared memory, sm_90a only): 128 tokens x
+// block_n (128 or 256) weight rows per CTA; x_map is X's tensor map with [128 x 64] boxes.
+void launch_w4a16_wide(const W4A16KernelArgs& args, bool bf16, const CUtensorMap& x_map, int block_n,
+                       cudaStream_t stream);
 
 // Sums split-K partials [splits][M][N] in split order into Y (a separate, fully parallel pass).
 void launch_splitk_reduce(const W4A16KernelArgs& args, bool bf16, cudaStream_t stream);

@@ -1,7 +1,8 @@
 // LLM.int8() activation prep on the GPU, bit-identical to quantize_int8_rows_ref / outlier_columns_ref:
 // find the outlier columns (any |x| >= threshold), quantize every row with them left out (absmax over the
 // rest, q = round(x * 127 / absmax)), and gather the outlier columns' activations into a compact buffer for
-// the GEMM's 16-bit correction. Also the offline weight quantizer (the same row kernel, no outliers).
+// the GEMM's 16-bit correction. Also the offline weight quantizer (the same row kernel, no outliers). Decode
+// batches take the fused path in gemm_int8_skinny.cu instead.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -138,42 +139,6 @@ __device__ void quantize_row(const Int8PrepArgs& a, int row, int rank, const uin
   if (rank == 0) a.x_absmax[row] = absmax;
 }
 
-// ---- small m: one CTA, one launch ----
-constexpr int kSmallThreads = 512;
-
-__global__ void __launch_bounds__(kSmallThreads) int8_prep_small_kernel(const Int8PrepArgs a) {
-  extern __shared__ uint32_t smem[];
-  const int words = a.k / 32;
-  uint32_t* bits = smem;
-  int* prefix = reinterpret_cast<int*>(smem + words);
-  const bool enabled = a.threshold > 0.0f && a.threshold < 3.0e38f;
-  for (int w = threadIdx.x; w < words; w += kSmallThreads) bits[w] = 0;
-  __syncthreads();
-  const int64_t chunks = static_cast<int64_t>(a.m) * a.k / 8;
-  for (int64_t c = threadIdx.x; c < chunks; c += kSmallThreads) {
-    if (enabled) {
-      flag_chunk(a, c, bits);
-    } else {  // finiteness only
-      uint16_t raw[8];
-      float v[8];
-      load8(a.x, c, a.bf16, raw, v);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        if (!(fabsf(v[j]) <= 3.0e38f)) report_nonfinite(a.status, c * 8 + j);
-      }
-    }
-  }
-  __syncthreads();
-  if (threadIdx.x < 32) bitmap_prefix(bits, words, prefix);
-  __syncthreads();
-  write_outlier_list(a, bits, prefix, words);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int row = warp; row < a.m; row += kSmallThreads / 32) {
-    quantize_row<32>(a, row, lane, enabled ? bits : nullptr, prefix, nullptr);
-  }
-  // The bitmap is only needed here; the large path keeps its own copy in global memory.
-}
-
 // ---- large m: bitmap kernel, then one CTA per row ----
 constexpr int kRowThreads = 256;
 
@@ -207,11 +172,7 @@ size_t bitmap_smem(int k) { return static_cast<size_t>(k / 32) * 4 * 2 + 16; }
 
 }  // namespace
 
-void launch_int8_prep_small(const Int8PrepArgs& a, cudaStream_t stream) {
-  int8_prep_small_kernel<<<1, kSmallThreads, bitmap_smem(a.k), stream>>>(a);
-}
-
-void launch_int8_prep_large(const Int8PrepArgs& a, cudaStream_t stream) {
+void launch_int8_prep(const Int8PrepArgs& a, cudaStream_t stream) {
   const bool enabled = a.threshold > 0.0f && a.threshold < 3.0e38f;
   if (enabled) {
     cudaMemsetAsync(a.outlier_bits, 0, static_cast<size_t>(a.k / 32) * 4, stream);

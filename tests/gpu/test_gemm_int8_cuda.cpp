@@ -6,6 +6,7 @@
 // output by one ulp only on near-ties.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -46,13 +47,20 @@ double rel_fro(const std::vector<float>& got, const std::vector<float>& ref) {
   return std::sqrt(diff / norm);  // NaN never passes
 }
 
-// Random bf16 activations with `outlier_columns` planted columns of magnitude ~20.
+// Random bf16 activations with `outlier_columns` planted, distinct columns whose every value has magnitude
+// 10 to 40 (above the 6.0 threshold), either sign.
 std::vector<uint16_t> activations(int64_t m, int64_t k, int outlier_columns, Rng& rng) {
   std::vector<uint16_t> x(static_cast<size_t>(m * k));
   for (auto& v : x) v = float_to_bf16_bits(static_cast<float>(rng.normal()));
-  for (int c = 0; c < outlier_columns; ++c) {
+  std::vector<int64_t> planted;
+  while (static_cast<int>(planted.size()) < outlier_columns) {
     const int64_t col = static_cast<int64_t>(rng.below(static_cast<uint64_t>(k)));
-    for (int64_t r = 0; r < m; ++r) x[r * k + col] = float_to_bf16_bits(static_cast<float>(20.0 * rng.normal() + 10.0));
+    if (std::find(planted.begin(), planted.end(), col) != planted.end()) continue;
+    planted.push_back(col);
+    for (int64_t r = 0; r < m; ++r) {
+      const double magnitude = 10.0 + 30.0 * rng.uniform();
+      x[r * k + col] = float_to_bf16_bits(static_cast<float>(rng.uniform() < 0.5 ? -magnitude : magnitude));
+    }
   }
   return x;
 }

@@ -3,10 +3,10 @@
 //
 // Bounds (relative Frobenius error over the compared elements):
 //  - vs the matching CPU reference rounded to bf16 like the output: 2e-3. Each kernel is compared with the
-//    reference of its own weight precision (skinny: exact (q - z) * s; wgmma: weights rounded to bf16 once, as
-//    tensor-core operands). What remains is fp32 accumulation order, which flips an output by one bf16 ulp
+//    reference of its own weight precision (skinny: exact (q - z) * s; wgmma and wide: weights rounded to bf16
+//    once, as tensor-core operands). What remains is fp32 accumulation order, which flips an output by one bf16 ulp
 //    (2^-7 relative at most) only on the rare near-ties: typically ~1e-4.
-//  - vs cuBLAS on bf16-rounded dequantized weights: 2e-3 for wgmma (the same weights: only near-tie flips);
+//  - vs cuBLAS on bf16-rounded dequantized weights: 2e-3 for wgmma and wide (the same weights: near-tie flips);
 //    4e-3 for skinny, whose exact weights differ from the rounded ones by up to 2^-8 relative each (about
 //    1e-3 on a dot product), on top of the two outputs' bf16 roundings (about 1.6e-3 each, uniform over a binade).
 #include <gtest/gtest.h>
@@ -30,7 +30,10 @@ constexpr double kRefBound = 2e-3;
 
 std::vector<W4A16Kernel> kernels_here() {
   std::vector<W4A16Kernel> out = {W4A16Kernel::Skinny};
-  if (kernels::w4a16_wgmma_available()) out.push_back(W4A16Kernel::Wgmma);
+  if (kernels::w4a16_wgmma_available()) {
+    out.push_back(W4A16Kernel::Wgmma);
+    out.push_back(W4A16Kernel::Wide);
+  }
   return out;
 }
 
@@ -184,17 +187,20 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
     const std::vector<float> x_values = bf16_to_float(x_bits);
     for (W4A16Kernel kernel : kernels_here()) {
       const auto ref = rounded_to_bf16(gemm_w4a16_ref(x_values, m, packed, precision_of(kernel)));
-      const bool skinny = kernel == W4A16Kernel::Skinny;
-      // Skinny: tokens x warps splitting K; wgmma: tokens x warpgroups (unsupported pairs map to the nearest).
-      const std::vector<int> tokens = skinny ? std::vector<int>{8, 16, 32} : std::vector<int>{64, 128, 256};
-      const std::vector<int> second = skinny ? std::vector<int>{1, 2, 4, 8} : std::vector<int>{2, 3, 4};
+      const bool skinny = kernel == W4A16Kernel::Skinny, wide = kernel == W4A16Kernel::Wide;
+      // Skinny: tokens x warps splitting K; wgmma: tokens x warpgroups (unsupported pairs map to the nearest);
+      // wide: 128 tokens x block_n.
+      const std::vector<int> tokens = skinny ? std::vector<int>{8, 16, 32}
+                                             : (wide ? std::vector<int>{128} : std::vector<int>{64, 128, 256});
+      const std::vector<int> second = skinny ? std::vector<int>{1, 2, 4, 8}
+                                             : (wide ? std::vector<int>{128, 256} : std::vector<int>{2, 3, 4});
       for (int tok : tokens) {
         for (int v : second) {
           for (int splits : {1, 2, 3}) {
             SCOPED_TRACE(fmt::format("M={} {} tokens {} {} {} splits {}", m, w4a16_kernel_name(kernel), tok,
-                                     skinny ? "warps_k" : "warpgroups", v, splits));
-            gemm.tuning = {.tokens_per_cta = tok, .warps_k = skinny ? v : 0, .warpgroups = skinny ? 0 : v,
-                           .splits = splits};
+                                     skinny ? "warps_k" : (wide ? "block_n" : "warpgroups"), v, splits));
+            gemm.tuning = {.tokens_per_cta = wide ? 0 : tok, .warps_k = skinny ? v : 0,
+                           .warpgroups = skinny || wide ? 0 : v, .block_n = wide ? v : 0, .splits = splits};
             ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound);
           }
         }

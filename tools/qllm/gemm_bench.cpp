@@ -154,6 +154,7 @@ class W4A16Bench final : public QuantizedGemm {
     gemm_.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
                     .warps_k = o.tuning.warps_k,
                     .warpgroups = o.tuning.warpgroups,
+                    .block_n = o.tuning.block_n,
                     .splits = o.tuning.splits};
   }
   void run(const void* x, int64_t m, void* y, int rep) override {
@@ -163,8 +164,9 @@ class W4A16Bench final : public QuantizedGemm {
   size_t weight_bytes() const override { return copies_[0].bytes(); }
   std::string plan_label(int64_t m) const override {
     const W4A16Plan p = gemm_.plan(m, copies_[0].layout, kernel_);
-    return p.kernel == W4A16Kernel::Skinny ? fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits)
-                                           : fmt::format("wgmma t{} w{} s{}", p.tokens_per_cta, p.warpgroups, p.splits);
+    if (p.kernel == W4A16Kernel::Skinny) return fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits);
+    if (p.kernel == W4A16Kernel::Wide) return fmt::format("wide n{} s{}", p.block_n, p.splits);
+    return fmt::format("wgmma t{} w{} s{}", p.tokens_per_cta, p.warpgroups, p.splits);
   }
   const void* dequantized() const override { return dequantized_.data(); }
 
@@ -346,7 +348,8 @@ void add_gemm_bench(CLI::App& app) {
   cmd->add_option("--modes", o->modes, "global, rowwise, g<group size>, int8, int8@<outlier fraction>")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--kernel", o->kernel, "auto; skinny or wgmma (W4A16); skinny or wide (int8)")->capture_default_str();
+  cmd->add_option("--kernel", o->kernel, "auto; skinny, wgmma or wide (W4A16); skinny or wide (int8)")
+      ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "activation dtype: bf16 or f16")->capture_default_str();
   cmd->add_option("--scale-search", o->scale_search, "INT4 scale search: none, mse or mae")->capture_default_str();
   cmd->add_flag("--zero-point", o->zero_point, "asymmetric INT4 quantization");
@@ -355,7 +358,7 @@ void add_gemm_bench(CLI::App& app) {
   cmd->add_option("--tokens-per-cta", o->tuning.tokens_per_cta, "tuning: token tile (0 = automatic)");
   cmd->add_option("--warps-k", o->tuning.warps_k, "tuning: skinny warps splitting K (0 = automatic)");
   cmd->add_option("--warpgroups", o->tuning.warpgroups, "tuning: wgmma warpgroups per CTA (0 = automatic)");
-  cmd->add_option("--block-n", o->tuning.block_n, "tuning: wide int8 weight rows per CTA (0 = automatic)");
+  cmd->add_option("--block-n", o->tuning.block_n, "tuning: wide kernels' weight rows per CTA (0 = automatic)");
   cmd->add_option("--splits", o->tuning.splits, "tuning: CTAs splitting K (0 = automatic)");
   cmd->add_option("--reps", o->reps, "timed repetitions")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed repetitions first")->capture_default_str();
