@@ -69,9 +69,7 @@ fi
 
 if [[ $what == profile ]]; then
   log "tuning variants"
-  for args in "--m 128,512,2048 --kernel wide" "--m 128,512,2048 --kernel wide --block-n 128" \
-              "--m 1,16 --kernel skinny --splits 1 --shapes 2048x2048,512x2048,8192x2048" \
-              "--m 512,2048 --modes int8 --block-n 128 --shapes 128256x2048,8192x2048"; do
+  for args in "--m 128,512,2048 --kernel wide" "--m 128,512,2048 --kernel wide --block-n 128"; do
     echo "gemm-bench $args"
     timeout 150 $qllm gemm-bench --modes g128 --reps 20 $args 2>&1 | grep -E "^\| +[0-9]|error"
   done
@@ -79,8 +77,7 @@ if [[ $what == profile ]]; then
   sections="--section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats
             --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis"
   stalls="regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio"
-  for spec in "w4a16_wide_m2048:--m 2048 --kernel wide:w4a16_wide" "int8_wide_m2048:--m 2048 --modes int8:int8_wide" \
-              "skinny_m16:--m 16:w4a16_skinny"; do
+  for spec in "w4a16_wide_m2048:--m 2048 --kernel wide:w4a16_wide" "w4a16_wide_m128:--m 128 --kernel wide:w4a16_wide"; do
     name=${spec%%:*}; rest=${spec#*:}; args=${rest%%:*}; kernel=${rest#*:}
     timeout 150 ncu --clock-control none $sections --metrics "$stalls" -k regex:$kernel --launch-skip 2 --launch-count 1 \
       $qllm gemm-bench --shapes 128256x2048 --modes g128 --reps 2 --warmup 1 $args > "$OUT/ncu_$name.txt" 2>&1

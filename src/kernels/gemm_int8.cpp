@@ -126,10 +126,9 @@ Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) cons
     QLLM_CHECK(p.warps_k == 1 || p.warps_k == 2 || p.warps_k == 4 || p.warps_k == 8,
                "skinny int8 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
     p.rows_per_cta = 16 * (8 / p.warps_k);
-    const int64_t ctas = ceil_div(n, p.rows_per_cta) * token_blocks;
+    // As the W4A16 skinny plan: split across CTAs only when the activation slice would not fit.
     const int64_t max_steps = kernels::kInt8SkinnyMaxActivationBytes / (p.tokens_per_cta * 64);
-    splits = std::min(ceil_div(target, ctas), std::max<int64_t>(1, k_units / (2 * p.warps_k)));
-    splits = std::max(splits, ceil_div(k_units, max_steps));
+    splits = ceil_div(k_units, max_steps);
   } else {
     p.tokens_per_cta = 128;
     k_units = ceil_div(k, 128);

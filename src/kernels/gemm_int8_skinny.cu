@@ -169,8 +169,10 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
 
   // ---- the CTA's int8 activation slice [kTokens x cta_steps * 64] into shared memory, once ----
   const int row_bytes = a.steps_per_split * kStepK + kRowPad;
-  // With the fused prep, the shared memory after the slice holds the outlier bitmap and list, and the scales.
-  uint32_t* prep_bits = reinterpret_cast<uint32_t*>(smem + kTokens * row_bytes);
+  // With the fused prep, the outlier bitmap and list and the row scales follow both the slice and the cross-warp
+  // reduction's scratch, which reuses the slice's space (and may be larger).
+  constexpr int kReduceBytes = kWarps * kTokTiles * 4 * 32 * 4;
+  uint32_t* prep_bits = reinterpret_cast<uint32_t*>(smem + max(kTokens * row_bytes, kReduceBytes));
   int* prep_outliers = reinterpret_cast<int*>(prep_bits + a.k / 32);
   float* prep_absmax = reinterpret_cast<float*>(prep_outliers + kMaxOutlierColumns);
   int* prep_count = reinterpret_cast<int*>(prep_absmax + kTokens);
@@ -224,7 +226,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
   // ---- sum the k slices of each tile through shared memory (exact in int32) ----
   if constexpr (kWarpsK > 1) {
     __syncthreads();
-    auto* partial = reinterpret_cast<int32_t*>(smem);
+    auto* partial = reinterpret_cast<int32_t*>(smem);  // kReduceBytes
     constexpr int kValues = kTokTiles * 4;
     int32_t* mine = partial + ((warp_k * kTilesPerCta + warp_tile) * kValues) * 32 + lane;
 #pragma unroll
@@ -309,7 +311,7 @@ void launch_variant(const Int8GemmArgs& a, cudaStream_t stream) {
   constexpr int kTokens = 8 * kTokTiles;
   const int slice = kTokens * (a.steps_per_split * kStepK + kRowPad);
   const int prep = kFusedPrep ? (a.k / 32 + kMaxOutlierColumns + kTokens + 1) * 4 : 0;
-  const int smem = std::max(slice + prep, kWarps * kTokTiles * 4 * 32 * 4);
+  const int smem = std::max(slice, kWarps * kTokTiles * 4 * 32 * 4) + prep;  // the kernel's layout
   static int configured = 0;
   if (smem > configured) {
     QLLM_CUDA_CHECK(cudaFuncSetAttribute(int8_skinny_kernel<kBf16, kTokTiles, kWarpsK, kFusedPrep>,

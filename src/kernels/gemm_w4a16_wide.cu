@@ -88,18 +88,34 @@ __global__ void __launch_bounds__(kThreads, 1)
       tile16[i] = row_base / 16 + local;
       tile_active[i] = row_base + 16 * local < a.n;
     }
+    // One stage of a producer thread's input: its 16-byte unit of each tile, and the scale (and zero-point) pairs
+    // of the groups its four k16 steps fall in. Loaded a stage ahead of use, so no dequantization waits on memory.
+    struct StageInput {
+      uint4 unit[C::kTilesPerWarp];
+      uint32_t scale[C::kTilesPerWarp][4];
+      uint32_t zero[C::kTilesPerWarp][4];
+    };
     const auto* units = static_cast<const uint4*>(a.qweight);
-    auto load_units = [&](int kb, uint4 (&w)[C::kTilesPerWarp]) {
+    constexpr uint32_t kSymmetricZero = (T::kMagic + 8) | ((T::kMagic + 8) << 16);
+    auto load_stage = [&](int kb, StageInput& in) {
 #pragma unroll
       for (int i = 0; i < C::kTilesPerWarp; ++i) {
-        w[i] = (tile_active[i] && kb < steps)
-                   ? load_weights(units + (static_cast<int64_t>(tile16[i]) * k_steps + step_begin + kb) * 32 + lane)
-                   : make_uint4(0, 0, 0, 0);
+        const bool live = tile_active[i] && kb < steps;
+        in.unit[i] = live ? load_weights(units + (static_cast<int64_t>(tile16[i]) * k_steps + step_begin + kb) * 32 + lane)
+                          : make_uint4(0, 0, 0, 0);
+        const int64_t pair_base = static_cast<int64_t>(tile16[i]) * a.groups * 8 + g;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int group = ((step_begin + kb) * 4 + j) / a.group_steps;
+          in.scale[i][j] = live ? __ldg(a.scales + pair_base + group * 8) : 0u;
+          in.zero[i][j] = (live && a.zero_offsets != nullptr) ? __ldg(a.zero_offsets + pair_base + group * 8)
+                                                             : kSymmetricZero;
+        }
       }
     };
-    uint4 w_now[C::kTilesPerWarp], w_next[C::kTilesPerWarp];
-    load_units(0, w_now);
-    load_units(1, w_next);
+    StageInput now, next;
+    load_stage(0, now);
+    load_stage(1, next);
     if (threadIdx.x == 0) prefetch_tensor_map(&x_map);
     // stmatrix row addresses: lane l stores row (l / 8 % 2) * 8 + l % 8 of 8x8 matrix l / 8 (16-byte chunk
     // l / 16 of the k16 step), at its 128-byte swizzled position.
@@ -114,18 +130,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       const uint32_t b_base = smem_addr(stage_b(s));
 #pragma unroll
       for (int i = 0; i < C::kTilesPerWarp; ++i) {
-        const uint32_t words[4] = {w_now[i].x, w_now[i].y, w_now[i].z, w_now[i].w};
-        const int64_t pair_base = static_cast<int64_t>(tile16[i]) * a.groups * 8 + g;
+        const uint32_t words[4] = {now.unit[i].x, now.unit[i].y, now.unit[i].z, now.unit[i].w};
         const int row = 16 * (warp + 4 * i) + lane_row;  // within the stage's weight tile
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          const int group = ((step_begin + kb) * 4 + j) / a.group_steps;
-          const uint32_t scale = tile_active[i] ? __ldg(a.scales + pair_base + group * 8) : 0u;
-          uint32_t zero = (T::kMagic + 8) | ((T::kMagic + 8) << 16);
-          if (a.zero_offsets != nullptr && tile_active[i]) zero = __ldg(a.zero_offsets + pair_base + group * 8);
           uint32_t frag[4];
-          dequant_step<T>(words[j], low_pair(zero), high_pair(zero), frag);
-          const uint32_t scale_lo = low_pair(scale), scale_hi = high_pair(scale);
+          dequant_step<T>(words[j], low_pair(now.zero[i][j]), high_pair(now.zero[i][j]), frag);
+          const uint32_t scale_lo = low_pair(now.scale[i][j]), scale_hi = high_pair(now.scale[i][j]);
           frag[0] = mul2<T>(frag[0], scale_lo);  // rows g: one rounding of the exact (q - z) * s
           frag[1] = mul2<T>(frag[1], scale_hi);  // rows g + 8
           frag[2] = mul2<T>(frag[2], scale_lo);
@@ -136,9 +147,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // stmatrix writes -> wgmma (async proxy) reads
       mbarrier_arrive(&full[s]);
-#pragma unroll
-      for (int i = 0; i < C::kTilesPerWarp; ++i) w_now[i] = w_next[i];
-      load_units(kb + 2, w_next);
+      now = next;
+      load_stage(kb + 2, next);
     }
     return;
   }

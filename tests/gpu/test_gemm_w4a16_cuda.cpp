@@ -224,7 +224,8 @@ TEST(GemmW4A16Cuda, DeterministicAcrossRuns) {
     DeviceBuffer<uint16_t> x(static_cast<size_t>(m * k), "X");
     bench::fill_normal_device(x.data(), DType::BF16, m * k, rng.next_u64(), 0.f, 1.f);
     for (W4A16Kernel kernel : kernels_here()) {
-      EXPECT_GT(gemm.plan(m, device_w.layout, kernel).splits, 1) << "this shape should exercise split-K";
+      gemm.tuning = {.splits = 3};  // exercise split-K explicitly
+      ASSERT_EQ(gemm.plan(m, device_w.layout, kernel).splits, 3);
       const auto a = run_gemm(gemm, x, m, device_w, kernel);
       const auto b = run_gemm(gemm, x, m, device_w, kernel);
       EXPECT_EQ(a, b) << "M=" << m << " " << w4a16_kernel_name(kernel);
