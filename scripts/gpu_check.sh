@@ -69,19 +69,8 @@ fi
 
 if [[ $what == profile ]]; then
   log "tuning variants"
-  for args in "--m 128,512,2048 --kernel wide" "--m 128,512,2048 --kernel wide --block-n 128"; do
+  for args in "--m 64,128,256,512,2048 --kernel dequant" "--m 64,256 --kernel wgmma"; do
     echo "gemm-bench $args"
     timeout 150 $qllm gemm-bench --modes g128 --reps 20 $args 2>&1 | grep -E "^\| +[0-9]|error"
-  done
-  log "Nsight Compute"
-  sections="--section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats
-            --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis"
-  stalls="regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio"
-  for spec in "w4a16_wide_m2048:--m 2048 --kernel wide:w4a16_wide" "w4a16_wide_m128:--m 128 --kernel wide:w4a16_wide"; do
-    name=${spec%%:*}; rest=${spec#*:}; args=${rest%%:*}; kernel=${rest#*:}
-    timeout 150 ncu --clock-control none $sections --metrics "$stalls" -k regex:$kernel --launch-skip 2 --launch-count 1 \
-      $qllm gemm-bench --shapes 128256x2048 --modes g128 --reps 2 --warmup 1 $args > "$OUT/ncu_$name.txt" 2>&1
-    grep -E "Duration|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Issued Warp Per|Executed Ipc A|L2 Hit|Max Bandwidth" "$OUT/ncu_$name.txt" | head -10 | sed "s/^/$name: /"
-    grep -E "issue_stalled" "$OUT/ncu_$name.txt" | awk '$NF > 0.3' | sed -E "s/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//; s/^/$name stall: /"
   done
 fi

@@ -26,6 +26,9 @@ int multiprocessors() {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// From this many tokens on, Auto takes the dequant path (measured crossover on H200, docs/RESULTS.md).
+constexpr int64_t kDequantFromTokens = 256;
+
 }  // namespace
 
 std::string_view w4a16_kernel_name(W4A16Kernel kernel) {
@@ -34,6 +37,7 @@ std::string_view w4a16_kernel_name(W4A16Kernel kernel) {
     case W4A16Kernel::Skinny: return "skinny";
     case W4A16Kernel::Wgmma: return "wgmma";
     case W4A16Kernel::Wide: return "wide";
+    case W4A16Kernel::Dequant: return "dequant";
   }
   return "?";
 }
@@ -43,7 +47,8 @@ W4A16Kernel parse_w4a16_kernel(std::string_view name) {
   if (name == "skinny") return W4A16Kernel::Skinny;
   if (name == "wgmma") return W4A16Kernel::Wgmma;
   if (name == "wide") return W4A16Kernel::Wide;
-  fail("unknown W4A16 kernel '{}' (expected auto, skinny, wgmma or wide)", name);
+  if (name == "dequant") return W4A16Kernel::Dequant;
+  fail("unknown W4A16 kernel '{}' (expected auto, skinny, wgmma, wide or dequant)", name);
 }
 
 W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
@@ -57,8 +62,18 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
 
 W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
   const bool wgmma = kernels::w4a16_wgmma_available();
-  if (kernel == W4A16Kernel::Auto) kernel = (m > 16 && wgmma) ? W4A16Kernel::Wgmma : W4A16Kernel::Skinny;
-  QLLM_CHECK(kernel == W4A16Kernel::Skinny || wgmma,
+  if (kernel == W4A16Kernel::Auto) {
+    // Measured on H200 (docs/RESULTS.md): the skinny kernel up to 16 tokens (memory-bound), the wgmma kernel
+    // to 128, and from there on the dequant path, whose 16-bit GEMM is compute-bound and cuBLAS's best.
+    if (m <= 16) {
+      kernel = W4A16Kernel::Skinny;
+    } else if (m <= kDequantFromTokens - 1 && wgmma) {
+      kernel = W4A16Kernel::Wgmma;
+    } else {
+      kernel = W4A16Kernel::Dequant;
+    }
+  }
+  QLLM_CHECK(kernel == W4A16Kernel::Skinny || kernel == W4A16Kernel::Dequant || wgmma,
              "the {} W4A16 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)",
              w4a16_kernel_name(kernel));
   const int64_t k_steps = layout.k / kW4A16TileK;
@@ -87,6 +102,9 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     // the idle SMs of a small grid. Only when the activation slice would not fit in shared memory.
     const int64_t max_steps = kernels::kSkinnyMaxActivationBytes / (p.tokens_per_cta * kW4A16TileK * 2);
     splits = ceil_div(k_steps, max_steps);
+  } else if (kernel == W4A16Kernel::Dequant) {
+    p.tokens_per_cta = static_cast<int>(std::min<int64_t>(m, 1 << 30));
+    p.rows_per_cta = static_cast<int>(layout.n);
   } else if (kernel == W4A16Kernel::Wide) {
     p.tokens_per_cta = 128;
     p.block_n = tuning.block_n ? tuning.block_n : (layout.n >= 4096 ? 256 : 128);
@@ -155,6 +173,14 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
     args.counters = counters_.data();
   }
   const bool bf16 = l.activation == DType::BF16;
+  if (p.kernel == W4A16Kernel::Dequant) {
+    const size_t count = static_cast<size_t>(l.n * l.k);
+    if (scratch_.size() < count) scratch_ = DeviceBuffer<uint16_t>(count, "dequantized weights (dequant path)");
+    kernels::launch_w4a16_dequantize(args, bf16, scratch_.data(), stream);
+    QLLM_CUDA_CHECK_LAUNCH();
+    cublas_.run(x, scratch_.data(), y, m, l.n, l.k, l.activation, stream);
+    return;
+  }
   if (p.kernel == W4A16Kernel::Skinny) {
     if (bf16) {
       kernels::launch_w4a16_skinny_bf16(args, p.tokens_per_cta / 8, p.warps_k, stream);

@@ -1,11 +1,12 @@
 // W4A16 GEMM on the GPU: Y[M, N] = X[M, K] @ W'[N, K]^T with X and Y in bf16 (or f16) and W' the INT4
 // weights of a W4A16Weights (repacked offline, gemm_w4a16_layout.h), fp32 accumulation.
 //
-// Three kernels: "skinny" (mma.sync, any sm_80+ GPU; memory-bound small M, exact (q - z) * s weights with
-// per-group scaling of fp32 partial sums), and for Hopper (sm_90a), compute-bound large M: "wgmma" (weights
-// dequantized into wgmma's register operand) and "wide" (a producer warpgroup dequantizes the weights into
-// shared memory, TMA brings the activations, wgmma reads both from shared memory). Weights are rounded once to
-// the activation dtype in the Hopper kernels. Auto picks by M and by what the GPU supports.
+// Kernels: "skinny" (mma.sync, any sm_80+ GPU; memory-bound small M, exact (q - z) * s weights with per-group
+// scaling of fp32 partial sums); for Hopper (sm_90a): "wgmma" (weights dequantized into wgmma's register
+// operand) and "wide" (a producer warpgroup dequantizes into shared memory, TMA brings the activations, wgmma
+// reads both from shared memory); and "dequant" (any GPU: dequantize to a 16-bit scratch, then cuBLAS: for
+// large M the GEMM's compute dominates and cuBLAS does it best). Weights are rounded once to the activation
+// dtype in all but the skinny kernel. Auto picks by M and by what the GPU supports (see plan()).
 #pragma once
 
 #include <cuda.h>
@@ -13,6 +14,7 @@
 
 #include <string_view>
 
+#include "kernels/cublas_gemm.h"
 #include "kernels/cuda_utils.h"
 #include "kernels/gemm_w4a16_layout.h"
 
@@ -28,9 +30,9 @@ struct W4A16DeviceWeights {
   size_t bytes() const { return qweight.bytes() + scales.bytes() + zero_offsets.bytes(); }
 };
 
-enum class W4A16Kernel { Auto, Skinny, Wgmma, Wide };
+enum class W4A16Kernel { Auto, Skinny, Wgmma, Wide, Dequant };
 std::string_view w4a16_kernel_name(W4A16Kernel kernel);
-W4A16Kernel parse_w4a16_kernel(std::string_view name);  // auto | skinny | wgmma | wide
+W4A16Kernel parse_w4a16_kernel(std::string_view name);  // auto | skinny | wgmma | wide | dequant
 
 // The launch configuration run() uses for a given M (exposed for benchmarks and tests).
 struct W4A16Plan {
@@ -53,7 +55,8 @@ struct W4A16Tuning {
   int splits = 0;
 };
 
-// Owns the split-K workspace; one instance per stream (launches on one instance must not overlap).
+// Owns the split-K workspace and the dequant path's scratch (N x K 16-bit values of the largest weight seen) and
+// cuBLAS handle; one instance per stream (launches on one instance must not overlap).
 class W4A16Gemm {
  public:
   W4A16Tuning tuning;
@@ -67,6 +70,8 @@ class W4A16Gemm {
 
  private:
   DeviceBuffer<float> partials_;
+  DeviceBuffer<uint16_t> scratch_;
+  CublasGemm cublas_;
   DeviceBuffer<unsigned int> counters_;  // zero between launches (the kernels reset what they use)
   // The wide kernel's tensor map of X, for the last X seen (encoding one costs microseconds of host time).
   const void* x_map_base_ = nullptr;

@@ -36,6 +36,9 @@ void launch_w4a16_skinny_f16(const W4A16KernelArgs& args, int tok_tiles, int war
 void launch_w4a16_wide(const W4A16KernelArgs& args, bool bf16, const CUtensorMap& x_map, int block_n,
                        cudaStream_t stream);
 
+// Dequantizes the repacked weights into `out` [N, K] (bf16/f16), for the dequant-then-cuBLAS path.
+void launch_w4a16_dequantize(const W4A16KernelArgs& args, bool bf16, void* out, cudaStream_t stream);
+
 // Sums split-K partials [splits][M][N] in split order into Y (a separate, fully parallel pass).
 void launch_splitk_reduce(const W4A16KernelArgs& args, bool bf16, cudaStream_t stream);
 

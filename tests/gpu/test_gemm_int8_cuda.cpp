@@ -11,7 +11,7 @@
 #include <limits>
 
 #include "bench/bench_kernels.h"
-#include "bench/cublas_gemm.h"
+#include "kernels/cublas_gemm.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/gemm_int8_launch.h"
 #include "qllm/error.h"
@@ -161,7 +161,7 @@ TEST(Int8Cuda, EveryConfigurationMatchesTheReference) {
 TEST(Int8Cuda, LlamaShapesAndTheOutlierDecomposition) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
-  bench::CublasGemm cublas;
+  CublasGemm cublas;
   for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{
            {128256, 2048}, {2048, 2048}, {512, 2048}, {8192, 2048}, {2048, 8192}}) {
     DeviceBuffer<uint16_t> wb(static_cast<size_t>(n * k), "W bf16");

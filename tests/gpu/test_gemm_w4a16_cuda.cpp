@@ -3,10 +3,10 @@
 //
 // Bounds (relative Frobenius error over the compared elements):
 //  - vs the matching CPU reference rounded to bf16 like the output: 2e-3. Each kernel is compared with the
-//    reference of its own weight precision (skinny: exact (q - z) * s; wgmma and wide: weights rounded to bf16
-//    once, as tensor-core operands). What remains is fp32 accumulation order, which flips an output by one bf16 ulp
+//    reference of its own weight precision (skinny: exact (q - z) * s; wgmma, wide, dequant: weights rounded to
+//    bf16 once, as tensor-core operands). What remains is fp32 accumulation order, which flips an output by one bf16 ulp
 //    (2^-7 relative at most) only on the rare near-ties: typically ~1e-4.
-//  - vs cuBLAS on bf16-rounded dequantized weights: 2e-3 for wgmma and wide (the same weights: near-tie flips);
+//  - vs cuBLAS on bf16-rounded dequantized weights: 2e-3 for the others (the same weights: near-tie flips);
 //    4e-3 for skinny, whose exact weights differ from the rounded ones by up to 2^-8 relative each (about
 //    1e-3 on a dot product), on top of the two outputs' bf16 roundings (about 1.6e-3 each, uniform over a binade).
 #include <gtest/gtest.h>
@@ -14,7 +14,7 @@
 #include <cmath>
 
 #include "bench/bench_kernels.h"
-#include "bench/cublas_gemm.h"
+#include "kernels/cublas_gemm.h"
 #include "kernels/gemm_w4a16.h"
 #include "kernels/gemm_w4a16_launch.h"
 #include "kernels/quantize_int4.h"
@@ -29,7 +29,7 @@ using testing::fresh_seed;
 constexpr double kRefBound = 2e-3;
 
 std::vector<W4A16Kernel> kernels_here() {
-  std::vector<W4A16Kernel> out = {W4A16Kernel::Skinny};
+  std::vector<W4A16Kernel> out = {W4A16Kernel::Skinny, W4A16Kernel::Dequant};
   if (kernels::w4a16_wgmma_available()) {
     out.push_back(W4A16Kernel::Wgmma);
     out.push_back(W4A16Kernel::Wide);
@@ -116,7 +116,7 @@ TEST(GemmW4A16Cuda, LlamaShapesMatchCublasAndTheReference) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
   W4A16Gemm gemm;
-  bench::CublasGemm cublas;
+  CublasGemm cublas;
   const std::vector<int64_t> ms = {1, 2, 3, 5, 8, 15, 16, 17, 31, 33, 64, 100, 128, 129, 256, 512, 2048};
   for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{
            {128256, 2048}, {2048, 2048}, {512, 2048}, {8192, 2048}, {2048, 8192}}) {
@@ -187,6 +187,11 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
     const std::vector<float> x_values = bf16_to_float(x_bits);
     for (W4A16Kernel kernel : kernels_here()) {
       const auto ref = rounded_to_bf16(gemm_w4a16_ref(x_values, m, packed, precision_of(kernel)));
+      if (kernel == W4A16Kernel::Dequant) {  // no configurations: a dequantization pass and cuBLAS
+        gemm.tuning = {};
+        ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound) << "dequant M=" << m;
+        continue;
+      }
       const bool skinny = kernel == W4A16Kernel::Skinny, wide = kernel == W4A16Kernel::Wide;
       // Skinny: tokens x warps splitting K; wgmma: tokens x warpgroups (unsupported pairs map to the nearest);
       // wide: 128 tokens x block_n.

@@ -24,7 +24,7 @@
 
 #if QLLM_HAVE_CUDA
 #include "bench/bench_kernels.h"
-#include "bench/cublas_gemm.h"
+#include "kernels/cublas_gemm.h"
 #include "bench/gpu_timing.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/gemm_w4a16.h"
@@ -224,7 +224,7 @@ struct Baseline {
 void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes, const std::vector<Mode>& modes) {
   const DType dtype = parse_dtype(o.dtype);
   const bench::TimingOptions timing{.warmup = o.warmup, .reps = o.reps, .flush_l2 = false, .spacer_us = 20};
-  bench::CublasGemm cublas;
+  CublasGemm cublas;
   Table table({"M", "mode", "out x in", "time_ms", "bf16_ms", "speedup_vs_bf16", "mae_vs_bf16", "TB/s", "TFLOP/s",
                "kernel", "rel_err_vs_dequant"});
   nlohmann::json raw = nlohmann::json::array();

@@ -1,8 +1,8 @@
-#include "bench/cublas_gemm.h"
+#include "kernels/cublas_gemm.h"
 
 #include "qllm/error.h"
 
-namespace qllm::bench {
+namespace qllm {
 
 namespace {
 
@@ -69,4 +69,4 @@ void CublasGemm::run(const void* x, const void* w, void* y, int64_t m, int64_t n
         "matmul");
 }
 
-}  // namespace qllm::bench
+}  // namespace qllm

@@ -1,5 +1,6 @@
-// The baseline every qllm GEMM is compared with: cuBLASLt on the unquantized 16-bit weights,
-// Y[M, N] = X[M, K] @ W[N, K]^T (bf16 or f16 in and out, fp32 accumulation), heuristic's best algorithm.
+// cuBLASLt on 16-bit weights: Y[M, N] = X[M, K] @ W[N, K]^T (bf16 or f16 in and out, fp32 accumulation),
+// the heuristic's best algorithm. The baseline every qllm GEMM is benchmarked against, and the second half
+// of the W4A16 "dequant" path for large M (dequantize to a 16-bit scratch, then this).
 #pragma once
 
 #include <cublasLt.h>
@@ -12,7 +13,7 @@
 #include "kernels/cuda_utils.h"
 #include "qllm/dtype.h"
 
-namespace qllm::bench {
+namespace qllm {
 
 class CublasGemm {
  public:
@@ -39,4 +40,4 @@ class CublasGemm {
   std::map<std::tuple<int64_t, int64_t, int64_t, DType>, Plan> plans_;
 };
 
-}  // namespace qllm::bench
+}  // namespace qllm
