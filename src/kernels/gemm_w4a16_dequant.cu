@@ -10,20 +10,33 @@ namespace {
 
 using namespace w4a16;
 
-// One thread per 16-byte lane of a repacked unit: 32 weights of rows (g, g + 8) of a 16-row tile, four k16 steps.
+constexpr int kWarps = 8;
+constexpr int kTileRowBytes = 64 * 2 + 16;  // one unit's row of 64 weights, padded: conflict-free stmatrix rows
+
+__device__ __forceinline__ void stmatrix_x4(const void* smem, const uint32_t (&r)[4]) {
+  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(address), "r"(r[0]),
+               "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
+
+// One warp per repacked unit (16 rows x 64 weights): dequantize the lane's fragments, put them in place in a
+// shared-memory tile with stmatrix (the inverse of the MMA fragment layout), then write the tile's rows to
+// global memory as whole 128-byte lines.
 template <typename T>
-__global__ void __launch_bounds__(256) w4a16_dequant_kernel(const W4A16KernelArgs a, uint16_t* __restrict__ out) {
+__global__ void __launch_bounds__(kWarps * 32) w4a16_dequant_kernel(const W4A16KernelArgs a, uint16_t* __restrict__ out) {
+  __shared__ __align__(16) uint8_t tiles[kWarps][16 * kTileRowBytes];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4;
   const int64_t k_steps = a.k / 64;
-  const int64_t lanes = static_cast<int64_t>(a.n / 16) * k_steps * 32;
-  const int64_t id = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (id >= lanes) return;
-  const int lane = static_cast<int>(id % 32), g = lane / 4, t = lane % 4;
-  const int64_t unit = id / 32, tile = unit / k_steps, block = unit % k_steps;
-  const uint4 w = load_weights(static_cast<const uint4*>(a.qweight) + id);
+  const int64_t unit = blockIdx.x * static_cast<int64_t>(kWarps) + warp;
+  if (unit >= static_cast<int64_t>(a.n / 16) * k_steps) return;
+  const int64_t tile = unit / k_steps, block = unit % k_steps;
+  const uint4 w = load_weights(static_cast<const uint4*>(a.qweight) + unit * 32 + lane);
   const uint32_t words[4] = {w.x, w.y, w.z, w.w};
   const int64_t pair_base = tile * a.groups * 8 + g;
-  uint32_t* row_lo = reinterpret_cast<uint32_t*>(out + (tile * 16 + g) * a.k + block * 64 + 2 * t);
-  uint32_t* row_hi = row_lo + 8 * a.k / 2;
+  uint8_t* smem = tiles[warp];
+  // stmatrix: lane l gives the address of row (l / 8 % 2) * 8 + l % 8, 16-byte chunk l / 16 of the k16 step.
+  const int lane_row = ((lane / 8) % 2) * 8 + lane % 8, lane_chunk = lane / 16;
 #pragma unroll
   for (int s = 0; s < 4; ++s) {
     const int group = static_cast<int>((block * 4 + s) / a.group_steps);
@@ -32,22 +45,31 @@ __global__ void __launch_bounds__(256) w4a16_dequant_kernel(const W4A16KernelArg
                                          : ((T::kMagic + 8) | ((T::kMagic + 8) << 16));
     uint32_t r[4];
     dequant_step<T>(words[s], low_pair(zero), high_pair(zero), r);
-    row_lo[8 * s] = mul2<T>(r[0], low_pair(scale));       // row g,     k 16s + 2t
-    row_hi[8 * s] = mul2<T>(r[1], high_pair(scale));      // row g + 8
-    row_lo[8 * s + 4] = mul2<T>(r[2], low_pair(scale));   // row g,     k 16s + 8 + 2t
-    row_hi[8 * s + 4] = mul2<T>(r[3], high_pair(scale));  // row g + 8
+    r[0] = mul2<T>(r[0], low_pair(scale));   // rows g: one rounding of the exact (q - z) * s
+    r[1] = mul2<T>(r[1], high_pair(scale));  // rows g + 8
+    r[2] = mul2<T>(r[2], low_pair(scale));
+    r[3] = mul2<T>(r[3], high_pair(scale));
+    stmatrix_x4(smem + lane_row * kTileRowBytes + (2 * s + lane_chunk) * 16, r);
+  }
+  __syncwarp();
+  // 16 rows x 128 bytes = 128 chunks of 16 bytes: four per lane, each row written by 8 consecutive lanes.
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int chunk = lane + 32 * i, row = chunk / 8, column = chunk % 8;
+    const uint4 v = *reinterpret_cast<const uint4*>(smem + row * kTileRowBytes + column * 16);
+    *reinterpret_cast<uint4*>(out + (tile * 16 + row) * a.k + block * 64 + column * 8) = v;
   }
 }
 
 }  // namespace
 
 void launch_w4a16_dequantize(const W4A16KernelArgs& a, bool bf16, void* out, cudaStream_t stream) {
-  const int64_t lanes = static_cast<int64_t>(a.n / 16) * (a.k / 64) * 32;
-  const auto blocks = static_cast<unsigned int>((lanes + 255) / 256);
+  const int64_t units = static_cast<int64_t>(a.n / 16) * (a.k / 64);
+  const auto blocks = static_cast<unsigned int>((units + kWarps - 1) / kWarps);
   if (bf16) {
-    w4a16_dequant_kernel<Bf16><<<blocks, 256, 0, stream>>>(a, static_cast<uint16_t*>(out));
+    w4a16_dequant_kernel<Bf16><<<blocks, kWarps * 32, 0, stream>>>(a, static_cast<uint16_t*>(out));
   } else {
-    w4a16_dequant_kernel<F16><<<blocks, 256, 0, stream>>>(a, static_cast<uint16_t*>(out));
+    w4a16_dequant_kernel<F16><<<blocks, kWarps * 32, 0, stream>>>(a, static_cast<uint16_t*>(out));
   }
 }
 
