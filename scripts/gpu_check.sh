@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
-# benchmarks, write logs and JSON to $OUT/gpu_results.tgz. Run from the repository root, with .deps carried
-# (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|profile|all] (default all;
-# profile = Nsight Compute on the main GEMM configurations and a few tuning variants, not part of all).
+# benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
+# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|profile|all] (default
+# all; profile = W4A16 kernel variants forced past Auto's choice, to re-measure its crossovers; not in all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -10,7 +10,7 @@ what=${1:-all}
 final_out=${OUT:-out}
 OUT=$(mktemp -d)/gpu_results
 mkdir -p "$OUT" "$final_out"
-trap 'tar czf "$final_out/gpu_results.tgz" -C "$(dirname "$OUT")" gpu_results' EXIT
+trap 'tar czf "$final_out/gpu_results_$what.tgz" -C "$(dirname "$OUT")" gpu_results' EXIT
 log() { echo "[gpu_check $(date +%H:%M:%S)] $*"; }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$OUT/device.txt"

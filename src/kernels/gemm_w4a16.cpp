@@ -26,8 +26,12 @@ int multiprocessors() {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// From this many tokens on, Auto takes the dequant path (measured crossover on H200, docs/RESULTS.md).
+// Auto's crossovers, measured on H200 (docs/RESULTS.md). From kDequantFromTokens on the dequant path wins on
+// every shape; between kWgmmaUntilTokens and there it wins only where its 16-bit scratch is small, because
+// dequantizing costs a fixed write + read of 4 bytes per weight that few tokens cannot amortize.
+constexpr int64_t kWgmmaUntilTokens = 64;
 constexpr int64_t kDequantFromTokens = 256;
+constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (128256 x 2048 = 2^28)
 
 }  // namespace
 
@@ -63,11 +67,12 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
 W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
   const bool wgmma = kernels::w4a16_wgmma_available();
   if (kernel == W4A16Kernel::Auto) {
-    // Measured on H200 (docs/RESULTS.md): the skinny kernel up to 16 tokens (memory-bound), the wgmma kernel
-    // to 128, and from there on the dequant path, whose 16-bit GEMM is compute-bound and cuBLAS's best.
+    // The skinny kernel up to 16 tokens (memory-bound), then the wgmma kernel, then the dequant path, whose
+    // 16-bit GEMM is compute-bound and cuBLAS's best.
+    const bool large = layout.n * layout.k >= kLargeWeightElements;
     if (m <= 16) {
       kernel = W4A16Kernel::Skinny;
-    } else if (m <= kDequantFromTokens - 1 && wgmma) {
+    } else if (wgmma && (m < kWgmmaUntilTokens || (m < kDequantFromTokens && large))) {
       kernel = W4A16Kernel::Wgmma;
     } else {
       kernel = W4A16Kernel::Dequant;
