@@ -182,8 +182,7 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
 
   auto* status = reinterpret_cast<kernels::Int8PrepStatus*>(status_.data());
   // Decode batches: the skinny GEMM quantizes its activations itself (one launch). Otherwise a prep pass first.
-  const bool fused = p.kernel == Int8Kernel::Skinny && p.tokens_per_cta <= 16 && m <= p.tokens_per_cta &&
-                     m <= kernels::kFusedPrepRows;
+  const bool fused = p.kernel == Int8Kernel::Skinny && p.tokens_per_cta == 8 && m <= kernels::kFusedPrepRows;
   if (!fused) {
     kernels::Int8PrepArgs prep;
     prep.x = x;

@@ -46,8 +46,7 @@ struct Int8GemmArgs {
   const int* outlier_cols = nullptr;
   const uint16_t* x_outliers = nullptr;
   Int8PrepStatus* status = nullptr;  // outlier_count (written by the kernel itself with fused_prep)
-  // fused_prep (skinny, m <= kFusedPrepRows, one token block): the kernel quantizes the 16-bit activations `x`
-  // itself, each CTA
+  // fused_prep (skinny, m <= kFusedPrepRows): the kernel quantizes the 16-bit activations `x` itself, each CTA
   // its own slice, and ignores xq / x_absmax / outlier_cols / x_outliers.
   bool fused_prep = false;
   const void* x = nullptr;
@@ -64,7 +63,7 @@ struct Int8GemmArgs {
 // Skinny path (mma.sync m16n8k32 s8, sm_80+): as the W4A16 skinny kernel (8 warps, warps_k of them splitting
 // K, 8 * tok_tiles tokens), reading the int8 weights row-major.
 constexpr int kInt8SkinnyMaxActivationBytes = 96 * 1024;
-constexpr int kFusedPrepRows = 16;
+constexpr int kFusedPrepRows = 8;
 void launch_int8_skinny(const Int8GemmArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 
 // Wide path (TMA + wgmma s8, sm_90a): 128 tokens x block_n (128 or 256) weight rows per CTA.

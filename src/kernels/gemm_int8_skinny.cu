@@ -45,7 +45,7 @@ __device__ __forceinline__ float from_16bit(uint16_t bits) {
   return __half2float(__ushort_as_half(bits));
 }
 
-// Fused activation prep for decode (m <= 16): every CTA reads all of X (a few KB), finds the outlier columns and the
+// Fused activation prep for decode (m <= 8): every CTA reads all of X (a few KB), finds the outlier columns and the
 // rows' absmax itself, and quantizes only its own K slice into shared memory. Deterministic and identical in every
 // CTA, so no separate prep launch (or its latency) is needed.
 template <bool kBf16, int kTokens>
@@ -89,10 +89,10 @@ __device__ void fused_prep(const Int8GemmArgs& a, int token_base, int cta_begin,
       if (reporter) a.status->outlier_count = count;
     }
   }
-  // Rows: warp w handles tokens w, w + 8, ...: absmax over the whole row without the outlier columns, then the
-  // CTA's slice of it.
-  const int lane = threadIdx.x % 32;
-  for (int row = threadIdx.x / 32; row < kTokens; row += kThreads / 32) {
+  // Rows: warp r handles token r: absmax over the whole row without the outlier columns, then its slice.
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (warp < kTokens) {
+    const int row = warp;
     float m = 0.f;
     if (row < rows) {
       for (int chunk = lane; chunk < chunks; chunk += 32) {
@@ -325,7 +325,7 @@ void launch_variant(const Int8GemmArgs& a, cudaStream_t stream) {
 
 template <bool kBf16, int kTokTiles, int kWarpsK>
 void launch_config(const Int8GemmArgs& a, cudaStream_t stream) {
-  if constexpr (kTokTiles <= 2) {  // fused prep: the CTA's 8 or 16 tokens hold every row of a decode batch
+  if constexpr (kTokTiles == 1) {  // fused prep: 8 tokens per CTA hold every row of a decode batch
     if (a.fused_prep) return launch_variant<kBf16, kTokTiles, kWarpsK, true>(a, stream);
   }
   launch_variant<kBf16, kTokTiles, kWarpsK, false>(a, stream);
