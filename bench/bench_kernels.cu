@@ -19,7 +19,8 @@ __device__ __forceinline__ uint64_t mix64(uint64_t z) {
 }
 
 // Box-Muller on two uniforms hashed from (seed, pair index).
-__global__ void fill_normal_kernel(void* out, int dtype, int64_t count, uint64_t seed, float mean, float stddev) {
+__global__ void fill_normal_kernel(void* out, int dtype, int64_t count, uint64_t seed, float mean,
+                                   float stddev) {
   for (int64_t pair = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; 2 * pair < count;
        pair += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const uint64_t h = mix64(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(pair));
@@ -106,7 +107,9 @@ __global__ void spin_kernel(long long cycles) {
   }
 }
 
-int dtype_code(DType d) { return d == DType::F32 ? 0 : (d == DType::F16 ? 1 : 2); }
+int dtype_code(DType d) {
+  return d == DType::F32 ? 0 : (d == DType::F16 ? 1 : 2);
+}
 
 }  // namespace
 
@@ -145,8 +148,8 @@ void plant_outlier_columns_device(void* x, DType dtype, int64_t rows, int64_t co
   QLLM_CUDA_CHECK_LAUNCH();
 }
 
-void dequantize_int8_rows_device(const int8_t* values, const float* absmax, int64_t rows, int64_t cols, void* out,
-                                 DType dtype) {
+void dequantize_int8_rows_device(const int8_t* values, const float* absmax, int64_t rows, int64_t cols,
+                                 void* out, DType dtype) {
   dequantize_int8_kernel<<<4096, 256>>>(values, absmax, rows, cols, out, dtype_code(dtype));
   QLLM_CUDA_CHECK_LAUNCH();
 }

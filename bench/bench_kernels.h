@@ -14,8 +14,8 @@ namespace qllm::bench {
 void fill_normal_device(void* out, DType dtype, int64_t count, uint64_t seed, float mean, float stddev,
                         cudaStream_t stream = nullptr);
 
-// Over all elements of two [count] arrays of `dtype`: sum |a - b|, sum (a - b)^2, sum b^2, and NaN/Inf seen in
-// a. Summed in double on the device (atomics, so the last bits may vary between runs).
+// Over all elements of two [count] arrays of `dtype`: sum |a - b|, sum (a - b)^2, sum b^2, and NaN/Inf seen
+// in a. Summed in double on the device (atomics, so the last bits may vary between runs).
 struct DiffStats {
   double sum_abs_diff = 0;
   double sum_sq_diff = 0;
@@ -32,8 +32,8 @@ void plant_outlier_columns_device(void* x, DType dtype, int64_t rows, int64_t co
                                   float factor);
 
 // out[r, c] = values[r, c] * absmax[r] / 127, rounded to `dtype`: int8 rows back to 16-bit weights.
-void dequantize_int8_rows_device(const int8_t* values, const float* absmax, int64_t rows, int64_t cols, void* out,
-                                 DType dtype);
+void dequantize_int8_rows_device(const int8_t* values, const float* absmax, int64_t rows, int64_t cols,
+                                 void* out, DType dtype);
 
 // Busy-waits about `microseconds` on the GPU without touching memory.
 void spin_device(double microseconds, cudaStream_t stream = nullptr);

@@ -2,9 +2,9 @@
 
 #include "bench/bench_kernels.h"
 
+#include <fmt/format.h>
 #include <chrono>
 #include <ctime>
-#include <fmt/format.h>
 #include <vector>
 
 namespace qllm::bench {

@@ -15,13 +15,14 @@ namespace qllm::bench {
 struct TimingOptions {
   int warmup = 5;
   int reps = 50;
-  bool flush_l2 = true;    // write a buffer of twice the L2 size before each repetition (outside the events)
-  double spacer_us = 0;    // busy the GPU this long before each repetition, so that the host's enqueueing of
-                           // the timed work never shows up as idle time between the events
+  bool flush_l2 = true;  // write a buffer of twice the L2 size before each repetition (outside the events)
+  double spacer_us = 0;  // busy the GPU this long before each repetition, so that the host's enqueueing of
+                         // the timed work never shows up as idle time between the events
 };
 
 // Times fn(rep) on `stream`; fn must only enqueue work on that stream.
-Timing time_cuda(const std::function<void(int rep)>& fn, const TimingOptions& options, cudaStream_t stream = nullptr);
+Timing time_cuda(const std::function<void(int rep)>& fn, const TimingOptions& options,
+                 cudaStream_t stream = nullptr);
 
 // Device-to-device copy of a buffer much larger than L2: bytes read + written per second (the ceiling that
 // memory-bound kernels are compared with).

@@ -61,7 +61,9 @@ inline uint16_t float_to_half_bits(float f) {
   return static_cast<uint16_t>(sign | result);
 }
 
-inline float bf16_bits_to_float(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
+inline float bf16_bits_to_float(uint16_t b) {
+  return std::bit_cast<float>(static_cast<uint32_t>(b) << 16);
+}
 
 inline uint16_t float_to_bf16_bits(float f) {
   const uint32_t x = std::bit_cast<uint32_t>(f);
@@ -70,9 +72,17 @@ inline uint16_t float_to_bf16_bits(float f) {
   return static_cast<uint16_t>(rounded >> 16);
 }
 
-inline float to_float(Half h) { return half_bits_to_float(h.bits); }
-inline float to_float(BFloat16 b) { return bf16_bits_to_float(b.bits); }
-inline Half to_half(float f) { return Half{float_to_half_bits(f)}; }
-inline BFloat16 to_bf16(float f) { return BFloat16{float_to_bf16_bits(f)}; }
+inline float to_float(Half h) {
+  return half_bits_to_float(h.bits);
+}
+inline float to_float(BFloat16 b) {
+  return bf16_bits_to_float(b.bits);
+}
+inline Half to_half(float f) {
+  return Half{float_to_half_bits(f)};
+}
+inline BFloat16 to_bf16(float f) {
+  return BFloat16{float_to_bf16_bits(f)};
+}
 
 }  // namespace qllm

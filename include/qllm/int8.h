@@ -32,7 +32,8 @@ inline bool outliers_enabled(float threshold) {
   return threshold > 0.0f && threshold < std::numeric_limits<float>::infinity();
 }
 // One flag per column: 1 where the column holds an outlier.
-std::vector<uint8_t> outlier_columns_ref(std::span<const float> x, int64_t rows, int64_t cols, float threshold);
+std::vector<uint8_t> outlier_columns_ref(std::span<const float> x, int64_t rows, int64_t cols,
+                                         float threshold);
 
 struct Int8GemmStats {
   int64_t outlier_columns = 0;

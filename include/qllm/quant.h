@@ -24,7 +24,8 @@ enum class Granularity {
 // How the scale of a group is chosen.
 enum class ScaleSearch {
   None,  // plain range: absmax / 7 (symmetric) or (max - min) / 15 (asymmetric)
-  Mse,   // clip the range to the ratio (100%, 95%, ... 30%, then +-4% around the best) with least squared error
+  Mse,   // clip the range to the ratio (100%, 95%, ... 30%, then +-4% around the best) with least squared
+         // error
   Mae,   // same search, least absolute error
 };
 
@@ -64,7 +65,7 @@ struct Int4Matrix {
   std::vector<uint8_t> zeros;    // one per group (0..15) when scheme.zero_point, else empty (implied 8)
 
   GroupLayout layout() const { return validate_int4_shape(rows, cols, scheme); }
-  size_t stored_bytes() const;                       // packed + scales + zeros, as held in memory
+  size_t stored_bytes() const;                          // packed + scales + zeros, as held in memory
   double compression(DType source = DType::F16) const;  // source bytes / stored_bytes()
   float scale(int64_t group) const;
   int zero(int64_t group) const { return zeros.empty() ? 8 : zeros[group]; }
@@ -75,10 +76,12 @@ struct Int4Matrix {
 };
 
 // CPU reference quantizer. Rejects NaN/Inf weights and scales that overflow the scale dtype.
-Int4Matrix quantize_int4_ref(std::span<const Half> weights, int64_t rows, int64_t cols, const Int4Scheme& scheme);
+Int4Matrix quantize_int4_ref(std::span<const Half> weights, int64_t rows, int64_t cols,
+                             const Int4Scheme& scheme);
 Int4Matrix quantize_int4_ref(std::span<const BFloat16> weights, int64_t rows, int64_t cols,
                              const Int4Scheme& scheme);
-Int4Matrix quantize_int4_ref(std::span<const float> weights, int64_t rows, int64_t cols, const Int4Scheme& scheme);
+Int4Matrix quantize_int4_ref(std::span<const float> weights, int64_t rows, int64_t cols,
+                             const Int4Scheme& scheme);
 
 // w' = (q - z) * s, exact in float; rounded once to the output type.
 std::vector<float> dequantize_int4_ref(const Int4Matrix& matrix);

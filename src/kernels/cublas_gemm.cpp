@@ -9,7 +9,8 @@ namespace {
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
 void check(cublasStatus_t status, const char* what) {
-  QLLM_CHECK(status == CUBLAS_STATUS_SUCCESS, "cuBLASLt {} failed with status {}", what, static_cast<int>(status));
+  QLLM_CHECK(status == CUBLAS_STATUS_SUCCESS, "cuBLASLt {} failed with status {}", what,
+             static_cast<int>(status));
 }
 
 }  // namespace
@@ -38,7 +39,8 @@ const CublasGemm::Plan& CublasGemm::plan(int64_t m, int64_t n, int64_t k, DType 
   Plan p;
   check(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul desc");
   const cublasOperation_t transpose = CUBLAS_OP_T, none = CUBLAS_OP_N;
-  check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)), "transa");
+  check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &transpose, sizeof(transpose)),
+        "transa");
   check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &none, sizeof(none)), "transb");
   check(cublasLtMatrixLayoutCreate(&p.w, type, k, n, k), "layout W");
   check(cublasLtMatrixLayoutCreate(&p.x, type, k, m, k), "layout X");
@@ -64,8 +66,8 @@ void CublasGemm::run(const void* x, const void* w, void* y, int64_t m, int64_t n
                      cudaStream_t stream) {
   const Plan& p = plan(m, n, k, dtype);
   const float alpha = 1.0f, beta = 0.0f;
-  check(cublasLtMatmul(handle_, p.op, &alpha, w, p.w, x, p.x, &beta, y, p.y, y, p.y, &p.algo, workspace_.data(),
-                       kWorkspaceBytes, stream),
+  check(cublasLtMatmul(handle_, p.op, &alpha, w, p.w, x, p.x, &beta, y, p.y, y, p.y, &p.algo,
+                       workspace_.data(), kWorkspaceBytes, stream),
         "matmul");
 }
 

@@ -15,8 +15,12 @@ namespace {
 
 constexpr int64_t kFusedPrepMaxK = 4096;
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 int multiprocessors() {
   static const int count = [] {
@@ -37,9 +41,12 @@ void check_shape(int64_t n, int64_t k) {
 
 std::string_view int8_kernel_name(Int8Kernel kernel) {
   switch (kernel) {
-    case Int8Kernel::Auto: return "auto";
-    case Int8Kernel::Skinny: return "skinny";
-    case Int8Kernel::Wide: return "wide";
+    case Int8Kernel::Auto:
+      return "auto";
+    case Int8Kernel::Skinny:
+      return "skinny";
+    case Int8Kernel::Wide:
+      return "wide";
   }
   return "?";
 }
@@ -73,8 +80,8 @@ Int8Rows Int8DeviceWeights::download() const {
 Int8DeviceWeights quantize_int8_weights_cuda(const void* weights, DType dtype, int64_t n, int64_t k,
                                              cudaStream_t stream) {
   check_shape(n, k);
-  QLLM_CHECK(dtype == DType::BF16 || dtype == DType::F16, "int8 weights are quantized from bf16 or f16, not {}",
-             dtype_name(dtype));
+  QLLM_CHECK(dtype == DType::BF16 || dtype == DType::F16,
+             "int8 weights are quantized from bf16 or f16, not {}", dtype_name(dtype));
   QLLM_CHECK(aligned16(weights), "int8 weight quantization: the weights must be 16-byte aligned");
   Int8DeviceWeights w;
   w.n = n;
@@ -105,8 +112,9 @@ Int8DeviceWeights quantize_int8_weights_cuda(const void* weights, DType dtype, i
 Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) const {
   const bool wide = kernels::int8_wide_available();
   if (kernel == Int8Kernel::Auto) kernel = (m > 32 && wide) ? Int8Kernel::Wide : Int8Kernel::Skinny;
-  QLLM_CHECK(kernel != Int8Kernel::Wide || wide,
-             "the wide int8 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)");
+  QLLM_CHECK(
+      kernel != Int8Kernel::Wide || wide,
+      "the wide int8 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)");
   const int64_t sms = multiprocessors();
   Int8Plan p;
   p.kernel = kernel;
@@ -135,7 +143,8 @@ Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) cons
     p.tokens_per_cta = 128;
     k_units = ceil_div(k, 128);
     p.block_n = tuning.block_n ? tuning.block_n : (n >= 4096 ? 256 : 128);
-    QLLM_CHECK(p.block_n == 128 || p.block_n == 256, "wide int8 kernel: block_n must be 128 or 256, not {}", p.block_n);
+    QLLM_CHECK(p.block_n == 128 || p.block_n == 256, "wide int8 kernel: block_n must be 128 or 256, not {}",
+               p.block_n);
     p.rows_per_cta = p.block_n;
     const int64_t ctas = ceil_div(n, p.block_n) * ceil_div(m, 128);
     if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_units / 4));
@@ -147,8 +156,8 @@ Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) cons
   if (kernel == Int8Kernel::Skinny) {
     QLLM_CHECK(static_cast<int64_t>(p.steps_per_split) * 64 * p.tokens_per_cta <=
                    kernels::kInt8SkinnyMaxActivationBytes,
-               "skinny int8 kernel: {} splits leave {} k steps per CTA, more than shared memory holds", p.splits,
-               p.steps_per_split);
+               "skinny int8 kernel: {} splits leave {} k steps per CTA, more than shared memory holds",
+               p.splits, p.steps_per_split);
   }
   return p;
 }
@@ -183,11 +192,11 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
   last_k_ = k;
 
   auto* status = reinterpret_cast<kernels::Int8PrepStatus*>(status_.data());
-  // Decode batches: the skinny GEMM quantizes its activations itself (one launch). Otherwise a prep pass first.
-  // Every CTA then scans all of X for outlier columns, which costs more than a launch once K is long (measured
-  // on H200: 2048x8192 at M=1 took 34 us fused against 27 us for M=16 with the separate pass).
-  const bool fused = p.kernel == Int8Kernel::Skinny && p.tokens_per_cta == 8 && m <= kernels::kFusedPrepRows &&
-                     k <= kFusedPrepMaxK;
+  // Decode batches: the skinny GEMM quantizes its activations itself (one launch). Otherwise a prep pass
+  // first. Every CTA then scans all of X for outlier columns, which costs more than a launch once K is long
+  // (measured on H200: 2048x8192 at M=1 took 34 us fused against 27 us for M=16 with the separate pass).
+  const bool fused = p.kernel == Int8Kernel::Skinny && p.tokens_per_cta == 8 &&
+                     m <= kernels::kFusedPrepRows && k <= kFusedPrepMaxK;
   if (!fused) {
     kernels::Int8PrepArgs prep;
     prep.x = x;
@@ -225,8 +234,10 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
   a.steps_per_split = p.steps_per_split;
   if (p.splits > 1) {
     const size_t partial_count = static_cast<size_t>(p.splits) * static_cast<size_t>(m * w.n);
-    if (partials_.size() < partial_count) partials_ = DeviceBuffer<float>(partial_count, "split-K partial sums");
-    const size_t counter_count = static_cast<size_t>(ceil_div(w.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta));
+    if (partials_.size() < partial_count)
+      partials_ = DeviceBuffer<float>(partial_count, "split-K partial sums");
+    const size_t counter_count =
+        static_cast<size_t>(ceil_div(w.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta));
     if (counters_.size() < counter_count) {
       counters_ = DeviceBuffer<unsigned int>(counter_count, "split-K counters");
       counters_.fill_bytes(0);

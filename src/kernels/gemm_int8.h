@@ -37,8 +37,8 @@ struct Int8Plan {
   Int8Kernel kernel = Int8Kernel::Skinny;
   int tokens_per_cta = 8;
   int rows_per_cta = 128;
-  int warps_k = 1;          // skinny
-  int block_n = 256;        // wide: weight rows per CTA
+  int warps_k = 1;    // skinny
+  int block_n = 256;  // wide: weight rows per CTA
   int splits = 1;
   int steps_per_split = 0;  // skinny: 64-wide k steps; wide: 128-wide k blocks
 };

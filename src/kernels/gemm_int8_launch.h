@@ -14,8 +14,9 @@ constexpr int kMaxOutlierColumns = 1024;
 
 // Device-side results of the activation prep that the host reads back only when asked (check()).
 struct Int8PrepStatus {
-  unsigned long long first_nonfinite;  // smallest flat index of a NaN/Inf activation since the last check, or ~0
-  int outlier_count;                   // outlier columns found (may exceed kMaxOutlierColumns: an error)
+  unsigned long long
+      first_nonfinite;  // smallest flat index of a NaN/Inf activation since the last check, or ~0
+  int outlier_count;    // outlier columns found (may exceed kMaxOutlierColumns: an error)
 };
 
 // Activation prep: X [m, k] (bf16 or f16) -> int8 rows with outlier columns removed.
@@ -23,35 +24,35 @@ struct Int8PrepArgs {
   const void* x = nullptr;
   bool bf16 = true;
   int m = 0, k = 0;
-  float threshold = 0;            // <= 0 or inf: no outliers
+  float threshold = 0;               // <= 0 or inf: no outliers
   uint32_t* outlier_bits = nullptr;  // [k / 32] bitmap (zeroed by the host before the large-M path)
-  int8_t* xq = nullptr;           // [m, k]
-  float* x_absmax = nullptr;      // [m]
-  int* outlier_cols = nullptr;    // [kMaxOutlierColumns] column of each outlier, ascending
-  uint16_t* x_outliers = nullptr;  // [m, kMaxOutlierColumns] the outlier columns' activations (16-bit)
+  int8_t* xq = nullptr;              // [m, k]
+  float* x_absmax = nullptr;         // [m]
+  int* outlier_cols = nullptr;       // [kMaxOutlierColumns] column of each outlier, ascending
+  uint16_t* x_outliers = nullptr;    // [m, kMaxOutlierColumns] the outlier columns' activations (16-bit)
   Int8PrepStatus* status = nullptr;
 };
-// Outlier bitmap over all rows (atomics), then one CTA per row. (Decode batches, m <= kFusedPrepRows, skip this:
-// the skinny GEMM quantizes its activations itself.)
+// Outlier bitmap over all rows (atomics), then one CTA per row. (Decode batches, m <= kFusedPrepRows, skip
+// this: the skinny GEMM quantizes its activations itself.)
 void launch_int8_prep(const Int8PrepArgs& args, cudaStream_t stream);
 // Offline weight quantization: rows of a [m, k] matrix, no outliers (the same kernel as the activations').
 void launch_int8_quantize_rows(const Int8PrepArgs& args, cudaStream_t stream);
 
 // The GEMM proper: Y[m, n] = (xq @ wq^T) * x_absmax[m] * w_absmax[n] / 127^2 + outlier columns in 16 bits.
 struct Int8GemmArgs {
-  const int8_t* xq = nullptr;        // [m, k]
-  const float* x_absmax = nullptr;   // [m]
-  const int8_t* w = nullptr;         // [n, k]
-  const float* w_absmax = nullptr;   // [n]
+  const int8_t* xq = nullptr;       // [m, k]
+  const float* x_absmax = nullptr;  // [m]
+  const int8_t* w = nullptr;        // [n, k]
+  const float* w_absmax = nullptr;  // [n]
   const int* outlier_cols = nullptr;
   const uint16_t* x_outliers = nullptr;
   Int8PrepStatus* status = nullptr;  // outlier_count (written by the kernel itself with fused_prep)
-  // fused_prep (skinny, m <= kFusedPrepRows): the kernel quantizes the 16-bit activations `x` itself, each CTA
-  // its own slice, and ignores xq / x_absmax / outlier_cols / x_outliers.
+  // fused_prep (skinny, m <= kFusedPrepRows): the kernel quantizes the 16-bit activations `x` itself, each
+  // CTA its own slice, and ignores xq / x_absmax / outlier_cols / x_outliers.
   bool fused_prep = false;
   const void* x = nullptr;
   float threshold = 0;
-  void* y = nullptr;                 // [m, n] bf16 or f16
+  void* y = nullptr;  // [m, n] bf16 or f16
   bool bf16 = true;
   float* partials = nullptr;         // split-K: scaled partial sums [splits][m][n]
   unsigned int* counters = nullptr;  // split-K arrival counters (skinny), zero between launches
@@ -68,8 +69,8 @@ void launch_int8_skinny(const Int8GemmArgs& args, int tok_tiles, int warps_k, cu
 
 // Wide path (TMA + wgmma s8, sm_90a): 128 tokens x block_n (128 or 256) weight rows per CTA.
 bool int8_wide_available();
-void launch_int8_wide(const Int8GemmArgs& args, const CUtensorMap& x_map, const CUtensorMap& w_map, int block_n,
-                      cudaStream_t stream);
+void launch_int8_wide(const Int8GemmArgs& args, const CUtensorMap& x_map, const CUtensorMap& w_map,
+                      int block_n, cudaStream_t stream);
 // Split-K finish for the wide path: sums the partials in split order, adds the outlier columns, writes Y.
 void launch_int8_splitk_reduce(const Int8GemmArgs& args, cudaStream_t stream);
 

@@ -23,7 +23,8 @@ constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kStepK = 64;
 constexpr int kPrefetch = 3;  // 64-wide steps in flight per warp (two 16-byte loads each)
-constexpr int kRowPad = 64;   // bytes of padding per activation row: two rows of a quarter-warp hit different banks
+constexpr int kRowPad =
+    64;  // bytes of padding per activation row: two rows of a quarter-warp hit different banks
 
 __device__ __forceinline__ void mma_s8(int32_t (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                        uint32_t b0, uint32_t b1) {
@@ -45,12 +46,13 @@ __device__ __forceinline__ float from_16bit(uint16_t bits) {
   return __half2float(__ushort_as_half(bits));
 }
 
-// Fused activation prep for decode (m <= 8): every CTA reads all of X (a few KB), finds the outlier columns and the
-// rows' absmax itself, and quantizes only its own K slice into shared memory. Deterministic and identical in every
-// CTA, so no separate prep launch (or its latency) is needed.
+// Fused activation prep for decode (m <= 8): every CTA reads all of X (a few KB), finds the outlier columns
+// and the rows' absmax itself, and quantizes only its own K slice into shared memory. Deterministic and
+// identical in every CTA, so no separate prep launch (or its latency) is needed.
 template <bool kBf16, int kTokens>
-__device__ void fused_prep(const Int8GemmArgs& a, int token_base, int cta_begin, int cta_steps, uint8_t* x_slice,
-                           int row_bytes, uint32_t* bits, int* outlier_list, float* absmax, int* outlier_count) {
+__device__ void fused_prep(const Int8GemmArgs& a, int token_base, int cta_begin, int cta_steps,
+                           uint8_t* x_slice, int row_bytes, uint32_t* bits, int* outlier_list, float* absmax,
+                           int* outlier_count) {
   const int words = a.k / 32, chunks = a.k / 8;
   const int rows = min(kTokens, a.m - token_base);
   const bool enabled = a.threshold > 0.0f && a.threshold < 3.0e38f;
@@ -60,16 +62,19 @@ __device__ void fused_prep(const Int8GemmArgs& a, int token_base, int cta_begin,
   __syncthreads();
   for (int i = threadIdx.x; i < rows * chunks; i += kThreads) {
     const int row = i / chunks, chunk = i % chunks;
-    const uint4 q = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(token_base + row) * a.k) + chunk);
+    const uint4 q =
+        __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(token_base + row) * a.k) + chunk);
     const uint32_t v[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const float value = from_16bit<kBf16>(static_cast<uint16_t>(v[j / 2] >> (16 * (j % 2))));
       if (reporter && !(fabsf(value) <= 3.0e38f)) {
-        atomicMin(&a.status->first_nonfinite,
-                  static_cast<unsigned long long>((static_cast<int64_t>(token_base + row) * a.k + chunk * 8 + j)));
+        atomicMin(
+            &a.status->first_nonfinite,
+            static_cast<unsigned long long>((static_cast<int64_t>(token_base + row) * a.k + chunk * 8 + j)));
       }
-      if (enabled && fabsf(value) >= a.threshold) atomicOr(&bits[(chunk * 8 + j) >> 5], 1u << ((chunk * 8 + j) & 31));
+      if (enabled && fabsf(value) >= a.threshold)
+        atomicOr(&bits[(chunk * 8 + j) >> 5], 1u << ((chunk * 8 + j) & 31));
     }
   }
   __syncthreads();
@@ -96,7 +101,8 @@ __device__ void fused_prep(const Int8GemmArgs& a, int token_base, int cta_begin,
     float m = 0.f;
     if (row < rows) {
       for (int chunk = lane; chunk < chunks; chunk += 32) {
-        const uint4 q = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(token_base + row) * a.k) + chunk);
+        const uint4 q =
+            __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(token_base + row) * a.k) + chunk);
         const uint32_t v[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
@@ -115,14 +121,16 @@ __device__ void fused_prep(const Int8GemmArgs& a, int token_base, int cta_begin,
     for (int c = lane; c < slice_chunks; c += 32) {
       uint32_t packed[2] = {0, 0};
       if (row < rows) {
-        const uint4 q = __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(token_base + row) * a.k) +
-                              first_chunk + c);
+        const uint4 q =
+            __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(token_base + row) * a.k) +
+                  first_chunk + c);
         const uint32_t v[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const int col = (first_chunk + c) * 8 + j;
           if (!((bits[col >> 5] >> (col & 31)) & 1u)) {
-            const int8_t qv = int8q::quantize(from_16bit<kBf16>(static_cast<uint16_t>(v[j / 2] >> (16 * (j % 2)))), inverse);
+            const int8_t qv = int8q::quantize(
+                from_16bit<kBf16>(static_cast<uint16_t>(v[j / 2] >> (16 * (j % 2)))), inverse);
             packed[j / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(qv)) << (8 * (j % 4));
           }
         }
@@ -156,7 +164,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
 
   // ---- weights: rows g and g + 8 of the tile, 16 bytes each per step ----
   const int row0 = tile * 16 + g;
-  const uint4* w_lo = reinterpret_cast<const uint4*>(a.w + static_cast<int64_t>(row0) * a.k + warp_begin * kStepK) + t;
+  const uint4* w_lo =
+      reinterpret_cast<const uint4*>(a.w + static_cast<int64_t>(row0) * a.k + warp_begin * kStepK) + t;
   const uint4* w_hi = w_lo + static_cast<int64_t>(8) * a.k / 16;
   uint4 ring_lo[kPrefetch], ring_hi[kPrefetch];
 #pragma unroll
@@ -169,8 +178,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
 
   // ---- the CTA's int8 activation slice [kTokens x cta_steps * 64] into shared memory, once ----
   const int row_bytes = a.steps_per_split * kStepK + kRowPad;
-  // With the fused prep, the outlier bitmap and list and the row scales follow both the slice and the cross-warp
-  // reduction's scratch, which reuses the slice's space (and may be larger).
+  // With the fused prep, the outlier bitmap and list and the row scales follow both the slice and the
+  // cross-warp reduction's scratch, which reuses the slice's space (and may be larger).
   constexpr int kReduceBytes = kWarps * kTokTiles * 4 * 32 * 4;
   uint32_t* prep_bits = reinterpret_cast<uint32_t*>(smem + max(kTokens * row_bytes, kReduceBytes));
   int* prep_outliers = reinterpret_cast<int*>(prep_bits + a.k / 32);
@@ -186,7 +195,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
       const int token = token_base + row;
       const bool valid = token < a.m;
       w4a16::cp_async_16(smem + row * row_bytes + col,
-                         a.xq + (valid ? static_cast<int64_t>(token) * a.k + cta_begin * kStepK + col : 0), valid);
+                         a.xq + (valid ? static_cast<int64_t>(token) * a.k + cta_begin * kStepK + col : 0),
+                         valid);
     }
     w4a16::cp_async_commit();
     w4a16::cp_async_wait<0>();
@@ -241,7 +251,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           int32_t sum = 0;
-          for (int kw = 0; kw < kWarpsK; ++kw) sum += partial[((kw * kTilesPerCta + warp_tile) * kValues + tt * 4 + i) * 32 + lane];
+          for (int kw = 0; kw < kWarpsK; ++kw)
+            sum += partial[((kw * kTilesPerCta + warp_tile) * kValues + tt * 4 + i) * 32 + lane];
           acc[tt][i] = sum;
         }
       }
@@ -257,9 +268,11 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
     const float w_absmax = a.w_absmax[row];
     for (int i = 0; i < outliers; ++i) {
       const int col = kFusedPrep ? prep_outliers[i] : a.outlier_cols[i];
-      const uint16_t bits = kFusedPrep ? static_cast<const uint16_t*>(a.x)[static_cast<int64_t>(token) * a.k + col]
-                                       : a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + i];
-      sum += from_16bit<kBf16>(bits) * int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + col], w_absmax);
+      const uint16_t bits = kFusedPrep
+                                ? static_cast<const uint16_t*>(a.x)[static_cast<int64_t>(token) * a.k + col]
+                                : a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + i];
+      sum +=
+          from_16bit<kBf16>(bits) * int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + col], w_absmax);
     }
     return sum;
   };
@@ -272,7 +285,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
         const int token = token_base + tt * 8 + 2 * t + (i & 1);
         const int row = row0 + 8 * (i >> 1);
         if (token >= a.m) continue;
-        const float value = static_cast<float>(acc[tt][i]) * (x_absmax(token) * a.w_absmax[row] * (1.0f / 16129.0f));
+        const float value =
+            static_cast<float>(acc[tt][i]) * (x_absmax(token) * a.w_absmax[row] * (1.0f / 16129.0f));
         if (a.splits == 1) {
           y[static_cast<int64_t>(token) * a.n + row] = to_output<kBf16>(value + outlier_term(token, row));
         } else {
@@ -288,7 +302,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
   __threadfence();
   __syncthreads();
   const int counter = blockIdx.z * gridDim.x + blockIdx.x;
-  if (threadIdx.x == 0) is_last = atomicAdd(&a.counters[counter], 1u) == static_cast<unsigned int>(a.splits - 1);
+  if (threadIdx.x == 0)
+    is_last = atomicAdd(&a.counters[counter], 1u) == static_cast<unsigned int>(a.splits - 1);
   __syncthreads();
   if (!is_last) return;
   __threadfence();
@@ -334,19 +349,33 @@ void launch_config(const Int8GemmArgs& a, cudaStream_t stream) {
 template <bool kBf16, int kTokTiles>
 void launch_tokens(const Int8GemmArgs& a, int warps_k, cudaStream_t stream) {
   switch (warps_k) {
-    case 1: launch_config<kBf16, kTokTiles, 1>(a, stream); break;
-    case 2: launch_config<kBf16, kTokTiles, 2>(a, stream); break;
-    case 4: launch_config<kBf16, kTokTiles, 4>(a, stream); break;
-    default: launch_config<kBf16, kTokTiles, 8>(a, stream); break;
+    case 1:
+      launch_config<kBf16, kTokTiles, 1>(a, stream);
+      break;
+    case 2:
+      launch_config<kBf16, kTokTiles, 2>(a, stream);
+      break;
+    case 4:
+      launch_config<kBf16, kTokTiles, 4>(a, stream);
+      break;
+    default:
+      launch_config<kBf16, kTokTiles, 8>(a, stream);
+      break;
   }
 }
 
 template <bool kBf16>
 void launch_typed(const Int8GemmArgs& a, int tok_tiles, int warps_k, cudaStream_t stream) {
   switch (tok_tiles) {
-    case 1: launch_tokens<kBf16, 1>(a, warps_k, stream); break;
-    case 2: launch_tokens<kBf16, 2>(a, warps_k, stream); break;
-    default: launch_tokens<kBf16, 4>(a, warps_k, stream); break;
+    case 1:
+      launch_tokens<kBf16, 1>(a, warps_k, stream);
+      break;
+    case 2:
+      launch_tokens<kBf16, 2>(a, warps_k, stream);
+      break;
+    default:
+      launch_tokens<kBf16, 4>(a, warps_k, stream);
+      break;
   }
 }
 

@@ -21,10 +21,12 @@ __global__ void __launch_bounds__(256) int8_splitk_reduce_kernel(const Int8GemmA
   const float w_absmax = a.w_absmax[row];
   for (int o = 0; o < outliers; ++o) {
     const uint16_t bits = a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + o];
-    const float x = a.bf16 ? __uint_as_float(static_cast<uint32_t>(bits) << 16) : __half2float(__ushort_as_half(bits));
+    const float x =
+        a.bf16 ? __uint_as_float(static_cast<uint32_t>(bits) << 16) : __half2float(__ushort_as_half(bits));
     sum += x * int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + a.outlier_cols[o]], w_absmax);
   }
-  static_cast<uint16_t*>(a.y)[i] = a.bf16 ? __bfloat16_as_ushort(__float2bfloat16_rn(sum)) : __half_as_ushort(__float2half_rn(sum));
+  static_cast<uint16_t*>(a.y)[i] =
+      a.bf16 ? __bfloat16_as_ushort(__float2bfloat16_rn(sum)) : __half_as_ushort(__float2half_rn(sum));
 }
 
 }  // namespace

@@ -36,7 +36,8 @@ struct Config {
   static constexpr int kStageA = kBlockM * kBlockK;  // bytes
   static constexpr int kStageB = kBlockN * kBlockK;
   static constexpr int kStageBytes = kStageA + kStageB;
-  static constexpr int kSmem = kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers + alignment slack
+  static constexpr int kSmem =
+      kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers + alignment slack
 };
 
 template <bool kBf16>
@@ -47,9 +48,11 @@ __device__ __forceinline__ float from_16bit(uint16_t bits) {
 template <bool kBf16>
 __device__ __forceinline__ uint32_t pack_output(float lo, float hi) {
   if constexpr (kBf16) {
-    return __bfloat16_as_ushort(__float2bfloat16_rn(lo)) | (static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
+    return __bfloat16_as_ushort(__float2bfloat16_rn(lo)) |
+           (static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
   }
-  return __half_as_ushort(__float2half_rn(lo)) | (static_cast<uint32_t>(__half_as_ushort(__float2half_rn(hi))) << 16);
+  return __half_as_ushort(__float2half_rn(lo)) |
+         (static_cast<uint32_t>(__half_as_ushort(__float2half_rn(hi))) << 16);
 }
 
 template <bool kBf16, int kBlockN>
@@ -59,7 +62,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if QLLM_WGMMA_ENABLED
   using C = Config<kBlockN>;
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* smem =
+      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + C::kStages * C::kStageBytes);
   uint64_t* empty = full + C::kStages;
   auto stage_a = [&](int s) { return smem + s * C::kStageBytes; };
@@ -123,7 +127,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // ---- epilogue: acc[4c + e] is token 16w + g + 8(e / 2), weight row 8c + 2t + (e % 2) ----
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int outliers = a.splits == 1 ? min(a.status->outlier_count, kMaxOutlierColumns) : 0;  // else: in the reduce
+  const int outliers =
+      a.splits == 1 ? min(a.status->outlier_count, kMaxOutlierColumns) : 0;  // else: in the reduce
   // Up to kStagedOutliers outlier columns go through shared memory (the pipeline stages are free now): their
   // activations [kBlockM][n] and dequantized weights [kBlockN][n] as floats, so that every output adds them
   // with shared-memory loads only. More columns (rare) are read from global memory.
@@ -136,12 +141,15 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = rank; i < kBlockM * outliers; i += 256) {
       const int token = token_base + i / outliers, o = i % outliers;
       staged_x[(i / outliers) * kStagedOutliers + o] =
-          token < a.m ? from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + o]) : 0.f;
+          token < a.m ? from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + o])
+                      : 0.f;
     }
     for (int i = rank; i < kBlockN * outliers; i += 256) {
       const int row = row_base + i / outliers, o = i % outliers;
       staged_w[(i / outliers) * kStagedOutliers + o] =
-          row < a.n ? int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + a.outlier_cols[o]], a.w_absmax[row]) : 0.f;
+          row < a.n
+              ? int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + a.outlier_cols[o]], a.w_absmax[row])
+              : 0.f;
     }
     named_barrier(1, 256);
   }
@@ -175,7 +183,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (staged) {
         xo[half] = staged_x[(token - token_base) * kStagedOutliers + o];
       } else {
-        xo[half] = token < a.m ? from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + o]) : 0.f;
+        xo[half] = token < a.m
+                       ? from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + o])
+                       : 0.f;
       }
     }
 #pragma unroll
@@ -187,7 +197,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (staged) {
           w = staged_w[(row - row_base) * kStagedOutliers + o];
         } else {
-          w = row < a.n ? int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + a.outlier_cols[o]], a.w_absmax[row])
+          w = row < a.n ? int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + a.outlier_cols[o]],
+                                            a.w_absmax[row])
                         : 0.f;
         }
 #pragma unroll
@@ -209,7 +220,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (row >= a.n) continue;
       const float v0 = __int_as_float(acc[4 * c + 2 * half]), v1 = __int_as_float(acc[4 * c + 2 * half + 1]);
       if (a.splits == 1) {
-        *reinterpret_cast<uint32_t*>(y + static_cast<int64_t>(token) * a.n + row) = pack_output<kBf16>(v0, v1);
+        *reinterpret_cast<uint32_t*>(y + static_cast<int64_t>(token) * a.n + row) =
+            pack_output<kBf16>(v0, v1);
       } else {
         *reinterpret_cast<float2*>(a.partials + (static_cast<int64_t>(split) * a.m + token) * a.n + row) =
             make_float2(v0, v1);
@@ -220,11 +232,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 template <bool kBf16, int kBlockN>
-void launch_config(const Int8GemmArgs& a, const CUtensorMap& x_map, const CUtensorMap& w_map, cudaStream_t stream) {
+void launch_config(const Int8GemmArgs& a, const CUtensorMap& x_map, const CUtensorMap& w_map,
+                   cudaStream_t stream) {
   using C = Config<kBlockN>;
   static const bool configured = [] {
-    QLLM_CUDA_CHECK(cudaFuncSetAttribute(int8_wide_kernel<kBf16, kBlockN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         C::kSmem));
+    QLLM_CUDA_CHECK(cudaFuncSetAttribute(int8_wide_kernel<kBf16, kBlockN>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
     return true;
   }();
   (void)configured;
@@ -245,7 +258,8 @@ bool int8_wide_available() {
 void launch_int8_wide(const Int8GemmArgs& a, const CUtensorMap& x_map, const CUtensorMap& w_map, int block_n,
                       cudaStream_t stream) {
   if (a.bf16) {
-    block_n == 128 ? launch_config<true, 128>(a, x_map, w_map, stream) : launch_config<true, 256>(a, x_map, w_map, stream);
+    block_n == 128 ? launch_config<true, 128>(a, x_map, w_map, stream)
+                   : launch_config<true, 256>(a, x_map, w_map, stream);
   } else {
     block_n == 128 ? launch_config<false, 128>(a, x_map, w_map, stream)
                    : launch_config<false, 256>(a, x_map, w_map, stream);

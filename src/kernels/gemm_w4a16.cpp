@@ -12,7 +12,9 @@ namespace qllm {
 
 namespace {
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
 
 int multiprocessors() {
   static const int count = [] {
@@ -24,7 +26,9 @@ int multiprocessors() {
   return count;
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 // Auto's crossovers, measured on H200 (docs/RESULTS.md). From kDequantFromTokens on the dequant path wins on
 // every shape; between kWgmmaUntilTokens and there it wins only where its 16-bit scratch is small, because
@@ -37,11 +41,16 @@ constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (12
 
 std::string_view w4a16_kernel_name(W4A16Kernel kernel) {
   switch (kernel) {
-    case W4A16Kernel::Auto: return "auto";
-    case W4A16Kernel::Skinny: return "skinny";
-    case W4A16Kernel::Wgmma: return "wgmma";
-    case W4A16Kernel::Wide: return "wide";
-    case W4A16Kernel::Dequant: return "dequant";
+    case W4A16Kernel::Auto:
+      return "auto";
+    case W4A16Kernel::Skinny:
+      return "skinny";
+    case W4A16Kernel::Wgmma:
+      return "wgmma";
+    case W4A16Kernel::Wide:
+      return "wide";
+    case W4A16Kernel::Dequant:
+      return "dequant";
   }
   return "?";
 }
@@ -60,7 +69,8 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
   d.layout = w.layout;
   d.qweight = to_device(std::span<const uint8_t>(w.qweight), "W4A16 packed weights");
   d.scales = to_device(std::span<const uint16_t>(w.scales), "W4A16 scales");
-  if (w.layout.zero_point) d.zero_offsets = to_device(std::span<const uint16_t>(w.zero_offsets), "W4A16 zeros");
+  if (w.layout.zero_point)
+    d.zero_offsets = to_device(std::span<const uint16_t>(w.zero_offsets), "W4A16 zeros");
   return d;
 }
 
@@ -78,20 +88,23 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
       kernel = W4A16Kernel::Dequant;
     }
   }
-  QLLM_CHECK(kernel == W4A16Kernel::Skinny || kernel == W4A16Kernel::Dequant || wgmma,
-             "the {} W4A16 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)",
-             w4a16_kernel_name(kernel));
+  QLLM_CHECK(
+      kernel == W4A16Kernel::Skinny || kernel == W4A16Kernel::Dequant || wgmma,
+      "the {} W4A16 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)",
+      w4a16_kernel_name(kernel));
   const int64_t k_steps = layout.k / kW4A16TileK;
   const int64_t sms = multiprocessors();
   W4A16Plan p;
   p.kernel = kernel;
   int64_t splits = 1;
   if (kernel == W4A16Kernel::Skinny) {
-    // Enough CTAs for two per SM if the rows allow: split K across the warps of a CTA (reduced in shared memory).
+    // Enough CTAs for two per SM if the rows allow: split K across the warps of a CTA (reduced in shared
+    // memory).
     p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 8 ? 8 : (m <= 16 ? 16 : 32));
     QLLM_CHECK(p.tokens_per_cta == 8 || p.tokens_per_cta == 16 || p.tokens_per_cta == 32,
                "skinny W4A16 kernel: tokens per CTA must be 8, 16 or 32, not {}", p.tokens_per_cta);
-    const int64_t target = 2 * sms, token_blocks = ceil_div(m, p.tokens_per_cta), tiles = layout.n / kW4A16TileN;
+    const int64_t target = 2 * sms, token_blocks = ceil_div(m, p.tokens_per_cta),
+                  tiles = layout.n / kW4A16TileN;
     p.warps_k = 8;
     for (int warps_k : {1, 2, 4, 8}) {
       if (ceil_div(tiles, 8 / warps_k) * token_blocks >= target) {
@@ -103,8 +116,8 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     QLLM_CHECK(p.warps_k == 1 || p.warps_k == 2 || p.warps_k == 4 || p.warps_k == 8,
                "skinny W4A16 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
     p.rows_per_cta = 16 * (8 / p.warps_k);
-    // No split across CTAs for occupancy: measured on H200, the partial sums' extra round trips cost more than
-    // the idle SMs of a small grid. Only when the activation slice would not fit in shared memory.
+    // No split across CTAs for occupancy: measured on H200, the partial sums' extra round trips cost more
+    // than the idle SMs of a small grid. Only when the activation slice would not fit in shared memory.
     const int64_t max_steps = kernels::kSkinnyMaxActivationBytes / (p.tokens_per_cta * kW4A16TileK * 2);
     splits = ceil_div(k_steps, max_steps);
   } else if (kernel == W4A16Kernel::Dequant) {
@@ -119,7 +132,8 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     const int64_t ctas = ceil_div(layout.n, p.block_n) * ceil_div(m, 128);  // one per SM
     if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
   } else {
-    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 64 ? 64 : (m <= 128 ? 128 : 256));
+    p.tokens_per_cta =
+        tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 64 ? 64 : (m <= 128 ? 128 : 256));
     QLLM_CHECK(p.tokens_per_cta == 64 || p.tokens_per_cta == 128 || p.tokens_per_cta == 256,
                "wgmma W4A16 kernel: tokens per CTA must be 64, 128 or 256, not {}", p.tokens_per_cta);
     p.warpgroups = kernels::w4a16_wgmma_warpgroups(p.tokens_per_cta, tuning.warpgroups);
@@ -134,14 +148,14 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
   if (kernel == W4A16Kernel::Skinny) {
     QLLM_CHECK(static_cast<int64_t>(p.steps_per_split) * kW4A16TileK * p.tokens_per_cta * 2 <=
                    kernels::kSkinnyMaxActivationBytes,
-               "skinny W4A16 kernel: {} splits leave {} k steps per CTA, more than shared memory holds", p.splits,
-               p.steps_per_split);
+               "skinny W4A16 kernel: {} splits leave {} k steps per CTA, more than shared memory holds",
+               p.splits, p.steps_per_split);
   }
   return p;
 }
 
-void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeights& w, void* y, cudaStream_t stream,
-                    W4A16Kernel kernel) {
+void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeights& w, void* y,
+                    cudaStream_t stream, W4A16Kernel kernel) {
   const W4A16Layout& l = w.layout;
   QLLM_CHECK(m >= 1 && m <= INT_MAX / 2, "W4A16 GEMM: M = {} out of range", m);
   QLLM_CHECK(k == l.k, "W4A16 GEMM: X has K = {} but the weights are [{}, {}]", k, l.n, l.k);
@@ -149,7 +163,8 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
   QLLM_CHECK(x != nullptr && y != nullptr && aligned16(x) && aligned16(y),
              "W4A16 GEMM: X and Y must be non-null, 16-byte aligned device pointers");
   QLLM_CHECK(aligned16(w.qweight.data()) && w.qweight.size() == static_cast<size_t>(l.n * l.k / 2),
-             "W4A16 GEMM: packed weights hold {} bytes, [{}, {}] needs {}", w.qweight.size(), l.n, l.k, l.n * l.k / 2);
+             "W4A16 GEMM: packed weights hold {} bytes, [{}, {}] needs {}", w.qweight.size(), l.n, l.k,
+             l.n * l.k / 2);
 
   const W4A16Plan p = plan(m, l, kernel);
   kernels::W4A16KernelArgs args;
@@ -167,7 +182,8 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
   args.steps_per_split = p.steps_per_split;
   if (p.splits > 1) {
     const size_t partial_count = static_cast<size_t>(p.splits) * static_cast<size_t>(m * l.n);
-    if (partials_.size() < partial_count) partials_ = DeviceBuffer<float>(partial_count, "split-K partial sums");
+    if (partials_.size() < partial_count)
+      partials_ = DeviceBuffer<float>(partial_count, "split-K partial sums");
     const size_t counter_count =
         static_cast<size_t>(ceil_div(l.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta));
     if (counters_.size() < counter_count) {
@@ -180,7 +196,8 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
   const bool bf16 = l.activation == DType::BF16;
   if (p.kernel == W4A16Kernel::Dequant) {
     const size_t count = static_cast<size_t>(l.n * l.k);
-    if (scratch_.size() < count) scratch_ = DeviceBuffer<uint16_t>(count, "dequantized weights (dequant path)");
+    if (scratch_.size() < count)
+      scratch_ = DeviceBuffer<uint16_t>(count, "dequantized weights (dequant path)");
     kernels::launch_w4a16_dequantize(args, bf16, scratch_.data(), stream);
     QLLM_CUDA_CHECK_LAUNCH();
     cublas_.run(x, scratch_.data(), y, m, l.n, l.k, l.activation, stream);

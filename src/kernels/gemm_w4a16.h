@@ -55,8 +55,8 @@ struct W4A16Tuning {
   int splits = 0;
 };
 
-// Owns the split-K workspace and the dequant path's scratch (N x K 16-bit values of the largest weight seen) and
-// cuBLAS handle; one instance per stream (launches on one instance must not overlap).
+// Owns the split-K workspace and the dequant path's scratch (N x K 16-bit values of the largest weight seen)
+// and cuBLAS handle; one instance per stream (launches on one instance must not overlap).
 class W4A16Gemm {
  public:
   W4A16Tuning tuning;

@@ -1,6 +1,6 @@
-// W4A16 weights back to 16 bits, read from the repacked layout: out[N, K] = bf16/f16((q - z) * s), one rounding
-// of the exact product (the same values the Hopper kernels feed their tensor cores). The first half of the
-// "dequant" path for large M, where a 16-bit GEMM's compute dominates and cuBLAS does it best.
+// W4A16 weights back to 16 bits, read from the repacked layout: out[N, K] = bf16/f16((q - z) * s), one
+// rounding of the exact product (the same values the Hopper kernels feed their tensor cores). The first half
+// of the "dequant" path for large M, where a 16-bit GEMM's compute dominates and cuBLAS does it best.
 #include "kernels/gemm_w4a16_device.cuh"
 #include "kernels/gemm_w4a16_launch.h"
 
@@ -11,7 +11,8 @@ namespace {
 using namespace w4a16;
 
 constexpr int kWarps = 8;
-constexpr int kTileRowBytes = 64 * 2 + 16;  // one unit's row of 64 weights, padded: conflict-free stmatrix rows
+constexpr int kTileRowBytes =
+    64 * 2 + 16;  // one unit's row of 64 weights, padded: conflict-free stmatrix rows
 
 __device__ __forceinline__ void stmatrix_x4(const void* smem, const uint32_t (&r)[4]) {
   const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -24,7 +25,8 @@ __device__ __forceinline__ void stmatrix_x4(const void* smem, const uint32_t (&r
 // shared-memory tile with stmatrix (the inverse of the MMA fragment layout), then write the tile's rows to
 // global memory as whole 128-byte lines.
 template <typename T>
-__global__ void __launch_bounds__(kWarps * 32) w4a16_dequant_kernel(const W4A16KernelArgs a, uint16_t* __restrict__ out) {
+__global__ void __launch_bounds__(kWarps * 32)
+    w4a16_dequant_kernel(const W4A16KernelArgs a, uint16_t* __restrict__ out) {
   __shared__ __align__(16) uint8_t tiles[kWarps][16 * kTileRowBytes];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4;
   const int64_t k_steps = a.k / 64;

@@ -33,7 +33,8 @@ __device__ __forceinline__ uint32_t lop3_and_or(uint32_t x, uint32_t mask, uint3
 template <typename T>
 __device__ __forceinline__ uint32_t sub2(uint32_t a, uint32_t b) {
   if constexpr (T::kIsBf16) {
-    __nv_bfloat162 r = __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    __nv_bfloat162 r =
+        __hsub2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
     return *reinterpret_cast<uint32_t*>(&r);
   } else {
     __half2 r = __hsub2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
@@ -43,7 +44,8 @@ __device__ __forceinline__ uint32_t sub2(uint32_t a, uint32_t b) {
 template <typename T>
 __device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
   if constexpr (T::kIsBf16) {
-    __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+    __nv_bfloat162 r =
+        __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
     return *reinterpret_cast<uint32_t*>(&r);
   } else {
     __half2 r = __hmul2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b));
@@ -52,14 +54,19 @@ __device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
 }
 
 // Both halves of a 32-bit register set to its low (high) 16 bits.
-__device__ __forceinline__ uint32_t low_pair(uint32_t x) { return __byte_perm(x, 0, 0x1010); }
-__device__ __forceinline__ uint32_t high_pair(uint32_t x) { return __byte_perm(x, 0, 0x3232); }
+__device__ __forceinline__ uint32_t low_pair(uint32_t x) {
+  return __byte_perm(x, 0, 0x1010);
+}
+__device__ __forceinline__ uint32_t high_pair(uint32_t x) {
+  return __byte_perm(x, 0, 0x3232);
+}
 
 // One k16 step of an A fragment: four registers of exact integers (q - z) as bf16/f16 pairs.
 // `word` is the lane's 32-bit word for the step (docs/FORMATS.md); zero_lo/zero_hi are the pairs
 // (magic + z, magic + z) of rows g and g + 8.
 template <typename T>
-__device__ __forceinline__ void dequant_step(uint32_t word, uint32_t zero_lo, uint32_t zero_hi, uint32_t (&a)[4]) {
+__device__ __forceinline__ void dequant_step(uint32_t word, uint32_t zero_lo, uint32_t zero_hi,
+                                             uint32_t (&a)[4]) {
   constexpr uint32_t kMagic2 = T::kMagic | (T::kMagic << 16);
   a[0] = sub2<T>(lop3_and_or(word, 0x000f000fu, kMagic2), zero_lo);        // row g,     k 2t, 2t+1
   a[1] = sub2<T>(lop3_and_or(word >> 4, 0x000f000fu, kMagic2), zero_hi);   // row g + 8, k 2t, 2t+1
@@ -98,14 +105,18 @@ __device__ __forceinline__ void cp_async_16(void* smem, const void* global, bool
   const int src_bytes = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(global), "r"(src_bytes));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;");
+}
 template <int kPending>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(kPending));
 }
 
 // Weights are streamed once: keep them out of L1.
-__device__ __forceinline__ uint4 load_weights(const uint4* p) { return __ldcs(p); }
+__device__ __forceinline__ uint4 load_weights(const uint4* p) {
+  return __ldcs(p);
+}
 
 template <typename T>
 __device__ __forceinline__ float scale_to_float(uint32_t bits16) {
@@ -119,12 +130,12 @@ __device__ __forceinline__ uint16_t float_to_output(float v) {
   return __half_as_ushort(__float2half_rn(v));
 }
 
-// Split-K across CTAs, after this CTA wrote its partial sums for output rows [first_row, first_row + rows) and
-// tokens [token_base, token_base + tokens): the last CTA of the tile (counted on args.counters[counter]) adds
-// the partials in split order (deterministic) and writes Y. Every thread of the CTA must call this.
+// Split-K across CTAs, after this CTA wrote its partial sums for output rows [first_row, first_row + rows)
+// and tokens [token_base, token_base + tokens): the last CTA of the tile (counted on args.counters[counter])
+// adds the partials in split order (deterministic) and writes Y. Every thread of the CTA must call this.
 template <typename T>
-__device__ void splitk_finish(const W4A16KernelArgs& args, int counter, int first_row, int rows, int token_base,
-                              int tokens) {
+__device__ void splitk_finish(const W4A16KernelArgs& args, int counter, int first_row, int rows,
+                              int token_base, int tokens) {
   __shared__ bool is_last;
   __threadfence();
   __syncthreads();

@@ -10,18 +10,18 @@
 namespace qllm::kernels {
 
 struct W4A16KernelArgs {
-  const void* x = nullptr;                  // [M, K] bf16 or f16, row-major, 16-byte aligned rows
-  const void* qweight = nullptr;            // repacked units [N/16][K/64] x 512 bytes
-  const uint32_t* scales = nullptr;         // (s[g], s[g + 8]) pairs [N/16][groups][8]
-  const uint32_t* zero_offsets = nullptr;   // same order, (magic + z) pairs; nullptr when symmetric
-  void* y = nullptr;                        // [M, N] bf16 or f16
-  float* partials = nullptr;                // split-K partial sums [splits][M][N] (splits > 1)
-  unsigned int* counters = nullptr;         // split-K arrival counters per output tile, zero between launches
+  const void* x = nullptr;                 // [M, K] bf16 or f16, row-major, 16-byte aligned rows
+  const void* qweight = nullptr;           // repacked units [N/16][K/64] x 512 bytes
+  const uint32_t* scales = nullptr;        // (s[g], s[g + 8]) pairs [N/16][groups][8]
+  const uint32_t* zero_offsets = nullptr;  // same order, (magic + z) pairs; nullptr when symmetric
+  void* y = nullptr;                       // [M, N] bf16 or f16
+  float* partials = nullptr;               // split-K partial sums [splits][M][N] (splits > 1)
+  unsigned int* counters = nullptr;        // split-K arrival counters per output tile, zero between launches
   int m = 0, n = 0, k = 0;
-  int group_steps = 0;                      // k16 steps per scale group
-  int groups = 0;                           // scale groups per row
-  int splits = 1;                           // split-K factor
-  int steps_per_split = 0;                  // k64 steps per split
+  int group_steps = 0;      // k16 steps per scale group
+  int groups = 0;           // scale groups per row
+  int splits = 1;           // split-K factor
+  int steps_per_split = 0;  // k64 steps per split
 };
 
 // Skinny path (mma.sync, sm_80+): CTAs of 8 warps; warps_k (1, 2, 4, 8) of them split the CTA's K range, so
@@ -31,8 +31,8 @@ constexpr int kSkinnyMaxActivationBytes = 72 * 1024;
 void launch_w4a16_skinny_bf16(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 void launch_w4a16_skinny_f16(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 
-// Wide path with a dequantizing producer warpgroup (TMA + wgmma from shared memory, sm_90a only): 128 tokens x
-// block_n (128 or 256) weight rows per CTA; x_map is X's tensor map with [128 x 64] boxes.
+// Wide path with a dequantizing producer warpgroup (TMA + wgmma from shared memory, sm_90a only): 128 tokens
+// x block_n (128 or 256) weight rows per CTA; x_map is X's tensor map with [128 x 64] boxes.
 void launch_w4a16_wide(const W4A16KernelArgs& args, bool bf16, const CUtensorMap& x_map, int block_n,
                        cudaStream_t stream);
 

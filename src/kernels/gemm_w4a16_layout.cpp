@@ -12,7 +12,9 @@ namespace qllm {
 namespace {
 
 // The bf16 (f16) value whose low mantissa bits hold a nibble: 0x4300 | n is 128 + n, 0x6400 | n is 1024 + n.
-uint16_t magic_bits(DType activation) { return activation == DType::BF16 ? 0x4300 : 0x6400; }
+uint16_t magic_bits(DType activation) {
+  return activation == DType::BF16 ? 0x4300 : 0x6400;
+}
 
 float to_float_bits(uint16_t bits, DType dtype) {
   return dtype == DType::BF16 ? bf16_bits_to_float(bits) : half_bits_to_float(bits);
@@ -32,8 +34,8 @@ int64_t scale_index(const W4A16Layout& l, int64_t row, int64_t col) {
 // k16 step s = (col % 64) / 16, one 32-bit word whose nibble p = reg + 4 * e is weight
 //   reg 0: (row g,     col 2t + e)      reg 1: (row g + 8, col 2t + e)
 //   reg 2: (row g,     col 2t + 8 + e)  reg 3: (row g + 8, col 2t + 8 + e)
-// (rows and cols relative to the unit's 16 x 16 step), so (word >> 4 reg) & 0x000f000f is register `reg` of the
-// MMA A fragment: low half element e = 0, high half e = 1.
+// (rows and cols relative to the unit's 16 x 16 step), so (word >> 4 reg) & 0x000f000f is register `reg` of
+// the MMA A fragment: low half element e = 0, high half e = 1.
 void W4A16Weights::locate(const W4A16Layout& l, int64_t row, int64_t col, int64_t& byte, int& shift) {
   const int64_t unit = (row / kW4A16TileN) * (l.k / kW4A16TileK) + col / kW4A16TileK;
   const int64_t r = row % kW4A16TileN, c = col % kW4A16TileK;
@@ -113,7 +115,8 @@ W4A16Weights repack_w4a16(const Int4Matrix& m, DType activation) {
       const int64_t canonical_group = (row * l.k + col) / canonical.group_elems;
       const auto index = static_cast<size_t>(scale_index(l, row, col));
       w.scales[index] = from_float_bits(m.scale(canonical_group), activation);
-      if (l.zero_point) w.zero_offsets[index] = static_cast<uint16_t>(magic_bits(activation) + m.zero(canonical_group));
+      if (l.zero_point)
+        w.zero_offsets[index] = static_cast<uint16_t>(magic_bits(activation) + m.zero(canonical_group));
     }
   }
   return w;
@@ -139,7 +142,8 @@ Int4Matrix unpack_w4a16(const W4A16Weights& w) {
     for (int64_t group = 0; group < l.groups_per_row(); ++group) {
       const auto index = static_cast<size_t>(scale_index(l, row, group * l.group_k));
       m.scales.push_back(w.scales[index]);
-      if (l.zero_point) m.zeros.push_back(static_cast<uint8_t>(w.zero_offsets[index] - magic_bits(l.activation)));
+      if (l.zero_point)
+        m.zeros.push_back(static_cast<uint8_t>(w.zero_offsets[index] - magic_bits(l.activation)));
     }
   }
   return m;
@@ -162,7 +166,8 @@ std::vector<double> dequantize_w4a16_ref(const W4A16Weights& w, W4A16Precision p
   std::vector<double> out(static_cast<size_t>(l.n * l.k));
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < l.n; ++row) {
-    for (int64_t col = 0; col < l.k; ++col) out[static_cast<size_t>(row * l.k + col)] = dequantize_one(w, row, col, precision);
+    for (int64_t col = 0; col < l.k; ++col)
+      out[static_cast<size_t>(row * l.k + col)] = dequantize_one(w, row, col, precision);
   }
   return out;
 }
@@ -171,7 +176,8 @@ double gemm_w4a16_ref_element(std::span<const float> x, const W4A16Weights& w, i
                               W4A16Precision precision) {
   double sum = 0.0;
   for (int64_t col = 0; col < w.layout.k; ++col) {
-    sum += static_cast<double>(x[static_cast<size_t>(m * w.layout.k + col)]) * dequantize_one(w, n, col, precision);
+    sum += static_cast<double>(x[static_cast<size_t>(m * w.layout.k + col)]) *
+           dequantize_one(w, n, col, precision);
   }
   return sum;
 }
@@ -179,8 +185,8 @@ double gemm_w4a16_ref_element(std::span<const float> x, const W4A16Weights& w, i
 std::vector<float> gemm_w4a16_ref(std::span<const float> x, int64_t m, const W4A16Weights& w,
                                   W4A16Precision precision) {
   const W4A16Layout& l = w.layout;
-  QLLM_CHECK(static_cast<int64_t>(x.size()) == m * l.k, "X holds {} values, [{}, {}] needs {}", x.size(), m, l.k,
-             m * l.k);
+  QLLM_CHECK(static_cast<int64_t>(x.size()) == m * l.k, "X holds {} values, [{}, {}] needs {}", x.size(), m,
+             l.k, m * l.k);
   const std::vector<double> weights = dequantize_w4a16_ref(w, precision);
   std::vector<float> y(static_cast<size_t>(m * l.n));
 #pragma omp parallel for schedule(static)

@@ -19,21 +19,23 @@ constexpr int64_t kW4A16TileK = 64;       // weight columns per repacked unit (f
 constexpr int64_t kW4A16UnitBytes = 512;  // 16 x 64 nibbles: 32 threads x 16 bytes
 
 struct W4A16Layout {
-  int64_t n = 0;          // output features (rows of W)
-  int64_t k = 0;          // input features
-  int64_t group_k = 0;    // weights of a row sharing one scale: g for GROUPWISE, K for ROWWISE and GLOBAL
+  int64_t n = 0;        // output features (rows of W)
+  int64_t k = 0;        // input features
+  int64_t group_k = 0;  // weights of a row sharing one scale: g for GROUPWISE, K for ROWWISE and GLOBAL
   bool zero_point = false;
   DType activation = DType::BF16;  // X, Y and the stored scales: bf16 or f16
 
   int64_t groups_per_row() const { return k / group_k; }
 };
 
-// Repacked weights (host copy). Sizes: qweight N*K/2 bytes, scales and zero_offsets N * groups_per_row values.
+// Repacked weights (host copy). Sizes: qweight N*K/2 bytes, scales and zero_offsets N * groups_per_row
+// values.
 struct W4A16Weights {
   W4A16Layout layout;
-  std::vector<uint8_t> qweight;        // units [N/16][K/64], 512 bytes each, in MMA fragment order
-  std::vector<uint16_t> scales;        // [N/16][groups][8][2]: (s[row g], s[row g + 8]) for g = 0..7
-  std::vector<uint16_t> zero_offsets;  // same order: the activation-dtype value (magic + z); empty if symmetric
+  std::vector<uint8_t> qweight;  // units [N/16][K/64], 512 bytes each, in MMA fragment order
+  std::vector<uint16_t> scales;  // [N/16][groups][8][2]: (s[row g], s[row g + 8]) for g = 0..7
+  std::vector<uint16_t>
+      zero_offsets;  // same order: the activation-dtype value (magic + z); empty if symmetric
 
   // Where weight (row, col) lives: byte index into qweight and the nibble (0 = low) within that byte.
   static void locate(const W4A16Layout& layout, int64_t row, int64_t col, int64_t& byte, int& shift);

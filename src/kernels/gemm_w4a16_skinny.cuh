@@ -28,21 +28,23 @@ using namespace w4a16;
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
-constexpr int kStepK = 64;    // weights per row per step: one 16-byte load per thread
-// Weight steps in flight per warp: 8-token CTAs run 4 per SM under a 64-register cap, so they keep 3 (32 warps x
-// 3 x 512 bytes per SM is still twice what H200's bandwidth needs in flight); the others keep 4.
+constexpr int kStepK = 64;  // weights per row per step: one 16-byte load per thread
+// Weight steps in flight per warp: 8-token CTAs run 4 per SM under a 64-register cap, so they keep 3 (32
+// warps x 3 x 512 bytes per SM is still twice what H200's bandwidth needs in flight); the others keep 4.
 template <int kTokTiles>
 constexpr int kPrefetch = kTokTiles == 1 ? 3 : 4;
-constexpr int kRowPad = 8;    // elements of padding per activation row in shared memory: conflict-free ldmatrix
+constexpr int kRowPad = 8;  // elements of padding per activation row in shared memory: conflict-free ldmatrix
 
 // How scale groups fall on the 64-wide k steps: kGroupsOfSteps when every group is whole steps (g % 64 == 0:
 // one check per step), kGroupsOfK16 otherwise (a countdown per k16 MMA step: g = 16, 32, 48, ...).
 constexpr int kGroupsOfSteps = 0;
 constexpr int kGroupsOfK16 = 1;
 
-// Resident CTAs per SM (4, 3, 2 for 8, 16, 32 tokens: register caps 64, 85, 128) keep enough weight loads in flight.
+// Resident CTAs per SM (4, 3, 2 for 8, 16, 32 tokens: register caps 64, 85, 128) keep enough weight loads in
+// flight.
 template <typename T, int kTokTiles, int kWarpsK, int kGroupMode>
-__global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2 ? 3 : 2)) w4a16_skinny_kernel(const W4A16KernelArgs args) {
+__global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2 ? 3 : 2))
+    w4a16_skinny_kernel(const W4A16KernelArgs args) {
   constexpr int kTokens = 8 * kTokTiles;
   constexpr int kTilesPerCta = kWarps / kWarpsK;  // 16-row weight tiles per CTA
   extern __shared__ __align__(16) uint16_t smem[];
@@ -58,14 +60,15 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   const int cta_begin = split * args.steps_per_split;  // this CTA's k steps: [cta_begin, cta_end)
   const int cta_end = min(cta_begin + args.steps_per_split, k_steps);
   const int cta_steps = max(cta_end - cta_begin, 0);
-  const int per_warp = (cta_steps + kWarpsK - 1) / kWarpsK;  // this warp's steps: contiguous, within the CTA's
+  const int per_warp =
+      (cta_steps + kWarpsK - 1) / kWarpsK;  // this warp's steps: contiguous, within the CTA's
   const int warp_begin = min(cta_begin + warp_k * per_warp, cta_end);
   const int steps = min(per_warp, cta_end - warp_begin);
 
   // ---- weights first: this lane's 16 bytes of unit (tile, step), kAhead steps in flight ----
   constexpr int kAhead = kPrefetch<kTokTiles>;
-  const auto* units =
-      static_cast<const uint4*>(args.qweight) + (static_cast<int64_t>(tile) * k_steps + warp_begin) * 32 + lane;
+  const auto* units = static_cast<const uint4*>(args.qweight) +
+                      (static_cast<int64_t>(tile) * k_steps + warp_begin) * 32 + lane;
   uint4 w_regs[kAhead];
 #pragma unroll
   for (int p = 0; p < kAhead; ++p) {
@@ -115,7 +118,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   float group_acc[kTokTiles][4] = {};  // the current scale group's unscaled partial sums
   // Ends the current scale group: its partial sums, times the scales, go into the output; moves to the next.
   auto flush_group = [&] {
-    const float scale_lo = scale_to_float<T>(scale_now & 0xffffu), scale_hi = scale_to_float<T>(scale_now >> 16);
+    const float scale_lo = scale_to_float<T>(scale_now & 0xffffu),
+                scale_hi = scale_to_float<T>(scale_now >> 16);
 #pragma unroll
     for (int tt = 0; tt < kTokTiles; ++tt) {
       acc[tt][0] += scale_lo * group_acc[tt][0];
@@ -137,7 +141,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
     }
   };
   // One 64-wide step: two ldmatrix.x4 per token tile give the B fragments of four k16 MMAs.
-  const uint16_t* x_step = smem + (lane & 7) * row_elems + (warp_begin - cta_begin) * kStepK + 8 * (lane >> 3);
+  const uint16_t* x_step =
+      smem + (lane & 7) * row_elems + (warp_begin - cta_begin) * kStepK + 8 * (lane >> 3);
   auto compute_step = [&](const uint4& w) {
     const uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
@@ -220,7 +225,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int token = token_base + tt * 8 + 2 * t + (i & 1);
-        if (token < args.m) y[static_cast<int64_t>(token) * args.n + row0 + 8 * (i >> 1)] = float_to_output<T>(acc[tt][i]);
+        if (token < args.m)
+          y[static_cast<int64_t>(token) * args.n + row0 + 8 * (i >> 1)] = float_to_output<T>(acc[tt][i]);
       }
     }
     return;
@@ -232,21 +238,22 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
       for (int i = 0; i < 4; ++i) {
         const int token = token_base + tt * 8 + 2 * t + (i & 1);
         if (token < args.m) {
-          args.partials[(static_cast<int64_t>(split) * args.m + token) * args.n + row0 + 8 * (i >> 1)] = acc[tt][i];
+          args.partials[(static_cast<int64_t>(split) * args.m + token) * args.n + row0 + 8 * (i >> 1)] =
+              acc[tt][i];
         }
       }
     }
   }
   const int first_row = blockIdx.x * kTilesPerCta * 16;
-  splitk_finish<T>(args, blockIdx.z * gridDim.x + blockIdx.x, first_row, min(kTilesPerCta * 16, args.n - first_row),
-                   token_base, min(kTokens, args.m - token_base));
+  splitk_finish<T>(args, blockIdx.z * gridDim.x + blockIdx.x, first_row,
+                   min(kTilesPerCta * 16, args.n - first_row), token_base, min(kTokens, args.m - token_base));
 }
 
 template <typename T, int kTokTiles, int kWarpsK, int kGroupMode>
 void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   constexpr int kTokens = 8 * kTokTiles;
-  const int smem = std::max<int>(kTokens * (args.steps_per_split * kStepK + kRowPad) * 2,
-                                 kWarps * kTokTiles * 4 * 32 * 4);
+  const int smem =
+      std::max<int>(kTokens * (args.steps_per_split * kStepK + kRowPad) * 2, kWarps * kTokTiles * 4 * 32 * 4);
   static int configured = 0;  // the largest dynamic shared memory this instantiation was given
   if (smem > configured) {
     QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode>,
@@ -261,19 +268,33 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
 template <typename T, int kTokTiles, int kGroupMode>
 void launch_tokens(const W4A16KernelArgs& args, int warps_k, cudaStream_t stream) {
   switch (warps_k) {
-    case 1: launch_config<T, kTokTiles, 1, kGroupMode>(args, stream); break;
-    case 2: launch_config<T, kTokTiles, 2, kGroupMode>(args, stream); break;
-    case 4: launch_config<T, kTokTiles, 4, kGroupMode>(args, stream); break;
-    default: launch_config<T, kTokTiles, 8, kGroupMode>(args, stream); break;
+    case 1:
+      launch_config<T, kTokTiles, 1, kGroupMode>(args, stream);
+      break;
+    case 2:
+      launch_config<T, kTokTiles, 2, kGroupMode>(args, stream);
+      break;
+    case 4:
+      launch_config<T, kTokTiles, 4, kGroupMode>(args, stream);
+      break;
+    default:
+      launch_config<T, kTokTiles, 8, kGroupMode>(args, stream);
+      break;
   }
 }
 
 template <typename T, int kGroupMode>
 void launch_group_mode(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream) {
   switch (tok_tiles) {
-    case 1: launch_tokens<T, 1, kGroupMode>(args, warps_k, stream); break;
-    case 2: launch_tokens<T, 2, kGroupMode>(args, warps_k, stream); break;
-    default: launch_tokens<T, 4, kGroupMode>(args, warps_k, stream); break;
+    case 1:
+      launch_tokens<T, 1, kGroupMode>(args, warps_k, stream);
+      break;
+    case 2:
+      launch_tokens<T, 2, kGroupMode>(args, warps_k, stream);
+      break;
+    default:
+      launch_tokens<T, 4, kGroupMode>(args, warps_k, stream);
+      break;
   }
 }
 
@@ -287,4 +308,3 @@ void launch_typed(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaS
 }
 
 }  // namespace qllm::kernels::skinny
-

@@ -1,5 +1,5 @@
-// Split-K reduction for the W4A16 GEMM: Y = sum over splits of partials[split] (fp32, added in split order, so
-// the result does not depend on scheduling), written as bf16/f16. One thread per 8 consecutive outputs.
+// Split-K reduction for the W4A16 GEMM: Y = sum over splits of partials[split] (fp32, added in split order,
+// so the result does not depend on scheduling), written as bf16/f16. One thread per 8 consecutive outputs.
 #include "kernels/gemm_w4a16_device.cuh"
 #include "kernels/gemm_w4a16_launch.h"
 
@@ -9,7 +9,8 @@ namespace {
 
 template <typename T>
 __global__ void __launch_bounds__(256) splitk_reduce_kernel(const W4A16KernelArgs args) {
-  const int64_t count = static_cast<int64_t>(args.m) * args.n;  // N % 64 == 0: groups of 8 never straddle rows
+  const int64_t count =
+      static_cast<int64_t>(args.m) * args.n;  // N % 64 == 0: groups of 8 never straddle rows
   const int64_t first = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * 8;
   if (first >= count) return;
   float sum[8] = {};
@@ -22,9 +23,11 @@ __global__ void __launch_bounds__(256) splitk_reduce_kernel(const W4A16KernelArg
   uint32_t packed[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    packed[i] = w4a16::float_to_output<T>(sum[2 * i]) | (static_cast<uint32_t>(w4a16::float_to_output<T>(sum[2 * i + 1])) << 16);
+    packed[i] = w4a16::float_to_output<T>(sum[2 * i]) |
+                (static_cast<uint32_t>(w4a16::float_to_output<T>(sum[2 * i + 1])) << 16);
   }
-  *reinterpret_cast<uint4*>(static_cast<uint16_t*>(args.y) + first) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+  *reinterpret_cast<uint4*>(static_cast<uint16_t*>(args.y) + first) =
+      make_uint4(packed[0], packed[1], packed[2], packed[3]);
 }
 
 }  // namespace

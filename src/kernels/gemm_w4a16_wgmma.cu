@@ -2,8 +2,8 @@
 //
 // Compute-bound: the dequantization must hide under the tensor cores. How:
 //  - Y^T = W' X^T: the weights are wgmma's A operand, taken from registers, so they are dequantized in
-//    registers (lop3 magic + packed subtract + packed scale multiply) straight into the A fragment, one 16-byte
-//    load per thread per 64-wide k step (the repacked layout of docs/FORMATS.md);
+//    registers (lop3 magic + packed subtract + packed scale multiply) straight into the A fragment, one
+//    16-byte load per thread per 64-wide k step (the repacked layout of docs/FORMATS.md);
 //  - the activations are wgmma's B operand: a [tokens x 64] tile per k step, copied with cp.async into shared
 //    memory in the 128-byte swizzled K-major layout the B descriptor names, kStages deep;
 //  - two warpgroups of 4 warps, each owning kWgTiles 64-row weight tiles; wgmma runs asynchronously while the
@@ -19,6 +19,7 @@
 
 #include "kernels/cuda_utils.h"
 #include "kernels/gemm_w4a16_device.cuh"
+#include "kernels/hopper.cuh"
 #include "kernels/wgmma_ops.cuh"
 
 namespace qllm::kernels {
@@ -28,42 +29,12 @@ namespace {
 using namespace w4a16;
 using namespace sm90;
 
-constexpr int kStepK = 64;     // one swizzle row of activations (128 bytes) and one repacked unit per step
-constexpr int kStages = 4;     // activation stages; cp.async runs kStages - 2 steps ahead of the MMAs
+constexpr int kStepK = 64;  // one swizzle row of activations (128 bytes) and one repacked unit per step
+constexpr int kStages = 4;  // activation stages; cp.async runs kStages - 2 steps ahead of the MMAs
 
 template <int kTok>
 constexpr int smem_bytes() {
   return kStages * kTok * kStepK * 2 + 1024;  // + slack to align the tiles to 1024 bytes (the swizzle atom)
-}
-
-// wgmma shared-memory descriptor for a K-major tile with 128-byte swizzle: rows of 128 bytes, 8-row atoms
-// 1024 bytes apart (stride byte offset); the leading byte offset is unused for this layout.
-__device__ __forceinline__ uint64_t b_descriptor(const void* smem) {
-  const auto addr = static_cast<uint64_t>(__cvta_generic_to_shared(smem));
-  uint64_t desc = (addr & 0x3ffff) >> 4;
-  desc |= uint64_t{16 >> 4} << 16;
-  desc |= uint64_t{1024 >> 4} << 32;
-  desc |= uint64_t{1} << 62;  // SWIZZLE_128B
-  return desc;
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(kPending) : "memory");
-}
-// Pins registers that an asynchronous wgmma reads or writes: the compiler must neither move nor reuse them
-// across this point.
-template <int N>
-__device__ __forceinline__ void keep(float (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
-template <int N>
-__device__ __forceinline__ void keep(uint32_t (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
 }
 
 // kTok tokens x (kWgs warpgroups x kWgTiles 64-row tiles) per CTA, one CTA per SM.
@@ -72,7 +43,8 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
 #if QLLM_WGMMA_ENABLED
   constexpr int kThreads = 128 * kWgs;
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* smem =
+      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   constexpr int kStageBytes = kTok * kStepK * 2;
   constexpr int kAcc = kTok / 2;  // accumulators per thread per 64-row tile
 
@@ -80,7 +52,8 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
   const int g = lane / 4;
   // Token tiles vary fastest across the grid: the CTAs that share a weight tile run at the same time and
   // read it from DRAM once (L2 serves the others).
-  const int row_base = blockIdx.z * (64 * kWgTiles * kWgs) + wg * (64 * kWgTiles);  // this warpgroup's first row
+  const int row_base =
+      blockIdx.z * (64 * kWgTiles * kWgs) + wg * (64 * kWgTiles);  // this warpgroup's first row
   const int token_base = blockIdx.x * kTok;
   const int split = blockIdx.y;
   const int k_steps = args.k / kStepK;
@@ -118,7 +91,7 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
 
   // ---- weights: raw 16-byte units, dequantized into A fragments (exact (q - z), times the scale) ----
   const auto* units = static_cast<const uint4*>(args.qweight);
-  auto load_w_step = [&](int s, uint4 (&w)[kWgTiles]) {
+  auto load_w_step = [&](int s, uint4(&w)[kWgTiles]) {
 #pragma unroll
     for (int i = 0; i < kWgTiles; ++i) {
       if (tile_active[i] && s < steps) {
@@ -129,7 +102,7 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
   // Steps past the end (the odd tail of the unrolled loop) and tiles past N get zero fragments: their
   // wgmmas add nothing, and every wgmma stays on the warpgroup's convergent path (ptxas serializes wgmma
   // issued under branches it cannot prove uniform).
-  auto dequant_w_step = [&](int s, const uint4 (&w)[kWgTiles], uint32_t (&a)[kWgTiles][4][4]) {
+  auto dequant_w_step = [&](int s, const uint4(&w)[kWgTiles], uint32_t(&a)[kWgTiles][4][4]) {
 #pragma unroll
     for (int i = 0; i < kWgTiles; ++i) {
       if (s >= steps || !tile_active[i]) {
@@ -161,7 +134,8 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
 #pragma unroll
     for (int r = 0; r < kAcc; ++r) acc[i][r] = 0.f;
   }
-  uint32_t a_frag[2][kWgTiles][4][4];  // double buffer: step s's fragments stay untouched while its wgmma runs
+  uint32_t a_frag[2][kWgTiles][4]
+                 [4];  // double buffer: step s's fragments stay untouched while its wgmma runs
   uint4 w_next[kWgTiles], w_after[kWgTiles];
 
   load_x_step(0);
@@ -178,7 +152,8 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
   auto step = [&](int s, auto cur_tag) {
     constexpr int kCur = decltype(cur_tag)::value, kNext = kCur ^ 1;
     cp_async_wait<kStages - 3>();
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // cp.async writes -> wgmma (async proxy) reads
+    asm volatile("fence.proxy.async.shared::cta;" ::
+                     : "memory");  // cp.async writes -> wgmma (async proxy) reads
     __syncthreads();  // step s's activations are in; both warpgroups are done with step s - 2's stage
     load_x_step(s + kStages - 2);
 
@@ -190,7 +165,7 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
     for (int i = 0; i < kWgTiles; ++i) {
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        Wgmma<kTok, T::kIsBf16>::mma(acc[i], a_frag[kCur][i][j], b_descriptor(stage + 32 * j), 1);
+        Wgmma<kTok, T::kIsBf16>::mma(acc[i], a_frag[kCur][i][j], sw128_descriptor(stage + 32 * j), 1);
       }
     }
     wgmma_commit();

@@ -4,9 +4,9 @@
 // Warp-specialized, all tensor-core operands in shared memory:
 //  - warpgroup 0 produces: one thread issues the TMA copy of the activation tile [128 tokens x 64 k] (bf16,
 //    128-byte swizzled); all 128 threads load the weights' repacked 16-byte units (docs/FORMATS.md) a stage
-//    ahead, dequantize them in registers (lop3 magic, packed subtract of the zero point, packed multiply by the
-//    scale: one rounding of the exact (q - z) * s) and write them with stmatrix into the stage's weight tile
-//    [kBlockN rows x 64 k] in the same swizzled layout, then arrive on the stage's `full` barrier;
+//    ahead, dequantize them in registers (lop3 magic, packed subtract of the zero point, packed multiply by
+//    the scale: one rounding of the exact (q - z) * s) and write them with stmatrix into the stage's weight
+//    tile [kBlockN rows x 64 k] in the same swizzled layout, then arrive on the stage's `full` barrier;
 //  - warpgroups 1 and 2 consume: each owns 64 tokens x kBlockN weight rows, four wgmma.m64nNk16 per stage,
 //    and hands the stage back through `empty` once its wgmmas are done.
 // The dequantization thus never stalls the tensor cores, and each weight is dequantized once per CTA.
@@ -29,7 +29,8 @@ using namespace w4a16;
 using namespace sm90;
 
 constexpr int kBlockM = 128;  // tokens per CTA: two consumer warpgroups x 64
-constexpr int kBlockK = 64;   // weights per row per stage: one 128-byte swizzle row, one repacked unit, 4 wgmmas
+constexpr int kBlockK =
+    64;  // weights per row per stage: one 128-byte swizzle row, one repacked unit, 4 wgmmas
 constexpr int kThreads = 384;
 
 template <int kBlockN>
@@ -39,7 +40,8 @@ struct WideConfig {
   static constexpr int kStageB = kBlockN * kBlockK * 2;
   static constexpr int kStageBytes = kStageA + kStageB;
   static constexpr int kSmem = kStages * kStageBytes + 2 * kStages * 8 + 1024;
-  static constexpr int kTilesPerWarp = kBlockN / 16 / 4;  // 16-row weight tiles each producer warp dequantizes
+  static constexpr int kTilesPerWarp =
+      kBlockN / 16 / 4;  // 16-row weight tiles each producer warp dequantizes
 };
 
 __device__ __forceinline__ void stmatrix_x4(uint32_t address, const uint32_t (&r)[4]) {
@@ -54,7 +56,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if QLLM_WGMMA_ENABLED
   using C = WideConfig<kBlockN>;
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* smem =
+      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + C::kStages * C::kStageBytes);
   uint64_t* empty = full + C::kStages;
   auto stage_a = [&](int s) { return smem + s * C::kStageBytes; };
@@ -88,8 +91,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       tile16[i] = row_base / 16 + local;
       tile_active[i] = row_base + 16 * local < a.n;
     }
-    // One stage of a producer thread's input: its 16-byte unit of each tile, and the scale (and zero-point) pairs
-    // of the groups its four k16 steps fall in. Loaded a stage ahead of use, so no dequantization waits on memory.
+    // One stage of a producer thread's input: its 16-byte unit of each tile, and the scale (and zero-point)
+    // pairs of the groups its four k16 steps fall in. Loaded a stage ahead of use, so no dequantization waits
+    // on memory.
     struct StageInput {
       uint4 unit[C::kTilesPerWarp];
       uint32_t scale[C::kTilesPerWarp][4];
@@ -101,15 +105,17 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int i = 0; i < C::kTilesPerWarp; ++i) {
         const bool live = tile_active[i] && kb < steps;
-        in.unit[i] = live ? load_weights(units + (static_cast<int64_t>(tile16[i]) * k_steps + step_begin + kb) * 32 + lane)
-                          : make_uint4(0, 0, 0, 0);
+        in.unit[i] =
+            live ? load_weights(units + (static_cast<int64_t>(tile16[i]) * k_steps + step_begin + kb) * 32 +
+                                lane)
+                 : make_uint4(0, 0, 0, 0);
         const int64_t pair_base = static_cast<int64_t>(tile16[i]) * a.groups * 8 + g;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
           const int group = ((step_begin + kb) * 4 + j) / a.group_steps;
           in.scale[i][j] = live ? __ldg(a.scales + pair_base + group * 8) : 0u;
           in.zero[i][j] = (live && a.zero_offsets != nullptr) ? __ldg(a.zero_offsets + pair_base + group * 8)
-                                                             : kSymmetricZero;
+                                                              : kSymmetricZero;
         }
       }
     };
@@ -145,7 +151,8 @@ __global__ void __launch_bounds__(kThreads, 1)
           stmatrix_x4(b_base + row * 128 + ((chunk ^ (row & 7)) * 16), frag);
         }
       }
-      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // stmatrix writes -> wgmma (async proxy) reads
+      asm volatile("fence.proxy.async.shared::cta;" ::
+                       : "memory");  // stmatrix writes -> wgmma (async proxy) reads
       mbarrier_arrive(&full[s]);
       now = next;
       load_stage(kb + 2, next);
@@ -201,8 +208,8 @@ template <typename T, int kBlockN>
 void launch_config(const W4A16KernelArgs& a, const CUtensorMap& x_map, cudaStream_t stream) {
   using C = WideConfig<kBlockN>;
   static const bool configured = [] {
-    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_wide_kernel<T, kBlockN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         C::kSmem));
+    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_wide_kernel<T, kBlockN>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
     return true;
   }();
   (void)configured;

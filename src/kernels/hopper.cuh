@@ -17,7 +17,9 @@ __device__ __forceinline__ void mbarrier_init(uint64_t* bar, uint32_t arrivals) 
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(arrivals));
 }
 // Makes the initialized barriers visible to the async proxy (TMA) before anyone uses them.
-__device__ __forceinline__ void fence_barrier_init() { asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory"); }
+__device__ __forceinline__ void fence_barrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
 
 __device__ __forceinline__ void mbarrier_arrive(uint64_t* bar) {
   asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared::cta.b64 state, [%0];\n}" ::"r"(smem_addr(bar))
@@ -41,13 +43,14 @@ __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
       : "memory");
 }
 
-// ---- TMA ----------------------------------------------------------------------------------------------------
-// Loads the box at (inner, outer) of a 2D tensor map into shared memory; completion is counted in bytes
-// on `bar`.
-__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int inner, int outer, uint64_t* bar) {
+// ---- TMA -------------------------------------------------------------------------------------------------
+// Loads the box at (inner, outer) of a 2D tensor map into shared memory; completion is counted in bytes on
+// `bar`.
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int inner, int outer,
+                                            uint64_t* bar) {
   asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(
-          smem_addr(dst)),
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], "
+      "[%4];" ::"r"(smem_addr(dst)),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(inner), "r"(outer), "r"(smem_addr(bar))
       : "memory");
 }
@@ -55,7 +58,7 @@ __device__ __forceinline__ void prefetch_tensor_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
 
-// ---- wgmma ---------------------------------------------------------------------------------------------------
+// ---- wgmma -----------------------------------------------------------------------------------------------
 // Descriptor of a K-major tile with 128-byte swizzle (rows of 128 bytes in 1024-byte atoms of 8 rows), as
 // TMA writes it with CU_TENSOR_MAP_SWIZZLE_128B. Advancing along K within the row adds bytes to the start.
 __device__ __forceinline__ uint64_t sw128_descriptor(const void* smem) {
@@ -65,15 +68,26 @@ __device__ __forceinline__ uint64_t sw128_descriptor(const void* smem) {
   desc |= uint64_t{1} << 62;          // SWIZZLE_128B
   return desc;
 }
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
 template <int kPending>
 __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(kPending) : "memory");
 }
-// Pins registers that an asynchronous wgmma reads or writes (the compiler must not move them across this).
+// Pins registers that an asynchronous wgmma reads or writes: the compiler must neither move nor reuse them
+// across this point.
+template <int N>
+__device__ __forceinline__ void keep(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
 template <typename T, int N>
 __device__ __forceinline__ void keep(T (&r)[N]) {
+  static_assert(sizeof(T) == 4, "keep: 32-bit registers only");
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
 }

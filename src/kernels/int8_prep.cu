@@ -18,11 +18,13 @@ namespace {
 constexpr unsigned kFullMask = 0xffffffffu;
 
 __device__ __forceinline__ float element(uint32_t bits16, bool bf16) {
-  return bf16 ? __uint_as_float(bits16 << 16) : __half2float(__ushort_as_half(static_cast<unsigned short>(bits16)));
+  return bf16 ? __uint_as_float(bits16 << 16)
+              : __half2float(__ushort_as_half(static_cast<unsigned short>(bits16)));
 }
 
 // The 8 activations of a 16-byte chunk.
-__device__ __forceinline__ void load8(const void* x, int64_t chunk, bool bf16, uint16_t (&raw)[8], float (&v)[8]) {
+__device__ __forceinline__ void load8(const void* x, int64_t chunk, bool bf16, uint16_t (&raw)[8],
+                                      float (&v)[8]) {
   const uint4 q = __ldg(static_cast<const uint4*>(x) + chunk);
   const uint32_t words[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
@@ -75,7 +77,8 @@ __device__ void bitmap_prefix(const uint32_t* bits, int words, int* prefix) {
 }
 
 // Writes the ascending outlier column list (capped at kMaxOutlierColumns) and the count.
-__device__ void write_outlier_list(const Int8PrepArgs& a, const uint32_t* bits, const int* prefix, int words) {
+__device__ void write_outlier_list(const Int8PrepArgs& a, const uint32_t* bits, const int* prefix,
+                                   int words) {
   for (int w = threadIdx.x; w < words; w += blockDim.x) {
     uint32_t word = bits[w];
     int index = prefix[w];
@@ -89,11 +92,11 @@ __device__ void write_outlier_list(const Int8PrepArgs& a, const uint32_t* bits, 
   if (threadIdx.x == 0) a.status->outlier_count = prefix[words];
 }
 
-// Quantizes row `row` with the threads [first, first + count) of the block (count a multiple of 32, each group
-// of 32 a full warp): absmax over the non-outlier columns, int8 values, outlier activations gathered.
+// Quantizes row `row` with the threads [first, first + count) of the block (count a multiple of 32, each
+// group of 32 a full warp): absmax over the non-outlier columns, int8 values, outlier activations gathered.
 template <int kThreadsPerRow>
-__device__ void quantize_row(const Int8PrepArgs& a, int row, int rank, const uint32_t* bits, const int* prefix,
-                             float* reduce_scratch) {
+__device__ void quantize_row(const Int8PrepArgs& a, int row, int rank, const uint32_t* bits,
+                             const int* prefix, float* reduce_scratch) {
   const int chunks = a.k / 8;
   const int64_t row_chunk = static_cast<int64_t>(row) * chunks;
   float absmax = 0.0f;
@@ -128,7 +131,8 @@ __device__ void quantize_row(const Int8PrepArgs& a, int row, int rank, const uin
       int8_t q = 0;
       if (is_outlier_column(bits, col)) {
         const int index = prefix[col >> 5] + __popc(bits[col >> 5] & ((1u << (col & 31)) - 1u));
-        if (index < kMaxOutlierColumns) a.x_outliers[static_cast<int64_t>(row) * kMaxOutlierColumns + index] = raw[j];
+        if (index < kMaxOutlierColumns)
+          a.x_outliers[static_cast<int64_t>(row) * kMaxOutlierColumns + index] = raw[j];
       } else {
         q = int8q::quantize(v[j], inverse);
       }
@@ -165,10 +169,13 @@ __global__ void __launch_bounds__(kRowThreads) int8_rows_kernel(const Int8PrepAr
   } else if (blockIdx.x == 0 && threadIdx.x == 0 && a.outlier_cols != nullptr) {
     a.status->outlier_count = 0;
   }
-  quantize_row<kRowThreads>(a, blockIdx.x, threadIdx.x, with_outliers ? bits : nullptr, prefix, reduce_scratch);
+  quantize_row<kRowThreads>(a, blockIdx.x, threadIdx.x, with_outliers ? bits : nullptr, prefix,
+                            reduce_scratch);
 }
 
-size_t bitmap_smem(int k) { return static_cast<size_t>(k / 32) * 4 * 2 + 16; }
+size_t bitmap_smem(int k) {
+  return static_cast<size_t>(k / 32) * 4 * 2 + 16;
+}
 
 }  // namespace
 

@@ -8,7 +8,9 @@ namespace qllm {
 
 namespace {
 
-bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+bool aligned(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
 
 int multiprocessor_count() {
   int device = 0, count = 0;
@@ -43,9 +45,10 @@ Int4QuantizerCuda::Int4QuantizerCuda() : scratch_(sizeof(Int4QuantizeScratch), "
 void Int4QuantizerCuda::launch(const void* weights, DType dtype, int64_t rows, int64_t cols,
                                const Int4Scheme& scheme, Int4DeviceView out, cudaStream_t stream) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
-  QLLM_CHECK(dtype == DType::F16 || dtype == DType::BF16, "CUDA INT4 quantization takes f16 or bf16 weights, not {}",
-             dtype_name(dtype));
-  QLLM_CHECK(aligned(weights, 4) && aligned(out.packed, 4), "weights and packed output must be 4-byte aligned");
+  QLLM_CHECK(dtype == DType::F16 || dtype == DType::BF16,
+             "CUDA INT4 quantization takes f16 or bf16 weights, not {}", dtype_name(dtype));
+  QLLM_CHECK(aligned(weights, 4) && aligned(out.packed, 4),
+             "weights and packed output must be 4-byte aligned");
   QLLM_CHECK(out.scales != nullptr && (!scheme.zero_point || out.zeros != nullptr),
              "the output needs a scales buffer{}", scheme.zero_point ? " and a zeros buffer" : "");
   QLLM_CHECK(layout.num_groups <= 0x7fffffff, "{} groups exceed the CUDA grid", layout.num_groups);
@@ -58,11 +61,13 @@ void Int4QuantizerCuda::launch(const void* weights, DType dtype, int64_t rows, i
   init.min_key = 0xffffffffu;
   init.max_key = 0;
   QLLM_CUDA_CHECK(cudaMemcpyAsync(scratch_.data(), &init, sizeof(init), cudaMemcpyHostToDevice, stream));
-  const Int4SearchConfig config{scheme.zero_point, scheme.scale_dtype == DType::BF16,
-                                scheme.search == ScaleSearch::None ? 0 : (scheme.search == ScaleSearch::Mse ? 1 : 2)};
+  const Int4SearchConfig config{
+      scheme.zero_point, scheme.scale_dtype == DType::BF16,
+      scheme.search == ScaleSearch::None ? 0 : (scheme.search == ScaleSearch::Mse ? 1 : 2)};
   static const int multiprocessors = multiprocessor_count();
-  kernels::launch_quantize_int4(weights, dtype == DType::BF16, rows, cols, layout, scheme.granularity, config, out,
-                                reinterpret_cast<Int4QuantizeScratch*>(scratch_.data()), multiprocessors, stream);
+  kernels::launch_quantize_int4(weights, dtype == DType::BF16, rows, cols, layout, scheme.granularity, config,
+                                out, reinterpret_cast<Int4QuantizeScratch*>(scratch_.data()), multiprocessors,
+                                stream);
   QLLM_CUDA_CHECK_LAUNCH();
 }
 
@@ -86,13 +91,14 @@ void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const
                             int64_t cols, const Int4Scheme& scheme, void* out, DType out_dtype,
                             cudaStream_t stream) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
-  QLLM_CHECK(out_dtype == DType::F16 || out_dtype == DType::BF16, "INT4 dequantization writes f16 or bf16, not {}",
-             dtype_name(out_dtype));
-  QLLM_CHECK(aligned(out, 16) && aligned(packed, 4), "dequantize buffers must be 16-byte (out) / 4-byte aligned");
+  QLLM_CHECK(out_dtype == DType::F16 || out_dtype == DType::BF16,
+             "INT4 dequantization writes f16 or bf16, not {}", dtype_name(out_dtype));
+  QLLM_CHECK(aligned(out, 16) && aligned(packed, 4),
+             "dequantize buffers must be 16-byte (out) / 4-byte aligned");
   QLLM_CHECK(!scheme.zero_point || zeros != nullptr, "a zero-point scheme needs its zeros");
   kernels::launch_dequantize_int4(packed, scales, scheme.zero_point ? zeros : nullptr, rows * cols,
-                                  layout.group_elems, scheme.scale_dtype == DType::BF16, out_dtype == DType::BF16,
-                                  out, stream);
+                                  layout.group_elems, scheme.scale_dtype == DType::BF16,
+                                  out_dtype == DType::BF16, out, stream);
   QLLM_CUDA_CHECK_LAUNCH();
 }
 
@@ -101,8 +107,8 @@ namespace {
 template <typename T>
 Int4Matrix quantize_host(std::span<const T> weights, DType dtype, int64_t rows, int64_t cols,
                          const Int4Scheme& scheme) {
-  QLLM_CHECK(static_cast<int64_t>(weights.size()) == rows * cols, "weights hold {} values, shape [{}, {}] needs {}",
-             weights.size(), rows, cols, rows * cols);
+  QLLM_CHECK(static_cast<int64_t>(weights.size()) == rows * cols,
+             "weights hold {} values, shape [{}, {}] needs {}", weights.size(), rows, cols, rows * cols);
   Int4DeviceMatrix m(rows, cols, scheme);
   m.packed.fill_bytes(0xa5);  // poison: an unwritten byte cannot pass the bit-exact comparison
   m.scales.fill_bytes(0xa5);
@@ -133,10 +139,13 @@ std::vector<T> dequantize_host(const Int4Matrix& m, DType out_dtype) {
 Int4Matrix quantize_int4_cuda(std::span<const Half> w, int64_t rows, int64_t cols, const Int4Scheme& scheme) {
   return quantize_host(w, DType::F16, rows, cols, scheme);
 }
-Int4Matrix quantize_int4_cuda(std::span<const BFloat16> w, int64_t rows, int64_t cols, const Int4Scheme& scheme) {
+Int4Matrix quantize_int4_cuda(std::span<const BFloat16> w, int64_t rows, int64_t cols,
+                              const Int4Scheme& scheme) {
   return quantize_host(w, DType::BF16, rows, cols, scheme);
 }
-std::vector<Half> dequantize_int4_to_half_cuda(const Int4Matrix& m) { return dequantize_host<Half>(m, DType::F16); }
+std::vector<Half> dequantize_int4_to_half_cuda(const Int4Matrix& m) {
+  return dequantize_host<Half>(m, DType::F16);
+}
 std::vector<BFloat16> dequantize_int4_to_bf16_cuda(const Int4Matrix& m) {
   return dequantize_host<BFloat16>(m, DType::BF16);
 }

@@ -45,7 +45,9 @@ __device__ __forceinline__ void unpack8(const uint4& v, float (&out)[8]) {
 }
 
 // Weights are read once: keep them out of L1 and mark them evict-first in L2.
-__device__ __forceinline__ uint4 load_streaming(const uint4* p) { return __ldcs(p); }
+__device__ __forceinline__ uint4 load_streaming(const uint4* p) {
+  return __ldcs(p);
+}
 
 // Order-preserving map of floats to unsigned ints, for atomicMin/atomicMax on floats.
 __device__ __forceinline__ unsigned int float_key(float f) {
@@ -68,8 +70,12 @@ __device__ __forceinline__ T segment_sum(T v) {
   return v;
 }
 // NaN-propagating min/max (fminf/fmaxf would drop a NaN and hide it from the check).
-__device__ __forceinline__ float min_nan(float a, float b) { return (a != a || b != b) ? __int_as_float(0x7fffffff) : fminf(a, b); }
-__device__ __forceinline__ float max_nan(float a, float b) { return (a != a || b != b) ? __int_as_float(0x7fffffff) : fmaxf(a, b); }
+__device__ __forceinline__ float min_nan(float a, float b) {
+  return (a != a || b != b) ? __int_as_float(0x7fffffff) : fminf(a, b);
+}
+__device__ __forceinline__ float max_nan(float a, float b) {
+  return (a != a || b != b) ? __int_as_float(0x7fffffff) : fmaxf(a, b);
+}
 
 template <int TPG>
 __device__ __forceinline__ GroupStats segment_minmax(GroupStats s) {
@@ -126,16 +132,15 @@ __device__ __forceinline__ int choose_percent(GroupStats stats, SearchConfig cfg
   return best;
 }
 
-// ---- warp path ---------------------------------------------------------------------------------------------
+// ---- warp path
+// ---------------------------------------------------------------------------------------------
 
 // Quantizes one group held in registers by TPG lanes (V 16-byte vectors each) and stores it. Every lane of
 // the warp must call this (the reductions shuffle across the warp); lanes of inactive groups store nothing.
 template <bool kBf16, int V, int TPG>
-__device__ __forceinline__ void quantize_group_in_registers(const uint4 (&vec)[V], int64_t group, bool active,
-                                                            int t, SearchConfig cfg, uint32_t* __restrict__ packed,
-                                                            uint16_t* __restrict__ scales,
-                                                            uint8_t* __restrict__ zeros,
-                                                            Int4QuantizeScratch* scratch) {
+__device__ __forceinline__ void quantize_group_in_registers(
+    const uint4 (&vec)[V], int64_t group, bool active, int t, SearchConfig cfg, uint32_t* __restrict__ packed,
+    uint16_t* __restrict__ scales, uint8_t* __restrict__ zeros, Int4QuantizeScratch* scratch) {
   constexpr int kGroupVectors = V * TPG;
   // Stage 1: range of the group with packed 16-bit min/max that propagate NaN (one instruction per pair),
   // so a NaN or Inf anywhere in the group shows in its range and is then located on a slow path.
@@ -146,7 +151,8 @@ __device__ __forceinline__ void quantize_group_in_registers(const uint4 (&vec)[V
       float x[8];
       unpack8<kBf16>(vec[v], x);
       for (int j = 0; j < 8; ++j) {
-        if (!(fabsf(x[j]) <= FLT_MAX)) report_nonfinite(scratch, (group * kGroupVectors + v * TPG + t) * 8 + j);
+        if (!(fabsf(x[j]) <= FLT_MAX))
+          report_nonfinite(scratch, (group * kGroupVectors + v * TPG + t) * 8 + j);
       }
     }
   }
@@ -188,16 +194,14 @@ __device__ __forceinline__ void quantize_group_in_registers(const uint4 (&vec)[V
 }
 
 // Group g covers 16-byte vectors [g * V * TPG, (g + 1) * V * TPG) of 8 weights; lane t of the group holds
-// vectors v * TPG + t (v < V), so each load instruction of a warp reads 512 contiguous bytes. A warp handles R
-// "slots" of 32 / TPG groups and issues all R * V loads before using any: one 16-byte load per thread does not
-// keep enough bytes in flight to reach the memory bandwidth.
+// vectors v * TPG + t (v < V), so each load instruction of a warp reads 512 contiguous bytes. A warp handles
+// R "slots" of 32 / TPG groups and issues all R * V loads before using any: one 16-byte load per thread does
+// not keep enough bytes in flight to reach the memory bandwidth.
 template <bool kBf16, int V, int TPG, int R>
-__global__ void __launch_bounds__(kBlockThreads) quantize_warp_kernel(const uint4* __restrict__ weights,
-                                                                     int64_t num_groups, SearchConfig cfg,
-                                                                     uint32_t* __restrict__ packed,
-                                                                     uint16_t* __restrict__ scales,
-                                                                     uint8_t* __restrict__ zeros,
-                                                                     Int4QuantizeScratch* scratch) {
+__global__ void __launch_bounds__(kBlockThreads)
+    quantize_warp_kernel(const uint4* __restrict__ weights, int64_t num_groups, SearchConfig cfg,
+                         uint32_t* __restrict__ packed, uint16_t* __restrict__ scales,
+                         uint8_t* __restrict__ zeros, Int4QuantizeScratch* scratch) {
   constexpr int kGroupsPerSlot = 32 / TPG;
   constexpr int kGroupVectors = V * TPG;
   const int lane = threadIdx.x % 32;
@@ -219,14 +223,14 @@ __global__ void __launch_bounds__(kBlockThreads) quantize_warp_kernel(const uint
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const int64_t group = first_group + r * kGroupsPerSlot;
-    quantize_group_in_registers<kBf16, V, TPG>(vec[r], group, group < num_groups, t, cfg, packed, scales, zeros,
-                                               scratch);
+    quantize_group_in_registers<kBf16, V, TPG>(vec[r], group, group < num_groups, t, cfg, packed, scales,
+                                               zeros, scratch);
   }
 }
 
-// ---- chunked access for the block and global paths ---------------------------------------------------------
-// C weights at a time: 8 (one 16-byte load, one 32-bit store of nibbles) when sizes and alignment allow,
-// else 2 (one 32-bit load, one byte of nibbles).
+// ---- chunked access for the block and global paths
+// --------------------------------------------------------- C weights at a time: 8 (one 16-byte load, one
+// 32-bit store of nibbles) when sizes and alignment allow, else 2 (one 32-bit load, one byte of nibbles).
 
 template <bool kBf16, int C>
 __device__ __forceinline__ void load_chunk(const void* base, int64_t chunk, float (&x)[C]) {
@@ -283,20 +287,21 @@ __device__ __forceinline__ T block_reduce(T v, Op op, T* shared) {
 }
 
 __device__ __forceinline__ GroupStats block_minmax(GroupStats stats, float* shared) {
-  stats.min = block_reduce(stats.min, [](float a, float b) { return fminf(a, b); }, shared);
-  stats.max = block_reduce(stats.max, [](float a, float b) { return fmaxf(a, b); }, shared);
+  stats.min = block_reduce(
+      stats.min, [](float a, float b) { return fminf(a, b); }, shared);
+  stats.max = block_reduce(
+      stats.max, [](float a, float b) { return fmaxf(a, b); }, shared);
   return stats;
 }
 
-// ---- block path ----------------------------------------------------------------------------------------------
-// One block per group, any even group size. The search passes re-read the group from L1/L2.
+// ---- block path
+// ---------------------------------------------------------------------------------------------- One block
+// per group, any even group size. The search passes re-read the group from L1/L2.
 template <bool kBf16, int C>
-__global__ void __launch_bounds__(kBlockThreads) quantize_block_kernel(const void* __restrict__ weights,
-                                                                      int64_t group_elems, SearchConfig cfg,
-                                                                      uint8_t* __restrict__ packed,
-                                                                      uint16_t* __restrict__ scales,
-                                                                      uint8_t* __restrict__ zeros,
-                                                                      Int4QuantizeScratch* scratch) {
+__global__ void __launch_bounds__(kBlockThreads)
+    quantize_block_kernel(const void* __restrict__ weights, int64_t group_elems, SearchConfig cfg,
+                          uint8_t* __restrict__ packed, uint16_t* __restrict__ scales,
+                          uint8_t* __restrict__ zeros, Int4QuantizeScratch* scratch) {
   __shared__ float shared_f[kBlockThreads / 32];
   __shared__ unsigned long long shared_u[kBlockThreads / 32];
   const int64_t group = blockIdx.x;
@@ -323,7 +328,8 @@ __global__ void __launch_bounds__(kBlockThreads) quantize_block_kernel(const voi
 #pragma unroll
       for (int j = 0; j < C; ++j) e += int4::error_fixed_point(x[j], p, normalizer, squared);
     }
-    return block_reduce(e, [](unsigned long long a, unsigned long long b) { return a + b; }, shared_u);
+    return block_reduce(
+        e, [](unsigned long long a, unsigned long long b) { return a + b; }, shared_u);
   });
 
   const GroupParams params = int4::group_params(stats, percent, cfg.zero_point, cfg.bf16_scale);
@@ -342,15 +348,16 @@ __global__ void __launch_bounds__(kBlockThreads) quantize_block_kernel(const voi
   }
 }
 
-// ---- global path -----------------------------------------------------------------------------------------------
+// ---- global path
+// -----------------------------------------------------------------------------------------------
 
-#define QLLM_GRID_STRIDE(i, n)                                                                    \
+#define QLLM_GRID_STRIDE(i, n)                                                              \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(kBlockThreads) + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(gridDim.x) * kBlockThreads)
 
 template <bool kBf16, int C>
-__global__ void __launch_bounds__(kBlockThreads) global_minmax_kernel(const void* __restrict__ weights,
-                                                                     int64_t chunks, Int4QuantizeScratch* scratch) {
+__global__ void __launch_bounds__(kBlockThreads)
+    global_minmax_kernel(const void* __restrict__ weights, int64_t chunks, Int4QuantizeScratch* scratch) {
   __shared__ float shared_f[kBlockThreads / 32];
   GroupStats stats{FLT_MAX, -FLT_MAX};
 #pragma unroll 4
@@ -378,9 +385,9 @@ __device__ __forceinline__ int stage_percent(int stage, int i, const Int4Quantiz
 
 // Error sums of every candidate of one stage over the whole matrix (exact integer atomics).
 template <bool kBf16, int C, int kCandidates>
-__global__ void __launch_bounds__(kBlockThreads) global_error_kernel(const void* __restrict__ weights,
-                                                                    int64_t chunks, SearchConfig cfg, int stage,
-                                                                    Int4QuantizeScratch* scratch) {
+__global__ void __launch_bounds__(kBlockThreads)
+    global_error_kernel(const void* __restrict__ weights, int64_t chunks, SearchConfig cfg, int stage,
+                        Int4QuantizeScratch* scratch) {
   __shared__ unsigned long long shared_u[kBlockThreads / 32];
   const GroupStats stats = global_stats(scratch);
   const float normalizer = int4::error_normalizer(stats);
@@ -401,8 +408,8 @@ __global__ void __launch_bounds__(kBlockThreads) global_error_kernel(const void*
   }
 #pragma unroll
   for (int c = 0; c < kCandidates; ++c) {
-    const unsigned long long total =
-        block_reduce(e[c], [](unsigned long long a, unsigned long long b) { return a + b; }, shared_u);
+    const unsigned long long total = block_reduce(
+        e[c], [](unsigned long long a, unsigned long long b) { return a + b; }, shared_u);
     if (threadIdx.x == 0) atomicAdd(&scratch->sums[c], total);
   }
 }
@@ -416,7 +423,8 @@ __global__ void global_select_kernel(int stage, int candidates, SearchConfig cfg
     best = stage_percent(stage, 0, scratch);
     unsigned long long best_error = ~0ull;
     for (int c = 0; c < candidates; ++c) {
-      if (scratch->sums[c] < best_error) best_error = scratch->sums[c], best = stage_percent(stage, c, scratch);
+      if (scratch->sums[c] < best_error)
+        best_error = scratch->sums[c], best = stage_percent(stage, c, scratch);
       scratch->sums[c] = 0;
     }
   }
@@ -425,7 +433,8 @@ __global__ void global_select_kernel(int stage, int candidates, SearchConfig cfg
     scratch->best_coarse = best;
     return;
   }
-  if (!isfinite(int4::group_params(stats, 100, cfg.zero_point, cfg.bf16_scale).scale)) scratch->first_overflow = 0;
+  if (!isfinite(int4::group_params(stats, 100, cfg.zero_point, cfg.bf16_scale).scale))
+    scratch->first_overflow = 0;
   const GroupParams p = int4::group_params(stats, best, cfg.zero_point, cfg.bf16_scale);
   scales[0] = p.scale_bits;
   if (cfg.zero_point) zeros[0] = p.zero;
@@ -433,10 +442,9 @@ __global__ void global_select_kernel(int stage, int candidates, SearchConfig cfg
 
 // Streams the whole matrix with the one stored scale.
 template <bool kBf16, int C>
-__global__ void __launch_bounds__(kBlockThreads) global_quantize_kernel(const void* __restrict__ weights,
-                                                                       int64_t chunks, SearchConfig cfg,
-                                                                       const uint16_t* scales, const uint8_t* zeros,
-                                                                       uint8_t* __restrict__ packed) {
+__global__ void __launch_bounds__(kBlockThreads)
+    global_quantize_kernel(const void* __restrict__ weights, int64_t chunks, SearchConfig cfg,
+                           const uint16_t* scales, const uint8_t* zeros, uint8_t* __restrict__ packed) {
   GroupParams p;
   p.scale_bits = scales[0];
   p.scale = int4::scale_bits_to_float(p.scale_bits, cfg.bf16_scale);
@@ -450,14 +458,14 @@ __global__ void __launch_bounds__(kBlockThreads) global_quantize_kernel(const vo
   }
 }
 
-// ---- dequantize ------------------------------------------------------------------------------------------------
+// ---- dequantize
+// ------------------------------------------------------------------------------------------------
 
 template <bool kBf16Out>
-__global__ void __launch_bounds__(kBlockThreads) dequantize_kernel(const uint8_t* __restrict__ packed,
-                                                                  const uint16_t* __restrict__ scales,
-                                                                  const uint8_t* __restrict__ zeros,
-                                                                  int64_t numel, int64_t group_elems,
-                                                                  bool bf16_scale, uint16_t* __restrict__ out) {
+__global__ void __launch_bounds__(kBlockThreads)
+    dequantize_kernel(const uint8_t* __restrict__ packed, const uint16_t* __restrict__ scales,
+                      const uint8_t* __restrict__ zeros, int64_t numel, int64_t group_elems, bool bf16_scale,
+                      uint16_t* __restrict__ out) {
   // Each thread: 8 weights (4 packed bytes in, 16 bytes out); a partial last chunk goes element by element.
   const int64_t chunk = blockIdx.x * static_cast<int64_t>(kBlockThreads) + threadIdx.x;
   const int64_t first = chunk * 8;
@@ -486,7 +494,9 @@ __global__ void __launch_bounds__(kBlockThreads) dequantize_kernel(const uint8_t
   }
 }
 
-bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+bool aligned(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
 
 unsigned int grid_for(int64_t work_items) {
   const int64_t blocks = (work_items + kBlockThreads - 1) / kBlockThreads;
@@ -494,8 +504,8 @@ unsigned int grid_for(int64_t work_items) {
 }
 
 template <bool kBf16, int V, int TPG>
-void launch_warp(const void* w, int64_t num_groups, SearchConfig cfg, Int4DeviceView out, Int4QuantizeScratch* s,
-                 cudaStream_t stream) {
+void launch_warp(const void* w, int64_t num_groups, SearchConfig cfg, Int4DeviceView out,
+                 Int4QuantizeScratch* s, cudaStream_t stream) {
   constexpr int R = V >= 4 ? 1 : 4 / V;  // four 16-byte loads in flight per thread
   constexpr int kGroupsPerBlock = (kBlockThreads / 32) * R * (32 / TPG);
   const auto blocks = static_cast<unsigned int>((num_groups + kGroupsPerBlock - 1) / kGroupsPerBlock);
@@ -506,20 +516,41 @@ void launch_warp(const void* w, int64_t num_groups, SearchConfig cfg, Int4Device
 
 // The warp path for group sizes 8..4096 that are powers of two; false when the size has no instantiation.
 template <bool kBf16>
-bool try_launch_warp(const void* w, int64_t group_elems, int64_t num_groups, SearchConfig cfg, Int4DeviceView out,
-                     Int4QuantizeScratch* s, cudaStream_t stream) {
+bool try_launch_warp(const void* w, int64_t group_elems, int64_t num_groups, SearchConfig cfg,
+                     Int4DeviceView out, Int4QuantizeScratch* s, cudaStream_t stream) {
   switch (group_elems) {
-    case 8: launch_warp<kBf16, 1, 1>(w, num_groups, cfg, out, s, stream); return true;
-    case 16: launch_warp<kBf16, 1, 2>(w, num_groups, cfg, out, s, stream); return true;
-    case 32: launch_warp<kBf16, 1, 4>(w, num_groups, cfg, out, s, stream); return true;
-    case 64: launch_warp<kBf16, 1, 8>(w, num_groups, cfg, out, s, stream); return true;
-    case 128: launch_warp<kBf16, 1, 16>(w, num_groups, cfg, out, s, stream); return true;
-    case 256: launch_warp<kBf16, 1, 32>(w, num_groups, cfg, out, s, stream); return true;
-    case 512: launch_warp<kBf16, 2, 32>(w, num_groups, cfg, out, s, stream); return true;
-    case 1024: launch_warp<kBf16, 4, 32>(w, num_groups, cfg, out, s, stream); return true;
-    case 2048: launch_warp<kBf16, 8, 32>(w, num_groups, cfg, out, s, stream); return true;
-    case 4096: launch_warp<kBf16, 16, 32>(w, num_groups, cfg, out, s, stream); return true;
-    default: return false;
+    case 8:
+      launch_warp<kBf16, 1, 1>(w, num_groups, cfg, out, s, stream);
+      return true;
+    case 16:
+      launch_warp<kBf16, 1, 2>(w, num_groups, cfg, out, s, stream);
+      return true;
+    case 32:
+      launch_warp<kBf16, 1, 4>(w, num_groups, cfg, out, s, stream);
+      return true;
+    case 64:
+      launch_warp<kBf16, 1, 8>(w, num_groups, cfg, out, s, stream);
+      return true;
+    case 128:
+      launch_warp<kBf16, 1, 16>(w, num_groups, cfg, out, s, stream);
+      return true;
+    case 256:
+      launch_warp<kBf16, 1, 32>(w, num_groups, cfg, out, s, stream);
+      return true;
+    case 512:
+      launch_warp<kBf16, 2, 32>(w, num_groups, cfg, out, s, stream);
+      return true;
+    case 1024:
+      launch_warp<kBf16, 4, 32>(w, num_groups, cfg, out, s, stream);
+      return true;
+    case 2048:
+      launch_warp<kBf16, 8, 32>(w, num_groups, cfg, out, s, stream);
+      return true;
+    case 4096:
+      launch_warp<kBf16, 16, 32>(w, num_groups, cfg, out, s, stream);
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -530,23 +561,26 @@ void launch_global(const void* w, int64_t numel, SearchConfig cfg, Int4DeviceVie
   const unsigned int grid = std::min<unsigned int>(grid_for(chunks), multiprocessors * 8);
   global_minmax_kernel<kBf16, C><<<grid, kBlockThreads, 0, stream>>>(w, chunks, s);
   if (cfg.mode != 0) {
-    global_error_kernel<kBf16, C, int4::kCoarseCandidates><<<grid, kBlockThreads, 0, stream>>>(w, chunks, cfg, 0, s);
+    global_error_kernel<kBf16, C, int4::kCoarseCandidates>
+        <<<grid, kBlockThreads, 0, stream>>>(w, chunks, cfg, 0, s);
     global_select_kernel<<<1, 1, 0, stream>>>(0, int4::kCoarseCandidates, cfg, out.scales, out.zeros, s);
-    global_error_kernel<kBf16, C, int4::kFineCandidates><<<grid, kBlockThreads, 0, stream>>>(w, chunks, cfg, 1, s);
+    global_error_kernel<kBf16, C, int4::kFineCandidates>
+        <<<grid, kBlockThreads, 0, stream>>>(w, chunks, cfg, 1, s);
   }
   global_select_kernel<<<1, 1, 0, stream>>>(1, int4::kFineCandidates, cfg, out.scales, out.zeros, s);
-  global_quantize_kernel<kBf16, C><<<grid, kBlockThreads, 0, stream>>>(w, chunks, cfg, out.scales, out.zeros,
-                                                                       out.packed);
+  global_quantize_kernel<kBf16, C>
+      <<<grid, kBlockThreads, 0, stream>>>(w, chunks, cfg, out.scales, out.zeros, out.packed);
 }
 
 }  // namespace
 
 void launch_quantize_int4(const void* w, bool bf16_weights, int64_t rows, int64_t cols, GroupLayout layout,
-                          Granularity granularity, Int4SearchConfig cfg, Int4DeviceView out, Int4QuantizeScratch* s,
-                          int multiprocessors, cudaStream_t stream) {
+                          Granularity granularity, Int4SearchConfig cfg, Int4DeviceView out,
+                          Int4QuantizeScratch* s, int multiprocessors, cudaStream_t stream) {
   // 16-byte chunks when every group (or the whole matrix) is a multiple of 8 weights and the pointer allows.
-  const bool wide = aligned(w, 16) && aligned(out.packed, 4) &&
-                    (granularity == Granularity::Global ? (rows * cols) % 8 == 0 : layout.group_elems % 8 == 0);
+  const bool wide =
+      aligned(w, 16) && aligned(out.packed, 4) &&
+      (granularity == Granularity::Global ? (rows * cols) % 8 == 0 : layout.group_elems % 8 == 0);
   auto launch = [&]<bool kBf16>() {
     if (granularity == Granularity::Global) {
       if (wide) {
@@ -554,14 +588,17 @@ void launch_quantize_int4(const void* w, bool bf16_weights, int64_t rows, int64_
       } else {
         launch_global<kBf16, 2>(w, rows * cols, cfg, out, s, multiprocessors, stream);
       }
-    } else if (wide && try_launch_warp<kBf16>(w, layout.group_elems, layout.num_groups, cfg, out, s, stream)) {
+    } else if (wide &&
+               try_launch_warp<kBf16>(w, layout.group_elems, layout.num_groups, cfg, out, s, stream)) {
       return;
     } else if (wide) {
-      quantize_block_kernel<kBf16, 8><<<static_cast<unsigned int>(layout.num_groups), kBlockThreads, 0, stream>>>(
-          w, layout.group_elems, cfg, out.packed, out.scales, out.zeros, s);
+      quantize_block_kernel<kBf16, 8>
+          <<<static_cast<unsigned int>(layout.num_groups), kBlockThreads, 0, stream>>>(
+              w, layout.group_elems, cfg, out.packed, out.scales, out.zeros, s);
     } else {
-      quantize_block_kernel<kBf16, 2><<<static_cast<unsigned int>(layout.num_groups), kBlockThreads, 0, stream>>>(
-          w, layout.group_elems, cfg, out.packed, out.scales, out.zeros, s);
+      quantize_block_kernel<kBf16, 2>
+          <<<static_cast<unsigned int>(layout.num_groups), kBlockThreads, 0, stream>>>(
+              w, layout.group_elems, cfg, out.packed, out.scales, out.zeros, s);
     }
   };
   if (bf16_weights) {
@@ -571,8 +608,9 @@ void launch_quantize_int4(const void* w, bool bf16_weights, int64_t rows, int64_
   }
 }
 
-void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const uint8_t* zeros, int64_t numel,
-                            int64_t group_elems, bool bf16_scale, bool bf16_out, void* out, cudaStream_t stream) {
+void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const uint8_t* zeros,
+                            int64_t numel, int64_t group_elems, bool bf16_scale, bool bf16_out, void* out,
+                            cudaStream_t stream) {
   const auto blocks = static_cast<unsigned int>(((numel + 7) / 8 + kBlockThreads - 1) / kBlockThreads);
   if (bf16_out) {
     dequantize_kernel<true><<<blocks, kBlockThreads, 0, stream>>>(packed, scales, zeros, numel, group_elems,

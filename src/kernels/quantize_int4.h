@@ -58,7 +58,8 @@ void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const
                             cudaStream_t stream = nullptr);
 
 // Host-to-host conveniences for tests and tools: upload, run, check, download.
-Int4Matrix quantize_int4_cuda(std::span<const Half> weights, int64_t rows, int64_t cols, const Int4Scheme& scheme);
+Int4Matrix quantize_int4_cuda(std::span<const Half> weights, int64_t rows, int64_t cols,
+                              const Int4Scheme& scheme);
 Int4Matrix quantize_int4_cuda(std::span<const BFloat16> weights, int64_t rows, int64_t cols,
                               const Int4Scheme& scheme);
 std::vector<Half> dequantize_int4_to_half_cuda(const Int4Matrix& matrix);

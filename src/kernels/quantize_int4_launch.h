@@ -33,12 +33,14 @@ namespace kernels {
 // Enqueues the quantization of a validated [rows, cols] matrix (see quantize_int4.cu for the paths).
 // `weights` must be 4-byte aligned; 16-byte alignment enables the warp path.
 void launch_quantize_int4(const void* weights, bool bf16_weights, int64_t rows, int64_t cols,
-                          GroupLayout layout, Granularity granularity, Int4SearchConfig config, Int4DeviceView out,
-                          Int4QuantizeScratch* scratch, int multiprocessors, cudaStream_t stream);
+                          GroupLayout layout, Granularity granularity, Int4SearchConfig config,
+                          Int4DeviceView out, Int4QuantizeScratch* scratch, int multiprocessors,
+                          cudaStream_t stream);
 
 // Enqueues w' = (q - z) * s for `numel` weights into 16-byte-aligned fp16 or bf16 `out`.
-void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const uint8_t* zeros, int64_t numel,
-                            int64_t group_elems, bool bf16_scale, bool bf16_out, void* out, cudaStream_t stream);
+void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const uint8_t* zeros,
+                            int64_t numel, int64_t group_elems, bool bf16_scale, bool bf16_out, void* out,
+                            cudaStream_t stream);
 
 }  // namespace kernels
 }  // namespace qllm

@@ -1,7 +1,7 @@
 #include "kernels/tma.h"
 
-#include <cuda_runtime.h>
 #include <cudaTypedefs.h>
+#include <cuda_runtime.h>
 
 #include "qllm/error.h"
 

@@ -8,8 +8,9 @@
 
 namespace qllm {
 
-// A row-major [rows, cols] matrix of 1- or 2-byte elements, copied in boxes of [box_rows, box_cols] into shared
-// memory with the 128-byte swizzle (box_cols * element bytes must be 128). Out-of-range rows/cols read as 0.
+// A row-major [rows, cols] matrix of 1- or 2-byte elements, copied in boxes of [box_rows, box_cols] into
+// shared memory with the 128-byte swizzle (box_cols * element bytes must be 128). Out-of-range rows/cols read
+// as 0.
 CUtensorMap make_tensor_map_2d(const void* base, int element_bytes, int64_t rows, int64_t cols, int box_rows,
                                int box_cols);
 

@@ -21,18 +21,24 @@ std::string lowercase(std::string_view s) {
 
 std::string_view granularity_name(Granularity granularity) {
   switch (granularity) {
-    case Granularity::Global: return "GLOBAL";
-    case Granularity::Rowwise: return "ROWWISE";
-    case Granularity::Groupwise: return "GROUPWISE";
+    case Granularity::Global:
+      return "GLOBAL";
+    case Granularity::Rowwise:
+      return "ROWWISE";
+    case Granularity::Groupwise:
+      return "GROUPWISE";
   }
   return "?";
 }
 
 std::string_view scale_search_name(ScaleSearch search) {
   switch (search) {
-    case ScaleSearch::None: return "none";
-    case ScaleSearch::Mse: return "mse";
-    case ScaleSearch::Mae: return "mae";
+    case ScaleSearch::None:
+      return "none";
+    case ScaleSearch::Mse:
+      return "mse";
+    case ScaleSearch::Mae:
+      return "mae";
   }
   return "?";
 }
@@ -68,14 +74,16 @@ GroupLayout validate_int4_shape(int64_t rows, int64_t cols, const Int4Scheme& sc
   QLLM_CHECK(scheme.scale_dtype == DType::F16 || scheme.scale_dtype == DType::BF16,
              "INT4 scales must be f16 or bf16, not {}", dtype_name(scheme.scale_dtype));
   switch (scheme.granularity) {
-    case Granularity::Global: return {rows * cols, 1};
-    case Granularity::Rowwise: return {cols, rows};
+    case Granularity::Global:
+      return {rows * cols, 1};
+    case Granularity::Rowwise:
+      return {cols, rows};
     case Granularity::Groupwise: {
       const int64_t g = scheme.group_size;
       QLLM_CHECK(g > 0, "group size must be positive, got {}", g);
       QLLM_CHECK(g % 2 == 0, "group size {} must be even (groups start on byte boundaries)", g);
-      QLLM_CHECK(cols % g == 0, "K = {} is not divisible by the group size {} (shape [{}, {}])", cols, g, rows,
-                 cols);
+      QLLM_CHECK(cols % g == 0, "K = {} is not divisible by the group size {} (shape [{}, {}])", cols, g,
+                 rows, cols);
       return {g, rows * (cols / g)};
     }
   }
@@ -122,16 +130,16 @@ std::vector<uint32_t> pack_nibbles_u32(std::span<const uint8_t> nibbles) {
 }
 
 std::vector<uint8_t> unpack_nibbles(std::span<const uint8_t> packed, int64_t count) {
-  QLLM_CHECK(count >= 0 && static_cast<size_t>(count) <= packed.size() * 2, "cannot unpack {} nibbles from {} bytes",
-             count, packed.size());
+  QLLM_CHECK(count >= 0 && static_cast<size_t>(count) <= packed.size() * 2,
+             "cannot unpack {} nibbles from {} bytes", count, packed.size());
   std::vector<uint8_t> out(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) out[i] = (i & 1) ? packed[i / 2] >> 4 : packed[i / 2] & 0x0f;
   return out;
 }
 
 std::vector<uint8_t> unpack_nibbles(std::span<const uint32_t> packed, int64_t count) {
-  QLLM_CHECK(count >= 0 && static_cast<size_t>(count) <= packed.size() * 8, "cannot unpack {} nibbles from {} words",
-             count, packed.size());
+  QLLM_CHECK(count >= 0 && static_cast<size_t>(count) <= packed.size() * 8,
+             "cannot unpack {} nibbles from {} words", count, packed.size());
   std::vector<uint8_t> out(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) out[i] = (packed[i / 8] >> (4 * (i % 8))) & 0x0f;
   return out;
@@ -139,7 +147,8 @@ std::vector<uint8_t> unpack_nibbles(std::span<const uint32_t> packed, int64_t co
 
 QuantError measure_error(std::span<const float> original, std::span<const float> reconstructed) {
   QLLM_CHECK(original.size() == reconstructed.size() && !original.empty(),
-             "error metrics need two equal, non-empty arrays ({} vs {})", original.size(), reconstructed.size());
+             "error metrics need two equal, non-empty arrays ({} vs {})", original.size(),
+             reconstructed.size());
   double abs_sum = 0, sq_err = 0, sq_ref = 0, max_abs = 0;
   bool any_nan = false;
   for (size_t i = 0; i < original.size(); ++i) {

@@ -23,14 +23,16 @@ constexpr int kMaxNibble = 15;
 // of nine values around the coarse winner (best + 4 down to best - 4, capped at 100).
 constexpr int kCoarseCandidates = 15;
 constexpr int kFineCandidates = 9;
-QLLM_HD int coarse_percent(int i) { return 100 - 5 * i; }
+QLLM_HD int coarse_percent(int i) {
+  return 100 - 5 * i;
+}
 QLLM_HD int fine_percent(int best_coarse, int i) {
   const int p = best_coarse + 4 - i;
   return p > 100 ? 100 : p;
 }
 
-// ---- per-group parameters ----------------------------------------------------------------------------------
-
+// ---- per-group parameters
+// ----------------------------------------------------------------------------------
 
 // Range of one group. Min/max are order-independent, so any reduction order gives the same stats.
 struct GroupStats {
@@ -48,7 +50,9 @@ struct GroupParams {
 
 // Largest magnitude of the group. max(|min|, |max|) rather than max(-min, max): an all-zero group must give
 // +0, whatever sign of zero the min/max reductions (which differ between CPU and GPU) kept.
-QLLM_HD float group_absmax(GroupStats stats) { return fmax_(fabs_(stats.min), fabs_(stats.max)); }
+QLLM_HD float group_absmax(GroupStats stats) {
+  return fmax_(fabs_(stats.min), fabs_(stats.max));
+}
 
 // Parameters for clipping the group's range to `percent` of the plain range.
 // Symmetric: s = absmax * p / 700, z = 8. Asymmetric: the range is widened to contain 0 (so that z fits in

@@ -34,7 +34,8 @@ GroupStats group_stats(std::span<const float> group) {
 
 // Sum of the fixed-point errors of quantizing `group` with `params`. Unsigned integer addition is exact,
 // so the OpenMP split (used for the one big GLOBAL group) cannot change the result.
-uint64_t group_error(std::span<const float> group, const GroupParams& params, float normalizer, bool squared) {
+uint64_t group_error(std::span<const float> group, const GroupParams& params, float normalizer,
+                     bool squared) {
   uint64_t total = 0;
   const int64_t n = static_cast<int64_t>(group.size());
 #pragma omp parallel for simd reduction(+ : total) schedule(static) if (n > (1 << 16))
@@ -50,7 +51,8 @@ int search_percent(std::span<const float> group, GroupStats stats, const Int4Sch
   const bool squared = scheme.search == ScaleSearch::Mse;
   const float normalizer = int4::error_normalizer(stats);
   auto error_at = [&](int percent) {
-    return group_error(group, int4::group_params(stats, percent, scheme.zero_point, bf16), normalizer, squared);
+    return group_error(group, int4::group_params(stats, percent, scheme.zero_point, bf16), normalizer,
+                       squared);
   };
   int best_coarse = int4::coarse_percent(0);
   uint64_t best_error = std::numeric_limits<uint64_t>::max();
@@ -89,8 +91,8 @@ Int4Matrix quantize_int4_ref(std::span<const float> w, int64_t rows, int64_t col
   std::vector<GroupStats> stats(static_cast<size_t>(layout.num_groups));
 #pragma omp parallel for schedule(static) if (layout.num_groups > 1)
   for (int64_t g = 0; g < layout.num_groups; ++g) {
-    stats[g] = group_stats(w.subspan(static_cast<size_t>(g * layout.group_elems),
-                                     static_cast<size_t>(layout.group_elems)));
+    stats[g] = group_stats(
+        w.subspan(static_cast<size_t>(g * layout.group_elems), static_cast<size_t>(layout.group_elems)));
   }
   for (int64_t g = 0; g < layout.num_groups; ++g) {
     const GroupParams plain = int4::group_params(stats[g], 100, scheme.zero_point, bf16);

@@ -47,7 +47,8 @@ std::vector<float> dequantize_int8_rows_ref(const Int8Rows& q) {
   return out;
 }
 
-std::vector<uint8_t> outlier_columns_ref(std::span<const float> x, int64_t rows, int64_t cols, float threshold) {
+std::vector<uint8_t> outlier_columns_ref(std::span<const float> x, int64_t rows, int64_t cols,
+                                         float threshold) {
   std::vector<uint8_t> flags(static_cast<size_t>(cols), 0);
   if (!outliers_enabled(threshold)) return flags;
   for (int64_t r = 0; r < rows; ++r) {
@@ -61,8 +62,8 @@ std::vector<uint8_t> outlier_columns_ref(std::span<const float> x, int64_t rows,
 std::vector<double> gemm_int8_ref(std::span<const float> x, int64_t m, const Int8Rows& w, float threshold,
                                   Int8GemmStats* stats) {
   const int64_t n = w.rows, k = w.cols;
-  QLLM_CHECK(static_cast<int64_t>(x.size()) == m * k, "int8 GEMM: X holds {} values, [{}, {}] needs {}", x.size(),
-             m, k, m * k);
+  QLLM_CHECK(static_cast<int64_t>(x.size()) == m * k, "int8 GEMM: X holds {} values, [{}, {}] needs {}",
+             x.size(), m, k, m * k);
   const std::vector<uint8_t> outliers = outlier_columns_ref(x, m, k, threshold);
   const Int8Rows xq = quantize_int8_rows_ref(x, m, k, outliers);
   std::vector<int64_t> outlier_list;

@@ -13,7 +13,8 @@ using testing::run_command;
 const std::string kQllm = std::string(QLLM_BINARY_DIR) + "/bin/qllm";
 
 TEST(Cli, QuantErrorPrintsTheTable) {
-  const auto r = run_command(kQllm + " quant-error --rows 8 --cols 64 --group-sizes 16 32 --scale-search none");
+  const auto r =
+      run_command(kQllm + " quant-error --rows 8 --cols 64 --group-sizes 16 32 --scale-search none");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("| quantization_type | group_size |"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("| GLOBAL "), std::string::npos) << r.output;

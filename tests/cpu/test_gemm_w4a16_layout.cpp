@@ -59,7 +59,8 @@ TEST(W4A16Layout, RepackUnpackRoundTrip) {
 // PTX ISA, mma.m16n8k16 with 16-bit A: thread (groupID g, threadID_in_group t) holds a0..a7 with
 //   a_i at row g + 8 * ((i / 2) % 2), column 2t + (i % 2) + 8 * (i / 4),
 // and register j = {a_2j (low half), a_2j+1 (high half)}. The kernels form register j of k16 step s from
-// the lane's 32-bit word s as ((word >> 4j) & 0x000f000f): its low half is nibble j, its high half nibble j+4.
+// the lane's 32-bit word s as ((word >> 4j) & 0x000f000f): its low half is nibble j, its high half nibble
+// j+4.
 TEST(W4A16Layout, FragmentOrderMatchesThePtxTable) {
   Rng rng(fresh_seed());
   const int64_t n = 64, k = 128;
@@ -125,7 +126,8 @@ TEST(W4A16Layout, RejectsUnsupportedShapes) {
     }
     return "no error";
   };
-  EXPECT_NE(message(96, 64, {.group_size = 32}, DType::BF16).find("N and K divisible by 64"), std::string::npos);
+  EXPECT_NE(message(96, 64, {.group_size = 32}, DType::BF16).find("N and K divisible by 64"),
+            std::string::npos);
   EXPECT_NE(message(64, 96, {.group_size = 32}, DType::BF16).find("[64, 96]"), std::string::npos);
   EXPECT_NE(message(64, 64, {.group_size = 8}, DType::BF16).find("group size divisible by 16, got 8"),
             std::string::npos);

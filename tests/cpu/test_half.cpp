@@ -26,9 +26,9 @@ TEST(Half, FloatToHalfEdgeValues) {
       {-2.0f, 0xc000},
       {0.1f, 0x2e66},
       {1.0f / 3.0f, 0x3555},
-      {65504.0f, 0x7bff},           // largest finite
-      {65519.99f, 0x7bff},          // just below the halfway point to 65536
-      {65520.0f, 0x7c00},           // halfway, ties to even: overflows to inf
+      {65504.0f, 0x7bff},   // largest finite
+      {65519.99f, 0x7bff},  // just below the halfway point to 65536
+      {65520.0f, 0x7c00},   // halfway, ties to even: overflows to inf
       {1e9f, 0x7c00},
       {-1e9f, 0xfc00},
       {inf, 0x7c00},
@@ -75,7 +75,8 @@ TEST(Half, EveryHalfRoundTripsThroughFloat) {
 TEST(Half, RandomFloatsRoundToNearestEven) {
   Rng rng(12345);
   for (int i = 0; i < 200000; ++i) {
-    const float f = static_cast<float>(rng.normal() * std::pow(2.0, static_cast<double>(rng.below(40)) - 26.0));
+    const float f =
+        static_cast<float>(rng.normal() * std::pow(2.0, static_cast<double>(rng.below(40)) - 26.0));
     const uint16_t h = float_to_half_bits(f);
     const double got = half_bits_to_float(h);
     const double err = std::fabs(got - static_cast<double>(f));
@@ -99,14 +100,14 @@ TEST(BFloat16, EdgeValues) {
       {0.0f, 0x0000},
       {-0.0f, 0x8000},
       {1.0f, 0x3f80},
-      {1.0f + 0x1p-8f, 0x3f80},     // tie: to even
-      {1.0f + 0x3p-8f, 0x3f82},     // tie: to even (up)
-      {1.0f + 0x1.8p-8f, 0x3f81},   // above the tie
-      {3.3895314e38f, 0x7f7f},      // largest finite bf16
+      {1.0f + 0x1p-8f, 0x3f80},                     // tie: to even
+      {1.0f + 0x3p-8f, 0x3f82},                     // tie: to even (up)
+      {1.0f + 0x1.8p-8f, 0x3f81},                   // above the tie
+      {3.3895314e38f, 0x7f7f},                      // largest finite bf16
       {std::numeric_limits<float>::max(), 0x7f80},  // rounds past the largest bf16: inf
       {inf, 0x7f80},
       {-inf, 0xff80},
-      {1e-40f, 0x0001},             // float subnormal stays a bf16 subnormal
+      {1e-40f, 0x0001},  // float subnormal stays a bf16 subnormal
       {std::numeric_limits<float>::denorm_min(), 0x0000},
   };
   for (const auto& [value, bits] : table) {

@@ -59,7 +59,8 @@ TEST(Int4Pack, RandomNibblesRoundTripAndBothPackingsShareBytes) {
     ASSERT_EQ(bytes.size(), nibbles.size() / 2);
     ASSERT_EQ(words.size(), nibbles.size() / 8);
     EXPECT_EQ(unpack_nibbles(std::span<const uint8_t>(bytes), static_cast<int64_t>(nibbles.size())), nibbles);
-    EXPECT_EQ(unpack_nibbles(std::span<const uint32_t>(words), static_cast<int64_t>(nibbles.size())), nibbles);
+    EXPECT_EQ(unpack_nibbles(std::span<const uint32_t>(words), static_cast<int64_t>(nibbles.size())),
+              nibbles);
     ASSERT_EQ(std::memcmp(bytes.data(), words.data(), bytes.size()), 0) << "u8 and u32 packings differ";
   }
 }
@@ -72,7 +73,7 @@ TEST(Int4Pack, RejectsBadInput) {
 
 // Hand-computed: absmax 7 gives scale 1, so q = round-half-even(w) and the nibble is q + 8.
 TEST(Int4Quantize, KnownValuesAndTies) {
-  const std::vector<float> w = {1.0f, -2.0f, 3.5f, 7.0f, 0.5f, 1.5f, 2.5f, -0.5f,
+  const std::vector<float> w = {1.0f,  -2.0f, 3.5f, 7.0f,  0.5f,  1.5f,  2.5f,  -0.5f,
                                 -1.5f, -2.5f, 6.5f, -7.0f, 0.49f, 0.51f, -6.5f, 0.0f};
   const Int4Matrix m = quantize_int4_ref(w, 1, 16, groupwise(16));
   ASSERT_EQ(m.scales.size(), 1u);
@@ -125,11 +126,12 @@ TEST(Int4Quantize, SearchNeverWorseThanPlainOnItsObjective) {
   const auto wf = to_floats(w);
   for (bool zp : {false, true}) {
     for (int64_t g : {32, 128, 512}) {
-      const auto plain = dequantize_int4_ref(quantize_int4_ref(std::span<const Half>(w), rows, cols, groupwise(g, zp)));
-      const auto mae =
-          dequantize_int4_ref(quantize_int4_ref(std::span<const Half>(w), rows, cols, groupwise(g, zp, ScaleSearch::Mae)));
-      const auto mse =
-          dequantize_int4_ref(quantize_int4_ref(std::span<const Half>(w), rows, cols, groupwise(g, zp, ScaleSearch::Mse)));
+      const auto plain =
+          dequantize_int4_ref(quantize_int4_ref(std::span<const Half>(w), rows, cols, groupwise(g, zp)));
+      const auto mae = dequantize_int4_ref(
+          quantize_int4_ref(std::span<const Half>(w), rows, cols, groupwise(g, zp, ScaleSearch::Mae)));
+      const auto mse = dequantize_int4_ref(
+          quantize_int4_ref(std::span<const Half>(w), rows, cols, groupwise(g, zp, ScaleSearch::Mse)));
       for (int64_t group = 0; group < rows * cols / g; ++group) {
         double abs_plain = 0, abs_search = 0, sq_plain = 0, sq_search = 0;
         for (int64_t i = group * g; i < (group + 1) * g; ++i) {
@@ -149,13 +151,16 @@ TEST(Int4Quantize, SearchNeverWorseThanPlainOnItsObjective) {
 TEST(Int4Quantize, SearchIsDeterministicAndClipsGaussianGroups) {
   Rng rng(fresh_seed());
   const auto w = random_normal<Half>(64 * 256, rng);
-  const auto a = quantize_int4_ref(std::span<const Half>(w), 64, 256, groupwise(128, false, ScaleSearch::Mae));
-  const auto b = quantize_int4_ref(std::span<const Half>(w), 64, 256, groupwise(128, false, ScaleSearch::Mae));
+  const auto a =
+      quantize_int4_ref(std::span<const Half>(w), 64, 256, groupwise(128, false, ScaleSearch::Mae));
+  const auto b =
+      quantize_int4_ref(std::span<const Half>(w), 64, 256, groupwise(128, false, ScaleSearch::Mae));
   EXPECT_EQ(a.packed, b.packed);
   EXPECT_EQ(a.scales, b.scales);
   const auto plain = quantize_int4_ref(std::span<const Half>(w), 64, 256, groupwise(128));
   int smaller = 0;
-  for (size_t g = 0; g < a.scales.size(); ++g) smaller += half_bits_to_float(a.scales[g]) < half_bits_to_float(plain.scales[g]);
+  for (size_t g = 0; g < a.scales.size(); ++g)
+    smaller += half_bits_to_float(a.scales[g]) < half_bits_to_float(plain.scales[g]);
   EXPECT_GT(smaller, static_cast<int>(a.scales.size()) / 2) << "MAE search should clip most Gaussian groups";
 }
 
@@ -165,13 +170,16 @@ TEST(Int4Quantize, CompressionFromStoredBytes) {
   std::vector<Half> w(static_cast<size_t>(n * n));
   Rng rng(1);
   fill_normal(std::span<Half>(w), rng);
-  auto compression = [&](const Int4Scheme& s) { return quantize_int4_ref(std::span<const Half>(w), n, n, s).compression(); };
+  auto compression = [&](const Int4Scheme& s) {
+    return quantize_int4_ref(std::span<const Half>(w), n, n, s).compression();
+  };
   EXPECT_NEAR(compression(of(Granularity::Global)), 3.999999, 5e-7);
   EXPECT_NEAR(compression(of(Granularity::Rowwise)), 3.996098, 5e-7);
   const std::pair<int64_t, double> seed_table[] = {{16, 3.2},        {32, 3.555556},   {64, 3.764706},
-                                                  {128, 3.878788},  {256, 3.938462},  {512, 3.968992},
-                                                  {1024, 3.984436}, {2048, 3.992203}, {4096, 3.996098}};
-  for (const auto& [g, expected] : seed_table) EXPECT_NEAR(compression(groupwise(g)), expected, 5e-7) << "g" << g;
+                                                   {128, 3.878788},  {256, 3.938462},  {512, 3.968992},
+                                                   {1024, 3.984436}, {2048, 3.992203}, {4096, 3.996098}};
+  for (const auto& [g, expected] : seed_table)
+    EXPECT_NEAR(compression(groupwise(g)), expected, 5e-7) << "g" << g;
   // A zero point adds one byte per group: 2 * 16 / (16 / 2 + 2 + 1) for g = 16.
   EXPECT_NEAR(compression(groupwise(16, true)), 32.0 / 11.0, 1e-12);
 }
@@ -179,7 +187,8 @@ TEST(Int4Quantize, CompressionFromStoredBytes) {
 TEST(Int4Quantize, OddShapes) {
   Rng rng(fresh_seed());
   for (int64_t g : {16, 64, 128}) {
-    for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, g}, {3, g}, {1, 4096 + g}, {3, 4096 + g}}) {
+    for (auto [rows, cols] :
+         std::vector<std::pair<int64_t, int64_t>>{{1, g}, {3, g}, {1, 4096 + g}, {3, 4096 + g}}) {
       const auto w = random_normal<Half>(rows * cols, rng);
       for (bool zp : {false, true}) {
         for (ScaleSearch search : {ScaleSearch::None, ScaleSearch::Mae}) {
@@ -201,7 +210,7 @@ TEST(Int4Quantize, ZeroRowsAndTinyGroupsGiveZerosNotNaN) {
   const int64_t rows = 4, cols = 64;
   std::vector<float> w(rows * cols, 0.0f);
   for (int64_t k = 0; k < cols; ++k) w[cols + k] = 0.25f * static_cast<float>(k % 7) - 0.5f;  // row 1 nonzero
-  for (int64_t k = 0; k < cols; ++k) w[3 * cols + k] = 1e-30f * static_cast<float>(k);       // scale underflows
+  for (int64_t k = 0; k < cols; ++k) w[3 * cols + k] = 1e-30f * static_cast<float>(k);  // scale underflows
   for (const Int4Scheme& scheme : all_schemes(cols)) {
     SCOPED_TRACE(scheme.describe());
     const Int4Matrix m = quantize_int4_ref(w, rows, cols, scheme);
@@ -241,17 +250,20 @@ TEST(Int4Quantize, MaeSearchBeatsTheSeedTable) {
   fill_normal(std::span<Half>(w), rng);
   const auto wf = to_floats(w);
   auto mae = [&](const Int4Scheme& s) {
-    return measure_error(wf, dequantize_int4_ref(quantize_int4_ref(std::span<const Half>(w), rows, cols, s))).mae;
+    return measure_error(wf, dequantize_int4_ref(quantize_int4_ref(std::span<const Half>(w), rows, cols, s)))
+        .mae;
   };
   EXPECT_LT(mae(of(Granularity::Global, false, ScaleSearch::Mae)), 0.169577);
   EXPECT_LT(mae(of(Granularity::Rowwise, false, ScaleSearch::Mae)), 0.096904);
-  const std::pair<int64_t, double> seed[] = {{16, 0.069842},  {32, 0.076343},  {64, 0.082926},
-                                            {128, 0.089447}, {256, 0.095765}, {512, 0.101913},
-                                            {1024, 0.107781}, {2048, 0.113451}, {4096, 0.118949}};
-  for (const auto& [g, seed_mae] : seed) EXPECT_LT(mae(groupwise(g, false, ScaleSearch::Mae)), seed_mae) << "g" << g;
+  const std::pair<int64_t, double> seed[] = {{16, 0.069842},   {32, 0.076343},   {64, 0.082926},
+                                             {128, 0.089447},  {256, 0.095765},  {512, 0.101913},
+                                             {1024, 0.107781}, {2048, 0.113451}, {4096, 0.118949}};
+  for (const auto& [g, seed_mae] : seed)
+    EXPECT_LT(mae(groupwise(g, false, ScaleSearch::Mae)), seed_mae) << "g" << g;
 }
 
-// ---- bad input ---------------------------------------------------------------------------------------------
+// ---- bad input
+// ---------------------------------------------------------------------------------------------
 
 template <typename Fn>
 std::string error_of(Fn&& fn) {
@@ -265,23 +277,31 @@ std::string error_of(Fn&& fn) {
 
 TEST(Int4BadInput, ShapeAndGroupErrorsNameTheValues) {
   const std::vector<float> w(4 * 96, 1.0f);
-  EXPECT_NE(error_of([&] { quantize_int4_ref(w, 4, 96, groupwise(64)); }).find("not divisible by the group size 64"),
+  EXPECT_NE(error_of([&] {
+              quantize_int4_ref(w, 4, 96, groupwise(64));
+            }).find("not divisible by the group size 64"),
             std::string::npos);
   EXPECT_NE(error_of([&] { quantize_int4_ref(w, 4, 96, groupwise(0)); }).find("must be positive, got 0"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { quantize_int4_ref(w, 4, 96, groupwise(-32)); }).find("got -32"), std::string::npos);
-  EXPECT_NE(error_of([&] { quantize_int4_ref(w, 4, 96, groupwise(3)); }).find("must be even"), std::string::npos);
-  const std::vector<float> odd(3 * 5, 1.0f);
-  EXPECT_NE(error_of([&] { quantize_int4_ref(odd, 3, 5, of(Granularity::Rowwise)); }).find("K = 5 must be even"),
+  EXPECT_NE(error_of([&] { quantize_int4_ref(w, 4, 96, groupwise(-32)); }).find("got -32"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { quantize_int4_ref(w, 4, 94, of(Granularity::Rowwise)); }).find("shape [4, 94] needs 376"),
+  EXPECT_NE(error_of([&] { quantize_int4_ref(w, 4, 96, groupwise(3)); }).find("must be even"),
+            std::string::npos);
+  const std::vector<float> odd(3 * 5, 1.0f);
+  EXPECT_NE(
+      error_of([&] { quantize_int4_ref(odd, 3, 5, of(Granularity::Rowwise)); }).find("K = 5 must be even"),
+      std::string::npos);
+  EXPECT_NE(error_of([&] {
+              quantize_int4_ref(w, 4, 94, of(Granularity::Rowwise));
+            }).find("shape [4, 94] needs 376"),
             std::string::npos);
 }
 
 TEST(Int4BadInput, NonFiniteWeightsAreRejectedWithTheirPosition) {
   std::vector<float> w(4 * 64, 0.5f);
   w[2 * 64 + 5] = std::numeric_limits<float>::quiet_NaN();
-  EXPECT_NE(error_of([&] { quantize_int4_ref(w, 4, 64, groupwise(32)); }).find("row 2, column 5"), std::string::npos);
+  EXPECT_NE(error_of([&] { quantize_int4_ref(w, 4, 64, groupwise(32)); }).find("row 2, column 5"),
+            std::string::npos);
   w[2 * 64 + 5] = 0.5f;
   w[3 * 64 + 63] = -std::numeric_limits<float>::infinity();
   EXPECT_NE(error_of([&] { quantize_int4_ref(w, 4, 64, of(Granularity::Global)); }).find("row 3, column 63"),
@@ -290,7 +310,8 @@ TEST(Int4BadInput, NonFiniteWeightsAreRejectedWithTheirPosition) {
 
 TEST(Int4BadInput, ScaleOverflowIsAnError) {
   std::vector<float> w(64, 1e30f);  // fine for bf16 scales, far beyond fp16's 65504
-  EXPECT_NE(error_of([&] { quantize_int4_ref(w, 1, 64, groupwise(32)); }).find("overflows f16"), std::string::npos);
+  EXPECT_NE(error_of([&] { quantize_int4_ref(w, 1, 64, groupwise(32)); }).find("overflows f16"),
+            std::string::npos);
   Int4Scheme bf16 = groupwise(32);
   bf16.scale_dtype = DType::BF16;
   EXPECT_NO_THROW(quantize_int4_ref(w, 1, 64, bf16));

@@ -64,7 +64,8 @@ TEST(Int8Quantize, OutlierColumns) {
   x[2 * 5 + 0] = 5.99f;
   EXPECT_EQ(outlier_columns_ref(x, 3, 5, 6.0f), (std::vector<uint8_t>{0, 0, 0, 1, 0}));
   EXPECT_EQ(outlier_columns_ref(x, 3, 5, 0.0f), (std::vector<uint8_t>(5, 0)));
-  EXPECT_EQ(outlier_columns_ref(x, 3, 5, std::numeric_limits<float>::infinity()), (std::vector<uint8_t>(5, 0)));
+  EXPECT_EQ(outlier_columns_ref(x, 3, 5, std::numeric_limits<float>::infinity()),
+            (std::vector<uint8_t>(5, 0)));
 }
 
 TEST(Int8Quantize, BadInput) {
@@ -128,8 +129,8 @@ TEST(Int8Gemm, OutlierDecompositionIsCloserToTheBf16Product) {
   const double with = rel_err(gemm_int8_ref(x, m, w, 6.0f, &stats));
   const double without = rel_err(gemm_int8_ref(x, m, w, std::numeric_limits<float>::infinity()));
   EXPECT_EQ(stats.outlier_columns, 2);
-  EXPECT_LT(with, 0.02);             // int8 weights alone: ~0.5-1%
-  EXPECT_GT(without, 3.0 * with);    // the outliers' row scales wipe out the small activations
+  EXPECT_LT(with, 0.02);           // int8 weights alone: ~0.5-1%
+  EXPECT_GT(without, 3.0 * with);  // the outliers' row scales wipe out the small activations
 }
 
 }  // namespace

@@ -2,8 +2,8 @@
 // decomposed GEMM on fresh random inputs over a sweep of M and shapes, both kernels, outliers on and off.
 //
 // Bound: relative Frobenius error 2e-3 against the reference rounded to bf16 like the output. The int32
-// accumulation is exact; what differs is the fp32 scaling and outlier sums (~1e-7 relative), which flips a bf16
-// output by one ulp only on near-ties.
+// accumulation is exact; what differs is the fp32 scaling and outlier sums (~1e-7 relative), which flips a
+// bf16 output by one ulp only on near-ties.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -36,7 +36,9 @@ std::vector<float> bf16_values(const std::vector<uint16_t>& v) {
   return out;
 }
 
-float round_bf16(double v) { return bf16_bits_to_float(float_to_bf16_bits(static_cast<float>(v))); }
+float round_bf16(double v) {
+  return bf16_bits_to_float(float_to_bf16_bits(static_cast<float>(v)));
+}
 
 double rel_fro(const std::vector<float>& got, const std::vector<float>& ref) {
   double diff = 0, norm = 0;
@@ -65,8 +67,8 @@ std::vector<uint16_t> activations(int64_t m, int64_t k, int outlier_columns, Rng
   return x;
 }
 
-std::vector<float> run_gemm(Int8Gemm& gemm, const std::vector<uint16_t>& x_bits, int64_t m, const Int8DeviceWeights& w,
-                            Int8Kernel kernel, int64_t* outliers = nullptr) {
+std::vector<float> run_gemm(Int8Gemm& gemm, const std::vector<uint16_t>& x_bits, int64_t m,
+                            const Int8DeviceWeights& w, Int8Kernel kernel, int64_t* outliers = nullptr) {
   const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
   DeviceBuffer<uint16_t> y(static_cast<size_t>(m * w.n), "Y");
   y.fill_bytes(0xff);  // poison: NaN
@@ -79,7 +81,8 @@ std::vector<float> run_gemm(Int8Gemm& gemm, const std::vector<uint16_t>& x_bits,
 TEST(Int8Cuda, WeightQuantizationIsBitIdentical) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
-  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {192, 448}, {512, 2048}, {64, 8192}}) {
+  for (auto [n, k] :
+       std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {192, 448}, {512, 2048}, {64, 8192}}) {
     std::vector<uint16_t> w(static_cast<size_t>(n * k));
     for (auto& v : w) v = float_to_bf16_bits(static_cast<float>(0.02 * rng.normal()));
     for (int64_t c = 0; c < k; ++c) w[static_cast<size_t>(3 * k + c)] = 0;  // an all-zero row
@@ -97,7 +100,8 @@ TEST(Int8Cuda, GemmMatchesTheReference) {
   Rng rng(fresh_seed());
   Int8Gemm gemm;
   const std::vector<int64_t> ms = {1, 2, 3, 5, 8, 15, 16, 17, 31, 33, 64, 100, 128, 129, 256};
-  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {320, 448}, {192, 1024}, {512, 2048}}) {
+  for (auto [n, k] :
+       std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {320, 448}, {192, 1024}, {512, 2048}}) {
     std::vector<float> wf(static_cast<size_t>(n * k));
     for (auto& v : wf) v = static_cast<float>(0.02 * rng.normal());
     const Int8Rows wq = quantize_int8_rows_ref(wf, n, k);
@@ -110,7 +114,8 @@ TEST(Int8Cuda, GemmMatchesTheReference) {
         std::vector<float> ref_rounded(ref.size());
         for (size_t i = 0; i < ref.size(); ++i) ref_rounded[i] = round_bf16(ref[i]);
         for (Int8Kernel kernel : kernels_here()) {
-          SCOPED_TRACE(fmt::format("[{}, {}] M={} outliers={} {}", n, k, m, planted, int8_kernel_name(kernel)));
+          SCOPED_TRACE(
+              fmt::format("[{}, {}] M={} outliers={} {}", n, k, m, planted, int8_kernel_name(kernel)));
           int64_t outliers = -1;
           ASSERT_LE(rel_fro(run_gemm(gemm, x, m, w, kernel, &outliers), ref_rounded), kBound);
           ASSERT_EQ(outliers, stats.outlier_columns);
@@ -155,9 +160,9 @@ TEST(Int8Cuda, EveryConfigurationMatchesTheReference) {
   }
 }
 
-// The Llama shapes: the whole output against a per-element CPU reference on 256 sampled entries, and the point of
-// the decomposition: with planted outlier columns, closer to the bf16 product (cuBLAS on the bf16 weights) than
-// without it.
+// The Llama shapes: the whole output against a per-element CPU reference on 256 sampled entries, and the
+// point of the decomposition: with planted outlier columns, closer to the bf16 product (cuBLAS on the bf16
+// weights) than without it.
 TEST(Int8Cuda, LlamaShapesAndTheOutlierDecomposition) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
@@ -193,10 +198,12 @@ TEST(Int8Cuda, LlamaShapesAndTheOutlierDecomposition) {
           double outlier = 0;
           for (int64_t j = 0; j < k; ++j) {
             acc += static_cast<int64_t>(xq.values[r * k + j]) * wq.values[c * k + j];
-            if (flags[j]) outlier += static_cast<double>(xf[r * k + j]) * wq.values[c * k + j] * wq.absmax[c] / 127.0;
+            if (flags[j])
+              outlier += static_cast<double>(xf[r * k + j]) * wq.values[c * k + j] * wq.absmax[c] / 127.0;
           }
           sampled_got.push_back(got[static_cast<size_t>(r * n + c)]);
-          sampled_ref.push_back(round_bf16(static_cast<double>(acc) * xq.absmax[r] * wq.absmax[c] / 16129.0 + outlier));
+          sampled_ref.push_back(
+              round_bf16(static_cast<double>(acc) * xq.absmax[r] * wq.absmax[c] / 16129.0 + outlier));
         }
         ASSERT_LE(rel_fro(sampled_got, sampled_ref), kBound);
 
@@ -204,7 +211,8 @@ TEST(Int8Cuda, LlamaShapesAndTheOutlierDecomposition) {
         gemm.threshold = std::numeric_limits<float>::infinity();
         gemm.run(x.data(), DType::BF16, m, k, w, y.data(), nullptr, kernel);
         ASSERT_EQ(gemm.check(), 0);
-        const double without = bench::diff_stats_device(y.data(), y_bf16.data(), DType::BF16, m * n).rel_fro();
+        const double without =
+            bench::diff_stats_device(y.data(), y_bf16.data(), DType::BF16, m * n).rel_fro();
         EXPECT_LT(with, 0.02);
         EXPECT_GT(without, 2.0 * with) << "with " << with << " without " << without;
       }
@@ -236,18 +244,21 @@ TEST(Int8Cuda, BadInputIsReported) {
   EXPECT_NE(error_of([&] { gemm.check(); }).find("row 2, column 7"), std::string::npos);
   EXPECT_NE(error_of([&] { gemm.run(x.data(), DType::BF16, 4, 192, w, y.data()); }).find("X has K = 192"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { gemm.run(x.data() + 1, DType::BF16, 4, 256, w, y.data()); }).find("16-byte aligned"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { gemm.run(x.data() + 1, DType::BF16, 4, 256, w, y.data()); }).find("16-byte aligned"),
+      std::string::npos);
   EXPECT_NE(error_of([&] { gemm.run(x.data(), DType::F32, 4, 256, w, y.data()); }).find("bf16 or f16"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { Int8DeviceWeights::upload(quantize_int8_rows_ref(std::vector<float>(96 * 64, 1.f), 96, 64)); })
-                .find("divisible by 64"),
+  EXPECT_NE(error_of([&] {
+              Int8DeviceWeights::upload(quantize_int8_rows_ref(std::vector<float>(96 * 64, 1.f), 96, 64));
+            }).find("divisible by 64"),
             std::string::npos);
   std::vector<uint16_t> bad_w(64 * 64, float_to_bf16_bits(0.5f));
   bad_w[5 * 64 + 9] = float_to_bf16_bits(std::numeric_limits<float>::infinity());
   const auto bad = to_device(std::span<const uint16_t>(bad_w), "W");
-  EXPECT_NE(error_of([&] { quantize_int8_weights_cuda(bad.data(), DType::BF16, 64, 64); }).find("row 5, column 9"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { quantize_int8_weights_cuda(bad.data(), DType::BF16, 64, 64); }).find("row 5, column 9"),
+      std::string::npos);
 }
 
 }  // namespace

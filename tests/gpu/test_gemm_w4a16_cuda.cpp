@@ -3,12 +3,13 @@
 //
 // Bounds (relative Frobenius error over the compared elements):
 //  - vs the matching CPU reference rounded to bf16 like the output: 2e-3. Each kernel is compared with the
-//    reference of its own weight precision (skinny: exact (q - z) * s; wgmma, wide, dequant: weights rounded to
-//    bf16 once, as tensor-core operands). What remains is fp32 accumulation order, which flips an output by one bf16 ulp
-//    (2^-7 relative at most) only on the rare near-ties: typically ~1e-4.
+//    reference of its own weight precision (skinny: exact (q - z) * s; wgmma, wide, dequant: weights rounded
+//    to bf16 once, as tensor-core operands). What remains is fp32 accumulation order, which flips an output
+//    by one bf16 ulp (2^-7 relative at most) only on the rare near-ties: typically ~1e-4.
 //  - vs cuBLAS on bf16-rounded dequantized weights: 2e-3 for the others (the same weights: near-tie flips);
 //    4e-3 for skinny, whose exact weights differ from the rounded ones by up to 2^-8 relative each (about
-//    1e-3 on a dot product), on top of the two outputs' bf16 roundings (about 1.6e-3 each, uniform over a binade).
+//    1e-3 on a dot product), on top of the two outputs' bf16 roundings (about 1.6e-3 each, uniform over a
+//    binade).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -42,7 +43,10 @@ W4A16Precision precision_of(W4A16Kernel k) {
 }
 
 Int4Scheme mode(Granularity g, int64_t group, bool zero_point) {
-  return {.granularity = g, .group_size = group, .zero_point = zero_point, .scale_dtype = DType::BF16,
+  return {.granularity = g,
+          .group_size = group,
+          .zero_point = zero_point,
+          .scale_dtype = DType::BF16,
           .search = ScaleSearch::Mse};
 }
 
@@ -85,10 +89,12 @@ TEST(GemmW4A16Cuda, SmallShapesMatchTheReference) {
   Rng rng(fresh_seed());
   W4A16Gemm gemm;
   const std::vector<int64_t> ms = {1, 2, 3, 5, 8, 15, 16, 17, 31, 33, 64, 100, 128, 129, 256};
-  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {128, 192}, {320, 448}, {192, 1024}}) {
-    for (const Int4Scheme& s : {mode(Granularity::Global, 0, false), mode(Granularity::Rowwise, 0, true),
-                                mode(Granularity::Groupwise, 32, false), mode(Granularity::Groupwise, 64, true),
-                                mode(Granularity::Groupwise, 128, false), mode(Granularity::Groupwise, 256, true)}) {
+  for (auto [n, k] :
+       std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {128, 192}, {320, 448}, {192, 1024}}) {
+    for (const Int4Scheme& s :
+         {mode(Granularity::Global, 0, false), mode(Granularity::Rowwise, 0, true),
+          mode(Granularity::Groupwise, 32, false), mode(Granularity::Groupwise, 64, true),
+          mode(Granularity::Groupwise, 128, false), mode(Granularity::Groupwise, 256, true)}) {
       if (s.granularity == Granularity::Groupwise && k % s.group_size != 0) continue;
       std::vector<float> w(static_cast<size_t>(n * k));
       for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
@@ -120,7 +126,8 @@ TEST(GemmW4A16Cuda, LlamaShapesMatchCublasAndTheReference) {
   const std::vector<int64_t> ms = {1, 2, 3, 5, 8, 15, 16, 17, 31, 33, 64, 100, 128, 129, 256, 512, 2048};
   for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{
            {128256, 2048}, {2048, 2048}, {512, 2048}, {8192, 2048}, {2048, 8192}}) {
-    std::vector<Int4Scheme> modes = {mode(Granularity::Groupwise, 128, false), mode(Granularity::Groupwise, 64, true)};
+    std::vector<Int4Scheme> modes = {mode(Granularity::Groupwise, 128, false),
+                                     mode(Granularity::Groupwise, 64, true)};
     if (n < 100000) {
       modes.push_back(mode(Granularity::Global, 0, false));
       modes.push_back(mode(Granularity::Rowwise, 0, true));
@@ -177,7 +184,8 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
   const int64_t n = 320, k = 448;  // 20 row tiles, 7 k steps: uneven splits everywhere
   std::vector<float> w(static_cast<size_t>(n * k));
   for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
-  const W4A16Weights packed = repack_w4a16(quantize_int4_ref(w, n, k, mode(Granularity::Groupwise, 64, true)), DType::BF16);
+  const W4A16Weights packed =
+      repack_w4a16(quantize_int4_ref(w, n, k, mode(Granularity::Groupwise, 64, true)), DType::BF16);
   const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
   W4A16Gemm gemm;
   for (int64_t m : {1, 9, 17, 33}) {
@@ -193,19 +201,24 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
         continue;
       }
       const bool skinny = kernel == W4A16Kernel::Skinny, wide = kernel == W4A16Kernel::Wide;
-      // Skinny: tokens x warps splitting K; wgmma: tokens x warpgroups (unsupported pairs map to the nearest);
-      // wide: 128 tokens x block_n.
-      const std::vector<int> tokens = skinny ? std::vector<int>{8, 16, 32}
-                                             : (wide ? std::vector<int>{128} : std::vector<int>{64, 128, 256});
-      const std::vector<int> second = skinny ? std::vector<int>{1, 2, 4, 8}
-                                             : (wide ? std::vector<int>{128, 256} : std::vector<int>{2, 3, 4});
+      // Skinny: tokens x warps splitting K; wgmma: tokens x warpgroups (unsupported pairs map to the
+      // nearest); wide: 128 tokens x block_n.
+      const std::vector<int> tokens = skinny
+                                          ? std::vector<int>{8, 16, 32}
+                                          : (wide ? std::vector<int>{128} : std::vector<int>{64, 128, 256});
+      const std::vector<int> second = skinny
+                                          ? std::vector<int>{1, 2, 4, 8}
+                                          : (wide ? std::vector<int>{128, 256} : std::vector<int>{2, 3, 4});
       for (int tok : tokens) {
         for (int v : second) {
           for (int splits : {1, 2, 3}) {
             SCOPED_TRACE(fmt::format("M={} {} tokens {} {} {} splits {}", m, w4a16_kernel_name(kernel), tok,
                                      skinny ? "warps_k" : (wide ? "block_n" : "warpgroups"), v, splits));
-            gemm.tuning = {.tokens_per_cta = wide ? 0 : tok, .warps_k = skinny ? v : 0,
-                           .warpgroups = skinny || wide ? 0 : v, .block_n = wide ? v : 0, .splits = splits};
+            gemm.tuning = {.tokens_per_cta = wide ? 0 : tok,
+                           .warps_k = skinny ? v : 0,
+                           .warpgroups = skinny || wide ? 0 : v,
+                           .block_n = wide ? v : 0,
+                           .splits = splits};
             ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound);
           }
         }
@@ -221,9 +234,8 @@ TEST(GemmW4A16Cuda, DeterministicAcrossRuns) {
   const int64_t n = 512, k = 2048;
   std::vector<float> w(static_cast<size_t>(n * k));
   for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
-  const auto device_w =
-      W4A16DeviceWeights::upload(repack_w4a16(quantize_int4_ref(w, n, k, mode(Granularity::Groupwise, 128, true)),
-                                              DType::BF16));
+  const auto device_w = W4A16DeviceWeights::upload(
+      repack_w4a16(quantize_int4_ref(w, n, k, mode(Granularity::Groupwise, 128, true)), DType::BF16));
   W4A16Gemm gemm;
   for (int64_t m : {1, 16, 128}) {
     DeviceBuffer<uint16_t> x(static_cast<size_t>(m * k), "X");
@@ -259,11 +271,14 @@ TEST(GemmW4A16Cuda, BadInputIsReported) {
             std::string::npos);
   EXPECT_NE(error_of([&] { gemm.run(x.data() + 1, 4, 256, device_w, y.data()); }).find("16-byte aligned"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { gemm.run(x.data(), 0, 256, device_w, y.data()); }).find("M = 0"), std::string::npos);
-  EXPECT_NE(error_of([&] { gemm.run(x.data(), 4, 256, device_w, nullptr); }).find("non-null"), std::string::npos);
+  EXPECT_NE(error_of([&] { gemm.run(x.data(), 0, 256, device_w, y.data()); }).find("M = 0"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { gemm.run(x.data(), 4, 256, device_w, nullptr); }).find("non-null"),
+            std::string::npos);
   if (!kernels::w4a16_wgmma_available()) {
-    EXPECT_NE(error_of([&] { gemm.run(x.data(), 4, 256, device_w, y.data(), nullptr, W4A16Kernel::Wgmma); })
-                  .find("sm_90"),
+    EXPECT_NE(error_of([&] {
+                gemm.run(x.data(), 4, 256, device_w, y.data(), nullptr, W4A16Kernel::Wgmma);
+              }).find("sm_90"),
               std::string::npos);
   }
 }

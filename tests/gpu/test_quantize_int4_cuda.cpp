@@ -22,8 +22,8 @@ struct Case {
 
 std::vector<Case> sweep() {
   std::vector<Case> cases;
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 16}, {3, 96}, {5, 128}, {64, 256}, {17, 4096 + 16},
-                                                           {2, 8192}, {33, 1024}, {7, 6}, {16, 4096}};
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {1, 16}, {3, 96}, {5, 128}, {64, 256}, {17, 4096 + 16}, {2, 8192}, {33, 1024}, {7, 6}, {16, 4096}};
   for (auto [rows, cols] : shapes) {
     for (bool zp : {false, true}) {
       for (ScaleSearch search : {ScaleSearch::None, ScaleSearch::Mse, ScaleSearch::Mae}) {
@@ -70,7 +70,8 @@ TEST(QuantizeInt4Cuda, BitIdenticalToReferenceOverSweep) {
   Rng rng(fresh_seed());
   for (const Case& c : sweep()) {
     for (DType dtype : {DType::F16, DType::BF16}) {
-      SCOPED_TRACE(fmt::format("[{}, {}] {} input {}", c.rows, c.cols, c.scheme.describe(), dtype_name(dtype)));
+      SCOPED_TRACE(
+          fmt::format("[{}, {}] {} input {}", c.rows, c.cols, c.scheme.describe(), dtype_name(dtype)));
       if (dtype == DType::F16) {
         expect_bit_identical<Half>(c, rng);
       } else {
@@ -84,9 +85,10 @@ TEST(QuantizeInt4Cuda, BitIdenticalToReferenceOverSweep) {
 TEST(QuantizeInt4Cuda, LargeMatrixEveryGranularity) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
-  for (const Int4Scheme& s : {Int4Scheme{.granularity = Granularity::Global, .search = ScaleSearch::Mae},
-                              Int4Scheme{.granularity = Granularity::Rowwise, .search = ScaleSearch::Mse},
-                              Int4Scheme{.group_size = 128, .zero_point = true, .search = ScaleSearch::Mae}}) {
+  for (const Int4Scheme& s :
+       {Int4Scheme{.granularity = Granularity::Global, .search = ScaleSearch::Mae},
+        Int4Scheme{.granularity = Granularity::Rowwise, .search = ScaleSearch::Mse},
+        Int4Scheme{.group_size = 128, .zero_point = true, .search = ScaleSearch::Mae}}) {
     SCOPED_TRACE(s.describe());
     expect_bit_identical<Half>({512, 8192, s}, rng);
   }
@@ -145,20 +147,24 @@ TEST(QuantizeInt4Cuda, BadInputIsReported) {
   w[2 * 64 + 9] = to_half(std::numeric_limits<float>::quiet_NaN());
   for (Granularity g : {Granularity::Global, Granularity::Rowwise, Granularity::Groupwise}) {
     const Int4Scheme s{.granularity = g, .group_size = 32};
-    EXPECT_NE(error_of([&] { quantize_int4_cuda(std::span<const Half>(w), 4, 64, s); }).find("row 2, column 9"),
-              std::string::npos)
+    EXPECT_NE(
+        error_of([&] { quantize_int4_cuda(std::span<const Half>(w), 4, 64, s); }).find("row 2, column 9"),
+        std::string::npos)
         << s.describe();
   }
   w[2 * 64 + 9] = to_half(std::numeric_limits<float>::infinity());
-  EXPECT_NE(error_of([&] { quantize_int4_cuda(std::span<const Half>(w), 4, 64, Int4Scheme{.group_size = 48}); })
-                .find("not divisible"),
+  EXPECT_NE(error_of([&] {
+              quantize_int4_cuda(std::span<const Half>(w), 4, 64, Int4Scheme{.group_size = 48});
+            }).find("not divisible"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { quantize_int4_cuda(std::span<const Half>(w), 4, 64, Int4Scheme{.group_size = 16}); })
-                .find("row 2, column 9"),
+  EXPECT_NE(error_of([&] {
+              quantize_int4_cuda(std::span<const Half>(w), 4, 64, Int4Scheme{.group_size = 16});
+            }).find("row 2, column 9"),
             std::string::npos);
   std::vector<BFloat16> big(64, to_bf16(1e30f));
-  EXPECT_NE(error_of([&] { quantize_int4_cuda(std::span<const BFloat16>(big), 1, 64, Int4Scheme{.group_size = 32}); })
-                .find("overflows"),
+  EXPECT_NE(error_of([&] {
+              quantize_int4_cuda(std::span<const BFloat16>(big), 1, 64, Int4Scheme{.group_size = 32});
+            }).find("overflows"),
             std::string::npos);
 }
 

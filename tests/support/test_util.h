@@ -3,10 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
-#include <sys/wait.h>
 #include <string>
 #include <vector>
 
@@ -16,9 +16,9 @@
 namespace qllm::testing {
 
 // GPU tests call this first: without a device they are reported as skipped, with the reason.
-#define QLLM_SKIP_WITHOUT_GPU()                                                   \
-  do {                                                                            \
-    static const ::qllm::DeviceInfo qllm_device_ = ::qllm::query_device();        \
+#define QLLM_SKIP_WITHOUT_GPU()                                                             \
+  do {                                                                                      \
+    static const ::qllm::DeviceInfo qllm_device_ = ::qllm::query_device();                  \
     if (!qllm_device_.available) GTEST_SKIP() << "no CUDA device: " << qllm_device_.reason; \
   } while (0)
 

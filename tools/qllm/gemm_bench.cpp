@@ -24,8 +24,8 @@
 
 #if QLLM_HAVE_CUDA
 #include "bench/bench_kernels.h"
-#include "kernels/cublas_gemm.h"
 #include "bench/gpu_timing.h"
+#include "kernels/cublas_gemm.h"
 #include "kernels/gemm_int8.h"
 #include "kernels/gemm_w4a16.h"
 #include "kernels/quantize_int4.h"
@@ -96,8 +96,8 @@ Mode parse_mode(const std::string& text, const GemmBenchOptions& o) {
         fail("--modes: '{}' is not int8@<fraction of outlier columns>", text);
       }
     }
-    QLLM_CHECK(mode.outlier_frac >= 0 && mode.outlier_frac <= 0.5, "--modes: outlier fraction {} not in [0, 0.5]",
-               mode.outlier_frac);
+    QLLM_CHECK(mode.outlier_frac >= 0 && mode.outlier_frac <= 0.5,
+               "--modes: outlier fraction {} not in [0, 0.5]", mode.outlier_frac);
     return mode;
   }
   Int4Scheme& s = mode.scheme;
@@ -108,11 +108,13 @@ Mode parse_mode(const std::string& text, const GemmBenchOptions& o) {
     s.granularity = Granularity::Global;
   } else if (text == "rowwise") {
     s.granularity = Granularity::Rowwise;
-  } else if (text.size() > 1 && text[0] == 'g' && text.find_first_not_of("0123456789", 1) == std::string::npos) {
+  } else if (text.size() > 1 && text[0] == 'g' &&
+             text.find_first_not_of("0123456789", 1) == std::string::npos) {
     s.granularity = Granularity::Groupwise;
     s.group_size = std::stoll(text.substr(1));
   } else {
-    fail("--modes: unknown mode '{}' (expected global, rowwise, g<group size>, int8 or int8@<fraction>)", text);
+    fail("--modes: unknown mode '{}' (expected global, rowwise, g<group size>, int8 or int8@<fraction>)",
+         text);
   }
   return mode;
 }
@@ -149,8 +151,8 @@ class W4A16Bench final : public QuantizedGemm {
       copies_.push_back(W4A16DeviceWeights::upload(packed));
     }
     dequantized_ = DeviceBuffer<uint16_t>(static_cast<size_t>(shape.n * shape.k), "dequantized weights");
-    launch_dequantize_int4(quantized.packed.data(), quantized.scales.data(), quantized.zeros.data(), shape.n, shape.k,
-                           mode.scheme, dequantized_.data(), dtype);
+    launch_dequantize_int4(quantized.packed.data(), quantized.scales.data(), quantized.zeros.data(), shape.n,
+                           shape.k, mode.scheme, dequantized_.data(), dtype);
     gemm_.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
                     .warps_k = o.tuning.warps_k,
                     .warpgroups = o.tuning.warpgroups,
@@ -164,7 +166,8 @@ class W4A16Bench final : public QuantizedGemm {
   size_t weight_bytes() const override { return copies_[0].bytes(); }
   std::string plan_label(int64_t m) const override {
     const W4A16Plan p = gemm_.plan(m, copies_[0].layout, kernel_);
-    if (p.kernel == W4A16Kernel::Skinny) return fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits);
+    if (p.kernel == W4A16Kernel::Skinny)
+      return fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits);
     if (p.kernel == W4A16Kernel::Wide) return fmt::format("wide n{} s{}", p.block_n, p.splits);
     if (p.kernel == W4A16Kernel::Dequant) return "dequant+cublas";
     return fmt::format("wgmma t{} w{} s{}", p.tokens_per_cta, p.warpgroups, p.splits);
@@ -197,14 +200,16 @@ class Int8Bench final : public QuantizedGemm {
                     .splits = o.tuning.splits};
   }
   void run(const void* x, int64_t m, void* y, int rep) override {
-    gemm_.run(x, dtype_, m, shape_.k, copies_[static_cast<size_t>(rep) % copies_.size()], y, nullptr, kernel_);
+    gemm_.run(x, dtype_, m, shape_.k, copies_[static_cast<size_t>(rep) % copies_.size()], y, nullptr,
+              kernel_);
   }
   int copies() const override { return static_cast<int>(copies_.size()); }
   size_t weight_bytes() const override { return copies_[0].bytes(); }
   std::string plan_label(int64_t m) const override {
     const Int8Plan p = gemm_.plan(m, shape_.n, shape_.k, kernel_);
-    return p.kernel == Int8Kernel::Skinny ? fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits)
-                                          : fmt::format("wide n{} s{}", p.block_n, p.splits);
+    return p.kernel == Int8Kernel::Skinny
+               ? fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits)
+               : fmt::format("wide n{} s{}", p.block_n, p.splits);
   }
   const void* dequantized() const override { return dequantized_.data(); }
   int64_t outliers() { return gemm_.check(); }
@@ -226,8 +231,8 @@ void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes, cons
   const DType dtype = parse_dtype(o.dtype);
   const bench::TimingOptions timing{.warmup = o.warmup, .reps = o.reps, .flush_l2 = false, .spacer_us = 20};
   CublasGemm cublas;
-  Table table({"M", "mode", "out x in", "time_ms", "bf16_ms", "speedup_vs_bf16", "mae_vs_bf16", "TB/s", "TFLOP/s",
-               "kernel", "rel_err_vs_dequant"});
+  Table table({"M", "mode", "out x in", "time_ms", "bf16_ms", "speedup_vs_bf16", "mae_vs_bf16", "TB/s",
+               "TFLOP/s", "kernel", "rel_err_vs_dequant"});
   nlohmann::json raw = nlohmann::json::array();
   const size_t rows_total = shapes.size() * modes.size() * o.m.size();
 
@@ -251,51 +256,68 @@ void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes, cons
         fmt::print(stderr, "[{}/{}] M={} {} {}\n", table.rows() + 1, rows_total, m, mode.label, shape.label);
         const size_t y_count = static_cast<size_t>(m * shape.n);
         DeviceBuffer<uint16_t> x(static_cast<size_t>(m * shape.k), "activations");
-        bench::fill_normal_device(x.data(), dtype, m * shape.k, o.seed + 2 + static_cast<uint64_t>(m), 0.f, 1.f);
-        const int planted = mode.int8 ? static_cast<int>(std::lround(mode.outlier_frac * static_cast<double>(shape.k))) : 0;
+        bench::fill_normal_device(x.data(), dtype, m * shape.k, o.seed + 2 + static_cast<uint64_t>(m), 0.f,
+                                  1.f);
+        const int planted =
+            mode.int8 ? static_cast<int>(std::lround(mode.outlier_frac * static_cast<double>(shape.k))) : 0;
         if (mode.int8 && mode.outlier_frac > 0) {
-          bench::plant_outlier_columns_device(x.data(), dtype, m, shape.k, std::max(planted, 1), o.seed + 3, 10.f);
+          bench::plant_outlier_columns_device(x.data(), dtype, m, shape.k, std::max(planted, 1), o.seed + 3,
+                                              10.f);
         }
         if (!baselines.contains(m)) {
           DeviceBuffer<uint16_t> scratch(y_count, "bf16 output (timed)");
           Baseline b;
           b.timing = bench::time_cuda(
               [&](int rep) {
-                cublas.run(x.data(), weights[static_cast<size_t>(rep) % weights.size()].data(), scratch.data(), m,
-                           shape.n, shape.k, dtype);
+                cublas.run(x.data(), weights[static_cast<size_t>(rep) % weights.size()].data(),
+                           scratch.data(), m, shape.n, shape.k, dtype);
               },
               timing);
           baselines.emplace(m, b);
         }
         const Baseline& base = baselines.at(m);
-        DeviceBuffer<uint16_t> y_bf16(y_count, "bf16 output"), y_dequant(y_count, "output on dequantized weights");
+        DeviceBuffer<uint16_t> y_bf16(y_count, "bf16 output"),
+            y_dequant(y_count, "output on dequantized weights");
         cublas.run(x.data(), weights[0].data(), y_bf16.data(), m, shape.n, shape.k, dtype);
         cublas.run(x.data(), q->dequantized(), y_dequant.data(), m, shape.n, shape.k, dtype);
 
         DeviceBuffer<uint16_t> y(y_count, "quantized output");
         y.fill_bytes(0xff);  // poison: NaN where nothing is written
         q->run(x.data(), m, y.data(), 0);
-        const bench::Timing t = bench::time_cuda([&](int rep) { q->run(x.data(), m, y.data(), rep); }, timing);
+        const bench::Timing t =
+            bench::time_cuda([&](int rep) { q->run(x.data(), m, y.data(), rep); }, timing);
         int64_t outliers = 0;
         if (mode.int8) outliers = static_cast<Int8Bench*>(q.get())->outliers();
-        const bench::DiffStats vs_bf16 = bench::diff_stats_device(y.data(), y_bf16.data(), dtype, m * shape.n);
-        const bench::DiffStats vs_dequant = bench::diff_stats_device(y.data(), y_dequant.data(), dtype, m * shape.n);
+        const bench::DiffStats vs_bf16 =
+            bench::diff_stats_device(y.data(), y_bf16.data(), dtype, m * shape.n);
+        const bench::DiffStats vs_dequant =
+            bench::diff_stats_device(y.data(), y_dequant.data(), dtype, m * shape.n);
         QLLM_CHECK(vs_bf16.nonfinite == 0, "M={} {} {}: {} non-finite outputs", m, mode.label, shape.label,
                    vs_bf16.nonfinite);
 
         const double bytes = static_cast<double>(q->weight_bytes() + (m * shape.k + y_count) * 2);
         const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(shape.n * shape.k);
         const std::string label = q->plan_label(m);
-        table.add_row({m, mode.label, shape.label, Cell::number(t.median_ms, 4), Cell::number(base.timing.median_ms, 4),
+        table.add_row({m, mode.label, shape.label, Cell::number(t.median_ms, 4),
+                       Cell::number(base.timing.median_ms, 4),
                        Cell::number(base.timing.median_ms / t.median_ms, 2),
                        Cell::number(vs_bf16.mean_abs_diff(m * shape.n), 4),
                        Cell::number(bytes / (t.median_ms * 1e-3) / 1e12, 2),
                        Cell::number(flops / (t.median_ms * 1e-3) / 1e12, 1), label,
                        Cell::number(vs_dequant.rel_fro(), 5)});
-        raw.push_back({{"m", m}, {"mode", mode.label}, {"shape", shape.label}, {"qllm_ms", t.median_ms},
-                       {"qllm_min_ms", t.min_ms}, {"qllm_max_ms", t.max_ms}, {"bf16_ms", base.timing.median_ms},
-                       {"bf16_min_ms", base.timing.min_ms}, {"reps", t.reps}, {"weight_copies", q->copies()},
-                       {"bf16_weight_copies", weights.size()}, {"kernel", label}, {"outlier_columns", outliers}});
+        raw.push_back({{"m", m},
+                       {"mode", mode.label},
+                       {"shape", shape.label},
+                       {"qllm_ms", t.median_ms},
+                       {"qllm_min_ms", t.min_ms},
+                       {"qllm_max_ms", t.max_ms},
+                       {"bf16_ms", base.timing.median_ms},
+                       {"bf16_min_ms", base.timing.min_ms},
+                       {"reps", t.reps},
+                       {"weight_copies", q->copies()},
+                       {"bf16_weight_copies", weights.size()},
+                       {"kernel", label},
+                       {"outlier_columns", outliers}});
       }
     }
   }
@@ -310,12 +332,13 @@ void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes, cons
                                       {"zero_point", o.zero_point},
                                       {"table", table.to_json()},
                                       {"timings", raw}}
-                                 .dump(2));
+                           .dump(2));
     return;
   }
-  fmt::print("Quantized GEMM vs cuBLAS {} (same run), {}, {}; median of {} CUDA-event timings, weights rotated "
-             "through copies > 2x L2; X ~ N(0,1), W ~ N(0,0.02^2), INT4 {} scales, scale search {}\n\n",
-             o.dtype, device, date, o.reps, o.zero_point ? "asymmetric" : "symmetric", o.scale_search);
+  fmt::print(
+      "Quantized GEMM vs cuBLAS {} (same run), {}, {}; median of {} CUDA-event timings, weights rotated "
+      "through copies > 2x L2; X ~ N(0,1), W ~ N(0,0.02^2), INT4 {} scales, scale search {}\n\n",
+      o.dtype, device, date, o.reps, o.zero_point ? "asymmetric" : "symmetric", o.scale_search);
   fmt::print("{}", table.to_text());
 }
 
@@ -344,23 +367,28 @@ void run(const GemmBenchOptions& o) {
 
 void add_gemm_bench(CLI::App& app) {
   auto o = std::make_shared<GemmBenchOptions>();
-  CLI::App* cmd = app.add_subcommand("gemm-bench", "quantized GEMMs vs cuBLAS bf16 on the Llama-3.2-1B weight shapes");
+  CLI::App* cmd =
+      app.add_subcommand("gemm-bench", "quantized GEMMs vs cuBLAS bf16 on the Llama-3.2-1B weight shapes");
   cmd->add_option("--m", o->m, "token counts (rows of X)")->delimiter(',')->capture_default_str();
   cmd->add_option("--shapes", o->shapes, "weight shapes OUTxIN")->delimiter(',')->capture_default_str();
   cmd->add_option("--modes", o->modes, "global, rowwise, g<group size>, int8, int8@<outlier fraction>")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--kernel", o->kernel, "auto; skinny, wgmma, wide or dequant (W4A16); skinny or wide (int8)")
+  cmd->add_option("--kernel", o->kernel,
+                  "auto; skinny, wgmma, wide or dequant (W4A16); skinny or wide (int8)")
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "activation dtype: bf16 or f16")->capture_default_str();
-  cmd->add_option("--scale-search", o->scale_search, "INT4 scale search: none, mse or mae")->capture_default_str();
+  cmd->add_option("--scale-search", o->scale_search, "INT4 scale search: none, mse or mae")
+      ->capture_default_str();
   cmd->add_flag("--zero-point", o->zero_point, "asymmetric INT4 quantization");
-  cmd->add_option("--int8-outlier-frac", o->int8_outlier_frac, "fraction of X's columns made outliers (int8 mode)")
+  cmd->add_option("--int8-outlier-frac", o->int8_outlier_frac,
+                  "fraction of X's columns made outliers (int8 mode)")
       ->capture_default_str();
   cmd->add_option("--tokens-per-cta", o->tuning.tokens_per_cta, "tuning: token tile (0 = automatic)");
   cmd->add_option("--warps-k", o->tuning.warps_k, "tuning: skinny warps splitting K (0 = automatic)");
   cmd->add_option("--warpgroups", o->tuning.warpgroups, "tuning: wgmma warpgroups per CTA (0 = automatic)");
-  cmd->add_option("--block-n", o->tuning.block_n, "tuning: wide kernels' weight rows per CTA (0 = automatic)");
+  cmd->add_option("--block-n", o->tuning.block_n,
+                  "tuning: wide kernels' weight rows per CTA (0 = automatic)");
   cmd->add_option("--splits", o->tuning.splits, "tuning: CTAs splitting K (0 = automatic)");
   cmd->add_option("--reps", o->reps, "timed repetitions")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed repetitions first")->capture_default_str();

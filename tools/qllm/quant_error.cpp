@@ -74,8 +74,8 @@ struct RowResult {
 // Quantizes on the chosen device; for CUDA also times the kernel with L2 flushed between repetitions.
 // `device_weights` is the same matrix already on the GPU (nullptr for the CPU reference).
 template <typename T>
-RowResult quantize_row(const std::vector<T>& w, const T* device_weights, DType dtype, const Int4Scheme& scheme,
-                       const QuantErrorOptions& o) {
+RowResult quantize_row(const std::vector<T>& w, const T* device_weights, DType dtype,
+                       const Int4Scheme& scheme, const QuantErrorOptions& o) {
   RowResult r;
   if (device_weights == nullptr) {
     r.matrix = quantize_int4_ref(std::span<const T>(w), o.rows, o.cols, scheme);
@@ -101,8 +101,8 @@ RowResult quantize_row(const std::vector<T>& w, const T* device_weights, DType d
 
 // LLM.int8()'s vector-wise quantization of the same matrix: one absmax (float) per row.
 template <typename T>
-std::vector<Cell> int8_row(const std::vector<T>& w, const std::vector<float>& original, const T* device_weights,
-                           DType dtype, const QuantErrorOptions& o) {
+std::vector<Cell> int8_row(const std::vector<T>& w, const std::vector<float>& original,
+                           const T* device_weights, DType dtype, const QuantErrorOptions& o) {
   Int8Rows q;
   double gbps = 0;
   if (device_weights == nullptr) {
@@ -119,12 +119,13 @@ std::vector<Cell> int8_row(const std::vector<T>& w, const std::vector<float>& or
 #endif
   }
   const QuantError e = measure_error(original, dequantize_int8_rows_ref(q));
-  std::vector<Cell> row = {"INT8_VECTORWISE",
-                           Cell::missing(),
-                           Cell::number(e.mae, 6),
-                           Cell::number(static_cast<double>(w.size() * sizeof(T)) / static_cast<double>(q.stored_bytes()), 6),
-                           Cell::number(e.max_abs_err, 6),
-                           Cell::number(e.rel_fro_err, 6)};
+  std::vector<Cell> row = {
+      "INT8_VECTORWISE",
+      Cell::missing(),
+      Cell::number(e.mae, 6),
+      Cell::number(static_cast<double>(w.size() * sizeof(T)) / static_cast<double>(q.stored_bytes()), 6),
+      Cell::number(e.max_abs_err, 6),
+      Cell::number(e.rel_fro_err, 6)};
   if (device_weights != nullptr) {
     row.push_back(Cell::number(gbps, 1));
     row.push_back(Cell::missing());
@@ -154,8 +155,8 @@ void run_table(const QuantErrorOptions& o, DType dtype) {
   }
 #endif
 
-  std::vector<std::string> columns = {"quantization_type", "group_size", "mae", "compression", "max_abs_err",
-                                      "rel_fro_err"};
+  std::vector<std::string> columns = {"quantization_type", "group_size",  "mae",
+                                      "compression",       "max_abs_err", "rel_fro_err"};
   if (cuda) columns.insert(columns.end(), {"GB/s", "pct_of_copy"});
   Table table(columns);
   const auto schemes = table_schemes(o);
@@ -201,8 +202,9 @@ void run_table(const QuantErrorOptions& o, DType dtype) {
     fmt::print("{}\n", out.dump(2));
     return;
   }
-  fmt::print("Quantization error: {} x {} {} N(0,1), seed {}; INT4 {}, {} scales, scale search {}\n", o.rows, o.cols,
-             o.dtype, o.seed, o.zero_point ? "asymmetric (zero point)" : "symmetric", o.scale_dtype, o.scale_search);
+  fmt::print("Quantization error: {} x {} {} N(0,1), seed {}; INT4 {}, {} scales, scale search {}\n", o.rows,
+             o.cols, o.dtype, o.seed, o.zero_point ? "asymmetric (zero point)" : "symmetric", o.scale_dtype,
+             o.scale_search);
   fmt::print("device: {}{}\n\n", device_label,
              cuda ? fmt::format(", measured copy bandwidth {:.0f} GB/s, {}", copy_gbps, date) : "");
   fmt::print("{}", table.to_text());
@@ -232,7 +234,8 @@ void add_quant_error(CLI::App& app) {
   cmd->add_option("--rows", options->rows, "rows (N, output features)")->capture_default_str();
   cmd->add_option("--cols", options->cols, "columns (K, input features)")->capture_default_str();
   cmd->add_option("--seed", options->seed, "seed of the N(0,1) matrix")->capture_default_str();
-  cmd->add_option("--dtype", options->dtype, "element type of the matrix: f16 or bf16")->capture_default_str();
+  cmd->add_option("--dtype", options->dtype, "element type of the matrix: f16 or bf16")
+      ->capture_default_str();
   cmd->add_option("--device", options->device, "cpu (reference) or cuda")->capture_default_str();
   cmd->add_flag("--zero-point", options->zero_point, "asymmetric quantization with a zero point per group");
   cmd->add_option("--scale-search", options->scale_search, "none, mse or mae")->capture_default_str();
