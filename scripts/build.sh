@@ -11,7 +11,7 @@ args=(-S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release)
 if command -v nvcc >/dev/null; then
   if [[ -z "${CUDA_ARCHS:-}" ]]; then
     # The GPU's own architecture (e.g. 9.0 -> 90); sm_90 without a GPU, as a compile check.
-    CUDA_ARCHS=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d .)
+    CUDA_ARCHS=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d . || true)
     [[ -n "$CUDA_ARCHS" ]] || CUDA_ARCHS=90
   fi
   args+=(-DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS")
