@@ -23,8 +23,8 @@ constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kStepK = 64;
 constexpr int kPrefetch = 3;  // 64-wide steps in flight per warp (two 16-byte loads each)
-constexpr int kRowPad =
-    64;  // bytes of padding per activation row: two rows of a quarter-warp hit different banks
+// Bytes of padding per activation row: two rows of a quarter-warp hit different banks.
+constexpr int kRowPad = 64;
 
 __device__ __forceinline__ void mma_s8(int32_t (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                        uint32_t b0, uint32_t b1) {

@@ -11,8 +11,8 @@ namespace {
 using namespace w4a16;
 
 constexpr int kWarps = 8;
-constexpr int kTileRowBytes =
-    64 * 2 + 16;  // one unit's row of 64 weights, padded: conflict-free stmatrix rows
+// One unit's row of 64 weights, padded by 16 bytes so that stmatrix's eight rows fall in different banks.
+constexpr int kTileRowBytes = 64 * 2 + 16;
 
 __device__ __forceinline__ void stmatrix_x4(const void* smem, const uint32_t (&r)[4]) {
   const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(smem));

@@ -60,8 +60,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   const int cta_begin = split * args.steps_per_split;  // this CTA's k steps: [cta_begin, cta_end)
   const int cta_end = min(cta_begin + args.steps_per_split, k_steps);
   const int cta_steps = max(cta_end - cta_begin, 0);
-  const int per_warp =
-      (cta_steps + kWarpsK - 1) / kWarpsK;  // this warp's steps: contiguous, within the CTA's
+  // This warp's steps: a contiguous share of the CTA's.
+  const int per_warp = (cta_steps + kWarpsK - 1) / kWarpsK;
   const int warp_begin = min(cta_begin + warp_k * per_warp, cta_end);
   const int steps = min(per_warp, cta_end - warp_begin);
 
