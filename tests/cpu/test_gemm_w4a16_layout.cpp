@@ -11,6 +11,7 @@
 namespace qllm {
 namespace {
 
+using testing::error_of;
 using testing::fresh_seed;
 
 Int4Matrix random_quantized(int64_t n, int64_t k, const Int4Scheme& scheme, Rng& rng) {
@@ -118,13 +119,8 @@ TEST(W4A16Reference, MatchesNaiveDequantizeThenMultiply) {
 
 TEST(W4A16Layout, RejectsUnsupportedShapes) {
   Rng rng(1);
-  auto message = [&](int64_t n, int64_t k, const Int4Scheme& s, DType act) -> std::string {
-    try {
-      repack_w4a16(random_quantized(n, k, s, rng), act);
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "no error";
+  auto message = [&](int64_t n, int64_t k, const Int4Scheme& s, DType act) {
+    return testing::error_of([&] { repack_w4a16(random_quantized(n, k, s, rng), act); });
   };
   EXPECT_NE(message(96, 64, {.group_size = 32}, DType::BF16).find("N and K divisible by 64"),
             std::string::npos);

@@ -12,6 +12,7 @@
 namespace qllm {
 namespace {
 
+using testing::error_of;
 using testing::fresh_seed;
 using testing::random_normal;
 
@@ -264,16 +265,6 @@ TEST(Int4Quantize, MaeSearchBeatsTheSeedTable) {
 
 // ---- bad input
 // ---------------------------------------------------------------------------------------------
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 TEST(Int4BadInput, ShapeAndGroupErrorsNameTheValues) {
   const std::vector<float> w(4 * 96, 1.0f);

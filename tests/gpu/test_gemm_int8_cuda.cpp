@@ -20,6 +20,7 @@
 namespace qllm {
 namespace {
 
+using testing::error_of;
 using testing::fresh_seed;
 
 constexpr double kBound = 2e-3;
@@ -218,16 +219,6 @@ TEST(Int8Cuda, LlamaShapesAndTheOutlierDecomposition) {
       }
     }
   }
-}
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 TEST(Int8Cuda, BadInputIsReported) {

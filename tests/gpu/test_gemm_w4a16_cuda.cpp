@@ -25,6 +25,7 @@
 namespace qllm {
 namespace {
 
+using testing::error_of;
 using testing::fresh_seed;
 
 constexpr double kRefBound = 2e-3;
@@ -248,16 +249,6 @@ TEST(GemmW4A16Cuda, DeterministicAcrossRuns) {
       EXPECT_EQ(a, b) << "M=" << m << " " << w4a16_kernel_name(kernel);
     }
   }
-}
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 TEST(GemmW4A16Cuda, BadInputIsReported) {

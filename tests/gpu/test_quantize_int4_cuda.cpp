@@ -12,6 +12,7 @@
 namespace qllm {
 namespace {
 
+using testing::error_of;
 using testing::fresh_seed;
 using testing::random_normal;
 
@@ -129,16 +130,6 @@ TEST(QuantizeInt4Cuda, UnalignedWeightsUseTheGeneralPath) {
   const auto gpu = m.download();
   EXPECT_EQ(gpu.packed, ref.packed);
   EXPECT_EQ(gpu.scales, ref.scales);
-}
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 TEST(QuantizeInt4Cuda, BadInputIsReported) {

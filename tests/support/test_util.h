@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/random.h"
+#include "qllm/error.h"
 #include "kernels/device_info.h"
 
 namespace qllm::testing {
@@ -33,6 +34,17 @@ std::vector<T> random_normal(size_t n, Rng& rng, double stddev = 1.0) {
   std::vector<T> v(n);
   fill_normal(std::span<T>(v), rng, 0.0, stddev);
   return v;
+}
+
+// The message of the qllm::Error that `fn` throws, or "no error" when it returns normally.
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
 }
 
 // Runs a shell command; returns its exit status and everything it printed (stdout and stderr).
