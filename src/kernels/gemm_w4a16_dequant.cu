@@ -14,16 +14,31 @@ constexpr int kWarps = 8;
 // One unit's row of 64 weights, padded by 16 bytes so that stmatrix's eight rows fall in different banks.
 constexpr int kTileRowBytes = 64 * 2 + 16;
 
-__device__ __forceinline__ void stmatrix_x4(const void* smem, const uint32_t (&r)[4]) {
-  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+// Puts the lane's A fragment of k16 step `s` in place in the unit's row-major tile: r[0] is (row g, columns
+// 2t, 2t + 1), r[1] row g + 8, r[2] and r[3] the same rows 8 columns further (the m16n8k16 A layout).
+__device__ __forceinline__ void store_fragment(uint8_t* tile, int s, int lane, const uint32_t (&r)[4]) {
+#if __CUDA_ARCH__ >= 900
+  // stmatrix (sm_90): lane l names row (l / 8 % 2) * 8 + l % 8 of 16-byte chunk l / 16 of the step.
+  const int row = ((lane / 8) % 2) * 8 + lane % 8, chunk = lane / 16;
+  const auto address =
+      static_cast<uint32_t>(__cvta_generic_to_shared(tile + row * kTileRowBytes + (2 * s + chunk) * 16));
   asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(address), "r"(r[0]),
                "r"(r[1]), "r"(r[2]), "r"(r[3])
                : "memory");
+#else
+  // Older GPUs: the same placement with one 4-byte store per register.
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int row = g + 8 * (i % 2), column = 16 * s + 2 * t + 8 * (i / 2);
+    *reinterpret_cast<uint32_t*>(tile + row * kTileRowBytes + column * 2) = r[i];
+  }
+#endif
 }
 
 // One warp per repacked unit (16 rows x 64 weights): dequantize the lane's fragments, put them in place in a
-// shared-memory tile with stmatrix (the inverse of the MMA fragment layout), then write the tile's rows to
-// global memory as whole 128-byte lines.
+// shared-memory tile (the inverse of the MMA fragment layout), then write the tile's rows to global memory as
+// whole 128-byte lines.
 template <typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     w4a16_dequant_kernel(const W4A16KernelArgs a, uint16_t* __restrict__ out) {
@@ -37,8 +52,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   const uint32_t words[4] = {w.x, w.y, w.z, w.w};
   const int64_t pair_base = tile * a.groups * 8 + g;
   uint8_t* smem = tiles[warp];
-  // stmatrix: lane l gives the address of row (l / 8 % 2) * 8 + l % 8, 16-byte chunk l / 16 of the k16 step.
-  const int lane_row = ((lane / 8) % 2) * 8 + lane % 8, lane_chunk = lane / 16;
 #pragma unroll
   for (int s = 0; s < 4; ++s) {
     const int group = static_cast<int>((block * 4 + s) / a.group_steps);
@@ -51,7 +64,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     r[1] = mul2<T>(r[1], high_pair(scale));  // rows g + 8
     r[2] = mul2<T>(r[2], low_pair(scale));
     r[3] = mul2<T>(r[3], high_pair(scale));
-    stmatrix_x4(smem + lane_row * kTileRowBytes + (2 * s + lane_chunk) * 16, r);
+    store_fragment(smem, s, lane, r);
   }
   __syncwarp();
   // 16 rows x 128 bytes = 128 chunks of 16 bytes: four per lane, each row written by 8 consecutive lanes.
