@@ -69,8 +69,23 @@ fi
 
 if [[ $what == profile ]]; then
   log "tuning variants"
-  for args in "--m 64,128,256,512,2048 --kernel dequant" "--m 64,256 --kernel wgmma"; do
+  for args in "--m 32,48,64,128,256,512,2048 --kernel dequant" "--m 32,48,64,128,256 --kernel wgmma"; do
     echo "gemm-bench $args"
     timeout 150 $qllm gemm-bench --modes g128 --reps 20 $args 2>&1 | grep -E "^\| +[0-9]|error"
   done
+  log "skinny kernel variants at M=1 and 16: tokens per CTA x warps splitting K x CTAs splitting K"
+  mkdir -p "$OUT/skinny"
+  for m in 1 16; do
+    timeout 60 $qllm gemm-bench --modes g128 --m $m --reps 20 --json > "$OUT/skinny/auto_m$m.json" 2>/dev/null
+    for t in 8 16; do
+      [[ $m == 1 && $t == 16 ]] && continue
+      for wk in 1 2 4 8; do
+        for s in 0 2 4; do
+          timeout 60 $qllm gemm-bench --modes g128 --m $m --kernel skinny --tokens-per-cta $t --warps-k $wk \
+            --splits $s --reps 20 --json > "$OUT/skinny/m${m}_t${t}_k${wk}_s${s}.json" 2>/dev/null
+        done
+      done
+    done
+  done
+  python3 scripts/summarize_sweep.py "$OUT/skinny"
 fi

@@ -1,5 +1,7 @@
 #include "kernels/cuda_utils.h"
 
+#include <atomic>
+
 namespace qllm {
 
 void check_cuda(cudaError_t status, const char* expression, const char* file, int line) {
@@ -10,6 +12,34 @@ void check_cuda(cudaError_t status, const char* expression, const char* file, in
 
 void fail_buffer_too_small(size_t needed, size_t capacity) {
   fail("copy of {} elements into a device buffer of {}", needed, capacity);
+}
+
+namespace {
+
+// A device attribute of the current device, queried once per device.
+template <cudaDeviceAttr kAttribute>
+int cached_attribute() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> values[kMaxDevices] = {};  // 0: not asked yet (both attributes are positive)
+  int device = 0;
+  QLLM_CUDA_CHECK(cudaGetDevice(&device));
+  QLLM_CHECK(device >= 0 && device < kMaxDevices, "CUDA device {} out of range", device);
+  int value = values[device].load(std::memory_order_relaxed);
+  if (value == 0) {
+    QLLM_CUDA_CHECK(cudaDeviceGetAttribute(&value, kAttribute, device));
+    values[device].store(value, std::memory_order_relaxed);
+  }
+  return value;
+}
+
+}  // namespace
+
+int multiprocessor_count() {
+  return cached_attribute<cudaDevAttrMultiProcessorCount>();
+}
+
+int max_dynamic_shared_memory() {
+  return cached_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>();
 }
 
 void* device_alloc(size_t bytes, const char* what) {

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <utility>
@@ -21,6 +22,23 @@ namespace qllm {
 
 void check_cuda(cudaError_t status, const char* expression, const char* file, int line);
 [[noreturn]] void fail_buffer_too_small(size_t needed, size_t capacity);
+
+// Rounded-up integer division (grid sizes, tile counts).
+constexpr int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+inline bool is_aligned(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
+// Streaming multiprocessors of the current device (queried once per device).
+int multiprocessor_count();
+// The most dynamic shared memory a kernel may opt in to on the current device (queried once per device).
+int max_dynamic_shared_memory();
+
+// Whether the sm_90a kernels (wgmma, TMA) can run: an sm_90 GPU is current and this build compiled them for
+// sm_90a. Queried once per device. Defined with those kernels (gemm_w4a16_wgmma.cu).
+bool sm90a_kernels_available();
 
 // cudaMalloc that reports how much was asked for, for what, and how much is free.
 void* device_alloc(size_t bytes, const char* what);
@@ -58,6 +76,9 @@ class DeviceBuffer {
   }
   // Fills every byte with `value`: tests poison outputs so that unwritten elements show.
   void fill_bytes(int value) { QLLM_CUDA_CHECK(cudaMemset(data_, value, bytes())); }
+  void fill_bytes_async(int value, cudaStream_t stream) {
+    QLLM_CUDA_CHECK(cudaMemsetAsync(data_, value, bytes(), stream));
+  }
 
  private:
   void swap(DeviceBuffer& other) noexcept {

@@ -15,23 +15,6 @@ namespace {
 
 constexpr int64_t kFusedPrepMaxK = 4096;
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-int64_t ceil_div(int64_t a, int64_t b) {
-  return (a + b - 1) / b;
-}
-
-int multiprocessors() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    QLLM_CUDA_CHECK(cudaGetDevice(&device));
-    QLLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return sms;
-  }();
-  return count;
-}
-
 void check_shape(int64_t n, int64_t k) {
   QLLM_CHECK(n > 0 && k > 0 && n % 64 == 0 && k % 64 == 0 && n <= INT_MAX && k <= INT_MAX,
              "int8 GEMM needs N and K divisible by 64; weight shape is [{}, {}]", n, k);
@@ -82,7 +65,7 @@ Int8DeviceWeights quantize_int8_weights_cuda(const void* weights, DType dtype, i
   check_shape(n, k);
   QLLM_CHECK(dtype == DType::BF16 || dtype == DType::F16,
              "int8 weights are quantized from bf16 or f16, not {}", dtype_name(dtype));
-  QLLM_CHECK(aligned16(weights), "int8 weight quantization: the weights must be 16-byte aligned");
+  QLLM_CHECK(is_aligned(weights, 16), "int8 weight quantization: the weights must be 16-byte aligned");
   Int8DeviceWeights w;
   w.n = n;
   w.k = k;
@@ -110,12 +93,12 @@ Int8DeviceWeights quantize_int8_weights_cuda(const void* weights, DType dtype, i
 }
 
 Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) const {
-  const bool wide = kernels::int8_wide_available();
+  const bool wide = sm90a_kernels_available();
   if (kernel == Int8Kernel::Auto) kernel = (m > 32 && wide) ? Int8Kernel::Wide : Int8Kernel::Skinny;
   QLLM_CHECK(
       kernel != Int8Kernel::Wide || wide,
       "the wide int8 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)");
-  const int64_t sms = multiprocessors();
+  const int64_t sms = multiprocessor_count();
   Int8Plan p;
   p.kernel = kernel;
   int64_t splits = 1, k_units = 0;
@@ -184,7 +167,7 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
              dtype_name(dtype));
   QLLM_CHECK(m >= 1 && m <= INT_MAX / 2, "int8 GEMM: M = {} out of range", m);
   QLLM_CHECK(k == w.k, "int8 GEMM: X has K = {} but the weights are [{}, {}]", k, w.n, w.k);
-  QLLM_CHECK(x != nullptr && y != nullptr && aligned16(x) && aligned16(y),
+  QLLM_CHECK(x != nullptr && y != nullptr && is_aligned(x, 16) && is_aligned(y, 16),
              "int8 GEMM: X and Y must be non-null, 16-byte aligned device pointers");
   check_shape(w.n, w.k);
   const Int8Plan p = plan(m, w.n, k, kernel);
@@ -193,8 +176,9 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
 
   auto* status = reinterpret_cast<kernels::Int8PrepStatus*>(status_.data());
   // Decode batches: the skinny GEMM quantizes its activations itself (one launch). Otherwise a prep pass
-  // first. Every CTA then scans all of X for outlier columns, which costs more than a launch once K is long
-  // (measured on H200: 2048x8192 at M=1 took 34 us fused against 27 us for M=16 with the separate pass).
+  // first. Fused, every CTA scans all of X for outlier columns, which costs more than the extra launch once
+  // K is long (measured on H200, 2048x8192: the fused M=1 GEMM took 34 us, longer than the 27 us of the
+  // separate prep pass + GEMM even at M=16, so K > 4096 takes the separate pass).
   const bool fused = p.kernel == Int8Kernel::Skinny && p.tokens_per_cta == 8 &&
                      m <= kernels::kFusedPrepRows && k <= kFusedPrepMaxK;
   if (!fused) {
@@ -240,7 +224,7 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
         static_cast<size_t>(ceil_div(w.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta));
     if (counters_.size() < counter_count) {
       counters_ = DeviceBuffer<unsigned int>(counter_count, "split-K counters");
-      counters_.fill_bytes(0);
+      counters_.fill_bytes_async(0, stream);
     }
     a.partials = partials_.data();
     a.counters = counters_.data();

@@ -67,8 +67,8 @@ constexpr int kInt8SkinnyMaxActivationBytes = 96 * 1024;
 constexpr int kFusedPrepRows = 8;
 void launch_int8_skinny(const Int8GemmArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 
-// Wide path (TMA + wgmma s8, sm_90a): 128 tokens x block_n (128 or 256) weight rows per CTA.
-bool int8_wide_available();
+// Wide path (TMA + wgmma s8, sm_90a; sm90a_kernels_available() says whether it runs): 128 tokens x block_n
+// (128 or 256) weight rows per CTA.
 void launch_int8_wide(const Int8GemmArgs& args, const CUtensorMap& x_map, const CUtensorMap& w_map,
                       int block_n, cudaStream_t stream);
 // Split-K finish for the wide path: sums the partials in split order, adds the outlier columns, writes Y.

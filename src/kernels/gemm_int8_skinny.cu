@@ -68,7 +68,7 @@ __device__ void fused_prep(const Int8GemmArgs& a, int token_base, int cta_begin,
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const float value = from_16bit<kBf16>(static_cast<uint16_t>(v[j / 2] >> (16 * (j % 2))));
-      if (reporter && !(fabsf(value) <= 3.0e38f)) {
+      if (reporter && !isfinite(value)) {
         atomicMin(
             &a.status->first_nonfinite,
             static_cast<unsigned long long>((static_cast<int64_t>(token_base + row) * a.k + chunk * 8 + j)));
@@ -327,12 +327,15 @@ void launch_variant(const Int8GemmArgs& a, cudaStream_t stream) {
   const int slice = kTokens * (a.steps_per_split * kStepK + kRowPad);
   const int prep = kFusedPrep ? (a.k / 32 + kMaxOutlierColumns + kTokens + 1) * 4 : 0;
   const int smem = std::max(slice, kWarps * kTokTiles * 4 * 32 * 4) + prep;  // the kernel's layout
-  static int configured = 0;
-  if (smem > configured) {
+  // Allowed the device's whole opt-in shared memory once (thread-safe static init); each launch still asks
+  // only for what it uses, which is what occupancy depends on.
+  static const bool configured = [] {
     QLLM_CUDA_CHECK(cudaFuncSetAttribute(int8_skinny_kernel<kBf16, kTokTiles, kWarpsK, kFusedPrep>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    configured = smem;
-  }
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         max_dynamic_shared_memory()));
+    return true;
+  }();
+  (void)configured;
   const int rows_per_cta = 16 * (kWarps / kWarpsK);
   const dim3 grid((a.n + rows_per_cta - 1) / rows_per_cta, a.splits, (a.m + kTokens - 1) / kTokens);
   int8_skinny_kernel<kBf16, kTokTiles, kWarpsK, kFusedPrep><<<grid, kThreads, smem, stream>>>(a);

@@ -247,14 +247,6 @@ void launch_config(const Int8GemmArgs& a, const CUtensorMap& x_map, const CUtens
 
 }  // namespace
 
-bool int8_wide_available() {
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return false;
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
-  return major == 9 && minor == 0 && QLLM_WGMMA_COMPILED;
-}
-
 void launch_int8_wide(const Int8GemmArgs& a, const CUtensorMap& x_map, const CUtensorMap& w_map, int block_n,
                       cudaStream_t stream) {
   if (a.bf16) {

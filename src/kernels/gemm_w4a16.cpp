@@ -12,24 +12,6 @@ namespace qllm {
 
 namespace {
 
-bool aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
-
-int multiprocessors() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    QLLM_CUDA_CHECK(cudaGetDevice(&device));
-    QLLM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return sms;
-  }();
-  return count;
-}
-
-int64_t ceil_div(int64_t a, int64_t b) {
-  return (a + b - 1) / b;
-}
-
 // Auto's crossovers, measured on H200 (docs/RESULTS.md). From kDequantFromTokens on the dequant path wins on
 // every shape; between kWgmmaUntilTokens and there it wins only where its 16-bit scratch is small, because
 // dequantizing costs a fixed write + read of 4 bytes per weight that few tokens cannot amortize.
@@ -75,7 +57,7 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
 }
 
 W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
-  const bool wgmma = kernels::w4a16_wgmma_available();
+  const bool wgmma = sm90a_kernels_available();
   if (kernel == W4A16Kernel::Auto) {
     // The skinny kernel up to 16 tokens (memory-bound), then the wgmma kernel, then the dequant path, whose
     // 16-bit GEMM is compute-bound and cuBLAS's best.
@@ -93,7 +75,7 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
       "the {} W4A16 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)",
       w4a16_kernel_name(kernel));
   const int64_t k_steps = layout.k / kW4A16TileK;
-  const int64_t sms = multiprocessors();
+  const int64_t sms = multiprocessor_count();
   W4A16Plan p;
   p.kernel = kernel;
   int64_t splits = 1;
@@ -141,7 +123,7 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);  // one per SM
     if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
   }
-  if (tuning.splits) splits = tuning.splits;
+  if (tuning.splits && kernel != W4A16Kernel::Dequant) splits = tuning.splits;  // cuBLAS splits its own K
   QLLM_CHECK(splits >= 1 && splits <= k_steps, "W4A16 GEMM: {} splits of {} k steps", splits, k_steps);
   p.steps_per_split = static_cast<int>(ceil_div(k_steps, splits));
   p.splits = static_cast<int>(ceil_div(k_steps, p.steps_per_split));
@@ -160,9 +142,9 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
   QLLM_CHECK(m >= 1 && m <= INT_MAX / 2, "W4A16 GEMM: M = {} out of range", m);
   QLLM_CHECK(k == l.k, "W4A16 GEMM: X has K = {} but the weights are [{}, {}]", k, l.n, l.k);
   QLLM_CHECK(l.n <= INT_MAX && l.k <= INT_MAX, "W4A16 GEMM: weight shape [{}, {}] too large", l.n, l.k);
-  QLLM_CHECK(x != nullptr && y != nullptr && aligned16(x) && aligned16(y),
+  QLLM_CHECK(x != nullptr && y != nullptr && is_aligned(x, 16) && is_aligned(y, 16),
              "W4A16 GEMM: X and Y must be non-null, 16-byte aligned device pointers");
-  QLLM_CHECK(aligned16(w.qweight.data()) && w.qweight.size() == static_cast<size_t>(l.n * l.k / 2),
+  QLLM_CHECK(is_aligned(w.qweight.data(), 16) && w.qweight.size() == static_cast<size_t>(l.n * l.k / 2),
              "W4A16 GEMM: packed weights hold {} bytes, [{}, {}] needs {}", w.qweight.size(), l.n, l.k,
              l.n * l.k / 2);
 
@@ -188,7 +170,7 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
         static_cast<size_t>(ceil_div(l.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta));
     if (counters_.size() < counter_count) {
       counters_ = DeviceBuffer<unsigned int>(counter_count, "split-K counters");
-      counters_.fill_bytes(0);
+      counters_.fill_bytes_async(0, stream);
     }
     args.partials = partials_.data();
     args.counters = counters_.data();

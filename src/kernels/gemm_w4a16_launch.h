@@ -42,9 +42,8 @@ void launch_w4a16_dequantize(const W4A16KernelArgs& args, bool bf16, void* out, 
 // Sums split-K partials [splits][M][N] in split order into Y (a separate, fully parallel pass).
 void launch_splitk_reduce(const W4A16KernelArgs& args, bool bf16, cudaStream_t stream);
 
-// Wide path (wgmma, sm_90a only): see gemm_w4a16_wgmma.cu. Returns false when not compiled for sm_90a.
+// wgmma path (sm_90a only; sm90a_kernels_available() says whether it runs): see gemm_w4a16_wgmma.cu.
 // Configurations: 64 tokens with 2 or 4 warpgroups, 128 tokens with 2 or 3, 256 tokens with 2.
-bool w4a16_wgmma_available();
 int w4a16_wgmma_warpgroups(int tokens_per_cta, int requested);  // the supported count nearest the request
 int w4a16_wgmma_rows_per_cta(int tokens_per_cta, int warpgroups);
 void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, int warpgroups,

@@ -1,10 +1,8 @@
-// W4A16 repacked layout: the address formula, repack/unpack, and the CPU reference GEMM.
+// W4A16 repacked layout: the address formula and repack/unpack (the reference GEMM: gemm_w4a16_ref.cpp).
 #include "kernels/gemm_w4a16_layout.h"
 
-#include <cmath>
-
 #include "qllm/error.h"
-#include "qllm/half.h"
+#include "quant/float_ops.h"
 #include "quant/int4_math.h"
 
 namespace qllm {
@@ -14,13 +12,6 @@ namespace {
 // The bf16 (f16) value whose low mantissa bits hold a nibble: 0x4300 | n is 128 + n, 0x6400 | n is 1024 + n.
 uint16_t magic_bits(DType activation) {
   return activation == DType::BF16 ? 0x4300 : 0x6400;
-}
-
-float to_float_bits(uint16_t bits, DType dtype) {
-  return dtype == DType::BF16 ? bf16_bits_to_float(bits) : half_bits_to_float(bits);
-}
-uint16_t from_float_bits(float value, DType dtype) {
-  return dtype == DType::BF16 ? float_to_bf16_bits(value) : float_to_half_bits(value);
 }
 
 int64_t scale_index(const W4A16Layout& l, int64_t row, int64_t col) {
@@ -55,7 +46,8 @@ uint8_t W4A16Weights::nibble(int64_t row, int64_t col) const {
 }
 
 float W4A16Weights::scale(int64_t row, int64_t col) const {
-  return to_float_bits(scales[static_cast<size_t>(scale_index(layout, row, col))], layout.activation);
+  return fops::scale_bits_to_float(scales[static_cast<size_t>(scale_index(layout, row, col))],
+                                   layout.activation == DType::BF16);
 }
 
 int W4A16Weights::zero(int64_t row, int64_t col) const {
@@ -114,7 +106,7 @@ W4A16Weights repack_w4a16(const Int4Matrix& m, DType activation) {
       const int64_t col = group * l.group_k;
       const int64_t canonical_group = (row * l.k + col) / canonical.group_elems;
       const auto index = static_cast<size_t>(scale_index(l, row, col));
-      w.scales[index] = from_float_bits(m.scale(canonical_group), activation);
+      w.scales[index] = fops::float_to_scale_bits(m.scale(canonical_group), activation == DType::BF16);
       if (l.zero_point)
         w.zero_offsets[index] = static_cast<uint16_t>(magic_bits(activation) + m.zero(canonical_group));
     }
@@ -147,59 +139,6 @@ Int4Matrix unpack_w4a16(const W4A16Weights& w) {
     }
   }
   return m;
-}
-
-namespace {
-
-double dequantize_one(const W4A16Weights& w, int64_t row, int64_t col, W4A16Precision precision) {
-  const double q_minus_z = static_cast<double>(w.nibble(row, col)) - w.zero(row, col);
-  const double weight = q_minus_z * w.scale(row, col);  // exact: a 5-bit integer times a 16-bit float
-  if (precision == W4A16Precision::Exact) return weight;
-  const DType act = w.layout.activation;
-  return to_float_bits(from_float_bits(static_cast<float>(weight), act), act);
-}
-
-}  // namespace
-
-std::vector<double> dequantize_w4a16_ref(const W4A16Weights& w, W4A16Precision precision) {
-  const W4A16Layout& l = w.layout;
-  std::vector<double> out(static_cast<size_t>(l.n * l.k));
-#pragma omp parallel for schedule(static)
-  for (int64_t row = 0; row < l.n; ++row) {
-    for (int64_t col = 0; col < l.k; ++col)
-      out[static_cast<size_t>(row * l.k + col)] = dequantize_one(w, row, col, precision);
-  }
-  return out;
-}
-
-double gemm_w4a16_ref_element(std::span<const float> x, const W4A16Weights& w, int64_t m, int64_t n,
-                              W4A16Precision precision) {
-  double sum = 0.0;
-  for (int64_t col = 0; col < w.layout.k; ++col) {
-    sum += static_cast<double>(x[static_cast<size_t>(m * w.layout.k + col)]) *
-           dequantize_one(w, n, col, precision);
-  }
-  return sum;
-}
-
-std::vector<float> gemm_w4a16_ref(std::span<const float> x, int64_t m, const W4A16Weights& w,
-                                  W4A16Precision precision) {
-  const W4A16Layout& l = w.layout;
-  QLLM_CHECK(static_cast<int64_t>(x.size()) == m * l.k, "X holds {} values, [{}, {}] needs {}", x.size(), m,
-             l.k, m * l.k);
-  const std::vector<double> weights = dequantize_w4a16_ref(w, precision);
-  std::vector<float> y(static_cast<size_t>(m * l.n));
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < l.n; ++n) {
-    const double* wrow = weights.data() + n * l.k;
-    for (int64_t row = 0; row < m; ++row) {
-      const float* xrow = x.data() + row * l.k;
-      double sum = 0.0;
-      for (int64_t col = 0; col < l.k; ++col) sum += static_cast<double>(xrow[col]) * wrow[col];
-      y[static_cast<size_t>(row * l.n + n)] = static_cast<float>(sum);
-    }
-  }
-  return y;
 }
 
 }  // namespace qllm

@@ -254,12 +254,15 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   constexpr int kTokens = 8 * kTokTiles;
   const int smem =
       std::max<int>(kTokens * (args.steps_per_split * kStepK + kRowPad) * 2, kWarps * kTokTiles * 4 * 32 * 4);
-  static int configured = 0;  // the largest dynamic shared memory this instantiation was given
-  if (smem > configured) {
+  // Allowed the device's whole opt-in shared memory once (thread-safe static init); each launch still asks
+  // only for what it uses, which is what occupancy depends on.
+  static const bool configured = [] {
     QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    configured = smem;
-  }
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         max_dynamic_shared_memory()));
+    return true;
+  }();
+  (void)configured;
   const dim3 grid((args.n + 16 * (kWarps / kWarpsK) - 1) / (16 * (kWarps / kWarpsK)), args.splits,
                   (args.m + kTokens - 1) / kTokens);
   w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode><<<grid, kThreads, smem, stream>>>(args);

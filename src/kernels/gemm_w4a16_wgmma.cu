@@ -1,4 +1,4 @@
-// W4A16 GEMM, wide path: Y[M, N] = X[M, K] @ W'[N, K]^T for large M (prefill) on Hopper's wgmma (sm_90a).
+// W4A16 GEMM, wgmma path: Y[M, N] = X[M, K] @ W'[N, K]^T for large M (prefill) on Hopper's wgmma (sm_90a).
 //
 // Compute-bound: the dequantization must hide under the tensor cores. How:
 //  - Y^T = W' X^T: the weights are wgmma's A operand, taken from registers, so they are dequantized in
@@ -9,6 +9,7 @@
 //  - two warpgroups of 4 warps, each owning kWgTiles 64-row weight tiles; wgmma runs asynchronously while the
 //    warpgroup dequantizes the next step's weights into the other register buffer;
 //  - split-K when the output has too few tiles to fill the GPU: partial sums, then a separate reduction pass.
+#include <atomic>
 #include <type_traits>
 
 #include "kernels/gemm_w4a16_launch.h"
@@ -261,14 +262,6 @@ int w4a16_wgmma_rows_per_cta(int tokens_per_cta, int warpgroups) {
   return 64 * tiles * warpgroups;
 }
 
-bool w4a16_wgmma_available() {
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return false;
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
-  return major == 9 && minor == 0 && QLLM_WGMMA_COMPILED;
-}
-
 void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, int warpgroups,
                         cudaStream_t stream) {
   if (bf16) {
@@ -279,3 +272,23 @@ void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, int tokens_per_c
 }
 
 }  // namespace qllm::kernels
+
+namespace qllm {
+
+bool sm90a_kernels_available() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> known[kMaxDevices] = {};  // per device: 0 not asked yet, 1 no, 2 yes
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return false;
+  int state = known[device].load(std::memory_order_relaxed);
+  if (state == 0) {
+    int major = 0, minor = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+    state = major == 9 && minor == 0 && QLLM_WGMMA_COMPILED ? 2 : 1;
+    known[device].store(state, std::memory_order_relaxed);
+  }
+  return state == 2;
+}
+
+}  // namespace qllm

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "kernels/cuda_utils.h"
 #include "kernels/gemm_int8_launch.h"
 #include "quant/int8_math.h"
 
@@ -52,7 +53,7 @@ __device__ __forceinline__ void flag_chunk(const Int8PrepArgs& a, int64_t chunk,
   const int col0 = static_cast<int>((chunk * 8) % a.k);
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
-    if (!(fabsf(v[j]) <= 3.0e38f)) report_nonfinite(a.status, chunk * 8 + j);
+    if (!isfinite(v[j])) report_nonfinite(a.status, chunk * 8 + j);
     if (fabsf(v[j]) >= a.threshold) atomicOr(&bits[(col0 + j) >> 5], 1u << ((col0 + j) & 31));
   }
 }
@@ -106,7 +107,7 @@ __device__ void quantize_row(const Int8PrepArgs& a, int row, int rank, const uin
     load8(a.x, row_chunk + c, a.bf16, raw, v);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      if (bits == nullptr && !(fabsf(v[j]) <= 3.0e38f)) report_nonfinite(a.status, (row_chunk + c) * 8 + j);
+      if (bits == nullptr && !isfinite(v[j])) report_nonfinite(a.status, (row_chunk + c) * 8 + j);
       if (!is_outlier_column(bits, c * 8 + j)) absmax = fmaxf(absmax, fabsf(v[j]));
     }
   }
@@ -182,16 +183,18 @@ size_t bitmap_smem(int k) {
 void launch_int8_prep(const Int8PrepArgs& a, cudaStream_t stream) {
   const bool enabled = a.threshold > 0.0f && a.threshold < 3.0e38f;
   if (enabled) {
-    cudaMemsetAsync(a.outlier_bits, 0, static_cast<size_t>(a.k / 32) * 4, stream);
+    QLLM_CUDA_CHECK(cudaMemsetAsync(a.outlier_bits, 0, static_cast<size_t>(a.k / 32) * 4, stream));
+    // A grid-stride loop: 16 CTAs of 256 threads per SM keep the reads in flight; more only adds tails.
     const int64_t chunks = static_cast<int64_t>(a.m) * a.k / 8;
-    const auto blocks = static_cast<unsigned int>(std::min<int64_t>((chunks + 255) / 256, 132 * 16));
+    const auto blocks =
+        static_cast<unsigned int>(std::min<int64_t>((chunks + 255) / 256, multiprocessor_count() * 16));
     int8_outlier_bits_kernel<<<blocks, 256, 0, stream>>>(a);
   }
-  int8_rows_kernel<<<a.m, kRowThreads, bitmap_smem(a.k), stream>>>(a, enabled);
+  int8_rows_kernel<<<a.m, kRowThreads, enabled ? bitmap_smem(a.k) : 0, stream>>>(a, enabled);
 }
 
 void launch_int8_quantize_rows(const Int8PrepArgs& a, cudaStream_t stream) {
-  int8_rows_kernel<<<a.m, kRowThreads, bitmap_smem(a.k), stream>>>(a, false);
+  int8_rows_kernel<<<a.m, kRowThreads, 0, stream>>>(a, false);  // no bitmap: no dynamic shared memory
 }
 
 }  // namespace qllm::kernels

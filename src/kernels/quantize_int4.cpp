@@ -6,21 +6,6 @@
 
 namespace qllm {
 
-namespace {
-
-bool aligned(const void* p, size_t bytes) {
-  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
-}
-
-int multiprocessor_count() {
-  int device = 0, count = 0;
-  QLLM_CUDA_CHECK(cudaGetDevice(&device));
-  QLLM_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
-
-}  // namespace
-
 Int4DeviceMatrix::Int4DeviceMatrix(int64_t rows_, int64_t cols_, const Int4Scheme& scheme_)
     : rows(rows_), cols(cols_), scheme(scheme_) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
@@ -47,7 +32,7 @@ void Int4QuantizerCuda::launch(const void* weights, DType dtype, int64_t rows, i
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
   QLLM_CHECK(dtype == DType::F16 || dtype == DType::BF16,
              "CUDA INT4 quantization takes f16 or bf16 weights, not {}", dtype_name(dtype));
-  QLLM_CHECK(aligned(weights, 4) && aligned(out.packed, 4),
+  QLLM_CHECK(is_aligned(weights, 4) && is_aligned(out.packed, 4),
              "weights and packed output must be 4-byte aligned");
   QLLM_CHECK(out.scales != nullptr && (!scheme.zero_point || out.zeros != nullptr),
              "the output needs a scales buffer{}", scheme.zero_point ? " and a zeros buffer" : "");
@@ -64,10 +49,9 @@ void Int4QuantizerCuda::launch(const void* weights, DType dtype, int64_t rows, i
   const Int4SearchConfig config{
       scheme.zero_point, scheme.scale_dtype == DType::BF16,
       scheme.search == ScaleSearch::None ? 0 : (scheme.search == ScaleSearch::Mse ? 1 : 2)};
-  static const int multiprocessors = multiprocessor_count();
   kernels::launch_quantize_int4(weights, dtype == DType::BF16, rows, cols, layout, scheme.granularity, config,
-                                out, reinterpret_cast<Int4QuantizeScratch*>(scratch_.data()), multiprocessors,
-                                stream);
+                                out, reinterpret_cast<Int4QuantizeScratch*>(scratch_.data()),
+                                multiprocessor_count(), stream);
   QLLM_CUDA_CHECK_LAUNCH();
 }
 
@@ -93,7 +77,7 @@ void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
   QLLM_CHECK(out_dtype == DType::F16 || out_dtype == DType::BF16,
              "INT4 dequantization writes f16 or bf16, not {}", dtype_name(out_dtype));
-  QLLM_CHECK(aligned(out, 16) && aligned(packed, 4),
+  QLLM_CHECK(is_aligned(out, 16) && is_aligned(packed, 4),
              "dequantize buffers must be 16-byte (out) / 4-byte aligned");
   QLLM_CHECK(!scheme.zero_point || zeros != nullptr, "a zero-point scheme needs its zeros");
   kernels::launch_dequantize_int4(packed, scales, scheme.zero_point ? zeros : nullptr, rows * cols,

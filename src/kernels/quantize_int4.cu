@@ -494,10 +494,6 @@ __global__ void __launch_bounds__(kBlockThreads)
   }
 }
 
-bool aligned(const void* p, size_t bytes) {
-  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
-}
-
 unsigned int grid_for(int64_t work_items) {
   const int64_t blocks = (work_items + kBlockThreads - 1) / kBlockThreads;
   return static_cast<unsigned int>(blocks < 1 ? 1 : (blocks > 65535 * 32 ? 65535 * 32 : blocks));
@@ -579,7 +575,7 @@ void launch_quantize_int4(const void* w, bool bf16_weights, int64_t rows, int64_
                           Int4QuantizeScratch* s, int multiprocessors, cudaStream_t stream) {
   // 16-byte chunks when every group (or the whole matrix) is a multiple of 8 weights and the pointer allows.
   const bool wide =
-      aligned(w, 16) && aligned(out.packed, 4) &&
+      is_aligned(w, 16) && is_aligned(out.packed, 4) &&
       (granularity == Granularity::Global ? (rows * cols) % 8 == 0 : layout.group_elems % 8 == 0);
   auto launch = [&]<bool kBf16>() {
     if (granularity == Granularity::Global) {

@@ -69,10 +69,12 @@ inline float add_rn(float a, float b) {
 inline int32_t float_bits(float x) {
   return std::bit_cast<int32_t>(x);
 }
-// Round half to even without a libm call (std::nearbyint is not inlined on baseline x86-64): adding and
-// subtracting 1.5 * 2^23 rounds to an integer in the FPU's default mode, exact for |x| < 2^22.
-inline uint32_t round_to_u32(float x) {  // 0 <= x <= 2^24
-  return static_cast<uint32_t>(static_cast<int32_t>((x + 12582912.0f) - 12582912.0f));
+// Round half to even without a libm call (std::nearbyint is not inlined on baseline x86-64). For
+// 0 <= x < 2^23, x + 2^23 lies in [2^23, 2^24) where the float spacing is 1, so the addition rounds x to an
+// integer in the FPU's default mode; from 2^23 on every float is already an integer.
+inline uint32_t round_to_u32(float x) {  // 0 <= x < 2^32, like __float2uint_rn on the device
+  if (x >= 8388608.0f) return static_cast<uint32_t>(x);
+  return static_cast<uint32_t>((x + 8388608.0f) - 8388608.0f);
 }
 // Plain comparisons (inputs are checked finite before they get here); std::fmin/fmax are library calls.
 inline float fabs_(float x) {

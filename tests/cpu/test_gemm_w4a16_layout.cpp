@@ -43,8 +43,14 @@ TEST(W4A16Layout, RepackUnpackRoundTrip) {
       ASSERT_EQ(w.qweight.size(), static_cast<size_t>(n * k / 2));
       const Int4Matrix back = unpack_w4a16(w);
       EXPECT_EQ(back.packed, m.packed);
+      // The scale dtype is the activation dtype here, so scales come back bit for bit (GLOBAL's one scale
+      // repeated for every group of the unpacked matrix).
       if (s.granularity != Granularity::Global) {
+        EXPECT_EQ(back.scales, m.scales);
         EXPECT_EQ(back.zeros, m.zeros);
+      } else {
+        ASSERT_FALSE(back.scales.empty());
+        for (uint16_t scale : back.scales) ASSERT_EQ(scale, m.scales[0]);
       }
       for (int64_t row = 0; row < n; ++row) {
         for (int64_t col = 0; col < k; col += 16) {

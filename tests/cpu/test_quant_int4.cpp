@@ -7,6 +7,7 @@
 
 #include "qllm/error.h"
 #include "qllm/quant.h"
+#include "quant/float_ops.h"
 #include "tests/support/test_util.h"
 
 namespace qllm {
@@ -15,6 +16,23 @@ namespace {
 using testing::error_of;
 using testing::fresh_seed;
 using testing::random_normal;
+
+// The CPU rounding must match the device's __float2uint_rn (round half to even) on the whole range the
+// quantizers use, halves included; the magic-number trick it uses breaks down above 2^22 if done naively.
+TEST(FloatOps, RoundToU32IsRoundHalfToEven) {
+  const float cases[] = {0.0f,        0.5f,        1.5f,       2.5f,       3.49999976f,
+                         4194303.5f,  4194304.5f,  4194305.5f, 8388607.5f, 8388608.0f,
+                         16777215.0f, 16777216.0f, 123456.5f,  6291456.5f};
+  for (float x : cases) {
+    EXPECT_EQ(fops::round_to_u32(x), static_cast<uint32_t>(std::nearbyint(x))) << x;
+  }
+  std::mt19937 rng(fresh_seed());
+  std::uniform_real_distribution<float> dist(0.0f, 16777216.0f);
+  for (int i = 0; i < 100000; ++i) {
+    const float x = dist(rng);
+    ASSERT_EQ(fops::round_to_u32(x), static_cast<uint32_t>(std::nearbyint(x))) << x;
+  }
+}
 
 Int4Scheme groupwise(int64_t g, bool zero_point = false, ScaleSearch search = ScaleSearch::None) {
   return {.granularity = Granularity::Groupwise, .group_size = g, .zero_point = zero_point, .search = search};

@@ -27,7 +27,7 @@ constexpr double kBound = 2e-3;
 
 std::vector<Int8Kernel> kernels_here() {
   std::vector<Int8Kernel> out = {Int8Kernel::Skinny};
-  if (kernels::int8_wide_available()) out.push_back(Int8Kernel::Wide);
+  if (sm90a_kernels_available()) out.push_back(Int8Kernel::Wide);
   return out;
 }
 
@@ -150,7 +150,7 @@ TEST(Int8Cuda, EveryConfigurationMatchesTheReference) {
         }
       }
     }
-    if (!kernels::int8_wide_available()) continue;
+    if (!sm90a_kernels_available()) continue;
     for (int block_n : {128, 256}) {
       for (int splits : {1, 2, 3}) {
         SCOPED_TRACE(fmt::format("wide M={} block_n {} splits {}", m, block_n, splits));

@@ -123,8 +123,8 @@ Mode parse_mode(const std::string& text, const GemmBenchOptions& o) {
 
 // Enough copies of a `bytes`-sized buffer to exceed 2x the L2 size together.
 int rotation_copies(size_t bytes) {
-  const DeviceInfo info = query_device();
-  return static_cast<int>(std::max<size_t>(1, (2 * info.l2_bytes) / std::max<size_t>(bytes, 1) + 1));
+  static const size_t l2_bytes = query_device().l2_bytes;  // one device per process
+  return static_cast<int>(std::max<size_t>(1, (2 * l2_bytes) / std::max<size_t>(bytes, 1) + 1));
 }
 
 // One mode's quantized GEMM on one weight shape, built from the bf16 weights.
@@ -141,7 +141,7 @@ class QuantizedGemm {
 class W4A16Bench final : public QuantizedGemm {
  public:
   W4A16Bench(const void* w, const Shape& shape, const Mode& mode, DType dtype, const GemmBenchOptions& o)
-      : shape_(shape), dtype_(dtype), kernel_(parse_w4a16_kernel(o.kernel)) {
+      : shape_(shape), kernel_(parse_w4a16_kernel(o.kernel)) {
     Int4DeviceMatrix quantized(shape.n, shape.k, mode.scheme);
     Int4QuantizerCuda quantizer;
     quantizer.launch(w, dtype, shape.n, shape.k, mode.scheme, quantized.view());
@@ -176,7 +176,6 @@ class W4A16Bench final : public QuantizedGemm {
 
  private:
   Shape shape_;
-  DType dtype_;
   W4A16Kernel kernel_;
   W4A16Gemm gemm_;
   std::vector<W4A16DeviceWeights> copies_;
