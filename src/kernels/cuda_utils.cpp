@@ -42,6 +42,13 @@ int max_dynamic_shared_memory() {
   return cached_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>();
 }
 
+void allow_all_dynamic_shared_memory(const void* kernel) {
+  cudaFuncAttributes attributes{};
+  QLLM_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+  const int dynamic = max_dynamic_shared_memory() - static_cast<int>(attributes.sharedSizeBytes);
+  QLLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic));
+}
+
 void* device_alloc(size_t bytes, const char* what) {
   if (bytes == 0) return nullptr;
   void* ptr = nullptr;

@@ -35,6 +35,8 @@ inline bool is_aligned(const void* p, size_t bytes) {
 int multiprocessor_count();
 // The most dynamic shared memory a kernel may opt in to on the current device (queried once per device).
 int max_dynamic_shared_memory();
+// Lets `kernel` take as much dynamic shared memory as the device allows beside its static shared memory.
+void allow_all_dynamic_shared_memory(const void* kernel);
 
 // Whether the sm_90a kernels (wgmma, TMA) can run: an sm_90 GPU is current and this build compiled them for
 // sm_90a. Queried once per device. Defined with those kernels (gemm_w4a16_wgmma.cu).

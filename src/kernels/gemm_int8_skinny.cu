@@ -327,12 +327,11 @@ void launch_variant(const Int8GemmArgs& a, cudaStream_t stream) {
   const int slice = kTokens * (a.steps_per_split * kStepK + kRowPad);
   const int prep = kFusedPrep ? (a.k / 32 + kMaxOutlierColumns + kTokens + 1) * 4 : 0;
   const int smem = std::max(slice, kWarps * kTokTiles * 4 * 32 * 4) + prep;  // the kernel's layout
-  // Allowed the device's whole opt-in shared memory once (thread-safe static init); each launch still asks
+  // Allowed all the shared memory the device offers once (thread-safe static init); each launch still asks
   // only for what it uses, which is what occupancy depends on.
   static const bool configured = [] {
-    QLLM_CUDA_CHECK(cudaFuncSetAttribute(int8_skinny_kernel<kBf16, kTokTiles, kWarpsK, kFusedPrep>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         max_dynamic_shared_memory()));
+    allow_all_dynamic_shared_memory(
+        reinterpret_cast<const void*>(int8_skinny_kernel<kBf16, kTokTiles, kWarpsK, kFusedPrep>));
     return true;
   }();
   (void)configured;

@@ -254,12 +254,11 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   constexpr int kTokens = 8 * kTokTiles;
   const int smem =
       std::max<int>(kTokens * (args.steps_per_split * kStepK + kRowPad) * 2, kWarps * kTokTiles * 4 * 32 * 4);
-  // Allowed the device's whole opt-in shared memory once (thread-safe static init); each launch still asks
+  // Allowed all the shared memory the device offers once (thread-safe static init); each launch still asks
   // only for what it uses, which is what occupancy depends on.
   static const bool configured = [] {
-    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         max_dynamic_shared_memory()));
+    allow_all_dynamic_shared_memory(
+        reinterpret_cast<const void*>(w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode>));
     return true;
   }();
   (void)configured;
