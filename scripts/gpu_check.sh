@@ -11,6 +11,7 @@ final_out=${OUT:-out}
 OUT=$(mktemp -d)/gpu_results
 mkdir -p "$OUT" "$final_out"
 trap 'tar czf "$final_out/gpu_results_$what.tgz" -C "$(dirname "$OUT")" gpu_results' EXIT
+trap 'exit 143' TERM INT  # a timeout still packs what was written
 log() { echo "[gpu_check $(date +%H:%M:%S)] $*"; }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$OUT/device.txt"
