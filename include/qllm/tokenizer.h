@@ -40,7 +40,6 @@ class Tokenizer {
   bool is_special(int32_t id) const;
   size_t vocab_size() const;              // one past the largest id (model vocabulary and added tokens)
   std::optional<int32_t> bos_id() const;  // tokenizer_config "bos_token", else the post_processor's prefix
-  std::optional<int32_t> eos_id() const;  // tokenizer_config "eos_token"
 
   // Streaming decode, one id at a time: push() returns the text that became complete and holds back a
   // trailing incomplete UTF-8 sequence until a later token completes it. The concatenation of every

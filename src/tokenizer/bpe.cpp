@@ -2,20 +2,17 @@
 
 #include <queue>
 
-#include "tokenizer/byte_level.h"
-
 namespace qllm::detail {
 
-BpeModel::BpeModel(const TokenizerSpec& spec)
+BpeModel::BpeModel(const TokenizerSpec& spec, std::span<const std::string> bytes_of_id,
+                   std::span<const int32_t> byte_level_ids)
     : ignore_merges_(spec.ignore_merges), unk_id_(spec.unk_id), fuse_unk_(spec.fuse_unk) {
   byte_id_.fill(-1);
-  id_of_bytes_.reserve(spec.vocab.size());
-  for (const auto& [token, id] : spec.vocab) {
-    // A token with a character outside the byte table can never come out of byte-level pre-tokenization.
-    auto bytes = byte_level::bytes_of(token);
-    if (!bytes) continue;
-    if (bytes->size() == 1) byte_id_[static_cast<unsigned char>((*bytes)[0])] = id;
-    id_of_bytes_.emplace(std::move(*bytes), id);
+  id_of_bytes_.reserve(byte_level_ids.size());
+  for (const int32_t id : byte_level_ids) {
+    const std::string& bytes = bytes_of_id[id];
+    if (bytes.size() == 1) byte_id_[static_cast<unsigned char>(bytes[0])] = id;
+    id_of_bytes_.emplace(bytes, id);
   }
   merges_.reserve(spec.merges.size());
   for (size_t rank = 0; rank < spec.merges.size(); ++rank) {
@@ -32,7 +29,7 @@ const BpeModel::MergeTarget* BpeModel::find_merge(int32_t left, int32_t right) c
 
 void BpeModel::encode(std::string_view bytes, std::vector<int32_t>& out) const {
   if (ignore_merges_) {
-    if (const auto it = id_of_bytes_.find(std::string(bytes)); it != id_of_bytes_.end()) {
+    if (const auto it = id_of_bytes_.find(bytes); it != id_of_bytes_.end()) {
       out.push_back(it->second);
       return;
     }

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -16,7 +17,11 @@ namespace qllm::detail {
 
 class BpeModel {
  public:
-  explicit BpeModel(const TokenizerSpec& spec);
+  // The vocabulary comes decoded: `bytes_of_id[id]` is what token `id` stands for, and `byte_level_ids`
+  // lists the tokens made only of byte-table characters (the others can never come out of byte-level
+  // pre-tokenization). From `spec`: the merges, ignore_merges, unk_token and fuse_unk (not its vocab).
+  BpeModel(const TokenizerSpec& spec, std::span<const std::string> bytes_of_id,
+           std::span<const int32_t> byte_level_ids);
 
   // Appends the ids of one pre-token, given as the raw bytes it covers.
   void encode(std::string_view bytes, std::vector<int32_t>& out) const;
@@ -32,8 +37,8 @@ class BpeModel {
   const MergeTarget* find_merge(int32_t left, int32_t right) const;
   void merge_symbols(std::vector<int32_t>& ids) const;
 
-  std::unordered_map<std::string, int32_t> id_of_bytes_;  // vocabulary keyed by the bytes a token stands for
-  std::array<int32_t, 256> byte_id_{};                    // single-byte tokens; -1 when absent
+  StringMap<int32_t> id_of_bytes_;      // vocabulary keyed by the bytes a token stands for
+  std::array<int32_t, 256> byte_id_{};  // single-byte tokens; -1 when absent
   std::unordered_map<uint64_t, MergeTarget> merges_;
   bool ignore_merges_ = false;
   int32_t unk_id_ = -1;

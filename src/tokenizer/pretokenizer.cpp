@@ -24,18 +24,27 @@ std::string pcre2_message(int code) {
 constexpr size_t kJitStackStart = 32 * 1024;
 constexpr size_t kJitStackMax = 8 * 1024 * 1024;
 
-// Per-call matching state: match data and a JIT stack, so that a const splitter serves many threads.
+// The matching state of one thread: match data, a match context and a JIT stack. None of it depends on the
+// pattern (the match data holds one offset pair, the whole match, which is all split() reads), so one per
+// thread serves every splitter. Creating it per split() call cost an mmap and munmap of the JIT stack each
+// time, a large share of encoding a short text; one per thread keeps split() const and free of locks.
 struct MatchState {
   pcre2_match_data* data = nullptr;
   pcre2_match_context* context = nullptr;
   pcre2_jit_stack* stack = nullptr;
 
-  explicit MatchState(const pcre2_code* code) {
-    data = pcre2_match_data_create_from_pattern(code, nullptr);
+  MatchState() {
+    data = pcre2_match_data_create(1, nullptr);
     context = pcre2_match_context_create(nullptr);
-    stack = pcre2_jit_stack_create(kJitStackStart, kJitStackMax, nullptr);
-    QLLM_CHECK(data != nullptr && context != nullptr && stack != nullptr, "PCRE2: out of memory");
-    pcre2_jit_stack_assign(context, nullptr, stack);
+    QLLM_CHECK(data != nullptr && context != nullptr, "PCRE2: out of memory");
+    // A PCRE2 built without JIT has no JIT stack to give (pcre2_jit_stack_create returns null).
+    uint32_t jit_available = 0;
+    pcre2_config(PCRE2_CONFIG_JIT, &jit_available);
+    if (jit_available) {
+      stack = pcre2_jit_stack_create(kJitStackStart, kJitStackMax, nullptr);
+      QLLM_CHECK(stack != nullptr, "PCRE2: out of memory for the JIT stack");
+      pcre2_jit_stack_assign(context, nullptr, stack);
+    }
   }
   ~MatchState() {
     pcre2_jit_stack_free(stack);
@@ -45,6 +54,11 @@ struct MatchState {
   MatchState(const MatchState&) = delete;
   MatchState& operator=(const MatchState&) = delete;
 };
+
+MatchState& this_thread_match_state() {
+  thread_local MatchState state;
+  return state;
+}
 
 size_t utf8_char_length(unsigned char lead) {
   return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
@@ -154,7 +168,7 @@ RegexSplitter::RegexSplitter(RegexSplitter&&) noexcept = default;
 RegexSplitter& RegexSplitter::operator=(RegexSplitter&&) noexcept = default;
 
 void RegexSplitter::split(std::string_view text, std::vector<std::string_view>& pieces) const {
-  const MatchState state(compiled_->code);
+  MatchState& state = this_thread_match_state();
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t gap_start = 0;  // start of the text not yet covered by a piece
   size_t search = 0;
@@ -163,6 +177,7 @@ void RegexSplitter::split(std::string_view text, std::vector<std::string_view>& 
     const int rc = pcre2_match(compiled_->code, subject, text.size(), search, PCRE2_NO_UTF_CHECK, state.data,
                                state.context);
     if (rc == PCRE2_ERROR_NOMATCH) break;
+    // 0 is a match whose capture groups did not fit the one-pair match data: the whole match is there.
     QLLM_CHECK(rc >= 0, "{}: regex match failed at byte offset {}: {}", compiled_->origin, search,
                pcre2_message(rc));
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(state.data);

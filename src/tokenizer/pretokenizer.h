@@ -29,6 +29,7 @@ class RegexSplitter {
   RegexSplitter& operator=(RegexSplitter&&) noexcept;
 
   // Appends the pieces of `text` (valid UTF-8: the caller checked it) in order; they cover `text` exactly.
+  // Safe to call from several threads at once: the matching state is per thread.
   void split(std::string_view text, std::vector<std::string_view>& pieces) const;
 
  private:

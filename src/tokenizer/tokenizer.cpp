@@ -17,34 +17,50 @@ std::string split_origin(const TokenizerSpec& spec) {
   return spec.file.string() + ": field 'pre_tokenizer.pretokenizers[0].pattern.Regex'";
 }
 
-size_t id_count(const TokenizerSpec& spec) {
-  int32_t largest = -1;
-  for (const auto& [token, id] : spec.vocab) largest = std::max(largest, id);
-  for (const AddedToken& token : spec.added_tokens) largest = std::max(largest, token.id);
-  return static_cast<size_t>(largest) + 1;
-}
-
 }  // namespace
 
-TokenizerModel::TokenizerModel(const TokenizerSpec& spec)
+TokenizerModel::DecodedVocab TokenizerModel::decode_vocab(const Vocab& vocab) {
+  DecodedVocab decoded;
+  decoded.bytes_of_id.resize(vocab.text_of_id.size());
+  decoded.byte_level_ids.reserve(vocab.id_of_text.size());
+  for (size_t id = 0; id < vocab.text_of_id.size(); ++id) {
+    if (!vocab.assigned[id]) continue;
+    const std::string& text = vocab.text_of_id[id];
+    // A string holding a character outside the byte table stands for its own UTF-8 bytes, as HF's
+    // ByteLevel decoder writes it; BPE can never produce such a token.
+    if (auto bytes = byte_level::bytes_of(text)) {
+      decoded.bytes_of_id[id] = std::move(*bytes);
+      decoded.byte_level_ids.push_back(static_cast<int32_t>(id));
+    } else {
+      decoded.bytes_of_id[id] = text;
+    }
+  }
+  return decoded;
+}
+
+// decode_vocab reads spec.vocab before the delegated constructor moves anything out of it: std::move
+// only casts.
+TokenizerModel::TokenizerModel(TokenizerSpec spec)
+    : TokenizerModel(std::move(spec), decode_vocab(spec.vocab)) {}
+
+TokenizerModel::TokenizerModel(TokenizerSpec&& spec, DecodedVocab decoded)
     : file(spec.file),
+      text_of_id(std::move(spec.vocab.text_of_id)),
+      bytes_of_id(std::move(decoded.bytes_of_id)),
+      assigned(std::move(spec.vocab.assigned)),
+      id_of_text(std::move(spec.vocab.id_of_text)),
       added_tokens(spec.added_tokens),
       splitter(spec.split_pattern, split_origin(spec)),
-      bpe(spec),
-      prefix_ids(spec.prefix_ids),
-      suffix_ids(spec.suffix_ids) {
-  const size_t n = id_count(spec);
+      bpe(spec, bytes_of_id, decoded.byte_level_ids),  // before added tokens replace bytes_of_id entries
+      prefix_ids(std::move(spec.prefix_ids)),
+      suffix_ids(std::move(spec.suffix_ids)) {
+  size_t n = assigned.size();  // one past the largest id of model.vocab and added_tokens
+  for (const AddedToken& token : spec.added_tokens) n = std::max(n, static_cast<size_t>(token.id) + 1);
   text_of_id.resize(n);
   bytes_of_id.resize(n);
-  assigned.assign(n, 0);
+  assigned.resize(n, 0);
   special.assign(n, 0);
-  id_of_text.reserve(n);
-  for (const auto& [token, id] : spec.vocab) {
-    text_of_id[id] = token;
-    bytes_of_id[id] = byte_level::decode_token(token);
-    assigned[id] = 1;
-    id_of_text.emplace(token, id);
-  }
+  id_of_text.reserve(id_of_text.size() + spec.added_tokens.size());
   for (size_t i = 0; i < spec.added_tokens.size(); ++i) {
     const AddedToken& token = spec.added_tokens[i];
     const auto existing = id_of_text.find(token.content);
@@ -73,7 +89,8 @@ void TokenizerModel::check_id(int32_t id) const {
 
 namespace {
 
-// tokenizer_config.json names BOS/EOS as a string or as an AddedToken object {"content": ...}.
+// tokenizer_config.json names a special token (bos_token) as a string or as an AddedToken object
+// {"content": ...}.
 std::optional<int32_t> config_token(const nlohmann::json& config, const char* key,
                                     const detail::TokenizerModel& m, const std::filesystem::path& file) {
   const auto it = config.find(key);
@@ -100,7 +117,6 @@ Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
     const nlohmann::json config = detail::read_json_file(config_file);
     QLLM_CHECK(config.is_object(), "{}: must be a JSON object", config_file.string());
     model->bos = config_token(config, "bos_token", *model, config_file);
-    model->eos = config_token(config, "eos_token", *model, config_file);
   }
   if (!model->bos && model->prefix_ids.size() == 1) model->bos = model->prefix_ids[0];
   return Tokenizer(std::move(model));
@@ -144,7 +160,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
 }
 
 std::optional<int32_t> Tokenizer::token_id(std::string_view token) const {
-  const auto it = model_->id_of_text.find(std::string(token));
+  const auto it = model_->id_of_text.find(token);
   if (it == model_->id_of_text.end()) return std::nullopt;
   return it->second;
 }
@@ -169,9 +185,6 @@ size_t Tokenizer::vocab_size() const {
 }
 std::optional<int32_t> Tokenizer::bos_id() const {
   return model_->bos;
-}
-std::optional<int32_t> Tokenizer::eos_id() const {
-  return model_->eos;
 }
 
 }  // namespace qllm

@@ -5,7 +5,6 @@
 #include <fstream>
 #include <sstream>
 #include <string_view>
-#include <unordered_map>
 
 #include "qllm/error.h"
 
@@ -100,19 +99,29 @@ std::string_view type_of(const Fields& f, const json& object, std::string_view p
   return type.get_ref<const std::string&>();
 }
 
+// One pass over model.vocab fills both directions of spec.vocab; a duplicate id is found by the id index.
 void read_vocab(const Fields& f, const json& model, TokenizerSpec& spec) {
   const json& vocab = f.member(model, "model", "vocab");
   if (!vocab.is_object()) f.error("model.vocab", "must be an object {token: id}");
   if (vocab.empty()) f.error("model.vocab", "is empty");
-  spec.vocab.reserve(vocab.size());
-  std::unordered_map<int32_t, std::string_view> owner;
-  owner.reserve(vocab.size());
-  for (const auto& [token, id_value] : vocab.items()) {
+  Vocab& v = spec.vocab;
+  v.text_of_id.reserve(vocab.size());
+  v.assigned.reserve(vocab.size());
+  v.id_of_text.reserve(vocab.size());
+  for (const auto& [token, id_value] : vocab.get_ref<const json::object_t&>()) {
     const int32_t id = f.id(id_value, [&] { return fmt::format("model.vocab[\"{}\"]", token); });
-    const auto [it, inserted] = owner.emplace(id, token);
-    if (!inserted)
-      f.error("model.vocab", fmt::format("id {} is given to both \"{}\" and \"{}\"", id, it->second, token));
-    spec.vocab.emplace_back(token, id);
+    const auto index = static_cast<size_t>(id);
+    if (index >= v.text_of_id.size()) {
+      v.text_of_id.resize(index + 1);
+      v.assigned.resize(index + 1, 0);
+    }
+    if (v.assigned[index]) {
+      f.error("model.vocab",
+              fmt::format("id {} is given to both \"{}\" and \"{}\"", id, v.text_of_id[index], token));
+    }
+    v.text_of_id[index] = token;
+    v.assigned[index] = 1;
+    v.id_of_text.emplace(token, id);
   }
 }
 
@@ -137,9 +146,7 @@ std::pair<std::string_view, std::string_view> merge_pair(const Fields& f, const 
 void read_merges(const Fields& f, const json& model, TokenizerSpec& spec) {
   const json& merges = f.member(model, "model", "merges");
   if (!merges.is_array()) f.error("model.merges", "must be an array");
-  std::unordered_map<std::string_view, int32_t> id_of;
-  id_of.reserve(spec.vocab.size());
-  for (const auto& [token, id] : spec.vocab) id_of.emplace(token, id);
+  const StringMap<int32_t>& id_of = spec.vocab.id_of_text;
   auto lookup = [&](std::string_view token, size_t rank) {
     const auto it = id_of.find(token);
     if (it == id_of.end()) {
@@ -170,10 +177,10 @@ void read_model(const Fields& f, const json& root, TokenizerSpec& spec) {
   read_merges(f, model, spec);
   if (const auto it = model.find("unk_token"); it != model.end() && !it->is_null()) {
     const std::string unk = f.string(*it, "model.unk_token");
-    for (const auto& [token, id] : spec.vocab) {
-      if (token == unk) spec.unk_id = id;
-    }
-    if (spec.unk_id < 0) f.error("model.unk_token", fmt::format("\"{}\" is not in model.vocab", unk));
+    const auto unk_it = spec.vocab.id_of_text.find(unk);
+    if (unk_it == spec.vocab.id_of_text.end())
+      f.error("model.unk_token", fmt::format("\"{}\" is not in model.vocab", unk));
+    spec.unk_id = unk_it->second;
   }
 }
 

@@ -5,8 +5,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
-#include <utility>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +20,21 @@ std::string read_file(const std::filesystem::path& file);
 
 // The file parsed as JSON; qllm::Error naming it and the position of a syntax error.
 nlohmann::json read_json_file(const std::filesystem::path& file);
+
+// Hashing for maps keyed by std::string that are searched with a std::string_view, without a copy.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
+};
+template <typename Value>
+using StringMap = std::unordered_map<std::string, Value, StringHash, std::equal_to<>>;
+
+// model.vocab, built once while parsing and taken over by the loaded tokenizer (not rebuilt there).
+struct Vocab {
+  std::vector<std::string> text_of_id;  // [largest id + 1] byte-level string ("Ġthe"); "" where no token
+  std::vector<uint8_t> assigned;        // [largest id + 1] 1 for the ids a token has
+  StringMap<int32_t> id_of_text;        // the same tokens, by string
+};
 
 struct AddedToken {
   int32_t id = 0;
@@ -37,10 +54,10 @@ struct MergeRule {
 
 struct TokenizerSpec {
   std::filesystem::path file;
-  std::vector<std::pair<std::string, int32_t>> vocab;  // model.vocab: byte-level strings ("Ġthe")
-  std::vector<MergeRule> merges;                       // model.merges, in rank order
-  bool ignore_merges = false;  // a pre-token that is itself in the vocabulary is not merged
-  int32_t unk_id = -1;         // model.unk_token, -1 when null (unknown characters are then dropped)
+  Vocab vocab;                    // model.vocab
+  std::vector<MergeRule> merges;  // model.merges, in rank order
+  bool ignore_merges = false;     // a pre-token that is itself in the vocabulary is not merged
+  int32_t unk_id = -1;            // model.unk_token, -1 when null (unknown characters are then dropped)
   bool fuse_unk = false;
   std::vector<AddedToken> added_tokens;
   std::string split_pattern;        // the Split pre-tokenizer's regex, as written

@@ -6,7 +6,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "tokenizer/added_tokens.h"
@@ -16,25 +15,35 @@
 
 namespace qllm::detail {
 
+// Built from the parsed spec without redoing its work: the vocabulary's id and string indexes are taken
+// over from spec.vocab, and each token's bytes are decoded once, for decode and for BPE alike.
 struct TokenizerModel {
-  explicit TokenizerModel(const TokenizerSpec& spec);
+  explicit TokenizerModel(TokenizerSpec spec);
 
   std::filesystem::path file;            // tokenizer.json, for messages
   std::vector<std::string> text_of_id;   // [vocab_size] vocab string ("Ġthe") or added token content
   std::vector<std::string> bytes_of_id;  // [vocab_size] what decode writes for the id
   std::vector<uint8_t> assigned;         // [vocab_size] 0 for ids no token has
   std::vector<uint8_t> special;          // [vocab_size] added tokens marked special
-  std::unordered_map<std::string, int32_t> id_of_text;  // model vocabulary and added tokens
+  StringMap<int32_t> id_of_text;         // model vocabulary and added tokens
   AddedTokenMatcher added_tokens;
   RegexSplitter splitter;
   BpeModel bpe;
   std::vector<int32_t> prefix_ids;  // post_processor TemplateProcessing, applied with special tokens
   std::vector<int32_t> suffix_ids;
   std::optional<int32_t> bos;
-  std::optional<int32_t> eos;
 
   // Throws qllm::Error naming the id when no token has it.
   void check_id(int32_t id) const;
+
+ private:
+  // The bytes of the model.vocab tokens (byte_level::decode_token), decoded once.
+  struct DecodedVocab {
+    std::vector<std::string> bytes_of_id;  // [model.vocab ids]
+    std::vector<int32_t> byte_level_ids;   // tokens made only of byte-table characters
+  };
+  static DecodedVocab decode_vocab(const Vocab& vocab);
+  TokenizerModel(TokenizerSpec&& spec, DecodedVocab decoded);
 };
 
 }  // namespace qllm::detail

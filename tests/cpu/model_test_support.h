@@ -1,5 +1,6 @@
-// Helpers of the model and engine tests: temporary directories, tiny synthetic checkpoints, and the
-// Hugging Face reference fixtures written by scripts/gen_hf_fixtures.py (tests/fixtures/hf/).
+// Helpers of the model and engine tests: tiny synthetic checkpoints (written into a TempDir of
+// tests/support/test_util.h), and the Hugging Face reference fixtures written by
+// scripts/gen_hf_fixtures.py (tests/fixtures/hf/).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -16,31 +17,6 @@
 #include "tests/support/test_util.h"
 
 namespace qllm::testing {
-
-// A fresh directory under the system temp folder, removed with everything in it on destruction.
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = std::filesystem::temp_directory_path() /
-            ("qllm-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::filesystem::path& path() const { return path_; }
-  std::string str() const { return path_.string(); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // Writes `qllm synth --config tiny`'s checkpoint into `dir` and loads it with the CPU reference.
 inline std::unique_ptr<LlamaRef> tiny_model(const TempDir& dir, uint64_t seed = 7) {

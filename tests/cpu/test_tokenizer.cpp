@@ -34,13 +34,17 @@ class TokenizerGolden : public ::testing::TestWithParam<testing::GoldenTokenizer
     dir_ = testing::shared_tokenizer_dir(GetParam().folder);
     QLLM_SKIP_WITHOUT_SHARED(dir_);
     golden_ = testing::load_golden(GetParam().name);
+    // The tests loop over these: an empty or missing list must fail, not pass with nothing checked.
+    ASSERT_FALSE(golden_["cases"].empty()) << "no \"cases\" in the " << GetParam().name << " fixture";
+    ASSERT_FALSE(golden_["decode_cases"].empty())
+        << "no \"decode_cases\" in the " << GetParam().name << " fixture";
   }
   std::string dir_;
   nlohmann::json golden_;
 };
 
 TEST_P(TokenizerGolden, EncodeMatchesHuggingFace) {
-  const Tokenizer tokenizer = Tokenizer::load(dir_);
+  const Tokenizer& tokenizer = testing::cached_tokenizer(dir_);
   EXPECT_EQ(tokenizer.vocab_size(), golden_["vocab_size"].get<size_t>());
   for (const auto& c : golden_["cases"]) {
     const std::string text = c["text"].get<std::string>();
@@ -51,7 +55,7 @@ TEST_P(TokenizerGolden, EncodeMatchesHuggingFace) {
 }
 
 TEST_P(TokenizerGolden, DecodeMatchesHuggingFace) {
-  const Tokenizer tokenizer = Tokenizer::load(dir_);
+  const Tokenizer& tokenizer = testing::cached_tokenizer(dir_);
   for (const auto& c : golden_["cases"]) {
     SCOPED_TRACE("text: " + c["text"].dump());
     const auto ids = ids_of(c["ids_with_special_tokens"]);
@@ -60,7 +64,6 @@ TEST_P(TokenizerGolden, DecodeMatchesHuggingFace) {
     // Without special tokens added, decoding gives the text back (byte-level BPE loses nothing).
     EXPECT_EQ(tokenizer.decode(ids_of(c["ids"]), false), c["text"].get<std::string>());
   }
-  ASSERT_FALSE(golden_["decode_cases"].empty());
   for (const auto& c : golden_["decode_cases"]) {  // ids that cut or corrupt UTF-8: U+FFFD as HF writes it
     SCOPED_TRACE("ids: " + c["ids"].dump());
     EXPECT_EQ(tokenizer.decode(ids_of(c["ids"]), false), c["decoded"].get<std::string>());
@@ -68,7 +71,7 @@ TEST_P(TokenizerGolden, DecodeMatchesHuggingFace) {
 }
 
 TEST_P(TokenizerGolden, StreamingDecodeEqualsDecode) {
-  const Tokenizer tokenizer = Tokenizer::load(dir_);
+  const Tokenizer& tokenizer = testing::cached_tokenizer(dir_);
   for (const auto& c : golden_["cases"]) {
     SCOPED_TRACE("text: " + c["text"].dump());
     const auto ids = ids_of(c["ids_with_special_tokens"]);
@@ -83,7 +86,7 @@ TEST_P(TokenizerGolden, StreamingDecodeEqualsDecode) {
 
 // A 4-byte character spread over four single-byte tokens comes out whole, with the last one.
 TEST_P(TokenizerGolden, StreamingHoldsBackIncompleteCharacters) {
-  const Tokenizer tokenizer = Tokenizer::load(dir_);
+  const Tokenizer& tokenizer = testing::cached_tokenizer(dir_);
   const std::string emoji = "\xF0\x9F\x98\x80";  // U+1F600
   std::vector<int32_t> ids;
   for (const char byte : emoji) {
@@ -115,7 +118,7 @@ TEST_P(TokenizerGolden, StreamingHoldsBackIncompleteCharacters) {
 }
 
 TEST_P(TokenizerGolden, SpecialTokens) {
-  const Tokenizer tokenizer = Tokenizer::load(dir_);
+  const Tokenizer& tokenizer = testing::cached_tokenizer(dir_);
   const bool llama3 = std::string(GetParam().name) == "llama3";
   const int32_t offset = llama3 ? 128000 : 0;  // Llama 3 puts its special tokens after 128000 ordinary ones
   EXPECT_EQ(tokenizer.token_id("<|begin_of_text|>"), offset);
@@ -138,7 +141,7 @@ TEST_P(TokenizerGolden, SpecialTokens) {
 }
 
 TEST_P(TokenizerGolden, InvalidUtf8InputIsAnErrorWithTheOffset) {
-  const Tokenizer tokenizer = Tokenizer::load(dir_);
+  const Tokenizer& tokenizer = testing::cached_tokenizer(dir_);
   for (const std::string& bad :
        {std::string("abc\xFF"
                     "def"),
@@ -153,7 +156,7 @@ TEST_P(TokenizerGolden, InvalidUtf8InputIsAnErrorWithTheOffset) {
 }
 
 TEST_P(TokenizerGolden, CopiesShareTheModelAndAreUsableFromThreads) {
-  const Tokenizer tokenizer = Tokenizer::load(dir_);
+  const Tokenizer& tokenizer = testing::cached_tokenizer(dir_);
   const Tokenizer copy = tokenizer;
   const auto& cases = golden_["cases"];
   std::vector<std::thread> threads;

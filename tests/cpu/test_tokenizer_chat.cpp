@@ -52,7 +52,7 @@ TEST(TokenizerChatTemplate, Llama3TemplateFromTokenizerConfig) {
   EXPECT_EQ(chat.render(kConversation, false), kExpected + kAssistantHeader);
 
   // Encoded, the rendered prompt holds each special token as one id.
-  const Tokenizer tokenizer = Tokenizer::load(dir);
+  const Tokenizer& tokenizer = testing::cached_tokenizer(dir);
   const auto ids = tokenizer.encode(chat.render({kConversation.data(), 2}, true), false);
   EXPECT_EQ(ids.front(), 128000);
   EXPECT_EQ(ids[1], *tokenizer.token_id("<|start_header_id|>"));
@@ -331,7 +331,7 @@ TEST(TokenizerChatTemplate, DatedTemplateVariants) {
 TEST(TokenizerChatTemplate, Llama32RenderingEncodesSpecialTokensOnce) {
   const std::string shared = testing::shared_tokenizer_dir("tokenizers/llama3");
   QLLM_SKIP_WITHOUT_SHARED(shared);
-  const Tokenizer tokenizer = Tokenizer::load(shared);
+  const Tokenizer& tokenizer = testing::cached_tokenizer(shared);
   const TempDir dir;
   write_model_dir(dir, read_fixture("chat_template_llama3.2.jinja"), false);
   ChatTemplate chat = ChatTemplate::load(dir.path());

@@ -45,6 +45,21 @@ TEST(TokenizerPreTokenizer, ClassesFollowOniguruma) {
   EXPECT_EQ(split("a\u3000b"), (Pieces{"a", "\u3000b"}));
 }
 
+// The match state is one per thread, shared by every splitter; its match data holds only the whole match,
+// so a pattern with capture groups (pcre2_match returns 0: they did not fit) still splits.
+TEST(TokenizerPreTokenizer, SplittersShareTheThreadsMatchState) {
+  const RegexSplitter groups("(a)(b+)|(c)", "test");
+  const RegexSplitter digits("\\d+", "test");
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::string_view> pieces;
+    groups.split("xabbyc", pieces);
+    EXPECT_EQ(Pieces(pieces.begin(), pieces.end()), (Pieces{"x", "abb", "y", "c"}));
+    pieces.clear();
+    digits.split("a12b3", pieces);
+    EXPECT_EQ(Pieces(pieces.begin(), pieces.end()), (Pieces{"a", "12", "b", "3"}));
+  }
+}
+
 TEST(TokenizerPreTokenizer, RewriteKeepsEverythingElse) {
   EXPECT_EQ(like_oniguruma("abc\\d+[x-z]\\\\s"), "abc\\d+[x-z]\\\\s");  // "\\\\s" is a backslash and an s
   EXPECT_EQ(like_oniguruma("\\S"),

@@ -1,5 +1,6 @@
 // The whole WikiText-2 test text (1.3 MB): the same ids as Hugging Face `tokenizers` (count, SHA-256 of
-// the ids as little-endian uint32, first 2000 ids) and the encoding time, printed and loosely bounded.
+// the ids as little-endian uint32, first 2000 ids). The encoding time is printed for information only:
+// throughput targets belong to the benchmarks, not to unit tests.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -108,12 +109,12 @@ TEST(TokenizerSha256, KnownDigests) {
 
 class TokenizerWikiText : public ::testing::TestWithParam<testing::GoldenTokenizer> {};
 
-TEST_P(TokenizerWikiText, SameIdsAsHuggingFaceWithinTheTimeBound) {
+TEST_P(TokenizerWikiText, SameIdsAsHuggingFace) {
   const std::string dir = testing::shared_tokenizer_dir(GetParam().folder);
   QLLM_SKIP_WITHOUT_SHARED(dir);
   const nlohmann::json golden = testing::load_golden(GetParam().name)["wikitext"];
   const std::string text = detail::read_file(testing::shared_dir() + "/" + golden["file"].get<std::string>());
-  const Tokenizer tokenizer = Tokenizer::load(dir);
+  const Tokenizer& tokenizer = testing::cached_tokenizer(dir);
 
   const auto start = std::chrono::steady_clock::now();
   const std::vector<int32_t> ids = tokenizer.encode(text, false);
@@ -123,11 +124,10 @@ TEST_P(TokenizerWikiText, SameIdsAsHuggingFaceWithinTheTimeBound) {
 
   EXPECT_EQ(ids.size(), golden["count"].get<size_t>());
   const auto first = golden["first_ids"].get<std::vector<int32_t>>();
+  ASSERT_FALSE(first.empty()) << "no \"first_ids\" in the " << GetParam().name << " fixture";
   ASSERT_GE(ids.size(), first.size());
   EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.begin() + static_cast<ptrdiff_t>(first.size())), first);
   EXPECT_EQ(sha256_u32le(ids), golden["sha256_u32le"].get<std::string>());
-  // The target is < 1 s in a Release build; the bound is loose so that a busy machine does not fail it.
-  EXPECT_LT(seconds, 3.0);
   EXPECT_EQ(tokenizer.decode(ids, false), text);
 }
 

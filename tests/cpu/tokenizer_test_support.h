@@ -1,5 +1,5 @@
 // Helpers of the tokenizer tests: the golden fixtures written by scripts/gen_tokenizer_golden.py, the
-// shared tokenizer folders, temporary directories, and a tiny self-contained tokenizer.json.
+// shared tokenizer folders (each loaded once per test program), and a tiny self-contained tokenizer.json.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -8,9 +8,11 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
+#include <map>
+#include <mutex>
 #include <string>
 
+#include "qllm/tokenizer.h"
 #include "tests/support/test_util.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/utf8.h"
@@ -43,38 +45,25 @@ inline std::string shared_tokenizer_dir(const std::string& folder) {
   return shared.empty() ? std::string() : shared + "/" + folder;
 }
 
+// The tokenizer of `dir`, loaded on first use and kept for the rest of the test program: loading Llama 3's
+// 128K-token vocabulary costs far more than most tests that use it, and a Tokenizer is immutable (its
+// const methods are safe from any thread), so tests can share one. Tests of loading itself, its errors
+// included, call Tokenizer::load.
+inline const Tokenizer& cached_tokenizer(const std::string& dir) {
+  static std::mutex mutex;
+  static std::map<std::string, Tokenizer> loaded;  // std::map: references stay valid as it grows
+  const std::lock_guard lock(mutex);
+  auto it = loaded.find(dir);
+  if (it == loaded.end()) it = loaded.emplace(dir, Tokenizer::load(dir)).first;  // a throw caches nothing
+  return it->second;
+}
+
 #define QLLM_SKIP_WITHOUT_SHARED(dir)                                       \
   do {                                                                      \
     if ((dir).empty())                                                      \
       GTEST_SKIP() << "shared folder not found (set QLLM_SHARED or put it " \
                       "beside the checkout)";                               \
   } while (0)
-
-// A directory under the system temp folder, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::random_device random;
-    path_ = std::filesystem::temp_directory_path() / ("qllm_tokenizer_test_" + std::to_string(random()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path write(const std::string& name, const std::string& contents) const {
-    const auto file = path_ / name;
-    std::ofstream(file, std::ios::binary) << contents;
-    return file;
-  }
-
- private:
-  std::filesystem::path path_;
-};
 
 // The vocabulary string (GPT-2 stand-ins) of raw bytes: "Ġthe" for " the".
 inline std::string stand_in_text(std::string_view bytes) {

@@ -4,15 +4,21 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "core/random.h"
-#include "qllm/error.h"
 #include "kernels/device_info.h"
+#include "qllm/error.h"
 
 namespace qllm::testing {
 
@@ -63,6 +69,45 @@ inline CommandResult run_command(const std::string& command) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
+
+// A fresh, empty directory under the system temp folder, removed with everything in it on destruction.
+// The one class of this name for all tests (an inline class defined differently in two headers is an ODR
+// violation that the linker does not report).
+class TempDir {
+ public:
+  TempDir() {
+    // The pid and a counter keep names apart within this machine; the random part keeps them apart from
+    // processes of other containers sharing /tmp. create_directory() is false for an existing path, so a
+    // leftover folder of an earlier run is never reused.
+    static std::atomic<unsigned> counter{0};
+    std::random_device random;
+    do {
+      path_ = std::filesystem::temp_directory_path() /
+              ("qllm-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
+               std::to_string(random()));
+    } while (!std::filesystem::create_directory(path_));
+  }
+  ~TempDir() {
+    std::error_code ignored;  // a destructor must not throw; a leftover in /tmp is harmless
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::string str() const { return path_.string(); }
+  // The path of `name` inside the directory (the file need not exist).
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  // Writes `contents` (binary, replacing any earlier contents) to `name` inside the directory.
+  std::filesystem::path write(const std::string& name, const std::string& contents) const {
+    const auto file = path_ / name;
+    std::ofstream(file, std::ios::binary) << contents;
+    return file;
+  }
+
+ private:
+  std::filesystem::path path_;
+};
 
 // Path of the shared data folder (../shared beside the checkout, or $QLLM_SHARED); empty when absent.
 std::string shared_dir();

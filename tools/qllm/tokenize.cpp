@@ -81,10 +81,11 @@ void print_table(const Tokenizer& tokenizer, const std::vector<int32_t>& ids) {
 
 void run(const TokenizeOptions& o) {
   QLLM_CHECK(o.text_given != o.file_given, "give exactly one of --text and --file");
+  // The input is read before the clocks start, so that the times printed are the tokenizer's alone.
+  const std::string text = o.file_given ? detail::read_file(o.file) : o.text;
   const auto load_start = std::chrono::steady_clock::now();
   const Tokenizer tokenizer = Tokenizer::load(o.model);
   const auto encode_start = std::chrono::steady_clock::now();
-  const std::string text = o.file_given ? detail::read_file(o.file) : o.text;
   const std::vector<int32_t> ids = tokenizer.encode(text, !o.no_special);
   const auto end = std::chrono::steady_clock::now();
 
