@@ -74,19 +74,16 @@ if [[ $what == profile ]]; then
     echo "gemm-bench $args"
     timeout 150 $qllm gemm-bench --modes g128 --reps 20 $args 2>&1 | grep -E "^\| +[0-9]|error"
   done
-  log "skinny kernel variants at M=1 and 16: tokens per CTA x warps splitting K x CTAs splitting K"
-  mkdir -p "$OUT/skinny"
-  for m in 1 16; do
-    timeout 60 $qllm gemm-bench --modes g128 --m $m --reps 20 --json > "$OUT/skinny/auto_m$m.json" 2>/dev/null
-    for t in 8 16; do
-      [[ $m == 1 && $t == 16 ]] && continue
+  log "skinny kernels at M=1 and 16: warps splitting K (more rows per CTA <-> more CTAs), against Auto"
+  for mode in g128 int8; do
+    mkdir -p "$OUT/skinny_$mode"
+    for m in 1 16; do
+      timeout 60 $qllm gemm-bench --modes $mode --m $m --reps 20 --json > "$OUT/skinny_$mode/auto_m$m.json" 2>/dev/null
       for wk in 1 2 4 8; do
-        for s in 0 2 4; do
-          timeout 60 $qllm gemm-bench --modes g128 --m $m --kernel skinny --tokens-per-cta $t --warps-k $wk \
-            --splits $s --reps 20 --json > "$OUT/skinny/m${m}_t${t}_k${wk}_s${s}.json" 2>/dev/null
-        done
+        timeout 60 $qllm gemm-bench --modes $mode --m $m --kernel skinny --warps-k $wk --reps 20 --json \
+          > "$OUT/skinny_$mode/m${m}_k${wk}.json" 2>/dev/null
       done
     done
+    python3 scripts/summarize_sweep.py "$OUT/skinny_$mode"
   done
-  python3 scripts/summarize_sweep.py "$OUT/skinny"
 fi

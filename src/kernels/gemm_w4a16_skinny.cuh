@@ -9,9 +9,9 @@
 //    scale multiplies the fp32 partial sum of each group instead of every weight (cheaper, and exact);
 //  - the CTA's whole slice of activations is copied into shared memory once, so the main loop has no
 //    barrier: every warp streams its weights at its own pace;
-//  - small N is split along K, first across the warps of a CTA (reduced through shared memory), then, if
-//    that is still too few CTAs, across CTAs: the last CTA to finish a tile adds the partial sums in a fixed
-//    order (deterministic) and writes the output.
+//  - small N is split along K across the warps of a CTA (reduced through shared memory) until the GPU has
+//    enough CTAs; across CTAs only when the activation slice would not fit in shared memory: the last CTA
+//    to finish a tile adds the partial sums in a fixed order (deterministic) and writes the output.
 // Included by gemm_w4a16_skinny_bf16.cu and gemm_w4a16_skinny_f16.cu (one instantiation file per activation
 // dtype, so that nvcc compiles them in parallel).
 #pragma once
@@ -76,16 +76,17 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   }
 
   // ---- the CTA's activation slice [kTokens x cta_steps * 64] into shared memory, once ----
+  // Only the rows of real tokens: a missing token's row stays unwritten, because its garbage can only reach
+  // its own MMA output column (n = token), which is never stored. At M = 1 that is 1 row of 8.
   const int row_elems = args.steps_per_split * kStepK + kRowPad;
   {
-    const auto* x = static_cast<const uint16_t*>(args.x);
+    const auto* x =
+        static_cast<const uint16_t*>(args.x) + static_cast<int64_t>(token_base) * args.k + cta_begin * kStepK;
+    const int rows = min(kTokens, args.m - token_base);
     const int chunks_per_row = cta_steps * (kStepK / 8);
-    for (int chunk = threadIdx.x; chunk < kTokens * chunks_per_row; chunk += kThreads) {
+    for (int chunk = threadIdx.x; chunk < rows * chunks_per_row; chunk += kThreads) {
       const int row = chunk / chunks_per_row, col = (chunk % chunks_per_row) * 8;
-      const int token = token_base + row;
-      const bool valid = token < args.m;
-      cp_async_16(smem + row * row_elems + col,
-                  x + (valid ? static_cast<int64_t>(token) * args.k + cta_begin * kStepK + col : 0), valid);
+      cp_async_16(smem + row * row_elems + col, x + static_cast<int64_t>(row) * args.k + col, true);
     }
     cp_async_commit();
   }
