@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "kernels/gemm_int8_launch.h"
+#include "kernels/skinny_plan.h"
 #include "kernels/tma.h"
 #include "qllm/error.h"
 
@@ -107,21 +108,15 @@ Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) cons
     QLLM_CHECK(p.tokens_per_cta == 8 || p.tokens_per_cta == 16 || p.tokens_per_cta == 32,
                "skinny int8 kernel: tokens per CTA must be 8, 16 or 32, not {}", p.tokens_per_cta);
     k_units = k / 64;
-    const int64_t target = 2 * sms, token_blocks = ceil_div(m, p.tokens_per_cta), tiles = n / 16;
-    p.warps_k = 8;
-    for (int warps_k : {1, 2, 4, 8}) {
-      if (ceil_div(tiles, 8 / warps_k) * token_blocks >= target) {
-        p.warps_k = warps_k;
-        break;
-      }
-    }
-    if (tuning.warps_k) p.warps_k = tuning.warps_k;
-    QLLM_CHECK(p.warps_k == 1 || p.warps_k == 2 || p.warps_k == 4 || p.warps_k == 8,
-               "skinny int8 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
-    p.rows_per_cta = 16 * (8 / p.warps_k);
     // As the W4A16 skinny plan: split across CTAs only when the activation slice would not fit.
     const int64_t max_steps = kernels::kInt8SkinnyMaxActivationBytes / (p.tokens_per_cta * 64);
     splits = ceil_div(k_units, max_steps);
+    p.warps_k = tuning.warps_k ? tuning.warps_k
+                               : kernels::skinny_warps_k(n / 16, ceil_div(m, p.tokens_per_cta), splits,
+                                                         p.tokens_per_cta, sms);
+    QLLM_CHECK(p.warps_k == 1 || p.warps_k == 2 || p.warps_k == 4 || p.warps_k == 8,
+               "skinny int8 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
+    p.rows_per_cta = 16 * (8 / p.warps_k);
   } else {
     p.tokens_per_cta = 128;
     k_units = ceil_div(k, 128);

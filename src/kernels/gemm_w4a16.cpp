@@ -5,6 +5,7 @@
 #include <climits>
 
 #include "kernels/gemm_w4a16_launch.h"
+#include "kernels/skinny_plan.h"
 #include "kernels/tma.h"
 #include "qllm/error.h"
 
@@ -80,28 +81,18 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
   p.kernel = kernel;
   int64_t splits = 1;
   if (kernel == W4A16Kernel::Skinny) {
-    // The fewest warps splitting K (the most weight rows per CTA) that still give every SM a CTA. Rows per
-    // CTA matter because each CTA copies its tokens' activations into shared memory: at 16 tokens that
-    // costs 64 / rows_per_cta times the CTA's weight bytes, so from 16 tokens on an eighth of the SMs may
-    // idle if that halves the copies (measured on H200, scripts/gpu_check.sh profile: 8192x2048 at M=16
-    // takes 11.8 us with 128 CTAs of 64 rows, 12.6 us with 256 of 32, 17.5 us with 512 of 16; at M=1
-    // the 256 CTAs win). No split across CTAs for occupancy (the partial sums' extra round trips cost more
-    // than the idle SMs of a small grid), only when the activation slice would not fit in shared memory.
+    // Warps splitting K: kernels::skinny_warps_k. No split across CTAs for occupancy (the partial sums'
+    // extra round trips cost more than the idle SMs of a small grid), only when the activation slice would
+    // not fit in shared memory.
     p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 8 ? 8 : (m <= 16 ? 16 : 32));
     QLLM_CHECK(p.tokens_per_cta == 8 || p.tokens_per_cta == 16 || p.tokens_per_cta == 32,
                "skinny W4A16 kernel: tokens per CTA must be 8, 16 or 32, not {}", p.tokens_per_cta);
     const int64_t max_steps = kernels::kSkinnyMaxActivationBytes / (p.tokens_per_cta * kW4A16TileK * 2);
     splits = ceil_div(k_steps, max_steps);
-    const int64_t target = p.tokens_per_cta == 8 ? sms : sms - sms / 8,
-                  token_blocks = ceil_div(m, p.tokens_per_cta), tiles = layout.n / kW4A16TileN;
-    p.warps_k = 8;
-    for (int warps_k : {1, 2, 4, 8}) {
-      if (ceil_div(tiles, 8 / warps_k) * token_blocks * splits >= target) {
-        p.warps_k = warps_k;
-        break;
-      }
-    }
-    if (tuning.warps_k) p.warps_k = tuning.warps_k;
+    p.warps_k = tuning.warps_k
+                    ? tuning.warps_k
+                    : kernels::skinny_warps_k(layout.n / kW4A16TileN, ceil_div(m, p.tokens_per_cta), splits,
+                                              p.tokens_per_cta, sms);
     QLLM_CHECK(p.warps_k == 1 || p.warps_k == 2 || p.warps_k == 4 || p.warps_k == 8,
                "skinny W4A16 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
     p.rows_per_cta = 16 * (8 / p.warps_k);
