@@ -13,10 +13,9 @@ namespace qllm {
 
 namespace {
 
-// Auto's crossovers, measured on H200 (docs/RESULTS.md). From kDequantFromTokens on the dequant path wins on
-// every shape; between kWgmmaUntilTokens and there it wins only where its 16-bit scratch is small, because
-// dequantizing costs a fixed write + read of 4 bytes per weight that few tokens cannot amortize.
-constexpr int64_t kWgmmaUntilTokens = 64;
+// Auto's crossovers, measured on H200 (docs/RESULTS.md, M = 32 to 2048). Past the skinny kernel's 16 tokens
+// the dequant path wins on every shape but lm_head-sized ones: there its scratch (a write + read of 4 bytes
+// per weight) costs more than the wgmma kernel loses to cuBLAS, until kDequantFromTokens tokens amortize it.
 constexpr int64_t kDequantFromTokens = 256;
 constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (128256 x 2048 = 2^28)
 
@@ -60,12 +59,12 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
 W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
   const bool wgmma = sm90a_kernels_available();
   if (kernel == W4A16Kernel::Auto) {
-    // The skinny kernel up to 16 tokens (memory-bound), then the wgmma kernel, then the dequant path, whose
-    // 16-bit GEMM is compute-bound and cuBLAS's best.
+    // The skinny kernel up to 16 tokens (memory-bound); then the dequant path, whose 16-bit GEMM is
+    // cuBLAS's best, except on lm_head-sized weights below kDequantFromTokens (the wgmma kernel).
     const bool large = layout.n * layout.k >= kLargeWeightElements;
     if (m <= 16) {
       kernel = W4A16Kernel::Skinny;
-    } else if (wgmma && (m < kWgmmaUntilTokens || (m < kDequantFromTokens && large))) {
+    } else if (wgmma && large && m < kDequantFromTokens) {
       kernel = W4A16Kernel::Wgmma;
     } else {
       kernel = W4A16Kernel::Dequant;
