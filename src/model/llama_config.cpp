@@ -4,9 +4,9 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <numbers>
 
+#include "core/file_io.h"
 #include "qllm/error.h"
 
 namespace qllm {
@@ -158,15 +158,7 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& label) {
 LlamaConfig LlamaConfig::load(const std::string& path) {
   namespace fs = std::filesystem;
   const std::string file = fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path;
-  std::ifstream in(file);
-  QLLM_CHECK(in.good(), "cannot read '{}'", file);
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    fail("{}: not valid JSON: {}", file, e.what());
-  }
-  return from_json(j, file);
+  return from_json(read_json_file(file), file);
 }
 
 json LlamaConfig::to_hf_json() const {

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <numeric>
 
+#include "core/file_io.h"
 #include "qllm/error.h"
 
 namespace qllm {
@@ -276,14 +277,7 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
 
   ckpt.source_ = index_path.string();
   const std::string label = ckpt.source_;
-  std::ifstream in(index_path);
-  QLLM_CHECK(in.good(), "cannot read '{}'", label);
-  json index;
-  try {
-    index = json::parse(in);
-  } catch (const json::exception& e) {
-    fail("{}: not valid JSON: {}", label, e.what());
-  }
+  json index = read_json_file(index_path);
   QLLM_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
              "{}: missing object field 'weight_map'", label);
   std::map<std::string, const SafetensorsFile*> shard_by_name;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/file_io.h"
 #include "core/random.h"
 #include "model/safetensors.h"
 #include "qllm/error.h"
@@ -80,21 +81,11 @@ void write_json(const fs::path& path, const json& j) {
   QLLM_CHECK(out.good(), "error while writing '{}'", path.string());
 }
 
-json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  QLLM_CHECK(in.good(), "cannot read '{}'", path.string());
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    fail("{}: not valid JSON: {}", path.string(), e.what());
-  }
-}
-
 // Copies the tokenizer files of `dir` and points the config's vocabulary, BOS and EOS at its tokens.
 void copy_tokenizer(const fs::path& dir, const fs::path& out, LlamaConfig& config, bool grow_vocab) {
   const fs::path tokenizer_json = dir / "tokenizer.json";
   QLLM_CHECK(fs::exists(tokenizer_json), "--tokenizer: '{}' does not exist", tokenizer_json.string());
-  const json tok = read_json(tokenizer_json);
+  const json tok = read_json_file(tokenizer_json);
   int64_t max_id = -1;
   std::map<std::string, int64_t> special;
   if (tok.contains("model") && tok["model"].contains("vocab") && tok["model"]["vocab"].is_object()) {

@@ -12,6 +12,7 @@
 #include <ctime>
 #include <string_view>
 
+#include "core/file_io.h"
 #include "qllm/error.h"
 #include "qllm/tokenizer.h"
 #include "tokenizer/llama3_chat_templates.h"
@@ -169,7 +170,7 @@ std::string config_template(const nlohmann::json& config, const std::filesystem:
 
 TemplateSource find_template(const std::filesystem::path& dir, const nlohmann::json& config) {
   const auto jinja = dir / "chat_template.jinja";
-  if (std::filesystem::exists(jinja)) return {detail::read_file(jinja), jinja};
+  if (std::filesystem::exists(jinja)) return {read_text_file(jinja), jinja};
   const auto config_file = dir / "tokenizer_config.json";
   if (config.is_object() && config.contains("chat_template")) {
     return {config_template(config, config_file), config_file};
@@ -276,7 +277,7 @@ ChatTemplate ChatTemplate::load(const std::filesystem::path& dir) {
   QLLM_CHECK(std::filesystem::is_directory(dir), "{}: not a directory", dir.string());
   const auto config_file = dir / "tokenizer_config.json";
   const nlohmann::json config =
-      std::filesystem::exists(config_file) ? detail::read_json_file(config_file) : nlohmann::json();
+      std::filesystem::exists(config_file) ? read_json_file(config_file) : nlohmann::json();
   const TemplateSource source = find_template(dir, config);
   const std::string text = compact(strip_comments(source.text));
 

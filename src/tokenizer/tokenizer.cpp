@@ -1,6 +1,7 @@
 // Tokenizer loading, encoding and vocabulary queries. Decoding lives in decoder.cpp.
 #include <algorithm>
 
+#include "core/file_io.h"
 #include "qllm/error.h"
 #include "qllm/tokenizer.h"
 #include "tokenizer/byte_level.h"
@@ -114,7 +115,7 @@ Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
   auto model = std::make_shared<detail::TokenizerModel>(detail::parse_tokenizer_json(tokenizer_json));
 
   if (const auto config_file = dir / "tokenizer_config.json"; std::filesystem::exists(config_file)) {
-    const nlohmann::json config = detail::read_json_file(config_file);
+    const nlohmann::json config = read_json_file(config_file);
     QLLM_CHECK(config.is_object(), "{}: must be a JSON object", config_file.string());
     model->bos = config_token(config, "bos_token", *model, config_file);
   }

@@ -2,34 +2,14 @@
 
 #include <fmt/format.h>
 
-#include <fstream>
-#include <sstream>
 #include <string_view>
 
+#include "core/file_io.h"
 #include "qllm/error.h"
 
 namespace qllm::detail {
 
 using nlohmann::json;
-
-std::string read_file(const std::filesystem::path& file) {
-  QLLM_CHECK(!std::filesystem::is_directory(file), "{}: is a directory, not a file", file.string());
-  std::ifstream in(file, std::ios::binary);
-  QLLM_CHECK(in.good(), "{}: cannot open file", file.string());
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  QLLM_CHECK(!in.bad(), "{}: read error", file.string());
-  return std::move(contents).str();
-}
-
-json read_json_file(const std::filesystem::path& file) {
-  const std::string text = read_file(file);
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    fail("{}: invalid JSON: {}", file.string(), e.what());
-  }
-}
 
 namespace {
 

@@ -15,12 +15,6 @@
 
 namespace qllm::detail {
 
-// The whole file; qllm::Error naming it when it cannot be read.
-std::string read_file(const std::filesystem::path& file);
-
-// The file parsed as JSON; qllm::Error naming it and the position of a syntax error.
-nlohmann::json read_json_file(const std::filesystem::path& file);
-
 // Hashing for maps keyed by std::string that are searched with a std::string_view, without a copy.
 struct StringHash {
   using is_transparent = void;

@@ -91,8 +91,8 @@ TEST(TokenizerTiny, MissingTokenizerJsonOrDirectory) {
 
 TEST(TokenizerErrors, MalformedJson) {
   const std::string full = tiny_tokenizer_json().dump();
-  EXPECT_LOAD_ERROR(full.substr(0, full.size() / 2), "invalid JSON");
-  EXPECT_LOAD_ERROR("", "invalid JSON");
+  EXPECT_LOAD_ERROR(full.substr(0, full.size() / 2), "not valid JSON");
+  EXPECT_LOAD_ERROR("", "not valid JSON");
   EXPECT_LOAD_ERROR("[1, 2]", "must be a JSON object");
 }
 

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "core/file_io.h"
 #include "qllm/tokenizer.h"
 #include "tests/cpu/tokenizer_test_support.h"
-#include "tokenizer/tokenizer_json.h"
 
 namespace qllm {
 namespace {
@@ -113,7 +113,7 @@ TEST_P(TokenizerWikiText, SameIdsAsHuggingFace) {
   const std::string dir = testing::shared_tokenizer_dir(GetParam().folder);
   QLLM_SKIP_WITHOUT_SHARED(dir);
   const nlohmann::json golden = testing::load_golden(GetParam().name)["wikitext"];
-  const std::string text = detail::read_file(testing::shared_dir() + "/" + golden["file"].get<std::string>());
+  const std::string text = read_text_file(testing::shared_dir() + "/" + golden["file"].get<std::string>());
   const Tokenizer& tokenizer = testing::cached_tokenizer(dir);
 
   const auto start = std::chrono::steady_clock::now();

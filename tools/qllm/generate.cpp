@@ -4,10 +4,10 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 
+#include "core/file_io.h"
 #include "core/table.h"
 #include "engine/generate.h"
 #include "model/llama_ref.h"
@@ -36,12 +36,7 @@ SamplingParams generation_config_defaults(const std::string& dir) {
   SamplingParams p;
   const auto path = std::filesystem::path(dir) / "generation_config.json";
   if (!std::filesystem::exists(path)) return p;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(std::ifstream(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON: {}", path.string(), e.what());
-  }
+  const nlohmann::json j = read_json_file(path);
   auto number = [&](const char* key, double fallback) {
     return j.contains(key) && j[key].is_number() ? j[key].get<double>() : fallback;
   };

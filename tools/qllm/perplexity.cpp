@@ -3,11 +3,10 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 
+#include "core/file_io.h"
 #include "core/table.h"
 #include "engine/perplexity.h"
 #include "model/llama_ref.h"
@@ -29,14 +28,6 @@ struct PerplexityCliOptions {
   bool json = false;
 };
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  QLLM_CHECK(in.good(), "--file: cannot read '{}'", path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 void run(PerplexityCliOptions o) {
   QLLM_CHECK(o.device == "cpu", "--device {}: not yet supported (only cpu, the reference engine, for now)",
              o.device);
@@ -48,7 +39,7 @@ void run(PerplexityCliOptions o) {
   QLLM_CHECK(o.ctx >= 2 && o.ctx <= config.max_position_embeddings,
              "--ctx {} must be in [2, {}] (max_position_embeddings of {})", o.ctx,
              config.max_position_embeddings, o.model);
-  const std::string text = read_text(o.file);
+  const std::string text = read_text_file(o.file);
   const Tokenizer tokenizer = Tokenizer::load(o.model);
   auto start = std::chrono::steady_clock::now();
   const std::vector<int32_t> tokens = tokenizer.encode(text, /*add_special_tokens=*/false);

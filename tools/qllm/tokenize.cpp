@@ -6,9 +6,9 @@
 #include <memory>
 #include <string>
 
+#include "core/file_io.h"
 #include "qllm/error.h"
 #include "qllm/tokenizer.h"
-#include "tokenizer/tokenizer_json.h"
 #include "tools/qllm/commands.h"
 
 namespace qllm::cli {
@@ -82,7 +82,7 @@ void print_table(const Tokenizer& tokenizer, const std::vector<int32_t>& ids) {
 void run(const TokenizeOptions& o) {
   QLLM_CHECK(o.text_given != o.file_given, "give exactly one of --text and --file");
   // The input is read before the clocks start, so that the times printed are the tokenizer's alone.
-  const std::string text = o.file_given ? detail::read_file(o.file) : o.text;
+  const std::string text = o.file_given ? read_text_file(o.file) : o.text;
   const auto load_start = std::chrono::steady_clock::now();
   const Tokenizer tokenizer = Tokenizer::load(o.model);
   const auto encode_start = std::chrono::steady_clock::now();
