@@ -1,6 +1,8 @@
 // Host side of the CUDA INT4 quantizer: validation, device storage, error reporting, conveniences.
 #include "kernels/quantize_int4.h"
 
+#include <cstddef>
+
 #include "kernels/quantize_int4_launch.h"
 #include "qllm/error.h"
 
@@ -40,12 +42,15 @@ void Int4QuantizerCuda::launch(const void* weights, DType dtype, int64_t rows, i
   last_cols_ = cols;
   last_group_elems_ = layout.group_elems;
 
-  Int4QuantizeScratch init{};
-  init.first_nonfinite = ~0ull;
-  init.first_overflow = ~0ull;
-  init.min_key = 0xffffffffu;
-  init.max_key = 0;
-  QLLM_CUDA_CHECK(cudaMemcpyAsync(scratch_.data(), &init, sizeof(init), cudaMemcpyHostToDevice, stream));
+  // The scratch's starting state by two memsets (asynchronous, unlike a copy from pageable host memory):
+  // all zero, then all ones for the fields that start at their largest value.
+  using Scratch = Int4QuantizeScratch;
+  static_assert(offsetof(Scratch, first_nonfinite) < offsetof(Scratch, max_key) &&
+                    offsetof(Scratch, first_overflow) < offsetof(Scratch, max_key) &&
+                    offsetof(Scratch, min_key) < offsetof(Scratch, max_key),
+                "the all-ones fields (~0 indices, min_key) must come before max_key");
+  QLLM_CUDA_CHECK(cudaMemsetAsync(scratch_.data(), 0, sizeof(Scratch), stream));
+  QLLM_CUDA_CHECK(cudaMemsetAsync(scratch_.data(), 0xff, offsetof(Scratch, max_key), stream));
   const Int4SearchConfig config{
       scheme.zero_point, scheme.scale_dtype == DType::BF16,
       scheme.search == ScaleSearch::None ? 0 : (scheme.search == ScaleSearch::Mse ? 1 : 2)};

@@ -50,6 +50,20 @@ double rel_fro(const std::vector<float>& got, const std::vector<float>& ref) {
   return std::sqrt(diff / norm);  // NaN never passes
 }
 
+// Elements of `got` (bf16 outputs) off the exact reference by more than their own bf16 rounding allows:
+// 2^-8 of |ref| (twice the half-ulp) plus 1e-4 of the output's largest magnitude for float summation-order
+// noise near zero. Catches a wrong element or column that a whole-output norm would average away; NaN counts.
+int64_t elements_off(const std::vector<float>& got, const std::vector<double>& ref) {
+  double largest = 0;
+  for (double r : ref) largest = std::max(largest, std::fabs(r));
+  int64_t off = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double bound = std::ldexp(std::fabs(ref[i]), -8) + 1e-4 * largest;
+    if (!(std::fabs(static_cast<double>(got[i]) - ref[i]) <= bound)) ++off;
+  }
+  return off;
+}
+
 // Random bf16 activations with `outlier_columns` planted, distinct columns whose every value has magnitude
 // 10 to 40 (above the 6.0 threshold), either sign.
 std::vector<uint16_t> activations(int64_t m, int64_t k, int outlier_columns, Rng& rng) {
@@ -118,7 +132,9 @@ TEST(Int8Cuda, GemmMatchesTheReference) {
           SCOPED_TRACE(
               fmt::format("[{}, {}] M={} outliers={} {}", n, k, m, planted, int8_kernel_name(kernel)));
           int64_t outliers = -1;
-          ASSERT_LE(rel_fro(run_gemm(gemm, x, m, w, kernel, &outliers), ref_rounded), kBound);
+          const auto got = run_gemm(gemm, x, m, w, kernel, &outliers);
+          ASSERT_LE(rel_fro(got, ref_rounded), kBound);
+          ASSERT_EQ(elements_off(got, ref), 0);
           ASSERT_EQ(outliers, stats.outlier_columns);
         }
       }
