@@ -236,27 +236,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
   // ---- sum the k slices of each tile through shared memory (exact in int32) ----
   if constexpr (kWarpsK > 1) {
     __syncthreads();
-    auto* partial = reinterpret_cast<int32_t*>(smem);  // kReduceBytes
-    constexpr int kValues = kTokTiles * 4;
-    int32_t* mine = partial + ((warp_k * kTilesPerCta + warp_tile) * kValues) * 32 + lane;
-#pragma unroll
-    for (int tt = 0; tt < kTokTiles; ++tt) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) mine[(tt * 4 + i) * 32] = acc[tt][i];
-    }
-    __syncthreads();
-    if (warp_k == 0) {
-#pragma unroll
-      for (int tt = 0; tt < kTokTiles; ++tt) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          int32_t sum = 0;
-          for (int kw = 0; kw < kWarpsK; ++kw)
-            sum += partial[((kw * kTilesPerCta + warp_tile) * kValues + tt * 4 + i) * 32 + lane];
-          acc[tt][i] = sum;
-        }
-      }
-    }
+    w4a16::reduce_k_slices<kTokTiles, kWarpsK, kTilesPerCta>(acc, reinterpret_cast<int32_t*>(smem), warp_k,
+                                                             warp_tile, lane);  // kReduceBytes
   }
 
   // ---- epilogue: scale by absmax_x * absmax_w / 127^2, add the outlier columns (once), write ----

@@ -11,10 +11,6 @@
 
 #include "kernels/gemm_int8_launch.h"
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define QLLM_WGMMA_ENABLED 1
-#endif
-
 #include "kernels/cuda_utils.h"
 #include "kernels/hopper.cuh"
 #include "kernels/wgmma_ops.cuh"
@@ -62,8 +58,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if QLLM_WGMMA_ENABLED
   using C = Config<kBlockN>;
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem =
-      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* smem = sm90::align_1024(smem_raw);
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + C::kStages * C::kStageBytes);
   uint64_t* empty = full + C::kStages;
   auto stage_a = [&](int s) { return smem + s * C::kStageBytes; };

@@ -166,4 +166,32 @@ __device__ void splitk_finish(const W4A16KernelArgs& args, int counter, int firs
   if (threadIdx.x == 0) args.counters[counter] = 0;  // ready for the next launch
 }
 
+// Skinny kernels (W4A16 and int8): sums the kWarpsK k-slices of each 16-row tile's accumulators through
+// shared memory, in slice order (deterministic; exact for int32). Warps of slice 0 end with the sums in
+// `acc`. `partial` holds kWarpsK * kTilesPerCta * kTokTiles * 4 * 32 values in shared memory that nobody
+// else still reads (the caller's barrier before it; the activations lived there).
+template <int kTokTiles, int kWarpsK, int kTilesPerCta, typename Acc>
+__device__ __forceinline__ void reduce_k_slices(Acc (&acc)[kTokTiles][4], Acc* partial, int warp_k,
+                                                int warp_tile, int lane) {
+  constexpr int kValues = kTokTiles * 4;
+  Acc* mine = partial + ((warp_k * kTilesPerCta + warp_tile) * kValues) * 32 + lane;
+#pragma unroll
+  for (int tt = 0; tt < kTokTiles; ++tt) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) mine[(tt * 4 + i) * 32] = acc[tt][i];
+  }
+  __syncthreads();
+  if (warp_k != 0) return;
+#pragma unroll
+  for (int tt = 0; tt < kTokTiles; ++tt) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      Acc sum = 0;
+      for (int kw = 0; kw < kWarpsK; ++kw)
+        sum += partial[((kw * kTilesPerCta + warp_tile) * kValues + tt * 4 + i) * 32 + lane];
+      acc[tt][i] = sum;
+    }
+  }
+}
+
 }  // namespace qllm::kernels::w4a16

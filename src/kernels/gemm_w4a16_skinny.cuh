@@ -191,28 +191,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   // ---- reduce the kWarpsK k-slices of each tile through shared memory, in slice order ----
   if constexpr (kWarpsK > 1) {
     __syncthreads();  // everyone is done with the activations: reuse their space
-    auto* partial = reinterpret_cast<float*>(smem);
-    constexpr int kValues = kTokTiles * 4;
-    float* mine = partial + ((warp_k * kTilesPerCta + warp_tile) * kValues) * 32 + lane;
-#pragma unroll
-    for (int tt = 0; tt < kTokTiles; ++tt) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) mine[(tt * 4 + i) * 32] = acc[tt][i];
-    }
-    __syncthreads();
-    if (warp_k == 0) {
-#pragma unroll
-      for (int tt = 0; tt < kTokTiles; ++tt) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          float sum = 0.f;
-          for (int kw = 0; kw < kWarpsK; ++kw) {
-            sum += partial[((kw * kTilesPerCta + warp_tile) * kValues + tt * 4 + i) * 32 + lane];
-          }
-          acc[tt][i] = sum;
-        }
-      }
-    }
+    reduce_k_slices<kTokTiles, kWarpsK, kTilesPerCta>(acc, reinterpret_cast<float*>(smem), warp_k, warp_tile,
+                                                      lane);
   }
 
   // ---- epilogue (warps of slice 0 hold the sums): write Y, or this split's partial sums ----

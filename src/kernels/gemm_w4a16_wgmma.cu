@@ -14,10 +14,6 @@
 
 #include "kernels/gemm_w4a16_launch.h"
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define QLLM_WGMMA_ENABLED 1
-#endif
-
 #include "kernels/cuda_utils.h"
 #include "kernels/gemm_w4a16_device.cuh"
 #include "kernels/hopper.cuh"
@@ -44,8 +40,7 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
 #if QLLM_WGMMA_ENABLED
   constexpr int kThreads = 128 * kWgs;
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem =
-      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  uint8_t* smem = sm90::align_1024(smem_raw);
   constexpr int kStageBytes = kTok * kStepK * 2;
   constexpr int kAcc = kTok / 2;  // accumulators per thread per 64-row tile
 

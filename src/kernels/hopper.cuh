@@ -6,7 +6,20 @@
 
 #include <cstdint>
 
+// Set while compiling device code for sm_90a, the only target with wgmma and TMA: the kernel bodies sit
+// inside
+// `#if QLLM_WGMMA_ENABLED` and compile empty for every other architecture of the build.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define QLLM_WGMMA_ENABLED 1
+#endif
+
 namespace qllm::kernels::sm90 {
+
+// The first 1024-byte boundary in dynamic shared memory: 128-byte-swizzled tiles (TMA, wgmma descriptors)
+// need it.
+__device__ __forceinline__ uint8_t* align_1024(uint8_t* p) {
+  return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(p) + 1023) & ~uintptr_t{1023});
+}
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
