@@ -27,6 +27,8 @@ std::string_view w4a16_kernel_name(W4A16Kernel kernel) {
       return "auto";
     case W4A16Kernel::Skinny:
       return "skinny";
+    case W4A16Kernel::Tiled:
+      return "tiled";
     case W4A16Kernel::Wgmma:
       return "wgmma";
     case W4A16Kernel::Wide:
@@ -40,10 +42,11 @@ std::string_view w4a16_kernel_name(W4A16Kernel kernel) {
 W4A16Kernel parse_w4a16_kernel(std::string_view name) {
   if (name == "auto") return W4A16Kernel::Auto;
   if (name == "skinny") return W4A16Kernel::Skinny;
+  if (name == "tiled") return W4A16Kernel::Tiled;
   if (name == "wgmma") return W4A16Kernel::Wgmma;
   if (name == "wide") return W4A16Kernel::Wide;
   if (name == "dequant") return W4A16Kernel::Dequant;
-  fail("unknown W4A16 kernel '{}' (expected auto, skinny, wgmma, wide or dequant)", name);
+  fail("unknown W4A16 kernel '{}' (expected auto, skinny, tiled, wgmma, wide or dequant)", name);
 }
 
 W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
@@ -71,7 +74,8 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     }
   }
   QLLM_CHECK(
-      kernel == W4A16Kernel::Skinny || kernel == W4A16Kernel::Dequant || wgmma,
+      kernel == W4A16Kernel::Skinny || kernel == W4A16Kernel::Tiled || kernel == W4A16Kernel::Dequant ||
+          wgmma,
       "the {} W4A16 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)",
       w4a16_kernel_name(kernel));
   const int64_t k_steps = layout.k / kW4A16TileK;
@@ -95,6 +99,13 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     QLLM_CHECK(p.warps_k == 1 || p.warps_k == 2 || p.warps_k == 4 || p.warps_k == 8,
                "skinny W4A16 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
     p.rows_per_cta = 16 * (8 / p.warps_k);
+  } else if (kernel == W4A16Kernel::Tiled) {
+    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 32 ? 32 : (m <= 64 ? 64 : 128));
+    QLLM_CHECK(p.tokens_per_cta == 32 || p.tokens_per_cta == 64 || p.tokens_per_cta == 128,
+               "tiled W4A16 kernel: tokens per CTA must be 32, 64 or 128, not {}", p.tokens_per_cta);
+    p.rows_per_cta = 128;
+    const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);
+    if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
   } else if (kernel == W4A16Kernel::Dequant) {
     p.tokens_per_cta = static_cast<int>(std::min<int64_t>(m, 1 << 30));
     p.rows_per_cta = static_cast<int>(layout.n);
@@ -184,6 +195,8 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
     } else {
       kernels::launch_w4a16_skinny_f16(args, p.tokens_per_cta / 8, p.warps_k, stream);
     }
+  } else if (p.kernel == W4A16Kernel::Tiled) {
+    kernels::launch_w4a16_tiled(args, bf16, p.tokens_per_cta, stream);  // finishes its own split-K
   } else {
     if (p.kernel == W4A16Kernel::Wide) {
       if (x_map_base_ != x || x_map_rows_ != m || x_map_cols_ != k) {

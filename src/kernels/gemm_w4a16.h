@@ -2,7 +2,8 @@
 // weights of a W4A16Weights (repacked offline, gemm_w4a16_layout.h), fp32 accumulation.
 //
 // Kernels: "skinny" (mma.sync, any sm_80+ GPU; memory-bound small M, exact (q - z) * s weights with per-group
-// scaling of fp32 partial sums); for Hopper (sm_90a): "wgmma" (weights dequantized into wgmma's register
+// scaling of fp32 partial sums); "tiled" (mma.sync, sm_80+; mid-sized M: 128-row x 32/64/128-token tiles
+// through a cp.async pipeline); for Hopper (sm_90a): "wgmma" (weights dequantized into wgmma's register
 // operand) and "wide" (a producer warpgroup dequantizes into shared memory, TMA brings the activations, wgmma
 // reads both from shared memory); and "dequant" (any GPU: dequantize to a 16-bit scratch, then cuBLAS: for
 // large M the GEMM's compute dominates and cuBLAS does it best). Weights are rounded once to the activation
@@ -30,9 +31,9 @@ struct W4A16DeviceWeights {
   size_t bytes() const { return qweight.bytes() + scales.bytes() + zero_offsets.bytes(); }
 };
 
-enum class W4A16Kernel { Auto, Skinny, Wgmma, Wide, Dequant };
+enum class W4A16Kernel { Auto, Skinny, Tiled, Wgmma, Wide, Dequant };
 std::string_view w4a16_kernel_name(W4A16Kernel kernel);
-W4A16Kernel parse_w4a16_kernel(std::string_view name);  // auto | skinny | wgmma | wide | dequant
+W4A16Kernel parse_w4a16_kernel(std::string_view name);  // auto | skinny | tiled | wgmma | wide | dequant
 
 // The launch configuration run() uses for a given M (exposed for benchmarks and tests).
 struct W4A16Plan {
@@ -48,7 +49,7 @@ struct W4A16Plan {
 
 // Overrides of the automatic plan, for tuning experiments (0 keeps the automatic choice).
 struct W4A16Tuning {
-  int tokens_per_cta = 0;  // skinny 8, 16, 32; wgmma 64, 128, 256
+  int tokens_per_cta = 0;  // skinny 8, 16, 32; tiled 32, 64, 128; wgmma 64, 128, 256
   int warps_k = 0;         // skinny 1, 2, 4, 8
   int warpgroups = 0;      // wgmma 2, 3 (128 tokens), 4 (64 tokens)
   int block_n = 0;         // wide 128, 256

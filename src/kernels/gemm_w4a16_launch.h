@@ -31,6 +31,10 @@ constexpr int kSkinnyMaxActivationBytes = 72 * 1024;
 void launch_w4a16_skinny_bf16(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 void launch_w4a16_skinny_f16(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 
+// Tiled path (mma.sync, sm_80+): CTAs of 8 warps on a 128-row x tokens_per_cta (32, 64, 128) tile of Y,
+// grid (token blocks, row blocks, splits); see gemm_w4a16_tiled.cu.
+void launch_w4a16_tiled(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, cudaStream_t stream);
+
 // Wide path with a dequantizing producer warpgroup (TMA + wgmma from shared memory, sm_90a only): 128 tokens
 // x block_n (128 or 256) weight rows per CTA; x_map is X's tensor map with [128 x 64] boxes.
 void launch_w4a16_wide(const W4A16KernelArgs& args, bool bf16, const CUtensorMap& x_map, int block_n,

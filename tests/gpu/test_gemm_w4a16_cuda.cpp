@@ -3,7 +3,7 @@
 //
 // Bounds (relative Frobenius error over the compared elements):
 //  - vs the matching CPU reference rounded to bf16 like the output: 2e-3. Each kernel is compared with the
-//    reference of its own weight precision (skinny: exact (q - z) * s; wgmma, wide, dequant: weights rounded
+//    reference of its own weight precision (skinny: exact (q - z) * s; tiled, wgmma, wide, dequant: weights rounded
 //    to bf16 once, as tensor-core operands). What remains is fp32 accumulation order, which flips an output
 //    by one bf16 ulp (2^-7 relative at most) only on the rare near-ties: typically ~1e-4.
 //  - vs cuBLAS on bf16-rounded dequantized weights: 2e-3 for the others (the same weights: near-tie flips);
@@ -31,7 +31,7 @@ using testing::fresh_seed;
 constexpr double kRefBound = 2e-3;
 
 std::vector<W4A16Kernel> kernels_here() {
-  std::vector<W4A16Kernel> out = {W4A16Kernel::Skinny, W4A16Kernel::Dequant};
+  std::vector<W4A16Kernel> out = {W4A16Kernel::Skinny, W4A16Kernel::Tiled, W4A16Kernel::Dequant};
   if (sm90a_kernels_available()) {
     out.push_back(W4A16Kernel::Wgmma);
     out.push_back(W4A16Kernel::Wide);
@@ -202,14 +202,13 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
         continue;
       }
       const bool skinny = kernel == W4A16Kernel::Skinny, wide = kernel == W4A16Kernel::Wide;
-      // Skinny: tokens x warps splitting K; wgmma: tokens x warpgroups (unsupported pairs map to the
-      // nearest); wide: 128 tokens x block_n.
-      const std::vector<int> tokens = skinny
-                                          ? std::vector<int>{8, 16, 32}
-                                          : (wide ? std::vector<int>{128} : std::vector<int>{64, 128, 256});
-      const std::vector<int> second = skinny
-                                          ? std::vector<int>{1, 2, 4, 8}
-                                          : (wide ? std::vector<int>{128, 256} : std::vector<int>{2, 3, 4});
+      const bool tiled = kernel == W4A16Kernel::Tiled;
+      // Skinny: tokens x warps splitting K; tiled: tokens; wgmma: tokens x warpgroups (unsupported pairs map
+      // to the nearest); wide: 128 tokens x block_n.
+      std::vector<int> tokens = {64, 128, 256}, second = {2, 3, 4};
+      if (skinny) tokens = {8, 16, 32}, second = {1, 2, 4, 8};
+      if (tiled) tokens = {32, 64, 128}, second = {0};
+      if (wide) tokens = {128}, second = {128, 256};
       for (int tok : tokens) {
         for (int v : second) {
           for (int splits : {1, 2, 3}) {
@@ -217,7 +216,7 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
                                      skinny ? "warps_k" : (wide ? "block_n" : "warpgroups"), v, splits));
             gemm.tuning = {.tokens_per_cta = wide ? 0 : tok,
                            .warps_k = skinny ? v : 0,
-                           .warpgroups = skinny || wide ? 0 : v,
+                           .warpgroups = skinny || wide || tiled ? 0 : v,
                            .block_n = wide ? v : 0,
                            .splits = splits};
             ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound);

@@ -170,6 +170,7 @@ class W4A16Bench final : public QuantizedGemm {
       return fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits);
     if (p.kernel == W4A16Kernel::Wide) return fmt::format("wide n{} s{}", p.block_n, p.splits);
     if (p.kernel == W4A16Kernel::Dequant) return "dequant+cublas";
+    if (p.kernel == W4A16Kernel::Tiled) return fmt::format("tiled t{} s{}", p.tokens_per_cta, p.splits);
     return fmt::format("wgmma t{} w{} s{}", p.tokens_per_cta, p.warpgroups, p.splits);
   }
   const void* dequantized() const override { return dequantized_.data(); }
@@ -352,9 +353,9 @@ void run(const GemmBenchOptions& o) {
   for (int64_t m : o.m) QLLM_CHECK(m >= 1, "--m: {} must be at least 1", m);
   const DType dtype = parse_dtype(o.dtype);
   QLLM_CHECK(dtype == DType::BF16 || dtype == DType::F16, "--dtype must be bf16 or f16, not {}", o.dtype);
-  QLLM_CHECK(o.kernel == "auto" || o.kernel == "skinny" || o.kernel == "wgmma" || o.kernel == "wide" ||
-                 o.kernel == "dequant",
-             "--kernel must be auto, skinny, wgmma, wide or dequant, not '{}'", o.kernel);
+  QLLM_CHECK(o.kernel == "auto" || o.kernel == "skinny" || o.kernel == "tiled" || o.kernel == "wgmma" ||
+                 o.kernel == "wide" || o.kernel == "dequant",
+             "--kernel must be auto, skinny, tiled, wgmma, wide or dequant, not '{}'", o.kernel);
   const DeviceInfo info = query_device();
   QLLM_CHECK(info.available, "gemm-bench needs a CUDA GPU ({})", info.reason);
 #if QLLM_HAVE_CUDA
@@ -374,7 +375,7 @@ void add_gemm_bench(CLI::App& app) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--kernel", o->kernel,
-                  "auto; skinny, wgmma, wide or dequant (W4A16); skinny or wide (int8)")
+                  "auto; skinny, tiled, wgmma, wide or dequant (W4A16); skinny or wide (int8)")
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "activation dtype: bf16 or f16")->capture_default_str();
   cmd->add_option("--scale-search", o->scale_search, "INT4 scale search: none, mse or mae")
