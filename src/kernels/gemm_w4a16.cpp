@@ -105,7 +105,11 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
                "tiled W4A16 kernel: tokens per CTA must be 32, 64 or 128, not {}", p.tokens_per_cta);
     p.rows_per_cta = 128;
     const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);
-    if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
+    if (ctas < sms) {
+      splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
+      if (kernels::w4a16_tiled_cluster_reduction_available())
+        splits = std::min<int64_t>(splits, kernels::kTiledMaxClusterSplits);
+    }
   } else if (kernel == W4A16Kernel::Dequant) {
     p.tokens_per_cta = static_cast<int>(std::min<int64_t>(m, 1 << 30));
     p.rows_per_cta = static_cast<int>(layout.n);
@@ -166,7 +170,12 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
   args.groups = static_cast<int>(l.groups_per_row());
   args.splits = p.splits;
   args.steps_per_split = p.steps_per_split;
-  if (p.splits > 1) {
+  // The tiled kernel's splits reduce inside a thread-block cluster where they can (no partials in memory).
+  if (p.kernel == W4A16Kernel::Tiled && p.splits > 1 && p.splits <= kernels::kTiledMaxClusterSplits &&
+      kernels::w4a16_tiled_cluster_reduction_available()) {
+    args.cluster_splits = p.splits;
+  }
+  if (p.splits > 1 && args.cluster_splits == 0) {
     const size_t partial_count = static_cast<size_t>(p.splits) * static_cast<size_t>(m * l.n);
     if (partials_.size() < partial_count)
       partials_ = DeviceBuffer<float>(partial_count, "split-K partial sums");
@@ -196,7 +205,8 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
       kernels::launch_w4a16_skinny_f16(args, p.tokens_per_cta / 8, p.warps_k, stream);
     }
   } else if (p.kernel == W4A16Kernel::Tiled) {
-    kernels::launch_w4a16_tiled(args, bf16, p.tokens_per_cta, stream);  // finishes its own split-K
+    kernels::launch_w4a16_tiled(args, bf16, p.tokens_per_cta, stream);
+    if (p.splits > 1 && args.cluster_splits == 0) kernels::launch_splitk_reduce(args, bf16, stream);
   } else {
     if (p.kernel == W4A16Kernel::Wide) {
       if (x_map_base_ != x || x_map_rows_ != m || x_map_cols_ != k) {

@@ -22,6 +22,7 @@ struct W4A16KernelArgs {
   int groups = 0;           // scale groups per row
   int splits = 1;           // split-K factor
   int steps_per_split = 0;  // k64 steps per split
+  int cluster_splits = 0;   // tiled kernel: > 1 when the splits form a cluster and reduce in shared memory
 };
 
 // Skinny path (mma.sync, sm_80+): CTAs of 8 warps; warps_k (1, 2, 4, 8) of them split the CTA's K range, so
@@ -32,7 +33,11 @@ void launch_w4a16_skinny_bf16(const W4A16KernelArgs& args, int tok_tiles, int wa
 void launch_w4a16_skinny_f16(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 
 // Tiled path (mma.sync, sm_80+): CTAs of 8 warps on a 128-row x tokens_per_cta (32, 64, 128) tile of Y,
-// grid (token blocks, row blocks, splits); see gemm_w4a16_tiled.cu.
+// grid (token blocks, row blocks, splits); see gemm_w4a16_tiled.cu. With args.cluster_splits set (at most
+// kTiledMaxClusterSplits, where w4a16_tiled_cluster_reduction_available()) the kernel finishes its split-K
+// itself; otherwise splits > 1 leave partial sums for launch_splitk_reduce.
+constexpr int kTiledMaxClusterSplits = 8;  // the portable cluster size
+bool w4a16_tiled_cluster_reduction_available();
 void launch_w4a16_tiled(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, cudaStream_t stream);
 
 // Wide path with a dequantizing producer warpgroup (TMA + wgmma from shared memory, sm_90a only): 128 tokens

@@ -13,9 +13,14 @@
 //    tensor cores see the same bf16/f16 weights as the dequant path's cuBLAS (W4A16Precision::RoundedWeights);
 //  - scales and zero points ride in the same ring, one 4-byte pair per (row tile, k16 step, row pair), so
 //    any group size that is a multiple of 16 costs the same;
-//  - small grids split K across CTAs; the last CTA of a tile adds the partial sums in split order
-//    (deterministic) and writes Y (w4a16::splitk_finish).
+//  - small grids split K across CTAs. On sm_90 the splits of a tile form a thread-block cluster and add
+//    their accumulators through distributed shared memory, each CTA summing a share of the tile in split
+//    order (deterministic, no global round trip: the last-CTA finish of the skinny kernel would leave one SM
+//    summing a 128 x 128 tile of every split); elsewhere they write fp32 partials for launch_splitk_reduce.
+#include <cooperative_groups.h>
+
 #include <algorithm>
+#include <atomic>
 
 #include "kernels/cuda_utils.h"
 #include "kernels/gemm_w4a16_device.cuh"
@@ -55,6 +60,7 @@ template <typename T, int kTokens>
 __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_kernel(const W4A16KernelArgs args) {
   constexpr int kTokTiles = kTokens / kTokenWarps / 8;  // 8-token MMA tiles per warp
   static_assert(kTokTiles % 2 == 0, "one ldmatrix.x4 loads two token tiles");
+  constexpr int kXChunks = kTokens * 8 / kThreads;  // 16-byte activation chunks per thread per step
   extern __shared__ __align__(16) uint8_t smem[];
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -67,44 +73,49 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
   const int k_steps = args.k / kStepK;
   const int step_begin = split * args.steps_per_split;
   const int steps = max(min(step_begin + args.steps_per_split, k_steps) - step_begin, 0);
+  const bool has_zero = args.zero_offsets != nullptr;
 
-  // ---- one ring slot per step: [weights | scale pairs | zero pairs | activations] ----
-  auto slot = [&](int s) { return smem + (s % kStages) * stage_bytes<kTokens>(); };
-  const auto* units = static_cast<const uint4*>(args.qweight);
+  // ---- what this thread copies into each ring slot [weights | scale pairs | zero pairs | activations],
+  // set up once so that a step's copies cost a few instructions: one 16-byte weight chunk (tile =
+  // thread / 32), one scale pair and one zero pair (tile, row pair pg, k16 step pk: stored [tile][pg][pk] so
+  // that a lane reads its four k16 steps' pairs with one 16-byte load), kXChunks activation chunks ----
+  const int copy_tile = threadIdx.x / 32, pg = threadIdx.x / 4 % 8, pk = threadIdx.x % 4;
+  const bool tile_valid = first_tile + copy_tile < row_tiles;
+  const auto* w_src = static_cast<const uint4*>(args.qweight);
+  if (tile_valid) w_src += (static_cast<int64_t>(first_tile + copy_tile) * k_steps + step_begin) * 32 + lane;
+  const int64_t pair_row = tile_valid ? static_cast<int64_t>(first_tile + copy_tile) * args.groups * 8 + pg : 0;
+  int group = (step_begin * 4 + pk) / args.group_steps;          // of this thread's k16 step in the next load
+  int in_group = (step_begin * 4 + pk) - group * args.group_steps;  // k16 steps into that group
   const auto* x = static_cast<const uint16_t*>(args.x);
-  // What each thread copies, fixed for the whole loop: one 16-byte weight chunk (tile = thread / 32), one
-  // scale pair and one zero pair (tile, k16 step kk, row pair gg), kTokens / 32 activation chunks.
-  const int copy_tile = threadIdx.x / 32, copy_kk = threadIdx.x / 8 % 4, copy_g = threadIdx.x % 8;
-  const bool copy_tile_valid = first_tile + copy_tile < row_tiles;
-  const int64_t unit_row = static_cast<int64_t>(first_tile + copy_tile) * k_steps;
-  const int64_t pair_row = static_cast<int64_t>(first_tile + copy_tile) * args.groups;
-  auto load_step = [&](int s) {
-    uint8_t* dst = slot(s);
-    const int step = step_begin + s;
-    cp_async_16(dst + threadIdx.x * 16, copy_tile_valid ? units + (unit_row + step) * 32 + lane : units,
-                copy_tile_valid);
-    const int64_t pair = (pair_row + (step * 4 + copy_kk) / args.group_steps) * 8 + copy_g;
-    cp_async_4(dst + kWeightBytes + threadIdx.x * 4, copy_tile_valid ? args.scales + pair : args.scales,
-               copy_tile_valid);
-    if (args.zero_offsets) {
-      cp_async_4(dst + kWeightBytes + kPairBytes + threadIdx.x * 4,
-                 copy_tile_valid ? args.zero_offsets + pair : args.zero_offsets, copy_tile_valid);
-    }
-    auto* x_dst = reinterpret_cast<uint16_t*>(dst + kWeightBytes + 2 * kPairBytes);
+  const int x_row = threadIdx.x / 8, x_col = threadIdx.x % 8 * 8;  // chunk c at row x_row + 32 c
+  const uint16_t* x_src = x + static_cast<int64_t>(token_base + x_row) * args.k + step_begin * kStepK + x_col;
+  const int64_t x_chunk_stride = 32 * static_cast<int64_t>(args.k);
+  unsigned x_valid = 0;  // bit c: chunk c's token exists (rows past M are zero-filled)
 #pragma unroll
-    for (int c = threadIdx.x; c < kTokens * 8; c += kThreads) {
-      const int row = c / 8, col = c % 8 * 8;
-      const int token = token_base + row;
-      const bool valid = token < args.m;  // rows past M are zero-filled
-      cp_async_16(x_dst + row * kXRowElems + col,
-                  valid ? x + static_cast<int64_t>(token) * args.k + step * kStepK + col : x, valid);
+  for (int c = 0; c < kXChunks; ++c) x_valid |= (token_base + x_row + 32 * c < args.m ? 1u : 0u) << c;
+
+  auto slot = [&](int s) { return smem + (s % kStages) * stage_bytes<kTokens>(); };
+  auto load_next_step = [&](int s) {  // steps are loaded in order: s = 0, 1, 2, ...
+    uint8_t* dst = slot(s);
+    cp_async_16(dst + threadIdx.x * 16, w_src, tile_valid);
+    w_src += tile_valid ? 32 : 0;
+    const int64_t pair = pair_row + static_cast<int64_t>(group) * 8;
+    cp_async_4(dst + kWeightBytes + threadIdx.x * 4, args.scales + pair, tile_valid);
+    if (has_zero) cp_async_4(dst + kWeightBytes + kPairBytes + threadIdx.x * 4, args.zero_offsets + pair, tile_valid);
+    for (in_group += 4; in_group >= args.group_steps; in_group -= args.group_steps) ++group;
+    uint8_t* x_dst = dst + kWeightBytes + 2 * kPairBytes + (x_row * kXRowElems + x_col) * 2;
+#pragma unroll
+    for (int c = 0; c < kXChunks; ++c) {
+      const bool valid = x_valid >> c & 1u;
+      cp_async_16(x_dst + c * 32 * kXRowElems * 2, valid ? x_src + c * x_chunk_stride : x, valid);
     }
+    x_src += kStepK;
   };
 
   // ---- prologue: kStages - 1 steps in flight (a commit per slot, empty or not, keeps the count uniform) ----
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < steps) load_step(s);
+    if (s < steps) load_next_step(s);
     cp_async_commit();
   }
 
@@ -118,16 +129,22 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
   for (int s = 0; s < steps; ++s) {
     cp_async_wait<kStages - 2>();
     __syncthreads();  // step s is in; everyone is done with step s - 1, whose slot the next load reuses
-    if (s + kStages - 1 < steps) load_step(s + kStages - 1);
+    if (s + kStages - 1 < steps) load_next_step(s + kStages - 1);
     cp_async_commit();
 
     const uint8_t* cur = slot(s);
-    uint4 w[kWarpRowTiles];
+    uint32_t w[kWarpRowTiles][4], scales[kWarpRowTiles][4], zeros[kWarpRowTiles][4];
 #pragma unroll
-    for (int rt = 0; rt < kWarpRowTiles; ++rt)
-      w[rt] = reinterpret_cast<const uint4*>(cur)[(my_tile0 + rt) * 32 + lane];
-    const auto* scale_pairs = reinterpret_cast<const uint32_t*>(cur + kWeightBytes);
-    const auto* zero_pairs = reinterpret_cast<const uint32_t*>(cur + kWeightBytes + kPairBytes);
+    for (int rt = 0; rt < kWarpRowTiles; ++rt) {
+      const int tile = my_tile0 + rt;
+      const uint4 wv = reinterpret_cast<const uint4*>(cur)[tile * 32 + lane];
+      const uint4 sv = reinterpret_cast<const uint4*>(cur + kWeightBytes)[tile * 8 + g];
+      const uint4 zv = has_zero ? reinterpret_cast<const uint4*>(cur + kWeightBytes + kPairBytes)[tile * 8 + g]
+                                : make_uint4(kSymmetricZero, kSymmetricZero, kSymmetricZero, kSymmetricZero);
+      w[rt][0] = wv.x, w[rt][1] = wv.y, w[rt][2] = wv.z, w[rt][3] = wv.w;
+      scales[rt][0] = sv.x, scales[rt][1] = sv.y, scales[rt][2] = sv.z, scales[rt][3] = sv.w;
+      zeros[rt][0] = zv.x, zeros[rt][1] = zv.y, zeros[rt][2] = zv.z, zeros[rt][3] = zv.w;
+    }
     const auto* x_cur = reinterpret_cast<const uint16_t*>(cur + kWeightBytes + 2 * kPairBytes) + x_lane_offset;
 
 #pragma unroll
@@ -136,12 +153,8 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
       uint32_t a[kWarpRowTiles][4];
 #pragma unroll
       for (int rt = 0; rt < kWarpRowTiles; ++rt) {
-        const int pair = ((my_tile0 + rt) * 4 + kk) * 8 + g;
-        const uint32_t zero = args.zero_offsets ? zero_pairs[pair] : kSymmetricZero;
-        const uint32_t scale = scale_pairs[pair];
-        const uint32_t words[4] = {w[rt].x, w[rt].y, w[rt].z, w[rt].w};
-        dequant_step<T>(words[kk], low_pair(zero), high_pair(zero), a[rt]);
-        const uint32_t scale_lo = low_pair(scale), scale_hi = high_pair(scale);
+        dequant_step<T>(w[rt][kk], low_pair(zeros[rt][kk]), high_pair(zeros[rt][kk]), a[rt]);
+        const uint32_t scale_lo = low_pair(scales[rt][kk]), scale_hi = high_pair(scales[rt][kk]);
         a[rt][0] = mul2<T>(a[rt][0], scale_lo);  // row g
         a[rt][1] = mul2<T>(a[rt][1], scale_hi);  // row g + 8
         a[rt][2] = mul2<T>(a[rt][2], scale_lo);
@@ -161,19 +174,62 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
     }
   }
 
-  // ---- epilogue: Y directly, or this split's partial sums and the split-K finish ----
+  // Where accumulator (rt, tt, i) lands in Y; false when outside it.
+  auto output_of = [&](int rt, int tt, int i, int& token, int& row) {
+    const int tile = first_tile + my_tile0 + rt;
+    token = token_base + (token_warp * kTokTiles + tt) * 8 + 2 * t + (i & 1);
+    row = tile * 16 + g + 8 * (i >> 1);
+    return tile < row_tiles && token < args.m;
+  };
   auto* y = static_cast<uint16_t*>(args.y);
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // ---- split-K inside a thread-block cluster (sm_90): the splits' accumulators meet in shared memory; CTA r
+  // sums every splits-th value over all CTAs of the cluster, in split order (deterministic), and writes it ----
+  if (args.cluster_splits > 1) {
+    namespace cg = cooperative_groups;
+    const cg::cluster_group cluster = cg::this_cluster();
+    cp_async_wait<0>();
+    __syncthreads();  // the ring is idle: it becomes this CTA's stash
+    constexpr int kValues = kWarpRowTiles * kTokTiles * 4;
+    float* stash = reinterpret_cast<float*>(smem);  // [kValues][kThreads]: conflict-free
+#pragma unroll
+    for (int rt = 0; rt < kWarpRowTiles; ++rt)
+#pragma unroll
+      for (int tt = 0; tt < kTokTiles; ++tt)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) stash[((rt * kTokTiles + tt) * 4 + i) * kThreads + threadIdx.x] = acc[rt][tt][i];
+    cluster.sync();  // every split's stash is written
+    const int rank = static_cast<int>(cluster.block_rank());
+#pragma unroll
+    for (int rt = 0; rt < kWarpRowTiles; ++rt) {
+#pragma unroll
+      for (int tt = 0; tt < kTokTiles; ++tt) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int v = (rt * kTokTiles + tt) * 4 + i;
+          int token, row;
+          if (v % args.cluster_splits != rank || !output_of(rt, tt, i, token, row)) continue;
+          float sum = 0.f;
+          for (int c = 0; c < args.cluster_splits; ++c) sum += cluster.map_shared_rank(stash, c)[v * kThreads + threadIdx.x];
+          y[static_cast<int64_t>(token) * args.n + row] = float_to_output<T>(sum);
+        }
+      }
+    }
+    cluster.sync();  // keep this CTA's stash alive until the others have read it
+    return;
+  }
+#endif
+
+  // ---- epilogue: Y directly, or this split's partial sums (summed by launch_splitk_reduce) ----
 #pragma unroll
   for (int rt = 0; rt < kWarpRowTiles; ++rt) {
-    const int tile = first_tile + my_tile0 + rt;
-    if (tile >= row_tiles) continue;
 #pragma unroll
     for (int tt = 0; tt < kTokTiles; ++tt) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int token = token_base + (token_warp * kTokTiles + tt) * 8 + 2 * t + (i & 1);
-        const int row = tile * 16 + g + 8 * (i >> 1);
-        if (token >= args.m) continue;
+        int token, row;
+        if (!output_of(rt, tt, i, token, row)) continue;
         if (args.splits == 1) {
           y[static_cast<int64_t>(token) * args.n + row] = float_to_output<T>(acc[rt][tt][i]);
         } else {
@@ -181,11 +237,6 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
         }
       }
     }
-  }
-  if (args.splits > 1) {
-    const int first_row = first_tile * 16;
-    splitk_finish<T>(args, blockIdx.y * gridDim.x + blockIdx.x, first_row,
-                     min(kCtaRowTiles * 16, args.n - first_row), token_base, min(kTokens, args.m - token_base));
   }
 }
 
@@ -200,7 +251,21 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   // Token blocks fastest: the CTAs that share a weight tile run together and read it from DRAM once.
   const dim3 grid(static_cast<unsigned>(ceil_div(args.m, kTokens)),
                   static_cast<unsigned>(ceil_div(args.n, kCtaRowTiles * 16)), static_cast<unsigned>(args.splits));
-  w4a16_tiled_kernel<T, kTokens><<<grid, kThreads, kSmem, stream>>>(args);
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = kSmem;
+  config.stream = stream;
+  cudaLaunchAttribute cluster{};
+  if (args.cluster_splits > 1) {  // the splits of one tile form a cluster
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = 1;
+    cluster.val.clusterDim.y = 1;
+    cluster.val.clusterDim.z = static_cast<unsigned>(args.cluster_splits);
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+  }
+  QLLM_CUDA_CHECK(cudaLaunchKernelEx(&config, w4a16_tiled_kernel<T, kTokens>, args));
 }
 
 template <typename T>
@@ -219,6 +284,28 @@ void launch_typed(const W4A16KernelArgs& args, int tokens_per_cta, cudaStream_t 
 }
 
 }  // namespace
+
+bool w4a16_tiled_cluster_reduction_available() {
+  // The cluster path exists in the kernel's sm_90+ binary only: ask which binary this GPU runs, not just
+  // whether the GPU could launch clusters.
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> known[kMaxDevices] = {};  // per device: 0 not asked yet, 1 no, 2 yes
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return false;
+  int state = known[device].load(std::memory_order_relaxed);
+  if (state == 0) {
+    int clusters = 0;
+    cudaFuncAttributes attributes{};
+    const bool yes =
+        cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, device) == cudaSuccess && clusters != 0 &&
+        cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(w4a16_tiled_kernel<Bf16, 32>)) ==
+            cudaSuccess &&
+        attributes.binaryVersion >= 90;
+    state = yes ? 2 : 1;
+    known[device].store(state, std::memory_order_relaxed);
+  }
+  return state == 2;
+}
 
 void launch_w4a16_tiled(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, cudaStream_t stream) {
   if (bf16) {

@@ -227,6 +227,33 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
   }
 }
 
+// The tiled kernel's splits reduce inside a thread-block cluster on sm_90 (up to 8); more splits, or GPUs
+// without clusters, take the partial-sums path. Both against the reference, asymmetric g32 scales.
+TEST(GemmW4A16Cuda, TiledSplitKPathsMatchTheReference) {
+  QLLM_SKIP_WITHOUT_GPU();
+  Rng rng(fresh_seed());
+  const int64_t n = 192, k = 1024;  // 16 k steps
+  std::vector<float> w(static_cast<size_t>(n * k));
+  for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
+  const W4A16Weights packed =
+      repack_w4a16(quantize_int4_ref(w, n, k, mode(Granularity::Groupwise, 32, true)), DType::BF16);
+  const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
+  W4A16Gemm gemm;
+  for (int64_t m : {5, 70}) {
+    std::vector<uint16_t> x_bits(static_cast<size_t>(m * k));
+    for (auto& v : x_bits) v = float_to_bf16_bits(static_cast<float>(rng.normal()));
+    const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
+    const auto ref = rounded_to_bf16(
+        gemm_w4a16_ref(bf16_to_float(x_bits), m, packed, precision_of(W4A16Kernel::Tiled)));
+    for (int splits : {4, 8, 12, 16}) {
+      SCOPED_TRACE(fmt::format("M={} splits {}", m, splits));
+      gemm.tuning = {.splits = splits};
+      ASSERT_EQ(gemm.plan(m, device_w.layout, W4A16Kernel::Tiled).splits, splits);
+      ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, W4A16Kernel::Tiled), ref), kRefBound);
+    }
+  }
+}
+
 // Split-K adds partial sums in a fixed order: the same inputs give the same bits.
 TEST(GemmW4A16Cuda, DeterministicAcrossRuns) {
   QLLM_SKIP_WITHOUT_GPU();
