@@ -232,7 +232,7 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
 TEST(GemmW4A16Cuda, TiledSplitKPathsMatchTheReference) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
-  const int64_t n = 192, k = 1024;  // 16 k steps
+  const int64_t n = 192, k = 1536;  // 24 k steps: 3, 8, 12 and 24 splits divide them evenly
   std::vector<float> w(static_cast<size_t>(n * k));
   for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
   const W4A16Weights packed =
@@ -245,7 +245,7 @@ TEST(GemmW4A16Cuda, TiledSplitKPathsMatchTheReference) {
     const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
     const auto ref = rounded_to_bf16(
         gemm_w4a16_ref(bf16_to_float(x_bits), m, packed, precision_of(W4A16Kernel::Tiled)));
-    for (int splits : {4, 8, 12, 16}) {
+    for (int splits : {3, 8, 12, 24}) {
       SCOPED_TRACE(fmt::format("M={} splits {}", m, splits));
       gemm.tuning = {.splits = splits};
       ASSERT_EQ(gemm.plan(m, device_w.layout, W4A16Kernel::Tiled).splits, splits);
