@@ -5,8 +5,7 @@
 // once, every warp owns 16 weight rows) runs out of shared memory and of reuse: every activation fragment
 // it loads feeds one MMA. Here a CTA owns a 128-row x kTokens tile of Y and walks K in 64-wide steps through a
 // kStages-deep cp.async ring that holds, per step, the CTA's weight units (4 KB of INT4), their scales (and
-// zero points) and the [kTokens x 64] activation block. Each warp covers 32 rows x kTokens / 2 tokens, so
-// one dequantized A fragment feeds kTokens / 16 MMAs and one activation fragment feeds two.
+// zero points) and the [kTokens x 64] activation block; WarpLayout says how its 8 warps share the tile.
 //  - weights stay in the repacked unit order (docs/FORMATS.md): a lane's 16 bytes are its A fragments for
 //    the step's four k16 MMAs, copied to shared memory verbatim and read back with one 16-byte load;
 //  - dequantization: lop3 + packed subtract give exact (q - z), one packed multiply applies the scale, so the
@@ -33,20 +32,32 @@ namespace {
 using namespace w4a16;
 
 constexpr int kThreads = 256;
-constexpr int kRowWarps = 4;                   // warps along the weight rows ...
-constexpr int kTokenWarps = 2;                 // ... times warps along the tokens = 8 warps
-constexpr int kWarpRowTiles = 2;               // 16-row tiles per warp: each activation fragment feeds two MMAs
-constexpr int kCtaRowTiles = kRowWarps * kWarpRowTiles;  // 8 tiles = 128 rows
+constexpr int kCtaRowTiles = 8;  // 16-row weight tiles per CTA: 128 rows
 constexpr int kStepK = 64;
-constexpr int kStages = 4;  // steps in flight: 3 loading while one is computed (enough to cover DRAM latency)
 constexpr int kXRowElems = kStepK + 8;  // 8 elements of padding: the 8 rows of an ldmatrix hit distinct banks
 constexpr int kWeightBytes = kCtaRowTiles * 512;
 constexpr int kPairBytes = kCtaRowTiles * 4 * 8 * 4;  // (tile, k16 step, row pair g) -> one 32-bit pair
+
+// How the 8 warps share a CTA's 128 rows x kTokens tile. Up to 64 tokens all warps lie along the rows, one
+// 16-row tile each, so every weight is dequantized once (measured: with two warps along the tokens, each
+// dequantizing the same weights, 32-token CTAs spent 17 instructions per MMA). At 128 tokens, 4 x 2 warps of
+// two row tiles: each activation fragment then feeds two MMAs, halving the ldmatrix traffic per MMA.
+template <int kTokens>
+struct WarpLayout {
+  static constexpr int kTokenWarps = kTokens == 128 ? 2 : 1;
+  static constexpr int kRowWarps = 8 / kTokenWarps;
+  static constexpr int kWarpRowTiles = kCtaRowTiles / kRowWarps;  // 16-row tiles per warp
+  static constexpr int kTokTiles = kTokens / kTokenWarps / 8;     // 8-token MMA tiles per warp
+};
 
 template <int kTokens>
 constexpr int stage_bytes() {
   return kWeightBytes + 2 * kPairBytes + kTokens * kXRowElems * 2;
 }
+// Ring depth: steps in flight are what hides DRAM latency when few CTAs share an SM; 32-token stages are
+// small enough for 6 (three CTAs per SM still fit), larger ones keep 4 (3 loading while one is computed).
+template <int kTokens>
+constexpr int kStages = kTokens == 32 ? 6 : 4;
 
 // 4-byte global -> shared copy (.ca: the only cache mode cp.async allows below 16 bytes); zero-fills when
 // `valid` is false.
@@ -58,7 +69,9 @@ __device__ __forceinline__ void cp_async_4(void* smem, const void* global, bool 
 // Register caps: two CTAs per SM at 128 tokens (64 accumulators per thread), three below.
 template <typename T, int kTokens>
 __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_kernel(const W4A16KernelArgs args) {
-  constexpr int kTokTiles = kTokens / kTokenWarps / 8;  // 8-token MMA tiles per warp
+  using Layout = WarpLayout<kTokens>;
+  constexpr int kRowWarps = Layout::kRowWarps, kWarpRowTiles = Layout::kWarpRowTiles;
+  constexpr int kTokTiles = Layout::kTokTiles;
   static_assert(kTokTiles % 2 == 0, "one ldmatrix.x4 loads two token tiles");
   constexpr int kXChunks = kTokens * 8 / kThreads;  // 16-byte activation chunks per thread per step
   extern __shared__ __align__(16) uint8_t smem[];
@@ -94,7 +107,8 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
 #pragma unroll
   for (int c = 0; c < kXChunks; ++c) x_valid |= (token_base + x_row + 32 * c < args.m ? 1u : 0u) << c;
 
-  auto slot = [&](int s) { return smem + (s % kStages) * stage_bytes<kTokens>(); };
+  constexpr int kRing = kStages<kTokens>;
+  auto slot = [&](int s) { return smem + (s % kRing) * stage_bytes<kTokens>(); };
   auto load_next_step = [&](int s) {  // steps are loaded in order: s = 0, 1, 2, ...
     uint8_t* dst = slot(s);
     cp_async_16(dst + threadIdx.x * 16, w_src, tile_valid);
@@ -112,9 +126,9 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
     x_src += kStepK;
   };
 
-  // ---- prologue: kStages - 1 steps in flight (a commit per slot, empty or not, keeps the count uniform) ----
+  // ---- prologue: kRing - 1 steps in flight (a commit per slot, empty or not, keeps the count uniform) ----
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
+  for (int s = 0; s < kRing - 1; ++s) {
     if (s < steps) load_next_step(s);
     cp_async_commit();
   }
@@ -127,9 +141,9 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
                             8 * ((lane >> 3) & 1);
 
   for (int s = 0; s < steps; ++s) {
-    cp_async_wait<kStages - 2>();
+    cp_async_wait<kRing - 2>();
     __syncthreads();  // step s is in; everyone is done with step s - 1, whose slot the next load reuses
-    if (s + kStages - 1 < steps) load_next_step(s + kStages - 1);
+    if (s + kRing - 1 < steps) load_next_step(s + kRing - 1);
     cp_async_commit();
 
     const uint8_t* cur = slot(s);
@@ -192,6 +206,7 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
     cp_async_wait<0>();
     __syncthreads();  // the ring is idle: it becomes this CTA's stash
     constexpr int kValues = kWarpRowTiles * kTokTiles * 4;
+    static_assert(kValues * kThreads * 4 <= kRing * stage_bytes<kTokens>(), "the stash fits in the ring");
     float* stash = reinterpret_cast<float*>(smem);  // [kValues][kThreads]: conflict-free
 #pragma unroll
     for (int rt = 0; rt < kWarpRowTiles; ++rt)
@@ -242,7 +257,7 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
 
 template <typename T, int kTokens>
 void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
-  constexpr int kSmem = kStages * stage_bytes<kTokens>();
+  constexpr int kSmem = kStages<kTokens> * stage_bytes<kTokens>();
   static const bool configured = [] {  // once per instantiation, thread-safe
     allow_all_dynamic_shared_memory(reinterpret_cast<const void*>(w4a16_tiled_kernel<T, kTokens>));
     return true;
