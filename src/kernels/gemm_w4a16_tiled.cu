@@ -25,6 +25,10 @@
 #include "kernels/gemm_w4a16_device.cuh"
 #include "kernels/gemm_w4a16_launch.h"
 
+#ifndef QLLM_TILED_TOKEN_WARPS_128
+#define QLLM_TILED_TOKEN_WARPS_128 2
+#endif
+
 namespace qllm::kernels {
 
 namespace {
@@ -44,7 +48,7 @@ constexpr int kPairBytes = kCtaRowTiles * 4 * 8 * 4;  // (tile, k16 step, row pa
 // two row tiles: each activation fragment then feeds two MMAs, halving the ldmatrix traffic per MMA.
 template <int kTokens>
 struct WarpLayout {
-  static constexpr int kTokenWarps = kTokens == 128 ? 2 : 1;
+  static constexpr int kTokenWarps = kTokens == 128 ? QLLM_TILED_TOKEN_WARPS_128 : 1;
   static constexpr int kRowWarps = 8 / kTokenWarps;
   static constexpr int kWarpRowTiles = kCtaRowTiles / kRowWarps;  // 16-row tiles per warp
   static constexpr int kTokTiles = kTokens / kTokenWarps / 8;     // 8-token MMA tiles per warp
