@@ -13,11 +13,16 @@ namespace qllm {
 
 namespace {
 
-// Auto's crossovers, measured on H200 (docs/RESULTS.md, M = 32 to 2048). Past the skinny kernel's 16 tokens
-// the dequant path wins on every shape but lm_head-sized ones: there its scratch (a write + read of 4 bytes
-// per weight) costs more than the wgmma kernel loses to cuBLAS, until kDequantFromTokens tokens amortize it.
-constexpr int64_t kDequantFromTokens = 256;
+// Auto's crossovers, measured on H200 (docs/RESULTS.md, M = 17 to 2048). Past the skinny kernel's 16 tokens
+// the tiled kernel wins on every shape up to 32 tokens; up to 64 on weights of 2^24 elements or more (gate/up,
+// down, lm_head), up to 128 on lm_head-sized ones, where the dequant path's scratch (a write + read of 4
+// bytes per weight) costs the most. Past that the dequant path: cuBLAS's wgmma GEMM on the bf16 scratch.
+// (The wgmma W4A16 kernel lost to the tiled one at every M it used to be picked for.)
+constexpr int64_t kTiledAlwaysUpToTokens = 32;
+constexpr int64_t kMediumWeightElements = int64_t{1} << 24;  // 8192 x 2048
+constexpr int64_t kTiledMediumUpToTokens = 64;
 constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (128256 x 2048 = 2^28)
+constexpr int64_t kTiledLargeUpToTokens = 128;
 
 }  // namespace
 
@@ -62,13 +67,16 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
 W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
   const bool wgmma = sm90a_kernels_available();
   if (kernel == W4A16Kernel::Auto) {
-    // The skinny kernel up to 16 tokens (memory-bound); then the dequant path, whose 16-bit GEMM is
-    // cuBLAS's best, except on lm_head-sized weights below kDequantFromTokens (the wgmma kernel).
-    const bool large = layout.n * layout.k >= kLargeWeightElements;
+    // The skinny kernel up to 16 tokens (memory-bound), the tiled kernel while it beats the dequant path
+    // (the bigger the weights, the longer), then the dequant path.
+    const int64_t elements = layout.n * layout.k;
+    const int64_t tiled_up_to = elements >= kLargeWeightElements    ? kTiledLargeUpToTokens
+                                : elements >= kMediumWeightElements ? kTiledMediumUpToTokens
+                                                                    : kTiledAlwaysUpToTokens;
     if (m <= 16) {
       kernel = W4A16Kernel::Skinny;
-    } else if (wgmma && large && m < kDequantFromTokens) {
-      kernel = W4A16Kernel::Wgmma;
+    } else if (m <= tiled_up_to) {
+      kernel = W4A16Kernel::Tiled;
     } else {
       kernel = W4A16Kernel::Dequant;
     }
@@ -100,7 +108,10 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
                "skinny W4A16 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
     p.rows_per_cta = 16 * (8 / p.warps_k);
   } else if (kernel == W4A16Kernel::Tiled) {
-    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 32 ? 32 : (m <= 64 ? 64 : 128));
+    // 32-token tiles up to 64 tokens except on lm_head-sized weights (H200, M = 64: 8192x2048 19.4 us with
+    // two 32-token blocks against 22.2 with one 64-token block; lm_head has CTAs enough either way).
+    const bool small_tiles = m <= 32 || (m <= 64 && layout.n * layout.k < kLargeWeightElements);
+    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (small_tiles ? 32 : (m <= 64 ? 64 : 128));
     QLLM_CHECK(p.tokens_per_cta == 32 || p.tokens_per_cta == 64 || p.tokens_per_cta == 128,
                "tiled W4A16 kernel: tokens per CTA must be 32, 64 or 128, not {}", p.tokens_per_cta);
     p.rows_per_cta = 128;

@@ -25,10 +25,6 @@
 #include "kernels/gemm_w4a16_device.cuh"
 #include "kernels/gemm_w4a16_launch.h"
 
-#ifndef QLLM_TILED_TOKEN_WARPS_128
-#define QLLM_TILED_TOKEN_WARPS_128 2
-#endif
-
 namespace qllm::kernels {
 
 namespace {
@@ -45,10 +41,11 @@ constexpr int kPairBytes = kCtaRowTiles * 4 * 8 * 4;  // (tile, k16 step, row pa
 // How the 8 warps share a CTA's 128 rows x kTokens tile. Up to 64 tokens all warps lie along the rows, one
 // 16-row tile each, so every weight is dequantized once (measured: with two warps along the tokens, each
 // dequantizing the same weights, 32-token CTAs spent 17 instructions per MMA). At 128 tokens, 4 x 2 warps of
-// two row tiles: each activation fragment then feeds two MMAs, halving the ldmatrix traffic per MMA.
+// two row tiles: each activation fragment then feeds two MMAs, halving the ldmatrix traffic per MMA (8 x 1
+// measured the same on H200: at this size the MMA pipe itself is the limit, see docs/RESULTS.md).
 template <int kTokens>
 struct WarpLayout {
-  static constexpr int kTokenWarps = kTokens == 128 ? QLLM_TILED_TOKEN_WARPS_128 : 1;
+  static constexpr int kTokenWarps = kTokens == 128 ? 2 : 1;
   static constexpr int kRowWarps = 8 / kTokenWarps;
   static constexpr int kWarpRowTiles = kCtaRowTiles / kRowWarps;  // 16-row tiles per warp
   static constexpr int kTokTiles = kTokens / kTokenWarps / 8;     // 8-token MMA tiles per warp
