@@ -13,14 +13,13 @@ namespace qllm {
 
 namespace {
 
-// Auto's crossovers, measured on H200 (docs/RESULTS.md, M = 17 to 2048). Past the skinny kernel's 16 tokens
-// the tiled kernel wins on every shape up to 32 tokens; up to 64 on weights of 2^24 elements or more (gate/up,
-// down, lm_head), up to 128 on lm_head-sized ones, where the dequant path's scratch (a write + read of 4
-// bytes per weight) costs the most. Past that the dequant path: cuBLAS's wgmma GEMM on the bf16 scratch.
-// (The wgmma W4A16 kernel lost to the tiled one at every M it used to be picked for.)
-constexpr int64_t kTiledAlwaysUpToTokens = 32;
-constexpr int64_t kMediumWeightElements = int64_t{1} << 24;  // 8192 x 2048
-constexpr int64_t kTiledMediumUpToTokens = 64;
+// Auto's crossovers, measured on H200 (docs/RESULTS.md, crossover table, M = 17 to 2048). Past the skinny
+// kernel's 16 tokens the tiled kernel, up to 64 tokens (it wins or ties on every Llama shape there but
+// 2048x8192 at 48-64 tokens, within 3% of the dequant path) and up to 128 on lm_head-sized weights, where
+// the dequant path's scratch (a write + read of 4 bytes per weight) costs the most. Then the dequant path:
+// cuBLAS's GEMM on the bf16 scratch. (The wgmma W4A16 kernel, Auto's earlier choice on lm_head, loses to
+// the tiled one at every M up to 128.)
+constexpr int64_t kTiledUpToTokens = 64;
 constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (128256 x 2048 = 2^28)
 constexpr int64_t kTiledLargeUpToTokens = 128;
 
@@ -69,10 +68,8 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
   if (kernel == W4A16Kernel::Auto) {
     // The skinny kernel up to 16 tokens (memory-bound), the tiled kernel while it beats the dequant path
     // (the bigger the weights, the longer), then the dequant path.
-    const int64_t elements = layout.n * layout.k;
-    const int64_t tiled_up_to = elements >= kLargeWeightElements    ? kTiledLargeUpToTokens
-                                : elements >= kMediumWeightElements ? kTiledMediumUpToTokens
-                                                                    : kTiledAlwaysUpToTokens;
+    const int64_t tiled_up_to =
+        layout.n * layout.k >= kLargeWeightElements ? kTiledLargeUpToTokens : kTiledUpToTokens;
     if (m <= 16) {
       kernel = W4A16Kernel::Skinny;
     } else if (m <= tiled_up_to) {
@@ -109,9 +106,10 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     p.rows_per_cta = 16 * (8 / p.warps_k);
   } else if (kernel == W4A16Kernel::Tiled) {
     // 32-token tiles up to 64 tokens except on lm_head-sized weights (H200, M = 64: 8192x2048 19.4 us with
-    // two 32-token blocks against 22.2 with one 64-token block; lm_head has CTAs enough either way).
+    // two 32-token blocks against 22.2 with one 64-token block; lm_head has CTAs enough with 64).
     const bool small_tiles = m <= 32 || (m <= 64 && layout.n * layout.k < kLargeWeightElements);
-    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (small_tiles ? 32 : (m <= 64 ? 64 : 128));
+    p.tokens_per_cta =
+        tuning.tokens_per_cta ? tuning.tokens_per_cta : (small_tiles ? 32 : (m <= 64 ? 64 : 128));
     QLLM_CHECK(p.tokens_per_cta == 32 || p.tokens_per_cta == 64 || p.tokens_per_cta == 128,
                "tiled W4A16 kernel: tokens per CTA must be 32, 64 or 128, not {}", p.tokens_per_cta);
     p.rows_per_cta = 128;

@@ -3,13 +3,14 @@
 //
 // Past 16 tokens the skinny kernel's design (each CTA copies its whole activation slice to shared memory
 // once, every warp owns 16 weight rows) runs out of shared memory and of reuse: every activation fragment
-// it loads feeds one MMA. Here a CTA owns a 128-row x kTokens tile of Y and walks K in 64-wide steps through a
-// kStages-deep cp.async ring that holds, per step, the CTA's weight units (4 KB of INT4), their scales (and
+// it loads feeds one MMA. Here a CTA owns a 128-row x kTokens tile of Y and walks K in 64-wide steps through
+// a kStages-deep cp.async ring that holds, per step, the CTA's weight units (4 KB of INT4), their scales (and
 // zero points) and the [kTokens x 64] activation block; WarpLayout says how its 8 warps share the tile.
 //  - weights stay in the repacked unit order (docs/FORMATS.md): a lane's 16 bytes are its A fragments for
 //    the step's four k16 MMAs, copied to shared memory verbatim and read back with one 16-byte load;
 //  - dequantization: lop3 + packed subtract give exact (q - z), one packed multiply applies the scale, so the
-//    tensor cores see the same bf16/f16 weights as the dequant path's cuBLAS (W4A16Precision::RoundedWeights);
+//    tensor cores see the same bf16/f16 weights as the dequant path's cuBLAS
+//    (W4A16Precision::RoundedWeights);
 //  - scales and zero points ride in the same ring, one 4-byte pair per (row tile, k16 step, row pair), so
 //    any group size that is a multiple of 16 costs the same;
 //  - small grids split K across CTAs. On sm_90 the splits of a tile form a thread-block cluster and add
@@ -69,7 +70,8 @@ __device__ __forceinline__ void cp_async_4(void* smem, const void* global, bool 
 
 // Register caps: two CTAs per SM at 128 tokens (64 accumulators per thread), three below.
 template <typename T, int kTokens>
-__global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_kernel(const W4A16KernelArgs args) {
+__global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
+    w4a16_tiled_kernel(const W4A16KernelArgs args) {
   using Layout = WarpLayout<kTokens>;
   constexpr int kRowWarps = Layout::kRowWarps, kWarpRowTiles = Layout::kWarpRowTiles;
   constexpr int kTokTiles = Layout::kTokTiles;
@@ -97,8 +99,9 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
   const bool tile_valid = first_tile + copy_tile < row_tiles;
   const auto* w_src = static_cast<const uint4*>(args.qweight);
   if (tile_valid) w_src += (static_cast<int64_t>(first_tile + copy_tile) * k_steps + step_begin) * 32 + lane;
-  const int64_t pair_row = tile_valid ? static_cast<int64_t>(first_tile + copy_tile) * args.groups * 8 + pg : 0;
-  int group = (step_begin * 4 + pk) / args.group_steps;          // of this thread's k16 step in the next load
+  const int64_t pair_row =
+      tile_valid ? static_cast<int64_t>(first_tile + copy_tile) * args.groups * 8 + pg : 0;
+  int group = (step_begin * 4 + pk) / args.group_steps;  // of this thread's k16 step in the next load
   int in_group = (step_begin * 4 + pk) - group * args.group_steps;  // k16 steps into that group
   const auto* x = static_cast<const uint16_t*>(args.x);
   const int x_row = threadIdx.x / 8, x_col = threadIdx.x % 8 * 8;  // chunk c at row x_row + 32 c
@@ -116,7 +119,8 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
     w_src += tile_valid ? 32 : 0;
     const int64_t pair = pair_row + static_cast<int64_t>(group) * 8;
     cp_async_4(dst + kWeightBytes + threadIdx.x * 4, args.scales + pair, tile_valid);
-    if (has_zero) cp_async_4(dst + kWeightBytes + kPairBytes + threadIdx.x * 4, args.zero_offsets + pair, tile_valid);
+    if (has_zero)
+      cp_async_4(dst + kWeightBytes + kPairBytes + threadIdx.x * 4, args.zero_offsets + pair, tile_valid);
     for (in_group += 4; in_group >= args.group_steps; in_group -= args.group_steps) ++group;
     uint8_t* x_dst = dst + kWeightBytes + 2 * kPairBytes + (x_row * kXRowElems + x_col) * 2;
 #pragma unroll
@@ -134,12 +138,13 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
     cp_async_commit();
   }
 
-  float acc[kWarpRowTiles][kTokTiles][4] = {};  // rows (g, g+8) x tokens (2t, 2t+1) per (row tile, token tile)
+  float acc[kWarpRowTiles][kTokTiles][4] =
+      {};  // rows (g, g+8) x tokens (2t, 2t+1) per (row tile, token tile)
   constexpr uint32_t kSymmetricZero = (T::kMagic + 8) | ((T::kMagic + 8) << 16);
   const int my_tile0 = row_warp * kWarpRowTiles;  // the warp's first tile within the CTA
   // ldmatrix.x4 source row of this lane: matrices (tokens 0-7 | 8-15) x (k 0-7 | 8-15) of a token-tile pair.
-  const int x_lane_offset = (token_warp * kTokTiles * 8 + (lane & 7) + 8 * (lane >> 4)) * kXRowElems +
-                            8 * ((lane >> 3) & 1);
+  const int x_lane_offset =
+      (token_warp * kTokTiles * 8 + (lane & 7) + 8 * (lane >> 4)) * kXRowElems + 8 * ((lane >> 3) & 1);
 
   for (int s = 0; s < steps; ++s) {
     cp_async_wait<kRing - 2>();
@@ -154,13 +159,15 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
       const int tile = my_tile0 + rt;
       const uint4 wv = reinterpret_cast<const uint4*>(cur)[tile * 32 + lane];
       const uint4 sv = reinterpret_cast<const uint4*>(cur + kWeightBytes)[tile * 8 + g];
-      const uint4 zv = has_zero ? reinterpret_cast<const uint4*>(cur + kWeightBytes + kPairBytes)[tile * 8 + g]
-                                : make_uint4(kSymmetricZero, kSymmetricZero, kSymmetricZero, kSymmetricZero);
+      const uint4 zv = has_zero
+                           ? reinterpret_cast<const uint4*>(cur + kWeightBytes + kPairBytes)[tile * 8 + g]
+                           : make_uint4(kSymmetricZero, kSymmetricZero, kSymmetricZero, kSymmetricZero);
       w[rt][0] = wv.x, w[rt][1] = wv.y, w[rt][2] = wv.z, w[rt][3] = wv.w;
       scales[rt][0] = sv.x, scales[rt][1] = sv.y, scales[rt][2] = sv.z, scales[rt][3] = sv.w;
       zeros[rt][0] = zv.x, zeros[rt][1] = zv.y, zeros[rt][2] = zv.z, zeros[rt][3] = zv.w;
     }
-    const auto* x_cur = reinterpret_cast<const uint16_t*>(cur + kWeightBytes + 2 * kPairBytes) + x_lane_offset;
+    const auto* x_cur =
+        reinterpret_cast<const uint16_t*>(cur + kWeightBytes + 2 * kPairBytes) + x_lane_offset;
 
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
@@ -200,7 +207,8 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // ---- split-K inside a thread-block cluster (sm_90): the splits' accumulators meet in shared memory; CTA r
-  // sums every splits-th value over all CTAs of the cluster, in split order (deterministic), and writes it ----
+  // sums every splits-th value over all CTAs of the cluster, in split order (deterministic), and writes it
+  // ----
   if (args.cluster_splits > 1) {
     namespace cg = cooperative_groups;
     const cg::cluster_group cluster = cg::this_cluster();
@@ -214,7 +222,8 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
 #pragma unroll
       for (int tt = 0; tt < kTokTiles; ++tt)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) stash[((rt * kTokTiles + tt) * 4 + i) * kThreads + threadIdx.x] = acc[rt][tt][i];
+        for (int i = 0; i < 4; ++i)
+          stash[((rt * kTokTiles + tt) * 4 + i) * kThreads + threadIdx.x] = acc[rt][tt][i];
     cluster.sync();  // every split's stash is written
     const int rank = static_cast<int>(cluster.block_rank());
 #pragma unroll
@@ -227,7 +236,8 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3) w4a16_tiled_
           int token, row;
           if (v % args.cluster_splits != rank || !output_of(rt, tt, i, token, row)) continue;
           float sum = 0.f;
-          for (int c = 0; c < args.cluster_splits; ++c) sum += cluster.map_shared_rank(stash, c)[v * kThreads + threadIdx.x];
+          for (int c = 0; c < args.cluster_splits; ++c)
+            sum += cluster.map_shared_rank(stash, c)[v * kThreads + threadIdx.x];
           y[static_cast<int64_t>(token) * args.n + row] = float_to_output<T>(sum);
         }
       }
@@ -266,7 +276,8 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   (void)configured;
   // Token blocks fastest: the CTAs that share a weight tile run together and read it from DRAM once.
   const dim3 grid(static_cast<unsigned>(ceil_div(args.m, kTokens)),
-                  static_cast<unsigned>(ceil_div(args.n, kCtaRowTiles * 16)), static_cast<unsigned>(args.splits));
+                  static_cast<unsigned>(ceil_div(args.n, kCtaRowTiles * 16)),
+                  static_cast<unsigned>(args.splits));
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = dim3(kThreads);

@@ -3,9 +3,9 @@
 //
 // Bounds (relative Frobenius error over the compared elements):
 //  - vs the matching CPU reference rounded to bf16 like the output: 2e-3. Each kernel is compared with the
-//    reference of its own weight precision (skinny: exact (q - z) * s; tiled, wgmma, wide, dequant: weights rounded
-//    to bf16 once, as tensor-core operands). What remains is fp32 accumulation order, which flips an output
-//    by one bf16 ulp (2^-7 relative at most) only on the rare near-ties: typically ~1e-4.
+//    reference of its own weight precision (skinny: exact (q - z) * s; tiled, wgmma, wide, dequant: weights
+//    rounded to bf16 once, as tensor-core operands). What remains is fp32 accumulation order, which flips an
+//    output by one bf16 ulp (2^-7 relative at most) only on the rare near-ties: typically ~1e-4.
 //  - vs cuBLAS on bf16-rounded dequantized weights: 2e-3 for the others (the same weights: near-tie flips);
 //    4e-3 for skinny, whose exact weights differ from the rounded ones by up to 2^-8 relative each (about
 //    1e-3 on a dot product), on top of the two outputs' bf16 roundings (about 1.6e-3 each, uniform over a
@@ -243,8 +243,8 @@ TEST(GemmW4A16Cuda, TiledSplitKPathsMatchTheReference) {
     std::vector<uint16_t> x_bits(static_cast<size_t>(m * k));
     for (auto& v : x_bits) v = float_to_bf16_bits(static_cast<float>(rng.normal()));
     const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
-    const auto ref = rounded_to_bf16(
-        gemm_w4a16_ref(bf16_to_float(x_bits), m, packed, precision_of(W4A16Kernel::Tiled)));
+    const auto ref =
+        rounded_to_bf16(gemm_w4a16_ref(bf16_to_float(x_bits), m, packed, precision_of(W4A16Kernel::Tiled)));
     for (int splits : {3, 8, 12, 24}) {
       SCOPED_TRACE(fmt::format("M={} splits {}", m, splits));
       gemm.tuning = {.splits = splits};
