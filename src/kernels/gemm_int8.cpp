@@ -212,17 +212,9 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
   a.splits = p.splits;
   a.steps_per_split = p.steps_per_split;
   if (p.splits > 1) {
-    const size_t partial_count = static_cast<size_t>(p.splits) * static_cast<size_t>(m * w.n);
-    if (partials_.size() < partial_count)
-      partials_ = DeviceBuffer<float>(partial_count, "split-K partial sums");
-    const size_t counter_count =
-        static_cast<size_t>(ceil_div(w.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta));
-    if (counters_.size() < counter_count) {
-      counters_ = DeviceBuffer<unsigned int>(counter_count, "split-K counters");
-      counters_.fill_bytes_async(0, stream);
-    }
-    a.partials = partials_.data();
-    a.counters = counters_.data();
+    splitk_.reserve(p.splits, m, w.n, ceil_div(w.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta), stream);
+    a.partials = splitk_.partials();
+    a.counters = splitk_.counters();
   }
   if (p.kernel == Int8Kernel::Skinny) {
     kernels::launch_int8_skinny(a, p.tokens_per_cta / 8, p.warps_k, stream);

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "kernels/cuda_utils.h"
+#include "kernels/splitk_workspace.h"
 #include "qllm/dtype.h"
 #include "qllm/int8.h"
 
@@ -72,8 +73,7 @@ class Int8Gemm {
   DeviceBuffer<int> outlier_cols_;
   DeviceBuffer<uint16_t> x_outliers_;
   DeviceBuffer<unsigned char> status_;
-  DeviceBuffer<float> partials_;
-  DeviceBuffer<unsigned int> counters_;
+  kernels::SplitKWorkspace splitk_;
   int64_t last_k_ = 1;
   // Tensor maps of the last shapes (encoding one costs microseconds of host time).
   const void* x_map_base_ = nullptr;

@@ -185,17 +185,9 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
     args.cluster_splits = p.splits;
   }
   if (p.splits > 1 && args.cluster_splits == 0) {
-    const size_t partial_count = static_cast<size_t>(p.splits) * static_cast<size_t>(m * l.n);
-    if (partials_.size() < partial_count)
-      partials_ = DeviceBuffer<float>(partial_count, "split-K partial sums");
-    const size_t counter_count =
-        static_cast<size_t>(ceil_div(l.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta));
-    if (counters_.size() < counter_count) {
-      counters_ = DeviceBuffer<unsigned int>(counter_count, "split-K counters");
-      counters_.fill_bytes_async(0, stream);
-    }
-    args.partials = partials_.data();
-    args.counters = counters_.data();
+    splitk_.reserve(p.splits, m, l.n, ceil_div(l.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta), stream);
+    args.partials = splitk_.partials();
+    args.counters = splitk_.counters();
   }
   const bool bf16 = l.activation == DType::BF16;
   if (p.kernel == W4A16Kernel::Dequant) {

@@ -18,6 +18,7 @@
 #include "kernels/cublas_gemm.h"
 #include "kernels/cuda_utils.h"
 #include "kernels/gemm_w4a16_layout.h"
+#include "kernels/splitk_workspace.h"
 
 namespace qllm {
 
@@ -70,10 +71,9 @@ class W4A16Gemm {
            cudaStream_t stream = nullptr, W4A16Kernel kernel = W4A16Kernel::Auto);
 
  private:
-  DeviceBuffer<float> partials_;
+  kernels::SplitKWorkspace splitk_;
   DeviceBuffer<uint16_t> scratch_;
   CublasGemm cublas_;
-  DeviceBuffer<unsigned int> counters_;  // zero between launches (the kernels reset what they use)
   // The wide kernel's tensor map of X, for the last X seen (encoding one costs microseconds of host time).
   const void* x_map_base_ = nullptr;
   int64_t x_map_rows_ = 0, x_map_cols_ = 0;

@@ -37,7 +37,7 @@ constexpr int kCtaRowTiles = 8;  // 16-row weight tiles per CTA: 128 rows
 constexpr int kStepK = 64;
 constexpr int kXRowElems = kStepK + 8;  // 8 elements of padding: the 8 rows of an ldmatrix hit distinct banks
 constexpr int kWeightBytes = kCtaRowTiles * 512;
-constexpr int kPairBytes = kCtaRowTiles * 4 * 8 * 4;  // (tile, k16 step, row pair g) -> one 32-bit pair
+constexpr int kPairBytes = kCtaRowTiles * 8 * 4 * 4;  // [tile][row pair g][k16 step]: one 32-bit pair each
 
 // How the 8 warps share a CTA's 128 rows x kTokens tile. Up to 64 tokens all warps lie along the rows, one
 // 16-row tile each, so every weight is dequantized once (measured: with two warps along the tokens, each
