@@ -40,7 +40,8 @@ using TokenCallback = std::function<void(int32_t token)>;
 // The stop ids of a model: the config's eos_token_id list, plus `extra` (e.g. <|eot_id|> of its tokenizer).
 std::vector<int32_t> stop_ids_for(const LlamaConfig& config, std::span<const int32_t> extra = {});
 
-// Generates from `prompt` on slot 0 of a freshly allocated KV cache of prompt + max_new_tokens positions.
+// Generates from `prompt` on slot 0 of a freshly allocated KV cache of prompt + max_new_tokens - 1 positions
+// (the last new token is never fed back).
 // A prompt that does not fit in the context (max_position_embeddings) is an error before any compute;
 // max_new_tokens is cut to what the context leaves.
 GenerateResult generate(CausalLm& model, std::span<const int32_t> prompt, const GenerateOptions& options,

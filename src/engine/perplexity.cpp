@@ -10,12 +10,15 @@ namespace qllm {
 
 namespace {
 
-// -log softmax(logits)[target], with the log-sum-exp taken in double.
-double nll_of(std::span<const float> logits, int32_t target) {
+// -log softmax(logits)[target], with the log-sum-exp taken in double. `position` names the token in errors.
+double nll_of(std::span<const float> logits, int32_t target, int64_t position) {
   const float max = *std::max_element(logits.begin(), logits.end());
   double sum = 0.0;
   for (float l : logits) sum += std::exp(static_cast<double>(l) - max);
-  return std::log(sum) + max - static_cast<double>(logits[target]);
+  QLLM_CHECK(std::isfinite(sum) && std::isfinite(max),
+             "perplexity: the logits predicting token {} are not finite (the model produced NaN/Inf)",
+             position);
+  return std::log(sum) + max - static_cast<double>(logits[static_cast<size_t>(target)]);
 }
 
 }  // namespace
@@ -36,6 +39,13 @@ std::vector<double> token_nll(CausalLm& model, std::span<const int32_t> tokens, 
   QLLM_CHECK(n <= model.config().max_position_embeddings,
              "token_nll: {} tokens exceed the context of {} positions (max_position_embeddings)", n,
              model.config().max_position_embeddings);
+  // Every id, also the last (scored but never fed to the model, so forward() does not check it).
+  for (int64_t i = 0; i < n; ++i) {
+    QLLM_CHECK(tokens[i] >= 0 && tokens[i] < vocab,
+               "token_nll: token {} at position {} is outside the vocabulary of {} (tokenizer and model "
+               "disagree?)",
+               tokens[i], i, vocab);
+  }
   if (model.cache_slots() < 1 || model.cache_capacity() < n) model.allocate_cache(1, n);
 
   std::vector<double> nll;
@@ -47,7 +57,7 @@ std::vector<double> token_nll(CausalLm& model, std::span<const int32_t> tokens, 
     const std::vector<float> logits = model.forward(std::span<const SequenceInput>(&input, 1), false);
     for (int64_t i = 0; i < count; ++i) {
       const std::span<const float> row(logits.data() + i * vocab, static_cast<size_t>(vocab));
-      nll.push_back(nll_of(row, tokens[start + i + 1]));
+      nll.push_back(nll_of(row, tokens[start + i + 1], start + i + 1));
     }
   }
   return nll;

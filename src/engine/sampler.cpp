@@ -105,9 +105,16 @@ Sampler::Sampler(SamplingParams params) : params_(params), rng_(params.seed) {
 
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
   QLLM_CHECK(!logits.empty(), "sample: empty logits");
+  for (size_t i = 0; i < logits.size(); ++i) {
+    QLLM_CHECK(std::isfinite(logits[i]), "sample: the logit of token {} is {} (the model produced NaN/Inf)",
+               i, logits[i]);
+  }
   apply_repetition_penalty(logits, history, params_.repetition_penalty);
-  if (params_.greedy()) return argmax(logits);
+  const int32_t best = argmax(logits);
+  if (params_.greedy()) return best;
   for (float& l : logits) l /= params_.temperature;
+  // A temperature so small that the top logit overflows: its limit, greedy decoding (softmax would be NaN).
+  if (!std::isfinite(logits[static_cast<size_t>(best)])) return best;
   apply_top_k(logits, params_.top_k);
   apply_top_p(logits, params_.top_p);
   apply_min_p(logits, params_.min_p);

@@ -121,8 +121,9 @@ void rmsnorm(float* out, const float* x, const float* weight, int64_t n, double 
 void rope(float* x, int64_t heads, int64_t head_dim, int64_t position, std::span<const float> inv_freq) {
   const int64_t half = head_dim / 2;
   for (int64_t j = 0; j < half; ++j) {
-    // The angle is rounded to f32 as Hugging Face computes it (inv_freq @ positions in f32), so that
-    // far positions rotate exactly as in the reference implementation.
+    // The angle is rounded to f32 as Hugging Face computes it (inv_freq @ positions in f32). inv_freq itself
+    // is computed in double and rounded once (HF: in f32), so it may differ by an ulp, which shifts angles at
+    // the far end of a 131k context by up to ~1e-2 rad; the logit checks against HF (1k context) cannot tell.
     const float angle = static_cast<float>(position) * inv_freq[j];
     const float c = static_cast<float>(std::cos(static_cast<double>(angle)));
     const float s = static_cast<float>(std::sin(static_cast<double>(angle)));

@@ -1,5 +1,7 @@
 #include "model/kv_cache.h"
 
+#include <new>
+
 #include "qllm/error.h"
 
 namespace qllm {
@@ -9,9 +11,22 @@ KvCache::KvCache(int slots, int64_t layers, int64_t capacity, int64_t kv_dim)
   QLLM_CHECK(slots > 0 && layers > 0 && capacity > 0 && kv_dim > 0,
              "KV cache: slots ({}), layers ({}), capacity ({}) and kv_dim ({}) must be positive", slots,
              layers, capacity, kv_dim);
-  const size_t elements = static_cast<size_t>(slots) * layers * capacity * kv_dim;
-  keys_.assign(elements, 0.0f);
-  values_.assign(elements, 0.0f);
+  int64_t elements = slots;
+  const bool overflow = __builtin_mul_overflow(elements, layers, &elements) ||
+                        __builtin_mul_overflow(elements, capacity, &elements) ||
+                        __builtin_mul_overflow(elements, kv_dim, &elements);
+  const double gib = 2.0 * 4.0 * slots * static_cast<double>(layers) * capacity * kv_dim / (1 << 30);
+  QLLM_CHECK(!overflow, "KV cache: {} slots x {} layers x {} positions x {} values is too large", slots,
+             layers, capacity, kv_dim);
+  try {
+    keys_.assign(static_cast<size_t>(elements), 0.0f);
+    values_.assign(static_cast<size_t>(elements), 0.0f);
+  } catch (const std::bad_alloc&) {
+    fail(
+        "KV cache: {} slots x {} positions x {} layers x {} values of K and V need {:.2f} GiB, more than the "
+        "memory available (ask for fewer new tokens or a shorter prompt)",
+        slots, capacity, layers, kv_dim, gib);
+  }
   lengths_.assign(static_cast<size_t>(slots), 0);
 }
 

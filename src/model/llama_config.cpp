@@ -116,6 +116,20 @@ void validate(const LlamaConfig& c, const std::string& label) {
                  c.num_attention_heads > 0 && c.num_key_value_heads > 0 && c.vocab_size > 0 &&
                  c.max_position_embeddings > 0 && c.head_dim > 0,
              "{}: sizes must be positive: {}", label, c.describe());
+  // Far above any Llama (405B: hidden 16384, vocab 128256, context 131072) and small enough that products
+  // of two sizes (q_dim, a KV cache's elements) cannot overflow 64 bits.
+  constexpr int64_t kMaxSize = int64_t{1} << 24;
+  for (auto [value, field] : {std::pair{c.hidden_size, "hidden_size"},
+                              {c.intermediate_size, "intermediate_size"},
+                              {c.num_hidden_layers, "num_hidden_layers"},
+                              {c.num_attention_heads, "num_attention_heads"},
+                              {c.num_key_value_heads, "num_key_value_heads"},
+                              {c.vocab_size, "vocab_size"},
+                              {c.max_position_embeddings, "max_position_embeddings"},
+                              {c.head_dim, "head_dim"}}) {
+    QLLM_CHECK(value <= kMaxSize, "{}: {} = {} is beyond any supported model (at most {})", label, field,
+               value, kMaxSize);
+  }
   QLLM_CHECK(c.num_attention_heads % c.num_key_value_heads == 0,
              "{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", label,
              c.num_attention_heads, c.num_key_value_heads);

@@ -30,7 +30,7 @@ struct LlamaConfig {
   int64_t head_dim = 0;  // defaults to hidden_size / num_attention_heads
   int64_t vocab_size = 0;
   int64_t max_position_embeddings = 0;
-  double rms_norm_eps = 1e-5;
+  double rms_norm_eps = 1e-6;  // Hugging Face's LlamaConfig default
   double rope_theta = 10000.0;
   RopeScaling rope;
   bool tie_word_embeddings = false;  // lm_head reuses model.embed_tokens.weight

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "qllm/error.h"
@@ -13,6 +14,48 @@ namespace {
 
 std::vector<int64_t> expected_shape(int64_t rows, int64_t cols) {
   return {rows, cols};
+}
+
+// Index of the first NaN or Inf among `count` elements of `dtype` at `data`, or -1. Bit tests: all exponent
+// bits set. Parallel over blocks, the smallest index wins (the same answer as a serial scan).
+int64_t first_non_finite(const void* data, DType dtype, int64_t count) {
+  auto bad = [&](int64_t i) {
+    switch (dtype) {
+      case DType::BF16:
+        return (static_cast<const uint16_t*>(data)[i] & 0x7f80u) == 0x7f80u;
+      case DType::F16:
+        return (static_cast<const uint16_t*>(data)[i] & 0x7c00u) == 0x7c00u;
+      case DType::F32: {
+        uint32_t bits;
+        std::memcpy(&bits, static_cast<const float*>(data) + i, 4);
+        return (bits & 0x7f800000u) == 0x7f800000u;
+      }
+    }
+    return false;
+  };
+  constexpr int64_t kBlock = 1 << 16;
+  const int64_t blocks = (count + kBlock - 1) / kBlock;
+  int64_t first = -1;
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t end = std::min(count, (b + 1) * kBlock);
+    for (int64_t i = b * kBlock; i < end; ++i) {
+      if (!bad(i)) continue;
+#pragma omp critical(qllm_first_non_finite)
+      if (first < 0 || i < first) first = i;
+      break;
+    }
+  }
+  return first;
+}
+
+// Fails naming the file, tensor and element when a weight is NaN or Inf: the model would run and print
+// garbage (or a NaN perplexity) instead.
+void check_finite(const TensorView& t, DType dtype, int64_t cols) {
+  const int64_t i = first_non_finite(t.data, dtype, t.numel());
+  if (i < 0) return;
+  fail("{}: tensor '{}' holds a NaN or Inf at element [{}, {}]: the weights are corrupt", *t.file, t.name(),
+       i / cols, i % cols);
 }
 
 // The checkpoint's tensor `name`, which must exist, be a float type and have exactly `shape`.
@@ -33,6 +76,7 @@ std::vector<float> load_vector(const SafetensorsCheckpoint& ckpt, const std::str
   const TensorView t = checked_tensor(ckpt, name, {size});
   // Copied first: a norm vector is small, and the copy is aligned whatever the file's offsets are.
   const std::vector<std::byte> bytes(t.bytes().begin(), t.bytes().end());
+  check_finite(TensorView{t.info, bytes.data(), t.file}, *float_dtype(t.dtype()), size);
   std::vector<float> out(static_cast<size_t>(size));
   WeightMatrix{name, *float_dtype(t.dtype()), bytes.data(), 1, size}.row_to_f32(0, out.data());
   return out;
@@ -73,6 +117,7 @@ LlamaWeights LlamaWeights::load(const std::string& dir, const LlamaConfig& c, bo
       w.copies_.emplace_back(t.bytes().begin(), t.bytes().end());
       m.data = w.copies_.back().data();
     }
+    check_finite(TensorView{t.info, static_cast<const std::byte*>(m.data), t.file}, m.dtype, cols);
     return m;
   };
 

@@ -114,8 +114,10 @@ std::map<std::string, std::string> parse_metadata(const json& value, const std::
   return metadata;
 }
 
-// Ranges must lie inside the data section and not share bytes (empty tensors occupy none).
-void check_ranges(std::vector<TensorInfo>& tensors, uint64_t data_size, const std::string& label) {
+// Ranges must lie inside the data section and, as the format's reference implementation requires, tile it
+// exactly: no overlap, no gap, no trailing bytes (empty tensors occupy none). A gap or a tail is how a
+// spliced or truncated-and-padded file shows.
+void check_ranges(const std::vector<TensorInfo>& tensors, uint64_t data_size, const std::string& label) {
   std::vector<const TensorInfo*> by_offset;
   for (const TensorInfo& t : tensors) {
     QLLM_CHECK(
@@ -126,12 +128,20 @@ void check_ranges(std::vector<TensorInfo>& tensors, uint64_t data_size, const st
   }
   std::sort(by_offset.begin(), by_offset.end(),
             [](const TensorInfo* a, const TensorInfo* b) { return a->begin < b->begin; });
-  for (size_t i = 1; i < by_offset.size(); ++i) {
-    const TensorInfo& prev = *by_offset[i - 1];
+  uint64_t covered = 0;  // bytes [0, covered) belong to the tensors seen so far
+  for (size_t i = 0; i < by_offset.size(); ++i) {
     const TensorInfo& cur = *by_offset[i];
-    QLLM_CHECK(cur.begin >= prev.end, "{}: tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", label, prev.name,
-               prev.begin, prev.end, cur.name, cur.begin, cur.end);
+    if (i > 0) {
+      const TensorInfo& prev = *by_offset[i - 1];
+      QLLM_CHECK(cur.begin >= prev.end, "{}: tensors '{}' [{}, {}] and '{}' [{}, {}] overlap", label,
+                 prev.name, prev.begin, prev.end, cur.name, cur.begin, cur.end);
+    }
+    QLLM_CHECK(cur.begin == covered, "{}: {} unused bytes before tensor '{}' at data offset {}", label,
+               cur.begin - covered, cur.name, covered);
+    covered = cur.end;
   }
+  QLLM_CHECK(covered == data_size, "{}: {} bytes after the last tensor are not part of any tensor", label,
+             data_size - covered);
 }
 
 uint64_t tensor_bytes(const TensorToWrite& t) {

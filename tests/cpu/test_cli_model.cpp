@@ -94,6 +94,16 @@ TEST_F(CliTiny, GenerateErrors) {
   expect_failure(kQllm + " generate" + model + " --prompt x --max-tokens 0", "--max-tokens must be positive");
   expect_failure(kQllm + " generate --model " + quoted(dir_.file("nowhere")) + " --prompt x", "nowhere");
 
+  // generation_config.json: a field of the wrong type or value is an error naming the file and the field.
+  std::ofstream(dir_.file("generation_config.json"), std::ios::trunc)
+      << R"({"do_sample": true, "temperature": "0.7"})";
+  expect_failure(kQllm + " generate" + model + " --prompt x",
+                 "generation_config.json: 'temperature' must be a number");
+  std::ofstream(dir_.file("generation_config.json"), std::ios::trunc) << R"({"do_sample": true, "top_p": 0})";
+  expect_failure(kQllm + " generate" + model + " --prompt x",
+                 "generation_config.json: top-p must be in (0, 1]");
+  std::filesystem::remove(dir_.file("generation_config.json"));
+
   // A truncated weights file: the error names the file.
   std::filesystem::resize_file(dir_.file("model.safetensors"), 4096);
   expect_failure(kQllm + " generate" + model + " --prompt x", "model.safetensors");

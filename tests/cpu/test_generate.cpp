@@ -91,6 +91,21 @@ TEST_F(TinyEngine, PromptLongerThanTheContextIsAnError) {
   EXPECT_THROW(generate(*model_, std::vector<int32_t>{}, options), Error);
 }
 
+// The last token of a window is scored but never fed to the model: its id is checked all the same.
+TEST_F(TinyEngine, PerplexityRejectsTokensOutsideTheVocabulary) {
+  std::vector<int32_t> tokens(32, 5);
+  tokens.back() = static_cast<int32_t>(model_->config().vocab_size);
+  PerplexityOptions options;
+  options.ctx = 32;
+  try {
+    perplexity(*model_, tokens, options);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("position 31 is outside the vocabulary"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(TinyEngine, PerplexityUsesNonOverlappingWindows) {
   Rng rng(testing::fresh_seed());
   std::vector<int32_t> tokens(70);

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <tuple>
 
 #include "model/safetensors.h"
 #include "qllm/error.h"
@@ -314,6 +315,25 @@ TEST_F(TinyModel, BadCheckpointsFailWithClearErrors) {
     write_variant(dir_, d, ts);
     expect_error([&] { LlamaRef::load(d.str()); },
                  {"model.layers.0.self_attn.k_proj.weight", "shape [64, 32], expected [32, 64]"});
+  }
+  // A NaN in a matrix or a norm vector: the error names the tensor and the element.
+  auto poison = [](OwnedTensor& t, int64_t element) {
+    if (t.dtype == TensorDType::F32) {
+      const uint32_t nan = 0x7fc00000u;
+      std::memcpy(t.bytes.data() + element * 4, &nan, 4);
+    } else {
+      const uint16_t nan = t.dtype == TensorDType::BF16 ? 0x7fc0 : 0x7e00;
+      std::memcpy(t.bytes.data() + element * 2, &nan, 2);
+    }
+  };
+  for (auto [name, element, where] :
+       {std::tuple{"model.layers.0.self_attn.k_proj.weight", 70, "[1, 6]"},
+        std::tuple{"model.layers.1.post_attention_layernorm.weight", 9, "[0, 9]"}}) {
+    auto ts = tensors;
+    poison(find(ts, name), element);
+    TempDir d;
+    write_variant(dir_, d, ts);
+    expect_error([&] { LlamaRef::load(d.str()); }, {"model.safetensors", name, "NaN or Inf", where});
   }
   {  // integer weights
     auto ts = tensors;

@@ -214,6 +214,12 @@ TEST(Safetensors, ValidatesTensorEntries) {
         R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
             "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
         12, {"'a'", "'b'", "overlap"});
+  check("gap",
+        R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+            "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}})",
+        12, {"4 unused bytes", "'b'"});
+  check("tail", R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})", 12,
+        {"8 bytes after the last tensor"});
   check("extra", R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "bias": 1}})", 4,
         {"tensor 'w'", "unknown field 'bias'"});
   check("offsets", R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0]}})", 4,

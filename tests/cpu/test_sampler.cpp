@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "engine/sampler.h"
@@ -180,6 +181,22 @@ TEST(Sampler, RejectsBadParameters) {
   EXPECT_THROW(Sampler(SamplingParams{.min_p = 2.0f}), Error);
   EXPECT_THROW(Sampler(SamplingParams{.repetition_penalty = 0.0f}), Error);
   EXPECT_EQ(SamplingParams{}.describe(), "greedy");
+}
+
+// NaN/Inf logits are the model's fault and are reported; a temperature so small that logit / T overflows
+// takes its limit (greedy) instead of a NaN softmax that would pick the last token.
+TEST(Sampler, NonFiniteLogitsAndOverflowingTemperatures) {
+  for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    std::vector<float> logits = {0.5f, bad, 1.0f};
+    Sampler sampler(SamplingParams{.temperature = 0.7f});
+    EXPECT_THROW(sampler.sample(logits, {}), Error);
+  }
+  std::vector<float> logits = {0.5f, 3.0f, -2.0f, 1.0f};
+  Sampler sampler(SamplingParams{.temperature = 1e-39f, .seed = 7});
+  for (int i = 0; i < 20; ++i) {
+    std::vector<float> copy = logits;
+    EXPECT_EQ(sampler.sample(copy, {}), 1);
+  }
 }
 
 }  // namespace

@@ -37,15 +37,38 @@ SamplingParams generation_config_defaults(const std::string& dir) {
   const auto path = std::filesystem::path(dir) / "generation_config.json";
   if (!std::filesystem::exists(path)) return p;
   const nlohmann::json j = read_json_file(path);
+  const std::string file = path.string();
+  // Absent or null fields take HF's defaults; a field of the wrong type is an error naming it.
+  auto present = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
   auto number = [&](const char* key, double fallback) {
-    return j.contains(key) && j[key].is_number() ? j[key].get<double>() : fallback;
+    if (!present(key)) return fallback;
+    QLLM_CHECK(j[key].is_number(), "{}: '{}' must be a number, not {}", file, key, j[key].dump());
+    return j[key].get<double>();
   };
   p.repetition_penalty = static_cast<float>(number("repetition_penalty", 1.0));
-  if (!(j.contains("do_sample") && j["do_sample"].is_boolean() && j["do_sample"].get<bool>())) return p;
-  p.temperature = static_cast<float>(number("temperature", 1.0));
-  p.top_p = static_cast<float>(number("top_p", 1.0));
-  p.top_k = static_cast<int64_t>(number("top_k", 50));
-  p.min_p = static_cast<float>(number("min_p", 0.0));
+  bool do_sample = false;
+  if (present("do_sample")) {
+    QLLM_CHECK(j["do_sample"].is_boolean(), "{}: 'do_sample' must be true or false, not {}", file,
+               j["do_sample"].dump());
+    do_sample = j["do_sample"].get<bool>();
+  }
+  if (do_sample) {
+    p.temperature = static_cast<float>(number("temperature", 1.0));
+    p.top_p = static_cast<float>(number("top_p", 1.0));
+    p.min_p = static_cast<float>(number("min_p", 0.0));
+    if (present("top_k")) {
+      QLLM_CHECK(j["top_k"].is_number_integer() && j["top_k"].get<int64_t>() >= 0,
+                 "{}: 'top_k' must be a non-negative integer, not {}", file, j["top_k"].dump());
+      p.top_k = j["top_k"].get<int64_t>();
+    } else {
+      p.top_k = 50;
+    }
+  }
+  try {
+    p.validate();
+  } catch (const Error& e) {
+    fail("{}: {}", file, e.what());
+  }
   return p;
 }
 
