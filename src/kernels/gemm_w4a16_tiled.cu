@@ -206,9 +206,8 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
   auto* y = static_cast<uint16_t*>(args.y);
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // ---- split-K inside a thread-block cluster (sm_90): the splits' accumulators meet in shared memory; CTA r
-  // sums every splits-th value over all CTAs of the cluster, in split order (deterministic), and writes it
-  // ----
+  // ---- split-K inside a thread-block cluster (sm_90): the splits' accumulators meet in shared memory;
+  // CTA r sums every splits-th value over the cluster's CTAs in split order (deterministic), writes Y ----
   if (args.cluster_splits > 1) {
     namespace cg = cooperative_groups;
     const cg::cluster_group cluster = cg::this_cluster();
