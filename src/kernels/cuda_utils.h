@@ -3,6 +3,7 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -37,6 +38,27 @@ int multiprocessor_count();
 int max_dynamic_shared_memory();
 // Lets `kernel` take as much dynamic shared memory as the device allows beside its static shared memory.
 void allow_all_dynamic_shared_memory(const void* kernel);
+
+// A yes/no property of the current device, asked once per device (thread-safe): `static PerDeviceFlag f;
+// return f.get([](int device) { ... });`. No current device (or an error asking which) reads as no.
+class PerDeviceFlag {
+ public:
+  template <typename Query>
+  bool get(Query&& query) {
+    int device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return false;
+    int state = known_[device].load(std::memory_order_relaxed);  // 0 not asked yet, 1 no, 2 yes
+    if (state == 0) {
+      state = query(device) ? 2 : 1;
+      known_[device].store(state, std::memory_order_relaxed);
+    }
+    return state == 2;
+  }
+
+ private:
+  static constexpr int kMaxDevices = 64;
+  std::atomic<int> known_[kMaxDevices] = {};
+};
 
 // Whether the sm_90a kernels (wgmma, TMA) can run: an sm_90 GPU is current and this build compiled them for
 // sm_90a. Queried once per device. Defined with those kernels (gemm_w4a16_wgmma.cu).

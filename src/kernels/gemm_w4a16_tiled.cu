@@ -20,7 +20,6 @@
 #include <cooperative_groups.h>
 
 #include <algorithm>
-#include <atomic>
 
 #include "kernels/cuda_utils.h"
 #include "kernels/gemm_w4a16_device.cuh"
@@ -314,23 +313,16 @@ void launch_typed(const W4A16KernelArgs& args, int tokens_per_cta, cudaStream_t 
 bool w4a16_tiled_cluster_reduction_available() {
   // The cluster path exists in the kernel's sm_90+ binary only: ask which binary this GPU runs, not just
   // whether the GPU could launch clusters.
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> known[kMaxDevices] = {};  // per device: 0 not asked yet, 1 no, 2 yes
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return false;
-  int state = known[device].load(std::memory_order_relaxed);
-  if (state == 0) {
+  static PerDeviceFlag available;
+  return available.get([](int device) {
     int clusters = 0;
     cudaFuncAttributes attributes{};
-    const bool yes =
-        cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, device) == cudaSuccess && clusters != 0 &&
-        cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(w4a16_tiled_kernel<Bf16, 32>)) ==
-            cudaSuccess &&
-        attributes.binaryVersion >= 90;
-    state = yes ? 2 : 1;
-    known[device].store(state, std::memory_order_relaxed);
-  }
-  return state == 2;
+    return cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, device) == cudaSuccess &&
+           clusters != 0 &&
+           cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(w4a16_tiled_kernel<Bf16, 32>)) ==
+               cudaSuccess &&
+           attributes.binaryVersion >= 90;
+  });
 }
 
 void launch_w4a16_tiled(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, cudaStream_t stream) {

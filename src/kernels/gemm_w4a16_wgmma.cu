@@ -9,7 +9,6 @@
 //  - two warpgroups of 4 warps, each owning kWgTiles 64-row weight tiles; wgmma runs asynchronously while the
 //    warpgroup dequantizes the next step's weights into the other register buffer;
 //  - split-K when the output has too few tiles to fill the GPU: partial sums, then a separate reduction pass.
-#include <atomic>
 #include <type_traits>
 
 #include "kernels/gemm_w4a16_launch.h"
@@ -271,19 +270,13 @@ void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, int tokens_per_c
 namespace qllm {
 
 bool sm90a_kernels_available() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> known[kMaxDevices] = {};  // per device: 0 not asked yet, 1 no, 2 yes
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return false;
-  int state = known[device].load(std::memory_order_relaxed);
-  if (state == 0) {
+  static PerDeviceFlag available;
+  return available.get([](int device) {
     int major = 0, minor = 0;
     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
     cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
-    state = major == 9 && minor == 0 && QLLM_WGMMA_COMPILED ? 2 : 1;
-    known[device].store(state, std::memory_order_relaxed);
-  }
-  return state == 2;
+    return major == 9 && minor == 0 && QLLM_WGMMA_COMPILED;
+  });
 }
 
 }  // namespace qllm
