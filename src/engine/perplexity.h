@@ -42,6 +42,7 @@ struct PerplexityResult {
   double perplexity = 0;
   double seconds = 0;
   std::vector<double> token_nll;  // [scored_tokens], window after window (when keep_token_nll)
+  // Text evaluated per second: every window's ctx tokens (its last is scored, never fed to the model).
   double tokens_per_second() const { return seconds > 0 ? tokens_used / seconds : 0; }
 };
 

@@ -94,6 +94,12 @@ TEST_F(CliTiny, GenerateErrors) {
   expect_failure(kQllm + " generate" + model + " --prompt x --max-tokens 0", "--max-tokens must be positive");
   expect_failure(kQllm + " generate --model " + quoted(dir_.file("nowhere")) + " --prompt x", "nowhere");
 
+  // Sampling filters on a greedy run: it still runs, with a note that they change nothing.
+  std::ofstream(dir_.file("generation_config.json"), std::ios::trunc) << R"({"do_sample": false})";
+  const auto greedy = run_command(kQllm + " generate" + model + " --prompt x --max-tokens 2 --top-k 5");
+  EXPECT_EQ(greedy.exit_code, 0) << greedy.output;
+  EXPECT_NE(greedy.output.find("do nothing with greedy decoding"), std::string::npos) << greedy.output;
+
   // generation_config.json: a field of the wrong type or value is an error naming the file and the field.
   std::ofstream(dir_.file("generation_config.json"), std::ios::trunc)
       << R"({"do_sample": true, "temperature": "0.7"})";

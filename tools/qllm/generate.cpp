@@ -176,6 +176,12 @@ void add_generate(CLI::App& app) {
     if (top_p->count() == 0) o.sampling.top_p = defaults.top_p;
     if (min_p->count() == 0) o.sampling.min_p = defaults.min_p;
     if (penalty->count() == 0) o.sampling.repetition_penalty = defaults.repetition_penalty;
+    // As HF warns: filters given for a greedy run (no --temperature, do_sample off) change nothing.
+    if (o.sampling.greedy() && top_k->count() + top_p->count() + min_p->count() > 0) {
+      fmt::print(stderr,
+                 "note: --top-k, --top-p and --min-p do nothing with greedy decoding (temperature 0; the "
+                 "model's generation_config.json does not sample): pass --temperature to sample\n");
+    }
     run(o);
   });
 }
