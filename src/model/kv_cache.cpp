@@ -15,13 +15,13 @@ KvCache::KvCache(int slots, int64_t layers, int64_t capacity, int64_t kv_dim)
   const bool overflow = __builtin_mul_overflow(elements, layers, &elements) ||
                         __builtin_mul_overflow(elements, capacity, &elements) ||
                         __builtin_mul_overflow(elements, kv_dim, &elements);
-  const double gib = 2.0 * 4.0 * slots * static_cast<double>(layers) * capacity * kv_dim / (1 << 30);
   QLLM_CHECK(!overflow, "KV cache: {} slots x {} layers x {} positions x {} values is too large", slots,
              layers, capacity, kv_dim);
   try {
     keys_.assign(static_cast<size_t>(elements), 0.0f);
     values_.assign(static_cast<size_t>(elements), 0.0f);
   } catch (const std::bad_alloc&) {
+    const double gib = 2.0 * sizeof(float) * static_cast<double>(elements) / (1 << 30);  // K and V
     fail(
         "KV cache: {} slots x {} positions x {} layers x {} values of K and V need {:.2f} GiB, more than the "
         "memory available (ask for fewer new tokens or a shorter prompt)",

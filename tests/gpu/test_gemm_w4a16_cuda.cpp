@@ -51,6 +51,20 @@ Int4Scheme mode(Granularity g, int64_t group, bool zero_point) {
           .search = ScaleSearch::Mse};
 }
 
+// W ~ N(0, 0.02^2) [n, k], quantized with `scheme` and repacked for bf16 activations.
+W4A16Weights random_packed_weights(int64_t n, int64_t k, const Int4Scheme& scheme, Rng& rng) {
+  std::vector<float> w(static_cast<size_t>(n * k));
+  for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
+  return repack_w4a16(quantize_int4_ref(w, n, k, scheme), DType::BF16);
+}
+
+// X ~ N(0, 1) as bf16 bits.
+std::vector<uint16_t> random_activation_bits(int64_t count, Rng& rng) {
+  std::vector<uint16_t> x(static_cast<size_t>(count));
+  for (auto& v : x) v = float_to_bf16_bits(static_cast<float>(rng.normal()));
+  return x;
+}
+
 double rel_fro(std::span<const float> got, std::span<const float> ref) {
   double diff = 0, norm = 0;
   for (size_t i = 0; i < got.size(); ++i) {
@@ -97,13 +111,10 @@ TEST(GemmW4A16Cuda, SmallShapesMatchTheReference) {
           mode(Granularity::Groupwise, 32, false), mode(Granularity::Groupwise, 64, true),
           mode(Granularity::Groupwise, 128, false), mode(Granularity::Groupwise, 256, true)}) {
       if (s.granularity == Granularity::Groupwise && k % s.group_size != 0) continue;
-      std::vector<float> w(static_cast<size_t>(n * k));
-      for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
-      const W4A16Weights packed = repack_w4a16(quantize_int4_ref(w, n, k, s), DType::BF16);
+      const W4A16Weights packed = random_packed_weights(n, k, s, rng);
       const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
       for (int64_t m : ms) {
-        std::vector<uint16_t> x_bits(static_cast<size_t>(m * k));
-        for (auto& v : x_bits) v = float_to_bf16_bits(static_cast<float>(rng.normal()));
+        const std::vector<uint16_t> x_bits = random_activation_bits(m * k, rng);
         const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
         const std::vector<float> x_values = bf16_to_float(x_bits);
         for (W4A16Kernel kernel : kernels_here()) {
@@ -183,15 +194,11 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
   const int64_t n = 320, k = 448;  // 20 row tiles, 7 k steps: uneven splits everywhere
-  std::vector<float> w(static_cast<size_t>(n * k));
-  for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
-  const W4A16Weights packed =
-      repack_w4a16(quantize_int4_ref(w, n, k, mode(Granularity::Groupwise, 64, true)), DType::BF16);
+  const W4A16Weights packed = random_packed_weights(n, k, mode(Granularity::Groupwise, 64, true), rng);
   const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
   W4A16Gemm gemm;
   for (int64_t m : {1, 9, 17, 33}) {
-    std::vector<uint16_t> x_bits(static_cast<size_t>(m * k));
-    for (auto& v : x_bits) v = float_to_bf16_bits(static_cast<float>(rng.normal()));
+    const std::vector<uint16_t> x_bits = random_activation_bits(m * k, rng);
     const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
     const std::vector<float> x_values = bf16_to_float(x_bits);
     for (W4A16Kernel kernel : kernels_here()) {
@@ -233,15 +240,11 @@ TEST(GemmW4A16Cuda, TiledSplitKPathsMatchTheReference) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
   const int64_t n = 192, k = 1536;  // 24 k steps: 3, 8, 12 and 24 splits divide them evenly
-  std::vector<float> w(static_cast<size_t>(n * k));
-  for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
-  const W4A16Weights packed =
-      repack_w4a16(quantize_int4_ref(w, n, k, mode(Granularity::Groupwise, 32, true)), DType::BF16);
+  const W4A16Weights packed = random_packed_weights(n, k, mode(Granularity::Groupwise, 32, true), rng);
   const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
   W4A16Gemm gemm;
   for (int64_t m : {5, 70}) {
-    std::vector<uint16_t> x_bits(static_cast<size_t>(m * k));
-    for (auto& v : x_bits) v = float_to_bf16_bits(static_cast<float>(rng.normal()));
+    const std::vector<uint16_t> x_bits = random_activation_bits(m * k, rng);
     const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
     const auto ref =
         rounded_to_bf16(gemm_w4a16_ref(bf16_to_float(x_bits), m, packed, precision_of(W4A16Kernel::Tiled)));
@@ -259,10 +262,8 @@ TEST(GemmW4A16Cuda, DeterministicAcrossRuns) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
   const int64_t n = 512, k = 2048;
-  std::vector<float> w(static_cast<size_t>(n * k));
-  for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
-  const auto device_w = W4A16DeviceWeights::upload(
-      repack_w4a16(quantize_int4_ref(w, n, k, mode(Granularity::Groupwise, 128, true)), DType::BF16));
+  const auto device_w =
+      W4A16DeviceWeights::upload(random_packed_weights(n, k, mode(Granularity::Groupwise, 128, true), rng));
   W4A16Gemm gemm;
   for (int64_t m : {1, 16, 128}) {
     DeviceBuffer<uint16_t> x(static_cast<size_t>(m * k), "X");
