@@ -31,8 +31,31 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kStepK = 64;  // weights per row per step: one 16-byte load per thread
 // Weight steps in flight per warp: 8-token CTAs run 4 per SM under a 64-register cap, so they keep 3 (32
 // warps x 3 x 512 bytes per SM is still twice what H200's bandwidth needs in flight); the others keep 4.
+#ifndef QLLM_SKINNY_T1_AHEAD
+#define QLLM_SKINNY_T1_AHEAD 3
+#endif
+#ifndef QLLM_SKINNY_T1_CTAS
+#define QLLM_SKINNY_T1_CTAS 4
+#endif
+#ifndef QLLM_SKINNY_T2_AHEAD
+#define QLLM_SKINNY_T2_AHEAD 4
+#endif
+#ifndef QLLM_SKINNY_T2_CTAS
+#define QLLM_SKINNY_T2_CTAS 3
+#endif
+#ifndef QLLM_SKINNY_T1_SCALE_AHEAD
+#define QLLM_SKINNY_T1_SCALE_AHEAD 2
+#endif
+#ifndef QLLM_SKINNY_T2_SCALE_AHEAD
+#define QLLM_SKINNY_T2_SCALE_AHEAD 1
+#endif
 template <int kTokTiles>
-constexpr int kPrefetch = kTokTiles == 1 ? 3 : 4;
+constexpr int kPrefetch = kTokTiles == 1 ? QLLM_SKINNY_T1_AHEAD : (kTokTiles == 2 ? QLLM_SKINNY_T2_AHEAD : 4);
+template <int kTokTiles>
+constexpr int kCtasPerSm = kTokTiles == 1 ? QLLM_SKINNY_T1_CTAS : (kTokTiles == 2 ? QLLM_SKINNY_T2_CTAS : 2);
+// Scale groups loaded ahead of the current one.
+template <int kTokTiles>
+constexpr int kScaleAhead = kTokTiles == 1 ? QLLM_SKINNY_T1_SCALE_AHEAD : (kTokTiles == 2 ? QLLM_SKINNY_T2_SCALE_AHEAD : 1);
 constexpr int kRowPad = 8;  // elements of padding per activation row in shared memory: conflict-free ldmatrix
 
 // How scale groups fall on the 64-wide k steps: kGroupsOfSteps when every group is whole steps (g % 64 == 0:
@@ -40,10 +63,9 @@ constexpr int kRowPad = 8;  // elements of padding per activation row in shared 
 constexpr int kGroupsOfSteps = 0;
 constexpr int kGroupsOfK16 = 1;
 
-// Resident CTAs per SM (4, 3, 2 for 8, 16, 32 tokens: register caps 64, 85, 128) keep enough weight loads in
-// flight.
+// Resident CTAs per SM (kCtasPerSm) keep enough weight loads in flight.
 template <typename T, int kTokTiles, int kWarpsK, int kGroupMode>
-__global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2 ? 3 : 2))
+__global__ void __launch_bounds__(kThreads, kCtasPerSm<kTokTiles>)
     w4a16_skinny_kernel(const W4A16KernelArgs args) {
   constexpr int kTokens = 8 * kTokTiles;
   constexpr int kTilesPerCta = kWarps / kWarpsK;  // 16-row weight tiles per CTA
@@ -91,7 +113,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
     cp_async_commit();
   }
 
-  // Scale and zero-point pairs of rows (g, g + 8), raw 16-bit pairs; the next group's loaded one group ahead.
+  // Scale and zero-point pairs of rows (g, g + 8), raw 16-bit pairs.
   const uint32_t* scale_pairs = args.scales + static_cast<int64_t>(tile) * args.groups * 8 + g;
   const uint32_t* zero_pairs =
       args.zero_offsets ? args.zero_offsets + static_cast<int64_t>(tile) * args.groups * 8 + g : nullptr;
@@ -101,16 +123,19 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   const int group_length = kGroupMode == kGroupsOfSteps ? args.group_steps / 4 : args.group_steps;
   int group_left = kGroupMode == kGroupsOfSteps ? group_length - warp_begin % group_length
                                                 : group_length - warp_begin * 4 % group_length;
-  uint32_t scale_now = 0, scale_next = 0, zero_now = kSymmetricZero, zero_next = kSymmetricZero;
-  if (active && steps > 0) {
-    scale_now = scale_pairs[group * 8];
-    if (zero_pairs) zero_now = zero_pairs[group * 8];
-    if (group + 1 < args.groups) {
-      scale_next = scale_pairs[(group + 1) * 8];
-      if (zero_pairs) zero_next = zero_pairs[(group + 1) * 8];
+  // scales[0] / zeros[0]: the current group's; [i]: group + i's, loaded kScaleAhead groups ahead.
+  constexpr int kScaleAhead = skinny::kScaleAhead<kTokTiles>;
+  uint32_t scales[kScaleAhead + 1], zeros[kScaleAhead + 1];
+#pragma unroll
+  for (int i = 0; i <= kScaleAhead; ++i) {
+    scales[i] = 0;
+    zeros[i] = kSymmetricZero;
+    if (active && steps > 0 && group + i < args.groups) {
+      scales[i] = scale_pairs[(group + i) * 8];
+      if (zero_pairs) zeros[i] = zero_pairs[(group + i) * 8];
     }
   }
-  uint32_t zero_lo = low_pair(zero_now), zero_hi = high_pair(zero_now);
+  uint32_t zero_lo = low_pair(zeros[0]), zero_hi = high_pair(zeros[0]);
 
   cp_async_wait<0>();
   __syncthreads();  // the activation slice is in
@@ -119,8 +144,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   float group_acc[kTokTiles][4] = {};  // the current scale group's unscaled partial sums
   // Ends the current scale group: its partial sums, times the scales, go into the output; moves to the next.
   auto flush_group = [&] {
-    const float scale_lo = scale_to_float<T>(scale_now & 0xffffu),
-                scale_hi = scale_to_float<T>(scale_now >> 16);
+    const float scale_lo = scale_to_float<T>(scales[0] & 0xffffu),
+                scale_hi = scale_to_float<T>(scales[0] >> 16);
 #pragma unroll
     for (int tt = 0; tt < kTokTiles; ++tt) {
       acc[tt][0] += scale_lo * group_acc[tt][0];
@@ -132,13 +157,16 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
     }
     ++group;
     group_left = group_length;
-    scale_now = scale_next;
-    zero_now = zero_next;
-    zero_lo = low_pair(zero_now);
-    zero_hi = high_pair(zero_now);
-    if (group + 1 < args.groups) {
-      scale_next = scale_pairs[(group + 1) * 8];
-      if (zero_pairs) zero_next = zero_pairs[(group + 1) * 8];
+#pragma unroll
+    for (int i = 0; i < kScaleAhead; ++i) {
+      scales[i] = scales[i + 1];
+      zeros[i] = zeros[i + 1];
+    }
+    zero_lo = low_pair(zeros[0]);
+    zero_hi = high_pair(zeros[0]);
+    if (group + kScaleAhead < args.groups) {
+      scales[kScaleAhead] = scale_pairs[(group + kScaleAhead) * 8];
+      if (zero_pairs) zeros[kScaleAhead] = zero_pairs[(group + kScaleAhead) * 8];
     }
   };
   // One 64-wide step: two ldmatrix.x4 per token tile give the B fragments of four k16 MMAs.
