@@ -9,6 +9,9 @@
 //    scale multiplies the fp32 partial sum of each group instead of every weight (cheaper, and exact);
 //  - the CTA's whole slice of activations is copied into shared memory once, so the main loop has no
 //    barrier: every warp streams its weights at its own pace;
+//  - on large N (lm_head) a warp walks several consecutive row tiles as one stream (args.tiles_per_warp),
+//    so that all CTAs fit in one wave (no half-empty last wave) and each CTA's activation copy serves more
+//    rows; the weight units and scale pairs of consecutive tiles are adjacent in memory;
 //  - small N is split along K across the warps of a CTA (reduced through shared memory) until the GPU has
 //    enough CTAs; across CTAs only when the activation slice would not fit in shared memory: the last CTA
 //    to finish a tile adds the partial sums in a fixed order (deterministic) and writes the output.
@@ -31,31 +34,8 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kStepK = 64;  // weights per row per step: one 16-byte load per thread
 // Weight steps in flight per warp: 8-token CTAs run 4 per SM under a 64-register cap, so they keep 3 (32
 // warps x 3 x 512 bytes per SM is still twice what H200's bandwidth needs in flight); the others keep 4.
-#ifndef QLLM_SKINNY_T1_AHEAD
-#define QLLM_SKINNY_T1_AHEAD 3
-#endif
-#ifndef QLLM_SKINNY_T1_CTAS
-#define QLLM_SKINNY_T1_CTAS 4
-#endif
-#ifndef QLLM_SKINNY_T2_AHEAD
-#define QLLM_SKINNY_T2_AHEAD 4
-#endif
-#ifndef QLLM_SKINNY_T2_CTAS
-#define QLLM_SKINNY_T2_CTAS 3
-#endif
-#ifndef QLLM_SKINNY_T1_SCALE_AHEAD
-#define QLLM_SKINNY_T1_SCALE_AHEAD 2
-#endif
-#ifndef QLLM_SKINNY_T2_SCALE_AHEAD
-#define QLLM_SKINNY_T2_SCALE_AHEAD 1
-#endif
 template <int kTokTiles>
-constexpr int kPrefetch = kTokTiles == 1 ? QLLM_SKINNY_T1_AHEAD : (kTokTiles == 2 ? QLLM_SKINNY_T2_AHEAD : 4);
-template <int kTokTiles>
-constexpr int kCtasPerSm = kTokTiles == 1 ? QLLM_SKINNY_T1_CTAS : (kTokTiles == 2 ? QLLM_SKINNY_T2_CTAS : 2);
-// Scale groups loaded ahead of the current one.
-template <int kTokTiles>
-constexpr int kScaleAhead = kTokTiles == 1 ? QLLM_SKINNY_T1_SCALE_AHEAD : (kTokTiles == 2 ? QLLM_SKINNY_T2_SCALE_AHEAD : 1);
+constexpr int kPrefetch = kTokTiles == 1 ? 3 : 4;
 constexpr int kRowPad = 8;  // elements of padding per activation row in shared memory: conflict-free ldmatrix
 
 // How scale groups fall on the 64-wide k steps: kGroupsOfSteps when every group is whole steps (g % 64 == 0:
@@ -63,9 +43,9 @@ constexpr int kRowPad = 8;  // elements of padding per activation row in shared 
 constexpr int kGroupsOfSteps = 0;
 constexpr int kGroupsOfK16 = 1;
 
-// Resident CTAs per SM (kCtasPerSm) keep enough weight loads in flight.
+// Resident CTAs per SM (skinny_ctas_per_sm: 4, 3, 2 for 8, 16, 32 tokens) keep enough weight loads in flight.
 template <typename T, int kTokTiles, int kWarpsK, int kGroupMode>
-__global__ void __launch_bounds__(kThreads, kCtasPerSm<kTokTiles>)
+__global__ void __launch_bounds__(kThreads, skinny_ctas_per_sm(kTokTiles))
     w4a16_skinny_kernel(const W4A16KernelArgs args) {
   constexpr int kTokens = 8 * kTokTiles;
   constexpr int kTilesPerCta = kWarps / kWarpsK;  // 16-row weight tiles per CTA
@@ -74,8 +54,11 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm<kTokTiles>)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
   const int warp_tile = warp % kTilesPerCta, warp_k = warp / kTilesPerCta;
-  const int tile = blockIdx.x * kTilesPerCta + warp_tile;  // this warp's 16-row weight tile
-  const bool active = tile < args.n / 16;
+  // This warp's 16-row weight tiles: [tile, tile + tiles_here), walked in order (tiles_per_warp > 1 only with
+  // kWarpsK == 1 and one split, so that a warp's steps cover all of K and consecutive tiles are contiguous).
+  int tile = (blockIdx.x * kTilesPerCta + warp_tile) * args.tiles_per_warp;
+  const int tiles_here = max(0, min(args.tiles_per_warp, args.n / 16 - tile));
+  const bool active = tiles_here > 0;
   const int split = blockIdx.y;
   const int token_base = blockIdx.z * kTokens;
   const int k_steps = args.k / kStepK;
@@ -85,7 +68,8 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm<kTokTiles>)
   // This warp's steps: a contiguous share of the CTA's.
   const int per_warp = (cta_steps + kWarpsK - 1) / kWarpsK;
   const int warp_begin = min(cta_begin + warp_k * per_warp, cta_end);
-  const int steps = min(per_warp, cta_end - warp_begin);
+  const int steps = min(per_warp, cta_end - warp_begin);  // per tile
+  const int total_steps = tiles_here * steps;
 
   // ---- weights first: this lane's 16 bytes of unit (tile, step), kAhead steps in flight ----
   constexpr int kAhead = kPrefetch<kTokTiles>;
@@ -94,7 +78,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm<kTokTiles>)
   uint4 w_regs[kAhead];
 #pragma unroll
   for (int p = 0; p < kAhead; ++p) {
-    if (active && p < steps) w_regs[p] = load_weights(units + p * 32);
+    if (p < total_steps) w_regs[p] = load_weights(units + p * 32);
   }
 
   // ---- the CTA's activation slice [kTokens x cta_steps * 64] into shared memory, once ----
@@ -113,7 +97,8 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm<kTokTiles>)
     cp_async_commit();
   }
 
-  // Scale and zero-point pairs of rows (g, g + 8), raw 16-bit pairs.
+  // Scale and zero-point pairs of rows (g, g + 8), raw 16-bit pairs; the next group's loaded one group ahead.
+  // `group` counts on across the warp's tiles (their pairs are adjacent).
   const uint32_t* scale_pairs = args.scales + static_cast<int64_t>(tile) * args.groups * 8 + g;
   const uint32_t* zero_pairs =
       args.zero_offsets ? args.zero_offsets + static_cast<int64_t>(tile) * args.groups * 8 + g : nullptr;
@@ -123,19 +108,17 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm<kTokTiles>)
   const int group_length = kGroupMode == kGroupsOfSteps ? args.group_steps / 4 : args.group_steps;
   int group_left = kGroupMode == kGroupsOfSteps ? group_length - warp_begin % group_length
                                                 : group_length - warp_begin * 4 % group_length;
-  // scales[0] / zeros[0]: the current group's; [i]: group + i's, loaded kScaleAhead groups ahead.
-  constexpr int kScaleAhead = skinny::kScaleAhead<kTokTiles>;
-  uint32_t scales[kScaleAhead + 1], zeros[kScaleAhead + 1];
-#pragma unroll
-  for (int i = 0; i <= kScaleAhead; ++i) {
-    scales[i] = 0;
-    zeros[i] = kSymmetricZero;
-    if (active && steps > 0 && group + i < args.groups) {
-      scales[i] = scale_pairs[(group + i) * 8];
-      if (zero_pairs) zeros[i] = zero_pairs[(group + i) * 8];
+  uint32_t scale_now = 0, scale_next = 0, zero_now = kSymmetricZero, zero_next = kSymmetricZero;
+  const int group_end = (tiles_here - 1) * args.groups + args.groups;  // past the last tile's groups
+  if (active && steps > 0) {
+    scale_now = scale_pairs[group * 8];
+    if (zero_pairs) zero_now = zero_pairs[group * 8];
+    if (group + 1 < group_end) {
+      scale_next = scale_pairs[(group + 1) * 8];
+      if (zero_pairs) zero_next = zero_pairs[(group + 1) * 8];
     }
   }
-  uint32_t zero_lo = low_pair(zeros[0]), zero_hi = high_pair(zeros[0]);
+  uint32_t zero_lo = low_pair(zero_now), zero_hi = high_pair(zero_now);
 
   cp_async_wait<0>();
   __syncthreads();  // the activation slice is in
@@ -144,8 +127,8 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm<kTokTiles>)
   float group_acc[kTokTiles][4] = {};  // the current scale group's unscaled partial sums
   // Ends the current scale group: its partial sums, times the scales, go into the output; moves to the next.
   auto flush_group = [&] {
-    const float scale_lo = scale_to_float<T>(scales[0] & 0xffffu),
-                scale_hi = scale_to_float<T>(scales[0] >> 16);
+    const float scale_lo = scale_to_float<T>(scale_now & 0xffffu),
+                scale_hi = scale_to_float<T>(scale_now >> 16);
 #pragma unroll
     for (int tt = 0; tt < kTokTiles; ++tt) {
       acc[tt][0] += scale_lo * group_acc[tt][0];
@@ -157,16 +140,13 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm<kTokTiles>)
     }
     ++group;
     group_left = group_length;
-#pragma unroll
-    for (int i = 0; i < kScaleAhead; ++i) {
-      scales[i] = scales[i + 1];
-      zeros[i] = zeros[i + 1];
-    }
-    zero_lo = low_pair(zeros[0]);
-    zero_hi = high_pair(zeros[0]);
-    if (group + kScaleAhead < args.groups) {
-      scales[kScaleAhead] = scale_pairs[(group + kScaleAhead) * 8];
-      if (zero_pairs) zeros[kScaleAhead] = zero_pairs[(group + kScaleAhead) * 8];
+    scale_now = scale_next;
+    zero_now = zero_next;
+    zero_lo = low_pair(zero_now);
+    zero_hi = high_pair(zero_now);
+    if (group + 1 < group_end) {
+      scale_next = scale_pairs[(group + 1) * 8];
+      if (zero_pairs) zero_next = zero_pairs[(group + 1) * 8];
     }
   };
   // One 64-wide step: two ldmatrix.x4 per token tile give the B fragments of four k16 MMAs.
@@ -196,22 +176,56 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm<kTokTiles>)
     }
   };
 
+  auto* y = static_cast<uint16_t*>(args.y);
+  auto store_tile = [&] {  // one split: the finished tile's outputs straight to Y
+    const int row0 = tile * 16 + g;
+#pragma unroll
+    for (int tt = 0; tt < kTokTiles; ++tt) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int token = token_base + tt * 8 + 2 * t + (i & 1);
+        if (token < args.m)
+          y[static_cast<int64_t>(token) * args.n + row0 + 8 * (i >> 1)] = float_to_output<T>(acc[tt][i]);
+      }
+    }
+  };
+  // After a step: at a tile's end with tiles to go, its outputs are stored and the next tile begins (the
+  // last tile is left to the epilogue). Tiles end on group boundaries (K is a multiple of the group size).
+  int tile_left = steps;
+  auto end_step = [&](int s) {
+    if (--tile_left == 0 && s + 1 < total_steps) {
+      store_tile();
+#pragma unroll
+      for (int tt = 0; tt < kTokTiles; ++tt) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[tt][i] = 0.f;
+      }
+      ++tile;
+      tile_left = steps;
+      x_step -= steps * kStepK;
+    }
+  };
+
   if (active) {
     // Full rounds of kAhead steps: the ring index p is a compile-time constant (no register moves).
     const uint4* next = units + kAhead * 32;
     int s = 0;
-    for (; s + kAhead <= steps; s += kAhead) {
+    for (; s + kAhead <= total_steps; s += kAhead) {
 #pragma unroll
       for (int p = 0; p < kAhead; ++p) {
         const uint4 w = w_regs[p];
-        if (s + p + kAhead < steps) w_regs[p] = load_weights(next);
+        if (s + p + kAhead < total_steps) w_regs[p] = load_weights(next);
         next += 32;
         compute_step(w);
+        end_step(s + p);
       }
     }
 #pragma unroll
     for (int p = 0; p < kAhead; ++p) {
-      if (s + p < steps) compute_step(w_regs[p]);
+      if (s + p < total_steps) {
+        compute_step(w_regs[p]);
+        end_step(s + p);
+      }
     }
     if (group_left != group_length) flush_group();  // the warp's range ended inside a group
   }
@@ -225,21 +239,11 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm<kTokTiles>)
 
   // ---- epilogue (warps of slice 0 hold the sums): write Y, or this split's partial sums ----
   const bool writer = active && warp_k == 0;
-  const int row0 = tile * 16 + g;
-  auto* y = static_cast<uint16_t*>(args.y);
   if (args.splits == 1) {
-    if (!writer) return;
-#pragma unroll
-    for (int tt = 0; tt < kTokTiles; ++tt) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int token = token_base + tt * 8 + 2 * t + (i & 1);
-        if (token < args.m)
-          y[static_cast<int64_t>(token) * args.n + row0 + 8 * (i >> 1)] = float_to_output<T>(acc[tt][i]);
-      }
-    }
+    if (writer) store_tile();
     return;
   }
+  const int row0 = tile * 16 + g;
   if (writer) {
 #pragma unroll
     for (int tt = 0; tt < kTokTiles; ++tt) {
@@ -271,8 +275,8 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
     return true;
   }();
   (void)configured;
-  const dim3 grid((args.n + 16 * (kWarps / kWarpsK) - 1) / (16 * (kWarps / kWarpsK)), args.splits,
-                  (args.m + kTokens - 1) / kTokens);
+  const int rows_per_cta = 16 * (kWarps / kWarpsK) * args.tiles_per_warp;
+  const dim3 grid((args.n + rows_per_cta - 1) / rows_per_cta, args.splits, (args.m + kTokens - 1) / kTokens);
   w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode><<<grid, kThreads, smem, stream>>>(args);
 }
 

@@ -257,6 +257,33 @@ TEST(GemmW4A16Cuda, TiledSplitKPathsMatchTheReference) {
   }
 }
 
+// Skinny warps walking several consecutive row tiles (Auto's plan on lm_head-sized weights): tile counts that
+// leave the last CTA's warps with fewer tiles or none, both ways of counting scale groups (g32: per k16
+// step; g128 and ROWWISE: per 64-wide step), with and without zero points, 8- and 16-token CTAs.
+TEST(GemmW4A16Cuda, SkinnyWarpsWalkingSeveralTilesMatchTheReference) {
+  QLLM_SKIP_WITHOUT_GPU();
+  Rng rng(fresh_seed());
+  const int64_t n = 16 * 83, k = 384;  // 83 row tiles (prime: no tile count fills every warp), 6 k steps
+  W4A16Gemm gemm;
+  for (const Int4Scheme& s : {mode(Granularity::Groupwise, 32, true), mode(Granularity::Groupwise, 128, false),
+                              mode(Granularity::Rowwise, 0, true)}) {
+    const W4A16Weights packed = random_packed_weights(n, k, s, rng);
+    const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
+    for (int64_t m : {1, 7, 16}) {
+      const std::vector<uint16_t> x_bits = random_activation_bits(m * k, rng);
+      const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
+      const auto ref =
+          rounded_to_bf16(gemm_w4a16_ref(bf16_to_float(x_bits), m, packed, precision_of(W4A16Kernel::Skinny)));
+      for (int tiles : {2, 3, 5, 11}) {
+        SCOPED_TRACE(fmt::format("{} M={} tiles per warp {}", s.describe(), m, tiles));
+        gemm.tuning = {.warps_k = 1, .tiles_per_warp = tiles};
+        ASSERT_EQ(gemm.plan(m, device_w.layout, W4A16Kernel::Skinny).tiles_per_warp, tiles);
+        ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, W4A16Kernel::Skinny), ref), kRefBound);
+      }
+    }
+  }
+}
+
 // Split-K adds partial sums in a fixed order: the same inputs give the same bits.
 TEST(GemmW4A16Cuda, DeterministicAcrossRuns) {
   QLLM_SKIP_WITHOUT_GPU();
@@ -299,6 +326,10 @@ TEST(GemmW4A16Cuda, BadInputIsReported) {
               }).find("sm_90"),
               std::string::npos);
   }
+  gemm.tuning = {.warps_k = 2, .tiles_per_warp = 2};  // several tiles per warp need each warp to cover all K
+  EXPECT_NE(error_of([&] { gemm.run(x.data(), 4, 256, device_w, y.data(), nullptr, W4A16Kernel::Skinny); })
+                .find("2 tiles per warp needs warps_k 1"),
+            std::string::npos);
 }
 
 }  // namespace
