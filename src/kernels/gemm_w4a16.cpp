@@ -103,6 +103,7 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
                                               p.tokens_per_cta, sms);
     QLLM_CHECK(p.warps_k == 1 || p.warps_k == 2 || p.warps_k == 4 || p.warps_k == 8,
                "skinny W4A16 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
+    p.rows_per_cta = 16 * (8 / p.warps_k);
   } else if (kernel == W4A16Kernel::Tiled) {
     // 32-token tiles up to 64 tokens except on lm_head-sized weights (H200, M = 64: 8192x2048 19.4 us with
     // two 32-token blocks against 22.2 with one 64-token block; lm_head has CTAs enough with 64).
@@ -148,19 +149,6 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
                    kernels::kSkinnyMaxActivationBytes,
                "skinny W4A16 kernel: {} splits leave {} k steps per CTA, more than shared memory holds",
                p.splits, p.steps_per_split);
-    // Warps walking several row tiles, when each covers all of K: enough tiles per warp that all CTAs fit
-    // in one wave (no half-empty last wave; lm_head on H200: 2 at M=1, 3 at M=16, docs/RESULTS.md).
-    if (p.warps_k == 1 && p.splits == 1) {
-      const int64_t slots = sms * kernels::skinny_ctas_per_sm(p.tokens_per_cta / 8);
-      const int64_t row_ctas_per_wave = std::max<int64_t>(1, slots / ceil_div(m, p.tokens_per_cta));
-      p.tiles_per_warp = tuning.tiles_per_warp ? tuning.tiles_per_warp
-                                               : static_cast<int>(ceil_div(layout.n / kW4A16TileN,
-                                                                           8 * row_ctas_per_wave));
-    }
-    QLLM_CHECK(p.tiles_per_warp >= 1 && (p.tiles_per_warp == 1 || (p.warps_k == 1 && p.splits == 1)),
-               "skinny W4A16 kernel: {} tiles per warp needs warps_k 1 and no K split (warps_k {}, {} splits)",
-               p.tiles_per_warp, p.warps_k, p.splits);
-    p.rows_per_cta = 16 * (8 / p.warps_k) * p.tiles_per_warp;
   }
   return p;
 }
@@ -191,7 +179,6 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
   args.groups = static_cast<int>(l.groups_per_row());
   args.splits = p.splits;
   args.steps_per_split = p.steps_per_split;
-  args.tiles_per_warp = p.tiles_per_warp;
   // The tiled kernel's splits reduce inside a thread-block cluster where they can (no partials in memory).
   if (p.kernel == W4A16Kernel::Tiled && p.splits > 1 && p.splits <= kernels::kTiledMaxClusterSplits &&
       kernels::w4a16_tiled_cluster_reduction_available()) {

@@ -42,7 +42,6 @@ struct W4A16Plan {
   int tokens_per_cta = 8;
   int rows_per_cta = 128;
   int warps_k = 1;          // skinny: warps of a CTA splitting its K range
-  int tiles_per_warp = 1;   // skinny: consecutive 16-row tiles each warp walks
   int warpgroups = 2;       // wgmma: consumer warpgroups per CTA
   int block_n = 256;        // wide: weight rows per CTA
   int splits = 1;           // CTAs splitting K
@@ -53,7 +52,6 @@ struct W4A16Plan {
 struct W4A16Tuning {
   int tokens_per_cta = 0;  // skinny 8, 16, 32; tiled 32, 64, 128; wgmma 64, 128, 256
   int warps_k = 0;         // skinny 1, 2, 4, 8
-  int tiles_per_warp = 0;  // skinny, with warps_k 1 and no K split: 1 or more
   int warpgroups = 0;      // wgmma 2, 3 (128 tokens), 4 (64 tokens)
   int block_n = 0;         // wide 128, 256
   int splits = 0;

@@ -23,15 +23,12 @@ struct W4A16KernelArgs {
   int splits = 1;           // split-K factor
   int steps_per_split = 0;  // k64 steps per split
   int cluster_splits = 0;   // tiled kernel: > 1 when the splits form a cluster and reduce in shared memory
-  int tiles_per_warp = 1;   // skinny kernel: consecutive 16-row tiles per warp (> 1 only with warps_k 1, 1 split)
 };
 
 // Skinny path (mma.sync, sm_80+): CTAs of 8 warps; warps_k (1, 2, 4, 8) of them split the CTA's K range, so
-// a CTA covers 16 * 8 / warps_k * tiles_per_warp weight rows and 8 * tok_tiles (1, 2, 4) tokens; grid (rows,
-// splits, tokens). The CTA keeps its [tokens x steps_per_split * 64] activation slice in shared memory.
+// a CTA covers 16 * 8 / warps_k weight rows and 8 * tok_tiles (1, 2, 4) tokens; grid (rows, splits, tokens).
+// The CTA keeps its [tokens x steps_per_split * 64] activation slice in shared memory.
 constexpr int kSkinnyMaxActivationBytes = 72 * 1024;
-// CTAs resident per SM by token tiles (1, 2, 4): the kernels' register caps (64, 80, 128) are set for these.
-constexpr int skinny_ctas_per_sm(int tok_tiles) { return tok_tiles == 1 ? 4 : (tok_tiles == 2 ? 3 : 2); }
 void launch_w4a16_skinny_bf16(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 void launch_w4a16_skinny_f16(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 

@@ -5,13 +5,11 @@
 //  - weights are the MMA's A operand (Y^T = W X^T) and tokens its n8 dimension: M = 1 wastes 7/8 of an
 //    MMA, not 15/16, and a 16-byte load per thread is already the A fragment of four k16 steps (repacked
 //    offline, docs/FORMATS.md), streamed straight from global memory into registers, a few steps ahead;
-//  - dequantization is one lop3 + one packed subtract per pair: (128 + q) - (128 + z) = q - z exactly; the
-//    scale multiplies the fp32 partial sum of each group instead of every weight (cheaper, and exact);
+//  - dequantization is one lop3 + one packed subtract (or fma) per pair: (128 + q) - (128 + z) = q - z
+//    exactly, with one shift per 32-bit word (dequant_step_fma); the scale multiplies the fp32 partial sum
+//    of each group instead of every weight (cheaper, and exact);
 //  - the CTA's whole slice of activations is copied into shared memory once, so the main loop has no
 //    barrier: every warp streams its weights at its own pace;
-//  - on large N (lm_head) a warp walks several consecutive row tiles as one stream (args.tiles_per_warp),
-//    so that all CTAs fit in one wave (no half-empty last wave) and each CTA's activation copy serves more
-//    rows; the weight units and scale pairs of consecutive tiles are adjacent in memory;
 //  - small N is split along K across the warps of a CTA (reduced through shared memory) until the GPU has
 //    enough CTAs; across CTAs only when the activation slice would not fit in shared memory: the last CTA
 //    to finish a tile adds the partial sums in a fixed order (deterministic) and writes the output.
@@ -43,9 +41,10 @@ constexpr int kRowPad = 8;  // elements of padding per activation row in shared 
 constexpr int kGroupsOfSteps = 0;
 constexpr int kGroupsOfK16 = 1;
 
-// Resident CTAs per SM (skinny_ctas_per_sm: 4, 3, 2 for 8, 16, 32 tokens) keep enough weight loads in flight.
+// Resident CTAs per SM (4, 3, 2 for 8, 16, 32 tokens: register caps 64, 85, 128) keep enough weight loads in
+// flight.
 template <typename T, int kTokTiles, int kWarpsK, int kGroupMode>
-__global__ void __launch_bounds__(kThreads, skinny_ctas_per_sm(kTokTiles))
+__global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2 ? 3 : 2))
     w4a16_skinny_kernel(const W4A16KernelArgs args) {
   constexpr int kTokens = 8 * kTokTiles;
   constexpr int kTilesPerCta = kWarps / kWarpsK;  // 16-row weight tiles per CTA
@@ -54,11 +53,8 @@ __global__ void __launch_bounds__(kThreads, skinny_ctas_per_sm(kTokTiles))
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
   const int warp_tile = warp % kTilesPerCta, warp_k = warp / kTilesPerCta;
-  // This warp's 16-row weight tiles: [tile, tile + tiles_here), walked in order (tiles_per_warp > 1 only with
-  // kWarpsK == 1 and one split, so that a warp's steps cover all of K and consecutive tiles are contiguous).
-  int tile = (blockIdx.x * kTilesPerCta + warp_tile) * args.tiles_per_warp;
-  const int tiles_here = max(0, min(args.tiles_per_warp, args.n / 16 - tile));
-  const bool active = tiles_here > 0;
+  const int tile = blockIdx.x * kTilesPerCta + warp_tile;  // this warp's 16-row weight tile
+  const bool active = tile < args.n / 16;
   const int split = blockIdx.y;
   const int token_base = blockIdx.z * kTokens;
   const int k_steps = args.k / kStepK;
@@ -68,8 +64,7 @@ __global__ void __launch_bounds__(kThreads, skinny_ctas_per_sm(kTokTiles))
   // This warp's steps: a contiguous share of the CTA's.
   const int per_warp = (cta_steps + kWarpsK - 1) / kWarpsK;
   const int warp_begin = min(cta_begin + warp_k * per_warp, cta_end);
-  const int steps = min(per_warp, cta_end - warp_begin);  // per tile
-  const int total_steps = tiles_here * steps;
+  const int steps = min(per_warp, cta_end - warp_begin);
 
   // ---- weights first: this lane's 16 bytes of unit (tile, step), kAhead steps in flight ----
   constexpr int kAhead = kPrefetch<kTokTiles>;
@@ -78,7 +73,7 @@ __global__ void __launch_bounds__(kThreads, skinny_ctas_per_sm(kTokTiles))
   uint4 w_regs[kAhead];
 #pragma unroll
   for (int p = 0; p < kAhead; ++p) {
-    if (p < total_steps) w_regs[p] = load_weights(units + p * 32);
+    if (active && p < steps) w_regs[p] = load_weights(units + p * 32);
   }
 
   // ---- the CTA's activation slice [kTokens x cta_steps * 64] into shared memory, once ----
@@ -98,7 +93,6 @@ __global__ void __launch_bounds__(kThreads, skinny_ctas_per_sm(kTokTiles))
   }
 
   // Scale and zero-point pairs of rows (g, g + 8), raw 16-bit pairs; the next group's loaded one group ahead.
-  // `group` counts on across the warp's tiles (their pairs are adjacent).
   const uint32_t* scale_pairs = args.scales + static_cast<int64_t>(tile) * args.groups * 8 + g;
   const uint32_t* zero_pairs =
       args.zero_offsets ? args.zero_offsets + static_cast<int64_t>(tile) * args.groups * 8 + g : nullptr;
@@ -109,16 +103,21 @@ __global__ void __launch_bounds__(kThreads, skinny_ctas_per_sm(kTokTiles))
   int group_left = kGroupMode == kGroupsOfSteps ? group_length - warp_begin % group_length
                                                 : group_length - warp_begin * 4 % group_length;
   uint32_t scale_now = 0, scale_next = 0, zero_now = kSymmetricZero, zero_next = kSymmetricZero;
-  const int group_end = (tiles_here - 1) * args.groups + args.groups;  // past the last tile's groups
   if (active && steps > 0) {
     scale_now = scale_pairs[group * 8];
     if (zero_pairs) zero_now = zero_pairs[group * 8];
-    if (group + 1 < group_end) {
+    if (group + 1 < args.groups) {
       scale_next = scale_pairs[(group + 1) * 8];
       if (zero_pairs) zero_next = zero_pairs[(group + 1) * 8];
     }
   }
-  uint32_t zero_lo = low_pair(zero_now), zero_hi = high_pair(zero_now);
+  // dequant_step_fma saves two instructions per word, but at 16 and 32 tokens its extra live register
+  // spills under the register cap; there the plain dequant_step.
+  constexpr bool kFmaDequant = kTokTiles == 1;
+  auto zero_hi_operand = [](uint32_t zero) {
+    return kFmaDequant ? dequant_offset_hi<T>(high_pair(zero)) : high_pair(zero);
+  };
+  uint32_t zero_lo = low_pair(zero_now), zero_hi = zero_hi_operand(zero_now);
 
   cp_async_wait<0>();
   __syncthreads();  // the activation slice is in
@@ -143,8 +142,8 @@ __global__ void __launch_bounds__(kThreads, skinny_ctas_per_sm(kTokTiles))
     scale_now = scale_next;
     zero_now = zero_next;
     zero_lo = low_pair(zero_now);
-    zero_hi = high_pair(zero_now);
-    if (group + 1 < group_end) {
+    zero_hi = zero_hi_operand(zero_now);
+    if (group + 1 < args.groups) {
       scale_next = scale_pairs[(group + 1) * 8];
       if (zero_pairs) zero_next = zero_pairs[(group + 1) * 8];
     }
@@ -162,7 +161,11 @@ __global__ void __launch_bounds__(kThreads, skinny_ctas_per_sm(kTokTiles))
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         uint32_t a[4];
-        dequant_step<T>(words[2 * half + j], zero_lo, zero_hi, a);
+        if constexpr (kFmaDequant) {
+          dequant_step_fma<T>(words[2 * half + j], zero_lo, zero_hi, a);
+        } else {
+          dequant_step<T>(words[2 * half + j], zero_lo, zero_hi, a);
+        }
 #pragma unroll
         for (int tt = 0; tt < kTokTiles; ++tt) mma_16816<T>(group_acc[tt], a, b[tt][2 * j], b[tt][2 * j + 1]);
         if constexpr (kGroupMode == kGroupsOfK16) {
@@ -176,56 +179,22 @@ __global__ void __launch_bounds__(kThreads, skinny_ctas_per_sm(kTokTiles))
     }
   };
 
-  auto* y = static_cast<uint16_t*>(args.y);
-  auto store_tile = [&] {  // one split: the finished tile's outputs straight to Y
-    const int row0 = tile * 16 + g;
-#pragma unroll
-    for (int tt = 0; tt < kTokTiles; ++tt) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int token = token_base + tt * 8 + 2 * t + (i & 1);
-        if (token < args.m)
-          y[static_cast<int64_t>(token) * args.n + row0 + 8 * (i >> 1)] = float_to_output<T>(acc[tt][i]);
-      }
-    }
-  };
-  // After a step: at a tile's end with tiles to go, its outputs are stored and the next tile begins (the
-  // last tile is left to the epilogue). Tiles end on group boundaries (K is a multiple of the group size).
-  int tile_left = steps;
-  auto end_step = [&](int s) {
-    if (--tile_left == 0 && s + 1 < total_steps) {
-      store_tile();
-#pragma unroll
-      for (int tt = 0; tt < kTokTiles; ++tt) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[tt][i] = 0.f;
-      }
-      ++tile;
-      tile_left = steps;
-      x_step -= steps * kStepK;
-    }
-  };
-
   if (active) {
     // Full rounds of kAhead steps: the ring index p is a compile-time constant (no register moves).
     const uint4* next = units + kAhead * 32;
     int s = 0;
-    for (; s + kAhead <= total_steps; s += kAhead) {
+    for (; s + kAhead <= steps; s += kAhead) {
 #pragma unroll
       for (int p = 0; p < kAhead; ++p) {
         const uint4 w = w_regs[p];
-        if (s + p + kAhead < total_steps) w_regs[p] = load_weights(next);
+        if (s + p + kAhead < steps) w_regs[p] = load_weights(next);
         next += 32;
         compute_step(w);
-        end_step(s + p);
       }
     }
 #pragma unroll
     for (int p = 0; p < kAhead; ++p) {
-      if (s + p < total_steps) {
-        compute_step(w_regs[p]);
-        end_step(s + p);
-      }
+      if (s + p < steps) compute_step(w_regs[p]);
     }
     if (group_left != group_length) flush_group();  // the warp's range ended inside a group
   }
@@ -239,11 +208,21 @@ __global__ void __launch_bounds__(kThreads, skinny_ctas_per_sm(kTokTiles))
 
   // ---- epilogue (warps of slice 0 hold the sums): write Y, or this split's partial sums ----
   const bool writer = active && warp_k == 0;
+  const int row0 = tile * 16 + g;
+  auto* y = static_cast<uint16_t*>(args.y);
   if (args.splits == 1) {
-    if (writer) store_tile();
+    if (!writer) return;
+#pragma unroll
+    for (int tt = 0; tt < kTokTiles; ++tt) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int token = token_base + tt * 8 + 2 * t + (i & 1);
+        if (token < args.m)
+          y[static_cast<int64_t>(token) * args.n + row0 + 8 * (i >> 1)] = float_to_output<T>(acc[tt][i]);
+      }
+    }
     return;
   }
-  const int row0 = tile * 16 + g;
   if (writer) {
 #pragma unroll
     for (int tt = 0; tt < kTokTiles; ++tt) {
@@ -275,8 +254,8 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
     return true;
   }();
   (void)configured;
-  const int rows_per_cta = 16 * (kWarps / kWarpsK) * args.tiles_per_warp;
-  const dim3 grid((args.n + rows_per_cta - 1) / rows_per_cta, args.splits, (args.m + kTokens - 1) / kTokens);
+  const dim3 grid((args.n + 16 * (kWarps / kWarpsK) - 1) / (16 * (kWarps / kWarpsK)), args.splits,
+                  (args.m + kTokens - 1) / kTokens);
   w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode><<<grid, kThreads, smem, stream>>>(args);
 }
 

@@ -36,7 +36,7 @@ namespace qllm::cli {
 namespace {
 
 struct TuningOptions {  // mirrors W4A16Tuning / Int8Tuning, which CPU-only builds do not have
-  int tokens_per_cta = 0, warps_k = 0, tiles_per_warp = 0, warpgroups = 0, block_n = 0, splits = 0;
+  int tokens_per_cta = 0, warps_k = 0, warpgroups = 0, block_n = 0, splits = 0;
 };
 
 struct GemmBenchOptions {
@@ -155,7 +155,6 @@ class W4A16Bench final : public QuantizedGemm {
                            shape.k, mode.scheme, dequantized_.data(), dtype);
     gemm_.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
                     .warps_k = o.tuning.warps_k,
-                    .tiles_per_warp = o.tuning.tiles_per_warp,
                     .warpgroups = o.tuning.warpgroups,
                     .block_n = o.tuning.block_n,
                     .splits = o.tuning.splits};
@@ -168,8 +167,7 @@ class W4A16Bench final : public QuantizedGemm {
   std::string plan_label(int64_t m) const override {
     const W4A16Plan p = gemm_.plan(m, copies_[0].layout, kernel_);
     if (p.kernel == W4A16Kernel::Skinny)
-      return fmt::format("skinny t{} k{} s{}{}", p.tokens_per_cta, p.warps_k, p.splits,
-                         p.tiles_per_warp > 1 ? fmt::format(" w{}", p.tiles_per_warp) : "");
+      return fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits);
     if (p.kernel == W4A16Kernel::Wide) return fmt::format("wide n{} s{}", p.block_n, p.splits);
     if (p.kernel == W4A16Kernel::Dequant) return "dequant+cublas";
     if (p.kernel == W4A16Kernel::Tiled) return fmt::format("tiled t{} s{}", p.tokens_per_cta, p.splits);
@@ -388,8 +386,6 @@ void add_gemm_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--tokens-per-cta", o->tuning.tokens_per_cta, "tuning: token tile (0 = automatic)");
   cmd->add_option("--warps-k", o->tuning.warps_k, "tuning: skinny warps splitting K (0 = automatic)");
-  cmd->add_option("--tiles-per-warp", o->tuning.tiles_per_warp,
-                  "tuning: W4A16 skinny 16-row tiles per warp, with warps-k 1 (0 = automatic)");
   cmd->add_option("--warpgroups", o->tuning.warpgroups, "tuning: wgmma warpgroups per CTA (0 = automatic)");
   cmd->add_option("--block-n", o->tuning.block_n,
                   "tuning: wide kernels' weight rows per CTA (0 = automatic)");
