@@ -13,17 +13,12 @@ namespace qllm::kernels::w4a16 {
 
 // Activation element types. kMagic is the 16-bit pattern whose low mantissa bits can hold a nibble:
 // bf16 0x4300 | n == 128 + n (ulp 1 at 128), f16 0x6400 | n == 1024 + n (ulp 1 at 1024).
-// kSixteenth is 1/16 and kFifteenSixteenthsMagic 15/16 of the magic value (120, 960), for dequant_step_fma.
 struct Bf16 {
   static constexpr uint32_t kMagic = 0x4300;
-  static constexpr uint32_t kSixteenth = 0x3d80;
-  static constexpr uint32_t kFifteenSixteenthsMagic = 0x42f0;
   static constexpr bool kIsBf16 = true;
 };
 struct F16 {
   static constexpr uint32_t kMagic = 0x6400;
-  static constexpr uint32_t kSixteenth = 0x2c00;
-  static constexpr uint32_t kFifteenSixteenthsMagic = 0x6380;
   static constexpr bool kIsBf16 = false;
 };
 
@@ -58,19 +53,6 @@ __device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
   }
 }
 
-template <typename T>
-__device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c) {
-  if constexpr (T::kIsBf16) {
-    __nv_bfloat162 r = __hfma2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b),
-                               *reinterpret_cast<__nv_bfloat162*>(&c));
-    return *reinterpret_cast<uint32_t*>(&r);
-  } else {
-    __half2 r = __hfma2(*reinterpret_cast<__half2*>(&a), *reinterpret_cast<__half2*>(&b),
-                        *reinterpret_cast<__half2*>(&c));
-    return *reinterpret_cast<uint32_t*>(&r);
-  }
-}
-
 // Both halves of a 32-bit register set to its low (high) 16 bits.
 __device__ __forceinline__ uint32_t low_pair(uint32_t x) {
   return __byte_perm(x, 0, 0x1010);
@@ -92,26 +74,15 @@ __device__ __forceinline__ void dequant_step(uint32_t word, uint32_t zero_lo, ui
   a[3] = sub2<T>(lop3_and_or(word >> 12, 0x000f000fu, kMagic2), zero_hi);  // row g + 8, k 2t+8, 2t+9
 }
 
-// dequant_step with one shift per word instead of three (9 instructions per word, not 11; for the
-// memory-bound skinny kernel, whose schedulers are ~60% busy): the nibbles at bits 4 and 12 (row g + 8) are
-// masked in place, giving magic + 16 n, and one packed fma scales them back and subtracts:
-// (magic + 16 n) / 16 + (15/16 magic - (magic + z)) = n - z, exact (small integers, one rounding).
-// `offset_hi` = dequant_offset_hi<T>(zero_hi), computed once per scale group.
+// The same fragment without the zero point: raw magic + q values (128 + q or 1024 + q), exact; the caller
+// takes (magic + z) * sum(x) off the accumulated products.
 template <typename T>
-__device__ __forceinline__ uint32_t dequant_offset_hi(uint32_t zero_hi) {
-  constexpr uint32_t kFifteenSixteenths2 = T::kFifteenSixteenthsMagic | (T::kFifteenSixteenthsMagic << 16);
-  return sub2<T>(kFifteenSixteenths2, zero_hi);
-}
-template <typename T>
-__device__ __forceinline__ void dequant_step_fma(uint32_t word, uint32_t zero_lo, uint32_t offset_hi,
-                                                 uint32_t (&a)[4]) {
+__device__ __forceinline__ void raw_step(uint32_t word, uint32_t (&a)[4]) {
   constexpr uint32_t kMagic2 = T::kMagic | (T::kMagic << 16);
-  constexpr uint32_t kSixteenth2 = T::kSixteenth | (T::kSixteenth << 16);
-  const uint32_t upper = word >> 8;
-  a[0] = sub2<T>(lop3_and_or(word, 0x000f000fu, kMagic2), zero_lo);                         // row g, k 2t..
-  a[1] = fma2<T>(lop3_and_or(word, 0x00f000f0u, kMagic2), kSixteenth2, offset_hi);          // row g + 8
-  a[2] = sub2<T>(lop3_and_or(upper, 0x000f000fu, kMagic2), zero_lo);                        // row g, k 2t+8..
-  a[3] = fma2<T>(lop3_and_or(upper, 0x00f000f0u, kMagic2), kSixteenth2, offset_hi);         // row g + 8
+  a[0] = lop3_and_or(word, 0x000f000fu, kMagic2);
+  a[1] = lop3_and_or(word >> 4, 0x000f000fu, kMagic2);
+  a[2] = lop3_and_or(word >> 8, 0x000f000fu, kMagic2);
+  a[3] = lop3_and_or(word >> 12, 0x000f000fu, kMagic2);
 }
 
 // D = A (16x16, rows = weight rows) * B (16x8, columns = tokens) + D, fp32 accumulation.
