@@ -74,17 +74,6 @@ __device__ __forceinline__ void dequant_step(uint32_t word, uint32_t zero_lo, ui
   a[3] = sub2<T>(lop3_and_or(word >> 12, 0x000f000fu, kMagic2), zero_hi);  // row g + 8, k 2t+8, 2t+9
 }
 
-// The same fragment without the zero point: raw magic + q values (128 + q or 1024 + q), exact; the caller
-// takes (magic + z) * sum(x) off the accumulated products.
-template <typename T>
-__device__ __forceinline__ void raw_step(uint32_t word, uint32_t (&a)[4]) {
-  constexpr uint32_t kMagic2 = T::kMagic | (T::kMagic << 16);
-  a[0] = lop3_and_or(word, 0x000f000fu, kMagic2);
-  a[1] = lop3_and_or(word >> 4, 0x000f000fu, kMagic2);
-  a[2] = lop3_and_or(word >> 8, 0x000f000fu, kMagic2);
-  a[3] = lop3_and_or(word >> 12, 0x000f000fu, kMagic2);
-}
-
 // D = A (16x16, rows = weight rows) * B (16x8, columns = tokens) + D, fp32 accumulation.
 template <typename T>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {

@@ -7,10 +7,6 @@
 //    offline, docs/FORMATS.md), streamed straight from global memory into registers, a few steps ahead;
 //  - dequantization is one lop3 + one packed subtract per pair: (128 + q) - (128 + z) = q - z exactly; the
 //    scale multiplies the fp32 partial sum of each group instead of every weight (cheaper, and exact);
-//  - at 8 tokens with groups of whole steps (decode), even the subtraction is skipped: the MMAs multiply the
-//    raw (magic + q) values, and each group's sum is corrected by (magic + z) * sum(x) over its k range, from
-//    per-token prefix sums of the activations made once per CTA (11 -> 7 instructions per 32-bit word; the
-//    cancellation costs ~1e-5 relative in fp32, against the output's 4e-3 bf16 rounding);
 //  - the CTA's whole slice of activations is copied into shared memory once, so the main loop has no
 //    barrier: every warp streams its weights at its own pace;
 //  - small N is split along K across the warps of a CTA (reduced through shared memory) until the GPU has
@@ -46,24 +42,10 @@ constexpr int kGroupsOfK16 = 1;
 
 // Resident CTAs per SM (4, 3, 2 for 8, 16, 32 tokens: register caps 64, 85, 128) keep enough weight loads in
 // flight.
-// Whether a configuration corrects raw (magic + q) products with activation sums instead of subtracting the
-// zero point from every weight: at 16 and 32 tokens the per-flush correction costs more registers than the
-// caps allow, and groups of k16 steps flush too often.
-template <int kTokTiles, int kGroupMode>
-constexpr bool kSumCorrection = kTokTiles == 1 && kGroupMode == kGroupsOfSteps;
-
-// Shared memory: the activation slice (later the k-slice reduction's scratch), then with kSumCorrection the
-// prefix sums [kTokens][steps_per_split + 1].
-__host__ __device__ inline int skinny_sums_offset(int tokens, int steps_per_split, int tok_tiles) {
-  const int slice = tokens * (steps_per_split * kStepK + kRowPad) * 2, reduce = kWarps * tok_tiles * 4 * 32 * 4;
-  return ((slice > reduce ? slice : reduce) + 15) / 16 * 16;
-}
-
 template <typename T, int kTokTiles, int kWarpsK, int kGroupMode>
 __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2 ? 3 : 2))
     w4a16_skinny_kernel(const W4A16KernelArgs args) {
   constexpr int kTokens = 8 * kTokTiles;
-  constexpr bool kCorrect = kSumCorrection<kTokTiles, kGroupMode>;
   constexpr int kTilesPerCta = kWarps / kWarpsK;  // 16-row weight tiles per CTA
   extern __shared__ __align__(16) uint16_t smem[];
 
@@ -133,62 +115,10 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   cp_async_wait<0>();
   __syncthreads();  // the activation slice is in
 
-  // kCorrect: prefix[row][j] = sum of token row's activations over the CTA's first j steps (fp32).
-  const int prefix_stride = args.steps_per_split + 1;
-  float* prefix = reinterpret_cast<float*>(
-      reinterpret_cast<unsigned char*>(smem) + skinny_sums_offset(kTokens, args.steps_per_split, kTokTiles));
-  if constexpr (kCorrect) {
-    const int rows = min(kTokens, args.m - token_base);  // rows past M are never stored: left unset
-    for (int c = threadIdx.x; c < rows * cta_steps; c += kThreads) {
-      const int row = c / cta_steps, step = c % cta_steps;
-      const uint16_t* src = smem + row * row_elems + step * kStepK;
-      float sum = 0.f;
-#pragma unroll
-      for (int i = 0; i < kStepK; i += 8) {
-        const uint4 v = *reinterpret_cast<const uint4*>(src + i);
-        const uint32_t words[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-          sum += scale_to_float<T>(words[j] & 0xffffu) + scale_to_float<T>(words[j] >> 16);
-      }
-      prefix[row * prefix_stride + step + 1] = sum;
-    }
-    __syncthreads();
-    if (warp < rows) {  // warp r scans row r
-      float carry = 0.f;
-      if (lane == 0) prefix[warp * prefix_stride] = 0.f;
-      for (int base = 0; base < cta_steps; base += 32) {
-        const int step = base + lane;
-        float v = step < cta_steps ? prefix[warp * prefix_stride + step + 1] : 0.f;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-          const float u = __shfl_up_sync(0xffffffffu, v, o);
-          if (lane >= o) v += u;
-        }
-        v += carry;
-        if (step < cta_steps) prefix[warp * prefix_stride + step + 1] = v;
-        carry = __shfl_sync(0xffffffffu, v, 31);
-      }
-    }
-    __syncthreads();
-  }
-  int segment_begin = warp_begin - cta_begin, local_step = segment_begin;  // kCorrect: this group's steps
-
   float acc[kTokTiles][4] = {};        // output: rows (g, g+8) x tokens (2t, 2t+1) per token tile
   float group_acc[kTokTiles][4] = {};  // the current scale group's unscaled partial sums
   // Ends the current scale group: its partial sums, times the scales, go into the output; moves to the next.
   auto flush_group = [&] {
-    if constexpr (kCorrect) {  // group_acc holds sum (magic + q) x: take (magic + z) sum x off
-      const float* p = prefix + (2 * t) * prefix_stride;
-      const float x0 = p[local_step] - p[segment_begin];
-      const float x1 = p[prefix_stride + local_step] - p[prefix_stride + segment_begin];
-      const float z_lo = scale_to_float<T>(zero_now & 0xffffu), z_hi = scale_to_float<T>(zero_now >> 16);
-      group_acc[0][0] -= z_lo * x0;
-      group_acc[0][1] -= z_lo * x1;
-      group_acc[0][2] -= z_hi * x0;
-      group_acc[0][3] -= z_hi * x1;
-      segment_begin = local_step;
-    }
     const float scale_lo = scale_to_float<T>(scale_now & 0xffffu),
                 scale_hi = scale_to_float<T>(scale_now >> 16);
 #pragma unroll
@@ -224,11 +154,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
         uint32_t a[4];
-        if constexpr (kCorrect) {
-          raw_step<T>(words[2 * half + j], a);
-        } else {
-          dequant_step<T>(words[2 * half + j], zero_lo, zero_hi, a);
-        }
+        dequant_step<T>(words[2 * half + j], zero_lo, zero_hi, a);
 #pragma unroll
         for (int tt = 0; tt < kTokTiles; ++tt) mma_16816<T>(group_acc[tt], a, b[tt][2 * j], b[tt][2 * j + 1]);
         if constexpr (kGroupMode == kGroupsOfK16) {
@@ -237,7 +163,6 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
       }
     }
     x_step += kStepK;
-    if constexpr (kCorrect) ++local_step;
     if constexpr (kGroupMode == kGroupsOfSteps) {
       if (--group_left == 0) flush_group();
     }
@@ -308,8 +233,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
 template <typename T, int kTokTiles, int kWarpsK, int kGroupMode>
 void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   constexpr int kTokens = 8 * kTokTiles;
-  const int smem = skinny_sums_offset(kTokens, args.steps_per_split, kTokTiles) +
-                   (kSumCorrection<kTokTiles, kGroupMode> ? kTokens * (args.steps_per_split + 1) * 4 : 0);
+  const int smem =
+      std::max<int>(kTokens * (args.steps_per_split * kStepK + kRowPad) * 2, kWarps * kTokTiles * 4 * 32 * 4);
   // Allowed all the shared memory the device offers once (thread-safe static init); each launch still asks
   // only for what it uses, which is what occupancy depends on.
   static const bool configured = [] {
