@@ -150,6 +150,11 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
                "skinny W4A16 kernel: {} splits leave {} k steps per CTA, more than shared memory holds",
                p.splits, p.steps_per_split);
   }
+  // The tiled kernel's splits reduce inside a thread-block cluster where they can (no partials in memory).
+  if (kernel == W4A16Kernel::Tiled && p.splits > 1 && p.splits <= kernels::kTiledMaxClusterSplits &&
+      kernels::w4a16_tiled_cluster_reduction_available()) {
+    p.cluster_splits = p.splits;
+  }
   return p;
 }
 
@@ -179,11 +184,7 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
   args.groups = static_cast<int>(l.groups_per_row());
   args.splits = p.splits;
   args.steps_per_split = p.steps_per_split;
-  // The tiled kernel's splits reduce inside a thread-block cluster where they can (no partials in memory).
-  if (p.kernel == W4A16Kernel::Tiled && p.splits > 1 && p.splits <= kernels::kTiledMaxClusterSplits &&
-      kernels::w4a16_tiled_cluster_reduction_available()) {
-    args.cluster_splits = p.splits;
-  }
+  args.cluster_splits = p.cluster_splits;
   if (p.splits > 1 && args.cluster_splits == 0) {
     splitk_.reserve(p.splits, m, l.n, ceil_div(l.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta), stream);
     args.partials = splitk_.partials();

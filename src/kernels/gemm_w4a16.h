@@ -46,6 +46,7 @@ struct W4A16Plan {
   int block_n = 256;        // wide: weight rows per CTA
   int splits = 1;           // CTAs splitting K
   int steps_per_split = 0;  // 64-wide k steps per split
+  int cluster_splits = 0;   // tiled: the splits (> 1) add up inside a thread-block cluster, not in memory
 };
 
 // Overrides of the automatic plan, for tuning experiments (0 keeps the automatic choice).

@@ -203,6 +203,17 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
     return tile < row_tiles && token < args.m;
   };
   auto* y = static_cast<uint16_t*>(args.y);
+  // Calls f(v, rt, tt, i) for every accumulator value; v = its flat index (constants after unrolling).
+  auto for_each_accumulator = [&](auto&& f) {
+#pragma unroll
+    for (int rt = 0; rt < kWarpRowTiles; ++rt) {
+#pragma unroll
+      for (int tt = 0; tt < kTokTiles; ++tt) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) f((rt * kTokTiles + tt) * 4 + i, rt, tt, i);
+      }
+    }
+  };
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // ---- split-K inside a thread-block cluster (sm_90): the splits' accumulators meet in shared memory;
@@ -215,53 +226,33 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
     constexpr int kValues = kWarpRowTiles * kTokTiles * 4;
     static_assert(kValues * kThreads * 4 <= kRing * stage_bytes<kTokens>(), "the stash fits in the ring");
     float* stash = reinterpret_cast<float*>(smem);  // [kValues][kThreads]: conflict-free
-#pragma unroll
-    for (int rt = 0; rt < kWarpRowTiles; ++rt)
-#pragma unroll
-      for (int tt = 0; tt < kTokTiles; ++tt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          stash[((rt * kTokTiles + tt) * 4 + i) * kThreads + threadIdx.x] = acc[rt][tt][i];
+    for_each_accumulator(
+        [&](int v, int rt, int tt, int i) { stash[v * kThreads + threadIdx.x] = acc[rt][tt][i]; });
     cluster.sync();  // every split's stash is written
     const int rank = static_cast<int>(cluster.block_rank());
-#pragma unroll
-    for (int rt = 0; rt < kWarpRowTiles; ++rt) {
-#pragma unroll
-      for (int tt = 0; tt < kTokTiles; ++tt) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int v = (rt * kTokTiles + tt) * 4 + i;
-          int token, row;
-          if (v % args.cluster_splits != rank || !output_of(rt, tt, i, token, row)) continue;
-          float sum = 0.f;
-          for (int c = 0; c < args.cluster_splits; ++c)
-            sum += cluster.map_shared_rank(stash, c)[v * kThreads + threadIdx.x];
-          y[static_cast<int64_t>(token) * args.n + row] = float_to_output<T>(sum);
-        }
-      }
-    }
+    for_each_accumulator([&](int v, int rt, int tt, int i) {
+      int token, row;
+      if (v % args.cluster_splits != rank || !output_of(rt, tt, i, token, row)) return;
+      float sum = 0.f;
+      for (int c = 0; c < args.cluster_splits; ++c)
+        sum += cluster.map_shared_rank(stash, c)[v * kThreads + threadIdx.x];
+      y[static_cast<int64_t>(token) * args.n + row] = float_to_output<T>(sum);
+    });
     cluster.sync();  // keep this CTA's stash alive until the others have read it
     return;
   }
 #endif
 
   // ---- epilogue: Y directly, or this split's partial sums (summed by launch_splitk_reduce) ----
-#pragma unroll
-  for (int rt = 0; rt < kWarpRowTiles; ++rt) {
-#pragma unroll
-    for (int tt = 0; tt < kTokTiles; ++tt) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        int token, row;
-        if (!output_of(rt, tt, i, token, row)) continue;
-        if (args.splits == 1) {
-          y[static_cast<int64_t>(token) * args.n + row] = float_to_output<T>(acc[rt][tt][i]);
-        } else {
-          args.partials[(static_cast<int64_t>(split) * args.m + token) * args.n + row] = acc[rt][tt][i];
-        }
-      }
+  for_each_accumulator([&](int, int rt, int tt, int i) {
+    int token, row;
+    if (!output_of(rt, tt, i, token, row)) return;
+    if (args.splits == 1) {
+      y[static_cast<int64_t>(token) * args.n + row] = float_to_output<T>(acc[rt][tt][i]);
+    } else {
+      args.partials[(static_cast<int64_t>(split) * args.m + token) * args.n + row] = acc[rt][tt][i];
     }
-  }
+  });
 }
 
 template <typename T, int kTokens>

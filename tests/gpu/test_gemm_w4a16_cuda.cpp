@@ -251,7 +251,12 @@ TEST(GemmW4A16Cuda, TiledSplitKPathsMatchTheReference) {
     for (int splits : {3, 8, 12, 24}) {
       SCOPED_TRACE(fmt::format("M={} splits {}", m, splits));
       gemm.tuning = {.splits = splits};
-      ASSERT_EQ(gemm.plan(m, device_w.layout, W4A16Kernel::Tiled).splits, splits);
+      const W4A16Plan plan = gemm.plan(m, device_w.layout, W4A16Kernel::Tiled);
+      ASSERT_EQ(plan.splits, splits);
+      // Up to 8 splits add up in a cluster where the GPU can (sm_90), more through partials in memory.
+      const bool cluster =
+          splits <= kernels::kTiledMaxClusterSplits && kernels::w4a16_tiled_cluster_reduction_available();
+      ASSERT_EQ(plan.cluster_splits, cluster ? splits : 0);
       ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, W4A16Kernel::Tiled), ref), kRefBound);
     }
   }

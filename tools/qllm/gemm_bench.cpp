@@ -170,7 +170,8 @@ class W4A16Bench final : public QuantizedGemm {
       return fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits);
     if (p.kernel == W4A16Kernel::Wide) return fmt::format("wide n{} s{}", p.block_n, p.splits);
     if (p.kernel == W4A16Kernel::Dequant) return "dequant+cublas";
-    if (p.kernel == W4A16Kernel::Tiled) return fmt::format("tiled t{} s{}", p.tokens_per_cta, p.splits);
+    if (p.kernel == W4A16Kernel::Tiled)
+      return fmt::format("tiled t{} s{}{}", p.tokens_per_cta, p.splits, p.cluster_splits ? " cluster" : "");
     return fmt::format("wgmma t{} w{} s{}", p.tokens_per_cta, p.warpgroups, p.splits);
   }
   const void* dequantized() const override { return dequantized_.data(); }
