@@ -51,11 +51,13 @@ Int4Scheme mode(Granularity g, int64_t group, bool zero_point) {
           .search = ScaleSearch::Mse};
 }
 
-// W ~ N(0, 0.02^2) [n, k], quantized with `scheme` and repacked for bf16 activations.
-W4A16Weights random_packed_weights(int64_t n, int64_t k, const Int4Scheme& scheme, Rng& rng) {
+// W ~ N(0, 0.02^2) [n, k], quantized with `scheme` (scales in the activation dtype) and repacked.
+W4A16Weights random_packed_weights(int64_t n, int64_t k, Int4Scheme scheme, Rng& rng,
+                                   DType activation = DType::BF16) {
   std::vector<float> w(static_cast<size_t>(n * k));
   for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
-  return repack_w4a16(quantize_int4_ref(w, n, k, scheme), DType::BF16);
+  scheme.scale_dtype = activation;
+  return repack_w4a16(quantize_int4_ref(w, n, k, scheme), activation);
 }
 
 // X ~ N(0, 1) as bf16 bits.
@@ -87,14 +89,18 @@ std::vector<float> bf16_to_float(const std::vector<uint16_t>& v) {
   return out;
 }
 
-// Runs the kernel on a poisoned output and downloads it.
+// Runs the kernel on a poisoned output and downloads it (as floats, from the activation dtype).
 std::vector<float> run_gemm(W4A16Gemm& gemm, const DeviceBuffer<uint16_t>& x, int64_t m,
                             const W4A16DeviceWeights& w, W4A16Kernel kernel) {
   DeviceBuffer<uint16_t> y(static_cast<size_t>(m * w.layout.n), "Y");
   y.fill_bytes(0xff);
   gemm.run(x.data(), m, w.layout.k, w, y.data(), nullptr, kernel);
   QLLM_CUDA_CHECK(cudaDeviceSynchronize());
-  return bf16_to_float(y.download());
+  const std::vector<uint16_t> bits = y.download();
+  if (w.layout.activation == DType::BF16) return bf16_to_float(bits);
+  std::vector<float> out(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) out[i] = half_bits_to_float(bits[i]);
+  return out;
 }
 
 // Small and odd-but-valid shapes, every M of the sweep, every mode: the full output against the full CPU
@@ -270,12 +276,10 @@ TEST(GemmW4A16Cuda, F16ActivationsMatchTheReference) {
   Rng rng(fresh_seed());
   const int64_t n = 320, k = 512;
   W4A16Gemm gemm;
-  for (Int4Scheme s : {mode(Granularity::Groupwise, 64, true), mode(Granularity::Groupwise, 128, false),
-                       mode(Granularity::Rowwise, 0, true)}) {
-    s.scale_dtype = DType::F16;
-    std::vector<float> w(static_cast<size_t>(n * k));
-    for (auto& v : w) v = static_cast<float>(0.02 * rng.normal());
-    const W4A16Weights packed = repack_w4a16(quantize_int4_ref(w, n, k, s), DType::F16);
+  for (const Int4Scheme& s :
+       {mode(Granularity::Groupwise, 64, true), mode(Granularity::Groupwise, 128, false),
+        mode(Granularity::Rowwise, 0, true)}) {
+    const W4A16Weights packed = random_packed_weights(n, k, s, rng, DType::F16);
     const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
     for (int64_t m : {1, 5, 16, 33, 130}) {
       std::vector<uint16_t> x_bits(static_cast<size_t>(m * k));
@@ -288,15 +292,8 @@ TEST(GemmW4A16Cuda, F16ActivationsMatchTheReference) {
       for (W4A16Kernel kernel : kernels_here()) {
         SCOPED_TRACE(fmt::format("f16 {} M={} {}", s.describe(), m, w4a16_kernel_name(kernel)));
         std::vector<float> ref = gemm_w4a16_ref(x_values, m, packed, precision_of(kernel));
-        for (auto& v : ref) v = half_bits_to_float(float_to_half_bits(v));
-        DeviceBuffer<uint16_t> y(static_cast<size_t>(m * n), "Y");
-        y.fill_bytes(0xff);
-        gemm.run(x.data(), m, k, device_w, y.data(), nullptr, kernel);
-        QLLM_CUDA_CHECK(cudaDeviceSynchronize());
-        const std::vector<uint16_t> y_bits = y.download();
-        std::vector<float> got(y_bits.size());
-        for (size_t i = 0; i < got.size(); ++i) got[i] = half_bits_to_float(y_bits[i]);
-        ASSERT_LE(rel_fro(got, ref), kRefBound);
+        for (auto& v : ref) v = half_bits_to_float(float_to_half_bits(v));  // the output's rounding
+        ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound);
       }
     }
   }
