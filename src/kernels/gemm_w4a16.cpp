@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <utility>
 
 #include "kernels/gemm_w4a16_launch.h"
 #include "kernels/skinny_plan.h"
@@ -23,33 +24,22 @@ constexpr int64_t kTiledUpToTokens = 64;
 constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (128256 x 2048 = 2^28)
 constexpr int64_t kTiledLargeUpToTokens = 128;
 
+constexpr std::pair<W4A16Kernel, std::string_view> kKernelNames[] = {
+    {W4A16Kernel::Auto, "auto"},   {W4A16Kernel::Skinny, "skinny"}, {W4A16Kernel::Tiled, "tiled"},
+    {W4A16Kernel::Wgmma, "wgmma"}, {W4A16Kernel::Wide, "wide"},     {W4A16Kernel::Dequant, "dequant"}};
 }  // namespace
 
 std::string_view w4a16_kernel_name(W4A16Kernel kernel) {
-  switch (kernel) {
-    case W4A16Kernel::Auto:
-      return "auto";
-    case W4A16Kernel::Skinny:
-      return "skinny";
-    case W4A16Kernel::Tiled:
-      return "tiled";
-    case W4A16Kernel::Wgmma:
-      return "wgmma";
-    case W4A16Kernel::Wide:
-      return "wide";
-    case W4A16Kernel::Dequant:
-      return "dequant";
+  for (const auto& [k, name] : kKernelNames) {
+    if (k == kernel) return name;
   }
   return "?";
 }
 
 W4A16Kernel parse_w4a16_kernel(std::string_view name) {
-  if (name == "auto") return W4A16Kernel::Auto;
-  if (name == "skinny") return W4A16Kernel::Skinny;
-  if (name == "tiled") return W4A16Kernel::Tiled;
-  if (name == "wgmma") return W4A16Kernel::Wgmma;
-  if (name == "wide") return W4A16Kernel::Wide;
-  if (name == "dequant") return W4A16Kernel::Dequant;
+  for (const auto& [k, known] : kKernelNames) {
+    if (known == name) return k;
+  }
   fail("unknown W4A16 kernel '{}' (expected auto, skinny, tiled, wgmma, wide or dequant)", name);
 }
 
