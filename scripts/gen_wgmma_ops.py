@@ -104,7 +104,7 @@ def main():
     for n in (128, 256):
         for bf16 in (True, False):
             out.append(ss(n, bf16))
-    for n in (128, 256):
+    for n in (64, 128, 256):
         out.append(ss_s8(n))
     out.append("\n}  // namespace qllm::kernels::sm90\n")
     print("".join(out), end="")

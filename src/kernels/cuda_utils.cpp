@@ -49,6 +49,15 @@ void allow_all_dynamic_shared_memory(const void* kernel) {
   QLLM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic));
 }
 
+bool dependent_launch_available() {
+  static PerDeviceFlag available;
+  return available.get([](int device) {
+    int major = 0;
+    return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+           major >= 9;
+  });
+}
+
 void* device_alloc(size_t bytes, const char* what) {
   if (bytes == 0) return nullptr;
   void* ptr = nullptr;

@@ -64,6 +64,10 @@ class PerDeviceFlag {
 // sm_90a. Queried once per device. Defined with those kernels (gemm_w4a16_wgmma.cu).
 bool sm90a_kernels_available();
 
+// Whether the current device runs programmatic dependent launches (compute capability 9.0+): launches then
+// add cudaLaunchAttributeProgrammaticStreamSerialization (see dependent_launch.cuh).
+bool dependent_launch_available();
+
 // cudaMalloc that reports how much was asked for, for what, and how much is free.
 void* device_alloc(size_t bytes, const char* what);
 

@@ -120,15 +120,41 @@ Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) cons
   } else {
     p.tokens_per_cta = 128;
     k_units = ceil_div(k, 128);
-    p.block_n = tuning.block_n ? tuning.block_n : (n >= 4096 ? 256 : 128);
-    QLLM_CHECK(p.block_n == 128 || p.block_n == 256, "wide int8 kernel: block_n must be 128 or 256, not {}",
-               p.block_n);
+    // From a sweep of the four configurations on the Llama shapes (H200, docs/RESULTS.md): wide weights take
+    // 256-row tiles while those alone fill the GPU and 128-row tiles two per SM at prefill sizes; narrow
+    // weights take 64-row tiles two per SM (more CTAs without splitting K), 128-row ones at M > 1024.
+    const int64_t token_tiles = ceil_div(m, 128);
+    if (n >= 4096) {
+      p.block_n = m > 1024 ? 128 : (ceil_div(n, 256) * token_tiles >= sms ? 256 : 128);
+      p.ctas_per_sm = m > 1024 ? 2 : 1;
+    } else {
+      p.block_n = m > 1024 ? 128 : 64;
+      p.ctas_per_sm = m > 1024 ? 1 : 2;
+    }
+    if (tuning.block_n) {
+      p.block_n = tuning.block_n;
+      p.ctas_per_sm = p.block_n == 256 ? 1 : 2;
+    }
+    QLLM_CHECK(p.block_n == 64 || p.block_n == 128 || p.block_n == 256,
+               "wide int8 kernel: block_n must be 64, 128 or 256, not {}", p.block_n);
+    if (tuning.ctas_per_sm) p.ctas_per_sm = tuning.ctas_per_sm;
+    QLLM_CHECK((p.ctas_per_sm == 1 || p.ctas_per_sm == 2) && !(p.block_n == 256 && p.ctas_per_sm == 2) &&
+                   !(p.block_n == 64 && p.ctas_per_sm == 1),
+               "wide int8 kernel: {} CTAs per SM with block_n {} (supported: 256 x 1, 128 x 1 or 2, 64 x 2)",
+               p.ctas_per_sm, p.block_n);
     p.rows_per_cta = p.block_n;
-    const int64_t ctas = ceil_div(n, p.block_n) * ceil_div(m, 128);
-    if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_units / 4));
+    // Split K (within a cluster) only as far as it takes to give every CTA slot a tile, and at most 4 ways:
+    // clusters of 8 CTAs with ~100 KB of shared memory each must find 8 free SMs in one GPC (2048x8192 at
+    // M = 128 took 36.6 us with 8 splits, 26.8 us with 4).
+    const int64_t ctas = ceil_div(n, p.block_n) * ceil_div(m, 128), slots = sms * p.ctas_per_sm;
+    if (ctas < slots)
+      splits = std::min({ceil_div(slots, ctas), std::max<int64_t>(1, k_units / 4), int64_t{4}});
   }
   if (tuning.splits) splits = tuning.splits;
   QLLM_CHECK(splits >= 1 && splits <= k_units, "int8 GEMM: {} splits of {} k steps", splits, k_units);
+  QLLM_CHECK(kernel != Int8Kernel::Wide || splits <= kernels::kInt8WideMaxSplits,
+             "wide int8 kernel: at most {} splits (one thread-block cluster), not {}",
+             kernels::kInt8WideMaxSplits, splits);
   p.steps_per_split = static_cast<int>(ceil_div(k_units, splits));
   p.splits = static_cast<int>(ceil_div(k_units, p.steps_per_split));
   if (kernel == Int8Kernel::Skinny) {
@@ -147,7 +173,10 @@ void Int8Gemm::reserve(int64_t m, int64_t k) {
   };
   grow(xq_, static_cast<size_t>(m * k), "int8 activations");
   grow(x_absmax_, static_cast<size_t>(m), "activation scales");
-  grow(outlier_bits_, static_cast<size_t>(k / 32), "outlier bitmap");
+  if (outlier_bits_.size() < static_cast<size_t>(2 * (k / 32))) {  // the prep keeps the next one zero
+    outlier_bits_ = DeviceBuffer<uint32_t>(static_cast<size_t>(2 * (k / 32)), "outlier bitmaps");
+    outlier_bits_.fill_bytes(0);
+  }
   grow(outlier_cols_, kernels::kMaxOutlierColumns, "outlier columns");
   grow(x_outliers_, static_cast<size_t>(m) * kernels::kMaxOutlierColumns, "outlier activations");
   if (status_.size() == 0) {
@@ -183,7 +212,13 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
     prep.m = static_cast<int>(m);
     prep.k = static_cast<int>(k);
     prep.threshold = outliers_enabled(threshold) ? threshold : 0.0f;
-    prep.outlier_bits = outlier_bits_.data();
+    // The two halves of outlier_bits_ alternate (see Int8PrepArgs); the whole other half is cleared, as a
+    // longer K later may read past this call's k / 32 words.
+    const size_t half = outlier_bits_.size() / 2;
+    prep.outlier_bits = outlier_bits_.data() + (bitmap_parity_ ? half : 0);
+    prep.next_outlier_bits = outlier_bits_.data() + (bitmap_parity_ ? 0 : half);
+    prep.next_bitmap_words = static_cast<int>(half);
+    if (prep.threshold > 0.0f) bitmap_parity_ = !bitmap_parity_;
     prep.xq = xq_.data();
     prep.x_absmax = x_absmax_.data();
     prep.outlier_cols = outlier_cols_.data();
@@ -211,12 +246,13 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
   a.k = static_cast<int>(k);
   a.splits = p.splits;
   a.steps_per_split = p.steps_per_split;
-  if (p.splits > 1) {
-    splitk_.reserve(p.splits, m, w.n, ceil_div(w.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta), stream);
-    a.partials = splitk_.partials();
-    a.counters = splitk_.counters();
-  }
   if (p.kernel == Int8Kernel::Skinny) {
+    if (p.splits > 1) {
+      splitk_.reserve(p.splits, m, w.n, ceil_div(w.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta),
+                      stream);
+      a.partials = splitk_.partials();
+      a.counters = splitk_.counters();
+    }
     kernels::launch_int8_skinny(a, p.tokens_per_cta / 8, p.warps_k, stream);
   } else {
     if (x_map_base_ != xq_.data() || x_map_rows_ != m || x_map_cols_ != k) {
@@ -227,8 +263,7 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
       w_map_ = make_tensor_map_2d(w.values.data(), 1, w.n, k, p.block_n, 128);
       w_map_base_ = w.values.data(), w_map_rows_ = w.n, w_map_cols_ = k, w_map_box_ = p.block_n;
     }
-    kernels::launch_int8_wide(a, x_map_, w_map_, p.block_n, stream);
-    if (p.splits > 1) kernels::launch_int8_splitk_reduce(a, stream);
+    kernels::launch_int8_wide(a, x_map_, w_map_, p.block_n, p.ctas_per_sm, stream);
   }
   QLLM_CUDA_CHECK_LAUNCH();
 }

@@ -38,14 +38,15 @@ struct Int8Plan {
   Int8Kernel kernel = Int8Kernel::Skinny;
   int tokens_per_cta = 8;
   int rows_per_cta = 128;
-  int warps_k = 1;    // skinny
-  int block_n = 256;  // wide: weight rows per CTA
+  int warps_k = 1;      // skinny
+  int block_n = 256;    // wide: weight rows per CTA
+  int ctas_per_sm = 1;  // wide: resident CTAs per SM (sets the pipeline depth)
   int splits = 1;
   int steps_per_split = 0;  // skinny: 64-wide k steps; wide: 128-wide k blocks
 };
 
 struct Int8Tuning {
-  int tokens_per_cta = 0, warps_k = 0, block_n = 0, splits = 0;  // 0: automatic
+  int tokens_per_cta = 0, warps_k = 0, block_n = 0, ctas_per_sm = 0, splits = 0;  // 0: automatic
 };
 
 // Owns the activation and split-K workspaces; one instance per stream.
@@ -69,7 +70,8 @@ class Int8Gemm {
 
   DeviceBuffer<int8_t> xq_;
   DeviceBuffer<float> x_absmax_;
-  DeviceBuffer<uint32_t> outlier_bits_;
+  DeviceBuffer<uint32_t> outlier_bits_;  // two bitmaps of the outlier columns, used in turn
+  bool bitmap_parity_ = false;
   DeviceBuffer<int> outlier_cols_;
   DeviceBuffer<uint16_t> x_outliers_;
   DeviceBuffer<unsigned char> status_;

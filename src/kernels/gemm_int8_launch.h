@@ -24,15 +24,19 @@ struct Int8PrepArgs {
   const void* x = nullptr;
   bool bf16 = true;
   int m = 0, k = 0;
-  float threshold = 0;               // <= 0 or inf: no outliers
-  uint32_t* outlier_bits = nullptr;  // [k / 32] bitmap (zeroed by the host before the large-M path)
-  int8_t* xq = nullptr;              // [m, k]
-  float* x_absmax = nullptr;         // [m]
-  int* outlier_cols = nullptr;       // [kMaxOutlierColumns] column of each outlier, ascending
-  uint16_t* x_outliers = nullptr;    // [m, kMaxOutlierColumns] the outlier columns' activations (16-bit)
+  float threshold = 0;  // <= 0 or inf: no outliers
+  // Two bitmaps alternate between calls: this call's (all zero on entry) collects the outlier columns, and
+  // the rows kernel zeroes the other one, which no kernel of this call reads, for the next call.
+  uint32_t* outlier_bits = nullptr;       // [k / 32], zero on entry
+  uint32_t* next_outlier_bits = nullptr;  // [next_bitmap_words], zeroed by the rows kernel
+  int next_bitmap_words = 0;
+  int8_t* xq = nullptr;            // [m, k]
+  float* x_absmax = nullptr;       // [m]
+  int* outlier_cols = nullptr;     // [kMaxOutlierColumns] column of each outlier, ascending
+  uint16_t* x_outliers = nullptr;  // [m, kMaxOutlierColumns] the outlier columns' activations (16-bit)
   Int8PrepStatus* status = nullptr;
 };
-// Outlier bitmap over all rows (atomics), then one CTA per row. (Decode batches, m <= kFusedPrepRows, skip
+// Outlier bitmap over all rows (atomics), then one warp per row. (Decode batches, m <= kFusedPrepRows, skip
 // this: the skinny GEMM quantizes its activations itself.)
 void launch_int8_prep(const Int8PrepArgs& args, cudaStream_t stream);
 // Offline weight quantization: rows of a [m, k] matrix, no outliers (the same kernel as the activations').
@@ -54,8 +58,8 @@ struct Int8GemmArgs {
   float threshold = 0;
   void* y = nullptr;  // [m, n] bf16 or f16
   bool bf16 = true;
-  float* partials = nullptr;         // split-K: scaled partial sums [splits][m][n]
-  unsigned int* counters = nullptr;  // split-K arrival counters (skinny), zero between launches
+  float* partials = nullptr;         // skinny split-K: scaled partial sums [splits][m][n]
+  unsigned int* counters = nullptr;  // skinny split-K arrival counters, zero between launches
   int m = 0, n = 0, k = 0;
   int splits = 1;
   int steps_per_split = 0;  // 64-wide k steps (skinny) or 128-wide k blocks (wide) per split
@@ -68,10 +72,10 @@ constexpr int kFusedPrepRows = 8;
 void launch_int8_skinny(const Int8GemmArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 
 // Wide path (TMA + wgmma s8, sm_90a; sm90a_kernels_available() says whether it runs): 128 tokens x block_n
-// (128 or 256) weight rows per CTA.
+// (64, 128 or 256) weight rows per CTA, ctas_per_sm (1 or 2; block_n 256 takes 1, 64 takes 2) resident per
+// SM; splits (<= kInt8WideMaxSplits) CTAs of a cluster share a tile's K and reduce in shared memory.
+constexpr int kInt8WideMaxSplits = 8;  // the portable thread-block cluster size
 void launch_int8_wide(const Int8GemmArgs& args, const CUtensorMap& x_map, const CUtensorMap& w_map,
-                      int block_n, cudaStream_t stream);
-// Split-K finish for the wide path: sums the partials in split order, adds the outlier columns, writes Y.
-void launch_int8_splitk_reduce(const Int8GemmArgs& args, cudaStream_t stream);
+                      int block_n, int ctas_per_sm, cudaStream_t stream);
 
 }  // namespace qllm::kernels

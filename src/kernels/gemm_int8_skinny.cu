@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "kernels/cuda_utils.h"
+#include "kernels/dependent_launch.cuh"
 #include "kernels/gemm_int8_launch.h"
 #include "kernels/gemm_w4a16_device.cuh"
 #include "quant/int8_math.h"
@@ -185,6 +186,9 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
   int* prep_outliers = reinterpret_cast<int*>(prep_bits + a.k / 32);
   float* prep_absmax = reinterpret_cast<float*>(prep_outliers + kMaxOutlierColumns);
   int* prep_count = reinterpret_cast<int*>(prep_absmax + kTokens);
+  // Launched as a dependent (dependent_launch.cuh): the weight loads above overlap the previous kernel (the
+  // activation prep, or whatever wrote X); its results are read only from here on.
+  wait_for_previous_kernel();
   if constexpr (kFusedPrep) {
     fused_prep<kBf16, kTokens>(a, token_base, cta_begin, cta_steps, smem, row_bytes, prep_bits, prep_outliers,
                                prep_absmax, prep_count);
@@ -317,8 +321,19 @@ void launch_variant(const Int8GemmArgs& a, cudaStream_t stream) {
   }();
   (void)configured;
   const int rows_per_cta = 16 * (kWarps / kWarpsK);
-  const dim3 grid((a.n + rows_per_cta - 1) / rows_per_cta, a.splits, (a.m + kTokens - 1) / kTokens);
-  int8_skinny_kernel<kBf16, kTokTiles, kWarpsK, kFusedPrep><<<grid, kThreads, smem, stream>>>(a);
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3((a.n + rows_per_cta - 1) / rows_per_cta, a.splits, (a.m + kTokens - 1) / kTokens);
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute dependent{};
+  if (dependent_launch_available()) {
+    dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    dependent.val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = &dependent;
+    config.numAttrs = 1;
+  }
+  QLLM_CUDA_CHECK(cudaLaunchKernelEx(&config, int8_skinny_kernel<kBf16, kTokTiles, kWarpsK, kFusedPrep>, a));
 }
 
 template <bool kBf16, int kTokTiles, int kWarpsK>

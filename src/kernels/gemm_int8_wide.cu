@@ -1,17 +1,25 @@
 // LLM.int8() GEMM, wide path (Hopper sm_90a): Y[M, N] for large M on int8 tensor cores (wgmma s8 -> s32,
 // twice the bf16 rate).
 //
-// Warp-specialized: warpgroup 0 is the producer (one thread issues TMA copies of the int8 activation tile
-// [128 tokens x 128 k] and weight tile [kBlockN rows x 128 k] into a ring of kStages shared-memory stages,
-// 128-byte swizzled as wgmma reads them); warpgroups 1 and 2 are consumers, each owning 64 tokens x kBlockN
-// weight rows of the output, issuing four wgmma.m64nNk32 per stage from shared memory. mbarriers hand stages
-// back and forth: `full` (the copies' bytes arrived) and `empty` (both consumers' wgmmas on it finished).
-// The epilogue scales by absmax_x * absmax_w / 127^2 and adds the outlier columns in fp32.
+// Warp-specialized: warpgroups 0 and 1 are consumers, each owning 64 tokens x kBlockN weight rows of the
+// output; warp 8 is the producer (one thread issues TMA copies of the int8 activation tile [128 tokens x 128
+// k] and weight tile [kBlockN rows x 128 k] into a ring of shared-memory stages, 128-byte swizzled as wgmma
+// reads them). A producer warp rather than a warpgroup: two CTAs of 288 threads per SM may hold 112
+// registers each (of 384, only 80: too few for a 64-register accumulator and its wgmma). Consumers issuing
+// four wgmma.m64nNk32 per stage from shared memory. mbarriers hand stages back and forth: `full` (the copies'
+// bytes arrived) and `empty` (both consumers' wgmmas on it finished). The epilogue scales by absmax_x *
+// absmax_w / 127^2 and adds the outlier columns in fp32.
+//
+// Small grids split K across the CTAs of a thread-block cluster: each adds the others' int32 accumulators
+// through distributed shared memory (exact, so the result does not depend on the split) and writes its share
+// of the tile; no partial sums go through global memory and no reduce kernel runs.
+// Launched as a dependent of the activation prep (dependent_launch.cuh): barrier setup overlaps its tail.
 #include <algorithm>
 
 #include "kernels/gemm_int8_launch.h"
 
 #include "kernels/cuda_utils.h"
+#include "kernels/dependent_launch.cuh"
 #include "kernels/hopper.cuh"
 #include "kernels/wgmma_ops.cuh"
 #include "quant/int8_math.h"
@@ -24,16 +32,25 @@ using namespace sm90;
 
 constexpr int kBlockM = 128;  // tokens per CTA: two consumer warpgroups x 64
 constexpr int kBlockK = 128;  // bytes (int8 values) of K per stage: one 128-byte swizzle row, four k32 wgmmas
-constexpr int kThreads = 384;
+constexpr int kConsumerThreads = 256;            // two warpgroups (wgmma needs 4-warp-aligned groups)
+constexpr int kThreads = kConsumerThreads + 32;  // + the producer warp
 
-template <int kBlockN>
+// kCtasPerSm: 1 gives the ring ~192 KB (deep pipeline for long-running tiles), 2 gives each of two CTAs per
+// SM ~96 KB, so one CTA's prologue and epilogue hide under the other's MMAs (228 KB per SM, 1 KB reserved per
+// CTA).
+template <int kBlockN, int kCtasPerSm>
 struct Config {
-  static constexpr int kStages = kBlockN == 256 ? 4 : 6;
   static constexpr int kStageA = kBlockM * kBlockK;  // bytes
   static constexpr int kStageB = kBlockN * kBlockK;
   static constexpr int kStageBytes = kStageA + kStageB;
-  static constexpr int kSmem =
-      kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers + alignment slack
+  static constexpr int kStages = (kCtasPerSm == 1 ? 192 : 96) * 1024 / kStageBytes;
+  static constexpr int kSmem = kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers + alignment
+  // Split-K: the consumers' int32 accumulators, [value][thread], reuse the ring once the main loop is over.
+  static constexpr int kStashBytes = 256 * (kBlockN / 2) * 4;
+  // The epilogue's staged outliers (activations, weights) and weight scales, as floats.
+  static constexpr int kEpilogueBytes = ((kBlockM + kBlockN) * 32 + kBlockN) * 4;
+  static_assert(kStages >= 3 && kStashBytes <= kStages * kStageBytes &&
+                kEpilogueBytes <= kStages * kStageBytes);
 };
 
 template <bool kBf16>
@@ -51,12 +68,14 @@ __device__ __forceinline__ uint32_t pack_output(float lo, float hi) {
          (static_cast<uint32_t>(__half_as_ushort(__float2half_rn(hi))) << 16);
 }
 
-template <bool kBf16, int kBlockN>
-__global__ void __launch_bounds__(kThreads, 1)
+// kSplitK: the kernel without split-K has no cluster code at all (its presence alone spilled accumulators in
+// the epilogue).
+template <bool kBf16, int kBlockN, int kCtasPerSm, bool kSplitK>
+__global__ void __launch_bounds__(kThreads, kCtasPerSm)
     int8_wide_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
                      const Int8GemmArgs a) {
 #if QLLM_WGMMA_ENABLED
-  using C = Config<kBlockN>;
+  using C = Config<kBlockN, kCtasPerSm>;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = sm90::align_1024(smem_raw);
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + C::kStages * C::kStageBytes);
@@ -64,10 +83,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto stage_a = [&](int s) { return smem + s * C::kStageBytes; };
   auto stage_b = [&](int s) { return smem + s * C::kStageBytes + C::kStageA; };
 
-  const int warpgroup = threadIdx.x / 128;
+  const int warpgroup = threadIdx.x / 128;  // 0, 1: consumers; 2: the producer warp
+  const bool producer = warpgroup == 2;
   const int token_base = blockIdx.x * kBlockM;  // token tiles vary fastest: CTAs sharing weights run together
   const int row_base = blockIdx.z * kBlockN;
-  const int split = blockIdx.y;
+  const int split = blockIdx.y;  // = the CTA's rank in its cluster (the cluster spans the splits)
   const int k_blocks = (a.k + kBlockK - 1) / kBlockK;
   const int block_begin = split * a.steps_per_split;
   const int blocks = max(min(block_begin + a.steps_per_split, k_blocks) - block_begin, 0);
@@ -78,14 +98,15 @@ __global__ void __launch_bounds__(kThreads, 1)
       mbarrier_init(&empty[s], 2);  // one arrive per consumer warpgroup
     }
     fence_barrier_init();
+    prefetch_tensor_map(&x_map);
+    prefetch_tensor_map(&w_map);
   }
   __syncthreads();
+  wait_for_previous_kernel();  // the int8 activations, their scales and the outliers come from the prep
 
-  if (warpgroup == 0) {
+  if (producer) {
     // ---- producer: one thread streams the stages ----
-    if (threadIdx.x == 0) {
-      prefetch_tensor_map(&x_map);
-      prefetch_tensor_map(&w_map);
+    if (threadIdx.x == kConsumerThreads) {
       for (int kb = 0; kb < blocks; ++kb) {
         const int s = kb % C::kStages;
         if (kb >= C::kStages) mbarrier_wait(&empty[s], ((kb / C::kStages) - 1) & 1);
@@ -95,11 +116,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         tma_load_2d(stage_b(s), &w_map, k0, row_base, &full[s]);
       }
     }
+    if constexpr (kSplitK) {  // the consumers' two cluster barriers below count every thread of the cluster
+      cluster_sync();
+      cluster_sync();
+    }
     return;
   }
 
   // ---- consumers: 64 tokens x kBlockN rows each ----
-  const int consumer = warpgroup - 1;
+  const int consumer = warpgroup;
+  // acc[4c + e] is token 16w + g + 8(e / 2), weight row 8c + 2t + (e % 2).
   int32_t acc[kBlockN / 2];
 #pragma unroll
   for (int i = 0; i < kBlockN / 2; ++i) acc[i] = 0;
@@ -120,10 +146,34 @@ __global__ void __launch_bounds__(kThreads, 1)
   wgmma_wait<0>();
   keep(acc);
 
-  // ---- epilogue: acc[4c + e] is token 16w + g + 8(e / 2), weight row 8c + 2t + (e % 2) ----
+  // ---- split-K: CTA `split` of the cluster owns the accumulator pairs p with p % splits == split; it adds
+  // every CTA's int32 values for them (DSMEM reads) and finishes only those outputs ----
+  const int rank = threadIdx.x;  // consumer thread 0..255
+  // As a bit mask: a test per (constant) pair index is one shift.
+  uint64_t owned_pairs = ~uint64_t{0};
+  if constexpr (kSplitK) {
+    owned_pairs = 0;
+    for (int p = split; p < kBlockN / 4; p += a.splits) owned_pairs |= uint64_t{1} << p;
+  }
+  auto owned = [&](int pair) { return !kSplitK || ((owned_pairs >> pair) & 1u) != 0; };
+  if constexpr (kSplitK) {
+    auto* stash = reinterpret_cast<int32_t*>(smem);  // the ring is idle: every stage has been consumed
+#pragma unroll
+    for (int i = 0; i < kBlockN / 2; ++i) stash[i * 256 + rank] = acc[i];
+    cluster_sync();                       // every split's stash is written
+    for (int c = 0; c < a.splits; ++c) {  // int32 sums: exact, so the order does not matter
+      if (c == split) continue;           // this CTA's own values are in acc already
+      const uint32_t remote = cluster_peer_address(stash + rank, c);
+#pragma unroll
+      for (int i = 0; i < kBlockN / 2; ++i)
+        if (owned(i / 2)) acc[i] += load_cluster_s32(remote + i * 256 * 4);
+    }
+    cluster_sync();  // the others have read this CTA's stash: its shared memory may be reused
+  }
+
+  // ---- epilogue ----
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int outliers =
-      a.splits == 1 ? min(a.status->outlier_count, kMaxOutlierColumns) : 0;  // else: in the reduce
+  const int outliers = min(a.status->outlier_count, kMaxOutlierColumns);
   // Up to kStagedOutliers outlier columns go through shared memory (the pipeline stages are free now): their
   // activations [kBlockM][n] and dequantized weights [kBlockN][n] as floats, so that every output adds them
   // with shared-memory loads only. More columns (rare) are read from global memory.
@@ -131,23 +181,27 @@ __global__ void __launch_bounds__(kThreads, 1)
   const bool staged = outliers <= kStagedOutliers;
   float* staged_x = reinterpret_cast<float*>(smem);
   float* staged_w = staged_x + kBlockM * kStagedOutliers;
+  // The weight rows' scales too: loaded once per CTA, where per-thread global loads of all kBlockN / 4 of
+  // them were hoisted ahead of the scale pass and spilled.
+  float* w_scale = staged_w + kBlockN * kStagedOutliers;
+  for (int i = rank; i < kBlockN; i += kConsumerThreads)
+    w_scale[i] = row_base + i < a.n ? a.w_absmax[row_base + i] : 0.f;
   if (outliers > 0 && staged) {
-    const int rank = threadIdx.x - 128;  // 256 consumer threads
-    for (int i = rank; i < kBlockM * outliers; i += 256) {
+    for (int i = rank; i < kBlockM * outliers; i += kConsumerThreads) {
       const int token = token_base + i / outliers, o = i % outliers;
       staged_x[(i / outliers) * kStagedOutliers + o] =
           token < a.m ? from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + o])
                       : 0.f;
     }
-    for (int i = rank; i < kBlockN * outliers; i += 256) {
+    for (int i = rank; i < kBlockN * outliers; i += kConsumerThreads) {
       const int row = row_base + i / outliers, o = i % outliers;
       staged_w[(i / outliers) * kStagedOutliers + o] =
           row < a.n
               ? int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + a.outlier_cols[o]], a.w_absmax[row])
               : 0.f;
     }
-    named_barrier(1, 256);
   }
+  named_barrier(1, kConsumerThreads);
   // Three passes over the accumulators, each fully unrolled (constant indices keep acc in registers):
   // scale in place (acc then holds float bits), add the outlier columns, store.
   int tokens[2];
@@ -161,8 +215,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int c = 0; c < kBlockN / 8; ++c) {
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      const int row = row_base + 8 * c + 2 * t + e;
-      const float w_absmax = row < a.n ? a.w_absmax[row] : 0.f;
+      const float w_absmax = w_scale[8 * c + 2 * t + e];
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int i = 4 * c + 2 * half + e;
@@ -212,44 +265,62 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int c = 0; c < kBlockN / 8; ++c) {
       const int row = row_base + 8 * c + 2 * t;
-      if (row >= a.n) continue;
-      const float v0 = __int_as_float(acc[4 * c + 2 * half]), v1 = __int_as_float(acc[4 * c + 2 * half + 1]);
-      if (a.splits == 1) {
-        *reinterpret_cast<uint32_t*>(y + static_cast<int64_t>(token) * a.n + row) =
-            pack_output<kBf16>(v0, v1);
-      } else {
-        *reinterpret_cast<float2*>(a.partials + (static_cast<int64_t>(split) * a.m + token) * a.n + row) =
-            make_float2(v0, v1);
-      }
+      if (row >= a.n || !owned(2 * c + half)) continue;
+      *reinterpret_cast<uint32_t*>(y + static_cast<int64_t>(token) * a.n + row) = pack_output<kBf16>(
+          __int_as_float(acc[4 * c + 2 * half]), __int_as_float(acc[4 * c + 2 * half + 1]));
     }
   }
 #endif  // QLLM_WGMMA_ENABLED
 }
 
-template <bool kBf16, int kBlockN>
+template <bool kBf16, int kBlockN, int kCtasPerSm>
 void launch_config(const Int8GemmArgs& a, const CUtensorMap& x_map, const CUtensorMap& w_map,
                    cudaStream_t stream) {
-  using C = Config<kBlockN>;
+  using C = Config<kBlockN, kCtasPerSm>;
+  auto* kernel = a.splits > 1 ? int8_wide_kernel<kBf16, kBlockN, kCtasPerSm, true>
+                              : int8_wide_kernel<kBf16, kBlockN, kCtasPerSm, false>;
   static const bool configured = [] {
-    QLLM_CUDA_CHECK(cudaFuncSetAttribute(int8_wide_kernel<kBf16, kBlockN>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
+    for (auto* k : {int8_wide_kernel<kBf16, kBlockN, kCtasPerSm, true>,
+                    int8_wide_kernel<kBf16, kBlockN, kCtasPerSm, false>})
+      QLLM_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
     return true;
   }();
   (void)configured;
-  const dim3 grid((a.m + kBlockM - 1) / kBlockM, a.splits, (a.n + kBlockN - 1) / kBlockN);
-  int8_wide_kernel<kBf16, kBlockN><<<grid, kThreads, C::kSmem, stream>>>(x_map, w_map, a);
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3((a.m + kBlockM - 1) / kBlockM, a.splits, (a.n + kBlockN - 1) / kBlockN);
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = C::kSmem;
+  config.stream = stream;
+  cudaLaunchAttribute attributes[2]{};
+  attributes[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;  // sm_90: always available here
+  attributes[0].val.programmaticStreamSerializationAllowed = 1;
+  attributes[1].id = cudaLaunchAttributeClusterDimension;  // the splits of one tile form a cluster
+  attributes[1].val.clusterDim.x = 1;
+  attributes[1].val.clusterDim.y = static_cast<unsigned>(a.splits);
+  attributes[1].val.clusterDim.z = 1;
+  config.attrs = attributes;
+  config.numAttrs =
+      a.splits > 1 ? 2 : 1;  // no cluster launch (and its scheduling constraints) without splits
+  QLLM_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, x_map, w_map, a));
+}
+
+template <bool kBf16>
+void launch_typed(const Int8GemmArgs& a, const CUtensorMap& x_map, const CUtensorMap& w_map, int block_n,
+                  int ctas_per_sm, cudaStream_t stream) {
+  if (block_n == 256) return launch_config<kBf16, 256, 1>(a, x_map, w_map, stream);
+  if (block_n == 128 && ctas_per_sm == 1) return launch_config<kBf16, 128, 1>(a, x_map, w_map, stream);
+  if (block_n == 128) return launch_config<kBf16, 128, 2>(a, x_map, w_map, stream);
+  launch_config<kBf16, 64, 2>(a, x_map, w_map, stream);
 }
 
 }  // namespace
 
 void launch_int8_wide(const Int8GemmArgs& a, const CUtensorMap& x_map, const CUtensorMap& w_map, int block_n,
-                      cudaStream_t stream) {
+                      int ctas_per_sm, cudaStream_t stream) {
   if (a.bf16) {
-    block_n == 128 ? launch_config<true, 128>(a, x_map, w_map, stream)
-                   : launch_config<true, 256>(a, x_map, w_map, stream);
+    launch_typed<true>(a, x_map, w_map, block_n, ctas_per_sm, stream);
   } else {
-    block_n == 128 ? launch_config<false, 128>(a, x_map, w_map, stream)
-                   : launch_config<false, 256>(a, x_map, w_map, stream);
+    launch_typed<false>(a, x_map, w_map, block_n, ctas_per_sm, stream);
   }
 }
 

@@ -105,6 +105,25 @@ __device__ __forceinline__ void keep(T (&r)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
 }
 
+// ---- thread-block clusters --------------------------------------------------------------------------------
+// Every thread of the cluster (exited ones excepted) arrives and waits; release/acquire orders shared memory.
+// Written out because cooperative_groups' cluster.sync() adds a divergent slow path (a call) that made the
+// int8 kernel spill its accumulators.
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.aligned;\nbarrier.cluster.wait.aligned;" ::: "memory");
+}
+// The shared::cluster address of `local` (this CTA's shared memory) in the CTA of cluster rank `rank`.
+__device__ __forceinline__ uint32_t cluster_peer_address(const void* local, uint32_t rank) {
+  uint32_t remote;
+  asm("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(smem_addr(local)), "r"(rank));
+  return remote;
+}
+__device__ __forceinline__ int32_t load_cluster_s32(uint32_t address) {
+  int32_t value;
+  asm volatile("ld.shared::cluster.s32 %0, [%1];" : "=r"(value) : "r"(address) : "memory");
+  return value;
+}
+
 // Barrier among `threads` threads (a multiple of 32) on hardware barrier `id` (1..15; 0 is __syncthreads).
 __device__ __forceinline__ void named_barrier(int id, int threads) {
   asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");

@@ -167,16 +167,17 @@ TEST(Int8Cuda, EveryConfigurationMatchesTheReference) {
       for (int wk : {1, 2, 4, 8}) {
         for (int splits : {1, 2, 3}) {
           SCOPED_TRACE(fmt::format("skinny M={} tokens {} warps_k {} splits {}", m, tok, wk, splits));
-          gemm.tuning = {.tokens_per_cta = tok, .warps_k = wk, .block_n = 0, .splits = splits};
+          gemm.tuning = {.tokens_per_cta = tok, .warps_k = wk, .splits = splits};
           ASSERT_LE(rel_fro(run_gemm(gemm, x, m, w, Int8Kernel::Skinny), ref_rounded), kBound);
         }
       }
     }
     if (!sm90a_kernels_available()) continue;
-    for (int block_n : {128, 256}) {
-      for (int splits : {1, 2, 3}) {
-        SCOPED_TRACE(fmt::format("wide M={} block_n {} splits {}", m, block_n, splits));
-        gemm.tuning = {.tokens_per_cta = 0, .warps_k = 0, .block_n = block_n, .splits = splits};
+    // Each block size with the CTAs per SM it supports; the splits form a cluster (up to 8, all 8 k blocks).
+    for (auto [block_n, ctas] : std::vector<std::pair<int, int>>{{256, 1}, {128, 1}, {128, 2}, {64, 2}}) {
+      for (int splits : {1, 2, 3, 8}) {
+        SCOPED_TRACE(fmt::format("wide M={} block_n {} ctas/SM {} splits {}", m, block_n, ctas, splits));
+        gemm.tuning = {.block_n = block_n, .ctas_per_sm = ctas, .splits = splits};
         ASSERT_LE(rel_fro(run_gemm(gemm, x, m, w, Int8Kernel::Wide), ref_rounded), kBound);
       }
     }

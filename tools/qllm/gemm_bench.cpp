@@ -36,7 +36,7 @@ namespace qllm::cli {
 namespace {
 
 struct TuningOptions {  // mirrors W4A16Tuning / Int8Tuning, which CPU-only builds do not have
-  int tokens_per_cta = 0, warps_k = 0, warpgroups = 0, block_n = 0, splits = 0;
+  int tokens_per_cta = 0, warps_k = 0, warpgroups = 0, block_n = 0, ctas_per_sm = 0, splits = 0;
 };
 
 struct GemmBenchOptions {
@@ -198,6 +198,7 @@ class Int8Bench final : public QuantizedGemm {
     gemm_.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
                     .warps_k = o.tuning.warps_k,
                     .block_n = o.tuning.block_n,
+                    .ctas_per_sm = o.tuning.ctas_per_sm,
                     .splits = o.tuning.splits};
   }
   void run(const void* x, int64_t m, void* y, int rep) override {
@@ -210,7 +211,7 @@ class Int8Bench final : public QuantizedGemm {
     const Int8Plan p = gemm_.plan(m, shape_.n, shape_.k, kernel_);
     return p.kernel == Int8Kernel::Skinny
                ? fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits)
-               : fmt::format("wide n{} s{}", p.block_n, p.splits);
+               : fmt::format("wide n{} c{} s{}", p.block_n, p.ctas_per_sm, p.splits);
   }
   const void* dequantized() const override { return dequantized_.data(); }
   int64_t outliers() { return gemm_.check(); }
@@ -390,6 +391,8 @@ void add_gemm_bench(CLI::App& app) {
   cmd->add_option("--warpgroups", o->tuning.warpgroups, "tuning: wgmma warpgroups per CTA (0 = automatic)");
   cmd->add_option("--block-n", o->tuning.block_n,
                   "tuning: wide kernels' weight rows per CTA (0 = automatic)");
+  cmd->add_option("--ctas-per-sm", o->tuning.ctas_per_sm,
+                  "tuning: wide int8 kernel's resident CTAs per SM, 1 or 2 (0 = automatic)");
   cmd->add_option("--splits", o->tuning.splits, "tuning: CTAs splitting K (0 = automatic)");
   cmd->add_option("--reps", o->reps, "timed repetitions")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed repetitions first")->capture_default_str();
