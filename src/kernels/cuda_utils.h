@@ -67,6 +67,13 @@ bool sm90a_kernels_available();
 // Whether the current device runs programmatic dependent launches (compute capability 9.0+): launches then
 // add cudaLaunchAttributeProgrammaticStreamSerialization (see dependent_launch.cuh).
 bool dependent_launch_available();
+// That attribute: the kernel may be scheduled while the one before it in the stream still runs.
+inline cudaLaunchAttribute dependent_launch_attribute() {
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  return attribute;
+}
 
 // cudaMalloc that reports how much was asked for, for what, and how much is free.
 void* device_alloc(size_t bytes, const char* what);

@@ -326,10 +326,8 @@ void launch_variant(const Int8GemmArgs& a, cudaStream_t stream) {
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = smem;
   config.stream = stream;
-  cudaLaunchAttribute dependent{};
+  cudaLaunchAttribute dependent = dependent_launch_attribute();
   if (dependent_launch_available()) {
-    dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    dependent.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &dependent;
     config.numAttrs = 1;
   }

@@ -150,9 +150,8 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   // every CTA's int32 values for them (DSMEM reads) and finishes only those outputs ----
   const int rank = threadIdx.x;  // consumer thread 0..255
   // As a bit mask: a test per (constant) pair index is one shift.
-  uint64_t owned_pairs = ~uint64_t{0};
+  uint64_t owned_pairs = 0;
   if constexpr (kSplitK) {
-    owned_pairs = 0;
     for (int p = split; p < kBlockN / 4; p += a.splits) owned_pairs |= uint64_t{1} << p;
   }
   auto owned = [&](int pair) { return !kSplitK || ((owned_pairs >> pair) & 1u) != 0; };
@@ -292,8 +291,7 @@ void launch_config(const Int8GemmArgs& a, const CUtensorMap& x_map, const CUtens
   config.dynamicSmemBytes = C::kSmem;
   config.stream = stream;
   cudaLaunchAttribute attributes[2]{};
-  attributes[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;  // sm_90: always available here
-  attributes[0].val.programmaticStreamSerializationAllowed = 1;
+  attributes[0] = dependent_launch_attribute();            // sm_90: always available here
   attributes[1].id = cudaLaunchAttributeClusterDimension;  // the splits of one tile form a cluster
   attributes[1].val.clusterDim.x = 1;
   attributes[1].val.clusterDim.y = static_cast<unsigned>(a.splits);

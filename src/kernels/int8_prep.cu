@@ -99,46 +99,12 @@ __device__ void write_outlier_list(const Int8PrepArgs& a, const uint32_t* bits, 
 // Chunks (16 bytes) each thread has in flight: one load per thread at a time leaves DRAM idle.
 constexpr int kChunksInFlight = 4;
 
-// Quantizes row `row` (or, past the last row, only takes part in the barrier) with kThreadsPerRow threads,
-// `lane` the thread's rank among them: absmax over the non-outlier columns, int8 values, outlier activations
-// gathered. The row is read twice; the second pass finds it in L1/L2. `scratch` holds one float per warp.
-template <int kThreadsPerRow>
-__device__ void quantize_row(const Int8PrepArgs& a, int row, int lane, const uint32_t* bits,
-                             const int* prefix, float* scratch) {
-  const bool valid = row < a.m;
+// Calls visit(c, raw, v) for the chunks c = lane, lane + kThreadsPerRow, ... of the row starting at chunk
+// `row_chunk`, loading kChunksInFlight of them before using any.
+template <int kThreadsPerRow, typename Visit>
+__device__ __forceinline__ void for_each_row_chunk(const Int8PrepArgs& a, int64_t row_chunk, int lane,
+                                                   Visit&& visit) {
   const int chunks = a.k / 8;
-  const int64_t row_chunk = static_cast<int64_t>(row) * chunks;
-  float absmax = 0.0f;
-  for (int c0 = lane; valid && c0 < chunks; c0 += kThreadsPerRow * kChunksInFlight) {
-    uint4 q[kChunksInFlight];
-#pragma unroll
-    for (int u = 0; u < kChunksInFlight; ++u)
-      if (c0 + kThreadsPerRow * u < chunks) q[u] = load_chunk(a.x, row_chunk + c0 + kThreadsPerRow * u);
-#pragma unroll
-    for (int u = 0; u < kChunksInFlight; ++u) {
-      const int c = c0 + kThreadsPerRow * u;
-      if (c >= chunks) break;
-      uint16_t raw[8];
-      float v[8];
-      unpack8(q[u], a.bf16, raw, v);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        if (bits == nullptr && !isfinite(v[j])) report_nonfinite(a.status, (row_chunk + c) * 8 + j);
-        if (!is_outlier_column(bits, c * 8 + j)) absmax = fmaxf(absmax, fabsf(v[j]));
-      }
-    }
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) absmax = fmaxf(absmax, __shfl_xor_sync(kFullMask, absmax, o));
-  if constexpr (kThreadsPerRow > 32) {  // the row's warps meet in shared memory
-    constexpr int kWarpsPerRow = kThreadsPerRow / 32;
-    if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = absmax;
-    __syncthreads();
-    const float* row_scratch = scratch + (threadIdx.x / kThreadsPerRow) * kWarpsPerRow;
-    for (int w = 0; w < kWarpsPerRow; ++w) absmax = fmaxf(absmax, row_scratch[w]);
-  }
-  if (!valid) return;
-  const float inverse = int8q::inverse_step(absmax);
   for (int c0 = lane; c0 < chunks; c0 += kThreadsPerRow * kChunksInFlight) {
     uint4 q[kChunksInFlight];
 #pragma unroll
@@ -151,23 +117,61 @@ __device__ void quantize_row(const Int8PrepArgs& a, int row, int lane, const uin
       uint16_t raw[8];
       float v[8];
       unpack8(q[u], a.bf16, raw, v);
-      uint32_t packed[2] = {0, 0};
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int col = c * 8 + j;
-        int8_t value = 0;
-        if (is_outlier_column(bits, col)) {
-          const int index = prefix[col >> 5] + __popc(bits[col >> 5] & ((1u << (col & 31)) - 1u));
-          if (index < kMaxOutlierColumns)
-            a.x_outliers[static_cast<int64_t>(row) * kMaxOutlierColumns + index] = raw[j];
-        } else {
-          value = int8q::quantize(v[j], inverse);
-        }
-        packed[j / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(value)) << (8 * (j % 4));
-      }
-      *reinterpret_cast<uint2*>(a.xq + (row_chunk + c) * 8) = make_uint2(packed[0], packed[1]);
+      visit(c, raw, v);
     }
   }
+}
+
+// Quantizes row `row` (or, past the last row, only takes part in the barrier) with kThreadsPerRow threads,
+// `lane` the thread's rank among them: absmax over the non-outlier columns, int8 values, outlier activations
+// gathered. The row is read twice; the second pass finds it in L1/L2. `scratch` holds one float per warp.
+template <int kThreadsPerRow>
+__device__ void quantize_row(const Int8PrepArgs& a, int row, int lane, const uint32_t* bits,
+                             const int* prefix, float* scratch) {
+  const bool valid = row < a.m;
+  const int64_t row_chunk = static_cast<int64_t>(row) * (a.k / 8);
+  float absmax = 0.0f;
+  if (valid) {
+    for_each_row_chunk<kThreadsPerRow>(a, row_chunk, lane,
+                                       [&](int c, const uint16_t(&)[8], const float(&v)[8]) {
+#pragma unroll
+                                         for (int j = 0; j < 8; ++j) {
+                                           if (bits == nullptr && !isfinite(v[j]))
+                                             report_nonfinite(a.status, (row_chunk + c) * 8 + j);
+                                           if (!is_outlier_column(bits, c * 8 + j))
+                                             absmax = fmaxf(absmax, fabsf(v[j]));
+                                         }
+                                       });
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) absmax = fmaxf(absmax, __shfl_xor_sync(kFullMask, absmax, o));
+  if constexpr (kThreadsPerRow > 32) {  // the row's warps meet in shared memory
+    constexpr int kWarpsPerRow = kThreadsPerRow / 32;
+    if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = absmax;
+    __syncthreads();
+    const float* row_scratch = scratch + (threadIdx.x / kThreadsPerRow) * kWarpsPerRow;
+    for (int w = 0; w < kWarpsPerRow; ++w) absmax = fmaxf(absmax, row_scratch[w]);
+  }
+  if (!valid) return;
+  const float inverse = int8q::inverse_step(absmax);
+  for_each_row_chunk<kThreadsPerRow>(
+      a, row_chunk, lane, [&](int c, const uint16_t(&raw)[8], const float(&v)[8]) {
+        uint32_t packed[2] = {0, 0};
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const int col = c * 8 + j;
+          int8_t value = 0;
+          if (is_outlier_column(bits, col)) {
+            const int index = prefix[col >> 5] + __popc(bits[col >> 5] & ((1u << (col & 31)) - 1u));
+            if (index < kMaxOutlierColumns)
+              a.x_outliers[static_cast<int64_t>(row) * kMaxOutlierColumns + index] = raw[j];
+          } else {
+            value = int8q::quantize(v[j], inverse);
+          }
+          packed[j / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(value)) << (8 * (j % 4));
+        }
+        *reinterpret_cast<uint2*>(a.xq + (row_chunk + c) * 8) = make_uint2(packed[0], packed[1]);
+      });
   if (lane == 0) a.x_absmax[row] = absmax;
 }
 
@@ -239,10 +243,8 @@ void launch_rows_with(const Int8PrepArgs& a, bool with_outliers, bool dependent,
   config.blockDim = dim3(kPrepThreads);
   config.dynamicSmemBytes = with_outliers ? bitmap_smem(a.k) : 0;
   config.stream = stream;
-  cudaLaunchAttribute attribute{};
+  cudaLaunchAttribute attribute = dependent_launch_attribute();
   if (dependent && dependent_launch_available()) {
-    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = &attribute;
     config.numAttrs = 1;
   }
