@@ -120,16 +120,17 @@ Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) cons
   } else {
     p.tokens_per_cta = 128;
     k_units = ceil_div(k, 128);
-    // From a sweep of the four configurations on the Llama shapes (H200, docs/RESULTS.md): wide weights take
+    // From sweeps of the configurations on the Llama shapes (H200, docs/RESULTS.md): wide weights take
     // 256-row tiles while those alone fill the GPU and 128-row tiles two per SM at prefill sizes; narrow
-    // weights take 64-row tiles two per SM (more CTAs without splitting K), 128-row ones at M > 1024.
+    // weights take 64-row tiles two per SM for a few tokens (more CTAs without splitting K), 128-row ones
+    // past 256 tokens.
     const int64_t token_tiles = ceil_div(m, 128);
     if (n >= 4096) {
       p.block_n = m > 1024 ? 128 : (ceil_div(n, 256) * token_tiles >= sms ? 256 : 128);
       p.ctas_per_sm = m > 1024 ? 2 : 1;
     } else {
-      p.block_n = m > 1024 ? 128 : 64;
-      p.ctas_per_sm = m > 1024 ? 1 : 2;
+      p.block_n = m > 256 ? 128 : 64;
+      p.ctas_per_sm = m > 256 ? 1 : 2;
     }
     if (tuning.block_n) {
       p.block_n = tuning.block_n;
@@ -143,12 +144,12 @@ Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) cons
                "wide int8 kernel: {} CTAs per SM with block_n {} (supported: 256 x 1, 128 x 1 or 2, 64 x 2)",
                p.ctas_per_sm, p.block_n);
     p.rows_per_cta = p.block_n;
-    // Split K (within a cluster) only as far as it takes to give every CTA slot a tile, and at most 4 ways:
-    // clusters of 8 CTAs with ~100 KB of shared memory each must find 8 free SMs in one GPC (2048x8192 at
-    // M = 128 took 36.6 us with 8 splits, 26.8 us with 4).
-    const int64_t ctas = ceil_div(n, p.block_n) * ceil_div(m, 128), slots = sms * p.ctas_per_sm;
-    if (ctas < slots)
-      splits = std::min({ceil_div(slots, ctas), std::max<int64_t>(1, k_units / 4), int64_t{4}});
+    // Split K (within a cluster) only as far as the CTAs still run in one wave: a second, partial wave cost
+    // more than the split saved (2048x2048 at M = 512: 27.8 us with 3 splits of 128-row tiles over 132 CTA
+    // slots, 19.8 with 2). At most 4 ways: clusters of 8 CTAs with ~100 KB of shared memory each must find
+    // 8 free SMs in one GPC (2048x8192 at M = 128 took 36.6 us with 8 splits, 26.8 us with 4).
+    const int64_t ctas = ceil_div(n, p.block_n) * token_tiles, slots = sms * p.ctas_per_sm;
+    splits = std::clamp<int64_t>(slots / ctas, 1, std::min<int64_t>(4, std::max<int64_t>(1, k_units / 4)));
   }
   if (tuning.splits) splits = tuning.splits;
   QLLM_CHECK(splits >= 1 && splits <= k_units, "int8 GEMM: {} splits of {} k steps", splits, k_units);

@@ -36,8 +36,8 @@ struct Int8PrepArgs {
   uint16_t* x_outliers = nullptr;  // [m, kMaxOutlierColumns] the outlier columns' activations (16-bit)
   Int8PrepStatus* status = nullptr;
 };
-// Outlier bitmap over all rows (atomics), then one warp per row. (Decode batches, m <= kFusedPrepRows, skip
-// this: the skinny GEMM quantizes its activations itself.)
+// Outlier bitmap over all rows (atomics), then a CTA per row (rows up to 16384 values held in registers).
+// (Decode batches, m <= kFusedPrepRows, skip this: the skinny GEMM quantizes its activations itself.)
 void launch_int8_prep(const Int8PrepArgs& args, cudaStream_t stream);
 // Offline weight quantization: rows of a [m, k] matrix, no outliers (the same kernel as the activations').
 void launch_int8_quantize_rows(const Int8PrepArgs& args, cudaStream_t stream);

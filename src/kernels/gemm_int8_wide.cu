@@ -4,11 +4,12 @@
 // Warp-specialized: warpgroups 0 and 1 are consumers, each owning 64 tokens x kBlockN weight rows of the
 // output; warp 8 is the producer (one thread issues TMA copies of the int8 activation tile [128 tokens x 128
 // k] and weight tile [kBlockN rows x 128 k] into a ring of shared-memory stages, 128-byte swizzled as wgmma
-// reads them). A producer warp rather than a warpgroup: two CTAs of 288 threads per SM may hold 112
-// registers each (of 384, only 80: too few for a 64-register accumulator and its wgmma). Consumers issuing
-// four wgmma.m64nNk32 per stage from shared memory. mbarriers hand stages back and forth: `full` (the copies'
-// bytes arrived) and `empty` (both consumers' wgmmas on it finished). The epilogue scales by absmax_x *
-// absmax_w / 127^2 and adds the outlier columns in fp32.
+// reads them; while the consumers compute, the whole warp stages the epilogue's operands, the weight scales
+// and outlier columns, in shared memory). A producer warp rather than a warpgroup: two CTAs of 288 threads
+// per SM may hold 112 registers each (of 384, only 80: too few for a 64-register accumulator and its wgmma).
+// Consumers issuing four wgmma.m64nNk32 per stage from shared memory. mbarriers hand stages back and forth:
+// `full` (the copies' bytes arrived) and `empty` (both consumers' wgmmas on it finished). The epilogue scales
+// by absmax_x * absmax_w / 127^2 and adds the outlier columns in fp32.
 //
 // Small grids split K across the CTAs of a thread-block cluster: each adds the others' int32 accumulators
 // through distributed shared memory (exact, so the result does not depend on the split) and writes its share
@@ -35,6 +36,10 @@ constexpr int kBlockK = 128;  // bytes (int8 values) of K per stage: one 128-byt
 constexpr int kConsumerThreads = 256;            // two warpgroups (wgmma needs 4-warp-aligned groups)
 constexpr int kThreads = kConsumerThreads + 32;  // + the producer warp
 
+// Up to this many outlier columns are staged in shared memory for the epilogue (more, rare, are read from
+// global memory there).
+constexpr int kStagedOutliers = 16;
+
 // kCtasPerSm: 1 gives the ring ~192 KB (deep pipeline for long-running tiles), 2 gives each of two CTAs per
 // SM ~96 KB, so one CTA's prologue and epilogue hide under the other's MMAs (228 KB per SM, 1 KB reserved per
 // CTA).
@@ -44,14 +49,24 @@ struct Config {
   static constexpr int kStageB = kBlockN * kBlockK;
   static constexpr int kStageBytes = kStageA + kStageB;
   static constexpr int kStages = (kCtasPerSm == 1 ? 192 : 96) * 1024 / kStageBytes;
-  static constexpr int kSmem = kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers + alignment
+  static constexpr int kRingBytes = kStages * kStageBytes;
+  static constexpr int kBarrierBytes = 2 * kStages * 8;
+  // The epilogue's operands, staged by the producer warp during the main loop (outside the ring, which the
+  // producer is still filling): the outlier count, the weight rows' scales, the outlier columns'
+  // activations (16-bit, [column][token]) and dequantized weights (float, [column][row]).
+  static constexpr int kCountOffset = kRingBytes + kBarrierBytes;
+  static constexpr int kScaleOffset = kCountOffset + 16;
+  static constexpr int kOutlierXOffset = kScaleOffset + kBlockN * 4;
+  static constexpr int kOutlierWOffset = kOutlierXOffset + kStagedOutliers * kBlockM * 2;
+  static constexpr int kSmem = kOutlierWOffset + kStagedOutliers * kBlockN * 4 + 1024;  // + alignment
   // Split-K: the consumers' int32 accumulators, [value][thread], reuse the ring once the main loop is over.
   static constexpr int kStashBytes = 256 * (kBlockN / 2) * 4;
-  // The epilogue's staged outliers (activations, weights) and weight scales, as floats.
-  static constexpr int kEpilogueBytes = ((kBlockM + kBlockN) * 32 + kBlockN) * 4;
-  static_assert(kStages >= 3 && kStashBytes <= kStages * kStageBytes &&
-                kEpilogueBytes <= kStages * kStageBytes);
+  static_assert(kStages >= 3 && kStashBytes <= kRingBytes);
+  static_assert(kCtasPerSm * (kSmem + 1024) <= 228 * 1024);
 };
+
+// Named barrier on which the producer warp hands the staged epilogue operands to the consumers.
+constexpr int kEpilogueBarrier = 1;
 
 template <bool kBf16>
 __device__ __forceinline__ float from_16bit(uint16_t bits) {
@@ -68,6 +83,63 @@ __device__ __forceinline__ uint32_t pack_output(float lo, float hi) {
          (static_cast<uint32_t>(__half_as_ushort(__float2half_rn(hi))) << 16);
 }
 
+// By the producer warp (32 lanes) once it has issued every copy, while the consumers finish their last
+// stages: the epilogue's operands into shared memory (see Config), so the epilogue reads no global memory but
+// its activation scales. Loads are batched (each is a separate sector; one after the other, the 8 scale loads
+// of a 256-row tile alone took longer than the ring's last stages, measured on H200): three round trips,
+// (count, scales, columns), (activations), (weights).
+template <int kBlockN, int kCtasPerSm>
+__device__ void stage_epilogue_operands(const Int8GemmArgs& a, uint8_t* smem, int token_base, int row_base) {
+  using C = Config<kBlockN, kCtasPerSm>;
+  static_assert(kStagedOutliers <= 32, "one outlier column per lane");
+  const int lane = threadIdx.x % 32;
+  const int count = a.status->outlier_count;
+  float scale[kBlockN / 32];
+#pragma unroll
+  for (int u = 0; u < kBlockN / 32; ++u) {
+    const int row = row_base + lane + 32 * u;
+    scale[u] = row < a.n ? a.w_absmax[row] : 0.f;
+  }
+  const int column = lane < kStagedOutliers ? a.outlier_cols[lane] : 0;  // read ahead: the list's unused
+                                                                         // entries are valid memory
+  const int outliers = min(count, kMaxOutlierColumns);
+  if (lane == 0) *reinterpret_cast<int*>(smem + C::kCountOffset) = outliers;
+  auto* w_scale = reinterpret_cast<float*>(smem + C::kScaleOffset);
+#pragma unroll
+  for (int u = 0; u < kBlockN / 32; ++u) w_scale[lane + 32 * u] = scale[u];
+  if (outliers == 0 || outliers > kStagedOutliers) return;
+  constexpr int kBatch = 16;  // loads in flight per lane
+  auto* staged_x = reinterpret_cast<uint16_t*>(smem + C::kOutlierXOffset);
+  for (int base = 0; base < outliers * kBlockM; base += 32 * kBatch) {
+    uint16_t v[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = base + lane + 32 * u, token = token_base + i % kBlockM;
+      v[u] = i < outliers * kBlockM && token < a.m
+                 ? a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + i / kBlockM]
+                 : uint16_t{0};
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u)
+      if (base + lane + 32 * u < outliers * kBlockM) staged_x[base + lane + 32 * u] = v[u];
+  }
+  auto* staged_w = reinterpret_cast<float*>(smem + C::kOutlierWOffset);
+  for (int base = 0; base < outliers * kBlockN; base += 32 * kBatch) {  // the same trip count in every lane
+    int8_t v[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = base + lane + 32 * u, row = row_base + i % kBlockN;
+      const int col = __shfl_sync(0xffffffffu, column, (i / kBlockN) % 32);
+      v[u] = i < outliers * kBlockN && row < a.n ? a.w[static_cast<int64_t>(row) * a.k + col] : int8_t{0};
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = base + lane + 32 * u;
+      if (i < outliers * kBlockN) staged_w[i] = int8q::dequantize(v[u], w_scale[i % kBlockN]);
+    }
+  }
+}
+
 // kSplitK: the kernel without split-K has no cluster code at all (its presence alone spilled accumulators in
 // the epilogue).
 template <bool kBf16, int kBlockN, int kCtasPerSm, bool kSplitK>
@@ -78,7 +150,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   using C = Config<kBlockN, kCtasPerSm>;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = sm90::align_1024(smem_raw);
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + C::kStages * C::kStageBytes);
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + C::kRingBytes);
   uint64_t* empty = full + C::kStages;
   auto stage_a = [&](int s) { return smem + s * C::kStageBytes; };
   auto stage_b = [&](int s) { return smem + s * C::kStageBytes + C::kStageA; };
@@ -105,7 +177,8 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   wait_for_previous_kernel();  // the int8 activations, their scales and the outliers come from the prep
 
   if (producer) {
-    // ---- producer: one thread streams the stages ----
+    // ---- producer: one thread streams the stages; then the warp stages the epilogue's operands, which the
+    // consumers need only after their last stages (staging first would hold back the copies) ----
     if (threadIdx.x == kConsumerThreads) {
       for (int kb = 0; kb < blocks; ++kb) {
         const int s = kb % C::kStages;
@@ -116,6 +189,10 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
         tma_load_2d(stage_b(s), &w_map, k0, row_base, &full[s]);
       }
     }
+    __syncwarp();
+    stage_epilogue_operands<kBlockN, kCtasPerSm>(a, smem, token_base, row_base);
+    __syncwarp();
+    named_barrier_arrive(kEpilogueBarrier, kThreads);
     if constexpr (kSplitK) {  // the consumers' two cluster barriers below count every thread of the cluster
       cluster_sync();
       cluster_sync();
@@ -172,35 +249,12 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
 
   // ---- epilogue ----
   const int warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int outliers = min(a.status->outlier_count, kMaxOutlierColumns);
-  // Up to kStagedOutliers outlier columns go through shared memory (the pipeline stages are free now): their
-  // activations [kBlockM][n] and dequantized weights [kBlockN][n] as floats, so that every output adds them
-  // with shared-memory loads only. More columns (rare) are read from global memory.
-  constexpr int kStagedOutliers = 32;
+  named_barrier(kEpilogueBarrier, kThreads);  // the producer warp's staged operands are in shared memory
+  const int outliers = *reinterpret_cast<const int*>(smem + C::kCountOffset);
+  const float* w_scale = reinterpret_cast<const float*>(smem + C::kScaleOffset);
   const bool staged = outliers <= kStagedOutliers;
-  float* staged_x = reinterpret_cast<float*>(smem);
-  float* staged_w = staged_x + kBlockM * kStagedOutliers;
-  // The weight rows' scales too: loaded once per CTA, where per-thread global loads of all kBlockN / 4 of
-  // them were hoisted ahead of the scale pass and spilled.
-  float* w_scale = staged_w + kBlockN * kStagedOutliers;
-  for (int i = rank; i < kBlockN; i += kConsumerThreads)
-    w_scale[i] = row_base + i < a.n ? a.w_absmax[row_base + i] : 0.f;
-  if (outliers > 0 && staged) {
-    for (int i = rank; i < kBlockM * outliers; i += kConsumerThreads) {
-      const int token = token_base + i / outliers, o = i % outliers;
-      staged_x[(i / outliers) * kStagedOutliers + o] =
-          token < a.m ? from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + o])
-                      : 0.f;
-    }
-    for (int i = rank; i < kBlockN * outliers; i += kConsumerThreads) {
-      const int row = row_base + i / outliers, o = i % outliers;
-      staged_w[(i / outliers) * kStagedOutliers + o] =
-          row < a.n
-              ? int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + a.outlier_cols[o]], a.w_absmax[row])
-              : 0.f;
-    }
-  }
-  named_barrier(1, kConsumerThreads);
+  const auto* staged_x = reinterpret_cast<const uint16_t*>(smem + C::kOutlierXOffset);
+  const auto* staged_w = reinterpret_cast<const float*>(smem + C::kOutlierWOffset);
   // Three passes over the accumulators, each fully unrolled (constant indices keep acc in registers):
   // scale in place (acc then holds float bits), add the outlier columns, store.
   int tokens[2];
@@ -222,38 +276,50 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
       }
     }
   }
-  for (int o = 0; o < outliers; ++o) {
-    float xo[2];
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int token = tokens[half];
-      if (staged) {
-        xo[half] = staged_x[(token - token_base) * kStagedOutliers + o];
-      } else {
-        xo[half] = token < a.m
-                       ? from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + o])
-                       : 0.f;
-      }
-    }
+  // Adds outlier column o, given its activations for this thread's two tokens and a weight per row.
+  auto add_outlier = [&](const float(&xo)[2], auto weight_of_row) {
 #pragma unroll
     for (int c = 0; c < kBlockN / 8; ++c) {
+      const float2 w = weight_of_row(8 * c + 2 * t);  // rows 8c + 2t and 8c + 2t + 1
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int row = row_base + 8 * c + 2 * t + e;
-        float w;
-        if (staged) {
-          w = staged_w[(row - row_base) * kStagedOutliers + o];
-        } else {
-          w = row < a.n ? int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + a.outlier_cols[o]],
-                                            a.w_absmax[row])
-                        : 0.f;
-        }
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int i = 4 * c + 2 * half + e;
-          acc[i] = __float_as_int(__int_as_float(acc[i]) + xo[half] * w);
-        }
+      for (int half = 0; half < 2; ++half) {
+        acc[4 * c + 2 * half] = __float_as_int(__int_as_float(acc[4 * c + 2 * half]) + xo[half] * w.x);
+        acc[4 * c + 2 * half + 1] =
+            __float_as_int(__int_as_float(acc[4 * c + 2 * half + 1]) + xo[half] * w.y);
       }
+    }
+  };
+  // Two separate loops: with the global-memory path inside the staged one behind a branch, the compiler
+  // predicated it in and issued its address and dequantization arithmetic for every element (4x the
+  // instructions; lm_head M = 512 with 2 outlier columns took 397 us against 277 us without, on H200).
+  if (staged) {
+    for (int o = 0; o < outliers; ++o) {
+      const float xo[2] = {from_16bit<kBf16>(staged_x[o * kBlockM + tokens[0] - token_base]),
+                           from_16bit<kBf16>(staged_x[o * kBlockM + tokens[1] - token_base])};
+      add_outlier(xo,
+                  [&](int row) { return *reinterpret_cast<const float2*>(staged_w + o * kBlockN + row); });
+    }
+  } else {
+    for (int o = 0; o < outliers; ++o) {
+      float xo[2];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        xo[half] =
+            tokens[half] < a.m
+                ? from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(tokens[half]) * kMaxOutlierColumns + o])
+                : 0.f;
+      }
+      const int column = a.outlier_cols[o];
+      add_outlier(xo, [&](int row) {
+        float w[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int r = row_base + row + e;
+          w[e] =
+              r < a.n ? int8q::dequantize(a.w[static_cast<int64_t>(r) * a.k + column], a.w_absmax[r]) : 0.f;
+        }
+        return float2{w[0], w[1]};
+      });
     }
   }
   auto* y = static_cast<uint16_t*>(a.y);

@@ -128,5 +128,10 @@ __device__ __forceinline__ int32_t load_cluster_s32(uint32_t address) {
 __device__ __forceinline__ void named_barrier(int id, int threads) {
   asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
+// Arrives on named barrier `id` without waiting (its earlier memory writes are then visible to the threads
+// that complete it with named_barrier); every thread of the arriving warp must execute it.
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
 
 }  // namespace qllm::kernels::sm90

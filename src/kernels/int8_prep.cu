@@ -122,27 +122,11 @@ __device__ __forceinline__ void for_each_row_chunk(const Int8PrepArgs& a, int64_
   }
 }
 
-// Quantizes row `row` (or, past the last row, only takes part in the barrier) with kThreadsPerRow threads,
-// `lane` the thread's rank among them: absmax over the non-outlier columns, int8 values, outlier activations
-// gathered. The row is read twice; the second pass finds it in L1/L2. `scratch` holds one float per warp.
+// The row's absmax over its non-outlier columns: this thread's share `absmax` combined over the row's
+// kThreadsPerRow threads (through `scratch`, one float per warp, when the row spans warps). Every thread of
+// the CTA calls it: it holds a barrier.
 template <int kThreadsPerRow>
-__device__ void quantize_row(const Int8PrepArgs& a, int row, int lane, const uint32_t* bits,
-                             const int* prefix, float* scratch) {
-  const bool valid = row < a.m;
-  const int64_t row_chunk = static_cast<int64_t>(row) * (a.k / 8);
-  float absmax = 0.0f;
-  if (valid) {
-    for_each_row_chunk<kThreadsPerRow>(a, row_chunk, lane,
-                                       [&](int c, const uint16_t(&)[8], const float(&v)[8]) {
-#pragma unroll
-                                         for (int j = 0; j < 8; ++j) {
-                                           if (bits == nullptr && !isfinite(v[j]))
-                                             report_nonfinite(a.status, (row_chunk + c) * 8 + j);
-                                           if (!is_outlier_column(bits, c * 8 + j))
-                                             absmax = fmaxf(absmax, fabsf(v[j]));
-                                         }
-                                       });
-  }
+__device__ __forceinline__ float row_absmax(float absmax, float* scratch) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) absmax = fmaxf(absmax, __shfl_xor_sync(kFullMask, absmax, o));
   if constexpr (kThreadsPerRow > 32) {  // the row's warps meet in shared memory
@@ -152,26 +136,108 @@ __device__ void quantize_row(const Int8PrepArgs& a, int row, int lane, const uin
     const float* row_scratch = scratch + (threadIdx.x / kThreadsPerRow) * kWarpsPerRow;
     for (int w = 0; w < kWarpsPerRow; ++w) absmax = fmaxf(absmax, row_scratch[w]);
   }
+  return absmax;
+}
+
+// Folds chunk c's values into the running absmax (outlier columns left out); without a bitmap (no outlier
+// scan ran) this is where NaN / Inf are caught.
+__device__ __forceinline__ void absmax_of_chunk(const Int8PrepArgs& a, int64_t row_chunk, int c,
+                                                const float (&v)[8], const uint32_t* bits, float& absmax) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    if (bits == nullptr && !isfinite(v[j])) report_nonfinite(a.status, (row_chunk + c) * 8 + j);
+    if (!is_outlier_column(bits, c * 8 + j)) absmax = fmaxf(absmax, fabsf(v[j]));
+  }
+}
+
+// Writes chunk c of row `row` as int8 (outlier columns as 0, their 16-bit values gathered instead).
+__device__ __forceinline__ void quantize_chunk(const Int8PrepArgs& a, int row, int64_t row_chunk, int c,
+                                               const uint16_t (&raw)[8], const float (&v)[8], float inverse,
+                                               const uint32_t* bits, const int* prefix) {
+  uint32_t packed[2] = {0, 0};
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int col = c * 8 + j;
+    int8_t value = 0;
+    if (is_outlier_column(bits, col)) {
+      const int index = prefix[col >> 5] + __popc(bits[col >> 5] & ((1u << (col & 31)) - 1u));
+      if (index < kMaxOutlierColumns)
+        a.x_outliers[static_cast<int64_t>(row) * kMaxOutlierColumns + index] = raw[j];
+    } else {
+      value = int8q::quantize(v[j], inverse);
+    }
+    packed[j / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(value)) << (8 * (j % 4));
+  }
+  *reinterpret_cast<uint2*>(a.xq + (row_chunk + c) * 8) = make_uint2(packed[0], packed[1]);
+}
+
+// Row `row`'s chunks lane, lane + kThreadsPerRow, ... into q (kChunks of them cover the row).
+template <int kThreadsPerRow, int kChunks>
+__device__ __forceinline__ void load_row(const Int8PrepArgs& a, int row, int lane, uint4 (&q)[kChunks]) {
+  if (row >= a.m) return;
+  const int chunks = a.k / 8;
+#pragma unroll
+  for (int u = 0; u < kChunks; ++u) {
+    const int c = lane + kThreadsPerRow * u;
+    if (c < chunks) q[u] = load_chunk(a.x, static_cast<int64_t>(row) * chunks + c);
+  }
+}
+
+// Quantizes row `row` (or, past the last row, only takes part in the barrier) with kThreadsPerRow threads,
+// `lane` the thread's rank among them, from the chunks load_row put in q: absmax over the non-outlier
+// columns, int8 values, outlier activations gathered. X is read from memory once.
+template <int kThreadsPerRow, int kChunks>
+__device__ void quantize_held_row(const Int8PrepArgs& a, int row, int lane, const uint4 (&q)[kChunks],
+                                  const uint32_t* bits, const int* prefix, float* scratch) {
+  const bool valid = row < a.m;
+  const int chunks = a.k / 8;
+  const int64_t row_chunk = static_cast<int64_t>(row) * chunks;
+  float absmax = 0.0f;
+#pragma unroll
+  for (int u = 0; u < kChunks; ++u) {
+    const int c = lane + kThreadsPerRow * u;
+    if (!valid || c >= chunks) break;
+    uint16_t raw[8];
+    float v[8];
+    unpack8(q[u], a.bf16, raw, v);
+    absmax_of_chunk(a, row_chunk, c, v, bits, absmax);
+  }
+  absmax = row_absmax<kThreadsPerRow>(absmax, scratch);
   if (!valid) return;
   const float inverse = int8q::inverse_step(absmax);
-  for_each_row_chunk<kThreadsPerRow>(
-      a, row_chunk, lane, [&](int c, const uint16_t(&raw)[8], const float(&v)[8]) {
-        uint32_t packed[2] = {0, 0};
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int col = c * 8 + j;
-          int8_t value = 0;
-          if (is_outlier_column(bits, col)) {
-            const int index = prefix[col >> 5] + __popc(bits[col >> 5] & ((1u << (col & 31)) - 1u));
-            if (index < kMaxOutlierColumns)
-              a.x_outliers[static_cast<int64_t>(row) * kMaxOutlierColumns + index] = raw[j];
-          } else {
-            value = int8q::quantize(v[j], inverse);
-          }
-          packed[j / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(value)) << (8 * (j % 4));
-        }
-        *reinterpret_cast<uint2*>(a.xq + (row_chunk + c) * 8) = make_uint2(packed[0], packed[1]);
-      });
+  for (int u = 0; u < kChunks; ++u) {
+    const int c = lane + kThreadsPerRow * u;
+    if (c >= chunks) break;
+    uint16_t raw[8];
+    float v[8];
+    unpack8(q[u], a.bf16, raw, v);
+    quantize_chunk(a, row, row_chunk, c, raw, v, inverse, bits, prefix);
+  }
+  if (lane == 0) a.x_absmax[row] = absmax;
+}
+
+// As quantize_held_row for rows too long to hold in registers: the row is read twice (the second pass finds
+// it in L1/L2).
+template <int kThreadsPerRow>
+__device__ void quantize_streamed_row(const Int8PrepArgs& a, int row, int lane, const uint32_t* bits,
+                                      const int* prefix, float* scratch) {
+  const bool valid = row < a.m;
+  const int64_t row_chunk = static_cast<int64_t>(row) * (a.k / 8);
+  float absmax = 0.0f;
+  if (valid) {
+    for_each_row_chunk<kThreadsPerRow>(a, row_chunk, lane,
+                                       [&](int c, const uint16_t(&)[8], const float(&v)[8]) {
+                                         absmax_of_chunk(a, row_chunk, c, v, bits, absmax);
+                                       });
+  }
+  absmax = row_absmax<kThreadsPerRow>(absmax, scratch);
+  if (!valid) return;
+  const float inverse = int8q::inverse_step(absmax);
+  for_each_row_chunk<kThreadsPerRow>(a, row_chunk, lane,
+                                     [&](int c, const uint16_t(&raw)[8], const float(&v)[8]) {
+                                       quantize_chunk(a, row, row_chunk, c, raw, v, inverse, bits, prefix);
+                                     });
   if (lane == 0) a.x_absmax[row] = absmax;
 }
 
@@ -195,16 +261,29 @@ __global__ void __launch_bounds__(kPrepThreads) int8_outlier_bits_kernel(const I
 }
 
 // The bitmap is zero on entry: the previous call's rows kernel cleared it (Int8PrepArgs::next_outlier_bits),
-// which spares a memset launch per call.
-template <int kThreadsPerRow>
+// which spares a memset launch per call. kChunks: 16-byte chunks of a row per thread, held in registers
+// between the absmax and the quantization; 0 for rows too long for that (read twice).
+template <int kThreadsPerRow, int kChunks>
 __global__ void __launch_bounds__(kPrepThreads) int8_rows_kernel(const Int8PrepArgs a, bool with_outliers) {
   extern __shared__ uint32_t smem[];
   __shared__ float scratch[kPrepThreads / 32];
   const int words = a.k / 32;
   uint32_t* bits = smem;
   int* prefix = reinterpret_cast<int*>(smem + words);
-  wait_for_previous_kernel();  // X and the bitmap come from the kernels before this one
+  const int row = blockIdx.x * (kPrepThreads / kThreadsPerRow) + threadIdx.x / kThreadsPerRow;
+  const int lane = threadIdx.x % kThreadsPerRow;
+  uint4 q[kChunks > 0 ? kChunks : 1];
+  // After the outlier scan, X may be read before the wait: it was complete when the scan kernel (launched
+  // in plain stream order) started, and this kernel starts only once that one has. So the row's DRAM round
+  // trip overlaps the scan. Without the scan, the kernel before this one may be what writes X.
+  if constexpr (kChunks > 0) {
+    if (with_outliers) load_row<kThreadsPerRow>(a, row, lane, q);
+  }
+  wait_for_previous_kernel();  // the bitmap (and without the scan, X) come from the kernels before this one
   let_next_kernel_start();
+  if constexpr (kChunks > 0) {
+    if (!with_outliers) load_row<kThreadsPerRow>(a, row, lane, q);
+  }
   if (with_outliers) {
     for (int w = threadIdx.x; w < words; w += kPrepThreads) bits[w] = __ldcg(a.outlier_bits + w);
     __syncthreads();
@@ -217,9 +296,12 @@ __global__ void __launch_bounds__(kPrepThreads) int8_rows_kernel(const Int8PrepA
   } else if (blockIdx.x == 0 && threadIdx.x == 0 && a.outlier_cols != nullptr) {
     a.status->outlier_count = 0;
   }
-  const int row = blockIdx.x * (kPrepThreads / kThreadsPerRow) + threadIdx.x / kThreadsPerRow;
-  quantize_row<kThreadsPerRow>(a, row, threadIdx.x % kThreadsPerRow, with_outliers ? bits : nullptr, prefix,
-                               scratch);
+  const uint32_t* row_bits = with_outliers ? bits : nullptr;
+  if constexpr (kChunks > 0) {
+    quantize_held_row<kThreadsPerRow>(a, row, lane, q, row_bits, prefix, scratch);
+  } else {
+    quantize_streamed_row<kThreadsPerRow>(a, row, lane, row_bits, prefix, scratch);
+  }
 }
 
 size_t bitmap_smem(int k) {
@@ -236,7 +318,10 @@ int threads_per_row(int k) {
   return threads;
 }
 
-template <int kThreadsPerRow>
+// Registers hold up to 8 chunks per thread (K <= 16384 with 256 threads per row).
+constexpr int kMaxHeldChunks = 8;
+
+template <int kThreadsPerRow, int kChunks>
 void launch_rows_with(const Int8PrepArgs& a, bool with_outliers, bool dependent, cudaStream_t stream) {
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>(ceil_div(a.m, kPrepThreads / kThreadsPerRow)));
@@ -248,19 +333,30 @@ void launch_rows_with(const Int8PrepArgs& a, bool with_outliers, bool dependent,
     config.attrs = &attribute;
     config.numAttrs = 1;
   }
-  QLLM_CUDA_CHECK(cudaLaunchKernelEx(&config, int8_rows_kernel<kThreadsPerRow>, a, with_outliers));
+  QLLM_CUDA_CHECK(cudaLaunchKernelEx(&config, int8_rows_kernel<kThreadsPerRow, kChunks>, a, with_outliers));
+}
+
+template <int kThreadsPerRow>
+void launch_rows_per_thread(const Int8PrepArgs& a, bool with_outliers, bool dependent, cudaStream_t stream) {
+  const int chunks = ceil_div(a.k / 8, kThreadsPerRow);
+  if (chunks <= 1) return launch_rows_with<kThreadsPerRow, 1>(a, with_outliers, dependent, stream);
+  if (chunks <= 2) return launch_rows_with<kThreadsPerRow, 2>(a, with_outliers, dependent, stream);
+  if (chunks <= 4) return launch_rows_with<kThreadsPerRow, 4>(a, with_outliers, dependent, stream);
+  if (chunks <= kMaxHeldChunks)
+    return launch_rows_with<kThreadsPerRow, kMaxHeldChunks>(a, with_outliers, dependent, stream);
+  launch_rows_with<kThreadsPerRow, 0>(a, with_outliers, dependent, stream);
 }
 
 void launch_rows(const Int8PrepArgs& a, bool with_outliers, bool dependent, cudaStream_t stream) {
-  switch (threads_per_row(a.k)) {
+  switch (threads_per_row(a.k)) {  // fewer than 256 threads per row only for rows of at most 128 chunks
     case 32:
-      return launch_rows_with<32>(a, with_outliers, dependent, stream);
+      return launch_rows_with<32, 1>(a, with_outliers, dependent, stream);
     case 64:
-      return launch_rows_with<64>(a, with_outliers, dependent, stream);
+      return launch_rows_with<64, 1>(a, with_outliers, dependent, stream);
     case 128:
-      return launch_rows_with<128>(a, with_outliers, dependent, stream);
+      return launch_rows_with<128, 1>(a, with_outliers, dependent, stream);
     default:
-      return launch_rows_with<256>(a, with_outliers, dependent, stream);
+      return launch_rows_per_thread<kPrepThreads>(a, with_outliers, dependent, stream);
   }
 }
 
@@ -269,11 +365,14 @@ void launch_rows(const Int8PrepArgs& a, bool with_outliers, bool dependent, cuda
 void launch_int8_prep(const Int8PrepArgs& a, cudaStream_t stream) {
   const bool enabled = a.threshold > 0.0f && a.threshold < 3.0e38f;
   if (enabled) {
-    // A chunk per thread where the grid allows (16 CTAs of 256 threads per SM), else a grid-stride loop with
-    // kChunksInFlight loads in flight per thread.
+    // As many chunks per thread as it takes for the grid to be resident at once (4 CTAs of 256 threads per SM
+    // at the kernel's 56 registers): one chunk each over several waves left too few bytes in flight (1.4 TB/s
+    // at M = 2048, K = 2048 on H200), while fewer CTAs than that with several chunks each were slower at M =
+    // 512.
     const int64_t chunks = static_cast<int64_t>(a.m) * a.k / 8;
-    const auto blocks = static_cast<unsigned int>(
-        std::min<int64_t>(ceil_div(chunks, kPrepThreads), multiprocessor_count() * 16));
+    const int64_t resident_threads = multiprocessor_count() * 4 * int64_t{kPrepThreads};
+    const int64_t per_thread = std::min<int64_t>(ceil_div(chunks, resident_threads), kChunksInFlight);
+    const auto blocks = static_cast<unsigned int>(ceil_div(chunks, kPrepThreads * per_thread));
     int8_outlier_bits_kernel<<<blocks, kPrepThreads, 0, stream>>>(a);
   }
   launch_rows(a, enabled, /*dependent=*/true, stream);

@@ -102,8 +102,8 @@ std::vector<float> run_gemm(Int8Gemm& gemm, const std::vector<uint16_t>& x_bits,
 TEST(Int8Cuda, WeightQuantizationIsBitIdentical) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
-  for (auto [n, k] :
-       std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {192, 448}, {512, 2048}, {64, 8192}}) {
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{
+           {64, 64}, {192, 448}, {512, 2048}, {64, 8192}, {64, 16448}}) {  // the last: rows read twice
     std::vector<uint16_t> w(static_cast<size_t>(n * k));
     for (auto& v : w) v = float_to_bf16_bits(static_cast<float>(0.02 * rng.normal()));
     for (int64_t c = 0; c < k; ++c) w[static_cast<size_t>(3 * k + c)] = 0;  // an all-zero row
@@ -129,6 +129,38 @@ TEST(Int8Cuda, GemmMatchesTheReference) {
     const Int8DeviceWeights w = Int8DeviceWeights::upload(wq);
     for (int64_t m : ms) {
       for (int planted : {0, 3}) {
+        const auto x = activations(m, k, planted, rng);
+        Int8GemmStats stats;
+        const auto ref = gemm_int8_ref(bf16_values(x), m, wq, kDefaultOutlierThreshold, &stats);
+        std::vector<float> ref_rounded(ref.size());
+        for (size_t i = 0; i < ref.size(); ++i) ref_rounded[i] = round_bf16(ref[i]);
+        for (Int8Kernel kernel : kernels_here()) {
+          SCOPED_TRACE(
+              fmt::format("[{}, {}] M={} outliers={} {}", n, k, m, planted, int8_kernel_name(kernel)));
+          int64_t outliers = -1;
+          const auto got = run_gemm(gemm, x, m, w, kernel, &outliers);
+          ASSERT_LE(rel_fro(got, ref_rounded), kBound);
+          ASSERT_EQ(elements_off(got, ref), 0);
+          ASSERT_EQ(outliers, stats.outlier_columns);
+        }
+      }
+    }
+  }
+}
+
+// Rows longer than the prep holds in registers (K > 16384: read twice), and more outlier columns than the
+// wide kernel stages in shared memory (> 16: its epilogue reads them from global memory).
+TEST(Int8Cuda, LongRowsAndManyOutliers) {
+  QLLM_SKIP_WITHOUT_GPU();
+  Rng rng(fresh_seed());
+  Int8Gemm gemm;
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{128, 16448}, {320, 960}}) {
+    std::vector<float> wf(static_cast<size_t>(n * k));
+    for (auto& v : wf) v = static_cast<float>(0.02 * rng.normal());
+    const Int8Rows wq = quantize_int8_rows_ref(wf, n, k);
+    const Int8DeviceWeights w = Int8DeviceWeights::upload(wq);
+    for (int64_t m : {3, 33, 130}) {
+      for (int planted : {3, 20}) {
         const auto x = activations(m, k, planted, rng);
         Int8GemmStats stats;
         const auto ref = gemm_int8_ref(bf16_values(x), m, wq, kDefaultOutlierThreshold, &stats);
