@@ -85,9 +85,9 @@ __device__ __forceinline__ uint32_t pack_output(float lo, float hi) {
 
 // By the producer warp (32 lanes) once it has issued every copy, while the consumers finish their last
 // stages: the epilogue's operands into shared memory (see Config), so the epilogue reads no global memory but
-// its activation scales. Loads are batched (each is a separate sector; one after the other, the 8 scale loads
-// of a 256-row tile alone took longer than the ring's last stages, measured on H200): three round trips,
-// (count, scales, columns), (activations), (weights).
+// its activation scales. Loads are batched, three round trips: (count, scales, columns), (activations),
+// (weights); each is a separate sector, and one after the other they did not finish under the ring's last
+// stages (lm_head M = 512 on H200: 296 us instead of 276).
 template <int kBlockN, int kCtasPerSm>
 __device__ void stage_epilogue_operands(const Int8GemmArgs& a, uint8_t* smem, int token_base, int row_base) {
   using C = Config<kBlockN, kCtasPerSm>;
