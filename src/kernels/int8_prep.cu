@@ -184,61 +184,42 @@ __device__ __forceinline__ void load_row(const Int8PrepArgs& a, int row, int lan
 }
 
 // Quantizes row `row` (or, past the last row, only takes part in the barrier) with kThreadsPerRow threads,
-// `lane` the thread's rank among them, from the chunks load_row put in q: absmax over the non-outlier
-// columns, int8 values, outlier activations gathered. X is read from memory once.
-template <int kThreadsPerRow, int kChunks>
-__device__ void quantize_held_row(const Int8PrepArgs& a, int row, int lane, const uint4 (&q)[kChunks],
-                                  const uint32_t* bits, const int* prefix, float* scratch) {
-  const bool valid = row < a.m;
-  const int chunks = a.k / 8;
-  const int64_t row_chunk = static_cast<int64_t>(row) * chunks;
-  float absmax = 0.0f;
-#pragma unroll
-  for (int u = 0; u < kChunks; ++u) {
-    const int c = lane + kThreadsPerRow * u;
-    if (!valid || c >= chunks) break;
-    uint16_t raw[8];
-    float v[8];
-    unpack8(q[u], a.bf16, raw, v);
-    absmax_of_chunk(a, row_chunk, c, v, bits, absmax);
-  }
-  absmax = row_absmax<kThreadsPerRow>(absmax, scratch);
-  if (!valid) return;
-  const float inverse = int8q::inverse_step(absmax);
-#pragma unroll
-  for (int u = 0; u < kChunks; ++u) {
-    const int c = lane + kThreadsPerRow * u;
-    if (c >= chunks) break;
-    uint16_t raw[8];
-    float v[8];
-    unpack8(q[u], a.bf16, raw, v);
-    quantize_chunk(a, row, row_chunk, c, raw, v, inverse, bits, prefix);
-  }
-  if (lane == 0) a.x_absmax[row] = absmax;
-}
-
-// As quantize_held_row for rows too long to hold in registers: the row is read twice (the second pass finds
-// it in L1/L2).
-template <int kThreadsPerRow>
-__device__ void quantize_streamed_row(const Int8PrepArgs& a, int row, int lane, const uint32_t* bits,
-                                      const int* prefix, float* scratch) {
+// `lane` the thread's rank among them: absmax over the non-outlier columns, int8 values, outlier activations
+// gathered. each_chunk(visit) calls visit(c, raw, v) for the thread's chunks of the row, in registers
+// (held_chunks) or streamed from memory (for_each_row_chunk; the second pass then finds the row in L1/L2).
+template <int kThreadsPerRow, typename EachChunk>
+__device__ void quantize_row(const Int8PrepArgs& a, int row, int lane, const uint32_t* bits,
+                             const int* prefix, float* scratch, EachChunk&& each_chunk) {
   const bool valid = row < a.m;
   const int64_t row_chunk = static_cast<int64_t>(row) * (a.k / 8);
   float absmax = 0.0f;
   if (valid) {
-    for_each_row_chunk<kThreadsPerRow>(a, row_chunk, lane,
-                                       [&](int c, const uint16_t(&)[8], const float(&v)[8]) {
-                                         absmax_of_chunk(a, row_chunk, c, v, bits, absmax);
-                                       });
+    each_chunk([&](int c, const uint16_t(&)[8], const float(&v)[8]) {
+      absmax_of_chunk(a, row_chunk, c, v, bits, absmax);
+    });
   }
   absmax = row_absmax<kThreadsPerRow>(absmax, scratch);
   if (!valid) return;
   const float inverse = int8q::inverse_step(absmax);
-  for_each_row_chunk<kThreadsPerRow>(a, row_chunk, lane,
-                                     [&](int c, const uint16_t(&raw)[8], const float(&v)[8]) {
-                                       quantize_chunk(a, row, row_chunk, c, raw, v, inverse, bits, prefix);
-                                     });
+  each_chunk([&](int c, const uint16_t(&raw)[8], const float(&v)[8]) {
+    quantize_chunk(a, row, row_chunk, c, raw, v, inverse, bits, prefix);
+  });
   if (lane == 0) a.x_absmax[row] = absmax;
+}
+
+// Calls visit(c, raw, v) for the chunks c = lane, lane + kThreadsPerRow, ... that load_row put in q.
+template <int kThreadsPerRow, int kChunks, typename Visit>
+__device__ __forceinline__ void for_each_held_chunk(const Int8PrepArgs& a, int lane,
+                                                    const uint4 (&q)[kChunks], Visit&& visit) {
+#pragma unroll
+  for (int u = 0; u < kChunks; ++u) {
+    const int c = lane + kThreadsPerRow * u;
+    if (c >= a.k / 8) break;
+    uint16_t raw[8];
+    float v[8];
+    unpack8(q[u], a.bf16, raw, v);
+    visit(c, raw, v);
+  }
 }
 
 // ---- large m: bitmap kernel, then the rows kernel (kThreadsPerRow threads per row) ----
@@ -298,9 +279,14 @@ __global__ void __launch_bounds__(kPrepThreads) int8_rows_kernel(const Int8PrepA
   }
   const uint32_t* row_bits = with_outliers ? bits : nullptr;
   if constexpr (kChunks > 0) {
-    quantize_held_row<kThreadsPerRow>(a, row, lane, q, row_bits, prefix, scratch);
+    quantize_row<kThreadsPerRow>(a, row, lane, row_bits, prefix, scratch, [&](auto&& visit) {
+      for_each_held_chunk<kThreadsPerRow>(a, lane, q, visit);
+    });
   } else {
-    quantize_streamed_row<kThreadsPerRow>(a, row, lane, row_bits, prefix, scratch);
+    const int64_t row_chunk = static_cast<int64_t>(row) * (a.k / 8);
+    quantize_row<kThreadsPerRow>(a, row, lane, row_bits, prefix, scratch, [&](auto&& visit) {
+      for_each_row_chunk<kThreadsPerRow>(a, row_chunk, lane, visit);
+    });
   }
 }
 
@@ -365,12 +351,17 @@ void launch_rows(const Int8PrepArgs& a, bool with_outliers, bool dependent, cuda
 void launch_int8_prep(const Int8PrepArgs& a, cudaStream_t stream) {
   const bool enabled = a.threshold > 0.0f && a.threshold < 3.0e38f;
   if (enabled) {
-    // As many chunks per thread as it takes for the grid to be resident at once (4 CTAs of 256 threads per SM
-    // at the kernel's 56 registers): one chunk each over several waves left too few bytes in flight (1.4 TB/s
-    // at M = 2048, K = 2048 on H200), while fewer CTAs than that with several chunks each were slower at M =
-    // 512.
+    // As many chunks per thread as it takes for the grid to be resident at once: one chunk each over several
+    // waves left too few bytes in flight (1.4 TB/s at M = 2048, K = 2048 on H200), while fewer CTAs than that
+    // with several chunks each were slower at M = 512.
+    static const int ctas_per_sm = [] {
+      int ctas = 0;
+      QLLM_CUDA_CHECK(
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, int8_outlier_bits_kernel, kPrepThreads, 0));
+      return std::max(ctas, 1);
+    }();
     const int64_t chunks = static_cast<int64_t>(a.m) * a.k / 8;
-    const int64_t resident_threads = multiprocessor_count() * 4 * int64_t{kPrepThreads};
+    const int64_t resident_threads = multiprocessor_count() * ctas_per_sm * int64_t{kPrepThreads};
     const int64_t per_thread = std::min<int64_t>(ceil_div(chunks, resident_threads), kChunksInFlight);
     const auto blocks = static_cast<unsigned int>(ceil_div(chunks, kPrepThreads * per_thread));
     int8_outlier_bits_kernel<<<blocks, kPrepThreads, 0, stream>>>(a);
