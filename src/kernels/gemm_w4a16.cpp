@@ -121,12 +121,14 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     const int64_t ctas = ceil_div(layout.n, p.block_n) * ceil_div(m, 128);  // one per SM
     if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
   } else {
+    QLLM_CHECK(kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0,
+               "wgmma W4A16 kernel: scale groups of {} are not supported (16, 32 or a multiple of 64)",
+               layout.group_k);
     p.tokens_per_cta =
         tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 64 ? 64 : (m <= 128 ? 128 : 256));
     QLLM_CHECK(p.tokens_per_cta == 64 || p.tokens_per_cta == 128 || p.tokens_per_cta == 256,
                "wgmma W4A16 kernel: tokens per CTA must be 64, 128 or 256, not {}", p.tokens_per_cta);
-    p.warpgroups = kernels::w4a16_wgmma_warpgroups(p.tokens_per_cta, tuning.warpgroups);
-    p.rows_per_cta = kernels::w4a16_wgmma_rows_per_cta(p.tokens_per_cta, p.warpgroups);
+    p.rows_per_cta = kernels::w4a16_wgmma_rows_per_cta(p.tokens_per_cta);
     const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);  // one per SM
     if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
   }
@@ -200,14 +202,34 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
     kernels::launch_w4a16_tiled(args, bf16, p.tokens_per_cta, stream);
     if (p.splits > 1 && args.cluster_splits == 0) kernels::launch_splitk_reduce(args, bf16, stream);
   } else {
+    const XMapKey x_key{x, m, k, p.kernel == W4A16Kernel::Wide ? 128 : p.tokens_per_cta};
+    if (!(x_map_key_ == x_key)) {
+      x_map_ = make_tensor_map_2d(x, 2, m, k, x_key.box_rows, 64);
+      x_map_key_ = x_key;
+    }
     if (p.kernel == W4A16Kernel::Wide) {
-      if (x_map_base_ != x || x_map_rows_ != m || x_map_cols_ != k) {
-        x_map_ = make_tensor_map_2d(x, 2, m, k, 128, 64);
-        x_map_base_ = x, x_map_rows_ = m, x_map_cols_ = k;
-      }
       kernels::launch_w4a16_wide(args, bf16, x_map_, p.block_n, stream);
     } else {
-      kernels::launch_w4a16_wgmma(args, bf16, p.tokens_per_cta, p.warpgroups, stream);
+      const WeightMapKey w_key{w.qweight.data(),
+                               w.scales.data(),
+                               w.zero_offsets.data(),
+                               l.n,
+                               l.k,
+                               l.group_k,
+                               p.rows_per_cta / 16,
+                               kernels::w4a16_wgmma_scale_groups(args.group_steps)};
+      if (!(weight_map_key_ == w_key)) {
+        const int64_t unit_rows = l.n / 16, pair_words = l.groups_per_row() * 8;
+        unit_map_ = make_word_tensor_map_2d(w.qweight.data(), unit_rows, l.k / 64 * 128, w_key.box_rows, 128);
+        scale_map_ = make_word_tensor_map_2d(w.scales.data(), unit_rows, pair_words, w_key.box_rows,
+                                             8 * w_key.scale_groups);
+        zero_map_ = l.zero_point ? make_word_tensor_map_2d(w.zero_offsets.data(), unit_rows, pair_words,
+                                                           w_key.box_rows, 8 * w_key.scale_groups)
+                                 : scale_map_;
+        weight_map_key_ = w_key;
+      }
+      kernels::launch_w4a16_wgmma(args, bf16, {x_map_, unit_map_, scale_map_, zero_map_}, p.tokens_per_cta,
+                                  stream);
     }
     if (p.splits > 1) kernels::launch_splitk_reduce(args, bf16, stream);
   }

@@ -42,7 +42,6 @@ struct W4A16Plan {
   int tokens_per_cta = 8;
   int rows_per_cta = 128;
   int warps_k = 1;          // skinny: warps of a CTA splitting its K range
-  int warpgroups = 2;       // wgmma: consumer warpgroups per CTA
   int block_n = 256;        // wide: weight rows per CTA
   int splits = 1;           // CTAs splitting K
   int steps_per_split = 0;  // 64-wide k steps per split
@@ -53,7 +52,6 @@ struct W4A16Plan {
 struct W4A16Tuning {
   int tokens_per_cta = 0;  // skinny 8, 16, 32; tiled 32, 64, 128; wgmma 64, 128, 256
   int warps_k = 0;         // skinny 1, 2, 4, 8
-  int warpgroups = 0;      // wgmma 2, 3 (128 tokens), 4 (64 tokens)
   int block_n = 0;         // wide 128, 256
   int splits = 0;
 };
@@ -75,10 +73,23 @@ class W4A16Gemm {
   kernels::SplitKWorkspace splitk_;
   DeviceBuffer<uint16_t> scratch_;
   CublasGemm cublas_;
-  // The wide kernel's tensor map of X, for the last X seen (encoding one costs microseconds of host time).
-  const void* x_map_base_ = nullptr;
-  int64_t x_map_rows_ = 0, x_map_cols_ = 0;
-  CUtensorMap x_map_{};
+  // The wgmma and wide kernels' tensor maps, for the last X and weights seen (encoding one costs
+  // microseconds of host time).
+  struct XMapKey {
+    const void* base = nullptr;
+    int64_t rows = 0, cols = 0;
+    int box_rows = 0;
+    bool operator==(const XMapKey&) const = default;
+  };
+  struct WeightMapKey {
+    const void *units = nullptr, *scales = nullptr, *zeros = nullptr;
+    int64_t n = 0, k = 0, group_k = 0;
+    int box_rows = 0, scale_groups = 0;
+    bool operator==(const WeightMapKey&) const = default;
+  };
+  XMapKey x_map_key_;
+  WeightMapKey weight_map_key_;
+  CUtensorMap x_map_{}, unit_map_{}, scale_map_{}, zero_map_{};
 };
 
 }  // namespace qllm

@@ -52,10 +52,17 @@ void launch_w4a16_dequantize(const W4A16KernelArgs& args, bool bf16, void* out, 
 void launch_splitk_reduce(const W4A16KernelArgs& args, bool bf16, cudaStream_t stream);
 
 // wgmma path (sm_90a only; sm90a_kernels_available() says whether it runs): see gemm_w4a16_wgmma.cu.
-// Configurations: 64 tokens with 2 or 4 warpgroups, 128 tokens with 2 or 3, 256 tokens with 2.
-int w4a16_wgmma_warpgroups(int tokens_per_cta, int requested);  // the supported count nearest the request
-int w4a16_wgmma_rows_per_cta(int tokens_per_cta, int warpgroups);
-void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, int warpgroups,
+// tokens_per_cta 64 or 128 (256 weight rows per CTA) or 256 (128 rows). The tensor maps: X [M, K] in
+// [tokens_per_cta x 64] boxes (make_tensor_map_2d); the units, scales and zero points as 4-byte words,
+// [N / 16] rows of K / 64 * 128, groups * 8, groups * 8 words, in boxes of rows_per_cta / 16 rows by 128,
+// 8 * scale_groups, 8 * scale_groups words (make_word_tensor_map_2d; zeros = scales when symmetric).
+struct W4A16WgmmaMaps {
+  CUtensorMap x, units, scales, zeros;
+};
+// Scale groups per 64-wide k step: 4 (groups of 16), 2 (32), 1 (multiples of 64); 0: unsupported.
+int w4a16_wgmma_scale_groups(int group_steps);
+int w4a16_wgmma_rows_per_cta(int tokens_per_cta);
+void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, const W4A16WgmmaMaps& maps, int tokens_per_cta,
                         cudaStream_t stream);
 
 }  // namespace qllm::kernels

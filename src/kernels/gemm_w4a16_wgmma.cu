@@ -1,14 +1,18 @@
-// W4A16 GEMM, wgmma path: Y[M, N] = X[M, K] @ W'[N, K]^T for large M (prefill) on Hopper's wgmma (sm_90a).
+// W4A16 GEMM, wgmma path (Hopper sm_90a): Y[M, N] = X[M, K] @ W'[N, K]^T for M from about a hundred tokens
+// to prefill, where the tensor cores, not the weight stream, set the pace.
 //
-// Compute-bound: the dequantization must hide under the tensor cores. How:
-//  - Y^T = W' X^T: the weights are wgmma's A operand, taken from registers, so they are dequantized in
-//    registers (lop3 magic + packed subtract + packed scale multiply) straight into the A fragment, one
-//    16-byte load per thread per 64-wide k step (the repacked layout of docs/FORMATS.md);
-//  - the activations are wgmma's B operand: a [tokens x 64] tile per k step, copied with cp.async into shared
-//    memory in the 128-byte swizzled K-major layout the B descriptor names, kStages deep;
-//  - two warpgroups of 4 warps, each owning kWgTiles 64-row weight tiles; wgmma runs asynchronously while the
-//    warpgroup dequantizes the next step's weights into the other register buffer;
-//  - split-K when the output has too few tiles to fill the GPU: partial sums, then a separate reduction pass.
+// Warp-specialized; the dequantization runs in the warps that issue the MMAs, between their wgmmas:
+//  - warpgroup 0 produces (one thread of it; it gives most of its registers to the consumers): per 64-wide k
+//    step it issues the TMA copies of a ring stage: the activation tile [kTok tokens x 64] (128-byte
+//    swizzled, the layout wgmma's B descriptor names), the CTA's repacked weight units (512 bytes per 16 rows:
+//    each lane's A fragments for four k16 steps, docs/FORMATS.md) and their scale (and zero-point) pairs.
+//    Four copies per stage from one thread (per-lane bulk copies were serialized by the compiler and could
+//    not keep up); no consumer thread ever waits on global memory or computes an address into it;
+//  - warpgroups 1 and 2 consume: Y^T = W' X^T with the weights as wgmma's A operand from registers. Each
+//    owns kWgTiles 64-row tiles; per step it reads its units from shared memory, dequantizes them (lop3
+//    magic, packed subtract of the zero point, packed multiply by the scale: one rounding of the exact
+//    (q - z) * s) into one of two register buffers while the previous step's wgmmas run on the other;
+//  - split-K when the output has too few tiles to fill the GPU: partial sums, then a reduction pass.
 #include <type_traits>
 
 #include "kernels/gemm_w4a16_launch.h"
@@ -25,94 +29,118 @@ namespace {
 using namespace w4a16;
 using namespace sm90;
 
-constexpr int kStepK = 64;  // one swizzle row of activations (128 bytes) and one repacked unit per step
-constexpr int kStages = 4;  // activation stages; cp.async runs kStages - 2 steps ahead of the MMAs
+constexpr int kStepK = 64;        // one swizzle row of activations (128 bytes), one repacked unit per step
+constexpr int kThreads = 384;     // producer warpgroup + two consumer warpgroups
+[[maybe_unused]] constexpr int kProducerRegs = 40;  // the producer only issues copies
+[[maybe_unused]] constexpr int kConsumerRegs = 232;  // 128 accumulators + two A buffers of 32 + the step's raw units
 
-template <int kTok>
-constexpr int smem_bytes() {
-  return kStages * kTok * kStepK * 2 + 1024;  // + slack to align the tiles to 1024 bytes (the swizzle atom)
-}
+// kTok tokens x (2 warpgroups x kWgTiles 64-row tiles) per CTA; kScaleGroups scale groups per k step (1 for
+// groups of 64 and more, 2 for 32, 4 for 16).
+template <int kTok, int kWgTiles, int kScaleGroups>
+struct Config {
+  static constexpr int kRows = 2 * 64 * kWgTiles;
+  static constexpr int kUnits = kRows / 16;                // 16-row tiles: one 512-byte unit each per step
+  static constexpr int kXBytes = kTok * kStepK * 2;        // multiple of 1024: keeps the swizzle atoms aligned
+  static constexpr int kWBytes = kUnits * 512;
+  static constexpr int kPairBytes = kUnits * kScaleGroups * 32;  // 8 (s[g], s[g + 8]) pairs per unit and group
+  static constexpr int kStageBytes = (kXBytes + kWBytes + 2 * kPairBytes + 1023) / 1024 * 1024;
+  static constexpr int kStages = (200 * 1024) / kStageBytes < 8 ? (200 * 1024) / kStageBytes : 8;
+  static constexpr int kSmem = kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers, + alignment
+  static_assert(kStages >= 3, "the ring needs at least three stages");
+};
 
-// kTok tokens x (kWgs warpgroups x kWgTiles 64-row tiles) per CTA, one CTA per SM.
-template <typename T, int kTok, int kWgTiles, int kWgs>
-__global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16KernelArgs args) {
+template <typename T, int kTok, int kWgTiles, int kScaleGroups>
+__global__ void __launch_bounds__(kThreads, 1)
+    w4a16_wgmma_kernel(const __grid_constant__ W4A16WgmmaMaps maps, const W4A16KernelArgs args) {
 #if QLLM_WGMMA_ENABLED
-  constexpr int kThreads = 128 * kWgs;
+  using C = Config<kTok, kWgTiles, kScaleGroups>;
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = sm90::align_1024(smem_raw);
-  constexpr int kStageBytes = kTok * kStepK * 2;
-  constexpr int kAcc = kTok / 2;  // accumulators per thread per 64-row tile
+  uint8_t* smem = align_1024(smem_raw);
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + C::kStages * C::kStageBytes);
+  uint64_t* empty = full + C::kStages;
+  auto stage_x = [&](int s) { return smem + s * C::kStageBytes; };
+  auto stage_w = [&](int s) { return smem + s * C::kStageBytes + C::kXBytes; };
+  auto stage_scales = [&](int s) { return smem + s * C::kStageBytes + C::kXBytes + C::kWBytes; };
 
-  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32;
-  const int g = lane / 4;
+  const int warpgroup = threadIdx.x / 128;
   // Token tiles vary fastest across the grid: the CTAs that share a weight tile run at the same time and
   // read it from DRAM once (L2 serves the others).
-  const int row_base =
-      blockIdx.z * (64 * kWgTiles * kWgs) + wg * (64 * kWgTiles);  // this warpgroup's first row
   const int token_base = blockIdx.x * kTok;
   const int split = blockIdx.y;
+  const int row_base = blockIdx.z * C::kRows;
   const int k_steps = args.k / kStepK;
   const int step_begin = split * args.steps_per_split;
   const int steps = max(min(step_begin + args.steps_per_split, k_steps) - step_begin, 0);
+  // N % 64 == 0: a 64-row tile, four units, is all in or all out.
+  const int live_units = min(C::kUnits, (args.n - row_base) / 16);
 
-  bool tile_active[kWgTiles];
-  int tile16[kWgTiles];  // this warp's 16-row tile index for each of the warpgroup's 64-row tiles
-#pragma unroll
-  for (int i = 0; i < kWgTiles; ++i) {
-    tile_active[i] = row_base + 64 * i < args.n;  // N % 64 == 0: a 64-row tile is all in or all out
-    tile16[i] = (row_base + 64 * i) / 16 + warp;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < C::kStages; ++s) {
+      mbarrier_init(&full[s], 1);   // the producer's arrive, with the stage's byte count
+      mbarrier_init(&empty[s], 2);  // one arrive per consumer warpgroup
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (warpgroup == 0) {
+    // ---- producer ----
+    setmaxnreg_dec<kProducerRegs>();
+    if (threadIdx.x != 0) return;
+    const bool asymmetric = args.zero_offsets != nullptr;
+    constexpr uint32_t kBytes = C::kXBytes + C::kWBytes + C::kPairBytes;  // boxes past N arrive as zeros
+    const uint32_t stage_bytes = kBytes + (asymmetric ? C::kPairBytes : 0);
+    const int unit_row = row_base / 16;
+    prefetch_tensor_map(&maps.x);
+    prefetch_tensor_map(&maps.units);
+    prefetch_tensor_map(&maps.scales);
+    for (int kb = 0; kb < steps; ++kb) {
+      const int s = kb % C::kStages, step = step_begin + kb;
+      if (kb >= C::kStages) mbarrier_wait(&empty[s], ((kb / C::kStages) - 1) & 1);
+      mbarrier_arrive_expect_tx(&full[s], stage_bytes);
+      tma_load_2d(stage_x(s), &maps.x, step * kStepK, token_base, &full[s]);
+      tma_load_2d(stage_w(s), &maps.units, step * 128, unit_row, &full[s]);
+      const int first_pair = (step * 4) / args.group_steps * 8;
+      tma_load_2d(stage_scales(s), &maps.scales, first_pair, unit_row, &full[s]);
+      if (asymmetric) tma_load_2d(stage_scales(s) + C::kPairBytes, &maps.zeros, first_pair, unit_row, &full[s]);
+    }
+    return;
   }
 
-  // ---- activations: step s's [kTok x 64] slice into stage s % kStages, 128-byte swizzled ----
-  const auto* x = static_cast<const uint16_t*>(args.x);
-  // The odd tail step of the unrolled main loop (s == steps) gets a zero-filled stage: its zero weight
-  // fragments times uninitialized shared memory could otherwise be 0 * NaN.
-  const int padded_steps = steps + (steps & 1);
-  auto load_x_step = [&](int s) {
-    if (s < padded_steps) {
-      const int k0 = (step_begin + min(s, steps - 1)) * kStepK;
-      uint8_t* stage = smem + (s % kStages) * kStageBytes;
+  // ---- consumers ----
+  setmaxnreg_inc<kConsumerRegs>();
+  constexpr int kAcc = kTok / 2;  // accumulators per thread per 64-row tile
+  const int consumer = warpgroup - 1, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4;
+  const bool asymmetric = args.zero_offsets != nullptr;
+  bool tile_active[kWgTiles];
+  int unit_of[kWgTiles];  // this warp's 16-row unit within the CTA, per 64-row tile
 #pragma unroll
-      for (int chunk = threadIdx.x; chunk < kTok * 8; chunk += kThreads) {
-        const int row = chunk / 8, col = chunk % 8;  // 16-byte chunk `col` of token row `row`
-        const int token = token_base + row;
-        const bool valid = s < steps && token < args.m;
-        cp_async_16(stage + row * 128 + ((col ^ (row & 7)) * 16),
-                    x + (valid ? static_cast<int64_t>(token) * args.k + k0 + col * 8 : 0), valid);
-      }
-    }
-    cp_async_commit();
-  };
+  for (int i = 0; i < kWgTiles; ++i) {
+    unit_of[i] = (consumer * kWgTiles + i) * 4 + warp;
+    tile_active[i] = unit_of[i] < live_units;
+  }
 
-  // ---- weights: raw 16-byte units, dequantized into A fragments (exact (q - z), times the scale) ----
-  const auto* units = static_cast<const uint4*>(args.qweight);
-  auto load_w_step = [&](int s, uint4(&w)[kWgTiles]) {
-#pragma unroll
-    for (int i = 0; i < kWgTiles; ++i) {
-      if (tile_active[i] && s < steps) {
-        w[i] = load_weights(units + (static_cast<int64_t>(tile16[i]) * k_steps + step_begin + s) * 32 + lane);
-      }
-    }
-  };
-  // Steps past the end (the odd tail of the unrolled loop) and tiles past N get zero fragments: their
+  // Step s's A fragments: (q - z) * s for each tile and k16 step. Tiles past N get zero fragments: their
   // wgmmas add nothing, and every wgmma stays on the warpgroup's convergent path (ptxas serializes wgmma
-  // issued under branches it cannot prove uniform).
-  auto dequant_w_step = [&](int s, const uint4(&w)[kWgTiles], uint32_t(&a)[kWgTiles][4][4]) {
+  // issued under branches it cannot prove uniform). The same for the odd tail step of the unrolled loop.
+  auto dequant = [&](int kb, uint32_t(&a)[kWgTiles][4][4]) {
+    const int s = kb % C::kStages;
 #pragma unroll
     for (int i = 0; i < kWgTiles; ++i) {
-      if (s >= steps || !tile_active[i]) {
+      if (kb >= steps || !tile_active[i]) {
 #pragma unroll
         for (int j = 0; j < 4; ++j) a[i][j][0] = a[i][j][1] = a[i][j][2] = a[i][j][3] = 0u;
         continue;
       }
-      const uint32_t words[4] = {w[i].x, w[i].y, w[i].z, w[i].w};
-      const int64_t pair_base = static_cast<int64_t>(tile16[i]) * args.groups * 8 + g;
+      uint32_t words[4];
+      ld_shared_v4(smem_addr(stage_w(s) + unit_of[i] * 512 + lane * 16), words);
+      const uint32_t pairs = smem_addr(stage_scales(s)) + (unit_of[i] * kScaleGroups * 8 + g) * 4;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const int group = ((step_begin + s) * 4 + j) / args.group_steps;
-        const uint32_t scale = __ldg(args.scales + pair_base + group * 8);
-        uint32_t zero = (T::kMagic + 8) | ((T::kMagic + 8) << 16);
-        if (args.zero_offsets != nullptr) zero = __ldg(args.zero_offsets + pair_base + group * 8);
+        const int jg = j / (4 / kScaleGroups);  // the k16 step's group among the step's kScaleGroups
+        const uint32_t scale = ld_shared_u32(pairs + jg * 32);
+        const uint32_t zero =
+            asymmetric ? ld_shared_u32(pairs + C::kPairBytes + jg * 32) : ((T::kMagic + 8) | ((T::kMagic + 8) << 16));
         dequant_step<T>(words[j], low_pair(zero), high_pair(zero), a[i][j]);
         const uint32_t scale_lo = low_pair(scale), scale_hi = high_pair(scale);
         a[i][j][0] = mul2<T>(a[i][j][0], scale_lo);  // rows g: one rounding of the exact (q - z) * s
@@ -129,30 +157,15 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
 #pragma unroll
     for (int r = 0; r < kAcc; ++r) acc[i][r] = 0.f;
   }
-  uint32_t a_frag[2][kWgTiles][4]
-                 [4];  // double buffer: step s's fragments stay untouched while its wgmma runs
-  uint4 w_next[kWgTiles], w_after[kWgTiles];
+  uint32_t a_frag[2][kWgTiles][4][4];  // double buffer: step kb's fragments stay untouched while its wgmma runs
 
-  load_x_step(0);
-  load_x_step(1);
-  {
-    uint4 w0[kWgTiles];
-    load_w_step(0, w0);
-    load_w_step(1, w_next);
-    load_w_step(2, w_after);
-    dequant_w_step(0, w0, a_frag[0]);
-  }
+  if (steps > 0) mbarrier_wait(&full[0], 0);
+  dequant(0, a_frag[0]);
 
-  // One k step. kCur is the register buffer holding step s's fragments; kCur ^ 1 receives step s + 1's.
-  auto step = [&](int s, auto cur_tag) {
+  // One k step. kCur is the register buffer holding step kb's fragments; kCur ^ 1 receives step kb + 1's.
+  auto step = [&](int kb, auto cur_tag) {
     constexpr int kCur = decltype(cur_tag)::value, kNext = kCur ^ 1;
-    cp_async_wait<kStages - 3>();
-    asm volatile("fence.proxy.async.shared::cta;" ::
-                     : "memory");  // cp.async writes -> wgmma (async proxy) reads
-    __syncthreads();  // step s's activations are in; both warpgroups are done with step s - 2's stage
-    load_x_step(s + kStages - 2);
-
-    const uint8_t* stage = smem + (s % kStages) * kStageBytes;
+    const uint8_t* x_tile = stage_x(min(kb, steps - 1) % C::kStages);
 #pragma unroll
     for (int i = 0; i < kWgTiles; ++i) keep(acc[i]);
     wgmma_fence();
@@ -160,30 +173,29 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
     for (int i = 0; i < kWgTiles; ++i) {
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        Wgmma<kTok, T::kIsBf16>::mma(acc[i], a_frag[kCur][i][j], sw128_descriptor(stage + 32 * j), 1);
+        Wgmma<kTok, T::kIsBf16>::mma(acc[i], a_frag[kCur][i][j], sw128_descriptor(x_tile + 32 * j), 1);
       }
     }
     wgmma_commit();
-    wgmma_wait<1>();  // step s - 1's wgmma is done: its fragments (buffer kNext) may be overwritten
+    wgmma_wait<1>();  // step kb - 1's wgmmas are done: its stage goes back, its register buffer is free
+    if (kb > 0 && threadIdx.x % 128 == 0) mbarrier_arrive(&empty[(kb - 1) % C::kStages]);
 #pragma unroll
     for (int i = 0; i < kWgTiles; ++i) {
 #pragma unroll
       for (int j = 0; j < 4; ++j) keep(a_frag[kNext][i][j]);
     }
-    dequant_w_step(s + 1, w_next, a_frag[kNext]);
-#pragma unroll
-    for (int i = 0; i < kWgTiles; ++i) w_next[i] = w_after[i];
-    load_w_step(s + 3, w_after);
+    if (kb + 1 < steps) mbarrier_wait(&full[(kb + 1) % C::kStages], ((kb + 1) / C::kStages) & 1);
+    dequant(kb + 1, a_frag[kNext]);
   };
-  // Unrolled by two so that the register buffers have fixed names; an odd tail runs one step of zeros.
-  for (int s = 0; s < steps; s += 2) {
-    step(s, std::integral_constant<int, 0>{});
-    step(s + 1, std::integral_constant<int, 1>{});
+  // Unrolled by two so that the register buffers have fixed names; an odd tail runs one step of zero
+  // fragments against the last real step's activations (finite: 0 * x adds nothing).
+  for (int kb = 0; kb < steps; kb += 2) {
+    step(kb, std::integral_constant<int, 0>{});
+    step(kb + 1, std::integral_constant<int, 1>{});
   }
   wgmma_wait<0>();
 #pragma unroll
   for (int i = 0; i < kWgTiles; ++i) keep(acc[i]);
-  cp_async_wait<0>();
 
   // ---- epilogue: acc[i][4c + e] is row 16 * warp + g + 8 * (e / 2), token 8c + 2t + (e % 2) ----
   const int t = lane % 4;
@@ -192,7 +204,7 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
 #pragma unroll
   for (int i = 0; i < kWgTiles; ++i) {
     if (!tile_active[i]) continue;
-    const int row0 = row_base + 64 * i + 16 * warp + g;
+    const int row0 = row_base + unit_of[i] * 16 + g;
 #pragma unroll
     for (int r = 0; r < kAcc; ++r) {
       const int token = token_base + 8 * (r / 4) + 2 * t + (r % 2);
@@ -209,59 +221,61 @@ __global__ void __launch_bounds__(128 * kWgs, 1) w4a16_wgmma_kernel(const W4A16K
 #endif  // QLLM_WGMMA_ENABLED
 }
 
-template <typename T, int kTok, int kWgTiles, int kWgs>
-void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
-  constexpr int kSmem = smem_bytes<kTok>();
+template <typename T, int kTok, int kWgTiles, int kScaleGroups>
+void launch_config(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, cudaStream_t stream) {
+  using C = Config<kTok, kWgTiles, kScaleGroups>;
   static const bool configured = [] {
-    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_wgmma_kernel<T, kTok, kWgTiles, kWgs>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
     return true;
   }();
   (void)configured;
-  constexpr int kRows = 64 * kWgTiles * kWgs;
-  const dim3 grid((args.m + kTok - 1) / kTok, args.splits, (args.n + kRows - 1) / kRows);
-  w4a16_wgmma_kernel<T, kTok, kWgTiles, kWgs><<<grid, 128 * kWgs, kSmem, stream>>>(args);
+  const dim3 grid((args.m + kTok - 1) / kTok, args.splits, (args.n + C::kRows - 1) / C::kRows);
+  w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups><<<grid, kThreads, C::kSmem, stream>>>(maps, args);
 }
 
-// The configurations: (tokens, 64-row tiles per warpgroup, warpgroups), accumulators within the registers.
-template <typename T>
-void launch_typed(const W4A16KernelArgs& args, int tokens_per_cta, int warpgroups, cudaStream_t stream) {
+// The tile configurations (tokens, 64-row tiles per consumer warpgroup): 128 accumulators per thread at most.
+template <typename T, int kScaleGroups>
+void launch_tile(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, int tokens_per_cta,
+                 cudaStream_t stream) {
   if (tokens_per_cta == 64) {
-    if (warpgroups == 4) {
-      launch_config<T, 64, 1, 4>(args, stream);
-    } else {
-      launch_config<T, 64, 2, 2>(args, stream);
-    }
+    launch_config<T, 64, 2, kScaleGroups>(args, maps, stream);
   } else if (tokens_per_cta == 128) {
-    if (warpgroups == 3) {
-      launch_config<T, 128, 1, 3>(args, stream);
-    } else {
-      launch_config<T, 128, 2, 2>(args, stream);
-    }
+    launch_config<T, 128, 2, kScaleGroups>(args, maps, stream);
   } else {
-    launch_config<T, 256, 1, 2>(args, stream);
+    launch_config<T, 256, 1, kScaleGroups>(args, maps, stream);
+  }
+}
+
+template <typename T>
+void launch_typed(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, int tokens_per_cta,
+                  cudaStream_t stream) {
+  if (args.group_steps == 1) {
+    launch_tile<T, 4>(args, maps, tokens_per_cta, stream);
+  } else if (args.group_steps == 2) {
+    launch_tile<T, 2>(args, maps, tokens_per_cta, stream);
+  } else {
+    launch_tile<T, 1>(args, maps, tokens_per_cta, stream);
   }
 }
 
 }  // namespace
 
-int w4a16_wgmma_warpgroups(int tokens_per_cta, int requested) {
-  if (tokens_per_cta == 64) return requested == 4 ? 4 : 2;
-  if (tokens_per_cta == 128) return requested == 3 ? 3 : 2;
-  return 2;
+int w4a16_wgmma_scale_groups(int group_steps) {
+  if (group_steps == 1 || group_steps == 2) return 4 / group_steps;
+  return group_steps % 4 == 0 ? 1 : 0;
 }
 
-int w4a16_wgmma_rows_per_cta(int tokens_per_cta, int warpgroups) {
-  const int tiles = (tokens_per_cta == 256 || warpgroups > 2) ? 1 : 2;
-  return 64 * tiles * warpgroups;
+int w4a16_wgmma_rows_per_cta(int tokens_per_cta) {
+  return tokens_per_cta == 256 ? 128 : 256;
 }
 
-void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, int warpgroups,
+void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, const W4A16WgmmaMaps& maps, int tokens_per_cta,
                         cudaStream_t stream) {
   if (bf16) {
-    launch_typed<Bf16>(args, tokens_per_cta, warpgroups, stream);
+    launch_typed<Bf16>(args, maps, tokens_per_cta, stream);
   } else {
-    launch_typed<F16>(args, tokens_per_cta, warpgroups, stream);
+    launch_typed<F16>(args, maps, tokens_per_cta, stream);
   }
 }
 

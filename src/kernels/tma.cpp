@@ -22,13 +22,8 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_function() {
   return function;
 }
 
-}  // namespace
-
-CUtensorMap make_tensor_map_2d(const void* base, int element_bytes, int64_t rows, int64_t cols, int box_rows,
-                               int box_cols) {
-  QLLM_CHECK(element_bytes == 1 || element_bytes == 2, "TMA: element size {} not supported", element_bytes);
-  QLLM_CHECK(box_cols * element_bytes == 128, "TMA: a swizzled box row must be 128 bytes, not {}",
-             box_cols * element_bytes);
+CUtensorMap encode_2d(CUtensorMapDataType type, int element_bytes, CUtensorMapSwizzle swizzle, const void* base,
+                      int64_t rows, int64_t cols, int box_rows, int box_cols) {
   QLLM_CHECK(reinterpret_cast<uintptr_t>(base) % 16 == 0 && (cols * element_bytes) % 16 == 0,
              "TMA: base must be 16-byte aligned and rows a multiple of 16 bytes ([{}, {}])", rows, cols);
   CUtensorMap map{};
@@ -36,13 +31,30 @@ CUtensorMap make_tensor_map_2d(const void* base, int element_bytes, int64_t rows
   const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols * element_bytes)};
   const cuuint32_t box[2] = {static_cast<cuuint32_t>(box_cols), static_cast<cuuint32_t>(box_rows)};
   const cuuint32_t element_strides[2] = {1, 1};
-  const CUresult status = encode_function()(
-      &map, element_bytes == 1 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_UINT16, 2,
-      const_cast<void*>(base), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  const CUresult status =
+      encode_function()(&map, type, 2, const_cast<void*>(base), dims, strides, box, element_strides,
+                        CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   QLLM_CHECK(status == CUDA_SUCCESS, "cuTensorMapEncodeTiled failed ({}) for [{}, {}] in boxes of [{}, {}]",
              static_cast<int>(status), rows, cols, box_rows, box_cols);
   return map;
+}
+
+}  // namespace
+
+CUtensorMap make_tensor_map_2d(const void* base, int element_bytes, int64_t rows, int64_t cols, int box_rows,
+                               int box_cols) {
+  QLLM_CHECK(element_bytes == 1 || element_bytes == 2, "TMA: element size {} not supported", element_bytes);
+  QLLM_CHECK(box_cols * element_bytes == 128, "TMA: a swizzled box row must be 128 bytes, not {}",
+             box_cols * element_bytes);
+  return encode_2d(element_bytes == 1 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_UINT16,
+                   element_bytes, CU_TENSOR_MAP_SWIZZLE_128B, base, rows, cols, box_rows, box_cols);
+}
+
+CUtensorMap make_word_tensor_map_2d(const void* base, int64_t rows, int64_t cols, int box_rows, int box_cols) {
+  QLLM_CHECK(box_cols % 4 == 0 && box_cols <= 256, "TMA: a box row of {} words is not supported", box_cols);
+  return encode_2d(CU_TENSOR_MAP_DATA_TYPE_UINT32, 4, CU_TENSOR_MAP_SWIZZLE_NONE, base, rows, cols, box_rows,
+                   box_cols);
 }
 
 }  // namespace qllm

@@ -14,4 +14,9 @@ namespace qllm {
 CUtensorMap make_tensor_map_2d(const void* base, int element_bytes, int64_t rows, int64_t cols, int box_rows,
                                int box_cols);
 
+// A row-major [rows, cols] matrix of 4-byte words, copied in boxes of [box_rows, box_cols] (box_cols * 4 a
+// multiple of 16, at most 1024 bytes) into shared memory unswizzled, box rows back to back. Out-of-range
+// rows/cols read as 0.
+CUtensorMap make_word_tensor_map_2d(const void* base, int64_t rows, int64_t cols, int box_rows, int box_cols);
+
 }  // namespace qllm

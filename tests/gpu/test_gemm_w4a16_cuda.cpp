@@ -114,7 +114,8 @@ TEST(GemmW4A16Cuda, SmallShapesMatchTheReference) {
        std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {128, 192}, {320, 448}, {192, 1024}}) {
     for (const Int4Scheme& s :
          {mode(Granularity::Global, 0, false), mode(Granularity::Rowwise, 0, true),
-          mode(Granularity::Groupwise, 32, false), mode(Granularity::Groupwise, 64, true),
+          mode(Granularity::Groupwise, 16, true), mode(Granularity::Groupwise, 32, false),
+          mode(Granularity::Groupwise, 64, true),
           mode(Granularity::Groupwise, 128, false), mode(Granularity::Groupwise, 256, true)}) {
       if (s.granularity == Granularity::Groupwise && k % s.group_size != 0) continue;
       const W4A16Weights packed = random_packed_weights(n, k, s, rng);
@@ -216,9 +217,8 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
       }
       const bool skinny = kernel == W4A16Kernel::Skinny, wide = kernel == W4A16Kernel::Wide;
       const bool tiled = kernel == W4A16Kernel::Tiled;
-      // Skinny: tokens x warps splitting K; tiled: tokens; wgmma: tokens x warpgroups (unsupported pairs map
-      // to the nearest); wide: 128 tokens x block_n.
-      std::vector<int> tokens = {64, 128, 256}, second = {2, 3, 4};
+      // Skinny: tokens x warps splitting K; tiled and wgmma: tokens; wide: 128 tokens x block_n.
+      std::vector<int> tokens = {64, 128, 256}, second = {0};
       if (skinny) tokens = {8, 16, 32}, second = {1, 2, 4, 8};
       if (tiled) tokens = {32, 64, 128}, second = {0};
       if (wide) tokens = {128}, second = {128, 256};
@@ -226,10 +226,9 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
         for (int v : second) {
           for (int splits : {1, 2, 3}) {
             SCOPED_TRACE(fmt::format("M={} {} tokens {} {} {} splits {}", m, w4a16_kernel_name(kernel), tok,
-                                     skinny ? "warps_k" : (wide ? "block_n" : "warpgroups"), v, splits));
+                                     skinny ? "warps_k" : "block_n", v, splits));
             gemm.tuning = {.tokens_per_cta = wide ? 0 : tok,
                            .warps_k = skinny ? v : 0,
-                           .warpgroups = skinny || wide || tiled ? 0 : v,
                            .block_n = wide ? v : 0,
                            .splits = splits};
             ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound);

@@ -36,7 +36,7 @@ namespace qllm::cli {
 namespace {
 
 struct TuningOptions {  // mirrors W4A16Tuning / Int8Tuning, which CPU-only builds do not have
-  int tokens_per_cta = 0, warps_k = 0, warpgroups = 0, block_n = 0, ctas_per_sm = 0, splits = 0;
+  int tokens_per_cta = 0, warps_k = 0, block_n = 0, ctas_per_sm = 0, splits = 0;
 };
 
 struct GemmBenchOptions {
@@ -155,7 +155,6 @@ class W4A16Bench final : public QuantizedGemm {
                            shape.k, mode.scheme, dequantized_.data(), dtype);
     gemm_.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
                     .warps_k = o.tuning.warps_k,
-                    .warpgroups = o.tuning.warpgroups,
                     .block_n = o.tuning.block_n,
                     .splits = o.tuning.splits};
   }
@@ -172,7 +171,7 @@ class W4A16Bench final : public QuantizedGemm {
     if (p.kernel == W4A16Kernel::Dequant) return "dequant+cublas";
     if (p.kernel == W4A16Kernel::Tiled)
       return fmt::format("tiled t{} s{}{}", p.tokens_per_cta, p.splits, p.cluster_splits ? " cluster" : "");
-    return fmt::format("wgmma t{} w{} s{}", p.tokens_per_cta, p.warpgroups, p.splits);
+    return fmt::format("wgmma t{} s{}", p.tokens_per_cta, p.splits);
   }
   const void* dequantized() const override { return dequantized_.data(); }
 
@@ -388,7 +387,6 @@ void add_gemm_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--tokens-per-cta", o->tuning.tokens_per_cta, "tuning: token tile (0 = automatic)");
   cmd->add_option("--warps-k", o->tuning.warps_k, "tuning: skinny warps splitting K (0 = automatic)");
-  cmd->add_option("--warpgroups", o->tuning.warpgroups, "tuning: wgmma warpgroups per CTA (0 = automatic)");
   cmd->add_option("--block-n", o->tuning.block_n,
                   "tuning: wide kernels' weight rows per CTA (0 = automatic)");
   cmd->add_option("--ctas-per-sm", o->tuning.ctas_per_sm,
