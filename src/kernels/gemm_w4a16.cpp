@@ -14,19 +14,31 @@ namespace qllm {
 
 namespace {
 
-// Auto's crossovers, measured on H200 (docs/RESULTS.md, crossover table, M = 17 to 2048). Past the skinny
+// Auto's crossovers, measured on H200 (docs/RESULTS.md, crossover tables, M = 17 to 2048). Past the skinny
 // kernel's 16 tokens the tiled kernel, up to 64 tokens (it wins or ties on every Llama shape there but
-// 2048x8192 at 48-64 tokens, within 3% of the dequant path) and up to 128 on lm_head-sized weights, where
-// the dequant path's scratch (a write + read of 4 bytes per weight) costs the most. Then the dequant path:
-// cuBLAS's GEMM on the bf16 scratch. (The wgmma W4A16 kernel, Auto's earlier choice on lm_head, loses to
-// the tiled one at every M up to 128.)
+// 2048x8192 at 48-64 tokens, within 3% of the dequant path). On lm_head-sized weights the wgmma kernel from
+// 33 to 768 tokens where it is built (sm_90a; elsewhere the tiled one to 128): there the dequant path's
+// scratch (a write + read of 4 bytes per weight) costs the most. Then the dequant path: cuBLAS's GEMM on the
+// bf16 scratch. On the smaller weights the wgmma kernel needs split-K to fill the GPU and loses to it.
 constexpr int64_t kTiledUpToTokens = 64;
 constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (128256 x 2048 = 2^28)
-constexpr int64_t kTiledLargeUpToTokens = 128;
+constexpr int64_t kTiledLargeUpToTokens = 128;              // without the wgmma kernel
+constexpr int64_t kTiledBeforeWgmmaUpToTokens = 32;
+constexpr int64_t kWgmmaUpToTokens = 768;
+
+// The wgmma kernel's token tile for M tokens. 256-token tiles dequantize each weight for twice the tokens
+// but take ~1.65x as long as a 128-token one (lm_head: 213 against 130 us), and a 256-token tile that TMA
+// fills mostly out of bounds runs slower than a full one (M = 128: 298 us): the cheaper of the two counts.
+int wgmma_tokens_per_cta(int64_t m) {
+  if (m <= 64) return 64;
+  const int64_t cost128 = 100 * ceil_div(m, 128);
+  const int64_t cost256 = 165 * ceil_div(m, 256) + (m % 256 != 0 && m % 256 <= 128 ? 50 : 0);
+  return cost256 < cost128 ? 256 : 128;
+}
 
 constexpr std::pair<W4A16Kernel, std::string_view> kKernelNames[] = {
     {W4A16Kernel::Auto, "auto"},   {W4A16Kernel::Skinny, "skinny"}, {W4A16Kernel::Tiled, "tiled"},
-    {W4A16Kernel::Wgmma, "wgmma"}, {W4A16Kernel::Wide, "wide"},     {W4A16Kernel::Dequant, "dequant"}};
+    {W4A16Kernel::Wgmma, "wgmma"}, {W4A16Kernel::Dequant, "dequant"}};
 }  // namespace
 
 std::string_view w4a16_kernel_name(W4A16Kernel kernel) {
@@ -40,7 +52,7 @@ W4A16Kernel parse_w4a16_kernel(std::string_view name) {
   for (const auto& [k, known] : kKernelNames) {
     if (known == name) return k;
   }
-  fail("unknown W4A16 kernel '{}' (expected auto, skinny, tiled, wgmma, wide or dequant)", name);
+  fail("unknown W4A16 kernel '{}' (expected auto, skinny, tiled, wgmma or dequant)", name);
 }
 
 W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
@@ -56,14 +68,18 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
 W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
   const bool wgmma = sm90a_kernels_available();
   if (kernel == W4A16Kernel::Auto) {
-    // The skinny kernel up to 16 tokens (memory-bound), the tiled kernel while it beats the dequant path
-    // (the bigger the weights, the longer), then the dequant path.
+    // The skinny kernel up to 16 tokens (memory-bound), the tiled and wgmma kernels while they beat the
+    // dequant path (the bigger the weights, the longer), then the dequant path.
+    const bool large = layout.n * layout.k >= kLargeWeightElements;
+    const bool wgmma_here = wgmma && large && kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0;
     const int64_t tiled_up_to =
-        layout.n * layout.k >= kLargeWeightElements ? kTiledLargeUpToTokens : kTiledUpToTokens;
+        wgmma_here ? kTiledBeforeWgmmaUpToTokens : (large ? kTiledLargeUpToTokens : kTiledUpToTokens);
     if (m <= 16) {
       kernel = W4A16Kernel::Skinny;
     } else if (m <= tiled_up_to) {
       kernel = W4A16Kernel::Tiled;
+    } else if (wgmma_here && m <= kWgmmaUpToTokens) {
+      kernel = W4A16Kernel::Wgmma;
     } else {
       kernel = W4A16Kernel::Dequant;
     }
@@ -112,20 +128,11 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
   } else if (kernel == W4A16Kernel::Dequant) {
     p.tokens_per_cta = static_cast<int>(std::min<int64_t>(m, 1 << 30));
     p.rows_per_cta = static_cast<int>(layout.n);
-  } else if (kernel == W4A16Kernel::Wide) {
-    p.tokens_per_cta = 128;
-    p.block_n = tuning.block_n ? tuning.block_n : (layout.n >= 4096 ? 256 : 128);
-    QLLM_CHECK(p.block_n == 128 || p.block_n == 256, "wide W4A16 kernel: block_n must be 128 or 256, not {}",
-               p.block_n);
-    p.rows_per_cta = p.block_n;
-    const int64_t ctas = ceil_div(layout.n, p.block_n) * ceil_div(m, 128);  // one per SM
-    if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
   } else {
     QLLM_CHECK(kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0,
                "wgmma W4A16 kernel: scale groups of {} are not supported (16, 32 or a multiple of 64)",
                layout.group_k);
-    p.tokens_per_cta =
-        tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 64 ? 64 : (m <= 128 ? 128 : 256));
+    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : wgmma_tokens_per_cta(m);
     QLLM_CHECK(p.tokens_per_cta == 64 || p.tokens_per_cta == 128 || p.tokens_per_cta == 256,
                "wgmma W4A16 kernel: tokens per CTA must be 64, 128 or 256, not {}", p.tokens_per_cta);
     p.rows_per_cta = kernels::w4a16_wgmma_rows_per_cta(p.tokens_per_cta);
@@ -202,14 +209,12 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
     kernels::launch_w4a16_tiled(args, bf16, p.tokens_per_cta, stream);
     if (p.splits > 1 && args.cluster_splits == 0) kernels::launch_splitk_reduce(args, bf16, stream);
   } else {
-    const XMapKey x_key{x, m, k, p.kernel == W4A16Kernel::Wide ? 128 : p.tokens_per_cta};
+    const XMapKey x_key{x, m, k, p.tokens_per_cta};
     if (!(x_map_key_ == x_key)) {
       x_map_ = make_tensor_map_2d(x, 2, m, k, x_key.box_rows, 64);
       x_map_key_ = x_key;
     }
-    if (p.kernel == W4A16Kernel::Wide) {
-      kernels::launch_w4a16_wide(args, bf16, x_map_, p.block_n, stream);
-    } else {
+    {
       const WeightMapKey w_key{w.qweight.data(),
                                w.scales.data(),
                                w.zero_offsets.data(),

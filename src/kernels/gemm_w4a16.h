@@ -3,10 +3,9 @@
 //
 // Kernels: "skinny" (mma.sync, any sm_80+ GPU; memory-bound small M, exact (q - z) * s weights with per-group
 // scaling of fp32 partial sums); "tiled" (mma.sync, sm_80+; mid-sized M: 128-row x 32/64/128-token tiles
-// through a cp.async pipeline); for Hopper (sm_90a): "wgmma" (weights dequantized into wgmma's register
-// operand) and "wide" (a producer warpgroup dequantizes into shared memory, TMA brings the activations, wgmma
-// reads both from shared memory); and "dequant" (any GPU: dequantize to a 16-bit scratch, then cuBLAS: for
-// large M the GEMM's compute dominates and cuBLAS does it best). Weights are rounded once to the activation
+// through a cp.async pipeline); "wgmma" (Hopper sm_90a: TMA, a producer thread, weights dequantized by the
+// consumer warpgroups into wgmma's register operand); and "dequant" (any GPU: dequantize to a 16-bit
+// scratch, then cuBLAS: for large M the GEMM's compute dominates and cuBLAS does it best). Weights are rounded once to the activation
 // dtype in all but the skinny kernel. Auto picks by M and by what the GPU supports (see plan()).
 #pragma once
 
@@ -32,9 +31,9 @@ struct W4A16DeviceWeights {
   size_t bytes() const { return qweight.bytes() + scales.bytes() + zero_offsets.bytes(); }
 };
 
-enum class W4A16Kernel { Auto, Skinny, Tiled, Wgmma, Wide, Dequant };
+enum class W4A16Kernel { Auto, Skinny, Tiled, Wgmma, Dequant };
 std::string_view w4a16_kernel_name(W4A16Kernel kernel);
-W4A16Kernel parse_w4a16_kernel(std::string_view name);  // auto | skinny | tiled | wgmma | wide | dequant
+W4A16Kernel parse_w4a16_kernel(std::string_view name);  // auto | skinny | tiled | wgmma | dequant
 
 // The launch configuration run() uses for a given M (exposed for benchmarks and tests).
 struct W4A16Plan {
@@ -42,7 +41,6 @@ struct W4A16Plan {
   int tokens_per_cta = 8;
   int rows_per_cta = 128;
   int warps_k = 1;          // skinny: warps of a CTA splitting its K range
-  int block_n = 256;        // wide: weight rows per CTA
   int splits = 1;           // CTAs splitting K
   int steps_per_split = 0;  // 64-wide k steps per split
   int cluster_splits = 0;   // tiled: the splits (> 1) add up inside a thread-block cluster, not in memory
@@ -52,7 +50,6 @@ struct W4A16Plan {
 struct W4A16Tuning {
   int tokens_per_cta = 0;  // skinny 8, 16, 32; tiled 32, 64, 128; wgmma 64, 128, 256
   int warps_k = 0;         // skinny 1, 2, 4, 8
-  int block_n = 0;         // wide 128, 256
   int splits = 0;
 };
 
@@ -73,7 +70,7 @@ class W4A16Gemm {
   kernels::SplitKWorkspace splitk_;
   DeviceBuffer<uint16_t> scratch_;
   CublasGemm cublas_;
-  // The wgmma and wide kernels' tensor maps, for the last X and weights seen (encoding one costs
+  // The wgmma kernel's tensor maps, for the last X and weights seen (encoding one costs
   // microseconds of host time).
   struct XMapKey {
     const void* base = nullptr;

@@ -40,11 +40,6 @@ constexpr int kTiledMaxClusterSplits = 8;  // the portable cluster size
 bool w4a16_tiled_cluster_reduction_available();
 void launch_w4a16_tiled(const W4A16KernelArgs& args, bool bf16, int tokens_per_cta, cudaStream_t stream);
 
-// Wide path with a dequantizing producer warpgroup (TMA + wgmma from shared memory, sm_90a only): 128 tokens
-// x block_n (128 or 256) weight rows per CTA; x_map is X's tensor map with [128 x 64] boxes.
-void launch_w4a16_wide(const W4A16KernelArgs& args, bool bf16, const CUtensorMap& x_map, int block_n,
-                       cudaStream_t stream);
-
 // Dequantizes the repacked weights into `out` [N, K] (bf16/f16), for the dequant-then-cuBLAS path.
 void launch_w4a16_dequantize(const W4A16KernelArgs& args, bool bf16, void* out, cudaStream_t stream);
 

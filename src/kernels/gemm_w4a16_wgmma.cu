@@ -44,7 +44,10 @@ struct Config {
   static constexpr int kWBytes = kUnits * 512;
   static constexpr int kPairBytes = kUnits * kScaleGroups * 32;  // 8 (s[g], s[g + 8]) pairs per unit and group
   static constexpr int kStageBytes = (kXBytes + kWBytes + 2 * kPairBytes + 1023) / 1024 * 1024;
-  static constexpr int kStages = (200 * 1024) / kStageBytes < 8 ? (200 * 1024) / kStageBytes : 8;
+  static constexpr int kStages = (220 * 1024) / kStageBytes < 8 ? (220 * 1024) / kStageBytes : 8;
+  // Register buffers of A fragments, each a step's: while one is dequantized, the wgmmas of the others may
+  // still read theirs. Three where the registers allow (one 64-row tile per warpgroup).
+  static constexpr int kABuffers = kWgTiles == 1 ? 3 : 2;
   static constexpr int kSmem = kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers, + alignment
   static_assert(kStages >= 3, "the ring needs at least three stages");
 };
@@ -120,29 +123,38 @@ __global__ void __launch_bounds__(kThreads, 1)
     tile_active[i] = unit_of[i] < live_units;
   }
 
-  // Step s's A fragments: (q - z) * s for each tile and k16 step. Tiles past N get zero fragments: their
-  // wgmmas add nothing, and every wgmma stays on the warpgroup's convergent path (ptxas serializes wgmma
-  // issued under branches it cannot prove uniform). The same for the odd tail step of the unrolled loop.
-  auto dequant = [&](int kb, uint32_t(&a)[kWgTiles][4][4]) {
+  // A step's inputs from its stage: the lane's 16-byte unit of each tile and the scale (zero) pairs.
+  struct StepInput {
+    uint32_t words[kWgTiles][4];
+    uint32_t scale[kWgTiles][kScaleGroups], zero[kWgTiles][kScaleGroups];
+  };
+  auto load_input = [&](int kb, StepInput& in) {
+    if (kb >= steps) return;  // the inputs stay stale: the loop ends before their fragments are used
     const int s = kb % C::kStages;
+    mbarrier_wait(&full[s], (kb / C::kStages) & 1);
 #pragma unroll
     for (int i = 0; i < kWgTiles; ++i) {
-      if (kb >= steps || !tile_active[i]) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) a[i][j][0] = a[i][j][1] = a[i][j][2] = a[i][j][3] = 0u;
-        continue;
-      }
-      uint32_t words[4];
-      ld_shared_v4(smem_addr(stage_w(s) + unit_of[i] * 512 + lane * 16), words);
+      ld_shared_v4(smem_addr(stage_w(s) + unit_of[i] * 512 + lane * 16), in.words[i]);
       const uint32_t pairs = smem_addr(stage_scales(s)) + (unit_of[i] * kScaleGroups * 8 + g) * 4;
+#pragma unroll
+      for (int jg = 0; jg < kScaleGroups; ++jg) {
+        in.scale[i][jg] = ld_shared_u32(pairs + jg * 32);
+        in.zero[i][jg] = asymmetric ? ld_shared_u32(pairs + C::kPairBytes + jg * 32)
+                                    : ((T::kMagic + 8) | ((T::kMagic + 8) << 16));
+      }
+    }
+  };
+  // A step's fragments: (q - z) * s for each tile and k16 step. Branch-free: tiles past N were filled with
+  // zero units and zero scales by the TMA, so their fragments are zeros and their wgmmas add nothing.
+  auto dequant = [&](const StepInput& in, uint32_t(&a)[kWgTiles][4][4]) {
+#pragma unroll
+    for (int i = 0; i < kWgTiles; ++i) {
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int jg = j / (4 / kScaleGroups);  // the k16 step's group among the step's kScaleGroups
-        const uint32_t scale = ld_shared_u32(pairs + jg * 32);
-        const uint32_t zero =
-            asymmetric ? ld_shared_u32(pairs + C::kPairBytes + jg * 32) : ((T::kMagic + 8) | ((T::kMagic + 8) << 16));
-        dequant_step<T>(words[j], low_pair(zero), high_pair(zero), a[i][j]);
-        const uint32_t scale_lo = low_pair(scale), scale_hi = high_pair(scale);
+        const uint32_t zero = in.zero[i][jg];
+        dequant_step<T>(in.words[i][j], low_pair(zero), high_pair(zero), a[i][j]);
+        const uint32_t scale_lo = low_pair(in.scale[i][jg]), scale_hi = high_pair(in.scale[i][jg]);
         a[i][j][0] = mul2<T>(a[i][j][0], scale_lo);  // rows g: one rounding of the exact (q - z) * s
         a[i][j][1] = mul2<T>(a[i][j][1], scale_hi);  // rows g + 8
         a[i][j][2] = mul2<T>(a[i][j][2], scale_lo);
@@ -157,41 +169,48 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int r = 0; r < kAcc; ++r) acc[i][r] = 0.f;
   }
-  uint32_t a_frag[2][kWgTiles][4][4];  // double buffer: step kb's fragments stay untouched while its wgmma runs
+  uint32_t a_frag[C::kABuffers][kWgTiles][4][4];
 
-  if (steps > 0) mbarrier_wait(&full[0], 0);
-  dequant(0, a_frag[0]);
+  StepInput input{};
+  load_input(0, input);
+  dequant(input, a_frag[0]);
 
-  // One k step. kCur is the register buffer holding step kb's fragments; kCur ^ 1 receives step kb + 1's.
+  // One k step. kCur is the register buffer holding step kb's fragments; the next buffer receives step
+  // kb + 1's once the wgmmas that read it (step kb + 1 - kABuffers) are done.
   auto step = [&](int kb, auto cur_tag) {
-    constexpr int kCur = decltype(cur_tag)::value, kNext = kCur ^ 1;
-    const uint8_t* x_tile = stage_x(min(kb, steps - 1) % C::kStages);
+    constexpr int kCur = decltype(cur_tag)::value, kNext = (kCur + 1) % C::kABuffers;
+    const uint8_t* x_tile = stage_x(kb % C::kStages);
 #pragma unroll
     for (int i = 0; i < kWgTiles; ++i) keep(acc[i]);
     wgmma_fence();
 #pragma unroll
-    for (int i = 0; i < kWgTiles; ++i) {
+    for (int j = 0; j < 4; ++j) {  // the tiles' independent accumulator chains alternate
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
+      for (int i = 0; i < kWgTiles; ++i) {
         Wgmma<kTok, T::kIsBf16>::mma(acc[i], a_frag[kCur][i][j], sw128_descriptor(x_tile + 32 * j), 1);
       }
     }
     wgmma_commit();
-    wgmma_wait<1>();  // step kb - 1's wgmmas are done: its stage goes back, its register buffer is free
-    if (kb > 0 && threadIdx.x % 128 == 0) mbarrier_arrive(&empty[(kb - 1) % C::kStages]);
+    load_input(kb + 1, input);  // shared-memory latency overlaps the wgmmas still running
+    wgmma_wait<C::kABuffers - 1>();  // step kb + 1 - kABuffers is done: its stage and registers are free
+    const int done = kb + 1 - C::kABuffers;
+    if (done >= 0 && threadIdx.x % 128 == 0) mbarrier_arrive(&empty[done % C::kStages]);
 #pragma unroll
     for (int i = 0; i < kWgTiles; ++i) {
 #pragma unroll
       for (int j = 0; j < 4; ++j) keep(a_frag[kNext][i][j]);
     }
-    if (kb + 1 < steps) mbarrier_wait(&full[(kb + 1) % C::kStages], ((kb + 1) / C::kStages) & 1);
-    dequant(kb + 1, a_frag[kNext]);
+    dequant(input, a_frag[kNext]);
   };
-  // Unrolled by two so that the register buffers have fixed names; an odd tail runs one step of zero
-  // fragments against the last real step's activations (finite: 0 * x adds nothing).
-  for (int kb = 0; kb < steps; kb += 2) {
+  // Unrolled by kABuffers so that the register buffers have fixed names; the exits are uniform.
+  for (int kb = 0; kb < steps; kb += C::kABuffers) {
     step(kb, std::integral_constant<int, 0>{});
+    if (kb + 1 >= steps) break;
     step(kb + 1, std::integral_constant<int, 1>{});
+    if constexpr (C::kABuffers == 3) {
+      if (kb + 2 >= steps) break;
+      step(kb + 2, std::integral_constant<int, 2>{});
+    }
   }
   wgmma_wait<0>();
 #pragma unroll
@@ -224,6 +243,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <typename T, int kTok, int kWgTiles, int kScaleGroups>
 void launch_config(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, cudaStream_t stream) {
   using C = Config<kTok, kWgTiles, kScaleGroups>;
+  static_assert(C::kABuffers >= 2 && C::kSmem <= 227 * 1024, "registers or shared memory over the limit");
   static const bool configured = [] {
     QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));

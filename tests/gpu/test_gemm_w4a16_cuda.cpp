@@ -3,7 +3,7 @@
 //
 // Bounds (relative Frobenius error over the compared elements):
 //  - vs the matching CPU reference rounded to bf16 like the output: 2e-3. Each kernel is compared with the
-//    reference of its own weight precision (skinny: exact (q - z) * s; tiled, wgmma, wide, dequant: weights
+//    reference of its own weight precision (skinny: exact (q - z) * s; tiled, wgmma, dequant: weights
 //    rounded to bf16 once, as tensor-core operands). What remains is fp32 accumulation order, which flips an
 //    output by one bf16 ulp (2^-7 relative at most) only on the rare near-ties: typically ~1e-4.
 //  - vs cuBLAS on bf16-rounded dequantized weights: 2e-3 for the others (the same weights: near-tie flips);
@@ -32,10 +32,7 @@ constexpr double kRefBound = 2e-3;
 
 std::vector<W4A16Kernel> kernels_here() {
   std::vector<W4A16Kernel> out = {W4A16Kernel::Skinny, W4A16Kernel::Tiled, W4A16Kernel::Dequant};
-  if (sm90a_kernels_available()) {
-    out.push_back(W4A16Kernel::Wgmma);
-    out.push_back(W4A16Kernel::Wide);
-  }
+  if (sm90a_kernels_available()) out.push_back(W4A16Kernel::Wgmma);
   return out;
 }
 
@@ -215,22 +212,17 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
         ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound) << "dequant M=" << m;
         continue;
       }
-      const bool skinny = kernel == W4A16Kernel::Skinny, wide = kernel == W4A16Kernel::Wide;
-      const bool tiled = kernel == W4A16Kernel::Tiled;
-      // Skinny: tokens x warps splitting K; tiled and wgmma: tokens; wide: 128 tokens x block_n.
-      std::vector<int> tokens = {64, 128, 256}, second = {0};
-      if (skinny) tokens = {8, 16, 32}, second = {1, 2, 4, 8};
-      if (tiled) tokens = {32, 64, 128}, second = {0};
-      if (wide) tokens = {128}, second = {128, 256};
+      const bool skinny = kernel == W4A16Kernel::Skinny;
+      // Skinny: tokens x warps splitting K; tiled and wgmma: tokens.
+      std::vector<int> tokens = {64, 128, 256}, warps_k = {0};
+      if (skinny) tokens = {8, 16, 32}, warps_k = {1, 2, 4, 8};
+      if (kernel == W4A16Kernel::Tiled) tokens = {32, 64, 128};
       for (int tok : tokens) {
-        for (int v : second) {
+        for (int v : warps_k) {
           for (int splits : {1, 2, 3}) {
-            SCOPED_TRACE(fmt::format("M={} {} tokens {} {} {} splits {}", m, w4a16_kernel_name(kernel), tok,
-                                     skinny ? "warps_k" : "block_n", v, splits));
-            gemm.tuning = {.tokens_per_cta = wide ? 0 : tok,
-                           .warps_k = skinny ? v : 0,
-                           .block_n = wide ? v : 0,
-                           .splits = splits};
+            SCOPED_TRACE(fmt::format("M={} {} tokens {} warps_k {} splits {}", m, w4a16_kernel_name(kernel),
+                                     tok, v, splits));
+            gemm.tuning = {.tokens_per_cta = tok, .warps_k = v, .splits = splits};
             ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound);
           }
         }

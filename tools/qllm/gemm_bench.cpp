@@ -153,10 +153,8 @@ class W4A16Bench final : public QuantizedGemm {
     dequantized_ = DeviceBuffer<uint16_t>(static_cast<size_t>(shape.n * shape.k), "dequantized weights");
     launch_dequantize_int4(quantized.packed.data(), quantized.scales.data(), quantized.zeros.data(), shape.n,
                            shape.k, mode.scheme, dequantized_.data(), dtype);
-    gemm_.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
-                    .warps_k = o.tuning.warps_k,
-                    .block_n = o.tuning.block_n,
-                    .splits = o.tuning.splits};
+    gemm_.tuning = {
+        .tokens_per_cta = o.tuning.tokens_per_cta, .warps_k = o.tuning.warps_k, .splits = o.tuning.splits};
   }
   void run(const void* x, int64_t m, void* y, int rep) override {
     gemm_.run(x, m, shape_.k, copies_[static_cast<size_t>(rep) % copies_.size()], y, nullptr, kernel_);
@@ -167,7 +165,6 @@ class W4A16Bench final : public QuantizedGemm {
     const W4A16Plan p = gemm_.plan(m, copies_[0].layout, kernel_);
     if (p.kernel == W4A16Kernel::Skinny)
       return fmt::format("skinny t{} k{} s{}", p.tokens_per_cta, p.warps_k, p.splits);
-    if (p.kernel == W4A16Kernel::Wide) return fmt::format("wide n{} s{}", p.block_n, p.splits);
     if (p.kernel == W4A16Kernel::Dequant) return "dequant+cublas";
     if (p.kernel == W4A16Kernel::Tiled)
       return fmt::format("tiled t{} s{}{}", p.tokens_per_cta, p.splits, p.cluster_splits ? " cluster" : "");
@@ -356,7 +353,7 @@ void run(const GemmBenchOptions& o) {
   QLLM_CHECK(dtype == DType::BF16 || dtype == DType::F16, "--dtype must be bf16 or f16, not {}", o.dtype);
   QLLM_CHECK(o.kernel == "auto" || o.kernel == "skinny" || o.kernel == "tiled" || o.kernel == "wgmma" ||
                  o.kernel == "wide" || o.kernel == "dequant",
-             "--kernel must be auto, skinny, tiled, wgmma, wide or dequant, not '{}'", o.kernel);
+             "--kernel must be auto, skinny, tiled, wgmma, dequant (W4A16) or wide (int8), not '{}'", o.kernel);
   const DeviceInfo info = query_device();
   QLLM_CHECK(info.available, "gemm-bench needs a CUDA GPU ({})", info.reason);
 #if QLLM_HAVE_CUDA
@@ -376,7 +373,7 @@ void add_gemm_bench(CLI::App& app) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--kernel", o->kernel,
-                  "auto; skinny, tiled, wgmma, wide or dequant (W4A16); skinny or wide (int8)")
+                  "auto; skinny, tiled, wgmma or dequant (W4A16); skinny or wide (int8)")
       ->capture_default_str();
   cmd->add_option("--dtype", o->dtype, "activation dtype: bf16 or f16")->capture_default_str();
   cmd->add_option("--scale-search", o->scale_search, "INT4 scale search: none, mse or mae")
@@ -388,7 +385,7 @@ void add_gemm_bench(CLI::App& app) {
   cmd->add_option("--tokens-per-cta", o->tuning.tokens_per_cta, "tuning: token tile (0 = automatic)");
   cmd->add_option("--warps-k", o->tuning.warps_k, "tuning: skinny warps splitting K (0 = automatic)");
   cmd->add_option("--block-n", o->tuning.block_n,
-                  "tuning: wide kernels' weight rows per CTA (0 = automatic)");
+                  "tuning: wide int8 kernel's weight rows per CTA (0 = automatic)");
   cmd->add_option("--ctas-per-sm", o->tuning.ctas_per_sm,
                   "tuning: wide int8 kernel's resident CTAs per SM, 1 or 2 (0 = automatic)");
   cmd->add_option("--splits", o->tuning.splits, "tuning: CTAs splitting K (0 = automatic)");
