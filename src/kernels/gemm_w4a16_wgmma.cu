@@ -45,9 +45,9 @@ struct Config {
   static constexpr int kPairBytes = kUnits * kScaleGroups * 32;  // 8 (s[g], s[g + 8]) pairs per unit and group
   static constexpr int kStageBytes = (kXBytes + kWBytes + 2 * kPairBytes + 1023) / 1024 * 1024;
   static constexpr int kStages = (220 * 1024) / kStageBytes < 8 ? (220 * 1024) / kStageBytes : 8;
-  // Register buffers of A fragments, each a step's: while one is dequantized, the wgmmas of the others may
-  // still read theirs. Three where the registers allow (one 64-row tile per warpgroup).
-  static constexpr int kABuffers = kWgTiles == 1 ? 3 : 2;
+  // Register buffers of A fragments, each a step's: while one is dequantized, the wgmmas of the other may
+  // still read theirs. (Three, unrolled by three with early exits, made ptxas serialize every wgmma: C7513.)
+  static constexpr int kABuffers = 2;
   static constexpr int kSmem = kStages * kStageBytes + 2 * kStages * 8 + 1024;  // + barriers, + alignment
   static_assert(kStages >= 3, "the ring needs at least three stages");
 };
@@ -207,10 +207,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     step(kb, std::integral_constant<int, 0>{});
     if (kb + 1 >= steps) break;
     step(kb + 1, std::integral_constant<int, 1>{});
-    if constexpr (C::kABuffers == 3) {
-      if (kb + 2 >= steps) break;
-      step(kb + 2, std::integral_constant<int, 2>{});
-    }
   }
   wgmma_wait<0>();
 #pragma unroll
@@ -218,25 +214,55 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // ---- epilogue: acc[i][4c + e] is row 16 * warp + g + 8 * (e / 2), token 8c + 2t + (e % 2) ----
   const int t = lane % 4;
-  auto* y = static_cast<uint16_t*>(args.y);
-  const bool partial = args.splits > 1;
+  if (args.splits > 1) {  // fp32 partial sums; launch_splitk_reduce adds them afterwards
 #pragma unroll
-  for (int i = 0; i < kWgTiles; ++i) {
-    if (!tile_active[i]) continue;
-    const int row0 = row_base + unit_of[i] * 16 + g;
+    for (int i = 0; i < kWgTiles; ++i) {
+      if (!tile_active[i]) continue;
+      const int row0 = row_base + unit_of[i] * 16 + g;
 #pragma unroll
-    for (int r = 0; r < kAcc; ++r) {
-      const int token = token_base + 8 * (r / 4) + 2 * t + (r % 2);
-      const int row = row0 + 8 * ((r % 4) / 2);
-      if (token >= args.m) continue;
-      if (partial) {
-        args.partials[(static_cast<int64_t>(split) * args.m + token) * args.n + row] = acc[i][r];
-      } else {
-        y[static_cast<int64_t>(token) * args.n + row] = float_to_output<T>(acc[i][r]);
+      for (int r = 0; r < kAcc; ++r) {
+        const int token = token_base + 8 * (r / 4) + 2 * t + (r % 2);
+        const int row = row0 + 8 * ((r % 4) / 2);
+        if (token < args.m) args.partials[(static_cast<int64_t>(split) * args.m + token) * args.n + row] = acc[i][r];
       }
     }
+    return;
   }
-  // With split-K, launch_splitk_reduce adds the partial sums afterwards.
+  // Y is [token][row]: the tile goes through shared memory (the ring, idle once both consumer warpgroups are
+  // past their last wgmma), transposed by stmatrix into [kTok][kRows] rows padded by 16 bytes (the eight rows
+  // of a matrix in different banks), then out in 16-byte stores along Y's rows (2-byte stores scattered over
+  // four tokens per instruction took several microseconds per CTA).
+  constexpr int kTileStride = C::kRows * 2 + 16;
+  static_assert(kTok * kTileStride <= C::kStages * C::kStageBytes, "the output tile must fit in the ring");
+  named_barrier(1, 256);
+#pragma unroll
+  for (int i = 0; i < kWgTiles; ++i) {
+#pragma unroll
+    for (int c = 0; c < kAcc / 4; c += 2) {  // two 8-token column groups per stmatrix.x4
+      uint32_t packed[4];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float* v = &acc[i][4 * (c + h)];
+        packed[2 * h] = float_to_output<T>(v[0]) | (static_cast<uint32_t>(float_to_output<T>(v[1])) << 16);
+        packed[2 * h + 1] = float_to_output<T>(v[2]) | (static_cast<uint32_t>(float_to_output<T>(v[3])) << 16);
+      }
+      // Lane l addresses row l % 8 of matrix l / 8: token 8 (c + l / 16) + l % 8, weight rows 8 (l / 8 % 2)..
+      const int token = 8 * (c + lane / 16) + lane % 8;
+      const int row = unit_of[i] * 16 + 8 * ((lane / 8) % 2);
+      stmatrix_x4_trans(smem_addr(smem + token * kTileStride + row * 2), packed);
+    }
+  }
+  named_barrier(1, 256);
+  auto* y = static_cast<uint8_t*>(args.y);
+  const int live_chunks = live_units * 2;  // 16-byte chunks per token row: 8 weight rows each
+  for (int chunk = threadIdx.x - 128; chunk < kTok * C::kRows / 8; chunk += 256) {
+    const int token = chunk / (C::kRows / 8), part = chunk % (C::kRows / 8);
+    if (token_base + token >= args.m || part >= live_chunks) continue;
+    uint32_t v[4];
+    ld_shared_v4(smem_addr(smem + token * kTileStride + part * 16), v);
+    *reinterpret_cast<uint4*>(y + (static_cast<int64_t>(token_base + token) * args.n + row_base) * 2 + part * 16) =
+        make_uint4(v[0], v[1], v[2], v[3]);
+  }
 #endif  // QLLM_WGMMA_ENABLED
 }
 

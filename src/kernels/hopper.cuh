@@ -37,6 +37,15 @@ __device__ __forceinline__ uint32_t ld_shared_u32(uint32_t address) {
   return r;
 }
 
+// Stores four 8x8 matrices of 16-bit values held in mma fragment layout (lane l: row l / 4, columns
+// 2 (l % 4), + 1 of each), transposed: lane l gives the address of row l % 8 of matrix l / 8, which receives
+// the matrix's column l % 8.
+__device__ __forceinline__ void stmatrix_x4_trans(uint32_t address, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(address), "r"(r[0]),
+               "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
+
 // ---- mbarrier ---------------------------------------------------------------------------------------------
 __device__ __forceinline__ void mbarrier_init(uint64_t* bar, uint32_t arrivals) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(arrivals));
