@@ -15,30 +15,32 @@ namespace qllm {
 namespace {
 
 // Auto's crossovers, measured on H200 (docs/RESULTS.md, crossover tables, M = 17 to 2048). Past the skinny
-// kernel's 16 tokens the tiled kernel, up to 64 tokens (it wins or ties on every Llama shape there but
-// 2048x8192 at 48-64 tokens, within 3% of the dequant path). On lm_head-sized weights the wgmma kernel from
-// 33 to 768 tokens where it is built (sm_90a; elsewhere the tiled one to 128): there the dequant path's
-// scratch (a write + read of 4 bytes per weight) costs the most. Then the dequant path: cuBLAS's GEMM on the
-// bf16 scratch. On the smaller weights the wgmma kernel needs split-K to fill the GPU and loses to it.
+// kernel's 16 tokens: the wgmma kernel (sm_90a) wherever its tiles alone give every SM more than a CTA
+// (lm_head at every M, gate/up from ~1000 tokens): there it beats both the tiled kernel and the dequant
+// path, whose scratch costs a write + read of 4 bytes per weight. Where the wgmma kernel would need split-K
+// it loses; there the tiled kernel up to 64 tokens (it wins or ties on every Llama shape but 2048x8192 at
+// 48-64 tokens, within 3% of the dequant path; up to 128 on lm_head-sized weights without sm_90a), then the
+// dequant path: cuBLAS's GEMM on the bf16 scratch.
 constexpr int64_t kTiledUpToTokens = 64;
 constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (128256 x 2048 = 2^28)
-constexpr int64_t kTiledLargeUpToTokens = 128;              // without the wgmma kernel
-constexpr int64_t kTiledBeforeWgmmaUpToTokens = 32;
-constexpr int64_t kWgmmaUpToTokens = 768;
+constexpr int64_t kTiledLargeUpToTokens = 128;
+constexpr int64_t kWgmmaMinCtasPerSm10 = 15;  // CTAs per SM x 10: 8192x2048 at M = 1024 has 1.9, at 512 0.97
 
-// The wgmma kernel's token tile for M tokens. 256-token tiles dequantize each weight for twice the tokens
-// but take ~1.65x as long as a 128-token one (lm_head: 213 against 130 us), and a 256-token tile that TMA
-// fills mostly out of bounds runs slower than a full one (M = 128: 298 us): the cheaper of the two counts.
+// The wgmma kernel's token tile for M tokens (H200, lm_head): a 256-token tile takes ~1.9x as long as a
+// 128-token one (199 against 105 us) and one that TMA fills less than three quarters runs slower still
+// (M = 160: 240 us), so the cheaper of the two tile counts; 64-token tiles up to 64 tokens.
 int wgmma_tokens_per_cta(int64_t m) {
   if (m <= 64) return 64;
   const int64_t cost128 = 100 * ceil_div(m, 128);
-  const int64_t cost256 = 165 * ceil_div(m, 256) + (m % 256 != 0 && m % 256 <= 128 ? 50 : 0);
+  const int64_t cost256 = 190 * ceil_div(m, 256) + (m % 256 != 0 && m % 256 < 192 ? 60 : 0);
   return cost256 < cost128 ? 256 : 128;
 }
 
-constexpr std::pair<W4A16Kernel, std::string_view> kKernelNames[] = {
-    {W4A16Kernel::Auto, "auto"},   {W4A16Kernel::Skinny, "skinny"}, {W4A16Kernel::Tiled, "tiled"},
-    {W4A16Kernel::Wgmma, "wgmma"}, {W4A16Kernel::Dequant, "dequant"}};
+constexpr std::pair<W4A16Kernel, std::string_view> kKernelNames[] = {{W4A16Kernel::Auto, "auto"},
+                                                                     {W4A16Kernel::Skinny, "skinny"},
+                                                                     {W4A16Kernel::Tiled, "tiled"},
+                                                                     {W4A16Kernel::Wgmma, "wgmma"},
+                                                                     {W4A16Kernel::Dequant, "dequant"}};
 }  // namespace
 
 std::string_view w4a16_kernel_name(W4A16Kernel kernel) {
@@ -68,18 +70,22 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
 W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
   const bool wgmma = sm90a_kernels_available();
   if (kernel == W4A16Kernel::Auto) {
-    // The skinny kernel up to 16 tokens (memory-bound), the tiled and wgmma kernels while they beat the
-    // dequant path (the bigger the weights, the longer), then the dequant path.
+    // The skinny kernel up to 16 tokens (memory-bound), the wgmma kernel where its tiles fill the GPU, the
+    // tiled kernel while it beats the dequant path (the bigger the weights, the longer), then the dequant
+    // path.
     const bool large = layout.n * layout.k >= kLargeWeightElements;
-    const bool wgmma_here = wgmma && large && kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0;
-    const int64_t tiled_up_to =
-        wgmma_here ? kTiledBeforeWgmmaUpToTokens : (large ? kTiledLargeUpToTokens : kTiledUpToTokens);
+    const int64_t wgmma_ctas =
+        ceil_div(layout.n, kernels::w4a16_wgmma_rows_per_cta(wgmma_tokens_per_cta(m))) *
+        ceil_div(m, wgmma_tokens_per_cta(m));
+    const bool wgmma_fills = wgmma &&
+                             kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0 &&
+                             wgmma_ctas * 10 >= kWgmmaMinCtasPerSm10 * multiprocessor_count();
     if (m <= 16) {
       kernel = W4A16Kernel::Skinny;
-    } else if (m <= tiled_up_to) {
-      kernel = W4A16Kernel::Tiled;
-    } else if (wgmma_here && m <= kWgmmaUpToTokens) {
+    } else if (wgmma_fills) {
       kernel = W4A16Kernel::Wgmma;
+    } else if (m <= (large ? kTiledLargeUpToTokens : kTiledUpToTokens)) {
+      kernel = W4A16Kernel::Tiled;
     } else {
       kernel = W4A16Kernel::Dequant;
     }

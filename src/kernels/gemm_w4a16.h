@@ -5,8 +5,9 @@
 // scaling of fp32 partial sums); "tiled" (mma.sync, sm_80+; mid-sized M: 128-row x 32/64/128-token tiles
 // through a cp.async pipeline); "wgmma" (Hopper sm_90a: TMA, a producer thread, weights dequantized by the
 // consumer warpgroups into wgmma's register operand); and "dequant" (any GPU: dequantize to a 16-bit
-// scratch, then cuBLAS: for large M the GEMM's compute dominates and cuBLAS does it best). Weights are rounded once to the activation
-// dtype in all but the skinny kernel. Auto picks by M and by what the GPU supports (see plan()).
+// scratch, then cuBLAS: for large M the GEMM's compute dominates and cuBLAS does it best). Weights are
+// rounded once to the activation dtype in all but the skinny kernel. Auto picks by M and by what the GPU
+// supports (see plan()).
 #pragma once
 
 #include <cuda.h>

@@ -57,7 +57,7 @@ struct W4A16WgmmaMaps {
 // Scale groups per 64-wide k step: 4 (groups of 16), 2 (32), 1 (multiples of 64); 0: unsupported.
 int w4a16_wgmma_scale_groups(int group_steps);
 int w4a16_wgmma_rows_per_cta(int tokens_per_cta);
-void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, const W4A16WgmmaMaps& maps, int tokens_per_cta,
-                        cudaStream_t stream);
+void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, const W4A16WgmmaMaps& maps,
+                        int tokens_per_cta, cudaStream_t stream);
 
 }  // namespace qllm::kernels

@@ -4,10 +4,10 @@
 // Warp-specialized; the dequantization runs in the warps that issue the MMAs, between their wgmmas:
 //  - warpgroup 0 produces (one thread of it; it gives most of its registers to the consumers): per 64-wide k
 //    step it issues the TMA copies of a ring stage: the activation tile [kTok tokens x 64] (128-byte
-//    swizzled, the layout wgmma's B descriptor names), the CTA's repacked weight units (512 bytes per 16 rows:
-//    each lane's A fragments for four k16 steps, docs/FORMATS.md) and their scale (and zero-point) pairs.
-//    Four copies per stage from one thread (per-lane bulk copies were serialized by the compiler and could
-//    not keep up); no consumer thread ever waits on global memory or computes an address into it;
+//    swizzled, the layout wgmma's B descriptor names), the CTA's repacked weight units (512 bytes per 16
+//    rows: each lane's A fragments for four k16 steps, docs/FORMATS.md) and their scale (and zero-point)
+//    pairs. Four copies per stage from one thread (per-lane bulk copies were serialized by the compiler and
+//    could not keep up); no consumer thread ever waits on global memory or computes an address into it;
 //  - warpgroups 1 and 2 consume: Y^T = W' X^T with the weights as wgmma's A operand from registers. Each
 //    owns kWgTiles 64-row tiles; per step it reads its units from shared memory, dequantizes them (lop3
 //    magic, packed subtract of the zero point, packed multiply by the scale: one rounding of the exact
@@ -29,20 +29,22 @@ namespace {
 using namespace w4a16;
 using namespace sm90;
 
-constexpr int kStepK = 64;        // one swizzle row of activations (128 bytes), one repacked unit per step
-constexpr int kThreads = 384;     // producer warpgroup + two consumer warpgroups
+constexpr int kStepK = 64;     // one swizzle row of activations (128 bytes), one repacked unit per step
+constexpr int kThreads = 384;  // producer warpgroup + two consumer warpgroups
 [[maybe_unused]] constexpr int kProducerRegs = 40;  // the producer only issues copies
-[[maybe_unused]] constexpr int kConsumerRegs = 232;  // 128 accumulators + two A buffers of 32 + the step's raw units
+[[maybe_unused]] constexpr int kConsumerRegs =
+    232;  // 128 accumulators + two A buffers of 32 + the step's raw units
 
 // kTok tokens x (2 warpgroups x kWgTiles 64-row tiles) per CTA; kScaleGroups scale groups per k step (1 for
 // groups of 64 and more, 2 for 32, 4 for 16).
 template <int kTok, int kWgTiles, int kScaleGroups>
 struct Config {
   static constexpr int kRows = 2 * 64 * kWgTiles;
-  static constexpr int kUnits = kRows / 16;                // 16-row tiles: one 512-byte unit each per step
-  static constexpr int kXBytes = kTok * kStepK * 2;        // multiple of 1024: keeps the swizzle atoms aligned
+  static constexpr int kUnits = kRows / 16;          // 16-row tiles: one 512-byte unit each per step
+  static constexpr int kXBytes = kTok * kStepK * 2;  // multiple of 1024: keeps the swizzle atoms aligned
   static constexpr int kWBytes = kUnits * 512;
-  static constexpr int kPairBytes = kUnits * kScaleGroups * 32;  // 8 (s[g], s[g + 8]) pairs per unit and group
+  static constexpr int kPairBytes =
+      kUnits * kScaleGroups * 32;  // 8 (s[g], s[g + 8]) pairs per unit and group
   static constexpr int kStageBytes = (kXBytes + kWBytes + 2 * kPairBytes + 1023) / 1024 * 1024;
   static constexpr int kStages = (220 * 1024) / kStageBytes < 8 ? (220 * 1024) / kStageBytes : 8;
   // Register buffers of A fragments, each a step's: while one is dequantized, the wgmmas of the other may
@@ -105,7 +107,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       tma_load_2d(stage_w(s), &maps.units, step * 128, unit_row, &full[s]);
       const int first_pair = (step * 4) / args.group_steps * 8;
       tma_load_2d(stage_scales(s), &maps.scales, first_pair, unit_row, &full[s]);
-      if (asymmetric) tma_load_2d(stage_scales(s) + C::kPairBytes, &maps.zeros, first_pair, unit_row, &full[s]);
+      if (asymmetric)
+        tma_load_2d(stage_scales(s) + C::kPairBytes, &maps.zeros, first_pair, unit_row, &full[s]);
     }
     return;
   }
@@ -191,7 +194,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     wgmma_commit();
-    load_input(kb + 1, input);  // shared-memory latency overlaps the wgmmas still running
+    load_input(kb + 1, input);       // shared-memory latency overlaps the wgmmas still running
     wgmma_wait<C::kABuffers - 1>();  // step kb + 1 - kABuffers is done: its stage and registers are free
     const int done = kb + 1 - C::kABuffers;
     if (done >= 0 && threadIdx.x % 128 == 0) mbarrier_arrive(&empty[done % C::kStages]);
@@ -223,7 +226,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int r = 0; r < kAcc; ++r) {
         const int token = token_base + 8 * (r / 4) + 2 * t + (r % 2);
         const int row = row0 + 8 * ((r % 4) / 2);
-        if (token < args.m) args.partials[(static_cast<int64_t>(split) * args.m + token) * args.n + row] = acc[i][r];
+        if (token < args.m)
+          args.partials[(static_cast<int64_t>(split) * args.m + token) * args.n + row] = acc[i][r];
       }
     }
     return;
@@ -244,7 +248,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int h = 0; h < 2; ++h) {
         const float* v = &acc[i][4 * (c + h)];
         packed[2 * h] = float_to_output<T>(v[0]) | (static_cast<uint32_t>(float_to_output<T>(v[1])) << 16);
-        packed[2 * h + 1] = float_to_output<T>(v[2]) | (static_cast<uint32_t>(float_to_output<T>(v[3])) << 16);
+        packed[2 * h + 1] =
+            float_to_output<T>(v[2]) | (static_cast<uint32_t>(float_to_output<T>(v[3])) << 16);
       }
       // Lane l addresses row l % 8 of matrix l / 8: token 8 (c + l / 16) + l % 8, weight rows 8 (l / 8 % 2)..
       const int token = 8 * (c + lane / 16) + lane % 8;
@@ -260,8 +265,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (token_base + token >= args.m || part >= live_chunks) continue;
     uint32_t v[4];
     ld_shared_v4(smem_addr(smem + token * kTileStride + part * 16), v);
-    *reinterpret_cast<uint4*>(y + (static_cast<int64_t>(token_base + token) * args.n + row_base) * 2 + part * 16) =
-        make_uint4(v[0], v[1], v[2], v[3]);
+    *reinterpret_cast<uint4*>(y + (static_cast<int64_t>(token_base + token) * args.n + row_base) * 2 +
+                              part * 16) = make_uint4(v[0], v[1], v[2], v[3]);
   }
 #endif  // QLLM_WGMMA_ENABLED
 }
@@ -316,8 +321,8 @@ int w4a16_wgmma_rows_per_cta(int tokens_per_cta) {
   return tokens_per_cta == 256 ? 128 : 256;
 }
 
-void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, const W4A16WgmmaMaps& maps, int tokens_per_cta,
-                        cudaStream_t stream) {
+void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, const W4A16WgmmaMaps& maps,
+                        int tokens_per_cta, cudaStream_t stream) {
   if (bf16) {
     launch_typed<Bf16>(args, maps, tokens_per_cta, stream);
   } else {

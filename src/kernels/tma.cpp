@@ -22,8 +22,8 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_function() {
   return function;
 }
 
-CUtensorMap encode_2d(CUtensorMapDataType type, int element_bytes, CUtensorMapSwizzle swizzle, const void* base,
-                      int64_t rows, int64_t cols, int box_rows, int box_cols) {
+CUtensorMap encode_2d(CUtensorMapDataType type, int element_bytes, CUtensorMapSwizzle swizzle,
+                      const void* base, int64_t rows, int64_t cols, int box_rows, int box_cols) {
   QLLM_CHECK(reinterpret_cast<uintptr_t>(base) % 16 == 0 && (cols * element_bytes) % 16 == 0,
              "TMA: base must be 16-byte aligned and rows a multiple of 16 bytes ([{}, {}])", rows, cols);
   CUtensorMap map{};
@@ -51,7 +51,8 @@ CUtensorMap make_tensor_map_2d(const void* base, int element_bytes, int64_t rows
                    element_bytes, CU_TENSOR_MAP_SWIZZLE_128B, base, rows, cols, box_rows, box_cols);
 }
 
-CUtensorMap make_word_tensor_map_2d(const void* base, int64_t rows, int64_t cols, int box_rows, int box_cols) {
+CUtensorMap make_word_tensor_map_2d(const void* base, int64_t rows, int64_t cols, int box_rows,
+                                    int box_cols) {
   QLLM_CHECK(box_cols % 4 == 0 && box_cols <= 256, "TMA: a box row of {} words is not supported", box_cols);
   return encode_2d(CU_TENSOR_MAP_DATA_TYPE_UINT32, 4, CU_TENSOR_MAP_SWIZZLE_NONE, base, rows, cols, box_rows,
                    box_cols);

@@ -112,8 +112,8 @@ TEST(GemmW4A16Cuda, SmallShapesMatchTheReference) {
     for (const Int4Scheme& s :
          {mode(Granularity::Global, 0, false), mode(Granularity::Rowwise, 0, true),
           mode(Granularity::Groupwise, 16, true), mode(Granularity::Groupwise, 32, false),
-          mode(Granularity::Groupwise, 64, true),
-          mode(Granularity::Groupwise, 128, false), mode(Granularity::Groupwise, 256, true)}) {
+          mode(Granularity::Groupwise, 64, true), mode(Granularity::Groupwise, 128, false),
+          mode(Granularity::Groupwise, 256, true)}) {
       if (s.granularity == Granularity::Groupwise && k % s.group_size != 0) continue;
       const W4A16Weights packed = random_packed_weights(n, k, s, rng);
       const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);

@@ -353,7 +353,8 @@ void run(const GemmBenchOptions& o) {
   QLLM_CHECK(dtype == DType::BF16 || dtype == DType::F16, "--dtype must be bf16 or f16, not {}", o.dtype);
   QLLM_CHECK(o.kernel == "auto" || o.kernel == "skinny" || o.kernel == "tiled" || o.kernel == "wgmma" ||
                  o.kernel == "wide" || o.kernel == "dequant",
-             "--kernel must be auto, skinny, tiled, wgmma, dequant (W4A16) or wide (int8), not '{}'", o.kernel);
+             "--kernel must be auto, skinny, tiled, wgmma, dequant (W4A16) or wide (int8), not '{}'",
+             o.kernel);
   const DeviceInfo info = query_device();
   QLLM_CHECK(info.available, "gemm-bench needs a CUDA GPU ({})", info.reason);
 #if QLLM_HAVE_CUDA
