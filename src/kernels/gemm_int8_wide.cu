@@ -66,7 +66,7 @@ struct Config {
 };
 
 // Named barrier on which the producer warp hands the staged epilogue operands to the consumers.
-constexpr int kEpilogueBarrier = 1;
+[[maybe_unused]] constexpr int kEpilogueBarrier = 1;
 
 template <bool kBf16>
 __device__ __forceinline__ float from_16bit(uint16_t bits) {

@@ -1,13 +1,14 @@
-// W4A16 GEMM, wgmma path (Hopper sm_90a): Y[M, N] = X[M, K] @ W'[N, K]^T for M from about a hundred tokens
-// to prefill, where the tensor cores, not the weight stream, set the pace.
+// W4A16 GEMM, wgmma path (Hopper sm_90a): Y[M, N] = X[M, K] @ W'[N, K]^T past the skinny kernel's 16 tokens,
+// on weights large enough that its tiles fill the GPU: from where the dequantization, not the weight
+// stream, sets the pace, to prefill, where the tensor cores do.
 //
 // Warp-specialized; the dequantization runs in the warps that issue the MMAs, between their wgmmas:
 //  - warpgroup 0 produces (one thread of it; it gives most of its registers to the consumers): per 64-wide k
 //    step it issues the TMA copies of a ring stage: the activation tile [kTok tokens x 64] (128-byte
 //    swizzled, the layout wgmma's B descriptor names), the CTA's repacked weight units (512 bytes per 16
 //    rows: each lane's A fragments for four k16 steps, docs/FORMATS.md) and their scale (and zero-point)
-//    pairs. Four copies per stage from one thread (per-lane bulk copies were serialized by the compiler and
-//    could not keep up); no consumer thread ever waits on global memory or computes an address into it;
+//    pairs. Three or four copies per stage from one thread (per-lane bulk copies were serialized by the
+//    compiler and could not keep up); no consumer thread waits on global memory or computes an address in it;
 //  - warpgroups 1 and 2 consume: Y^T = W' X^T with the weights as wgmma's A operand from registers. Each
 //    owns kWgTiles 64-row tiles; per step it reads its units from shared memory, dequantizes them (lop3
 //    magic, packed subtract of the zero point, packed multiply by the scale: one rounding of the exact
@@ -31,9 +32,10 @@ using namespace sm90;
 
 constexpr int kStepK = 64;     // one swizzle row of activations (128 bytes), one repacked unit per step
 constexpr int kThreads = 384;  // producer warpgroup + two consumer warpgroups
-[[maybe_unused]] constexpr int kProducerRegs = 40;  // the producer only issues copies
-[[maybe_unused]] constexpr int kConsumerRegs =
-    232;  // 128 accumulators + two A buffers of 32 + the step's raw units
+// Registers per thread after setmaxnreg: the producer only issues copies; a consumer holds up to 128
+// accumulators, two buffers of A fragments (32 each with two tiles) and the step's raw units.
+[[maybe_unused]] constexpr int kProducerRegs = 40;
+[[maybe_unused]] constexpr int kConsumerRegs = 232;
 
 // kTok tokens x (2 warpgroups x kWgTiles 64-row tiles) per CTA; kScaleGroups scale groups per k step (1 for
 // groups of 64 and more, 2 for 32, 4 for 16).
@@ -43,8 +45,7 @@ struct Config {
   static constexpr int kUnits = kRows / 16;          // 16-row tiles: one 512-byte unit each per step
   static constexpr int kXBytes = kTok * kStepK * 2;  // multiple of 1024: keeps the swizzle atoms aligned
   static constexpr int kWBytes = kUnits * 512;
-  static constexpr int kPairBytes =
-      kUnits * kScaleGroups * 32;  // 8 (s[g], s[g + 8]) pairs per unit and group
+  static constexpr int kPairBytes = kUnits * kScaleGroups * 32;  // 8 (s[g], s[g + 8]) pairs per unit, group
   static constexpr int kStageBytes = (kXBytes + kWBytes + 2 * kPairBytes + 1023) / 1024 * 1024;
   static constexpr int kStages = (220 * 1024) / kStageBytes < 8 ? (220 * 1024) / kStageBytes : 8;
   // Register buffers of A fragments, each a step's: while one is dequantized, the wgmmas of the other may
@@ -99,6 +100,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     prefetch_tensor_map(&maps.x);
     prefetch_tensor_map(&maps.units);
     prefetch_tensor_map(&maps.scales);
+    if (asymmetric) prefetch_tensor_map(&maps.zeros);
     for (int kb = 0; kb < steps; ++kb) {
       const int s = kb % C::kStages, step = step_begin + kb;
       if (kb >= C::kStages) mbarrier_wait(&empty[s], ((kb / C::kStages) - 1) & 1);
@@ -205,8 +207,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     dequant(input, a_frag[kNext]);
   };
-  // Unrolled by kABuffers so that the register buffers have fixed names; the exits are uniform.
-  for (int kb = 0; kb < steps; kb += C::kABuffers) {
+  // Unrolled by two so that the register buffers have fixed names; the exit is uniform.
+  static_assert(C::kABuffers == 2, "the main loop alternates two register buffers");
+  for (int kb = 0; kb < steps; kb += 2) {
     step(kb, std::integral_constant<int, 0>{});
     if (kb + 1 >= steps) break;
     step(kb + 1, std::integral_constant<int, 1>{});
@@ -274,7 +277,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <typename T, int kTok, int kWgTiles, int kScaleGroups>
 void launch_config(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, cudaStream_t stream) {
   using C = Config<kTok, kWgTiles, kScaleGroups>;
-  static_assert(C::kABuffers >= 2 && C::kSmem <= 227 * 1024, "registers or shared memory over the limit");
+  static_assert(C::kSmem <= 227 * 1024, "shared memory over the limit");
   static const bool configured = [] {
     QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
