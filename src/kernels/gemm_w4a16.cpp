@@ -220,28 +220,26 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
       x_map_ = make_tensor_map_2d(x, 2, m, k, x_key.box_rows, 64);
       x_map_key_ = x_key;
     }
-    {
-      const WeightMapKey w_key{w.qweight.data(),
-                               w.scales.data(),
-                               w.zero_offsets.data(),
-                               l.n,
-                               l.k,
-                               l.group_k,
-                               p.rows_per_cta / 16,
-                               kernels::w4a16_wgmma_scale_groups(args.group_steps)};
-      if (!(weight_map_key_ == w_key)) {
-        const int64_t unit_rows = l.n / 16, pair_words = l.groups_per_row() * 8;
-        unit_map_ = make_word_tensor_map_2d(w.qweight.data(), unit_rows, l.k / 64 * 128, w_key.box_rows, 128);
-        scale_map_ = make_word_tensor_map_2d(w.scales.data(), unit_rows, pair_words, w_key.box_rows,
-                                             8 * w_key.scale_groups);
-        zero_map_ = l.zero_point ? make_word_tensor_map_2d(w.zero_offsets.data(), unit_rows, pair_words,
-                                                           w_key.box_rows, 8 * w_key.scale_groups)
-                                 : scale_map_;
-        weight_map_key_ = w_key;
-      }
-      kernels::launch_w4a16_wgmma(args, bf16, {x_map_, unit_map_, scale_map_, zero_map_}, p.tokens_per_cta,
-                                  stream);
+    const WeightMapKey w_key{w.qweight.data(),
+                             w.scales.data(),
+                             w.zero_offsets.data(),
+                             l.n,
+                             l.k,
+                             l.group_k,
+                             p.rows_per_cta / 16,
+                             kernels::w4a16_wgmma_scale_groups(args.group_steps)};
+    if (!(weight_map_key_ == w_key)) {
+      const int64_t unit_rows = l.n / 16, pair_words = l.groups_per_row() * 8;
+      unit_map_ = make_word_tensor_map_2d(w.qweight.data(), unit_rows, l.k / 64 * 128, w_key.box_rows, 128);
+      scale_map_ = make_word_tensor_map_2d(w.scales.data(), unit_rows, pair_words, w_key.box_rows,
+                                           8 * w_key.scale_groups);
+      zero_map_ = l.zero_point ? make_word_tensor_map_2d(w.zero_offsets.data(), unit_rows, pair_words,
+                                                         w_key.box_rows, 8 * w_key.scale_groups)
+                               : scale_map_;
+      weight_map_key_ = w_key;
     }
+    kernels::launch_w4a16_wgmma(args, bf16, {x_map_, unit_map_, scale_map_, zero_map_}, p.tokens_per_cta,
+                                stream);
     if (p.splits > 1) kernels::launch_splitk_reduce(args, bf16, stream);
   }
   QLLM_CUDA_CHECK_LAUNCH();

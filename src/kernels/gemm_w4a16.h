@@ -71,8 +71,8 @@ class W4A16Gemm {
   kernels::SplitKWorkspace splitk_;
   DeviceBuffer<uint16_t> scratch_;
   CublasGemm cublas_;
-  // The wgmma kernel's tensor maps, for the last X and weights seen (encoding one costs
-  // microseconds of host time).
+  // The wgmma kernel's tensor maps, for the last X and weights seen (encoding one costs microseconds of host
+  // time).
   struct XMapKey {
     const void* base = nullptr;
     int64_t rows = 0, cols = 0;
