@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <utility>
 
 #include "kernels/gemm_w4a16_launch.h"
@@ -15,16 +16,15 @@ namespace qllm {
 namespace {
 
 // Auto's crossovers, measured on H200 (docs/RESULTS.md, crossover tables, M = 17 to 2048). Past the skinny
-// kernel's 16 tokens: the wgmma kernel (sm_90a) wherever its tiles alone give every SM more than a CTA
-// (lm_head at every M, gate/up from ~1000 tokens): there it beats both the tiled kernel and the dequant
-// path, whose scratch costs a write + read of 4 bytes per weight. Where the wgmma kernel would need split-K
-// it loses; there the tiled kernel up to 64 tokens (it wins or ties on every Llama shape but 2048x8192 at
-// 48-64 tokens, within 3% of the dequant path; up to 128 on lm_head-sized weights without sm_90a), then the
-// dequant path: cuBLAS's GEMM on the bf16 scratch.
+// kernel's 16 tokens: the wgmma kernel (sm_90a) wherever its tiles fill the GPU without split-K (lm_head at
+// every M, gate/up from 512 tokens, the 2048-row shapes at 2048): there it beats both the tiled kernel and
+// the dequant path, whose scratch costs a write + read of 4 bytes per weight. Where the wgmma kernel would
+// need split-K it loses; there the tiled kernel up to 64 tokens (it wins or ties on every Llama shape but
+// 2048x8192 at 48-64 tokens, within 3% of the dequant path; up to 128 on lm_head-sized weights without
+// sm_90a), then the dequant path: cuBLAS's GEMM on the bf16 scratch.
 constexpr int64_t kTiledUpToTokens = 64;
 constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (128256 x 2048 = 2^28)
 constexpr int64_t kTiledLargeUpToTokens = 128;
-constexpr int64_t kWgmmaMinCtasPerSm10 = 15;  // CTAs per SM x 10: 8192x2048 at M = 1024 has 1.9, at 512 0.97
 
 // The wgmma kernel's token tile for M tokens (H200, lm_head): a 256-token tile takes ~1.9x as long as a
 // 128-token one (199 against 105 us) and one that TMA fills less than three quarters runs slower still
@@ -34,6 +34,18 @@ int wgmma_tokens_per_cta(int64_t m) {
   const int64_t cost128 = 100 * ceil_div(m, 128);
   const int64_t cost256 = 190 * ceil_div(m, 256) + (m % 256 != 0 && m % 256 < 192 ? 60 : 0);
   return cost256 < cost128 ? 256 : 128;
+}
+
+// The wgmma kernel's split-K factor: the fewest waves of CTAs times the k steps each runs, plus a pipeline
+// fill and epilogue (~3 steps) per wave and the reduction pass (~4 steps) when split. Splitting past one
+// wave (or splitting a grid just short of one) costs a whole extra wave.
+int64_t wgmma_splits(int64_t ctas, int64_t k_steps, int64_t sms) {
+  int64_t best = 1, best_cost = INT64_MAX;
+  for (int64_t s = 1; s <= std::min<int64_t>(16, std::max<int64_t>(1, k_steps / 4)); ++s) {
+    const int64_t cost = ceil_div(ctas * s, sms) * (ceil_div(k_steps, s) + 3) + (s > 1 ? 4 : 0);
+    if (cost < best_cost) best = s, best_cost = cost;
+  }
+  return best;
 }
 
 constexpr std::pair<W4A16Kernel, std::string_view> kKernelNames[] = {{W4A16Kernel::Auto, "auto"},
@@ -74,12 +86,12 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     // tiled kernel while it beats the dequant path (the bigger the weights, the longer), then the dequant
     // path.
     const bool large = layout.n * layout.k >= kLargeWeightElements;
+    const int64_t tokens = wgmma_tokens_per_cta(m), sms = multiprocessor_count();
     const int64_t wgmma_ctas =
-        ceil_div(layout.n, kernels::w4a16_wgmma_rows_per_cta(wgmma_tokens_per_cta(m))) *
-        ceil_div(m, wgmma_tokens_per_cta(m));
-    const bool wgmma_fills = wgmma &&
-                             kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0 &&
-                             wgmma_ctas * 10 >= kWgmmaMinCtasPerSm10 * multiprocessor_count();
+        ceil_div(layout.n, kernels::w4a16_wgmma_rows_per_cta(static_cast<int>(tokens))) * ceil_div(m, tokens);
+    const bool wgmma_fills =
+        wgmma && kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0 &&
+        2 * wgmma_ctas >= sms && wgmma_splits(wgmma_ctas, layout.k / kW4A16TileK, sms) == 1;
     if (m <= 16) {
       kernel = W4A16Kernel::Skinny;
     } else if (wgmma_fills) {
@@ -143,7 +155,7 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
                "wgmma W4A16 kernel: tokens per CTA must be 64, 128 or 256, not {}", p.tokens_per_cta);
     p.rows_per_cta = kernels::w4a16_wgmma_rows_per_cta(p.tokens_per_cta);
     const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);  // one per SM
-    if (ctas < sms) splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
+    splits = wgmma_splits(ctas, k_steps, sms);
   }
   if (tuning.splits && kernel != W4A16Kernel::Dequant) splits = tuning.splits;  // cuBLAS splits its own K
   QLLM_CHECK(splits >= 1 && splits <= k_steps, "W4A16 GEMM: {} splits of {} k steps", splits, k_steps);
