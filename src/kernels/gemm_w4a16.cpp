@@ -17,14 +17,17 @@ namespace {
 
 // Auto's crossovers, measured on H200 (docs/RESULTS.md, crossover tables, M = 17 to 2048). Past the skinny
 // kernel's 16 tokens: the wgmma kernel (sm_90a) wherever its tiles fill the GPU without split-K (lm_head at
-// every M, gate/up from 512 tokens, the 2048-row shapes at 2048): there it beats both the tiled kernel and
-// the dequant path, whose scratch costs a write + read of 4 bytes per weight. Where the wgmma kernel would
-// need split-K it loses; there the tiled kernel up to 64 tokens (it wins or ties on every Llama shape but
-// 2048x8192 at 48-64 tokens, within 3% of the dequant path; up to 128 on lm_head-sized weights without
-// sm_90a), then the dequant path: cuBLAS's GEMM on the bf16 scratch.
+// every M, gate/up from 512 tokens, the 2048-row shapes at 2048) or K is long enough to split (down_proj
+// past 64 tokens): there it beats both the tiled kernel and the dequant path, whose scratch costs a write +
+// read of 4 bytes per weight. Elsewhere the tiled kernel up to 64 tokens (it wins or ties on every Llama
+// shape but 2048x8192 at 48-64 tokens, within 3% of the dequant path; up to 128 on lm_head-sized weights
+// without sm_90a), then the dequant path: cuBLAS's GEMM on the bf16 scratch.
 constexpr int64_t kTiledUpToTokens = 64;
 constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (128256 x 2048 = 2^28)
 constexpr int64_t kTiledLargeUpToTokens = 128;
+// Split-K costs the wgmma kernel a pass over fp32 partials: worth it only where K is long (down_proj,
+// 2048x8192: M = 128 0.87x, 512 0.95x against the dequant path's 0.61x and 0.78x; on K = 2048 it loses).
+constexpr int64_t kWgmmaSplitMinSteps = 64;
 
 // The wgmma kernel's token tile for M tokens (H200, lm_head): a 256-token tile takes ~1.9x as long as a
 // 128-token one (199 against 105 us) and one that TMA fills less than three quarters runs slower still
@@ -89,9 +92,11 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     const int64_t tokens = wgmma_tokens_per_cta(m), sms = multiprocessor_count();
     const int64_t wgmma_ctas =
         ceil_div(layout.n, kernels::w4a16_wgmma_rows_per_cta(static_cast<int>(tokens))) * ceil_div(m, tokens);
+    const int64_t wgmma_k_steps = layout.k / kW4A16TileK;
+    const bool wgmma_split = wgmma_splits(wgmma_ctas, wgmma_k_steps, sms) > 1;
     const bool wgmma_fills =
         wgmma && kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0 &&
-        2 * wgmma_ctas >= sms && wgmma_splits(wgmma_ctas, layout.k / kW4A16TileK, sms) == 1;
+        (wgmma_split ? m > kTiledUpToTokens && wgmma_k_steps >= kWgmmaSplitMinSteps : 2 * wgmma_ctas >= sms);
     if (m <= 16) {
       kernel = W4A16Kernel::Skinny;
     } else if (wgmma_fills) {
