@@ -231,30 +231,35 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
   }
 }
 
-// The tiled kernel's splits reduce inside a thread-block cluster on sm_90 (up to 8); more splits, or GPUs
-// without clusters, take the partial-sums path. Both against the reference, asymmetric g32 scales.
-TEST(GemmW4A16Cuda, TiledSplitKPathsMatchTheReference) {
+// Split-K: the tiled kernel's splits reduce inside a thread-block cluster on sm_90 (up to 8); more splits,
+// GPUs without clusters and the wgmma kernel take the partial-sums path. Against the reference, asymmetric
+// g32 scales.
+TEST(GemmW4A16Cuda, SplitKPathsMatchTheReference) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
   const int64_t n = 192, k = 1536;  // 24 k steps: 3, 8, 12 and 24 splits divide them evenly
   const W4A16Weights packed = random_packed_weights(n, k, mode(Granularity::Groupwise, 32, true), rng);
   const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
   W4A16Gemm gemm;
-  for (int64_t m : {5, 70}) {
-    const std::vector<uint16_t> x_bits = random_activation_bits(m * k, rng);
-    const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
-    const auto ref =
-        rounded_to_bf16(gemm_w4a16_ref(bf16_to_float(x_bits), m, packed, precision_of(W4A16Kernel::Tiled)));
-    for (int splits : {3, 8, 12, 24}) {
-      SCOPED_TRACE(fmt::format("M={} splits {}", m, splits));
-      gemm.tuning = {.splits = splits};
-      const W4A16Plan plan = gemm.plan(m, device_w.layout, W4A16Kernel::Tiled);
-      ASSERT_EQ(plan.splits, splits);
-      // Up to 8 splits add up in a cluster where the GPU can (sm_90), more through partials in memory.
-      const bool cluster =
-          splits <= kernels::kTiledMaxClusterSplits && kernels::w4a16_tiled_cluster_reduction_available();
-      ASSERT_EQ(plan.cluster_splits, cluster ? splits : 0);
-      ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, W4A16Kernel::Tiled), ref), kRefBound);
+  std::vector<W4A16Kernel> kernels = {W4A16Kernel::Tiled};
+  if (sm90a_kernels_available()) kernels.push_back(W4A16Kernel::Wgmma);
+  for (W4A16Kernel kernel : kernels) {
+    for (int64_t m : {5, 70}) {
+      const std::vector<uint16_t> x_bits = random_activation_bits(m * k, rng);
+      const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
+      const auto ref =
+          rounded_to_bf16(gemm_w4a16_ref(bf16_to_float(x_bits), m, packed, precision_of(kernel)));
+      for (int splits : {3, 8, 12, 24}) {
+        SCOPED_TRACE(fmt::format("{} M={} splits {}", w4a16_kernel_name(kernel), m, splits));
+        gemm.tuning = {.splits = splits};
+        const W4A16Plan plan = gemm.plan(m, device_w.layout, kernel);
+        ASSERT_EQ(plan.splits, splits);
+        // Up to 8 splits add up in a cluster where the GPU can (sm_90), more through partials in memory.
+        const bool cluster = kernel == W4A16Kernel::Tiled && splits <= kernels::kTiledMaxClusterSplits &&
+                             kernels::w4a16_tiled_cluster_reduction_available();
+        ASSERT_EQ(plan.cluster_splits, cluster ? splits : 0);
+        ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound);
+      }
     }
   }
 }
