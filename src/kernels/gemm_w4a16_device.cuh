@@ -118,6 +118,14 @@ __device__ __forceinline__ uint4 load_weights(const uint4* p) {
   return __ldcs(p);
 }
 
+// A scale (or zero-point) pair: 4 bytes, read-only; the L2 fetches the whole 128-byte line, which holds the
+// tile's next groups (a 32-byte sector per group otherwise).
+__device__ __forceinline__ uint32_t load_pair(const uint32_t* p) {
+  uint32_t r;
+  asm("ld.global.nc.L2::128B.u32 %0, [%1];" : "=r"(r) : "l"(p));
+  return r;
+}
+
 template <typename T>
 __device__ __forceinline__ float scale_to_float(uint32_t bits16) {
   if constexpr (T::kIsBf16) return __uint_as_float(bits16 << 16);

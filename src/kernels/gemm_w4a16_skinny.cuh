@@ -91,23 +91,25 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
     cp_async_commit();
   }
 
-  // Scale and zero-point pairs of rows (g, g + 8), raw 16-bit pairs; the next group's loaded one group ahead.
-  const uint32_t* scale_pairs = args.scales + static_cast<int64_t>(tile) * args.groups * 8 + g;
-  const uint32_t* zero_pairs =
-      args.zero_offsets ? args.zero_offsets + static_cast<int64_t>(tile) * args.groups * 8 + g : nullptr;
+  // Scale and zero-point pairs of rows (g, g + 8), raw 16-bit pairs; the next group's loaded one group ahead,
+  // walking the tile's groups 8 words apart (the L2 fetches four groups to a line).
   constexpr uint32_t kSymmetricZero = (T::kMagic + 8) | ((T::kMagic + 8) << 16);
-  int group = warp_begin * 4 / args.group_steps;
+  const bool asymmetric = args.zero_offsets != nullptr;
+  const int tile_pairs = tile * args.groups * 8 + g;   // fits: N / 16 * groups * 8 = N * K / group_k / 2
+  const int pairs_end = tile_pairs + args.groups * 8;  // past the tile's last group
+  int next_pair = tile_pairs + warp_begin * 4 / args.group_steps * 8;
   // Steps (kGroupsOfSteps) or k16 steps (kGroupsOfK16) left in the current group.
   const int group_length = kGroupMode == kGroupsOfSteps ? args.group_steps / 4 : args.group_steps;
   int group_left = kGroupMode == kGroupsOfSteps ? group_length - warp_begin % group_length
                                                 : group_length - warp_begin * 4 % group_length;
   uint32_t scale_now = 0, scale_next = 0, zero_now = kSymmetricZero, zero_next = kSymmetricZero;
   if (active && steps > 0) {
-    scale_now = scale_pairs[group * 8];
-    if (zero_pairs) zero_now = zero_pairs[group * 8];
-    if (group + 1 < args.groups) {
-      scale_next = scale_pairs[(group + 1) * 8];
-      if (zero_pairs) zero_next = zero_pairs[(group + 1) * 8];
+    scale_now = load_pair(args.scales + next_pair);
+    if (asymmetric) zero_now = load_pair(args.zero_offsets + next_pair);
+    next_pair += 8;
+    if (next_pair < pairs_end) {
+      scale_next = load_pair(args.scales + next_pair);
+      if (asymmetric) zero_next = load_pair(args.zero_offsets + next_pair);
     }
   }
   uint32_t zero_lo = low_pair(zero_now), zero_hi = high_pair(zero_now);
@@ -130,15 +132,15 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
 #pragma unroll
       for (int i = 0; i < 4; ++i) group_acc[tt][i] = 0.f;
     }
-    ++group;
     group_left = group_length;
     scale_now = scale_next;
     zero_now = zero_next;
     zero_lo = low_pair(zero_now);
     zero_hi = high_pair(zero_now);
-    if (group + 1 < args.groups) {
-      scale_next = scale_pairs[(group + 1) * 8];
-      if (zero_pairs) zero_next = zero_pairs[(group + 1) * 8];
+    next_pair += 8;
+    if (next_pair < pairs_end) {
+      scale_next = load_pair(args.scales + next_pair);
+      if (asymmetric) zero_next = load_pair(args.zero_offsets + next_pair);
     }
   };
   // One 64-wide step: two ldmatrix.x4 per token tile give the B fragments of four k16 MMAs.
