@@ -104,7 +104,13 @@ Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) cons
   p.kernel = kernel;
   int64_t splits = 1, k_units = 0;
   if (kernel == Int8Kernel::Skinny) {
-    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 8 ? 8 : (m <= 16 ? 16 : 32));
+    // 16-token CTAs from one token on, after a separate prep pass, except on long rows (H200, with the weight
+    // loads fetching whole L2 lines): at K = 2048 they beat 8-token CTAs with the fused prep on every Llama
+    // shape (M=1: lm_head 70.8 against 80.6 us, 2048x2048 9.9 against 11.3, 512x2048 9.2 against 10.6; M=8
+    // 2048x2048 10.9 against 14.9), while 2048x8192 keeps 8-token CTAs (16.4 against 18.5 us at M=1).
+    const int decode_tokens = k > kFusedPrepMaxK ? 8 : 16;
+    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta
+                                             : (m <= decode_tokens ? decode_tokens : (m <= 16 ? 16 : 32));
     QLLM_CHECK(p.tokens_per_cta == 8 || p.tokens_per_cta == 16 || p.tokens_per_cta == 32,
                "skinny int8 kernel: tokens per CTA must be 8, 16 or 32, not {}", p.tokens_per_cta);
     k_units = k / 64;
@@ -200,10 +206,10 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
   last_k_ = k;
 
   auto* status = reinterpret_cast<kernels::Int8PrepStatus*>(status_.data());
-  // Decode batches: the skinny GEMM quantizes its activations itself (one launch). Otherwise a prep pass
-  // first. Fused, every CTA scans all of X for outlier columns, which costs more than the extra launch once
-  // K is long (measured on H200, 2048x8192: the fused M=1 GEMM took 34 us, longer than the 27 us of the
-  // separate prep pass + GEMM even at M=16, so K > 4096 takes the separate pass).
+  // Fused prep: 8-token CTAs on a decode batch quantize its activations themselves (no prep launch), every
+  // CTA scanning all of X for outlier columns. Auto's plan no longer makes such CTAs where the fusion applies
+  // (the separate pass with 16-token CTAs measured faster, see plan()); it stays for tuning. Never past
+  // K = 4096 (H200, 2048x8192: 34 us fused against 27 us with the separate pass). Otherwise a prep pass first.
   const bool fused = p.kernel == Int8Kernel::Skinny && p.tokens_per_cta == 8 &&
                      m <= kernels::kFusedPrepRows && k <= kFusedPrepMaxK;
   if (!fused) {
