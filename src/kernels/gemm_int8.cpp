@@ -209,7 +209,8 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
   // Fused prep: 8-token CTAs on a decode batch quantize its activations themselves (no prep launch), every
   // CTA scanning all of X for outlier columns. Auto's plan no longer makes such CTAs where the fusion applies
   // (the separate pass with 16-token CTAs measured faster, see plan()); it stays for tuning. Never past
-  // K = 4096 (H200, 2048x8192: 34 us fused against 27 us with the separate pass). Otherwise a prep pass first.
+  // K = 4096 (H200, 2048x8192: 34 us fused against 27 us with the separate pass). Otherwise a prep pass
+  // first.
   const bool fused = p.kernel == Int8Kernel::Skinny && p.tokens_per_cta == 8 &&
                      m <= kernels::kFusedPrepRows && k <= kFusedPrepMaxK;
   if (!fused) {
