@@ -188,7 +188,7 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
   const W4A16Layout& l = w.layout;
   QLLM_CHECK(m >= 1 && m <= INT_MAX / 2, "W4A16 GEMM: M = {} out of range", m);
   QLLM_CHECK(k == l.k, "W4A16 GEMM: X has K = {} but the weights are [{}, {}]", k, l.n, l.k);
-  QLLM_CHECK(l.n <= INT_MAX && l.k <= INT_MAX && l.n * l.groups_per_row() <= INT_MAX / 8,
+  QLLM_CHECK(l.n <= INT_MAX && l.k <= INT_MAX && l.n * l.groups_per_row() <= INT_MAX,
              "W4A16 GEMM: weight shape [{}, {}] with groups of {} too large (32-bit scale indices)", l.n, l.k,
              l.group_k);
   QLLM_CHECK(x != nullptr && y != nullptr && is_aligned(x, 16) && is_aligned(y, 16),
