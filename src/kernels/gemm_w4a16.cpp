@@ -54,6 +54,19 @@ int64_t wgmma_splits(int64_t ctas, int64_t k_steps, int64_t m, int64_t n, int64_
   return best;
 }
 
+// Whether the wgmma kernel (on a GPU that runs it) suits M tokens: its scale groups are supported and its
+// tiles fill the GPU without split-K, or K is long enough that splitting pays.
+bool wgmma_fills_gpu(int64_t m, const W4A16Layout& layout) {
+  if (kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) == 0) return false;
+  const int64_t tokens = wgmma_tokens_per_cta(m), sms = multiprocessor_count();
+  const int64_t ctas =
+      ceil_div(layout.n, kernels::w4a16_wgmma_rows_per_cta(static_cast<int>(tokens))) * ceil_div(m, tokens);
+  const int64_t k_steps = layout.k / kW4A16TileK;
+  if (wgmma_splits(ctas, k_steps, m, layout.n, sms) > 1)
+    return m > kTiledUpToTokens && k_steps >= kWgmmaSplitMinSteps;
+  return 2 * ctas >= sms;
+}
+
 constexpr std::pair<W4A16Kernel, std::string_view> kKernelNames[] = {{W4A16Kernel::Auto, "auto"},
                                                                      {W4A16Kernel::Skinny, "skinny"},
                                                                      {W4A16Kernel::Tiled, "tiled"},
@@ -92,17 +105,9 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     // tiled kernel while it beats the dequant path (the bigger the weights, the longer), then the dequant
     // path.
     const bool large = layout.n * layout.k >= kLargeWeightElements;
-    const int64_t tokens = wgmma_tokens_per_cta(m), sms = multiprocessor_count();
-    const int64_t wgmma_ctas =
-        ceil_div(layout.n, kernels::w4a16_wgmma_rows_per_cta(static_cast<int>(tokens))) * ceil_div(m, tokens);
-    const int64_t wgmma_k_steps = layout.k / kW4A16TileK;
-    const bool wgmma_split = wgmma_splits(wgmma_ctas, wgmma_k_steps, m, layout.n, sms) > 1;
-    const bool wgmma_fills =
-        wgmma && kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0 &&
-        (wgmma_split ? m > kTiledUpToTokens && wgmma_k_steps >= kWgmmaSplitMinSteps : 2 * wgmma_ctas >= sms);
     if (m <= 16) {
       kernel = W4A16Kernel::Skinny;
-    } else if (wgmma_fills) {
+    } else if (wgmma && wgmma_fills_gpu(m, layout)) {
       kernel = W4A16Kernel::Wgmma;
     } else if (m <= (large ? kTiledLargeUpToTokens : kTiledUpToTokens)) {
       kernel = W4A16Kernel::Tiled;
