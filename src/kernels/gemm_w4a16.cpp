@@ -17,11 +17,12 @@ namespace {
 
 // Auto's crossovers, measured on H200 (docs/RESULTS.md, crossover tables, M = 17 to 2048). Past the skinny
 // kernel's 16 tokens: the wgmma kernel (sm_90a) wherever its tiles fill the GPU without split-K (lm_head at
-// every M, gate/up from 512 tokens, the 2048-row shapes at 2048) or K is long enough to split (down_proj
-// past 64 tokens): there it beats both the tiled kernel and the dequant path, whose scratch costs a write +
-// read of 4 bytes per weight. Elsewhere the tiled kernel up to 64 tokens (it wins or ties on every Llama
-// shape but 2048x8192 at 48-64 tokens, within 3% of the dequant path; up to 128 on lm_head-sized weights
-// without sm_90a), then the dequant path: cuBLAS's GEMM on the bf16 scratch.
+// every M, gate/up from 512 tokens, the 2048-row shapes at 2048), K is long enough to split (down_proj
+// past 64 tokens), or, at 65-128 tokens, its 64-row tiles serve (every Llama shape but lm_head): there it
+// beats both the tiled kernel and the dequant path, whose scratch costs a write + read of 4 bytes per weight.
+// Elsewhere the tiled kernel up to 64 tokens (it wins or ties on every Llama shape but 2048x8192 at 48-64
+// tokens, within 3% of the dequant path; up to 128 on lm_head-sized weights without sm_90a), then the dequant
+// path: cuBLAS's GEMM on the bf16 scratch.
 constexpr int64_t kTiledUpToTokens = 64;
 constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (128256 x 2048 = 2^28)
 constexpr int64_t kTiledLargeUpToTokens = 128;
@@ -39,17 +40,48 @@ int wgmma_tokens_per_cta(int64_t m) {
   return cost256 < cost128 ? 256 : 128;
 }
 
-// The wgmma kernel's split-K factor for an [m, n] output: the fewest waves of CTAs times the k steps each
-// runs, plus a pipeline fill and epilogue (~3 steps) per wave and, when split, the reduction pass: a launch
-// (~4 steps) and the fp32 partials written and read (8 bytes per element and split, ~4 MB per step's time;
-// H200, 2048x8192: M = 768 took 64.5 us with 8 splits against 34.4 at M = 512 with 4). Splitting past one
-// wave (or splitting a grid just short of one) costs a whole extra wave.
-int64_t wgmma_splits(int64_t ctas, int64_t k_steps, int64_t m, int64_t n, int64_t sms) {
-  int64_t best = 1, best_cost = INT64_MAX;
+// A wgmma tile (tokens x weight rows per CTA), its split-K factor and its estimated cost (eighths of a wide
+// tile's k step).
+struct WgmmaTile {
+  int tokens = 0, rows = 0;
+  int64_t splits = 1, cost = INT64_MAX;
+};
+
+// The wgmma kernel's split-K factor for an [m, n] output of `ctas` tiles, each k step costing `step_cost`:
+// the fewest waves of CTAs times the k steps each runs, plus a pipeline fill and epilogue (~3 wide steps) per
+// wave and, when split, the reduction pass: a launch (~4 steps) and the fp32 partials written and read (8
+// bytes per element and split, ~4 MB per step's time; H200, 2048x8192: M = 768 took 64.5 us with 8 splits
+// against 34.4 at M = 512 with 4). Splitting past one wave (or splitting a grid just short of one) costs a
+// whole extra wave.
+WgmmaTile wgmma_splits(WgmmaTile tile, int64_t ctas, int64_t step_cost, int64_t k_steps, int64_t m, int64_t n,
+                       int64_t sms) {
   for (int64_t s = 1; s <= std::min<int64_t>(16, std::max<int64_t>(1, k_steps / 4)); ++s) {
-    const int64_t reduce = s > 1 ? 4 + s * m * n / 500'000 : 0;
-    const int64_t cost = ceil_div(ctas * s, sms) * (ceil_div(k_steps, s) + 3) + reduce;
-    if (cost < best_cost) best = s, best_cost = cost;
+    const int64_t reduce = s > 1 ? 8 * (4 + s * m * n / 500'000) : 0;
+    const int64_t cost = ceil_div(ctas * s, sms) * (ceil_div(k_steps, s) * step_cost + 8 * 3) + reduce;
+    if (cost < tile.cost) tile.splits = s, tile.cost = cost;
+  }
+  return tile;
+}
+
+// The wgmma tile for M tokens: the wide tile (128 or 256 weight rows: wgmma_tokens_per_cta) or, for 65-128
+// tokens, a 64-row tile whose two consumer warpgroups split the 128 tokens, whichever the cost model puts
+// first (with its splits). A 64-row k step takes ~0.3 us against ~0.8 for a wide one (H200: 2048x2048 at
+// M = 128, 32 CTAs of 32 steps, 15.2 us): it is latency-bound, each warp dequantizing a unit per step for
+// half the tokens. Past 128 tokens the dequant path or the wide tiles measured faster (2048x2048 M = 256:
+// 13.2 us against 13.5-16.0 with 64-row tiles; two 64-row CTAs per SM, fewer stages each, were slower).
+WgmmaTile wgmma_tile(int64_t m, int64_t n, int64_t k_steps, int64_t sms) {
+  const int wide = wgmma_tokens_per_cta(m);
+  struct Candidate {
+    int tokens, rows;
+    int64_t step_cost;
+  };
+  const Candidate candidates[] = {{wide, kernels::w4a16_wgmma_rows_per_cta(wide), 8}, {128, 64, 3}};
+  WgmmaTile best;
+  for (const Candidate& c : candidates) {
+    if (c.rows == 64 && (m <= kTiledUpToTokens || m > 128)) continue;
+    const int64_t ctas = ceil_div(n, c.rows) * ceil_div(m, c.tokens);
+    const WgmmaTile t = wgmma_splits({c.tokens, c.rows}, ctas, c.step_cost, k_steps, m, n, sms);
+    if (t.cost < best.cost) best = t;
   }
   return best;
 }
@@ -58,13 +90,14 @@ int64_t wgmma_splits(int64_t ctas, int64_t k_steps, int64_t m, int64_t n, int64_
 // tiles fill the GPU without split-K, or K is long enough that splitting pays.
 bool wgmma_fills_gpu(int64_t m, const W4A16Layout& layout) {
   if (kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) == 0) return false;
-  const int64_t tokens = wgmma_tokens_per_cta(m), sms = multiprocessor_count();
-  const int64_t ctas =
-      ceil_div(layout.n, kernels::w4a16_wgmma_rows_per_cta(static_cast<int>(tokens))) * ceil_div(m, tokens);
-  const int64_t k_steps = layout.k / kW4A16TileK;
-  if (wgmma_splits(ctas, k_steps, m, layout.n, sms) > 1)
-    return m > kTiledUpToTokens && k_steps >= kWgmmaSplitMinSteps;
-  return 2 * ctas >= sms;
+  const int64_t sms = multiprocessor_count(), k_steps = layout.k / kW4A16TileK;
+  const WgmmaTile tile = wgmma_tile(m, layout.n, k_steps, sms);
+  // 64-row tiles: faster than the dequant path on every Llama shape where the cost model picks them (H200,
+  // M = 96 and 128: 2048x2048 10.7 against 12.7 us, 512x2048 9.3 / 10.4, 8192x2048 15.9 / 22.5, 2048x8192
+  // 18.9 / 26.0 and the wide tiles' 21.6).
+  if (tile.rows == 64) return true;
+  if (tile.splits > 1) return m > kTiledUpToTokens && k_steps >= kWgmmaSplitMinSteps;
+  return 2 * ceil_div(layout.n, tile.rows) * ceil_div(m, tile.tokens) >= sms;
 }
 
 constexpr std::pair<W4A16Kernel, std::string_view> kKernelNames[] = {{W4A16Kernel::Auto, "auto"},
@@ -163,12 +196,21 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     QLLM_CHECK(kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0,
                "wgmma W4A16 kernel: scale groups of {} are not supported (16, 32 or a multiple of 64)",
                layout.group_k);
-    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : wgmma_tokens_per_cta(m);
-    QLLM_CHECK(p.tokens_per_cta == 64 || p.tokens_per_cta == 128 || p.tokens_per_cta == 256,
-               "wgmma W4A16 kernel: tokens per CTA must be 64, 128 or 256, not {}", p.tokens_per_cta);
-    p.rows_per_cta = kernels::w4a16_wgmma_rows_per_cta(p.tokens_per_cta);
-    const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);  // one per SM
-    splits = wgmma_splits(ctas, k_steps, m, layout.n, sms);
+    const WgmmaTile best = wgmma_tile(m, layout.n, k_steps, sms);
+    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : best.tokens;
+    p.rows_per_cta = tuning.rows_per_cta     ? tuning.rows_per_cta
+                     : tuning.tokens_per_cta ? kernels::w4a16_wgmma_rows_per_cta(p.tokens_per_cta)
+                                             : best.rows;
+    QLLM_CHECK(kernels::w4a16_wgmma_tile_supported(p.tokens_per_cta, p.rows_per_cta),
+               "wgmma W4A16 kernel: no {} tokens x {} rows tile (64 x 256, 128 x 256, 256 x 128, 128 x 64, "
+               "256 x 64)",
+               p.tokens_per_cta, p.rows_per_cta);
+    splits = best.tokens == p.tokens_per_cta && best.rows == p.rows_per_cta
+                 ? best.splits
+                 : wgmma_splits({p.tokens_per_cta, p.rows_per_cta},
+                                ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta),
+                                p.rows_per_cta == 64 ? 3 : 8, k_steps, m, layout.n, sms)
+                       .splits;
   }
   if (tuning.splits && kernel != W4A16Kernel::Dequant) splits = tuning.splits;  // cuBLAS splits its own K
   QLLM_CHECK(splits >= 1 && splits <= k_steps, "W4A16 GEMM: {} splits of {} k steps", splits, k_steps);
@@ -266,7 +308,7 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
       weight_map_key_ = w_key;
     }
     kernels::launch_w4a16_wgmma(args, bf16, {x_map_, unit_map_, scale_map_, zero_map_}, p.tokens_per_cta,
-                                stream);
+                                p.rows_per_cta, stream);
     if (p.splits > 1) kernels::launch_splitk_reduce(args, bf16, stream);
   }
   QLLM_CUDA_CHECK_LAUNCH();

@@ -50,6 +50,7 @@ struct W4A16Plan {
 // Overrides of the automatic plan, for tuning experiments (0 keeps the automatic choice).
 struct W4A16Tuning {
   int tokens_per_cta = 0;  // skinny 8, 16, 32; tiled 32, 64, 128; wgmma 64, 128, 256
+  int rows_per_cta = 0;    // wgmma: 64 (with 128 tokens), else what the token tile implies
   int warps_k = 0;         // skinny 1, 2, 4, 8
   int splits = 0;
 };

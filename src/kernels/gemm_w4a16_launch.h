@@ -47,7 +47,8 @@ void launch_w4a16_dequantize(const W4A16KernelArgs& args, bool bf16, void* out, 
 void launch_splitk_reduce(const W4A16KernelArgs& args, bool bf16, cudaStream_t stream);
 
 // wgmma path (sm_90a only; sm90a_kernels_available() says whether it runs): see gemm_w4a16_wgmma.cu.
-// tokens_per_cta 64 or 128 (256 weight rows per CTA) or 256 (128 rows). The tensor maps: X [M, K] in
+// tokens_per_cta 64 or 128 (256 weight rows per CTA) or 256 (128 rows), or 128 tokens on 64 rows (the
+// consumer warpgroups split the tokens). The tensor maps: X [M, K] in
 // [tokens_per_cta x 64] boxes (make_tensor_map_2d); the units, scales and zero points as 4-byte words,
 // [N / 16] rows of K / 64 * 128, groups * 8, groups * 8 words, in boxes of rows_per_cta / 16 rows by 128,
 // 8 * scale_groups, 8 * scale_groups words (make_word_tensor_map_2d; zeros = scales when symmetric).
@@ -56,8 +57,9 @@ struct W4A16WgmmaMaps {
 };
 // Scale groups per 64-wide k step: 4 (groups of 16), 2 (32), 1 (multiples of 64); 0: unsupported.
 int w4a16_wgmma_scale_groups(int group_steps);
-int w4a16_wgmma_rows_per_cta(int tokens_per_cta);
+int w4a16_wgmma_rows_per_cta(int tokens_per_cta);  // the wide tiles' rows for a token tile
+bool w4a16_wgmma_tile_supported(int tokens_per_cta, int rows_per_cta);
 void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, const W4A16WgmmaMaps& maps,
-                        int tokens_per_cta, cudaStream_t stream);
+                        int tokens_per_cta, int rows_per_cta, cudaStream_t stream);
 
 }  // namespace qllm::kernels

@@ -13,6 +13,9 @@
 //    owns kWgTiles 64-row tiles; per step it reads its units from shared memory, dequantizes them (lop3
 //    magic, packed subtract of the zero point, packed multiply by the scale: one rounding of the exact
 //    (q - z) * s) into one of two register buffers while the previous step's wgmmas run on the other;
+//  - for 65-128 tokens on the smaller weights both consumer warpgroups share one 64-row tile and split the
+//    128 tokens instead (kSplitTokens): four times the CTAs of the 256-row tiles, each dequantizing its
+//    weights for 64 tokens, so the grid needs less split-K (gate/up none);
 //  - split-K when the output has too few tiles to fill the GPU: fp32 partial sums, then a reduction pass
 //    over the whole GPU (a tile's last CTA adding them alone took 6x longer).
 #include <type_traits>
@@ -38,11 +41,14 @@ constexpr int kThreads = 384;  // producer warpgroup + two consumer warpgroups
 [[maybe_unused]] constexpr int kProducerRegs = 40;
 [[maybe_unused]] constexpr int kConsumerRegs = 232;
 
-// kTok tokens x (2 warpgroups x kWgTiles 64-row tiles) per CTA; kScaleGroups scale groups per k step (1 for
-// groups of 64 and more, 2 for 32, 4 for 16).
-template <int kTok, int kWgTiles, int kScaleGroups>
+// kTok tokens x (2 warpgroups x kWgTiles 64-row tiles) per CTA, or with kSplitTokens kTok tokens (half per
+// warpgroup) x one 64-row tile; kScaleGroups scale groups per k step (1 for groups of 64 and more, 2 for 32,
+// 4 for 16).
+template <int kTok, int kWgTiles, int kScaleGroups, bool kSplitTokens>
 struct Config {
-  static constexpr int kRows = 2 * 64 * kWgTiles;
+  static_assert(!kSplitTokens || kWgTiles == 1, "split-token CTAs own one 64-row tile");
+  static constexpr int kRows = (kSplitTokens ? 64 : 128) * kWgTiles;
+  static constexpr int kWgTok = kSplitTokens ? kTok / 2 : kTok;  // tokens per consumer warpgroup (wgmma N)
   static constexpr int kUnits = kRows / 16;          // 16-row tiles: one 512-byte unit each per step
   static constexpr int kXBytes = kTok * kStepK * 2;  // multiple of 1024: keeps the swizzle atoms aligned
   static constexpr int kWBytes = kUnits * 512;
@@ -53,11 +59,11 @@ struct Config {
   static_assert(kStages >= 3, "the ring needs at least three stages");
 };
 
-template <typename T, int kTok, int kWgTiles, int kScaleGroups>
+template <typename T, int kTok, int kWgTiles, int kScaleGroups, bool kSplitTokens>
 __global__ void __launch_bounds__(kThreads, 1)
     w4a16_wgmma_kernel(const __grid_constant__ W4A16WgmmaMaps maps, const W4A16KernelArgs args) {
 #if QLLM_WGMMA_ENABLED
-  using C = Config<kTok, kWgTiles, kScaleGroups>;
+  using C = Config<kTok, kWgTiles, kScaleGroups, kSplitTokens>;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = align_1024(smem_raw);
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + C::kStages * C::kStageBytes);
@@ -115,14 +121,17 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // ---- consumers ----
   setmaxnreg_inc<kConsumerRegs>();
-  constexpr int kAcc = kTok / 2;  // accumulators per thread per 64-row tile
+  constexpr int kAcc = C::kWgTok / 2;  // accumulators per thread per 64-row tile
   const int consumer = warpgroup - 1, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4;
+  // This warpgroup's first token within the CTA's tile, and its 64-row tiles' index within the CTA.
+  const int wg_token = kSplitTokens ? consumer * C::kWgTok : 0;
+  const int wg_tile = kSplitTokens ? 0 : consumer * kWgTiles;
   const bool asymmetric = args.zero_offsets != nullptr;
   bool tile_active[kWgTiles];
   int unit_of[kWgTiles];  // this warp's 16-row unit within the CTA, per 64-row tile
 #pragma unroll
   for (int i = 0; i < kWgTiles; ++i) {
-    unit_of[i] = (consumer * kWgTiles + i) * 4 + warp;
+    unit_of[i] = (wg_tile + i) * 4 + warp;
     tile_active[i] = unit_of[i] < live_units;
   }
 
@@ -184,7 +193,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   // once the wgmmas that read it (step kb - 1's) are done.
   auto step = [&](int kb, auto cur_tag) {
     constexpr int kCur = decltype(cur_tag)::value, kNext = kCur ^ 1;
-    const uint8_t* x_tile = stage_x(kb % C::kStages);
+    const uint8_t* x_tile = stage_x(kb % C::kStages) + wg_token * 128;  // 128-byte rows, 1024-byte aligned
 #pragma unroll
     for (int i = 0; i < kWgTiles; ++i) keep(acc[i]);
     wgmma_fence();
@@ -192,7 +201,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int j = 0; j < 4; ++j) {  // the tiles' independent accumulator chains alternate
 #pragma unroll
       for (int i = 0; i < kWgTiles; ++i) {
-        Wgmma<kTok, T::kIsBf16>::mma(acc[i], a_frag[kCur][i][j], sw128_descriptor(x_tile + 32 * j), 1);
+        Wgmma<C::kWgTok, T::kIsBf16>::mma(acc[i], a_frag[kCur][i][j], sw128_descriptor(x_tile + 32 * j), 1);
       }
     }
     wgmma_commit();
@@ -225,7 +234,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int row0 = row_base + unit_of[i] * 16 + g;
 #pragma unroll
       for (int r = 0; r < kAcc; ++r) {
-        const int token = token_base + 8 * (r / 4) + 2 * t + (r % 2);
+        const int token = token_base + wg_token + 8 * (r / 4) + 2 * t + (r % 2);
         const int row = row0 + 8 * ((r % 4) / 2);
         if (token < args.m)
           args.partials[(static_cast<int64_t>(split) * args.m + token) * args.n + row] = acc[i][r];
@@ -254,7 +263,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             float_to_output<T>(v[2]) | (static_cast<uint32_t>(float_to_output<T>(v[3])) << 16);
       }
       // Lane l addresses row l % 8 of matrix l / 8: token 8 (c + l / 16) + l % 8, weight rows 8 (l / 8 % 2)..
-      const int token = 8 * (c + lane / 16) + lane % 8;
+      const int token = wg_token + 8 * (c + lane / 16) + lane % 8;
       const int row = unit_of[i] * 16 + 8 * ((lane / 8) % 2);
       stmatrix_x4_trans(smem_addr(smem + token * kTileStride + row * 2), packed);
     }
@@ -273,25 +282,28 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif  // QLLM_WGMMA_ENABLED
 }
 
-template <typename T, int kTok, int kWgTiles, int kScaleGroups>
+template <typename T, int kTok, int kWgTiles, int kScaleGroups, bool kSplitTokens = false>
 void launch_config(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, cudaStream_t stream) {
-  using C = Config<kTok, kWgTiles, kScaleGroups>;
+  using C = Config<kTok, kWgTiles, kScaleGroups, kSplitTokens>;
   static_assert(C::kSmem <= 227 * 1024, "shared memory over the limit");
   static const bool configured = [] {
-    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups>,
+    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups, kSplitTokens>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
     return true;
   }();
   (void)configured;
   const dim3 grid((args.m + kTok - 1) / kTok, args.splits, (args.n + C::kRows - 1) / C::kRows);
-  w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups><<<grid, kThreads, C::kSmem, stream>>>(maps, args);
+  w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups, kSplitTokens>
+      <<<grid, kThreads, C::kSmem, stream>>>(maps, args);
 }
 
 // The tile configurations (tokens, 64-row tiles per consumer warpgroup): 128 accumulators per thread at most.
 template <typename T, int kScaleGroups>
 void launch_tile(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, int tokens_per_cta,
-                 cudaStream_t stream) {
-  if (tokens_per_cta == 64) {
+                 int rows_per_cta, cudaStream_t stream) {
+  if (rows_per_cta == 64) {  // 128 tokens split between the consumer warpgroups
+    launch_config<T, 128, 1, kScaleGroups, true>(args, maps, stream);
+  } else if (tokens_per_cta == 64) {
     launch_config<T, 64, 2, kScaleGroups>(args, maps, stream);
   } else if (tokens_per_cta == 128) {
     launch_config<T, 128, 2, kScaleGroups>(args, maps, stream);
@@ -302,13 +314,13 @@ void launch_tile(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, int to
 
 template <typename T>
 void launch_typed(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, int tokens_per_cta,
-                  cudaStream_t stream) {
+                  int rows_per_cta, cudaStream_t stream) {
   if (args.group_steps == 1) {
-    launch_tile<T, 4>(args, maps, tokens_per_cta, stream);
+    launch_tile<T, 4>(args, maps, tokens_per_cta, rows_per_cta, stream);
   } else if (args.group_steps == 2) {
-    launch_tile<T, 2>(args, maps, tokens_per_cta, stream);
+    launch_tile<T, 2>(args, maps, tokens_per_cta, rows_per_cta, stream);
   } else {
-    launch_tile<T, 1>(args, maps, tokens_per_cta, stream);
+    launch_tile<T, 1>(args, maps, tokens_per_cta, rows_per_cta, stream);
   }
 }
 
@@ -323,12 +335,18 @@ int w4a16_wgmma_rows_per_cta(int tokens_per_cta) {
   return tokens_per_cta == 256 ? 128 : 256;
 }
 
+bool w4a16_wgmma_tile_supported(int tokens_per_cta, int rows_per_cta) {
+  if (rows_per_cta == 64) return tokens_per_cta == 128;
+  return (tokens_per_cta == 64 || tokens_per_cta == 128 || tokens_per_cta == 256) &&
+         rows_per_cta == w4a16_wgmma_rows_per_cta(tokens_per_cta);
+}
+
 void launch_w4a16_wgmma(const W4A16KernelArgs& args, bool bf16, const W4A16WgmmaMaps& maps,
-                        int tokens_per_cta, cudaStream_t stream) {
+                        int tokens_per_cta, int rows_per_cta, cudaStream_t stream) {
   if (bf16) {
-    launch_typed<Bf16>(args, maps, tokens_per_cta, stream);
+    launch_typed<Bf16>(args, maps, tokens_per_cta, rows_per_cta, stream);
   } else {
-    launch_typed<F16>(args, maps, tokens_per_cta, stream);
+    launch_typed<F16>(args, maps, tokens_per_cta, rows_per_cta, stream);
   }
 }
 

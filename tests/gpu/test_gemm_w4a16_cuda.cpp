@@ -201,7 +201,7 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
   const W4A16Weights packed = random_packed_weights(n, k, mode(Granularity::Groupwise, 64, true), rng);
   const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
   W4A16Gemm gemm;
-  for (int64_t m : {1, 9, 17, 33}) {
+  for (int64_t m : {1, 9, 17, 33, 100}) {  // 100: both halves of the split-token wgmma tile
     const std::vector<uint16_t> x_bits = random_activation_bits(m * k, rng);
     const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
     const std::vector<float> x_values = bf16_to_float(x_bits);
@@ -213,17 +213,21 @@ TEST(GemmW4A16Cuda, EveryConfigurationMatchesTheReference) {
         continue;
       }
       const bool skinny = kernel == W4A16Kernel::Skinny;
-      // Skinny: tokens x warps splitting K; tiled and wgmma: tokens.
-      std::vector<int> tokens = {64, 128, 256}, warps_k = {0};
+      // Skinny: tokens x warps splitting K; tiled: tokens; wgmma: tokens x rows (0: the token tile's own).
+      std::vector<int> tokens = {64, 128, 256}, warps_k = {0}, rows = {0};
       if (skinny) tokens = {8, 16, 32}, warps_k = {1, 2, 4, 8};
       if (kernel == W4A16Kernel::Tiled) tokens = {32, 64, 128};
+      if (kernel == W4A16Kernel::Wgmma) rows = {0, 64};
       for (int tok : tokens) {
         for (int v : warps_k) {
-          for (int splits : {1, 2, 3}) {
-            SCOPED_TRACE(fmt::format("M={} {} tokens {} warps_k {} splits {}", m, w4a16_kernel_name(kernel),
-                                     tok, v, splits));
-            gemm.tuning = {.tokens_per_cta = tok, .warps_k = v, .splits = splits};
-            ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound);
+          for (int r : rows) {
+            if (r == 64 && tok != 128) continue;  // 64-row tiles split 128 tokens
+            for (int splits : {1, 2, 3}) {
+              SCOPED_TRACE(fmt::format("M={} {} tokens {} rows {} warps_k {} splits {}", m,
+                                       w4a16_kernel_name(kernel), tok, r, v, splits));
+              gemm.tuning = {.tokens_per_cta = tok, .rows_per_cta = r, .warps_k = v, .splits = splits};
+              ASSERT_LE(rel_fro(run_gemm(gemm, x, m, device_w, kernel), ref), kRefBound);
+            }
           }
         }
       }

@@ -153,8 +153,10 @@ class W4A16Bench final : public QuantizedGemm {
     dequantized_ = DeviceBuffer<uint16_t>(static_cast<size_t>(shape.n * shape.k), "dequantized weights");
     launch_dequantize_int4(quantized.packed.data(), quantized.scales.data(), quantized.zeros.data(), shape.n,
                            shape.k, mode.scheme, dequantized_.data(), dtype);
-    gemm_.tuning = {
-        .tokens_per_cta = o.tuning.tokens_per_cta, .warps_k = o.tuning.warps_k, .splits = o.tuning.splits};
+    gemm_.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
+                    .rows_per_cta = o.tuning.block_n,
+                    .warps_k = o.tuning.warps_k,
+                    .splits = o.tuning.splits};
   }
   void run(const void* x, int64_t m, void* y, int rep) override {
     gemm_.run(x, m, shape_.k, copies_[static_cast<size_t>(rep) % copies_.size()], y, nullptr, kernel_);
@@ -168,7 +170,7 @@ class W4A16Bench final : public QuantizedGemm {
     if (p.kernel == W4A16Kernel::Dequant) return "dequant+cublas";
     if (p.kernel == W4A16Kernel::Tiled)
       return fmt::format("tiled t{} s{}{}", p.tokens_per_cta, p.splits, p.cluster_splits ? " cluster" : "");
-    return fmt::format("wgmma t{} s{}", p.tokens_per_cta, p.splits);
+    return fmt::format("wgmma t{} n{} s{}", p.tokens_per_cta, p.rows_per_cta, p.splits);
   }
   const void* dequantized() const override { return dequantized_.data(); }
 
@@ -386,7 +388,7 @@ void add_gemm_bench(CLI::App& app) {
   cmd->add_option("--tokens-per-cta", o->tuning.tokens_per_cta, "tuning: token tile (0 = automatic)");
   cmd->add_option("--warps-k", o->tuning.warps_k, "tuning: skinny warps splitting K (0 = automatic)");
   cmd->add_option("--block-n", o->tuning.block_n,
-                  "tuning: wide int8 kernel's weight rows per CTA (0 = automatic)");
+                  "tuning: weight rows per CTA of the wide int8 and wgmma W4A16 kernels (0 = automatic)");
   cmd->add_option("--ctas-per-sm", o->tuning.ctas_per_sm,
                   "tuning: wide int8 kernel's resident CTAs per SM, 1 or 2 (0 = automatic)");
   cmd->add_option("--splits", o->tuning.splits, "tuning: CTAs splitting K (0 = automatic)");
