@@ -87,7 +87,7 @@ WgmmaTile wgmma_tile(int64_t m, int64_t n, int64_t k_steps, int64_t sms) {
 }
 
 // Whether the wgmma kernel (on a GPU that runs it) suits M tokens: its scale groups are supported and its
-// tiles fill the GPU without split-K, or K is long enough that splitting pays.
+// tiles fill the GPU without split-K, K is long enough that splitting pays, or its 64-row tiles serve.
 bool wgmma_fills_gpu(int64_t m, const W4A16Layout& layout) {
   if (kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) == 0) return false;
   const int64_t sms = multiprocessor_count(), k_steps = layout.k / kW4A16TileK;
@@ -197,13 +197,14 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
                "wgmma W4A16 kernel: scale groups of {} are not supported (16, 32 or a multiple of 64)",
                layout.group_k);
     const WgmmaTile best = wgmma_tile(m, layout.n, k_steps, sms);
-    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : best.tokens;
+    p.tokens_per_cta = tuning.tokens_per_cta       ? tuning.tokens_per_cta
+                       : tuning.rows_per_cta == 64 ? 128  // the one token tile of the 64-row tiles
+                                                   : best.tokens;
     p.rows_per_cta = tuning.rows_per_cta     ? tuning.rows_per_cta
                      : tuning.tokens_per_cta ? kernels::w4a16_wgmma_rows_per_cta(p.tokens_per_cta)
                                              : best.rows;
     QLLM_CHECK(kernels::w4a16_wgmma_tile_supported(p.tokens_per_cta, p.rows_per_cta),
-               "wgmma W4A16 kernel: no {} tokens x {} rows tile (64 x 256, 128 x 256, 256 x 128, 128 x 64, "
-               "256 x 64)",
+               "wgmma W4A16 kernel: no {} tokens x {} rows tile (64 x 256, 128 x 256, 256 x 128 or 128 x 64)",
                p.tokens_per_cta, p.rows_per_cta);
     splits = best.tokens == p.tokens_per_cta && best.rows == p.rows_per_cta
                  ? best.splits
