@@ -71,7 +71,8 @@ fi
 if [[ $what == profile ]]; then
   log "tuning variants"
   for args in "--m 17,32,48,64,128,256,512,2048 --kernel dequant" "--m 32,48,64,96,128,192,256,384,512,768,1024,2048 --kernel wgmma" \
-              "--m 17,32,48,64,128,256,512 --kernel tiled"; do
+              "--m 17,32,48,64,128,256,512 --kernel tiled" \
+              "--m 65,96,128,192,256,512 --kernel wgmma --tokens-per-cta 128 --block-n 64"; do
     echo "gemm-bench $args"
     timeout 150 $qllm gemm-bench --modes g128 --reps 20 $args 2>&1 | grep -E "^\| +[0-9]|error"
   done
