@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <optional>
 #include <utility>
 
 #include "kernels/gemm_w4a16_launch.h"
@@ -29,6 +30,9 @@ constexpr int64_t kTiledLargeUpToTokens = 128;
 // Split-K costs the wgmma kernel a pass over fp32 partials: worth it only where K is long (down_proj,
 // 2048x8192: M = 128 0.87x, 512 0.95x against the dequant path's 0.61x and 0.78x; on K = 2048 it loses).
 constexpr int64_t kWgmmaSplitMinSteps = 64;
+// The wgmma kernel's 64-row tiles serve 65 to this many tokens (past it they measured slower than the dequant
+// path and the wide tiles; see wgmma_tile).
+constexpr int64_t kWgmmaNarrowUpToTokens = 128;
 
 // The wgmma kernel's token tile for M tokens (H200, lm_head): a 256-token tile takes ~1.9x as long as a
 // 128-token one (199 against 105 us) and one that TMA fills less than three quarters runs slower still
@@ -63,6 +67,12 @@ WgmmaTile wgmma_splits(WgmmaTile tile, int64_t ctas, int64_t step_cost, int64_t 
   return tile;
 }
 
+// A k step of a wgmma tile with `rows` weight rows, in eighths of a wide tile's (~0.8 us): 64-row steps take
+// ~0.3 us.
+int64_t wgmma_step_cost(int rows) {
+  return rows == 64 ? 3 : 8;
+}
+
 // The wgmma tile for M tokens: the wide tile (128 or 256 weight rows: wgmma_tokens_per_cta) or, for 65-128
 // tokens, a 64-row tile whose two consumer warpgroups split the 128 tokens, whichever the cost model puts
 // first (with its splits). A 64-row k step takes ~0.3 us against ~0.8 for a wide one (H200: 2048x2048 at
@@ -71,33 +81,26 @@ WgmmaTile wgmma_splits(WgmmaTile tile, int64_t ctas, int64_t step_cost, int64_t 
 // 13.2 us against 13.5-16.0 with 64-row tiles; two 64-row CTAs per SM, fewer stages each, were slower).
 WgmmaTile wgmma_tile(int64_t m, int64_t n, int64_t k_steps, int64_t sms) {
   const int wide = wgmma_tokens_per_cta(m);
-  struct Candidate {
-    int tokens, rows;
-    int64_t step_cost;
-  };
-  const Candidate candidates[] = {{wide, kernels::w4a16_wgmma_rows_per_cta(wide), 8}, {128, 64, 3}};
+  const WgmmaTile candidates[] = {{wide, kernels::w4a16_wgmma_rows_per_cta(wide)}, {128, 64}};
   WgmmaTile best;
-  for (const Candidate& c : candidates) {
-    if (c.rows == 64 && (m <= kTiledUpToTokens || m > 128)) continue;
+  for (const WgmmaTile& c : candidates) {
+    if (c.rows == 64 && (m <= kTiledUpToTokens || m > kWgmmaNarrowUpToTokens)) continue;
     const int64_t ctas = ceil_div(n, c.rows) * ceil_div(m, c.tokens);
-    const WgmmaTile t = wgmma_splits({c.tokens, c.rows}, ctas, c.step_cost, k_steps, m, n, sms);
+    const WgmmaTile t = wgmma_splits(c, ctas, wgmma_step_cost(c.rows), k_steps, m, n, sms);
     if (t.cost < best.cost) best = t;
   }
   return best;
 }
 
-// Whether the wgmma kernel (on a GPU that runs it) suits M tokens: its scale groups are supported and its
-// tiles fill the GPU without split-K, K is long enough that splitting pays, or its 64-row tiles serve.
-bool wgmma_fills_gpu(int64_t m, const W4A16Layout& layout) {
-  if (kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) == 0) return false;
-  const int64_t sms = multiprocessor_count(), k_steps = layout.k / kW4A16TileK;
-  const WgmmaTile tile = wgmma_tile(m, layout.n, k_steps, sms);
+// Whether the wgmma kernel's best `tile` for M tokens (its scale groups supported) suits them: it fills the
+// GPU without split-K, K is long enough that splitting pays, or it is a 64-row tile.
+bool wgmma_fills_gpu(const WgmmaTile& tile, int64_t m, int64_t n, int64_t k_steps, int64_t sms) {
   // 64-row tiles: faster than the dequant path on every Llama shape where the cost model picks them (H200,
   // M = 96 and 128: 2048x2048 10.7 against 12.7 us, 512x2048 9.3 / 10.4, 8192x2048 15.9 / 22.5, 2048x8192
   // 18.9 / 26.0 and the wide tiles' 21.6).
   if (tile.rows == 64) return true;
   if (tile.splits > 1) return m > kTiledUpToTokens && k_steps >= kWgmmaSplitMinSteps;
-  return 2 * ceil_div(layout.n, tile.rows) * ceil_div(m, tile.tokens) >= sms;
+  return 2 * ceil_div(n, tile.rows) * ceil_div(m, tile.tokens) >= sms;
 }
 
 constexpr std::pair<W4A16Kernel, std::string_view> kKernelNames[] = {{W4A16Kernel::Auto, "auto"},
@@ -133,6 +136,15 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
 
 W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
   const bool wgmma = sm90a_kernels_available();
+  const int64_t k_steps = layout.k / kW4A16TileK;
+  const int64_t sms = multiprocessor_count();
+  const bool wgmma_groups = kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0;
+  // The wgmma kernel's best tile, derived once and only where asked for (not on the skinny path).
+  std::optional<WgmmaTile> wgmma_best;
+  auto best_wgmma_tile = [&]() -> const WgmmaTile& {
+    if (!wgmma_best) wgmma_best = wgmma_tile(m, layout.n, k_steps, sms);
+    return *wgmma_best;
+  };
   if (kernel == W4A16Kernel::Auto) {
     // The skinny kernel up to 16 tokens (memory-bound), the wgmma kernel where its tiles fill the GPU, the
     // tiled kernel while it beats the dequant path (the bigger the weights, the longer), then the dequant
@@ -140,7 +152,7 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     const bool large = layout.n * layout.k >= kLargeWeightElements;
     if (m <= 16) {
       kernel = W4A16Kernel::Skinny;
-    } else if (wgmma && wgmma_fills_gpu(m, layout)) {
+    } else if (wgmma && wgmma_groups && wgmma_fills_gpu(best_wgmma_tile(), m, layout.n, k_steps, sms)) {
       kernel = W4A16Kernel::Wgmma;
     } else if (m <= (large ? kTiledLargeUpToTokens : kTiledUpToTokens)) {
       kernel = W4A16Kernel::Tiled;
@@ -153,8 +165,6 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
           wgmma,
       "the {} W4A16 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)",
       w4a16_kernel_name(kernel));
-  const int64_t k_steps = layout.k / kW4A16TileK;
-  const int64_t sms = multiprocessor_count();
   W4A16Plan p;
   p.kernel = kernel;
   int64_t splits = 1;
@@ -193,10 +203,10 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     p.tokens_per_cta = static_cast<int>(std::min<int64_t>(m, 1 << 30));
     p.rows_per_cta = static_cast<int>(layout.n);
   } else {
-    QLLM_CHECK(kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0,
+    QLLM_CHECK(wgmma_groups,
                "wgmma W4A16 kernel: scale groups of {} are not supported (16, 32 or a multiple of 64)",
                layout.group_k);
-    const WgmmaTile best = wgmma_tile(m, layout.n, k_steps, sms);
+    const WgmmaTile& best = best_wgmma_tile();
     p.tokens_per_cta = tuning.tokens_per_cta       ? tuning.tokens_per_cta
                        : tuning.rows_per_cta == 64 ? 128  // the one token tile of the 64-row tiles
                                                    : best.tokens;
@@ -206,12 +216,12 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     QLLM_CHECK(kernels::w4a16_wgmma_tile_supported(p.tokens_per_cta, p.rows_per_cta),
                "wgmma W4A16 kernel: no {} tokens x {} rows tile (64 x 256, 128 x 256, 256 x 128 or 128 x 64)",
                p.tokens_per_cta, p.rows_per_cta);
-    splits = best.tokens == p.tokens_per_cta && best.rows == p.rows_per_cta
-                 ? best.splits
-                 : wgmma_splits({p.tokens_per_cta, p.rows_per_cta},
-                                ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta),
-                                p.rows_per_cta == 64 ? 3 : 8, k_steps, m, layout.n, sms)
-                       .splits;
+    const bool forced = best.tokens != p.tokens_per_cta || best.rows != p.rows_per_cta;
+    splits = forced ? wgmma_splits({p.tokens_per_cta, p.rows_per_cta},
+                                   ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta),
+                                   wgmma_step_cost(p.rows_per_cta), k_steps, m, layout.n, sms)
+                          .splits
+                    : best.splits;
   }
   if (tuning.splits && kernel != W4A16Kernel::Dequant) splits = tuning.splits;  // cuBLAS splits its own K
   QLLM_CHECK(splits >= 1 && splits <= k_steps, "W4A16 GEMM: {} splits of {} k steps", splits, k_steps);
