@@ -8,6 +8,13 @@ target_compile_options(qllm_options INTERFACE
   $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo -Xcompiler=-Wall>
   # nvcc cannot evaluate fmt's consteval format-string checks; .cpp files still check every format string.
   $<$<COMPILE_LANGUAGE:CUDA>:-DFMT_CONSTEVAL=>)
+# AddressSanitizer + UndefinedBehaviorSanitizer for the CPU code (the `sanitize` preset; CI runs the CPU tests
+# in such a build so that memory errors and undefined behaviour fail the build instead of shipping).
+if(QLLM_SANITIZE)
+  set(_qllm_sanitize_flags -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_compile_options(qllm_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${_qllm_sanitize_flags}>)
+  target_link_options(qllm_options INTERFACE ${_qllm_sanitize_flags})
+endif()
 target_include_directories(qllm_options INTERFACE
   ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR})
 if(QLLM_CUDA)

@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# The tests: installs what is missing, builds, runs ctest. GPU tests report "skipped" without a device.
+# The tests: installs what is missing, builds, runs ctest (GPU tests report "skipped" without a device), then
+# runs the CPU tests again in a Debug build with AddressSanitizer + UndefinedBehaviorSanitizer (build/sanitize),
+# so that memory errors and undefined behaviour fail the run. QLLM_SANITIZE_TESTS=0 skips that second pass.
+# Arguments go to the first ctest (e.g. -R Tokenizer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
-cd build/release
-ctest --output-on-failure -j "$(nproc)" "$@"
+(cd build/release && ctest --output-on-failure -j "$(nproc)" "$@")
+if [[ "${QLLM_SANITIZE_TESTS:-1}" != 0 ]]; then
+  echo "== CPU tests under AddressSanitizer + UndefinedBehaviorSanitizer (Debug, build/sanitize) =="
+  cmake --preset sanitize >/dev/null
+  cmake --build --preset sanitize -j "$(nproc)"
+  ctest --preset sanitize -j "$(nproc)"
+fi

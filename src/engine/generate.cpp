@@ -78,7 +78,8 @@ GenerateResult generate(CausalLm& model, std::span<const int32_t> prompt, const 
     if (stop) break;
   }
   result.decode_seconds = seconds_since(start) - callback_seconds;
-  if (result.stop_reason.empty()) result.stop_reason = "max_tokens";
+  if (result.stop_reason.empty())
+    result.stop_reason = max_new < options.max_new_tokens ? "context" : "max_tokens";
   return result;
 }
 

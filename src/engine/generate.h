@@ -22,7 +22,7 @@ struct GenerateOptions {
 
 struct GenerateResult {
   std::vector<int32_t> tokens;  // generated ids (a final stop id included)
-  std::string stop_reason;      // "eos" or "max_tokens"
+  std::string stop_reason;      // "eos", "max_tokens", or "context" (the model's context is full)
   int64_t prompt_tokens = 0;
   double prefill_seconds = 0;  // the prompt's forward pass and the first sample
   double decode_seconds = 0;   // every later forward pass and sample

@@ -1,5 +1,7 @@
 #include "kernels/device_info.h"
 
+#include <string>
+
 #if QLLM_HAVE_CUDA
 #include <cuda_runtime.h>
 #endif
@@ -20,7 +22,12 @@ DeviceInfo query_device() {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess || count == 0) {
-    info.reason = status != cudaSuccess ? cudaGetErrorString(status) : "no CUDA device";
+    // Without a GPU the runtime reports "CUDA driver version is insufficient for CUDA runtime version"
+    // (no driver at all) or "no CUDA-capable device is detected": both mean the same to a user.
+    info.reason = "no CUDA GPU or driver found";
+    if (status != cudaSuccess && status != cudaErrorNoDevice && status != cudaErrorInsufficientDriver) {
+      info.reason += std::string(" (") + cudaGetErrorString(status) + ")";
+    }
     cudaGetLastError();  // clear the sticky-free error so later calls start clean
     return info;
   }

@@ -24,7 +24,13 @@ constexpr int64_t kRowBlock = 8;  // weight rows converted to f32 together, then
 
 using f32x8 = float __attribute__((vector_size(32)));  // 8 lanes: one AVX register, two SSE ones
 
-inline f32x8 load8(const float* p) {
+// Every helper that takes or returns an f32x8 is always inlined into the target_clones functions below.
+// An out-of-line helper is compiled once, for the default target, which passes 32-byte vectors in memory,
+// while the AVX2 clone would call it passing them in ymm registers: at -O0 (no inlining) that silently
+// produced garbage. always_inline makes such a call impossible (the compiler errors if it cannot inline).
+#define QLLM_VECTOR_HELPER __attribute__((always_inline)) inline
+
+QLLM_VECTOR_HELPER f32x8 load8(const float* p) {
   f32x8 v;
   std::memcpy(&v, p, sizeof v);
   return v;
@@ -32,7 +38,7 @@ inline f32x8 load8(const float* p) {
 
 // The lanes, then the scalar tail, summed in one fixed order: every tile shape below gives the same bits
 // for the same (token, row), so a token's logits do not depend on what else is in the batch.
-inline float finish(f32x8 acc, const float* a, const float* b, int64_t from, int64_t n) {
+QLLM_VECTOR_HELPER float finish(f32x8 acc, const float* a, const float* b, int64_t from, int64_t n) {
   float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
   for (int64_t i = from; i < n; ++i) sum += a[i] * b[i];
   return sum;
@@ -41,8 +47,7 @@ inline float finish(f32x8 acc, const float* a, const float* b, int64_t from, int
 // out[t * out_stride + r] = dot(x[t], w[r]) for a tile of T tokens x R weight rows (both [.., k]): each
 // weight vector is loaded once for T tokens and each activation vector once for R rows.
 template <int T, int R>
-__attribute__((always_inline)) inline void dot_tile(const float* x, const float* w, int64_t k, float* out,
-                                                    int64_t out_stride) {
+QLLM_VECTOR_HELPER void dot_tile(const float* x, const float* w, int64_t k, float* out, int64_t out_stride) {
   f32x8 acc[T][R] = {};
   const int64_t k8 = k - k % 8;
   for (int64_t i = 0; i < k8; i += 8) {
@@ -59,8 +64,8 @@ __attribute__((always_inline)) inline void dot_tile(const float* x, const float*
 }
 
 template <int T>
-__attribute__((always_inline)) inline void dot_rows(const float* x, const float* w, int64_t rows, int64_t k,
-                                                    float* out, int64_t out_stride) {
+QLLM_VECTOR_HELPER void dot_rows(const float* x, const float* w, int64_t rows, int64_t k, float* out,
+                                 int64_t out_stride) {
   int64_t r = 0;
   for (; r + 2 <= rows; r += 2) dot_tile<T, 2>(x, w + r * k, k, out + r, out_stride);
   if (r < rows) dot_tile<T, 1>(x, w + r * k, k, out + r, out_stride);

@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "core/file_io.h"
+#include "core/json.h"
 #include "qllm/error.h"
 
 namespace qllm {
@@ -24,7 +25,7 @@ bool has(const json& j, const char* key) {
 int64_t get_int(const json& j, const char* key, const std::string& label) {
   QLLM_CHECK(has(j, key), "{}: missing field '{}'", label, key);
   QLLM_CHECK(j[key].is_number_integer(), "{}: field '{}' must be an integer, got {}", label, key,
-             j[key].dump());
+             json_excerpt(j[key]));
   return j[key].get<int64_t>();
 }
 int64_t get_int(const json& j, const char* key, const std::string& label, int64_t fallback) {
@@ -33,7 +34,7 @@ int64_t get_int(const json& j, const char* key, const std::string& label, int64_
 
 double get_number(const json& j, const char* key, const std::string& label) {
   QLLM_CHECK(has(j, key), "{}: missing field '{}'", label, key);
-  QLLM_CHECK(j[key].is_number(), "{}: field '{}' must be a number, got {}", label, key, j[key].dump());
+  QLLM_CHECK(j[key].is_number(), "{}: field '{}' must be a number, got {}", label, key, json_excerpt(j[key]));
   return j[key].get<double>();
 }
 double get_number(const json& j, const char* key, const std::string& label, double fallback) {
@@ -42,14 +43,15 @@ double get_number(const json& j, const char* key, const std::string& label, doub
 
 bool get_bool(const json& j, const char* key, const std::string& label, bool fallback) {
   if (!has(j, key)) return fallback;
-  QLLM_CHECK(j[key].is_boolean(), "{}: field '{}' must be true or false, got {}", label, key, j[key].dump());
+  QLLM_CHECK(j[key].is_boolean(), "{}: field '{}' must be true or false, got {}", label, key,
+             json_excerpt(j[key]));
   return j[key].get<bool>();
 }
 
 std::string get_string(const json& j, const char* key, const std::string& label,
                        const std::string& fallback) {
   if (!has(j, key)) return fallback;
-  QLLM_CHECK(j[key].is_string(), "{}: field '{}' must be a string, got {}", label, key, j[key].dump());
+  QLLM_CHECK(j[key].is_string(), "{}: field '{}' must be a string, got {}", label, key, json_excerpt(j[key]));
   return j[key].get<std::string>();
 }
 
@@ -59,7 +61,7 @@ void check_architecture(const json& j, const std::string& label) {
     QLLM_CHECK(arch.is_array(), "{}: field 'architectures' must be a list", label);
     bool llama = false;
     for (const json& a : arch) llama = llama || (a.is_string() && a.get<std::string>() == "LlamaForCausalLM");
-    QLLM_CHECK(llama, "{}: unsupported architectures {} (only LlamaForCausalLM)", label, arch.dump());
+    QLLM_CHECK(llama, "{}: unsupported architectures {} (only LlamaForCausalLM)", label, json_excerpt(arch));
   }
   const std::string model_type = get_string(j, "model_type", label, "llama");
   QLLM_CHECK(model_type == "llama", "{}: unsupported model_type '{}' (only llama)", label, model_type);
@@ -78,7 +80,7 @@ void parse_rope(const json& j, const std::string& label, LlamaConfig& c) {
   if (!has(j, section_key)) return;
   const json& section = j[section_key];
   const std::string where = fmt::format("{}: {}", label, section_key);
-  QLLM_CHECK(section.is_object(), "{} must be an object, got {}", where, section.dump());
+  QLLM_CHECK(section.is_object(), "{} must be an object, got {}", where, json_excerpt(section));
   if (v5) c.rope_theta = get_number(section, "rope_theta", where, c.rope_theta);
   c.rope.type = get_string(section, "rope_type", where, get_string(section, "type", where, "default"));
   if (c.rope.type == "default") return;
@@ -101,11 +103,11 @@ std::vector<int64_t> parse_eos(const json& j, const std::string& label) {
   const json& eos = j["eos_token_id"];
   if (eos.is_number_integer()) return {eos.get<int64_t>()};
   QLLM_CHECK(eos.is_array(), "{}: field 'eos_token_id' must be an integer or a list of integers, got {}",
-             label, eos.dump());
+             label, json_excerpt(eos));
   std::vector<int64_t> ids;
   for (const json& id : eos) {
     QLLM_CHECK(id.is_number_integer(), "{}: field 'eos_token_id' must hold integers, got {}", label,
-               eos.dump());
+               json_excerpt(eos));
     ids.push_back(id.get<int64_t>());
   }
   return ids;
@@ -156,6 +158,11 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& label) {
   c.num_attention_heads = get_int(j, "num_attention_heads", label);
   c.num_key_value_heads = get_int(j, "num_key_value_heads", label, c.num_attention_heads);
   QLLM_CHECK(c.num_attention_heads > 0, "{}: num_attention_heads must be positive", label);
+  if (!has(j, "head_dim")) {
+    QLLM_CHECK(c.hidden_size % c.num_attention_heads == 0,
+               "{}: hidden_size {} is not divisible by num_attention_heads {} (and no head_dim is given)",
+               label, c.hidden_size, c.num_attention_heads);
+  }
   c.head_dim = get_int(j, "head_dim", label, c.hidden_size / c.num_attention_heads);
   c.vocab_size = get_int(j, "vocab_size", label);
   c.max_position_embeddings = get_int(j, "max_position_embeddings", label, 2048);
@@ -171,6 +178,7 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& label) {
 
 LlamaConfig LlamaConfig::load(const std::string& path) {
   namespace fs = std::filesystem;
+  QLLM_CHECK(fs::exists(path), "model '{}' not found (no such directory or file)", path);
   const std::string file = fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path;
   return from_json(read_json_file(file), file);
 }

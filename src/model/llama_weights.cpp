@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
+#include "core/progress.h"
 #include "qllm/error.h"
 #include "qllm/half.h"
 
@@ -82,6 +84,33 @@ std::vector<float> load_vector(const SafetensorsCheckpoint& ckpt, const std::str
   return out;
 }
 
+// Tensors the config leaves unused mean the config does not describe the checkpoint (e.g. num_hidden_layers 3
+// on a 6-layer model would silently run half of it): an error naming them. Hugging Face ignores two kinds
+// itself: rotary inverse frequencies saved by old versions, and lm_head.weight of a tied model.
+void check_all_tensors_used(const SafetensorsCheckpoint& ckpt, const LlamaConfig& c) {
+  std::set<std::string> used = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"};
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    for (const char* name :
+         {"input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+          "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}) {
+      used.insert(fmt::format("model.layers.{}.{}.weight", i, name));
+    }
+  }
+  std::vector<std::string> unused;
+  for (const std::string& name : ckpt.names()) {
+    if (!used.count(name) && !name.ends_with("rotary_emb.inv_freq")) unused.push_back(name);
+  }
+  if (unused.empty()) return;
+  constexpr size_t kShown = 4;
+  fail(
+      "{}: {} tensors are not used by the model as config.json describes it ({} layers): {}{} -- does "
+      "config.json belong to this checkpoint?",
+      ckpt.source(), unused.size(), c.num_hidden_layers,
+      fmt::join(unused.begin(), unused.begin() + static_cast<std::ptrdiff_t>(std::min(kShown, unused.size())),
+                ", "),
+      unused.size() > kShown ? ", ..." : "");
+}
+
 }  // namespace
 
 void WeightMatrix::row_to_f32(int64_t row, float* out) const {
@@ -123,8 +152,9 @@ LlamaWeights LlamaWeights::load(const std::string& dir, const LlamaConfig& c, bo
 
   const int64_t hidden = c.hidden_size;
   w.embed = matrix("model.embed_tokens.weight", c.vocab_size, hidden);
+  Progress progress("loading layers", c.num_hidden_layers, verbose);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    if (verbose) fmt::print(stderr, "\rloading layer {}/{}", i + 1, c.num_hidden_layers);
+    progress.update(i);
     const std::string p = fmt::format("model.layers.{}.", i);
     LayerWeights l;
     l.attn_norm = load_vector(ckpt, p + "input_layernorm.weight", hidden);
@@ -138,10 +168,11 @@ LlamaWeights LlamaWeights::load(const std::string& dir, const LlamaConfig& c, bo
     l.w_down = matrix(p + "mlp.down_proj.weight", hidden, c.intermediate_size);
     w.layers.push_back(std::move(l));
   }
-  if (verbose) fmt::print(stderr, "\n");
+  progress.finish();
   w.final_norm = load_vector(ckpt, "model.norm.weight", hidden);
   // Tied models reuse the embedding, as Hugging Face does even when a stray lm_head.weight is present.
   w.lm_head = c.tie_word_embeddings ? w.embed : matrix("lm_head.weight", c.vocab_size, hidden);
+  check_all_tensors_used(ckpt, c);
   return w;
 }
 

@@ -11,6 +11,7 @@
 #include <numeric>
 
 #include "core/file_io.h"
+#include "core/json.h"
 #include "qllm/error.h"
 
 namespace qllm {
@@ -21,7 +22,7 @@ namespace {
 
 using json = nlohmann::json;
 
-// A valid header nests three levels deep; refuse deep nesting before the recursive JSON parser sees it.
+// A valid header nests three levels deep.
 constexpr int kMaxJsonDepth = 16;
 
 uint64_t read_u64_le(const std::byte* p) {
@@ -30,30 +31,9 @@ uint64_t read_u64_le(const std::byte* p) {
   return v;
 }
 
-bool nesting_within(std::string_view text, int max_depth) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > max_depth) return false;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return true;
-}
-
 uint64_t checked_offset(const json& v, const std::string& label, const std::string& name) {
   QLLM_CHECK(v.is_number_unsigned(), "{}: tensor '{}': data_offsets must hold non-negative integers, got {}",
-             label, name, v.dump());
+             label, name, json_excerpt(v));
   return v.get<uint64_t>();
 }
 
@@ -86,10 +66,10 @@ TensorInfo parse_tensor_entry(const std::string& name, const json& entry, const 
   uint64_t bytes = tensor_dtype_size(info.dtype);
   for (const json& dim : entry["shape"]) {
     QLLM_CHECK(dim.is_number_unsigned(), "{}: tensor '{}': shape must hold non-negative integers, got {}",
-               label, name, entry["shape"].dump());
+               label, name, json_excerpt(entry["shape"]));
     const uint64_t d = dim.get<uint64_t>();
     QLLM_CHECK(d <= static_cast<uint64_t>(INT64_MAX) && !__builtin_mul_overflow(bytes, d, &bytes),
-               "{}: tensor '{}': shape {} overflows", label, name, entry["shape"].dump());
+               "{}: tensor '{}': shape {} overflows", label, name, json_excerpt(entry["shape"]));
     info.shape.push_back(static_cast<int64_t>(d));
   }
   info.begin = checked_offset(entry["data_offsets"][0], label, name);
@@ -232,14 +212,8 @@ SafetensorsHeader parse_safetensors_header(std::span<const std::byte> file_bytes
   QLLM_CHECK(header_len >= 2, "{}: header length {} is too short for a JSON object", label, header_len);
 
   const std::string_view text(reinterpret_cast<const char*>(file_bytes.data() + 8), header_len);
-  QLLM_CHECK(nesting_within(text, kMaxJsonDepth), "{}: header JSON nests deeper than {} levels", label,
-             kMaxJsonDepth);
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::exception& e) {
-    fail("{}: header is not valid JSON: {}", label, e.what());
-  }
+  // Duplicate tensor names are refused: two entries for one name mean a corrupt or crafted file.
+  const json root = parse_json(text, fmt::format("{}: header", label), {.max_depth = kMaxJsonDepth});
   QLLM_CHECK(root.is_object(), "{}: header must be a JSON object, got {}", label, root.type_name());
 
   SafetensorsHeader header;
@@ -293,7 +267,7 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& path) {
   std::map<std::string, const SafetensorsFile*> shard_by_name;
   for (const auto& [tensor, shard] : index["weight_map"].items()) {
     QLLM_CHECK(shard.is_string(), "{}: weight_map['{}'] must be a file name, got {}", label, tensor,
-               shard.dump());
+               json_excerpt(shard));
     const std::string shard_name = shard.get<std::string>();
     // Shards live beside the index: a name with a directory part could point anywhere.
     QLLM_CHECK(!shard_name.empty() && fs::path(shard_name).filename() == shard_name && shard_name != ".." &&

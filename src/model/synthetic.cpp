@@ -4,8 +4,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include "core/file_io.h"
+#include "core/progress.h"
 #include "core/random.h"
 #include "model/safetensors.h"
 #include "qllm/error.h"
@@ -156,11 +158,13 @@ std::vector<TensorToWrite> random_tensors(const LlamaConfig& c, Rng& rng, bool v
 
   std::vector<TensorToWrite> tensors;
   const size_t total = shapes.size();
+  // The fill callbacks run one after another while the file is written.
+  auto progress = std::make_shared<Progress>("writing tensors", static_cast<int64_t>(total), verbose);
   for (size_t i = 0; i < total; ++i) {
     TensorToWrite t{shapes[i].first, TensorDType::BF16, shapes[i].second, {}, {}};
     const bool norm = t.shape.size() == 1;
-    t.fill = [&rng, norm, verbose, i, total, name = t.name](std::span<std::byte> bytes) {
-      if (verbose) fmt::print(stderr, "\r[{}/{}] {:<48}", i + 1, total, name);
+    t.fill = [&rng, norm, i, progress](std::span<std::byte> bytes) {
+      progress->update(static_cast<int64_t>(i) + 1);
       const std::span<BFloat16> values(reinterpret_cast<BFloat16*>(bytes.data()), bytes.size() / 2);
       if (norm) {
         for (BFloat16& v : values) v = to_bf16(1.0f);
@@ -261,6 +265,10 @@ LlamaConfig write_synthetic_checkpoint(const SynthOptions& o) {
   LlamaConfig config = tiny ? LlamaConfig::tiny() : LlamaConfig::llama_3_2_1b();
   const fs::path out(o.out_dir);
   std::error_code ec;
+  QLLM_CHECK(o.force || !fs::exists(out) || (fs::is_directory(out) && fs::is_empty(out)),
+             "--out: '{}' exists and is not an empty directory (it may hold a model); pass --force to "
+             "overwrite its checkpoint files",
+             o.out_dir);
   fs::create_directories(out, ec);
   QLLM_CHECK(!ec && fs::is_directory(out), "--out: cannot create directory '{}': {}", o.out_dir,
              ec.message());
@@ -288,7 +296,7 @@ LlamaConfig write_synthetic_checkpoint(const SynthOptions& o) {
   write_safetensors(
       (out / "model.safetensors").string(), tensors,
       {{"format", "pt"}, {"qllm_synth_preset", o.preset}, {"qllm_synth_seed", std::to_string(o.seed)}});
-  if (o.verbose) fmt::print(stderr, "\nwrote {}\n", (out / "model.safetensors").string());
+  if (o.verbose) fmt::print(stderr, "wrote {}\n", (out / "model.safetensors").string());
   return config;
 }
 

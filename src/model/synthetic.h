@@ -19,6 +19,7 @@ struct SynthOptions {
   uint64_t seed = 0;
   std::string tokenizer_dir{};  // copy tokenizer files from here; empty: generate a byte-level BPE tokenizer
   bool verbose = false;         // progress on stderr
+  bool force = false;           // write into a non-empty out_dir (refused otherwise: it may hold a model)
 };
 
 // Writes the checkpoint and returns its config. Weights ~ N(0, 0.02^2), norms 1.0, embeddings tied.

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/checked_math.h"
 #include "qllm/error.h"
 #include "qllm/quant.h"
 
@@ -69,18 +70,19 @@ std::string Int4Scheme::describe() const {
 
 GroupLayout validate_int4_shape(int64_t rows, int64_t cols, const Int4Scheme& scheme) {
   QLLM_CHECK(rows > 0 && cols > 0, "INT4 matrix shape [{}, {}] must be positive", rows, cols);
+  const int64_t elements = checked_mul(rows, cols, fmt::format("INT4 matrix shape [{}, {}]", rows, cols));
   QLLM_CHECK(cols % 2 == 0, "INT4 matrix shape [{}, {}]: K = {} must be even (two weights per byte)", rows,
              cols, cols);
   QLLM_CHECK(scheme.scale_dtype == DType::F16 || scheme.scale_dtype == DType::BF16,
              "INT4 scales must be f16 or bf16, not {}", dtype_name(scheme.scale_dtype));
   switch (scheme.granularity) {
     case Granularity::Global:
-      return {rows * cols, 1};
+      return {elements, 1};
     case Granularity::Rowwise:
       return {cols, rows};
     case Granularity::Groupwise: {
       const int64_t g = scheme.group_size;
-      QLLM_CHECK(g > 0, "group size must be positive, got {}", g);
+      QLLM_CHECK(g > 0, "group size must be a positive even number, got {}", g);
       QLLM_CHECK(g % 2 == 0, "group size {} must be even (groups start on byte boundaries)", g);
       QLLM_CHECK(cols % g == 0, "K = {} is not divisible by the group size {} (shape [{}, {}])", cols, g,
                  rows, cols);

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "core/file_io.h"
+#include "core/json.h"
 #include "qllm/error.h"
 
 namespace qllm::detail {
@@ -18,11 +19,16 @@ class Fields {
  public:
   explicit Fields(const std::filesystem::path& file) : file_(file.string()) {}
 
+  // Ids at or past this bound are refused: an id far beyond the tokens a file defines would size the id
+  // tables (a 2^31 - 1 id: tens of GB) for nothing but holes.
+  void set_id_limit(int64_t limit) { id_limit_ = limit; }
+
   [[noreturn]] void error(std::string_view field, std::string_view problem) const {
     fail("{}: field '{}': {}", file_, field, problem);
   }
   [[noreturn]] void unsupported(std::string_view field, const json& value, std::string_view supported) const {
-    fail("{}: field '{}': unsupported value {} (qllm supports {})", file_, field, value.dump(), supported);
+    fail("{}: field '{}': unsupported value {} (qllm supports {})", file_, field, json_excerpt(value),
+         supported);
   }
 
   const json& member(const json& object, std::string_view path, std::string_view key) const {
@@ -50,7 +56,13 @@ class Fields {
   template <typename FieldName>
   int32_t id(const json& value, FieldName&& field) const {
     if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > INT32_MAX) {
-      error(field(), fmt::format("must be a token id (a non-negative 32-bit integer), not {}", value.dump()));
+      error(field(),
+            fmt::format("must be a token id (a non-negative 32-bit integer), not {}", json_excerpt(value)));
+    }
+    if (value.get<int64_t>() >= id_limit_) {
+      error(field(), fmt::format("id {} is not below {}, the number of tokens the file defines (model.vocab "
+                                 "and added_tokens)",
+                                 value.get<int64_t>(), id_limit_));
     }
     return value.get<int32_t>();
   }
@@ -71,6 +83,7 @@ class Fields {
 
  private:
   std::string file_;
+  int64_t id_limit_ = INT32_MAX;
 };
 
 std::string_view type_of(const Fields& f, const json& object, std::string_view path) {
@@ -120,7 +133,7 @@ std::pair<std::string_view, std::string_view> merge_pair(const Fields& f, const 
   if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
     return {merge[0].get_ref<const std::string&>(), merge[1].get_ref<const std::string&>()};
   }
-  f.error(field(), fmt::format("must be \"a b\" or [\"a\", \"b\"], not {}", merge.dump()));
+  f.error(field(), fmt::format("must be \"a b\" or [\"a\", \"b\"], not {}", json_excerpt(merge)));
 }
 
 void read_merges(const Fields& f, const json& model, TokenizerSpec& spec) {
@@ -284,8 +297,16 @@ void check_unsupported_sections(const Fields& f, const json& root) {
 
 TokenizerSpec parse_tokenizer_json(const std::filesystem::path& file) {
   const json root = read_json_file(file);
-  const Fields f(file);
+  Fields f(file);
   if (!root.is_object()) f.error("(root)", "must be a JSON object");
+  int64_t defined_tokens = 0;
+  for (const char* path : {"/model/vocab", "/added_tokens"}) {
+    const json::json_pointer pointer(path);
+    if (root.contains(pointer) && (root[pointer].is_object() || root[pointer].is_array())) {
+      defined_tokens += static_cast<int64_t>(root[pointer].size());
+    }
+  }
+  f.set_id_limit(defined_tokens);
   TokenizerSpec spec;
   spec.file = file;
   check_unsupported_sections(f, root);

@@ -299,7 +299,9 @@ TEST(Int4BadInput, ShapeAndGroupErrorsNameTheValues) {
               quantize_int4_ref(w, 4, 96, groupwise(64));
             }).find("not divisible by the group size 64"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { quantize_int4_ref(w, 4, 96, groupwise(0)); }).find("must be positive, got 0"),
+  EXPECT_NE(error_of([&] {
+              quantize_int4_ref(w, 4, 96, groupwise(0));
+            }).find("must be a positive even number, got 0"),
             std::string::npos);
   EXPECT_NE(error_of([&] { quantize_int4_ref(w, 4, 96, groupwise(-32)); }).find("got -32"),
             std::string::npos);

@@ -358,7 +358,7 @@ void run(const GemmBenchOptions& o) {
              "--kernel must be auto, skinny, tiled, wgmma, dequant (W4A16) or wide (int8), not '{}'",
              o.kernel);
   const DeviceInfo info = query_device();
-  QLLM_CHECK(info.available, "gemm-bench needs a CUDA GPU ({})", info.reason);
+  QLLM_CHECK(info.available, "gemm-bench needs a CUDA GPU: {}", info.reason);
 #if QLLM_HAVE_CUDA
   run_bench(o, shapes, modes);
 #endif
@@ -394,7 +394,7 @@ void add_gemm_bench(CLI::App& app) {
   cmd->add_option("--splits", o->tuning.splits, "tuning: CTAs splitting K (0 = automatic)");
   cmd->add_option("--reps", o->reps, "timed repetitions")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed repetitions first")->capture_default_str();
-  cmd->add_option("--seed", o->seed, "seed of X and W")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "seed of X and W")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_flag("--json", o->json, "print JSON instead of a table");
   cmd->callback([o] { run(*o); });
 }

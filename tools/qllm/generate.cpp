@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/file_io.h"
+#include "core/json.h"
 #include "core/table.h"
 #include "engine/generate.h"
 #include "model/llama_ref.h"
@@ -22,6 +23,7 @@ namespace {
 struct GenerateCliOptions {
   std::string model;
   std::string prompt;
+  std::string prompt_file;
   bool chat = false;
   std::string system;
   int64_t max_tokens = 128;
@@ -42,14 +44,14 @@ SamplingParams generation_config_defaults(const std::string& dir) {
   auto present = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
   auto number = [&](const char* key, double fallback) {
     if (!present(key)) return fallback;
-    QLLM_CHECK(j[key].is_number(), "{}: '{}' must be a number, not {}", file, key, j[key].dump());
+    QLLM_CHECK(j[key].is_number(), "{}: '{}' must be a number, not {}", file, key, json_excerpt(j[key]));
     return j[key].get<double>();
   };
   p.repetition_penalty = static_cast<float>(number("repetition_penalty", 1.0));
   bool do_sample = false;
   if (present("do_sample")) {
     QLLM_CHECK(j["do_sample"].is_boolean(), "{}: 'do_sample' must be true or false, not {}", file,
-               j["do_sample"].dump());
+               json_excerpt(j["do_sample"]));
     do_sample = j["do_sample"].get<bool>();
   }
   if (do_sample) {
@@ -58,7 +60,7 @@ SamplingParams generation_config_defaults(const std::string& dir) {
     p.min_p = static_cast<float>(number("min_p", 0.0));
     if (present("top_k")) {
       QLLM_CHECK(j["top_k"].is_number_integer() && j["top_k"].get<int64_t>() >= 0,
-                 "{}: 'top_k' must be a non-negative integer, not {}", file, j["top_k"].dump());
+                 "{}: 'top_k' must be a non-negative integer, not {}", file, json_excerpt(j["top_k"]));
       p.top_k = j["top_k"].get<int64_t>();
     } else {
       p.top_k = 50;
@@ -95,7 +97,8 @@ void print_stats(const GenerateResult& r, const std::string& device) {
              table.to_text());
 }
 
-void run(const GenerateCliOptions& o) {
+void run(GenerateCliOptions o) {
+  if (!o.prompt_file.empty()) o.prompt = read_text_file(o.prompt_file);
   QLLM_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, not '{}'", o.device);
   QLLM_CHECK(o.device != "cuda",
              "--device cuda: not yet supported (the CUDA engine comes in a later issue); "
@@ -104,12 +107,26 @@ void run(const GenerateCliOptions& o) {
   o.sampling.validate();
   const LlamaConfig config = LlamaConfig::load(o.model);
   const Tokenizer tokenizer = Tokenizer::load(o.model);
-  const std::vector<int32_t> prompt = prompt_ids(o, tokenizer);
+  check_tokenizer_fits(tokenizer, config, o.model);
+  std::vector<int32_t> prompt;
+  try {
+    prompt = prompt_ids(o, tokenizer);
+  } catch (const Error& e) {
+    if (o.prompt_file.empty()) throw;
+    fail("--prompt-file {}: {}", o.prompt_file, e.what());
+  }
   QLLM_CHECK(
       static_cast<int64_t>(prompt.size()) < config.max_position_embeddings,
       "prompt of {} tokens does not fit in the context of {} positions (max_position_embeddings of {})",
       prompt.size(), config.max_position_embeddings, o.model);
 
+  const int64_t room = config.max_position_embeddings - static_cast<int64_t>(prompt.size());
+  if (o.max_tokens > room) {
+    fmt::print(stderr,
+               "note: --max-tokens {} capped to {}: the prompt's {} tokens leave that much of the {} "
+               "positions of the context\n",
+               o.max_tokens, room, prompt.size(), config.max_position_embeddings);
+  }
   const auto model = LlamaRef::load(o.model, /*verbose=*/!o.json && config.num_hidden_layers > 8);
   GenerateOptions options;
   options.max_new_tokens = o.max_tokens;
@@ -153,7 +170,9 @@ void add_generate(CLI::App& app) {
   auto options = std::make_shared<GenerateCliOptions>();
   CLI::App* cmd = app.add_subcommand("generate", "generate text from a prompt (CPU reference engine)");
   cmd->add_option("--model", options->model, "Hugging Face checkpoint directory")->required();
-  cmd->add_option("--prompt", options->prompt, "the prompt (or the user message with --chat)")->required();
+  auto* prompt = cmd->add_option("--prompt", options->prompt, "the prompt (or the user message with --chat)");
+  cmd->add_option("--prompt-file", options->prompt_file, "read the prompt from this UTF-8 file instead")
+      ->excludes(prompt);
   cmd->add_flag("--chat", options->chat, "render the prompt as a user turn with the model's chat template");
   cmd->add_option("--system", options->system, "system message (with --chat)");
   cmd->add_option("--max-tokens", options->max_tokens, "new tokens at most")->capture_default_str();
@@ -162,12 +181,17 @@ void add_generate(CLI::App& app) {
   auto* top_p = cmd->add_option("--top-p", options->sampling.top_p, "1: off");
   auto* min_p = cmd->add_option("--min-p", options->sampling.min_p, "0: off");
   auto* penalty = cmd->add_option("--repetition-penalty", options->sampling.repetition_penalty, "1: off");
-  cmd->add_option("--seed", options->sampling.seed, "sampling seed")->capture_default_str();
+  cmd->add_option("--seed", options->sampling.seed, "sampling seed")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--device", options->device, "cpu (cuda: later)")->capture_default_str();
   cmd->add_flag("--json", options->json, "print one JSON object at the end instead of streaming");
   cmd->footer(
       "Sampling options not given take the model's generation_config.json values, as HF generate() does.");
   cmd->callback([=] {
+    if (prompt->count() == 0 && options->prompt_file.empty()) {
+      throw CLI::RequiredError("--prompt or --prompt-file");
+    }
     // Flags given on the command line win over generation_config.json.
     GenerateCliOptions o = *options;
     const SamplingParams defaults = generation_config_defaults(o.model);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/file_io.h"
+#include "core/progress.h"
 #include "core/table.h"
 #include "engine/perplexity.h"
 #include "model/llama_ref.h"
@@ -41,6 +42,7 @@ void run(PerplexityCliOptions o) {
              config.max_position_embeddings, o.model);
   const std::string text = read_text_file(o.file);
   const Tokenizer tokenizer = Tokenizer::load(o.model);
+  check_tokenizer_fits(tokenizer, config, o.model);
   auto start = std::chrono::steady_clock::now();
   const std::vector<int32_t> tokens = tokenizer.encode(text, /*add_special_tokens=*/false);
   fmt::print(stderr, "tokenized {} bytes into {} tokens in {:.1f} s\n", text.size(), tokens.size(),
@@ -50,9 +52,11 @@ void run(PerplexityCliOptions o) {
   PerplexityOptions options;
   options.ctx = o.ctx;
   options.max_tokens = o.max_tokens;
-  options.progress = [](int64_t window, int64_t windows, double running) {
-    fmt::print(stderr, "\rwindow {}/{}: perplexity so far {:.4f}", window, windows, running);
-    if (window == windows) fmt::print(stderr, "\n");
+  std::unique_ptr<Progress> progress;
+  options.progress = [&](int64_t window, int64_t windows, double running) {
+    if (!progress) progress = std::make_unique<Progress>("perplexity windows", windows, !o.json);
+    progress->update(window, fmt::format("ppl {:.4f}", running));
+    if (window == windows) progress->finish(fmt::format("ppl {:.4f}", running));
   };
   const PerplexityResult r = perplexity(*model, tokens, options);
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/checked_math.h"
 #include "core/random.h"
 #include "core/table.h"
 #include "kernels/device_info.h"
@@ -54,7 +55,8 @@ std::vector<Int4Scheme> table_schemes(const QuantErrorOptions& o) {
   }
   for (int64_t g : o.group_sizes) {
     if (o.group_sizes_given) {
-      QLLM_CHECK(g > 0 && o.cols % g == 0, "--group-sizes: {} does not divide K = {}", g, o.cols);
+      QLLM_CHECK(g > 0 && g % 2 == 0, "--group-sizes: {} is not a positive even number", g);
+      QLLM_CHECK(o.cols % g == 0, "--group-sizes: {} does not divide K = {}", g, o.cols);
     } else if (o.cols % g != 0) {
       continue;
     }
@@ -211,11 +213,16 @@ void run(const QuantErrorOptions& o) {
   QLLM_CHECK(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda, not '{}'", o.device);
   if (o.device == "cuda") {
     const DeviceInfo info = query_device();
-    QLLM_CHECK(info.available, "--device cuda: no usable GPU ({})", info.reason);
+    QLLM_CHECK(info.available, "--device cuda: {}", info.reason);
   }
   const DType dtype = parse_dtype(o.dtype);
   QLLM_CHECK(dtype == DType::F16 || dtype == DType::BF16, "--dtype must be f16 or bf16, not {}", o.dtype);
-  validate_int4_shape(o.rows, o.cols, Int4Scheme{.granularity = Granularity::Rowwise});
+  const GroupLayout layout =
+      validate_int4_shape(o.rows, o.cols, Int4Scheme{.granularity = Granularity::Rowwise});
+  // The source matrix, its f32 copy, a dequantized copy and the packed result are held at once.
+  const int64_t elements = layout.group_elems * layout.num_groups;
+  check_fits_in_memory(static_cast<uint64_t>(checked_mul(elements, 16, "--rows x --cols")),
+                       fmt::format("a {} x {} matrix", o.rows, o.cols));
   if (dtype == DType::F16) {
     run_table<Half>(o, dtype);
   } else {
@@ -230,7 +237,9 @@ void add_quant_error(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("quant-error", "INT4 quantization error and compression table");
   cmd->add_option("--rows", options->rows, "rows (N, output features)")->capture_default_str();
   cmd->add_option("--cols", options->cols, "columns (K, input features)")->capture_default_str();
-  cmd->add_option("--seed", options->seed, "seed of the N(0,1) matrix")->capture_default_str();
+  cmd->add_option("--seed", options->seed, "seed of the N(0,1) matrix")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--dtype", options->dtype, "element type of the matrix: f16 or bf16")
       ->capture_default_str();
   cmd->add_option("--device", options->device, "cpu (reference) or cuda")->capture_default_str();

@@ -17,10 +17,13 @@ void add_synth(CLI::App& app) {
       app.add_subcommand("synth", "write a random-weight Llama checkpoint in Hugging Face format");
   cmd->add_option("--config", options->preset, "llama-3.2-1b or tiny")->required();
   cmd->add_option("--out", options->out_dir, "output directory (created)")->required();
-  cmd->add_option("--seed", options->seed, "seed of the N(0, 0.02^2) weights")->capture_default_str();
+  cmd->add_option("--seed", options->seed, "seed of the N(0, 0.02^2) weights")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--tokenizer", options->tokenizer_dir,
                   "copy tokenizer.json, tokenizer_config.json (and chat_template.jinja) from this directory "
                   "instead of generating a byte-level tokenizer");
+  cmd->add_flag("--force", options->force, "write into a non-empty --out directory");
   cmd->callback([options] {
     options->verbose = options->preset != "tiny";
     const auto start = std::chrono::steady_clock::now();
