@@ -24,8 +24,9 @@ struct GgufVocab;  // src/tokenizer/gguf_vocab.h
 
 class Tokenizer {
  public:
-  // Loads <dir>/tokenizer.json (and tokenizer_config.json when present). Throws qllm::Error naming the
-  // file and field for malformed or unsupported content.
+  // Loads <dir>/tokenizer.json (and tokenizer_config.json when present), or the tokenizer of a .gguf
+  // file given instead of a folder. Throws qllm::Error naming the file and field (or metadata key) for
+  // malformed or unsupported content.
   static Tokenizer load(const std::filesystem::path& dir);
 
   // The tokenizer of a GGUF vocabulary (tokenizer.ggml.* metadata). Throws qllm::Error naming the key

@@ -1,7 +1,7 @@
 // The tokenizer of a GGUF file as plain data: what its tokenizer.ggml.* metadata holds, before any
-// interpretation. Tokenizer::from_gguf_vocab() checks it and builds a tokenizer that gives the ids of
-// llama.cpp's llama_tokenize (with parse_special: control, user-defined and unknown tokens written in the
-// text are matched as those tokens).
+// interpretation, and read_gguf_vocab() that reads it from a GGUF file. Tokenizer::from_gguf_vocab() checks
+// it and builds a tokenizer that gives the ids of llama.cpp's llama_tokenize (with parse_special: control,
+// user-defined and unknown tokens written in the text are matched as those tokens).
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,8 @@
 #include <vector>
 
 namespace qllm {
+
+class GgufFile;
 
 // tokenizer.ggml.token_type values (llama.cpp's llama_token_type).
 enum class GgufTokenType : int32_t {
@@ -38,5 +40,10 @@ struct GgufVocab {
   std::optional<bool> add_eos_token;  // tokenizer.ggml.add_eos_token; absent: false
   std::optional<bool> add_space_prefix;  // tokenizer.ggml.add_space_prefix ("llama"); absent: true
 };
+
+// The tokenizer.ggml.* keys of `file`. Throws qllm::Error naming the file and the key when one is missing
+// (model, tokens; merges of a "gpt2" vocabulary) or has another type. The values are checked by
+// Tokenizer::from_gguf_vocab, not here.
+GgufVocab read_gguf_vocab(const GgufFile& file);
 
 }  // namespace qllm

@@ -2,9 +2,11 @@
 #include <algorithm>
 
 #include "core/file_io.h"
+#include "core/gguf.h"
 #include "qllm/error.h"
 #include "qllm/tokenizer.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer_model.h"
 #include "tokenizer/utf8.h"
 
@@ -120,8 +122,11 @@ std::optional<int32_t> config_token(const nlohmann::json& config, const char* ke
 }  // namespace
 
 Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
+  if (dir.extension() == ".gguf" && std::filesystem::is_regular_file(dir)) {
+    return from_gguf_vocab(read_gguf_vocab(GgufFile::open(dir.string())));
+  }
   QLLM_CHECK(std::filesystem::is_directory(dir),
-             "{}: not a directory (expected a folder with tokenizer.json)", dir.string());
+             "{}: not a directory (expected a folder with tokenizer.json, or a .gguf file)", dir.string());
   const auto tokenizer_json = dir / "tokenizer.json";
   QLLM_CHECK(std::filesystem::exists(tokenizer_json), "{}: no tokenizer.json in this directory",
              dir.string());

@@ -13,7 +13,9 @@
 #include <string>
 
 #include "core/file_io.h"
+#include "core/gguf.h"
 #include "qllm/tokenizer.h"
+#include "tests/cpu/gguf_test_support.h"
 #include "tests/cpu/tokenizer_test_support.h"
 #include "tokenizer/gguf_vocab.h"
 
@@ -98,11 +100,7 @@ inline std::optional<GgufVocab> fixture_vocab(const nlohmann::json& source) {
     const std::string shared = shared_dir();
     if (shared.empty()) return std::nullopt;
     if (source.contains("gguf")) {
-      // TODO(gguf reader): read_gguf_vocab of the GGUF file; until then a JSON dump of its vocabulary.
-      const char* dump = std::getenv("QLLM_GGUF_VOCAB_JSON");
-      if (dump == nullptr) return std::nullopt;
-      vocab.origin = dump;
-      fill_vocab_fields(read_json_file(dump), vocab);
+      vocab = read_gguf_vocab(GgufFile::open(shared + "/" + source["gguf"].get<std::string>()));
     } else {
       vocab = vocab_from_tokenizer_json(shared + "/" + source["tokenizer_json"].get<std::string>());
     }
@@ -129,6 +127,35 @@ inline GgufVocab tiny_gguf_vocab() {
   vocab.eos_id = 261;
   vocab.add_bos_token = true;
   return vocab;
+}
+
+// A GGUF file image holding `vocab`'s tokenizer.ggml.* keys (absent optional fields and empty arrays left
+// out), for reading it back with read_gguf_vocab.
+inline std::vector<std::byte> gguf_image_of(const GgufVocab& vocab) {
+  GgufBuilder b;
+  b.kv_string("general.architecture", "llama");
+  b.kv_string("tokenizer.ggml.model", vocab.model);
+  if (!vocab.pre.empty()) b.kv_string("tokenizer.ggml.pre", vocab.pre);
+  b.kv_string_array("tokenizer.ggml.tokens", vocab.tokens);
+  if (!vocab.scores.empty()) b.kv_array("tokenizer.ggml.scores", vocab.scores);
+  if (!vocab.token_type.empty()) b.kv_array("tokenizer.ggml.token_type", vocab.token_type);
+  if (!vocab.merges.empty()) b.kv_string_array("tokenizer.ggml.merges", vocab.merges);
+  const std::pair<const char*, std::optional<uint32_t>> ids[] = {
+      {"tokenizer.ggml.bos_token_id", vocab.bos_id},
+      {"tokenizer.ggml.eos_token_id", vocab.eos_id},
+      {"tokenizer.ggml.unknown_token_id", vocab.unk_id},
+      {"tokenizer.ggml.padding_token_id", vocab.pad_id}};
+  for (const auto& [key, id] : ids) {
+    if (id) b.kv(key, *id);
+  }
+  const std::pair<const char*, std::optional<bool>> flags[] = {
+      {"tokenizer.ggml.add_bos_token", vocab.add_bos_token},
+      {"tokenizer.ggml.add_eos_token", vocab.add_eos_token},
+      {"tokenizer.ggml.add_space_prefix", vocab.add_space_prefix}};
+  for (const auto& [key, flag] : flags) {
+    if (flag) b.kv(key, *flag);
+  }
+  return b.build();
 }
 
 }  // namespace qllm::testing

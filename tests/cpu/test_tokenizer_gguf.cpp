@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/file_io.h"
+#include "core/gguf.h"
 #include "qllm/tokenizer.h"
 #include "tests/cpu/gguf_tokenizer_test_support.h"
 
@@ -119,6 +120,47 @@ TEST(GgufTokenizer, SmolLmVocabulary) {
   EXPECT_EQ(chat.front(), 1);
   EXPECT_EQ(chat.back(), 2);
   EXPECT_EQ(tokenizer->decode(chat, true), "user\nHi");
+  const Tokenizer loaded = Tokenizer::load(
+      testing::shared_dir() + "/" + testing::load_gguf_fixture("smollm")["vocab"]["gguf"].get<std::string>());
+  EXPECT_EQ(loaded.encode("<|im_start|>user\nHi<|im_end|>", false), chat);
+}
+
+// read_gguf_vocab gives back every tokenizer.ggml key written, and Tokenizer::load takes a .gguf file.
+TEST(GgufTokenizer, ReadsTheVocabularyOfAGgufFile) {
+  GgufVocab written = testing::tiny_gguf_vocab();
+  written.scores.assign(written.tokens.size(), -1.5f);
+  written.unk_id = 7;
+  written.pad_id = 261;
+  written.add_eos_token = false;
+  written.add_space_prefix = false;
+  const std::vector<std::byte> image = testing::gguf_image_of(written);
+  const GgufVocab read = read_gguf_vocab(GgufFile::parse(image, "tiny.gguf"));
+  EXPECT_EQ(read.origin, "tiny.gguf");
+  EXPECT_EQ(read.model, written.model);
+  EXPECT_EQ(read.pre, written.pre);
+  EXPECT_EQ(read.tokens, written.tokens);
+  EXPECT_EQ(read.scores, written.scores);
+  EXPECT_EQ(read.token_type, written.token_type);
+  EXPECT_EQ(read.merges, written.merges);
+  EXPECT_EQ(read.bos_id, written.bos_id);
+  EXPECT_EQ(read.eos_id, written.eos_id);
+  EXPECT_EQ(read.unk_id, written.unk_id);
+  EXPECT_EQ(read.pad_id, written.pad_id);
+  EXPECT_EQ(read.add_bos_token, written.add_bos_token);
+  EXPECT_EQ(read.add_eos_token, written.add_eos_token);
+  EXPECT_EQ(read.add_space_prefix, written.add_space_prefix);
+
+  const GgufVocab sparse =
+      read_gguf_vocab(GgufFile::parse(testing::gguf_image_of(testing::tiny_gguf_vocab()), "t"));
+  EXPECT_TRUE(sparse.scores.empty());
+  EXPECT_FALSE(sparse.unk_id.has_value());
+  EXPECT_FALSE(sparse.add_eos_token.has_value());
+
+  const testing::TempDir dir;
+  const std::string bytes(reinterpret_cast<const char*>(image.data()), image.size());
+  const Tokenizer tokenizer = Tokenizer::load(dir.write("tiny.gguf", bytes));
+  EXPECT_EQ(tokenizer.encode(" the", true), (std::vector<int32_t>{260, 258}));
+  EXPECT_EQ(tokenizer.vocab_size(), 262u);
 }
 
 // The SentencePiece fixture: BOS first with special tokens, a space prefix after each special token, byte

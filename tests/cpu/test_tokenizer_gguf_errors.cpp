@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 
+#include "core/gguf.h"
 #include "qllm/error.h"
 #include "qllm/tokenizer.h"
 #include "tests/cpu/gguf_tokenizer_test_support.h"
@@ -122,6 +123,35 @@ TEST(GgufTokenizerErrors, SentencePieceUnknownCharacter) {
   EXPECT_EQ(tokenizer.encode("a a", true), (std::vector<int32_t>{1, 5, 5}));
   EXPECT_EQ(tokenizer.encode("a\xE2\x98\x83", false), (std::vector<int32_t>{5, 0}));
   EXPECT_EQ(tokenizer.decode(std::vector<int32_t>{1, 5, 5}, true), "a a");
+}
+
+// read_gguf_vocab: a missing or mistyped key is an error naming the file and the key.
+TEST(GgufTokenizerErrors, ReadingKeys) {
+  auto read_error = [](const GgufVocab& vocab) {
+    const std::vector<std::byte> image = testing::gguf_image_of(vocab);
+    return testing::error_of([&] { read_gguf_vocab(GgufFile::parse(image, "tiny.gguf")); });
+  };
+  GgufVocab no_merges = testing::tiny_gguf_vocab();
+  no_merges.merges.clear();
+  EXPECT_MESSAGE_HAS(read_error(no_merges), "tiny.gguf: metadata key 'tokenizer.ggml.merges' is missing");
+
+  testing::GgufBuilder b;
+  b.kv_string("tokenizer.ggml.model", "gpt2");
+  b.kv_array("tokenizer.ggml.tokens", std::vector<uint32_t>{1, 2});
+  const std::vector<std::byte> mistyped = b.build();
+  const std::string message =
+      testing::error_of([&] { read_gguf_vocab(GgufFile::parse(mistyped, "bad.gguf")); });
+  EXPECT_MESSAGE_HAS(message, "bad.gguf");
+  EXPECT_MESSAGE_HAS(message, "tokenizer.ggml.tokens");
+
+  const std::vector<std::byte> empty = testing::GgufBuilder().build();
+  EXPECT_MESSAGE_HAS(testing::error_of([&] { read_gguf_vocab(GgufFile::parse(empty, "e.gguf")); }),
+                     "e.gguf: metadata key 'tokenizer.ggml.model' is missing");
+  testing::GgufBuilder model_only;
+  model_only.kv_string("tokenizer.ggml.model", "llama");
+  const std::vector<std::byte> no_tokens = model_only.build();
+  EXPECT_MESSAGE_HAS(testing::error_of([&] { read_gguf_vocab(GgufFile::parse(no_tokens, "m.gguf")); }),
+                     "m.gguf: metadata key 'tokenizer.ggml.tokens' is missing");
 }
 
 }  // namespace
