@@ -62,6 +62,8 @@ TRICKY = [
     # Letters of Unicode 16 (HF's Oniguruma knows them, llama.cpp's tables do not): "'s" is no contraction.
     "\ua7cd's \u1c89's \ua7db's",
     "a\x01b\x7fc\x1bd",
+    # Bytes without a token in SmolLM2's vocabulary (0x14, 0x06, 0xF1): dropped, but only after merging.
+    " \x14, >\x06' x\x14y \U00050000a",
     "supercalifragilisticexpialidocious antidisestablishmentarianism",
     "line1\nline2\r\nline3\rline4\n \n",
     " = Valkyria Chronicles III = \n \n Senjō no Valkyria 3 : <unk> Chronicles ( Japanese : 戦場のヴァルキュリア3 ) ",

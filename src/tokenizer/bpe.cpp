@@ -5,7 +5,10 @@ namespace qllm::detail {
 
 BpeModel::BpeModel(std::span<const MergeRule> merges, const BpeOptions& options,
                    std::span<const std::string> bytes_of_id, std::span<const int32_t> byte_level_ids)
-    : ignore_merges_(options.ignore_merges), unk_id_(options.unk_id), fuse_unk_(options.fuse_unk) {
+    : ignore_merges_(options.ignore_merges),
+      unk_id_(options.unk_id),
+      fuse_unk_(options.fuse_unk),
+      drop_unknown_after_merging_(options.drop_unknown_after_merging) {
   byte_id_.fill(-1);
   id_of_bytes_.reserve(byte_level_ids.size());
   for (const int32_t id : byte_level_ids) {
@@ -35,7 +38,9 @@ void BpeModel::encode(std::string_view bytes, std::vector<int32_t>& out) const {
     }
   }
   // One symbol per byte. A byte missing from the vocabulary becomes unk_token (consecutive ones fused
-  // into one with fuse_unk) or, without unk_token, is dropped: HF's behaviour.
+  // into one with fuse_unk) or, without unk_token, is dropped: HF's behaviour. llama.cpp drops it after
+  // merging: until then it is a symbol (kNoToken) that merges with nothing.
+  constexpr int32_t kNoToken = -1;
   std::vector<int32_t> symbols;
   symbols.reserve(bytes.size());
   bool previous_was_unk = false;
@@ -47,10 +52,14 @@ void BpeModel::encode(std::string_view bytes, std::vector<int32_t>& out) const {
     } else if (unk_id_ >= 0) {
       if (!(fuse_unk_ && previous_was_unk)) symbols.push_back(unk_id_);
       previous_was_unk = true;
+    } else if (drop_unknown_after_merging_) {
+      symbols.push_back(kNoToken);
     }
   }
   merge_by_rank(symbols, [this](int32_t left, int32_t right) { return find_merge(left, right); });
-  out.insert(out.end(), symbols.begin(), symbols.end());
+  for (const int32_t symbol : symbols) {
+    if (symbol != kNoToken) out.push_back(symbol);
+  }
 }
 
 }  // namespace qllm::detail

@@ -80,6 +80,9 @@ struct BpeOptions {
   bool ignore_merges = false;  // a pre-token that is itself a token is not merged
   int32_t unk_id = -1;         // for bytes without a token; -1: such bytes are dropped
   bool fuse_unk = false;       // consecutive unknown bytes give one unk_id
+  // Without unk_id: a byte without a token is dropped before merging (HF), or only after it (llama.cpp),
+  // so that it keeps its neighbours from merging.
+  bool drop_unknown_after_merging = false;
 };
 
 class BpeModel {
@@ -105,6 +108,7 @@ class BpeModel {
   bool ignore_merges_ = false;
   int32_t unk_id_ = -1;
   bool fuse_unk_ = false;
+  bool drop_unknown_after_merging_ = false;
 };
 
 }  // namespace qllm::detail

@@ -271,9 +271,9 @@ TokenizerModel::TokenizerModel(const GgufVocab& vocab) : file(vocab.origin) {
         byte_level_ids.push_back(static_cast<int32_t>(id));
       }
     }
-    // llama.cpp drops bytes without a token instead of writing an unknown token.
-    bpe.emplace(read_merges(f, vocab, id_of_text), BpeOptions{pre.ignore_merges, -1, false}, token_bytes,
-                byte_level_ids);
+    // llama.cpp drops a byte without a token, after merging, instead of writing an unknown token.
+    const BpeOptions options{.ignore_merges = pre.ignore_merges, .drop_unknown_after_merging = true};
+    bpe.emplace(read_merges(f, vocab, id_of_text), options, token_bytes, byte_level_ids);
   } else {
     std::array<int32_t, 256> byte_ids;
     for (int b = 0; b < 256; ++b) {
