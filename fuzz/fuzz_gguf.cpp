@@ -1,7 +1,7 @@
 // libFuzzer target: the GGUF reader on arbitrary bytes. A qllm::Error is the expected outcome for most
 // inputs; anything else (a crash, a sanitizer report, another exception, a huge allocation) is a bug.
-// For a file that parses, every typed getter runs on every key, every tensor's bytes are read (AddressSanitizer
-// reports a byte outside the input), and small tensors of a supported type are dequantized.
+// For a file that parses, every typed getter runs on every key, every tensor's bytes are read
+// (AddressSanitizer reports a byte outside the input), and small tensors of a supported type are dequantized.
 #include <cstddef>
 #include <cstdint>
 #include <span>

@@ -7,7 +7,7 @@
 #include <array>
 #include <bit>
 #include <cstring>
-#include <limits>
+#include <optional>
 #include <type_traits>
 #include <utility>
 

@@ -14,13 +14,13 @@
 //
 // A file is untrusted input: every count, length, offset and size is checked against the bytes that remain
 // before it is used, so that a truncated or malformed file is a qllm::Error naming the file, the field and
-// the byte offset, never a crash, a read outside the file or an allocation larger than a few times the file.
+// the byte offset, never a crash, a read outside the file or an allocation beyond a small multiple of the
+// file size.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
