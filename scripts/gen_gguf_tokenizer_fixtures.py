@@ -11,13 +11,18 @@ as the count, the SHA-256 of the ids as little-endian uint32 and the first ids):
                   built as llama.cpp's convert_hf_to_gguf.py builds it (added special tokens are control)
   spm.json        a tiny SentencePiece BPE model trained here on the start of the WikiText-2 test text,
                   written as a vocab-only GGUF (tokenizer.ggml.model llama); the fixture holds its vocabulary
+
+With --compare-random N --qllm BIN it then also compares `qllm tokenize` with llama-tokenize on N random
+texts of 30,000 characters for each of the four vocabularies (nothing is written; exit status 1 on a mismatch).
 """
 
 import argparse
 import hashlib
 import json
+import random
 import struct
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -199,10 +204,66 @@ def fixture(binary, gguf_path, source, wikitext):
             "cases": cases, "wikitext": wikitext_fixture(wiki_ids)}
 
 
+def random_text(rng, size):
+    """Text mixing what pre-tokenizers and BPE treat differently: words, digit runs, punctuation, whitespace
+    runs (Unicode spaces included), contractions in any case, code points from anywhere (letters and numbers
+    newer than Unicode 14, marks, emoji, unassigned, private use, controls), special-token texts."""
+    def code_point():
+        while True:
+            c = rng.choice([rng.randint(0x80, 0x24F), rng.randint(0x370, 0x4FF), rng.randint(0x4E00, 0x9FFF),
+                            rng.randint(0x1F300, 0x1F6FF), rng.randint(0x300, 0x36F), rng.randint(0x660, 0x669),
+                            rng.randint(0x1C80, 0x1C8F), rng.randint(0xA7C0, 0xA7DF), rng.randint(0x11F00, 0x11F5F),
+                            rng.randint(0x1E4D0, 0x1E4FF), rng.randint(0x10D40, 0x10D8F), rng.randint(0xE000, 0xE0FF),
+                            rng.randint(0x0, 0x1F), rng.randint(0x80, 0x10FFFF)])
+            if not 0xD800 <= c < 0xE000:
+                return chr(c)
+    kinds = [
+        lambda: rng.choice(["the", "The", "THE", "hello", "world", "Tokenizer", "naïve", "straße", "über"]),
+        lambda: "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 8))),
+        lambda: "".join(rng.choice(".,;:!?-_*()[]{}<>/\\|@#$%^&~`\"'+=") for _ in range(rng.randint(1, 5))),
+        lambda: "".join(rng.choice([" ", "  ", "\t", "\n", "\r\n", "\r", "\u00a0", "\u3000", "\u2009", "\u0085",
+                                    "\u180e", "\u200b", "\u2028"]) for _ in range(rng.randint(1, 12))),
+        lambda: "'" + rng.choice(["s", "t", "re", "ve", "m", "ll", "d", "S", "T", "RE", "Ve", "M", "LL", "D", "x"]),
+        code_point,
+        lambda: rng.choice(["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|begin_of_text|>", "<|eot_id|>", "<s>",
+                            "</s>", "<unk>", "<|user|>", "<|im_start", "im_end|>"]),
+    ]
+    weights = [3, 1, 1, 2, 1, 3, 1]
+    out, length = [], 0
+    while length < size:
+        out.append(rng.choices(kinds, weights)[0]())
+        length += len(out[-1])
+    return "".join(out)
+
+
+def compare_random(llama_tokenize_binary, qllm, ggufs, texts, workdir):
+    """Ids of `qllm tokenize` against llama-tokenize on random texts; returns the number of mismatches."""
+    compared = mismatches = 0
+    for seed in range(texts):
+        text = random_text(random.Random(seed), 30000)
+        prompt = workdir / "random.txt"
+        prompt.write_text(text, encoding="utf-8")
+        for name, path in ggufs.items():
+            expected = llama_tokenize(llama_tokenize_binary, path, text, False)
+            out = subprocess.run([qllm, "tokenize", "--model", str(path), "--file", str(prompt), "--ids",
+                                  "--no-special"], check=True, capture_output=True, text=True).stdout
+            ids = json.loads([line for line in out.splitlines() if line.startswith("[")][-1])
+            compared += len(expected)
+            if ids != expected:
+                mismatches += 1
+                first = next((i for i, (a, b) in enumerate(zip(ids, expected)) if a != b), min(len(ids), len(expected)))
+                print(f"random text {seed}, {name}: ids differ from index {first}")
+    print(f"random texts: {texts} x {len(ggufs)} vocabularies, {compared} ids compared, {mismatches} mismatching")
+    return mismatches
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--llama-tokenize", required=True)
     ap.add_argument("--shared", required=True)
+    ap.add_argument("--compare-random", type=int, default=0, metavar="N",
+                    help="also compare `qllm tokenize` (--qllm) with llama-tokenize on N random texts")
+    ap.add_argument("--qllm", help="the qllm binary, for --compare-random")
     args = ap.parse_args()
     shared = Path(args.shared)
     wikitext = (shared / WIKITEXT).read_text(encoding="utf-8")
@@ -231,6 +292,12 @@ def main():
         vocab = spm_vocab(wikitext[:SPM_TRAINING_BYTES], tmp)
         write_vocab_gguf(tmp / "spm.gguf", vocab)
         write("spm.json", fixture(args.llama_tokenize, tmp / "spm.gguf", vocab, wikitext))
+
+        if args.compare_random:
+            ggufs = {"smollm": smollm, "gpt-2": tmp / "gpt2.gguf", "llama-bpe": tmp / "llama3.gguf",
+                     "spm": tmp / "spm.gguf"}
+            if compare_random(args.llama_tokenize, args.qllm, ggufs, args.compare_random, tmp):
+                sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@
 # SentencePiece model trained here), on tricky strings and on the whole WikiText-2 test text
 # (scripts/gen_gguf_tokenizer_fixtures.py says what each fixture holds).
 #
-#   scripts/gen_gguf_tokenizer_fixtures.sh [SHARED_DIR]   # default: ../shared beside the checkout
+#   scripts/gen_gguf_tokenizer_fixtures.sh [SHARED_DIR] [--compare-random N --qllm build/cpu/bin/qllm]
+#
+# SHARED_DIR defaults to ../shared beside the checkout. --compare-random also compares `qllm tokenize` with
+# llama-tokenize on N random texts per vocabulary (see the .py).
 #
 # Builds llama-tokenize (CPU only) from ../shared/peers/llama.cpp.tar.xz in /tmp/lcb (never in the repo),
 # unpacking the source to /tmp/peers/llama.cpp when it is not there; needs Python with numpy and
@@ -12,7 +15,9 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-shared="$(cd "${1:-$repo/../shared}" && pwd)"
+shared_arg="$repo/../shared"
+if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then shared_arg="$1"; shift; fi
+shared="$(cd "$shared_arg" && pwd)"
 llama_src=/tmp/peers/llama.cpp
 build=/tmp/lcb
 
@@ -27,4 +32,4 @@ fi
 python3 -c "import numpy, sentencepiece" 2>/dev/null || pip install numpy sentencepiece
 
 PYTHONPATH="$llama_src/gguf-py" python3 "$repo/scripts/gen_gguf_tokenizer_fixtures.py" \
-  --llama-tokenize "$build/bin/llama-tokenize" --shared "$shared"
+  --llama-tokenize "$build/bin/llama-tokenize" --shared "$shared" "$@"

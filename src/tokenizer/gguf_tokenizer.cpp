@@ -199,6 +199,69 @@ std::string without_space_marks(std::string_view text) {
   return out;
 }
 
+// What decode writes for each token: special and user-defined tokens as written, normal ones decoded,
+// byte tokens ("llama") their byte; unused and undefined tokens nothing (llama.cpp's token_to_piece).
+std::vector<std::string> decoded_bytes(const Fields& f, const std::vector<std::string>& text_of_id,
+                                       const std::vector<GgufTokenType>& types, bool byte_level_bpe) {
+  std::vector<std::string> bytes(text_of_id.size());
+  for (size_t id = 0; id < text_of_id.size(); ++id) {
+    const std::string& text = text_of_id[id];
+    switch (types[id]) {
+      case GgufTokenType::Normal:
+        bytes[id] = byte_level_bpe ? byte_level::decode_token(text) : without_space_marks(text);
+        break;
+      case GgufTokenType::Control:
+      case GgufTokenType::UserDefined:
+      case GgufTokenType::Unknown:
+        bytes[id] = text;
+        break;
+      case GgufTokenType::Byte:
+        if (!byte_level_bpe) {
+          const auto byte = byte_token_value(text);
+          if (!byte)
+            f.error(fmt::format("tokens[{}]", id),
+                    fmt::format("\"{}\" has type byte but is not <0xXX>", text));
+          bytes[id] = std::string(1, static_cast<char>(*byte));
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return bytes;
+}
+
+BpeModel byte_level_bpe_model(const Fields& f, const GgufVocab& vocab, const PreTokenizer& pre,
+                              const std::vector<std::string>& text_of_id,
+                              const StringMap<int32_t>& id_of_text) {
+  // Any token spelled in byte-table characters can come out of BPE, whatever its type (llama.cpp looks
+  // merged symbols up among all tokens).
+  std::vector<std::string> token_bytes(text_of_id.size());
+  std::vector<int32_t> byte_level_ids;
+  for (size_t id = 0; id < text_of_id.size(); ++id) {
+    if (auto bytes = byte_level::bytes_of(text_of_id[id])) {
+      token_bytes[id] = std::move(*bytes);
+      byte_level_ids.push_back(static_cast<int32_t>(id));
+    }
+  }
+  // llama.cpp drops a byte without a token, after merging, instead of writing an unknown token.
+  const BpeOptions options{.ignore_merges = pre.ignore_merges, .drop_unknown_after_merging = true};
+  return BpeModel(read_merges(f, vocab, id_of_text), options, token_bytes, byte_level_ids);
+}
+
+SpmModel sentence_piece_model(const GgufVocab& vocab, const std::vector<std::string>& text_of_id,
+                              const StringMap<int32_t>& id_of_text) {
+  std::array<int32_t, 256> byte_ids;
+  for (int b = 0; b < 256; ++b) {  // llama.cpp's byte_to_token: <0xXX>, else the one-byte string
+    auto it = id_of_text.find(fmt::format("<0x{:02X}>", b));
+    if (it == id_of_text.end()) it = id_of_text.find(std::string(1, static_cast<char>(b)));
+    byte_ids[b] = it == id_of_text.end() ? -1 : it->second;
+  }
+  const std::vector<float> scores =
+      vocab.scores.empty() ? std::vector<float>(text_of_id.size(), 0.0f) : vocab.scores;
+  return SpmModel(text_of_id, scores, byte_ids, static_cast<int32_t>(vocab.unk_id.value_or(0)));
+}
+
 }  // namespace
 
 TokenizerModel::TokenizerModel(const GgufVocab& vocab) : file(vocab.origin) {
@@ -207,6 +270,7 @@ TokenizerModel::TokenizerModel(const GgufVocab& vocab) : file(vocab.origin) {
   if (!byte_level_bpe && vocab.model != "llama")
     f.error("model", fmt::format("unsupported tokenizer model \"{}\" (qllm supports \"gpt2\", \"llama\")",
                                  vocab.model));
+  const PreTokenizer* pre = byte_level_bpe ? &find_pre_tokenizer(f, vocab.pre) : nullptr;
   check_ids_and_sizes(f, vocab);
   const size_t n = vocab.tokens.size();
   const std::vector<GgufTokenType> types = token_types(vocab);
@@ -226,76 +290,27 @@ TokenizerModel::TokenizerModel(const GgufVocab& vocab) : file(vocab.origin) {
     if (is_matched_in_text(types[id])) matched.push_back({static_cast<int32_t>(id), text_of_id[id]});
   }
   added_tokens = AddedTokenMatcher(matched, AddedTokenOrder::LongestTokenFirst);
-
-  // What decode writes: special and user-defined tokens as written, normal ones decoded, byte tokens
-  // ("llama") their byte; unused and undefined tokens nothing (llama.cpp's token_to_piece).
-  bytes_of_id.resize(n);
-  for (size_t id = 0; id < n; ++id) {
-    const std::string& text = text_of_id[id];
-    switch (types[id]) {
-      case GgufTokenType::Normal:
-        bytes_of_id[id] = byte_level_bpe ? byte_level::decode_token(text) : without_space_marks(text);
-        break;
-      case GgufTokenType::Control:
-      case GgufTokenType::UserDefined:
-      case GgufTokenType::Unknown:
-        bytes_of_id[id] = text;
-        break;
-      case GgufTokenType::Byte:
-        if (!byte_level_bpe) {
-          const auto byte = byte_token_value(text);
-          if (!byte)
-            f.error(fmt::format("tokens[{}]", id),
-                    fmt::format("\"{}\" has type byte but is not <0xXX>", text));
-          bytes_of_id[id] = std::string(1, static_cast<char>(*byte));
-        }
-        break;
-      default:
-        break;
-    }
-  }
+  bytes_of_id = decoded_bytes(f, text_of_id, types, byte_level_bpe);
 
   if (byte_level_bpe) {
-    const PreTokenizer& pre = find_pre_tokenizer(f, vocab.pre);
-    for (const char* regex : pre.regexes) {
-      splitters.emplace_back(regex, fmt::format("{}: pre-tokenizer \"{}\"", f.origin(), pre.name),
+    for (const char* regex : pre->regexes) {
+      splitters.emplace_back(regex, fmt::format("{}: pre-tokenizer \"{}\"", f.origin(), pre->name),
                              UnicodeClasses::LlamaCpp);
     }
-    // Any token spelled in byte-table characters can come out of BPE, whatever its type (llama.cpp looks
-    // merged symbols up among all tokens).
-    std::vector<std::string> token_bytes(n);
-    std::vector<int32_t> byte_level_ids;
-    for (size_t id = 0; id < n; ++id) {
-      if (auto bytes = byte_level::bytes_of(text_of_id[id])) {
-        token_bytes[id] = std::move(*bytes);
-        byte_level_ids.push_back(static_cast<int32_t>(id));
-      }
-    }
-    // llama.cpp drops a byte without a token, after merging, instead of writing an unknown token.
-    const BpeOptions options{.ignore_merges = pre.ignore_merges, .drop_unknown_after_merging = true};
-    bpe.emplace(read_merges(f, vocab, id_of_text), options, token_bytes, byte_level_ids);
+    bpe.emplace(byte_level_bpe_model(f, vocab, *pre, text_of_id, id_of_text));
   } else {
-    std::array<int32_t, 256> byte_ids;
-    for (int b = 0; b < 256; ++b) {
-      auto it = id_of_text.find(fmt::format("<0x{:02X}>", b));
-      if (it == id_of_text.end()) it = id_of_text.find(std::string(1, static_cast<char>(b)));
-      byte_ids[b] = it == id_of_text.end() ? -1 : it->second;
-    }
-    const std::vector<float> scores = vocab.scores.empty() ? std::vector<float>(n, 0.0f) : vocab.scores;
-    // llama.cpp's default ids for "llama" vocabularies: unknown 0, BOS 1, EOS 2.
-    const int32_t unk = static_cast<int32_t>(vocab.unk_id.value_or(0));
-    spm.emplace(text_of_id, scores, byte_ids, unk);
+    spm.emplace(sentence_piece_model(vocab, text_of_id, id_of_text));
     space_prefix = vocab.add_space_prefix.value_or(true);
   }
 
+  // llama.cpp's defaults when the file has no key: "llama" vocabularies BOS 1 (added), EOS 2, unknown 0
+  // (sentence_piece_model); "gpt2" adds BOS as its pre-tokenizer says.
   std::optional<uint32_t> bos_id = vocab.bos_id, eos_id = vocab.eos_id;
   if (!byte_level_bpe) {
     if (!bos_id && n > 1) bos_id = 1;
     if (!eos_id && n > 2) eos_id = 2;
   }
-  const bool add_bos =
-      vocab.add_bos_token.value_or(byte_level_bpe ? find_pre_tokenizer(f, vocab.pre).add_bos : true);
-  if (add_bos) {
+  if (vocab.add_bos_token.value_or(byte_level_bpe ? pre->add_bos : true)) {
     if (!bos_id) f.error("bos_token_id", "missing, but BOS is to be added (tokenizer.ggml.add_bos_token)");
     prefix_ids.push_back(static_cast<int32_t>(*bos_id));
   }
