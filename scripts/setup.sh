@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs what qllm needs to build, from Debian/Ubuntu packages, when it is missing.
+# Installs what qllm needs to build, from Debian/Ubuntu packages, when it is missing (--fuzz: and what
+# scripts/fuzz.sh needs).
 # CUDA is optional: with nvcc on the PATH (or in /usr/local/cuda/bin) the GPU kernels are built too.
 set -euo pipefail
 
 packages=(cmake make g++ pkg-config googletest libgtest-dev libcli11-dev libfmt-dev nlohmann-json3-dev libpcre2-dev)
+# --fuzz (scripts/fuzz.sh): clang with its libFuzzer and sanitizer runtimes as well.
+add_fuzz_packages() { packages+=(clang libclang-rt-dev); }
+[[ "${1:-}" == "--fuzz" ]] && add_fuzz_packages
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,9 @@
-// Hugging Face byte-level BPE tokenizers (tokenizer.json, as Llama 3 ships it) and the Llama 3.x chat
-// formats. Encoding and decoding give exactly the ids and strings of HF `tokenizers` for the configurations
-// that load; every other configuration is refused at load time with a qllm::Error naming the field.
+// Hugging Face byte-level BPE tokenizers (tokenizer.json, as Llama 3 ships it), GGUF tokenizers and the
+// Llama 3.x chat formats. tokenizer.json: encoding and decoding give exactly the ids and strings of HF
+// `tokenizers` for the configurations that load. GGUF ("gpt2" byte-level BPE with the llama-bpe, smollm or
+// gpt-2 pre-tokenizer, "llama" SentencePiece BPE): encoding gives exactly the ids of llama.cpp's
+// llama_tokenize with parse_special. Every other configuration is refused at load time with a qllm::Error
+// naming the field.
 #pragma once
 
 #include <cstdint>
@@ -17,20 +20,29 @@ namespace qllm {
 namespace detail {
 struct TokenizerModel;
 }
+struct GgufVocab;  // src/tokenizer/gguf_vocab.h
 
 class Tokenizer {
  public:
-  // Loads <dir>/tokenizer.json (and tokenizer_config.json when present). Throws qllm::Error naming the
-  // file and field for malformed or unsupported content.
+  // Loads <dir>/tokenizer.json (and tokenizer_config.json when present), or the tokenizer of a .gguf
+  // file given instead of a folder. Throws qllm::Error naming the file and field (or metadata key) for
+  // malformed or unsupported content.
   static Tokenizer load(const std::filesystem::path& dir);
+
+  // The tokenizer of a GGUF vocabulary (tokenizer.ggml.* metadata). Throws qllm::Error naming the key
+  // (and index) for a malformed vocabulary or an unsupported model or pre-tokenizer.
+  static Tokenizer from_gguf_vocab(const GgufVocab& vocab);
 
   // `text` must be valid UTF-8 (qllm::Error with the offset of the first bad byte otherwise).
   // add_special_tokens: apply the post_processor, as HF encode(add_special_tokens=True). With Llama 3's
   // own tokenizer.json, whose post_processor is ByteLevel only, that adds nothing; with a
-  // TemplateProcessing post_processor it adds BOS.
+  // TemplateProcessing post_processor it adds BOS. GGUF: BOS and EOS as add_bos_token / add_eos_token say.
+  // Special tokens written in the text (GGUF: control, user-defined and unknown tokens) are always matched.
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens) const;
 
   // Invalid UTF-8 in the decoded bytes becomes U+FFFD (one per maximal invalid subsequence), as HF does.
+  // GGUF "llama" vocabularies with a space prefix: the leading space of the text is dropped, as HF's
+  // SentencePiece decoders do, so that decode(encode(text)) == text.
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens) const;
 
   std::optional<int32_t> token_id(std::string_view token) const;  // e.g. "<|eot_id|>"
@@ -38,8 +50,9 @@ class Tokenizer {
   // What decode writes for the id (" the"): bytes, possibly part of a UTF-8 character.
   std::string_view token_bytes(int32_t id) const;
   bool is_special(int32_t id) const;
-  size_t vocab_size() const;              // one past the largest id (model vocabulary and added tokens)
-  std::optional<int32_t> bos_id() const;  // tokenizer_config "bos_token", else the post_processor's prefix
+  size_t vocab_size() const;  // one past the largest id (model vocabulary and added tokens)
+  // tokenizer_config "bos_token", else the post_processor's prefix; GGUF: tokenizer.ggml.bos_token_id
+  std::optional<int32_t> bos_id() const;
 
   // Streaming decode, one id at a time: push() returns the text that became complete and holds back a
   // trailing incomplete UTF-8 sequence until a later token completes it. The concatenation of every
@@ -53,7 +66,8 @@ class Tokenizer {
    private:
     std::shared_ptr<const detail::TokenizerModel> model_;
     bool skip_special_tokens_;
-    std::string pending_;  // bytes of an incomplete UTF-8 sequence at the end of the decoded stream
+    std::string pending_;   // bytes of an incomplete UTF-8 sequence at the end of the decoded stream
+    bool at_start_ = true;  // nothing decoded yet (a SentencePiece space prefix is still to be dropped)
   };
 
  private:

@@ -36,7 +36,17 @@ size_t whitespace_end_after(std::string_view text, size_t pos) {
 
 }  // namespace
 
-AddedTokenMatcher::AddedTokenMatcher(const std::vector<AddedToken>& tokens) : tokens_(tokens) {
+AddedTokenMatcher::AddedTokenMatcher(const std::vector<AddedToken>& tokens, AddedTokenOrder order)
+    : tokens_(tokens), order_(order) {
+  if (order_ == AddedTokenOrder::LongestTokenFirst) {
+    // std::sort, not a stable sort, as llama.cpp sorts its special token cache: tokens of equal length
+    // that overlap in a text then match in the order llama.cpp (with the same standard library) uses.
+    longest_first_.resize(tokens_.size());
+    for (uint32_t i = 0; i < tokens_.size(); ++i) longest_first_[i] = i;
+    std::sort(longest_first_.begin(), longest_first_.end(),
+              [&](uint32_t a, uint32_t b) { return tokens_[a].content.size() > tokens_[b].content.size(); });
+    return;
+  }
   for (uint32_t i = 0; i < tokens_.size(); ++i) {
     Pass& pass = tokens_[i].normalized ? normalized_pass_ : raw_pass_;
     pass.by_first_byte[static_cast<unsigned char>(tokens_[i].content[0])].push_back(i);
@@ -74,7 +84,33 @@ void AddedTokenMatcher::split_pass(const Pass& pass, std::string_view text, std:
   if (covered < text.size()) out.push_back({text.substr(covered), -1});
 }
 
+std::vector<Segment> AddedTokenMatcher::split_longest_token_first(std::string_view text) const {
+  std::vector<Segment> segments = {{text, -1}};
+  std::vector<Segment> next;
+  for (const uint32_t index : longest_first_) {
+    const std::string& content = tokens_[index].content;
+    next.clear();
+    for (const Segment& segment : segments) {
+      if (segment.id >= 0) {
+        next.push_back(segment);
+        continue;
+      }
+      size_t covered = 0;
+      for (size_t pos = segment.text.find(content); pos != std::string_view::npos;
+           pos = segment.text.find(content, covered)) {
+        if (pos > covered) next.push_back({segment.text.substr(covered, pos - covered), -1});
+        next.push_back({segment.text.substr(pos, content.size()), tokens_[index].id});
+        covered = pos + content.size();
+      }
+      if (covered < segment.text.size()) next.push_back({segment.text.substr(covered), -1});
+    }
+    segments.swap(next);
+  }
+  return segments;
+}
+
 std::vector<Segment> AddedTokenMatcher::split(std::string_view text) const {
+  if (order_ == AddedTokenOrder::LongestTokenFirst) return split_longest_token_first(text);
   std::vector<Segment> first;
   if (raw_pass_.empty) {
     first.push_back({text, -1});

@@ -1,7 +1,8 @@
 // Added (special) tokens are found in the raw text before anything else and are never split: the text
-// between them goes through the pre-tokenizer and BPE. Matching is leftmost-longest, as HF's
-// Aho-Corasick automaton does; tokens with normalized = false are matched first, then those with
-// normalized = true in what is left (no normalizer is supported, so both see the same text).
+// between them goes through the pre-tokenizer and BPE. HF's order: leftmost-longest, as its Aho-Corasick
+// automaton matches; tokens with normalized = false are matched first, then those with normalized = true
+// in what is left (no normalizer is supported, so both see the same text). llama.cpp's order (GGUF
+// tokenizers): one token after the other, longest first, each splitting every stretch of text left.
 #pragma once
 
 #include <cstdint>
@@ -18,9 +19,16 @@ struct Segment {
   int32_t id = -1;
 };
 
+enum class AddedTokenOrder {
+  LeftmostLongest,    // HF
+  LongestTokenFirst,  // llama.cpp (tokenizer_st_partition); lstrip, rstrip and normalized are not read
+};
+
 class AddedTokenMatcher {
  public:
-  explicit AddedTokenMatcher(const std::vector<AddedToken>& tokens);
+  AddedTokenMatcher() = default;  // matches nothing
+  explicit AddedTokenMatcher(const std::vector<AddedToken>& tokens,
+                             AddedTokenOrder order = AddedTokenOrder::LeftmostLongest);
 
   // Splits valid UTF-8 `text` into segments that cover it in order.
   std::vector<Segment> split(std::string_view text) const;
@@ -34,10 +42,13 @@ class AddedTokenMatcher {
   };
 
   void split_pass(const Pass& pass, std::string_view text, std::vector<Segment>& out) const;
+  std::vector<Segment> split_longest_token_first(std::string_view text) const;
 
   std::vector<AddedToken> tokens_;
-  Pass raw_pass_;         // normalized = false
-  Pass normalized_pass_;  // normalized = true
+  AddedTokenOrder order_ = AddedTokenOrder::LeftmostLongest;
+  Pass raw_pass_;                        // LeftmostLongest: normalized = false
+  Pass normalized_pass_;                 // LeftmostLongest: normalized = true
+  std::vector<uint32_t> longest_first_;  // LongestTokenFirst: indices into tokens_ in matching order
 };
 
 }  // namespace qllm::detail

@@ -8,6 +8,7 @@
 
 #include "qllm/error.h"
 #include "tokenizer/unicode_delta.h"
+#include "tokenizer/unicode_delta_llama_cpp.h"
 
 namespace qllm::detail {
 
@@ -83,9 +84,14 @@ struct Rewrite {
   size_t length = 0;  // of the escape in the pattern
 };
 
-std::optional<Rewrite> rewrite_escape(std::string_view pattern, size_t backslash) {
-  static const std::string letters = class_members("L", kLettersAfterUnicode14);
-  static const std::string numbers = class_members("N", kNumbersAfterUnicode14);
+std::optional<Rewrite> rewrite_escape(std::string_view pattern, size_t backslash, UnicodeClasses classes) {
+  static const std::string oniguruma_letters = class_members("L", kLettersAfterUnicode14);
+  static const std::string oniguruma_numbers = class_members("N", kNumbersAfterUnicode14);
+  static const std::string llama_cpp_letters = class_members("L", kLlamaCppLettersAfterPcre2);
+  static const std::string llama_cpp_numbers = class_members("N", kLlamaCppNumbersAfterPcre2);
+  const bool oniguruma = classes == UnicodeClasses::Oniguruma;
+  const std::string& letters = oniguruma ? oniguruma_letters : llama_cpp_letters;
+  const std::string& numbers = oniguruma ? oniguruma_numbers : llama_cpp_numbers;
   const std::string_view escape = pattern.substr(backslash);
   if (escape.starts_with("\\s")) return Rewrite{std::string(kWhiteSpaceSet), false, 2};
   if (escape.starts_with("\\S")) return Rewrite{std::string(kWhiteSpaceSet), true, 2};
@@ -99,13 +105,13 @@ std::optional<Rewrite> rewrite_escape(std::string_view pattern, size_t backslash
 
 }  // namespace
 
-std::string like_oniguruma(std::string_view pattern) {
+std::string rewrite_unicode_classes(std::string_view pattern, UnicodeClasses classes) {
   std::string out;
   bool in_class = false;
   for (size_t i = 0; i < pattern.size(); ++i) {
     const char c = pattern[i];
     if (c == '\\' && i + 1 < pattern.size()) {
-      if (const auto rewrite = rewrite_escape(pattern, i)) {
+      if (const auto rewrite = rewrite_escape(pattern, i, classes)) {
         QLLM_CHECK(!(in_class && rewrite->negated),
                    "regex: '{}' inside a character class (at offset {}) is not supported",
                    pattern.substr(i, rewrite->length), i);
@@ -143,21 +149,21 @@ struct RegexSplitter::Compiled {
   ~Compiled() { pcre2_code_free(code); }
 };
 
-RegexSplitter::RegexSplitter(const std::string& pattern, const std::string& origin)
+RegexSplitter::RegexSplitter(const std::string& pattern, const std::string& origin, UnicodeClasses classes)
     : compiled_(std::make_unique<Compiled>()) {
   compiled_->origin = origin;
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
   std::string translated;
   try {
-    translated = like_oniguruma(pattern);
+    translated = rewrite_unicode_classes(pattern, classes);
   } catch (const Error& e) {
     fail("{}: {}", origin, e.what());
   }
   compiled_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
                                   PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
   QLLM_CHECK(compiled_->code != nullptr,
-             "{}: cannot compile the regex (rewritten for Oniguruma's classes) at offset {}: {}", origin,
+             "{}: cannot compile the regex (its Unicode classes rewritten) at offset {}: {}", origin,
              error_offset, pcre2_message(error_code));
   // Without JIT (a PCRE2 built without it) matching is slower but gives the same pieces.
   (void)pcre2_jit_compile(compiled_->code, PCRE2_JIT_COMPLETE);

@@ -7,6 +7,9 @@
 // and PCRE2's tables are Unicode 14.0 while Oniguruma knows the ~9,400 letters and numbers assigned
 // since (unicode_delta.h). So the pattern is compiled as written except that \s and \S are spelled out
 // as the Unicode White_Space set and \p{L} / \p{N} get those later code points added.
+//
+// GGUF tokenizers must split as llama.cpp does, whose hand-written splitters and \p{..} handling use its
+// own Unicode tables (unicode_delta_llama_cpp.h): the same rewrite with llama.cpp's later code points.
 #pragma once
 
 #include <memory>
@@ -16,14 +19,19 @@
 
 namespace qllm::detail {
 
-// `pattern` with \s, \S, \p{L}, \p{N}, \P{L} and \P{N} rewritten to match what Oniguruma matches.
-// Throws for a negated class (\S, \P{..}) inside a character class, which a set cannot express.
-std::string like_oniguruma(std::string_view pattern);
+// Whose Unicode classes a pattern must match: HF's (Oniguruma's) or llama.cpp's.
+enum class UnicodeClasses { Oniguruma, LlamaCpp };
+
+// `pattern` with \s, \S, \p{L}, \p{N}, \P{L} and \P{N} rewritten to match what Oniguruma (or llama.cpp)
+// matches. Throws for a negated class (\S, \P{..}) inside a character class, which a set cannot express.
+std::string rewrite_unicode_classes(std::string_view pattern,
+                                    UnicodeClasses classes = UnicodeClasses::Oniguruma);
 
 class RegexSplitter {
  public:
   // `origin` names the pattern in error messages ("<file>: pre_tokenizer ... Regex").
-  RegexSplitter(const std::string& pattern, const std::string& origin);
+  RegexSplitter(const std::string& pattern, const std::string& origin,
+                UnicodeClasses classes = UnicodeClasses::Oniguruma);
   ~RegexSplitter();
   RegexSplitter(RegexSplitter&&) noexcept;
   RegexSplitter& operator=(RegexSplitter&&) noexcept;

@@ -2,9 +2,11 @@
 #include <algorithm>
 
 #include "core/file_io.h"
+#include "core/gguf.h"
 #include "qllm/error.h"
 #include "qllm/tokenizer.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer_model.h"
 #include "tokenizer/utf8.h"
 
@@ -51,10 +53,12 @@ TokenizerModel::TokenizerModel(TokenizerSpec&& spec, DecodedVocab decoded)
       assigned(std::move(spec.vocab.assigned)),
       id_of_text(std::move(spec.vocab.id_of_text)),
       added_tokens(spec.added_tokens),
-      splitter(spec.split_pattern, split_origin(spec)),
-      bpe(spec, bytes_of_id, decoded.byte_level_ids),  // before added tokens replace bytes_of_id entries
       prefix_ids(std::move(spec.prefix_ids)),
       suffix_ids(std::move(spec.suffix_ids)) {
+  splitters.emplace_back(spec.split_pattern, split_origin(spec));
+  // Before added tokens replace bytes_of_id entries.
+  bpe.emplace(spec.merges, BpeOptions{spec.ignore_merges, spec.unk_id, spec.fuse_unk}, bytes_of_id,
+              decoded.byte_level_ids);
   size_t n = assigned.size();  // one past the largest id of model.vocab and added_tokens
   for (const AddedToken& token : spec.added_tokens) n = std::max(n, static_cast<size_t>(token.id) + 1);
   text_of_id.resize(n);
@@ -86,6 +90,17 @@ void TokenizerModel::check_id(int32_t id) const {
              "token id {} is not in the vocabulary of {} ({} ids)", id, file.string(), assigned.size());
 }
 
+void TokenizerModel::pre_tokenize(std::string_view text, std::vector<std::string_view>& pieces) const {
+  pieces.clear();
+  splitters.front().split(text, pieces);
+  std::vector<std::string_view> refined;
+  for (size_t i = 1; i < splitters.size(); ++i) {
+    refined.clear();
+    for (const std::string_view piece : pieces) splitters[i].split(piece, refined);
+    pieces.swap(refined);
+  }
+}
+
 }  // namespace detail
 
 namespace {
@@ -107,8 +122,11 @@ std::optional<int32_t> config_token(const nlohmann::json& config, const char* ke
 }  // namespace
 
 Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
+  if (dir.extension() == ".gguf" && std::filesystem::is_regular_file(dir)) {
+    return from_gguf_vocab(read_gguf_vocab(GgufFile::open(dir.string())));
+  }
   QLLM_CHECK(std::filesystem::is_directory(dir),
-             "{}: not a directory (expected a folder with tokenizer.json)", dir.string());
+             "{}: not a directory (expected a folder with tokenizer.json, or a .gguf file)", dir.string());
   const auto tokenizer_json = dir / "tokenizer.json";
   QLLM_CHECK(std::filesystem::exists(tokenizer_json), "{}: no tokenizer.json in this directory",
              dir.string());
@@ -139,17 +157,24 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
   std::unordered_map<std::string_view, Span> cache;
   std::vector<int32_t> cached_ids;
   std::vector<std::string_view> pieces;
+  bool after_special = true;  // at the start of the text, or right after a special token
   for (const detail::Segment& segment : m.added_tokens.split(text)) {
     if (segment.id >= 0) {
       ids.push_back(segment.id);
+      after_special = true;
       continue;
     }
-    pieces.clear();
-    m.splitter.split(segment.text, pieces);
+    if (segment.text.empty()) continue;
+    if (m.spm) {  // SentencePiece BPE takes the whole stretch of text: it has no pre-tokenizer
+      m.spm->encode(segment.text, m.space_prefix && after_special, ids);
+      after_special = false;
+      continue;
+    }
+    m.pre_tokenize(segment.text, pieces);
     for (const std::string_view piece : pieces) {
       auto [it, inserted] = cache.try_emplace(piece, Span{static_cast<uint32_t>(cached_ids.size()), 0});
       if (inserted) {
-        m.bpe.encode(piece, cached_ids);
+        m.bpe->encode(piece, cached_ids);
         it->second.length = static_cast<uint32_t>(cached_ids.size()) - it->second.offset;
       }
       const auto first = cached_ids.begin() + it->second.offset;

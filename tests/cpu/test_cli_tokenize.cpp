@@ -49,6 +49,16 @@ TEST_F(CliTokenize, IdsAsJsonMatchTheLibrary) {
   EXPECT_EQ(json_line(r.output), nlohmann::json(tokenizer.encode("Hello world", false))) << r.output;
 }
 
+// A .gguf file as --model: the ids of llama.cpp's llama-tokenize (the SmolLM2 fixture), no BOS added.
+TEST(CliTokenizeGguf, IdsOfAGgufFile) {
+  const std::string shared = testing::shared_dir();
+  QLLM_SKIP_WITHOUT_SHARED(shared);
+  const std::string gguf = shared + "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+  const auto r = run_command(kQllm + " tokenize --model " + gguf + " --text 'Hello, world' --ids");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(json_line(r.output), nlohmann::json({19556, 28, 905})) << r.output;
+}
+
 TEST_F(CliTokenize, TableShowsEscapedTokens) {
   const testing::TempDir tmp;
   const auto file = tmp.write("input.txt", "a\tb\n\nc \xC3\xA9");

@@ -45,6 +45,24 @@ TEST(TokenizerPreTokenizer, ClassesFollowOniguruma) {
   EXPECT_EQ(split("a\u3000b"), (Pieces{"a", "\u3000b"}));
 }
 
+// GGUF tokenizers split with llama.cpp's Unicode tables: Unicode 15 letters (U+11F04, Kawi) and numbers
+// (U+1E4F0, Nag Mundari) are class members, Unicode 16's (U+A7CD, U+10D40 Garay digits) are not.
+TEST(TokenizerPreTokenizer, ClassesFollowLlamaCpp) {
+  const RegexSplitter llama_cpp(kLlama3Regex, "test", UnicodeClasses::LlamaCpp);
+  auto split_llama_cpp = [&](const std::string& text) {
+    std::vector<std::string_view> pieces;
+    llama_cpp.split(text, pieces);
+    return Pieces(pieces.begin(), pieces.end());
+  };
+  EXPECT_EQ(split_llama_cpp("\U00011F04's"), (Pieces{"\U00011F04", "'s"}));
+  EXPECT_EQ(split_llama_cpp("\U0001E4F0\U0001E4F1\U0001E4F2\U0001E4F3"),
+            (Pieces{"\U0001E4F0\U0001E4F1\U0001E4F2", "\U0001E4F3"}));
+  EXPECT_EQ(split_llama_cpp("\ua7cd's"), (Pieces{"\ua7cd'", "s"}));
+  EXPECT_EQ(split("\ua7cd's"), (Pieces{"\ua7cd", "'s"}));  // a letter for Oniguruma
+  EXPECT_EQ(split_llama_cpp("\U00010D40\U00010D41"), (Pieces{"\U00010D40\U00010D41"}));
+  EXPECT_EQ(split_llama_cpp("a\u180e'll"), (Pieces{"a", "\u180e'", "ll"}));  // White_Space as for HF
+}
+
 // The match state is one per thread, shared by every splitter; its match data holds only the whole match,
 // so a pattern with capture groups (pcre2_match returns 0: they did not fit) still splits.
 TEST(TokenizerPreTokenizer, SplittersShareTheThreadsMatchState) {
@@ -61,14 +79,15 @@ TEST(TokenizerPreTokenizer, SplittersShareTheThreadsMatchState) {
 }
 
 TEST(TokenizerPreTokenizer, RewriteKeepsEverythingElse) {
-  EXPECT_EQ(like_oniguruma("abc\\d+[x-z]\\\\s"), "abc\\d+[x-z]\\\\s");  // "\\\\s" is a backslash and an s
-  EXPECT_EQ(like_oniguruma("\\S"),
+  EXPECT_EQ(rewrite_unicode_classes("abc\\d+[x-z]\\\\s"),
+            "abc\\d+[x-z]\\\\s");  // "\\\\s" is a backslash and an s
+  EXPECT_EQ(rewrite_unicode_classes("\\S"),
             "[^\\x{9}-\\x{D}\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}"
             "\\x{2029}\\x{202F}\\x{205F}\\x{3000}]");
-  EXPECT_NE(like_oniguruma("[^\\p{N}]").find("[^\\p{N}\\x{"), std::string::npos);
-  EXPECT_NE(like_oniguruma("[]\\s]").find("[]\\x{9}"), std::string::npos);  // ']' first is a member
-  EXPECT_THROW(like_oniguruma("[^\\S]"), Error);
-  EXPECT_THROW(like_oniguruma("[\\P{L}]"), Error);
+  EXPECT_NE(rewrite_unicode_classes("[^\\p{N}]").find("[^\\p{N}\\x{"), std::string::npos);
+  EXPECT_NE(rewrite_unicode_classes("[]\\s]").find("[]\\x{9}"), std::string::npos);  // ']' first is a member
+  EXPECT_THROW(rewrite_unicode_classes("[^\\S]"), Error);
+  EXPECT_THROW(rewrite_unicode_classes("[\\P{L}]"), Error);
   EXPECT_THROW(RegexSplitter("(unclosed", "test"), Error);
 }
 

@@ -1,4 +1,5 @@
-// qllm tokenize: the ids of a text under a model's tokenizer (tokenizer.json), as a table or as JSON.
+// qllm tokenize: the ids of a text under a model's tokenizer (tokenizer.json or a GGUF file's), as a table
+// or as JSON.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -104,13 +105,16 @@ void run(const TokenizeOptions& o) {
 
 void add_tokenize(CLI::App& app) {
   auto options = std::make_shared<TokenizeOptions>();
-  CLI::App* cmd = app.add_subcommand("tokenize", "Token ids of a text under a model's tokenizer.json");
-  cmd->add_option("--model", options->model, "model directory, or a directory holding tokenizer.json")
+  CLI::App* cmd =
+      app.add_subcommand("tokenize", "Token ids of a text under a model's tokenizer.json or GGUF file");
+  cmd->add_option("--model", options->model,
+                  "model directory, or a directory holding tokenizer.json, or a .gguf file")
       ->required();
   cmd->add_option("--text", options->text, "the text to tokenize");
   cmd->add_option("--file", options->file, "a UTF-8 file to tokenize");
   cmd->add_flag("--ids", options->ids_only, "print only the ids, as a JSON array on one line");
-  cmd->add_flag("--no-special", options->no_special, "do not add the post-processor's special tokens (BOS)");
+  cmd->add_flag("--no-special", options->no_special,
+                "do not add the post-processor's special tokens (BOS; GGUF: BOS and EOS as the file says)");
   cmd->callback([options, cmd] {
     options->text_given = cmd->count("--text") > 0;
     options->file_given = cmd->count("--file") > 0;
