@@ -17,7 +17,7 @@
 #include "qllm/tokenizer.h"
 #include "tokenizer/llama3_chat_templates.h"
 #include "tokenizer/tokenizer_json.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace qllm {
 

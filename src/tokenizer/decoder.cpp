@@ -2,7 +2,7 @@
 // then UTF-8 with invalid sequences replaced, as HF's ByteLevel decoder (String::from_utf8_lossy) does.
 #include "qllm/tokenizer.h"
 #include "tokenizer/tokenizer_model.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace qllm {
 

@@ -6,7 +6,7 @@
 #include "qllm/tokenizer.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/tokenizer_model.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace qllm {
 

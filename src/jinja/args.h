@@ -1,0 +1,35 @@
+// Binding call arguments to a builtin's parameters, as Python binds them: positionally, then by keyword;
+// too many arguments, unknown keywords and missing required ones are qllm::Errors naming the function.
+#pragma once
+
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "jinja/builtins.h"
+
+namespace qllm::jinja {
+
+class Params {
+ public:
+  Params(std::string function, CallArgs args, std::initializer_list<std::string_view> names);
+  // The argument for parameter `index`, or nullptr when not given.
+  const Value* get(size_t index) const;
+  const Value& required(size_t index) const;
+  // Positional arguments past the named parameters (for functions taking *args); empty unless
+  // constructed with with_extra().
+  const std::vector<Value>& extra() const { return extra_; }
+
+  static Params with_extra(std::string function, CallArgs args, std::initializer_list<std::string_view> names);
+
+ private:
+  Params(std::string function, CallArgs args, std::initializer_list<std::string_view> names, bool allow_extra);
+  std::string function_;
+  std::vector<std::string_view> names_;
+  std::vector<std::optional<Value>> values_;
+  std::vector<Value> extra_;
+};
+
+}  // namespace qllm::jinja
