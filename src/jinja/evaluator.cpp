@@ -27,10 +27,7 @@ class Macro : public Callable {
   const Stmt& definition;
 };
 
-int64_t checked(bool overflow, int64_t value) {
-  QLLM_CHECK(!overflow, "integer overflow (qllm's integers are 64-bit)");
-  return value;
-}
+void check_no_overflow(bool overflow) { QLLM_CHECK(!overflow, "integer overflow (qllm's integers are 64-bit)"); }
 
 [[noreturn]] void unsupported_operands(std::string_view op, const Value& a, const Value& b) {
   if (a.is_undefined()) fail("{}", a.undefined_message());
@@ -108,11 +105,14 @@ Value arithmetic(BinaryOp op, const Value& a, const Value& b, Budget& budget) {
     int64_t r = 0;
     switch (op) {
       case BinaryOp::Add:
-        return Value::integer(checked(__builtin_add_overflow(x, y, &r), r));
+        check_no_overflow(__builtin_add_overflow(x, y, &r));
+        return Value::integer(r);
       case BinaryOp::Sub:
-        return Value::integer(checked(__builtin_sub_overflow(x, y, &r), r));
+        check_no_overflow(__builtin_sub_overflow(x, y, &r));
+        return Value::integer(r);
       case BinaryOp::Mul:
-        return Value::integer(checked(__builtin_mul_overflow(x, y, &r), r));
+        check_no_overflow(__builtin_mul_overflow(x, y, &r));
+        return Value::integer(r);
       case BinaryOp::FloorDiv:
       case BinaryOp::Mod: {
         QLLM_CHECK(y != 0, "integer division or modulo by zero");
@@ -135,7 +135,7 @@ Value arithmetic(BinaryOp op, const Value& a, const Value& b, Budget& budget) {
         }
         int64_t result = 1;
         for (int64_t i = 0; i < y; ++i) {
-          result = checked(__builtin_mul_overflow(result, x, &result), result);
+          check_no_overflow(__builtin_mul_overflow(result, x, &result));
           if (result == 0 || result == 1) break;
         }
         return Value::integer(result);

@@ -15,33 +15,33 @@ namespace qllm::jinja {
 
 namespace {
 
-Value from_json_at(const nlohmann::json& json, size_t depth, size_t max_depth) {
+Value from_json_at(const nlohmann::ordered_json& json, size_t depth, size_t max_depth) {
   QLLM_CHECK(depth <= max_depth, "JSON nested deeper than {} levels", max_depth);
   switch (json.type()) {
-    case nlohmann::json::value_t::null:
+    case nlohmann::ordered_json::value_t::null:
       return Value::none();
-    case nlohmann::json::value_t::boolean:
+    case nlohmann::ordered_json::value_t::boolean:
       return Value::boolean(json.get<bool>());
-    case nlohmann::json::value_t::number_integer:
+    case nlohmann::ordered_json::value_t::number_integer:
       return Value::integer(json.get<int64_t>());
-    case nlohmann::json::value_t::number_unsigned: {
+    case nlohmann::ordered_json::value_t::number_unsigned: {
       const auto u = json.get<uint64_t>();
       QLLM_CHECK(u <= static_cast<uint64_t>(INT64_MAX), "JSON integer {} is too large", u);
       return Value::integer(static_cast<int64_t>(u));
     }
-    case nlohmann::json::value_t::number_float:
+    case nlohmann::ordered_json::value_t::number_float:
       return Value::number(json.get<double>());
-    case nlohmann::json::value_t::string: {
+    case nlohmann::ordered_json::value_t::string: {
       const auto& s = json.get_ref<const std::string&>();
       QLLM_CHECK(!utf8::first_invalid_byte(s), "JSON string is not valid UTF-8");
       return Value::string(s);
     }
-    case nlohmann::json::value_t::array: {
+    case nlohmann::ordered_json::value_t::array: {
       std::vector<Value> items;
       for (const auto& item : json) items.push_back(from_json_at(item, depth + 1, max_depth));
       return Value::list(std::move(items));
     }
-    case nlohmann::json::value_t::object: {
+    case nlohmann::ordered_json::value_t::object: {
       DictData dict;
       for (const auto& [key, item] : json.items()) {
         QLLM_CHECK(!utf8::first_invalid_byte(key), "JSON key is not valid UTF-8");
@@ -210,7 +210,7 @@ class JsonWriter {
 
 }  // namespace
 
-Value from_json(const nlohmann::json& json, size_t max_depth) { return from_json_at(json, 0, max_depth); }
+Value from_json(const nlohmann::ordered_json& json, size_t max_depth) { return from_json_at(json, 0, max_depth); }
 
 std::string to_json(const Value& value, const JsonOptions& options, size_t max_bytes) {
   JsonWriter writer(options, max_bytes);

@@ -56,8 +56,8 @@ class Template {
   Limits limits_;
 };
 
-// A JSON value as a template value (objects keep their order). Throws for nesting deeper than
+// A JSON value as a template value (objects keep their order: parse it as ordered_json). Throws for nesting deeper than
 // `max_depth` and for invalid UTF-8 in strings.
-Value from_json(const nlohmann::json& json, size_t max_depth = 64);
+Value from_json(const nlohmann::ordered_json& json, size_t max_depth = 64);
 
 }  // namespace qllm::jinja
