@@ -107,6 +107,11 @@ CONVERSATIONS = {
         {"role": "user", "content": "First."},
         {"role": "user", "content": "Second, without an answer between."},
     ],
+    "tool_result": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "Let me check."},
+        {"role": "tool", "content": "{\"temp\": 20, \"unit\": \"°C\"}"},
+    ],
     "assistant_first": [
         {"role": "assistant", "content": "I speak first."},
         {"role": "user", "content": "Fine."},

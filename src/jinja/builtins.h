@@ -25,7 +25,7 @@ class Budget {
  public:
   explicit Budget(const Limits& limits) : limits_(limits) {}
   const Limits& limits() const { return limits_; }
-  void step();                     // one more statement, iteration or call
+  void step(uint64_t count = 1);  // more statements, iterations, calls or items made
   void check_size(size_t bytes) const;  // a string or list about to be built
  private:
   const Limits& limits_;
@@ -49,10 +49,14 @@ class GlobalFunction : public Callable {
   std::string name;
 };
 
-bool has_filter(std::string_view name);
-bool has_test(std::string_view name);
-std::string unknown_filter_message(std::string_view name);
-std::string unknown_test_message(std::string_view name);
+// Whether Jinja2 (with transformers' additions) has the filter / test, and whether qllm implements it;
+// the parser refuses the others with unsupported_*_message: "no filter named ..." or "... not supported".
+bool jinja_has_filter(std::string_view name);
+bool jinja_has_test(std::string_view name);
+bool filter_supported(std::string_view name);
+bool test_supported(std::string_view name);
+std::string unsupported_filter_message(std::string_view name);
+std::string unsupported_test_message(std::string_view name);
 
 Value apply_filter(Budget& budget, std::string_view name, const Value& subject, CallArgs args);
 bool apply_test(Budget& budget, std::string_view name, const Value& subject, CallArgs args);

@@ -525,6 +525,7 @@ class Evaluator {
     std::vector<Value> items;
     if (s.filter) {
       for (Value& item : all) {
+        at(s.pos, [&] { budget_.step(); });
         scopes_.emplace_back();
         assign(scopes_.back(), s.targets, item, s.pos);
         bool keep = false;
@@ -544,6 +545,7 @@ class Evaluator {
     Flow flow = Flow::Normal;
     try {
       for (size_t i = 0; i < items.size() && flow != Flow::Break; ++i) {
+        at(s.pos, [&] { budget_.step(); });
         scopes_.emplace_back();
         assign(scopes_.back(), s.targets, items[i], s.pos);
         scopes_.back()["loop"] = loop_object(items, i);

@@ -258,7 +258,7 @@ Value map_filter(Budget& budget, const Value& seq, CallArgs args) {
   }
   QLLM_CHECK(!args.positional.empty() && args.positional[0].is_string(), "map: a filter name or attribute= is required");
   const std::string filter = args.positional[0].as_string();
-  QLLM_CHECK(has_filter(filter), "map: {}", unknown_filter_message(filter));
+  QLLM_CHECK(filter_supported(filter), "map: {}", unsupported_filter_message(filter));
   args.positional.erase(args.positional.begin());
   for (const Value& item : iterate(seq)) out.push_back(apply_filter(budget, filter, item, args));
   return Value::list(std::move(out));
@@ -369,18 +369,24 @@ Value reverse_filter(const Value& value) {
 
 }  // namespace
 
-bool has_filter(std::string_view name) { return listed(kFilters, name) || listed(kUnsupportedFilters, name); }
-bool has_test(std::string_view name) { return listed(kTests, name) || listed(kUnsupportedTests, name); }
+bool jinja_has_filter(std::string_view name) { return listed(kFilters, name) || listed(kUnsupportedFilters, name); }
+bool jinja_has_test(std::string_view name) { return listed(kTests, name) || listed(kUnsupportedTests, name); }
+bool filter_supported(std::string_view name) { return listed(kFilters, name); }
+bool test_supported(std::string_view name) { return listed(kTests, name); }
 
-std::string unknown_filter_message(std::string_view name) {
-  return fmt::format("no filter named '{}'", name);
+std::string unsupported_filter_message(std::string_view name) {
+  return listed(kUnsupportedFilters, name) ? fmt::format("the filter '{}' is not supported", name)
+                                           : fmt::format("no filter named '{}'", name);
 }
-std::string unknown_test_message(std::string_view name) { return fmt::format("no test named '{}'", name); }
+std::string unsupported_test_message(std::string_view name) {
+  return listed(kUnsupportedTests, name) ? fmt::format("the test '{}' is not supported", name)
+                                         : fmt::format("no test named '{}'", name);
+}
 
 Value apply_filter(Budget& budget, std::string_view name, const Value& v, CallArgs args) {
   budget.step();
   const std::string fn(name);
-  QLLM_CHECK(!listed(kUnsupportedFilters, name), "the filter '{}' is not supported", name);
+  QLLM_CHECK(filter_supported(name), "{}", unsupported_filter_message(name));
   if (name == "length" || name == "count") {
     Params p(fn, std::move(args), {});
     return Value::integer(length(v));
@@ -485,13 +491,13 @@ Value apply_filter(Budget& budget, std::string_view name, const Value& v, CallAr
     Params p(fn, std::move(args), {});
     return reverse_filter(v);
   }
-  fail("{}", unknown_filter_message(name));
+  fail("{}", unsupported_filter_message(name));
 }
 
 bool apply_test(Budget& budget, std::string_view name, const Value& v, CallArgs args) {
   budget.step();
   const std::string fn(name);
-  QLLM_CHECK(!listed(kUnsupportedTests, name), "the test '{}' is not supported", name);
+  QLLM_CHECK(test_supported(name), "{}", unsupported_test_message(name));
   if (name == "defined" || name == "undefined") {
     Params p(fn, std::move(args), {});
     return v.is_undefined() == (name == "undefined");
@@ -507,7 +513,7 @@ bool apply_test(Budget& budget, std::string_view name, const Value& v, CallArgs 
   if (name == "number") return v.is_number();
   if (name == "string") return k == Kind::String;
   if (name == "mapping") return k == Kind::Dict;
-  if (name == "callable") return k == Kind::Callable;
+  if (name == "callable") return k == Kind::Callable || k == Kind::Undefined;  // Undefined has __call__
   if (name == "iterable") return k == Kind::String || k == Kind::List || k == Kind::Dict || k == Kind::Undefined;
   if (name == "sequence") {
     // Python: len() and __getitem__ (dict views have no __getitem__; Undefined has both).
@@ -536,14 +542,14 @@ bool apply_test(Budget& budget, std::string_view name, const Value& v, CallArgs 
   if (name == "gt" || name == "greaterthan" || name == ">") return compare(v, p.required(0), ">") > 0;
   if (name == "ge" || name == ">=") return compare(v, p.required(0), ">=") >= 0;
   if (name == "in") return contains(p.required(0), v);
-  if (name == "filter") return has_filter(to_str(v)) && !listed(kUnsupportedFilters, to_str(v));
-  if (name == "test") return has_test(to_str(v)) && !listed(kUnsupportedTests, to_str(v));
+  if (name == "filter") return jinja_has_filter(to_str(v));
+  if (name == "test") return jinja_has_test(to_str(v));
   if (name == "sameas") {
     const Value& other = p.required(0);
     QLLM_CHECK(k == Kind::None || k == Kind::Bool || k == Kind::Undefined, "'sameas' is supported for none and booleans only");
     return other.kind() == k && equal(v, other);
   }
-  fail("{}", unknown_test_message(name));
+  fail("{}", unsupported_test_message(name));
 }
 
 }  // namespace qllm::jinja

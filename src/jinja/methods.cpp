@@ -14,8 +14,9 @@
 
 namespace qllm::jinja {
 
-void Budget::step() {
-  QLLM_CHECK(++steps_ <= limits_.max_steps, "rendering took more than {} steps (loop iterations, statements, calls)",
+void Budget::step(uint64_t count) {
+  steps_ += count;
+  QLLM_CHECK(steps_ <= limits_.max_steps, "rendering took more than {} steps (loop iterations, statements, calls)",
              limits_.max_steps);
 }
 
@@ -533,6 +534,7 @@ Value call_global(Budget& budget, const GlobalFunction& function, CallArgs args)
     if (step > 0 && stop > start) count = (static_cast<uint64_t>(stop) - static_cast<uint64_t>(start) - 1) / magnitude + 1;
     if (step < 0 && stop < start) count = (static_cast<uint64_t>(start) - static_cast<uint64_t>(stop) - 1) / magnitude + 1;
     QLLM_CHECK(count <= 100000, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+    budget.step(count);
     std::vector<Value> items;
     for (uint64_t i = 0; i < count; ++i) {
       items.push_back(Value::integer(static_cast<int64_t>(static_cast<uint64_t>(start) + i * static_cast<uint64_t>(step))));

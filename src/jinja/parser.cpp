@@ -651,7 +651,7 @@ class Parser {
         auto filter = node(ExprKind::Filter, name.pos);
         filter->name = expect_name();
         if (at_op(".")) error(current().pos, "dotted filter names are not supported");
-        if (!has_filter(filter->name)) error(name.pos, unknown_filter_message(filter->name));
+        if (!filter_supported(filter->name)) error(name.pos, unsupported_filter_message(filter->name));
         filter->args.push_back(std::move(e));
         if (at_op("(")) parse_call_args(*filter);
         e = finish(std::move(filter));
@@ -664,7 +664,7 @@ class Parser {
         }
         const Token& name = current();
         test->name = expect_name();
-        if (!has_test(test->name)) error(name.pos, unknown_test_message(test->name));
+        if (!test_supported(test->name)) error(name.pos, unsupported_test_message(test->name));
         test->args.push_back(std::move(e));
         if (at_op("(")) {
           parse_call_args(*test);

@@ -152,9 +152,7 @@ std::vector<std::string> split(std::string_view s, const std::optional<std::stri
       while (i < n && space_at(i)) ++i;
       if (i == n) break;
       if (maxsplit >= 0 && static_cast<int64_t>(parts.size()) == maxsplit) {
-        size_t end = n;
-        while (end > i && space_at(end - 1)) --end;
-        parts.emplace_back(s.substr(offsets[i], offsets[end] - offsets[i]));
+        parts.emplace_back(s.substr(offsets[i]));  // the rest, trailing whitespace included
         break;
       }
       size_t j = i;
@@ -169,9 +167,7 @@ std::vector<std::string> split(std::string_view s, const std::optional<std::stri
     while (i > 0 && space_at(i - 1)) --i;
     if (i == 0) break;
     if (maxsplit >= 0 && static_cast<int64_t>(parts.size()) == maxsplit) {
-      size_t begin = 0;
-      while (begin < i && space_at(begin)) ++begin;
-      parts.emplace_back(s.substr(offsets[begin], offsets[i] - offsets[begin]));
+      parts.emplace_back(s.substr(0, offsets[i]));  // the rest, leading whitespace included
       break;
     }
     size_t j = i;

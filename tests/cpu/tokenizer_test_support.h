@@ -15,7 +15,7 @@
 #include "qllm/tokenizer.h"
 #include "tests/support/test_util.h"
 #include "tokenizer/byte_level.h"
-#include "tokenizer/utf8.h"
+#include "core/utf8.h"
 
 namespace qllm::testing {
 
