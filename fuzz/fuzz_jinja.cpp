@@ -3,7 +3,8 @@
 // input; a crash, a hang, a sanitizer report or any other exception is a bug.
 //
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -DFMT_HEADER_ONLY -Isrc -Iinclude \
-//       fuzz/fuzz_jinja.cpp src/jinja/*.cpp src/core/utf8.cpp -o fuzz_jinja && ./fuzz_jinja -max_len=4096 corpus/
+//       fuzz/fuzz_jinja.cpp src/jinja/*.cpp src/core/utf8.cpp -o fuzz_jinja && ./fuzz_jinja -max_len=4096
+//       corpus/
 #include <cstddef>
 #include <cstdint>
 #include <string_view>

@@ -14,6 +14,8 @@ namespace qllm::jinja {
 
 class Params {
  public:
+  // `names`: the parameters in order. An undefined argument is refused (Python would fail on it) unless
+  // its parameter's name starts with '?' (those that Python only tests for truth or turns into "").
   Params(std::string function, CallArgs args, std::initializer_list<std::string_view> names);
   // The argument for parameter `index`, or nullptr when not given.
   const Value* get(size_t index) const;
@@ -22,10 +24,12 @@ class Params {
   // constructed with with_extra().
   const std::vector<Value>& extra() const { return extra_; }
 
-  static Params with_extra(std::string function, CallArgs args, std::initializer_list<std::string_view> names);
+  static Params with_extra(std::string function, CallArgs args,
+                           std::initializer_list<std::string_view> names);
 
  private:
-  Params(std::string function, CallArgs args, std::initializer_list<std::string_view> names, bool allow_extra);
+  Params(std::string function, CallArgs args, std::initializer_list<std::string_view> names,
+         bool allow_extra);
   std::string function_;
   std::vector<std::string_view> names_;
   std::vector<std::optional<Value>> values_;

@@ -59,16 +59,16 @@ using Body = std::vector<std::unique_ptr<Stmt>>;
 struct Stmt {
   StmtKind kind;
   Pos pos;
-  std::string text;                                 // Text
-  ExprPtr expr;                                     // Print and Set: the value; For: the iterable
-  std::vector<std::string> targets;                 // For / Set / SetBlock / Macro: assigned names
-  bool attribute_target = false;                    // Set: targets = {namespace, attribute}
-  ExprPtr filter;                                   // For: the "if" condition, or nullptr
-  std::vector<std::pair<ExprPtr, Body>> branches;   // If: (condition, body) for if and each elif
-  Body body;                                        // For / SetBlock / Macro / Block
-  Body else_body;                                   // If / For
-  std::vector<std::string> params;                  // Macro
-  std::vector<ExprPtr> defaults;                    // Macro: defaults of the last params
+  std::string text;                                // Text
+  ExprPtr expr;                                    // Print and Set: the value; For: the iterable
+  std::vector<std::string> targets;                // For / Set / SetBlock / Macro: assigned names
+  bool attribute_target = false;                   // Set: targets = {namespace, attribute}
+  ExprPtr filter;                                  // For: the "if" condition, or nullptr
+  std::vector<std::pair<ExprPtr, Body>> branches;  // If: (condition, body) for if and each elif
+  Body body;                                       // For / SetBlock / Macro / Block
+  Body else_body;                                  // If / For
+  std::vector<std::string> params;                 // Macro
+  std::vector<ExprPtr> defaults;                   // Macro: defaults of the last params
 };
 
 }  // namespace qllm::jinja

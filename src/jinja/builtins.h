@@ -25,7 +25,7 @@ class Budget {
  public:
   explicit Budget(const Limits& limits) : limits_(limits) {}
   const Limits& limits() const { return limits_; }
-  void step(uint64_t count = 1);  // more statements, iterations, calls or items made
+  void step(uint64_t count = 1);        // more statements, iterations, calls or items made
   void check_size(size_t bytes) const;  // a string or list about to be built
  private:
   const Limits& limits_;
@@ -68,8 +68,9 @@ Value call_global(Budget& budget, const GlobalFunction& function, CallArgs args)
 // an attribute or item of an undefined value, or a name starting with "_", throws.
 Value get_attribute(const Value& object, std::string_view name);
 Value get_item(const Value& object, const Value& key);
-// object[start:stop:step] for strings and sequences (absent parts: undefined or none).
-Value get_slice(Budget& budget, const Value& object, const Value& start, const Value& stop, const Value& step);
+// object[start:stop:step] for strings and sequences (absent parts: none).
+Value get_slice(Budget& budget, const Value& object, const Value& start, const Value& stop,
+                const Value& step);
 
 // Python's json.dumps as transformers' tojson calls it.
 struct JsonOptions {

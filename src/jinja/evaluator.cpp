@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstdint>
 #include <unordered_map>
 #include <vector>
 
@@ -20,14 +21,20 @@ class PositionedError : public Error {
   using Error::Error;
 };
 
+// A macro sees its arguments and, as a closure, the scope it was defined in (at call time).
 class Macro : public Callable {
  public:
-  explicit Macro(const Stmt& definition) : definition(definition) {}
+  Macro(const Stmt& definition, size_t scope, uint64_t scope_id)
+      : definition(definition), scope(scope), scope_id(scope_id) {}
   std::string describe() const override { return "macro '" + definition.targets[0] + "'"; }
   const Stmt& definition;
+  size_t scope;       // index of the defining scope in the evaluator's stack
+  uint64_t scope_id;  // ... and its id, to notice that scope having ended
 };
 
-void check_no_overflow(bool overflow) { QLLM_CHECK(!overflow, "integer overflow (qllm's integers are 64-bit)"); }
+void check_no_overflow(bool overflow) {
+  QLLM_CHECK(!overflow, "integer overflow (qllm's integers are 64-bit)");
+}
 
 [[noreturn]] void unsupported_operands(std::string_view op, const Value& a, const Value& b) {
   if (a.is_undefined()) fail("{}", a.undefined_message());
@@ -39,8 +46,8 @@ Value repeat(const Value& sequence, int64_t times, Budget& budget) {
   const size_t n = times < 0 ? 0 : static_cast<size_t>(times);
   if (sequence.is_string()) {
     const std::string& s = sequence.as_string();
-    QLLM_CHECK(s.empty() || n <= budget.limits().max_output_bytes / s.size(), "a repeated string would exceed {} bytes",
-               budget.limits().max_output_bytes);
+    QLLM_CHECK(s.empty() || n <= budget.limits().max_output_bytes / s.size(),
+               "a repeated string would exceed {} bytes", budget.limits().max_output_bytes);
     std::string out;
     for (size_t i = 0; i < n; ++i) out += s;
     return Value::string(std::move(out));
@@ -72,12 +79,21 @@ double python_float_floordiv(double a, double b) {
   return div - floor > 0.5 ? floor + 1.0 : floor;
 }
 
+double float_pow(double x, double y) {
+  QLLM_CHECK(!(x == 0.0 && y < 0), "0.0 cannot be raised to a negative power");
+  QLLM_CHECK(x >= 0 || std::floor(y) == y, "a negative number raised to a fractional power is complex");
+  const double result = std::pow(x, y);
+  QLLM_CHECK(std::isfinite(result) || !std::isfinite(x) || !std::isfinite(y),
+             "Numerical result out of range");
+  return result;
+}
+
 Value arithmetic(BinaryOp op, const Value& a, const Value& b, Budget& budget) {
   static constexpr std::string_view kSymbols[] = {"+", "-", "*", "/", "//", "%", "**"};
   const std::string_view symbol = kSymbols[static_cast<int>(op)];
   if (a.is_number() && b.is_number()) {
     const bool floats = a.kind() == Kind::Float || b.kind() == Kind::Float;
-    if (op == BinaryOp::Div || (floats && op != BinaryOp::Pow)) {
+    if (op == BinaryOp::Div || floats) {
       const double x = a.as_float();
       const double y = b.as_float();
       if (op == BinaryOp::Div || op == BinaryOp::FloorDiv || op == BinaryOp::Mod) {
@@ -97,7 +113,7 @@ Value arithmetic(BinaryOp op, const Value& a, const Value& b, Budget& budget) {
         case BinaryOp::Mod:
           return Value::number(python_float_mod(x, y));
         case BinaryOp::Pow:
-          break;
+          return Value::number(float_pow(x, y));
       }
     }
     const int64_t x = a.as_int();
@@ -126,17 +142,13 @@ Value arithmetic(BinaryOp op, const Value& a, const Value& b, Budget& budget) {
         return Value::integer(op == BinaryOp::FloorDiv ? q : m);
       }
       case BinaryOp::Pow: {
-        const double fx = a.as_float();
-        const double fy = b.as_float();
-        if (floats || y < 0) {
-          QLLM_CHECK(!(fx == 0.0 && fy < 0), "0.0 cannot be raised to a negative power");
-          QLLM_CHECK(fx >= 0 || std::floor(fy) == fy, "a negative number raised to a fractional power is complex");
-          return Value::number(std::pow(fx, fy));
-        }
+        if (y < 0) return Value::number(float_pow(a.as_float(), b.as_float()));
+        // Exponentiation by squaring; a square that overflows while bits remain means the result does.
         int64_t result = 1;
-        for (int64_t i = 0; i < y; ++i) {
-          check_no_overflow(__builtin_mul_overflow(result, x, &result));
-          if (result == 0 || result == 1) break;
+        int64_t base = x;
+        for (uint64_t e = static_cast<uint64_t>(y); e != 0; e >>= 1) {
+          if (e & 1) check_no_overflow(__builtin_mul_overflow(result, base, &result));
+          if (e > 1) check_no_overflow(__builtin_mul_overflow(base, base, &base));
         }
         return Value::integer(result);
       }
@@ -157,7 +169,8 @@ Value arithmetic(BinaryOp op, const Value& a, const Value& b, Budget& budget) {
   }
   if (op == BinaryOp::Mul) {
     const auto repeatable = [](const Value& v) {
-      return v.is_string() || (v.is_list() && (v.as_list().form == ListForm::List || v.as_list().form == ListForm::Tuple));
+      return v.is_string() ||
+             (v.is_list() && (v.as_list().form == ListForm::List || v.as_list().form == ListForm::Tuple));
     };
     const auto integral = [](const Value& v) { return v.kind() == Kind::Int || v.kind() == Kind::Bool; };
     if (repeatable(a) && integral(b)) return repeat(a, b.as_int(), budget);
@@ -171,11 +184,12 @@ class Evaluator {
  public:
   Evaluator(std::string_view name, const Limits& limits, const Context& context)
       : name_(name), limits_(limits), budget_(limits) {
-    scopes_.emplace_back();
+    push_scope(kNoParent);
     for (const char* global : {"range", "namespace", "dict", "raise_exception", "strftime_now"}) {
-      scopes_[0][global] = Value::callable(std::make_shared<GlobalFunction>(global));
+      scopes_[0].vars[global] = Value::callable(std::make_shared<GlobalFunction>(global));
     }
-    scopes_.emplace_back(context.begin(), context.end());
+    push_scope(0);
+    scopes_[1].vars.insert(context.begin(), context.end());
   }
 
   std::string run(const Program& program) {
@@ -186,16 +200,26 @@ class Evaluator {
   }
 
  private:
-  using Scope = std::unordered_map<std::string, Value>;
+  // Variables of a block; lookups go on to the lexical parent (for a macro: where it was defined).
+  struct Scope {
+    std::unordered_map<std::string, Value> vars;
+    size_t parent;
+    uint64_t id;
+  };
+  static constexpr size_t kNoParent = SIZE_MAX;
   enum class Flow { Normal, Break, Continue };
+
+  void push_scope(size_t parent) { scopes_.push_back(Scope{{}, parent, next_scope_id_++}); }
+  void push_block_scope() { push_scope(scopes_.size() - 1); }
+  std::unordered_map<std::string, Value>& top() { return scopes_.back().vars; }
 
   // Counts one level of evaluation depth while it lives.
   class Depth {
    public:
     Depth(Evaluator& evaluator, Pos pos) : evaluator_(evaluator) {
       if (++evaluator_.depth_ > evaluator_.limits_.max_depth) {
-        throw PositionedError(fmt::format("{}: evaluation nested deeper than {} levels", where(evaluator_.name_, pos),
-                                          evaluator_.limits_.max_depth));
+        throw PositionedError(fmt::format("{}: evaluation nested deeper than {} levels",
+                                          where(evaluator_.name_, pos), evaluator_.limits_.max_depth));
       }
     }
     ~Depth() { --evaluator_.depth_; }
@@ -224,13 +248,9 @@ class Evaluator {
   }
 
   const Value* lookup(const std::string& name) const {
-    for (size_t i = scopes_.size(); i-- > frame_base_;) {
-      const auto it = scopes_[i].find(name);
-      if (it != scopes_[i].end()) return &it->second;
-    }
-    for (size_t i = std::min<size_t>(frame_base_, 2); i-- > 0;) {
-      const auto it = scopes_[i].find(name);
-      if (it != scopes_[i].end()) return &it->second;
+    for (size_t i = scopes_.size() - 1; i != kNoParent; i = scopes_[i].parent) {
+      const auto it = scopes_[i].vars.find(name);
+      if (it != scopes_[i].vars.end()) return &it->second;
     }
     return nullptr;
   }
@@ -271,8 +291,8 @@ class Evaluator {
       case ExprKind::Plus: {
         const Value v = eval(*e.args[0]);
         if (v.is_undefined()) fail("{}", v.undefined_message());
-        QLLM_CHECK(v.is_number(), "bad operand type for unary {}: '{}'", e.kind == ExprKind::Negate ? '-' : '+',
-                   type_name(v));
+        QLLM_CHECK(v.is_number(), "bad operand type for unary {}: '{}'",
+                   e.kind == ExprKind::Negate ? '-' : '+', type_name(v));
         if (e.kind == ExprKind::Plus) return v.kind() == Kind::Float ? v : Value::integer(v.as_int());
         if (v.kind() == Kind::Float) return Value::number(-v.as_float());
         QLLM_CHECK(v.as_int() != INT64_MIN, "integer overflow (qllm's integers are 64-bit)");
@@ -302,7 +322,8 @@ class Evaluator {
       case ExprKind::Conditional:
         if (eval(*e.args[1]).truthy()) return eval(*e.args[0]);
         if (e.args[2]) return eval(*e.args[2]);
-        return Value::undefined("the inline if-expression evaluated to false and no else section was defined");
+        return Value::undefined(
+            "the inline if-expression evaluated to false and no else section was defined");
       case ExprKind::Attribute:
         return get_attribute(eval(*e.args[0]), e.name);
       case ExprKind::Item: {
@@ -381,9 +402,13 @@ class Evaluator {
     if (callee.is_undefined()) fail("{}", callee.undefined_message());
     QLLM_CHECK(callee.kind() == Kind::Callable, "'{}' object is not callable", type_name(callee));
     const Callable* c = callee.as_callable().get();
-    if (const auto* method = dynamic_cast<const BoundMethod*>(c)) return call_method(budget_, *method, std::move(args));
-    if (const auto* global = dynamic_cast<const GlobalFunction*>(c)) return call_global(budget_, *global, std::move(args));
-    return call_macro(dynamic_cast<const Macro&>(*c), std::move(args));
+    if (const auto* method = dynamic_cast<const BoundMethod*>(c))
+      return call_method(budget_, *method, std::move(args));
+    if (const auto* global = dynamic_cast<const GlobalFunction*>(c))
+      return call_global(budget_, *global, std::move(args));
+    const auto* macro = dynamic_cast<const Macro*>(c);
+    QLLM_CHECK(macro != nullptr, "{} cannot be called", c->describe());
+    return call_macro(*macro, std::move(args));
   }
 
   Value call_macro(const Macro& macro, CallArgs args) {
@@ -391,32 +416,34 @@ class Evaluator {
     const Stmt& def = macro.definition;
     QLLM_CHECK(args.positional.size() <= def.params.size(), "macro '{}' takes not more than {} argument(s)",
                def.targets[0], def.params.size());
-    Scope frame;
+    QLLM_CHECK(macro.scope < scopes_.size() && scopes_[macro.scope].id == macro.scope_id,
+               "macro '{}' called after the block that defined it ended is not supported", def.targets[0]);
+    std::unordered_map<std::string, Value> frame;
     for (size_t i = 0; i < args.positional.size(); ++i) frame[def.params[i]] = std::move(args.positional[i]);
     for (auto& [name, value] : args.keyword) {
       QLLM_CHECK(std::find(def.params.begin(), def.params.end(), name) != def.params.end(),
                  "macro '{}' has no argument named '{}'", def.targets[0], name);
-      QLLM_CHECK(!frame.count(name), "macro '{}' got multiple values for argument '{}'", def.targets[0], name);
+      QLLM_CHECK(!frame.count(name), "macro '{}' got multiple values for argument '{}'", def.targets[0],
+                 name);
       frame[name] = std::move(value);
     }
-    const size_t saved_base = frame_base_;
+    const size_t frame_index = scopes_.size();
     std::string* saved_out = out_;
     std::string output;
-    scopes_.push_back(std::move(frame));
-    frame_base_ = scopes_.size() - 1;
+    push_scope(macro.scope);
+    top() = std::move(frame);
     out_ = &output;
     auto restore = [&] {
-      scopes_.resize(frame_base_);
-      frame_base_ = saved_base;
+      scopes_.resize(frame_index);
       out_ = saved_out;
     };
     try {
       // Defaults are evaluated at call time, in the macro's scope (they may use earlier arguments).
       const size_t first_default = def.params.size() - def.defaults.size();
       for (size_t i = first_default; i < def.params.size(); ++i) {
-        if (!scopes_.back().count(def.params[i])) {
+        if (!top().count(def.params[i])) {
           Value v = eval(*def.defaults[i - first_default]);
-          scopes_.back()[def.params[i]] = std::move(v);
+          top()[def.params[i]] = std::move(v);
         }
       }
       exec_body(def.body);
@@ -471,11 +498,12 @@ class Evaluator {
           throw;
         }
         out_ = saved;
-        scopes_.back()[s.targets[0]] = Value::string(std::move(captured));
+        top()[s.targets[0]] = Value::string(std::move(captured));
         return Flow::Normal;
       }
       case StmtKind::Macro:
-        scopes_.back()[s.targets[0]] = Value::callable(std::make_shared<Macro>(s));
+        top()[s.targets[0]] =
+            Value::callable(std::make_shared<Macro>(s, scopes_.size() - 1, scopes_.back().id));
         return Flow::Normal;
       case StmtKind::Break:
         return Flow::Break;
@@ -488,7 +516,8 @@ class Evaluator {
   }
 
   // Binds `value` to the names (unpacking it when there are several) in `scope`.
-  void assign(Scope& scope, const std::vector<std::string>& names, const Value& value, Pos pos) {
+  void assign(std::unordered_map<std::string, Value>& scope, const std::vector<std::string>& names,
+              const Value& value, Pos pos) {
     if (names.size() == 1) {
       scope[names[0]] = value;
       return;
@@ -504,14 +533,16 @@ class Evaluator {
   void exec_set(const Stmt& s) {
     const Value value = eval(*s.expr);
     if (!s.attribute_target) {
-      assign(scopes_.back(), s.targets, value, s.pos);
+      assign(top(), s.targets, value, s.pos);
       return;
     }
     at(s.pos, [&] {
       const Value* ns = lookup(s.targets[0]);
-      QLLM_CHECK(ns != nullptr && ns->kind() == Kind::Object && ns->as_object().type == ObjectData::Type::Namespace,
-                 "cannot assign attribute on non-namespace object '{}'", s.targets[0]);
-      QLLM_CHECK(!s.targets[1].starts_with("_"), "namespace attribute '{}' is refused (underscore prefix)", s.targets[1]);
+      QLLM_CHECK(
+          ns != nullptr && ns->kind() == Kind::Object && ns->as_object().type == ObjectData::Type::Namespace,
+          "cannot assign attribute on non-namespace object '{}'", s.targets[0]);
+      QLLM_CHECK(!s.targets[1].starts_with("_"), "namespace attribute '{}' is refused (underscore prefix)",
+                 s.targets[1]);
       ns->as_object().set(s.targets[1], value);
     });
   }
@@ -526,8 +557,8 @@ class Evaluator {
     if (s.filter) {
       for (Value& item : all) {
         at(s.pos, [&] { budget_.step(); });
-        scopes_.emplace_back();
-        assign(scopes_.back(), s.targets, item, s.pos);
+        push_block_scope();
+        assign(top(), s.targets, item, s.pos);
         bool keep = false;
         try {
           keep = eval(*s.filter).truthy();
@@ -546,14 +577,14 @@ class Evaluator {
     try {
       for (size_t i = 0; i < items.size() && flow != Flow::Break; ++i) {
         at(s.pos, [&] { budget_.step(); });
-        scopes_.emplace_back();
-        assign(scopes_.back(), s.targets, items[i], s.pos);
-        scopes_.back()["loop"] = loop_object(items, i);
+        push_block_scope();
+        assign(top(), s.targets, items[i], s.pos);
+        top()["loop"] = loop_object(items, i);
         flow = exec_body(s.body);
         scopes_.pop_back();
       }
       if (items.empty()) {
-        scopes_.emplace_back();
+        push_block_scope();
         exec_body(s.else_body);
         scopes_.pop_back();
       }
@@ -587,14 +618,15 @@ class Evaluator {
   const Limits& limits_;
   Budget budget_;
   std::vector<Scope> scopes_;  // [0] globals, [1] the context and template-level variables, then blocks
-  size_t frame_base_ = 1;      // the innermost macro frame's first scope
+  uint64_t next_scope_id_ = 0;
   size_t depth_ = 0;
   std::string* out_ = nullptr;
 };
 
 }  // namespace
 
-std::string evaluate(const Program& program, std::string_view name, const Limits& limits, const Context& context) {
+std::string evaluate(const Program& program, std::string_view name, const Limits& limits,
+                     const Context& context) {
   return Evaluator(name, limits, context).run(program);
 }
 

@@ -11,6 +11,7 @@
 
 namespace qllm::jinja {
 
-std::string evaluate(const Program& program, std::string_view name, const Limits& limits, const Context& context);
+std::string evaluate(const Program& program, std::string_view name, const Limits& limits,
+                     const Context& context);
 
 }  // namespace qllm::jinja

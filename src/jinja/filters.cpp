@@ -17,24 +17,31 @@ namespace qllm::jinja {
 namespace {
 
 constexpr std::string_view kFilters[] = {
-    "abs",     "attr",   "capitalize", "count",      "d",     "default", "first",  "float",  "indent",
-    "int",     "items",  "join",       "last",       "length", "list",   "lower",  "map",    "max",
-    "min",     "reject", "rejectattr", "replace",    "reverse", "round", "safe",   "select", "selectattr",
-    "sort",    "string", "sum",        "title",      "tojson", "trim",   "unique", "upper",  "wordcount"};
+    "abs",  "attr",   "capitalize", "count",   "d",       "default", "first",  "float",  "indent",
+    "int",  "items",  "join",       "last",    "length",  "list",    "lower",  "map",    "max",
+    "min",  "reject", "rejectattr", "replace", "reverse", "round",   "safe",   "select", "selectattr",
+    "sort", "string", "sum",        "title",   "tojson",  "trim",    "unique", "upper"};
 constexpr std::string_view kUnsupportedFilters[] = {
-    "batch",  "center", "dictsort", "e",        "escape",   "filesizeformat", "forceescape", "format", "groupby",
-    "pprint", "random", "slice",    "striptags", "truncate", "urlencode",     "urlize",      "wordwrap", "xmlattr"};
+    "batch",     "center",  "dictsort",  "e",        "escape", "filesizeformat", "forceescape",
+    "format",    "groupby", "pprint",    "random",   "slice",  "striptags",      "truncate",
+    "urlencode", "urlize",  "wordcount", "wordwrap", "xmlattr"};
 constexpr std::string_view kTests[] = {
-    "boolean", "callable", "defined", "divisibleby", "eq",     "equalto", "==",     "even",  "false",
-    "filter",  "float",    "ge",      ">=",          "gt",     "greaterthan", ">",  "in",    "integer",
-    "iterable", "le",      "<=",      "lower",       "lt",     "lessthan", "<",     "mapping", "ne",
-    "!=",      "none",     "number",  "odd",         "sameas", "sequence", "string", "test", "true",
-    "undefined", "upper"};
+    "boolean",  "callable", "defined",  "divisibleby", "eq",        "equalto", "==",          "even",
+    "false",    "filter",   "float",    "ge",          ">=",        "gt",      "greaterthan", ">",
+    "in",       "integer",  "iterable", "le",          "<=",        "lower",   "lt",          "lessthan",
+    "<",        "mapping",  "ne",       "!=",          "none",      "number",  "odd",         "sameas",
+    "sequence", "string",   "test",     "true",        "undefined", "upper"};
 constexpr std::string_view kUnsupportedTests[] = {"escaped"};
 
 template <size_t N>
 bool listed(const std::string_view (&names)[N], std::string_view name) {
   return std::find(std::begin(names), std::end(names), name) != std::end(names);
+}
+
+int64_t integer_arg(const Value& v, std::string_view what) {
+  QLLM_CHECK(v.kind() == Kind::Int || v.kind() == Kind::Bool, "{} must be an integer, not {}", what,
+             type_name(v));
+  return v.as_int();
 }
 
 int64_t length(const Value& v) {
@@ -44,6 +51,7 @@ int64_t length(const Value& v) {
     case Kind::String:
       return static_cast<int64_t>(text::code_point_count(v.as_string()));
     case Kind::List:
+      QLLM_CHECK(v.as_list().form != ListForm::Generator, "object of type 'generator' has no len()");
       return static_cast<int64_t>(v.as_list().items.size());
     case Kind::Dict:
       return static_cast<int64_t>(v.as_dict().items.size());
@@ -60,7 +68,8 @@ std::optional<double> parse_python_float(std::string_view s) {
   size_t i = 0;
   if (i < t.size() && (t[i] == '+' || t[i] == '-')) plain += t[i++];
   std::string word;
-  for (size_t j = i; j < t.size(); ++j) word += static_cast<char>(std::tolower(static_cast<unsigned char>(t[j])));
+  for (size_t j = i; j < t.size(); ++j)
+    word += static_cast<char>(std::tolower(static_cast<unsigned char>(t[j])));
   if (word == "inf" || word == "infinity") return plain == "-" ? -INFINITY : INFINITY;
   if (word == "nan") return NAN;
   auto digits = [&](bool& any) {
@@ -68,7 +77,8 @@ std::optional<double> parse_python_float(std::string_view s) {
       if (std::isdigit(static_cast<unsigned char>(t[i]))) {
         plain += t[i++];
         any = true;
-      } else if (t[i] == '_' && any && i + 1 < t.size() && std::isdigit(static_cast<unsigned char>(t[i + 1]))) {
+      } else if (t[i] == '_' && any && i + 1 < t.size() &&
+                 std::isdigit(static_cast<unsigned char>(t[i + 1]))) {
         ++i;
       } else {
         break;
@@ -127,6 +137,8 @@ std::optional<int64_t> float_to_int(double d) {
 
 Value int_filter(const Value& v, const Value& fallback) {
   switch (v.kind()) {
+    case Kind::Undefined:
+      fail("{}", v.undefined_message());  // Undefined.__int__ raises
     case Kind::Int:
     case Kind::Bool:
       return Value::integer(v.as_int());
@@ -145,6 +157,7 @@ Value int_filter(const Value& v, const Value& fallback) {
 }
 
 Value float_filter(const Value& v, const Value& fallback) {
+  if (v.is_undefined()) fail("{}", v.undefined_message());  // Undefined.__float__ raises
   if (v.is_number()) return Value::number(v.as_float());
   if (v.is_string()) {
     if (auto d = parse_python_float(v.as_string())) return Value::number(*d);
@@ -202,7 +215,8 @@ Value sort_key(const Value& item, const Value* attribute, bool case_sensitive) {
 std::vector<Value> sorted(const Value& value, const Value* attribute, bool case_sensitive, bool reverse) {
   std::vector<Value> items = iterate(value);
   std::vector<std::pair<Value, size_t>> keyed;
-  for (size_t i = 0; i < items.size(); ++i) keyed.emplace_back(sort_key(items[i], attribute, case_sensitive), i);
+  for (size_t i = 0; i < items.size(); ++i)
+    keyed.emplace_back(sort_key(items[i], attribute, case_sensitive), i);
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& a, const auto& b) {
     return reverse ? compare(b.first, a.first, "<") < 0 : compare(a.first, b.first, "<") < 0;
   });
@@ -224,13 +238,16 @@ Value attribute_of(const Value& item, const std::string& path, const Value* fall
   return v;
 }
 
-CallArgs rest_args(const Params& p) { return CallArgs{p.extra(), {}}; }
+CallArgs rest_args(const Params& p) {
+  return CallArgs{p.extra(), {}};
+}
 
 Value select_filter(Budget& budget, std::string_view name, const Value& seq, CallArgs args) {
   const bool by_attribute = name == "selectattr" || name == "rejectattr";
   const bool keep = name == "select" || name == "selectattr";
-  Params p = Params::with_extra(std::string(name), std::move(args), by_attribute ? std::initializer_list<std::string_view>{"attr", "test"}
-                                                                                  : std::initializer_list<std::string_view>{"test"});
+  Params p = Params::with_extra(std::string(name), std::move(args),
+                                by_attribute ? std::initializer_list<std::string_view>{"attr", "test"}
+                                             : std::initializer_list<std::string_view>{"test"});
   const size_t test_index = by_attribute ? 1 : 0;
   std::vector<Value> out;
   for (const Value& item : iterate(seq)) {
@@ -241,7 +258,7 @@ Value select_filter(Budget& budget, std::string_view name, const Value& seq, Cal
                             : subject.truthy();
     if (passed == keep) out.push_back(item);
   }
-  return Value::list(std::move(out));
+  return Value::list(std::move(out), ListForm::Generator);
 }
 
 Value map_filter(Budget& budget, const Value& seq, CallArgs args) {
@@ -249,31 +266,33 @@ Value map_filter(Budget& budget, const Value& seq, CallArgs args) {
   const bool by_attribute = std::any_of(args.keyword.begin(), args.keyword.end(),
                                         [](const auto& kw) { return kw.first == "attribute"; });
   if (by_attribute) {
-    Params p("map", std::move(args), {"attribute", "default"});
+    Params p("map", std::move(args), {"attribute", "?default"});
     for (const Value& item : iterate(seq)) {
       budget.step();
       out.push_back(attribute_of(item, to_str(p.required(0)), p.get(1)));
     }
-    return Value::list(std::move(out));
+    return Value::list(std::move(out), ListForm::Generator);
   }
-  QLLM_CHECK(!args.positional.empty() && args.positional[0].is_string(), "map: a filter name or attribute= is required");
+  QLLM_CHECK(!args.positional.empty() && args.positional[0].is_string(),
+             "map: a filter name or attribute= is required");
   const std::string filter = args.positional[0].as_string();
   QLLM_CHECK(filter_supported(filter), "map: {}", unsupported_filter_message(filter));
   args.positional.erase(args.positional.begin());
   for (const Value& item : iterate(seq)) out.push_back(apply_filter(budget, filter, item, args));
-  return Value::list(std::move(out));
+  return Value::list(std::move(out), ListForm::Generator);
 }
 
 Value tojson_filter(Budget& budget, const Value& value, CallArgs args) {
   // transformers: json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
-  Params p("tojson", std::move(args), {"ensure_ascii", "indent", "separators", "sort_keys"});
+  Params p("tojson", std::move(args), {"?ensure_ascii", "indent", "separators", "?sort_keys"});
   JsonOptions options;
   options.ensure_ascii = p.get(0) != nullptr && p.get(0)->truthy();
   if (const Value* indent = p.get(1); indent != nullptr && !indent->is_none()) {
     if (indent->is_string()) {
       options.indent = indent->as_string();
     } else {
-      QLLM_CHECK(indent->kind() == Kind::Int || indent->kind() == Kind::Bool, "tojson: indent must be an int or str");
+      QLLM_CHECK(indent->kind() == Kind::Int || indent->kind() == Kind::Bool,
+                 "tojson: indent must be an int or str");
       options.indent = std::string(static_cast<size_t>(std::clamp<int64_t>(indent->as_int(), 0, 1000)), ' ');
     }
     options.item_separator = ",";
@@ -290,7 +309,7 @@ Value tojson_filter(Budget& budget, const Value& value, CallArgs args) {
 }
 
 std::string join_filter(Budget& budget, const Value& value, CallArgs args) {
-  Params p("join", std::move(args), {"d", "attribute"});
+  Params p("join", std::move(args), {"?d", "attribute"});
   const std::string separator = p.get(0) != nullptr ? to_str(*p.get(0)) : "";
   std::string out;
   bool first = true;
@@ -304,7 +323,7 @@ std::string join_filter(Budget& budget, const Value& value, CallArgs args) {
 }
 
 Value min_max(const Value& value, CallArgs args, bool max) {
-  Params p(max ? "max" : "min", std::move(args), {"case_sensitive", "attribute"});
+  Params p(max ? "max" : "min", std::move(args), {"?case_sensitive", "attribute"});
   const std::vector<Value> items = iterate(value);
   if (items.empty()) return Value::undefined(fmt::format("No aggregated item, sequence was empty."));
   const bool case_sensitive = p.get(0) != nullptr && p.get(0)->truthy();
@@ -326,8 +345,8 @@ Value sum_filter(const Value& value, CallArgs args) {
   Value total = p.get(1) != nullptr ? *p.get(1) : Value::integer(0);
   for (const Value& item : iterate(value)) {
     const Value term = p.get(0) != nullptr ? attribute_of(item, to_str(*p.get(0)), nullptr) : item;
-    QLLM_CHECK(total.is_number() && term.is_number(), "sum: unsupported operand types '{}' and '{}'", type_name(total),
-               type_name(term));
+    QLLM_CHECK(total.is_number() && term.is_number(), "sum: unsupported operand types '{}' and '{}'",
+               type_name(total), type_name(term));
     if (total.kind() == Kind::Float || term.kind() == Kind::Float) {
       total = Value::number(total.as_float() + term.as_float());
     } else {
@@ -340,7 +359,7 @@ Value sum_filter(const Value& value, CallArgs args) {
 }
 
 Value unique_filter(const Value& value, CallArgs args) {
-  Params p("unique", std::move(args), {"case_sensitive", "attribute"});
+  Params p("unique", std::move(args), {"?case_sensitive", "attribute"});
   const bool case_sensitive = p.get(0) != nullptr && p.get(0)->truthy();
   std::vector<Value> out;
   std::vector<Value> seen;
@@ -352,7 +371,7 @@ Value unique_filter(const Value& value, CallArgs args) {
       out.push_back(item);
     }
   }
-  return Value::list(std::move(out));
+  return Value::list(std::move(out), ListForm::Generator);
 }
 
 Value reverse_filter(const Value& value) {
@@ -362,17 +381,27 @@ Value reverse_filter(const Value& value) {
     for (auto it = chars.rbegin(); it != chars.rend(); ++it) out += it->as_string();
     return Value::string(std::move(out));
   }
+  QLLM_CHECK(!(value.is_list() && value.as_list().form == ListForm::Generator),
+             "'generator' object is not reversible");
   std::vector<Value> items = iterate(value);
   std::reverse(items.begin(), items.end());
-  return Value::list(std::move(items));
+  return Value::list(std::move(items), ListForm::Generator);  // Python's reversed() iterator
 }
 
 }  // namespace
 
-bool jinja_has_filter(std::string_view name) { return listed(kFilters, name) || listed(kUnsupportedFilters, name); }
-bool jinja_has_test(std::string_view name) { return listed(kTests, name) || listed(kUnsupportedTests, name); }
-bool filter_supported(std::string_view name) { return listed(kFilters, name); }
-bool test_supported(std::string_view name) { return listed(kTests, name); }
+bool jinja_has_filter(std::string_view name) {
+  return listed(kFilters, name) || listed(kUnsupportedFilters, name);
+}
+bool jinja_has_test(std::string_view name) {
+  return listed(kTests, name) || listed(kUnsupportedTests, name);
+}
+bool filter_supported(std::string_view name) {
+  return listed(kFilters, name);
+}
+bool test_supported(std::string_view name) {
+  return listed(kTests, name);
+}
 
 std::string unsupported_filter_message(std::string_view name) {
   return listed(kUnsupportedFilters, name) ? fmt::format("the filter '{}' is not supported", name)
@@ -392,7 +421,7 @@ Value apply_filter(Budget& budget, std::string_view name, const Value& v, CallAr
     return Value::integer(length(v));
   }
   if (name == "default" || name == "d") {
-    Params p(fn, std::move(args), {"default_value", "boolean"});
+    Params p(fn, std::move(args), {"?default_value", "?boolean"});
     const bool use_default = v.is_undefined() || (p.get(1) != nullptr && p.get(1)->truthy() && !v.truthy());
     if (!use_default) return v;
     return p.get(0) != nullptr ? *p.get(0) : Value::string("");
@@ -400,26 +429,24 @@ Value apply_filter(Budget& budget, std::string_view name, const Value& v, CallAr
   if (name == "trim") {
     Params p(fn, std::move(args), {"chars"});
     const Value* chars = p.get(0);
-    return Value::string(text::strip(to_str(v), chars != nullptr && !chars->is_none() ? std::optional(to_str(*chars)) : std::nullopt,
-                                     true, true));
+    return Value::string(text::strip(
+        to_str(v), chars != nullptr && !chars->is_none() ? std::optional(to_str(*chars)) : std::nullopt, true,
+        true));
   }
   if (name == "upper" || name == "lower" || name == "title" || name == "capitalize" || name == "string" ||
       name == "safe") {
     Params p(fn, std::move(args), {});
     const std::string s = to_str(v);
-    return Value::string(name == "upper"   ? text::upper(s)
-                         : name == "lower" ? text::lower(s)
-                         : name == "title" ? text::jinja_title(s)
+    return Value::string(name == "upper"        ? text::upper(s)
+                         : name == "lower"      ? text::lower(s)
+                         : name == "title"      ? text::jinja_title(s)
                          : name == "capitalize" ? text::capitalize(s)
                                                 : s);
   }
-  if (name == "wordcount") {
-    Params p(fn, std::move(args), {});
-    return Value::integer(static_cast<int64_t>(text::split(to_str(v), std::nullopt, -1, false).size()));
-  }
   if (name == "replace") {
-    Params p(fn, std::move(args), {"old", "new", "count"});
-    const int64_t count = p.get(2) != nullptr && !p.get(2)->is_none() ? p.get(2)->as_int() : -1;
+    Params p(fn, std::move(args), {"?old", "?new", "count"});
+    const int64_t count =
+        p.get(2) != nullptr && !p.get(2)->is_none() ? integer_arg(*p.get(2), "replace count") : -1;
     return Value::string(text::replace(to_str(v), to_str(p.required(0)), to_str(p.required(1)), count,
                                        budget.limits().max_output_bytes));
   }
@@ -427,6 +454,8 @@ Value apply_filter(Budget& budget, std::string_view name, const Value& v, CallAr
   if (name == "join") return Value::string(join_filter(budget, v, std::move(args)));
   if (name == "first" || name == "last") {
     Params p(fn, std::move(args), {});
+    QLLM_CHECK(name == "first" || !(v.is_list() && v.as_list().form == ListForm::Generator),
+               "'generator' object is not reversible");
     const std::vector<Value> items = iterate(v);
     if (items.empty()) return Value::undefined(fmt::format("No {} item, sequence was empty.", name));
     return name == "first" ? items.front() : items.back();
@@ -437,20 +466,20 @@ Value apply_filter(Budget& budget, std::string_view name, const Value& v, CallAr
   }
   if (name == "items") {
     Params p(fn, std::move(args), {});
-    if (v.is_undefined()) return Value::list({});
+    if (v.is_undefined()) return Value::list({}, ListForm::Generator);
     QLLM_CHECK(v.is_dict(), "Can only get item pairs from a mapping.");
     std::vector<Value> out;
     for (const auto& [k, item] : v.as_dict().items) out.push_back(Value::list({k, item}, ListForm::Tuple));
-    return Value::list(std::move(out));
+    return Value::list(std::move(out), ListForm::Generator);
   }
   if (name == "int") {
-    Params p(fn, std::move(args), {"default", "base"});
+    Params p(fn, std::move(args), {"?default", "base"});
     QLLM_CHECK(p.get(1) == nullptr || (p.get(1)->kind() == Kind::Int && p.get(1)->as_int() == 10),
                "int: only base 10 is supported");
     return int_filter(v, p.get(0) != nullptr ? *p.get(0) : Value::integer(0));
   }
   if (name == "float") {
-    Params p(fn, std::move(args), {"default"});
+    Params p(fn, std::move(args), {"?default"});
     return float_filter(v, p.get(0) != nullptr ? *p.get(0) : Value::number(0.0));
   }
   if (name == "abs") {
@@ -462,11 +491,13 @@ Value apply_filter(Budget& budget, std::string_view name, const Value& v, CallAr
   }
   if (name == "round") {
     Params p(fn, std::move(args), {"precision", "method"});
-    const int64_t precision = p.get(0) != nullptr ? p.get(0)->as_int() : 0;
+    const int64_t precision = p.get(0) != nullptr ? integer_arg(*p.get(0), "round precision") : 0;
     return round_filter(v, precision, p.get(1) != nullptr ? to_str(*p.get(1)) : "common");
   }
   if (name == "indent") {
-    Params p(fn, std::move(args), {"width", "first", "blank"});
+    Params p(fn, std::move(args), {"width", "?first", "?blank"});
+    if (v.is_undefined()) fail("{}", v.undefined_message());
+    QLLM_CHECK(v.is_string(), "indent: a string is required, not {}", type_name(v));
     const Value width = p.get(0) != nullptr ? *p.get(0) : Value::integer(4);
     QLLM_CHECK(width.is_string() || width.kind() == Kind::Int, "indent: width must be an int or a string");
     return Value::string(indent_filter(to_str(v), width, p.get(1) != nullptr && p.get(1)->truthy(),
@@ -481,8 +512,9 @@ Value apply_filter(Budget& budget, std::string_view name, const Value& v, CallAr
   }
   if (name == "map") return map_filter(budget, v, std::move(args));
   if (name == "sort") {
-    Params p(fn, std::move(args), {"reverse", "case_sensitive", "attribute"});
-    return Value::list(sorted(v, p.get(2), p.get(1) != nullptr && p.get(1)->truthy(), p.get(0) != nullptr && p.get(0)->truthy()));
+    Params p(fn, std::move(args), {"reverse", "?case_sensitive", "attribute"});
+    return Value::list(sorted(v, p.get(2), p.get(1) != nullptr && p.get(1)->truthy(),
+                              p.get(0) != nullptr && p.get(0)->truthy()));
   }
   if (name == "min" || name == "max") return min_max(v, std::move(args), name == "max");
   if (name == "sum") return sum_filter(v, std::move(args));
@@ -502,7 +534,12 @@ bool apply_test(Budget& budget, std::string_view name, const Value& v, CallArgs 
     Params p(fn, std::move(args), {});
     return v.is_undefined() == (name == "undefined");
   }
-  Params p(fn, std::move(args), {"other"});
+  static constexpr std::string_view kWithArgument[] = {
+      "divisibleby", "eq", "equalto", "==",          "ne", "!=", "lt", "lessthan", "<",
+      "le",          "<=", "gt",      "greaterthan", ">",  "ge", ">=", "in",       "sameas"};
+  Params p(fn, std::move(args),
+           listed(kWithArgument, name) ? std::initializer_list<std::string_view>{"?other"}
+                                       : std::initializer_list<std::string_view>{});
   const Kind k = v.kind();
   if (name == "none") return k == Kind::None;
   if (name == "boolean") return k == Kind::Bool;
@@ -514,11 +551,13 @@ bool apply_test(Budget& budget, std::string_view name, const Value& v, CallArgs 
   if (name == "string") return k == Kind::String;
   if (name == "mapping") return k == Kind::Dict;
   if (name == "callable") return k == Kind::Callable || k == Kind::Undefined;  // Undefined has __call__
-  if (name == "iterable") return k == Kind::String || k == Kind::List || k == Kind::Dict || k == Kind::Undefined;
+  if (name == "iterable")
+    return k == Kind::String || k == Kind::List || k == Kind::Dict || k == Kind::Undefined;
   if (name == "sequence") {
     // Python: len() and __getitem__ (dict views have no __getitem__; Undefined has both).
-    const bool view = k == Kind::List && (v.as_list().form == ListForm::DictItems || v.as_list().form == ListForm::DictKeys ||
-                                          v.as_list().form == ListForm::DictValues);
+    const bool view = k == Kind::List &&
+                      (v.as_list().form == ListForm::DictItems || v.as_list().form == ListForm::DictKeys ||
+                       v.as_list().form == ListForm::DictValues);
     return (k == Kind::String || k == Kind::List || k == Kind::Dict || k == Kind::Undefined) && !view;
   }
   if (name == "lower" || name == "upper") {
@@ -532,8 +571,14 @@ bool apply_test(Budget& budget, std::string_view name, const Value& v, CallArgs 
     QLLM_CHECK(divisor.as_float() != 0.0, "integer division or modulo by zero");
     const double remainder = k == Kind::Float || divisor.kind() == Kind::Float
                                  ? std::fmod(v.as_float(), divisor.as_float())
-                                 : static_cast<double>(v.as_int() % divisor.as_int());
-    return name == "odd" ? remainder != 0.0 : remainder == 0.0;
+                             : divisor.as_int() == -1 ? 0.0  // INT64_MIN % -1 would trap
+                                                      : static_cast<double>(v.as_int() % divisor.as_int());
+    // Jinja2: value % 2 == 1 (odd), value % 2 == 0 (even), value % num == 0; Python's % takes the divisor's
+    // sign, which fmod and % do not.
+    const double mod = remainder != 0.0 && ((remainder < 0) != (divisor.as_float() < 0))
+                           ? remainder + divisor.as_float()
+                           : remainder;
+    return name == "odd" ? mod == 1.0 : mod == 0.0;
   }
   if (name == "eq" || name == "equalto" || name == "==") return equal(v, p.required(0));
   if (name == "ne" || name == "!=") return !equal(v, p.required(0));
@@ -546,7 +591,8 @@ bool apply_test(Budget& budget, std::string_view name, const Value& v, CallArgs 
   if (name == "test") return jinja_has_test(to_str(v));
   if (name == "sameas") {
     const Value& other = p.required(0);
-    QLLM_CHECK(k == Kind::None || k == Kind::Bool || k == Kind::Undefined, "'sameas' is supported for none and booleans only");
+    QLLM_CHECK(k == Kind::None || k == Kind::Bool || k == Kind::Undefined,
+               "'sameas' is supported for none and booleans only");
     return other.kind() == k && equal(v, other);
   }
   fail("{}", unsupported_test_message(name));

@@ -144,7 +144,9 @@ class JsonWriter {
         return;
       case Kind::List:
         QLLM_CHECK(value.as_list().form != ListForm::Range && value.as_list().form != ListForm::DictItems &&
-                       value.as_list().form != ListForm::DictKeys && value.as_list().form != ListForm::DictValues,
+                       value.as_list().form != ListForm::DictKeys &&
+                       value.as_list().form != ListForm::DictValues &&
+                       value.as_list().form != ListForm::Generator,
                    "tojson: Object of type {} is not JSON serializable", type_name(value));
         write_list(value.as_list().items, level);
         return;
@@ -210,7 +212,9 @@ class JsonWriter {
 
 }  // namespace
 
-Value from_json(const nlohmann::ordered_json& json, size_t max_depth) { return from_json_at(json, 0, max_depth); }
+Value from_json(const nlohmann::ordered_json& json, size_t max_depth) {
+  return from_json_at(json, 0, max_depth);
+}
 
 std::string to_json(const Value& value, const JsonOptions& options, size_t max_bytes) {
   JsonWriter writer(options, max_bytes);

@@ -16,7 +16,9 @@
 
 namespace qllm::jinja {
 
-std::string where(std::string_view name, Pos pos) { return fmt::format("{}:{}:{}", name, pos.line, pos.column); }
+std::string where(std::string_view name, Pos pos) {
+  return fmt::format("{}:{}:{}", name, pos.line, pos.column);
+}
 
 namespace {
 
@@ -36,9 +38,15 @@ std::string normalize_newlines(std::string_view source) {
   return out;
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_name_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
-bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_name_start(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+bool is_name_char(char c) {
+  return is_name_start(c) || is_digit(c);
+}
 
 class Lexer {
  public:
@@ -57,7 +65,8 @@ class Lexer {
         break;
       }
       const char kind = src_[start + 1];
-      const char sign = start + 2 < src_.size() && (src_[start + 2] == '-' || src_[start + 2] == '+') ? src_[start + 2] : 0;
+      const char sign =
+          start + 2 < src_.size() && (src_[start + 2] == '-' || src_[start + 2] == '+') ? src_[start + 2] : 0;
       size_t raw_body = 0;
       const bool raw = kind == '%' && raw_begin(start, raw_body);
       emit_text(strip_before(src_.substr(pos_, start - pos_), sign, kind != '{'), pos_);
@@ -140,7 +149,8 @@ class Lexer {
   void comment(size_t start) {
     const size_t close = src_.find("#}", start + 2);
     if (close == std::string::npos) error(start, "unclosed comment");
-    const char marker = close > start + 2 && (src_[close - 1] == '-' || src_[close - 1] == '+') ? src_[close - 1] : 0;
+    const char marker =
+        close > start + 2 && (src_[close - 1] == '-' || src_[close - 1] == '+') ? src_[close - 1] : 0;
     finish_tag(close + 2, marker);
   }
 
@@ -184,7 +194,8 @@ class Lexer {
 
   void tag(size_t start, char kind, char sign) {
     const bool block = kind == '%';
-    tokens_.push_back(Token{block ? TokenType::BlockBegin : TokenType::VariableBegin, "", 0, 0.0, pos_of(start)});
+    tokens_.push_back(
+        Token{block ? TokenType::BlockBegin : TokenType::VariableBegin, "", 0, 0.0, pos_of(start)});
     size_t p = start + 2 + (sign != 0 ? 1 : 0);
     std::vector<std::pair<char, size_t>> brackets;
     while (true) {
@@ -194,7 +205,8 @@ class Lexer {
         const std::string_view close = block ? "%}" : "}}";
         const char marker = src_[p];
         if ((marker == '-' || (block && marker == '+')) && src_.compare(p + 1, 2, close) == 0) {
-          tokens_.push_back(Token{block ? TokenType::BlockEnd : TokenType::VariableEnd, "", 0, 0.0, pos_of(p)});
+          tokens_.push_back(
+              Token{block ? TokenType::BlockEnd : TokenType::VariableEnd, "", 0, 0.0, pos_of(p)});
           if (block) {
             finish_tag(p + 3, marker);
           } else {
@@ -203,7 +215,8 @@ class Lexer {
           return;
         }
         if (src_.compare(p, 2, close) == 0) {
-          tokens_.push_back(Token{block ? TokenType::BlockEnd : TokenType::VariableEnd, "", 0, 0.0, pos_of(p)});
+          tokens_.push_back(
+              Token{block ? TokenType::BlockEnd : TokenType::VariableEnd, "", 0, 0.0, pos_of(p)});
           if (block) {
             finish_tag(p + 2, 0);
           } else {
@@ -265,12 +278,13 @@ class Lexer {
   size_t number(size_t start) {
     std::string literal;
     size_t p = digits(start, literal);
-    if (p < src_.size() && (src_[p] == 'x' || src_[p] == 'X' || src_[p] == 'o' || src_[p] == 'O' || src_[p] == 'b' ||
-                            src_[p] == 'B')) {
+    if (p < src_.size() && (src_[p] == 'x' || src_[p] == 'X' || src_[p] == 'o' || src_[p] == 'O' ||
+                            src_[p] == 'b' || src_[p] == 'B')) {
       error(start, "hexadecimal, octal and binary literals are not supported");
     }
     // No float right after ".": "x.0.1" is x[0][1], as Jinja's (?<!\.) gives.
-    const bool after_dot = !tokens_.empty() && tokens_.back().type == TokenType::Operator && tokens_.back().text == ".";
+    const bool after_dot =
+        !tokens_.empty() && tokens_.back().type == TokenType::Operator && tokens_.back().text == ".";
     bool is_float = false;
     if (!after_dot && p + 1 < src_.size() && src_[p] == '.' && is_digit(src_[p + 1])) {
       literal += '.';
@@ -306,7 +320,10 @@ class Lexer {
     size_t value = 0;
     for (size_t i = 0; i < count; ++i) {
       const char h = src_[p + i];
-      const int digit = is_digit(h) ? h - '0' : (h >= 'a' && h <= 'f') ? h - 'a' + 10 : (h >= 'A' && h <= 'F') ? h - 'A' + 10 : -1;
+      const int digit = is_digit(h)              ? h - '0'
+                        : (h >= 'a' && h <= 'f') ? h - 'a' + 10
+                        : (h >= 'A' && h <= 'F') ? h - 'A' + 10
+                                                 : -1;
       if (digit < 0) error(escape_at, "truncated \\x, \\u or \\U escape");
       value = value * 16 + static_cast<size_t>(digit);
     }

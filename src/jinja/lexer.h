@@ -15,7 +15,18 @@ struct Pos {
   uint32_t column = 1;
 };
 
-enum class TokenType { Text, VariableBegin, VariableEnd, BlockBegin, BlockEnd, Name, String, Integer, Float, Operator };
+enum class TokenType {
+  Text,
+  VariableBegin,
+  VariableEnd,
+  BlockBegin,
+  BlockEnd,
+  Name,
+  String,
+  Integer,
+  Float,
+  Operator
+};
 
 struct Token {
   TokenType type;

@@ -16,8 +16,8 @@ namespace qllm::jinja {
 
 void Budget::step(uint64_t count) {
   steps_ += count;
-  QLLM_CHECK(steps_ <= limits_.max_steps, "rendering took more than {} steps (loop iterations, statements, calls)",
-             limits_.max_steps);
+  QLLM_CHECK(steps_ <= limits_.max_steps,
+             "rendering took more than {} steps (loop iterations, statements, calls)", limits_.max_steps);
 }
 
 void Budget::check_size(size_t bytes) const {
@@ -25,29 +25,35 @@ void Budget::check_size(size_t bytes) const {
              limits_.max_output_bytes);
 }
 
-std::string BoundMethod::describe() const { return fmt::format("method {}.{}", type_name(receiver), name); }
+std::string BoundMethod::describe() const {
+  return fmt::format("method {}.{}", type_name(receiver), name);
+}
 
 namespace {
 
 constexpr std::string_view kStrMethods[] = {
-    "capitalize", "casefold", "center",    "count",     "encode",      "endswith",     "expandtabs",
-    "find",       "format",   "format_map", "index",    "isalnum",     "isalpha",      "isascii",
-    "isdecimal",  "isdigit",  "isidentifier", "islower", "isnumeric",  "isprintable",  "isspace",
-    "istitle",    "isupper",  "join",      "ljust",     "lower",       "lstrip",       "maketrans",
-    "partition",  "removeprefix", "removesuffix", "replace", "rfind",  "rindex",       "rjust",
-    "rpartition", "rsplit",   "rstrip",    "split",     "splitlines",  "startswith",   "strip",
-    "swapcase",   "title",    "translate", "upper",     "zfill"};
-constexpr std::string_view kDictMethods[] = {"clear", "copy", "fromkeys", "get", "items", "keys",
-                                             "pop", "popitem", "setdefault", "update", "values"};
-constexpr std::string_view kListMethods[] = {"append", "clear", "copy", "count", "extend", "index",
-                                             "insert", "pop", "remove", "reverse", "sort"};
+    "capitalize", "casefold",     "center",       "count",   "encode",     "endswith",    "expandtabs",
+    "find",       "format",       "format_map",   "index",   "isalnum",    "isalpha",     "isascii",
+    "isdecimal",  "isdigit",      "isidentifier", "islower", "isnumeric",  "isprintable", "isspace",
+    "istitle",    "isupper",      "join",         "ljust",   "lower",      "lstrip",      "maketrans",
+    "partition",  "removeprefix", "removesuffix", "replace", "rfind",      "rindex",      "rjust",
+    "rpartition", "rsplit",       "rstrip",       "split",   "splitlines", "startswith",  "strip",
+    "swapcase",   "title",        "translate",    "upper",   "zfill"};
+constexpr std::string_view kDictMethods[] = {"clear", "copy",    "fromkeys",   "get",    "items", "keys",
+                                             "pop",   "popitem", "setdefault", "update", "values"};
+constexpr std::string_view kListMethods[] = {"append", "clear", "copy",   "count",   "extend", "index",
+                                             "insert", "pop",   "remove", "reverse", "sort"};
 
 template <size_t N>
 bool listed(const std::string_view (&names)[N], std::string_view name) {
   return std::find(std::begin(names), std::end(names), name) != std::end(names);
 }
 
-bool is_sequence_list(const Value& v) { return v.is_list() && v.as_list().form != ListForm::Range; }
+// Subscriptable sequences: list, tuple, range (not dict views or generators).
+bool is_sequence_list(const Value& v) {
+  return v.is_list() && (v.as_list().form == ListForm::List || v.as_list().form == ListForm::Tuple ||
+                         v.as_list().form == ListForm::Range);
+}
 
 bool has_method(const Value& object, std::string_view name) {
   switch (object.kind()) {
@@ -56,8 +62,8 @@ bool has_method(const Value& object, std::string_view name) {
     case Kind::Dict:
       return listed(kDictMethods, name);
     case Kind::List:
-      return object.as_list().form == ListForm::List ? listed(kListMethods, name)
-                                                     : (name == "count" || name == "index");
+      if (object.as_list().form == ListForm::List) return listed(kListMethods, name);
+      return is_sequence_list(object) && (name == "count" || name == "index");
     case Kind::Object:
       return object.as_object().type == ObjectData::Type::Loop && name == "cycle";
     default:
@@ -76,8 +82,8 @@ Value bound(const Value& object, std::string_view name) {
 }
 
 void refuse_unsafe(std::string_view name) {
-  QLLM_CHECK(!name.starts_with("_"), "access to the attribute '{}' is unsafe (names starting with '_' are refused)",
-             name);
+  QLLM_CHECK(!name.starts_with("_"),
+             "access to the attribute '{}' is unsafe (names starting with '_' are refused)", name);
 }
 
 // A Python index into a sequence of n items: nullopt when out of range.
@@ -94,7 +100,8 @@ std::optional<size_t> sequence_index(const Value& key, size_t n) {
 Value get_attribute(const Value& object, std::string_view name) {
   refuse_unsafe(name);
   if (object.is_undefined()) fail("{}", object.undefined_message());
-  QLLM_CHECK(!object.is_number(), "attributes of {} values are not supported ('{}')", type_name(object), name);
+  QLLM_CHECK(!object.is_number(), "attributes of {} values are not supported ('{}')", type_name(object),
+             name);
   if (has_method(object, name)) return bound(object, name);
   if (object.is_dict()) {
     if (const Value* v = object.as_dict().find(Value::string(std::string(name)))) return *v;
@@ -122,7 +129,8 @@ Value get_item(const Value& object, const Value& key) {
   if (key.is_string() && !object.is_dict()) return get_attribute(object, key.as_string());
   if (key.is_string() && has_method(object, key.as_string())) return bound(object, key.as_string());
   if (key.is_string()) {
-    return Value::undefined(fmt::format("'{}' has no attribute '{}'", object_type_repr(object), key.as_string()));
+    return Value::undefined(
+        fmt::format("'{}' has no attribute '{}'", object_type_repr(object), key.as_string()));
   }
   return Value::undefined(fmt::format("'{}' has no element {}", object_type_repr(object), to_repr(key)));
 }
@@ -136,9 +144,10 @@ struct SliceRange {
 
 SliceRange slice_indices(const Value& start_v, const Value& stop_v, const Value& step_v, size_t n) {
   auto as_index = [](const Value& v, const char* what) -> std::optional<int64_t> {
-    if (v.is_none() || v.is_undefined()) return std::nullopt;
-    QLLM_CHECK(v.kind() == Kind::Int || v.kind() == Kind::Bool, "slice {} must be an integer or None, not {}", what,
-               type_name(v));
+    if (v.is_undefined()) fail("{}", v.undefined_message());
+    if (v.is_none()) return std::nullopt;
+    QLLM_CHECK(v.kind() == Kind::Int || v.kind() == Kind::Bool, "slice {} must be an integer or None, not {}",
+               what, type_name(v));
     return v.as_int();
   };
   const int64_t size = static_cast<int64_t>(n);
@@ -157,8 +166,8 @@ SliceRange slice_indices(const Value& start_v, const Value& stop_v, const Value&
     }
     return i;
   };
-  return {clamp(as_index(start_v, "start"), step < 0 ? size - 1 : 0), clamp(as_index(stop_v, "stop"), step < 0 ? -1 : size),
-          step};
+  return {clamp(as_index(start_v, "start"), step < 0 ? size - 1 : 0),
+          clamp(as_index(stop_v, "stop"), step < 0 ? -1 : size), step};
 }
 
 std::vector<size_t> slice_positions(const SliceRange& r) {
@@ -173,7 +182,8 @@ std::vector<size_t> slice_positions(const SliceRange& r) {
 
 }  // namespace
 
-Value get_slice(Budget& budget, const Value& object, const Value& start, const Value& stop, const Value& step) {
+Value get_slice(Budget& budget, const Value& object, const Value& start, const Value& stop,
+                const Value& step) {
   if (object.is_undefined()) fail("{}", object.undefined_message());
   if (object.is_string()) {
     const std::string& s = object.as_string();
@@ -192,7 +202,8 @@ Value get_slice(Budget& budget, const Value& object, const Value& start, const V
   }
   budget.check_size(items.size() * sizeof(Value));
   const ListForm form = list.form == ListForm::Tuple ? ListForm::Tuple : ListForm::List;
-  QLLM_CHECK(list.form != ListForm::DictItems && list.form != ListForm::DictKeys && list.form != ListForm::DictValues,
+  QLLM_CHECK(list.form != ListForm::DictItems && list.form != ListForm::DictKeys &&
+                 list.form != ListForm::DictValues,
              "'{}' object is not subscriptable", type_name(object));
   return Value::list(std::move(items), form);
 }
@@ -202,10 +213,12 @@ bool contains(const Value& haystack, const Value& needle) {
     case Kind::Undefined:
       return false;
     case Kind::String:
-      QLLM_CHECK(needle.is_string(), "'in <string>' requires string as left operand, not {}", type_name(needle));
+      QLLM_CHECK(needle.is_string(), "'in <string>' requires string as left operand, not {}",
+                 type_name(needle));
       return haystack.as_string().find(needle.as_string()) != std::string::npos;
     case Kind::List:
-      for (const Value& item : haystack.as_list().items) {
+      for (const Value& item :
+           haystack.as_list().form == ListForm::Generator ? iterate(haystack) : haystack.as_list().items) {
         if (equal(item, needle)) return true;
       }
       return false;
@@ -231,6 +244,13 @@ std::vector<Value> iterate(const Value& value) {
       return out;
     }
     case Kind::List:
+      if (value.as_list().form == ListForm::Generator) {
+        QLLM_CHECK(
+            !value.as_list().consumed,
+            "a generator (the result of select, map, unique, items or reverse) used a second time is not "
+            "supported");
+        value.as_list().consumed = true;
+      }
       return value.as_list().items;
     case Kind::Dict:
       for (const auto& [k, v] : value.as_dict().items) out.push_back(k);
@@ -253,7 +273,8 @@ std::optional<std::string> optional_string_arg(const Value* v, std::string_view 
 }
 
 int64_t int_arg(const Value& v, std::string_view what) {
-  QLLM_CHECK(v.kind() == Kind::Int || v.kind() == Kind::Bool, "{} must be an integer, not {}", what, type_name(v));
+  QLLM_CHECK(v.kind() == Kind::Int || v.kind() == Kind::Bool, "{} must be an integer, not {}", what,
+             type_name(v));
   return v.as_int();
 }
 
@@ -285,7 +306,8 @@ Value str_method(Budget& budget, const std::string& s, const std::string& name, 
   const std::string fn = "str." + name;
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
     Params p(fn, std::move(args), {"chars"});
-    return Value::string(text::strip(s, optional_string_arg(p.get(0), "chars"), name != "rstrip", name != "lstrip"));
+    return Value::string(
+        text::strip(s, optional_string_arg(p.get(0), "chars"), name != "rstrip", name != "lstrip"));
   }
   if (name == "startswith" || name == "endswith") {
     Params p(fn, std::move(args), {"prefix"});
@@ -330,8 +352,8 @@ Value str_method(Budget& budget, const std::string& s, const std::string& name, 
   if (name == "replace") {
     Params p(fn, std::move(args), {"old", "new", "count"});
     const int64_t count = p.get(2) ? int_arg(*p.get(2), "count") : -1;
-    return Value::string(text::replace(s, string_arg(p.required(0), "old"), string_arg(p.required(1), "new"), count,
-                                       budget.limits().max_output_bytes));
+    return Value::string(text::replace(s, string_arg(p.required(0), "old"), string_arg(p.required(1), "new"),
+                                       count, budget.limits().max_output_bytes));
   }
   if (name == "removeprefix" || name == "removesuffix") {
     Params p(fn, std::move(args), {"affix"});
@@ -378,7 +400,7 @@ Value str_method(Budget& budget, const std::string& s, const std::string& name, 
 Value dict_method(const Value& dict, const std::string& name, CallArgs args) {
   const std::string fn = "dict." + name;
   if (name == "get") {
-    Params p(fn, std::move(args), {"key", "default"});
+    Params p(fn, std::move(args), {"key", "?default"});
     check_hashable(p.required(0));
     const Value* v = dict.as_dict().find(p.required(0));
     return v != nullptr ? *v : p.get(1) != nullptr ? *p.get(1) : Value::none();
@@ -438,7 +460,8 @@ Value call_method(Budget& budget, const BoundMethod& method, CallArgs args) {
     case Kind::List:
       return list_method(receiver, method.name, std::move(args));
     case Kind::Object: {  // loop.cycle(a, b, ...)
-      QLLM_CHECK(args.keyword.empty() && !args.positional.empty(), "loop.cycle() takes one or more positional arguments");
+      QLLM_CHECK(args.keyword.empty() && !args.positional.empty(),
+                 "loop.cycle() takes one or more positional arguments");
       const Value* index0 = receiver.as_object().find("index0");
       return args.positional[static_cast<size_t>(index0->as_int()) % args.positional.size()];
     }
@@ -455,7 +478,8 @@ std::string strftime_now(const std::string& format) {
   QLLM_CHECK(format.size() <= 256, "strftime_now: format longer than 256 bytes");
   const auto now = std::chrono::system_clock::now();
   const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
+  const auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
   std::string c_format;
   for (size_t i = 0; i < format.size(); ++i) {
     if (format[i] == '%' && i + 1 < format.size()) {
@@ -498,7 +522,7 @@ Value call_global(Budget& budget, const GlobalFunction& function, CallArgs args)
   budget.step();
   const std::string& name = function.name;
   if (name == "raise_exception") {
-    Params p(name, std::move(args), {"message"});
+    Params p(name, std::move(args), {"?message"});
     fail("raise_exception: {}", to_str(p.required(0)));
   }
   if (name == "strftime_now") {
@@ -510,7 +534,8 @@ Value call_global(Budget& budget, const GlobalFunction& function, CallArgs args)
     for (auto& [k, v] : mapping_arguments(name, args)) {
       QLLM_CHECK(k.is_string(), "namespace(): attribute names must be strings");
       QLLM_CHECK(!k.as_string().starts_with("_"),
-                 "namespace(): underscore-prefixed attribute '{}' is refused (as transformers does)", k.as_string());
+                 "namespace(): underscore-prefixed attribute '{}' is refused (as transformers does)",
+                 k.as_string());
       object->set(k.as_string(), std::move(v));
     }
     return Value::object(std::move(object));
@@ -531,13 +556,16 @@ Value call_global(Budget& budget, const GlobalFunction& function, CallArgs args)
     // The count in unsigned arithmetic: stop - start cannot overflow it when the range is not empty.
     const uint64_t magnitude = step > 0 ? static_cast<uint64_t>(step) : 0 - static_cast<uint64_t>(step);
     uint64_t count = 0;
-    if (step > 0 && stop > start) count = (static_cast<uint64_t>(stop) - static_cast<uint64_t>(start) - 1) / magnitude + 1;
-    if (step < 0 && stop < start) count = (static_cast<uint64_t>(start) - static_cast<uint64_t>(stop) - 1) / magnitude + 1;
+    if (step > 0 && stop > start)
+      count = (static_cast<uint64_t>(stop) - static_cast<uint64_t>(start) - 1) / magnitude + 1;
+    if (step < 0 && stop < start)
+      count = (static_cast<uint64_t>(start) - static_cast<uint64_t>(stop) - 1) / magnitude + 1;
     QLLM_CHECK(count <= 100000, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
     budget.step(count);
     std::vector<Value> items;
     for (uint64_t i = 0; i < count; ++i) {
-      items.push_back(Value::integer(static_cast<int64_t>(static_cast<uint64_t>(start) + i * static_cast<uint64_t>(step))));
+      items.push_back(Value::integer(
+          static_cast<int64_t>(static_cast<uint64_t>(start) + i * static_cast<uint64_t>(step))));
     }
     return Value::list(std::move(items), ListForm::Range);
   }

@@ -15,8 +15,8 @@ namespace qllm::jinja {
 
 namespace {
 
-constexpr std::string_view kUnsupportedTags[] = {"call",    "filter", "with",  "include", "import", "from",
-                                                 "extends", "block",  "do",    "autoescape", "trans"};
+constexpr std::string_view kUnsupportedTags[] = {"call",    "filter", "with", "include",    "import", "from",
+                                                 "extends", "block",  "do",   "autoescape", "trans"};
 
 class Parser {
  public:
@@ -102,7 +102,8 @@ class Parser {
   }
   void expect_block_end() { expect(TokenType::BlockEnd, "'%}'"); }
   std::string expect_name() {
-    if (!at(TokenType::Name)) error(current().pos, fmt::format("expected a name, got {}", describe(current())));
+    if (!at(TokenType::Name))
+      error(current().pos, fmt::format("expected a name, got {}", describe(current())));
     return next().text;
   }
 
@@ -171,7 +172,8 @@ class Parser {
     if (ends.size() != 0) {
       std::string names;
       for (const auto end : ends) names += (names.empty() ? "'" : " or '") + std::string(end) + "'";
-      error(tokens_.empty() ? Pos{} : tokens_.back().pos, fmt::format("unexpected end of template, expected {}", names));
+      error(tokens_.empty() ? Pos{} : tokens_.back().pos,
+            fmt::format("unexpected end of template, expected {}", names));
     }
     return body;
   }
@@ -186,7 +188,8 @@ class Parser {
   std::unique_ptr<Stmt> parse_statement() {
     const Pos begin = next().pos;  // "{%"
     Nesting nesting(*this, begin);
-    if (!at(TokenType::Name)) error(current().pos, fmt::format("expected a tag name, got {}", describe(current())));
+    if (!at(TokenType::Name))
+      error(current().pos, fmt::format("expected a tag name, got {}", describe(current())));
     const Token& tag = next();
     if (tag.text == "if") return parse_if(tag.pos);
     if (tag.text == "for") return parse_for(tag.pos);
@@ -236,7 +239,7 @@ class Parser {
     names.push_back(expect_name());
     while (at_op(",")) {
       ++i_;
-      if (at_name("in") || at_op(")") || at_op("=")) break;
+      if (at_name("in") || at_op(")")) break;  // "for a, in x": a one-name tuple
       names.push_back(expect_name());
     }
     if (parenthesized) expect_op(")");
@@ -279,7 +282,8 @@ class Parser {
       stmt->targets = parse_names();
     }
     if (at(TokenType::BlockEnd)) {
-      if (stmt->attribute_target || stmt->targets.size() != 1) error(pos, "a block set assigns a single name");
+      if (stmt->attribute_target || stmt->targets.size() != 1)
+        error(pos, "a block set assigns a single name");
       ++i_;
       stmt->kind = StmtKind::SetBlock;
       std::string found;
@@ -316,7 +320,6 @@ class Parser {
     std::string found;
     stmt->body = subparse({"endmacro"}, &found);
     loop_depth_ = saved_loops;
-    if (at(TokenType::Name)) ++i_;  // {% endmacro name %}
     expect_block_end();
     return stmt;
   }
@@ -347,7 +350,8 @@ class Parser {
       items.push_back(parse_expression(with_condexpr));
     }
     if (!comma && items.size() == 1) return std::move(items[0]);
-    if (items.empty() && !explicit_parentheses) error(pos, fmt::format("expected an expression, got {}", describe(current())));
+    if (items.empty() && !explicit_parentheses)
+      error(pos, fmt::format("expected an expression, got {}", describe(current())));
     auto e = node(ExprKind::Tuple, pos);
     e->args = std::move(items);
     return finish(std::move(e));
@@ -447,7 +451,8 @@ class Parser {
     ExprPtr left = parse_concat();
     while (at_op("+") || at_op("-")) {
       const Token& op = next();
-      left = arithmetic(op.text == "+" ? BinaryOp::Add : BinaryOp::Sub, op.pos, std::move(left), parse_concat());
+      left =
+          arithmetic(op.text == "+" ? BinaryOp::Add : BinaryOp::Sub, op.pos, std::move(left), parse_concat());
     }
     return left;
   }
@@ -469,8 +474,8 @@ class Parser {
     ExprPtr left = parse_pow();
     while (at_op("*") || at_op("/") || at_op("//") || at_op("%")) {
       const Token& op = next();
-      const BinaryOp kind = op.text == "*"   ? BinaryOp::Mul
-                            : op.text == "/" ? BinaryOp::Div
+      const BinaryOp kind = op.text == "*"    ? BinaryOp::Mul
+                            : op.text == "/"  ? BinaryOp::Div
                             : op.text == "//" ? BinaryOp::FloorDiv
                                               : BinaryOp::Mod;
       left = arithmetic(kind, op.pos, std::move(left), parse_pow());

@@ -13,6 +13,8 @@ Template Template::parse(std::string_view source, std::string name, Limits limit
   return Template(std::move(program), std::move(name), limits);
 }
 
-std::string Template::render(const Context& context) const { return evaluate(*program_, name_, limits_, context); }
+std::string Template::render(const Context& context) const {
+  return evaluate(*program_, name_, limits_, context);
+}
 
 }  // namespace qllm::jinja

@@ -26,10 +26,10 @@ namespace qllm::jinja {
 // Bounds for untrusted templates: crafted ones must fail with a qllm::Error, not exhaust the stack,
 // memory or time.
 struct Limits {
-  size_t max_nesting = 128;              // nesting of blocks and of expressions in the source
-  size_t max_depth = 1000;               // nested evaluation at render time (through macros too)
-  size_t max_output_bytes = 16u << 20;   // the output, and every string or list built on the way
-  uint64_t max_steps = 10'000'000;       // statements, loop iterations and calls while rendering
+  size_t max_nesting = 128;             // nesting of blocks and of expressions in the source
+  size_t max_depth = 1000;              // nested evaluation at render time (through macros too)
+  size_t max_output_bytes = 16u << 20;  // the output, and every string or list built on the way
+  uint64_t max_steps = 10'000'000;      // statements, loop iterations and calls while rendering
 };
 
 using Context = std::unordered_map<std::string, Value>;
@@ -56,8 +56,8 @@ class Template {
   Limits limits_;
 };
 
-// A JSON value as a template value (objects keep their order: parse it as ordered_json). Throws for nesting deeper than
-// `max_depth` and for invalid UTF-8 in strings.
+// A JSON value as a template value (objects keep their order: parse it as ordered_json). Throws for nesting
+// deeper than `max_depth` and for invalid UTF-8 in strings.
 Value from_json(const nlohmann::ordered_json& json, size_t max_depth = 64);
 
 }  // namespace qllm::jinja

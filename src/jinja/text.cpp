@@ -33,12 +33,12 @@ bool caseless(uint32_t cp) {
     uint32_t first, last;
   };
   static constexpr Range kRanges[] = {
-      {0x00A0, 0x00A9}, {0x00AB, 0x00B4}, {0x00B6, 0x00B9}, {0x00BB, 0x00BF}, {0x00D7, 0x00D7},
-      {0x00F7, 0x00F7}, {0x0300, 0x0344}, {0x0346, 0x036F}, {0x0590, 0x05FF}, {0x0600, 0x06FF},
-      {0x0900, 0x0DFF}, {0x0E00, 0x0E7F}, {0x2000, 0x206F}, {0x20A0, 0x20CF}, {0x2190, 0x23FF},
-      {0x2500, 0x27BF}, {0x2800, 0x2BFF}, {0x3000, 0x312F}, {0x3130, 0x318F}, {0x31F0, 0x31FF},
-      {0x3400, 0x4DBF}, {0x4E00, 0x9FFF}, {0xAC00, 0xD7AF}, {0xF900, 0xFAFF}, {0xFE00, 0xFE0F},
-      {0xFE30, 0xFE4F}, {0xFF00, 0xFF20}, {0xFF3B, 0xFF40}, {0xFF5B, 0xFFEF}, {0x1F1E6, 0x1F1FF},
+      {0x00A0, 0x00A9},   {0x00AB, 0x00B4},   {0x00B6, 0x00B9},   {0x00BB, 0x00BF}, {0x00D7, 0x00D7},
+      {0x00F7, 0x00F7},   {0x0300, 0x0344},   {0x0346, 0x036F},   {0x0590, 0x05FF}, {0x0600, 0x06FF},
+      {0x0900, 0x0DFF},   {0x0E00, 0x0E7F},   {0x2000, 0x206F},   {0x20A0, 0x20CF}, {0x2190, 0x23FF},
+      {0x2500, 0x27BF},   {0x2800, 0x2BFF},   {0x3000, 0x312F},   {0x3130, 0x318F}, {0x31F0, 0x31FF},
+      {0x3400, 0x4DBF},   {0x4E00, 0x9FFF},   {0xAC00, 0xD7AF},   {0xF900, 0xFAFF}, {0xFE00, 0xFE0F},
+      {0xFE30, 0xFE4F},   {0xFF00, 0xFF20},   {0xFF3B, 0xFF40},   {0xFF5B, 0xFFEF}, {0x1F1E6, 0x1F1FF},
       {0x1F200, 0x1FAFF}, {0x20000, 0x3FFFF}, {0xE0000, 0xE007F},
   };
   for (const Range& r : kRanges) {
@@ -48,8 +48,12 @@ bool caseless(uint32_t cp) {
 }
 
 // Latin-1 letters: À-Þ and à-þ (but × and ÷) are case pairs 0x20 apart.
-bool latin1_upper(uint32_t cp) { return cp >= 0xC0 && cp <= 0xDE && cp != 0xD7; }
-bool latin1_lower(uint32_t cp) { return cp >= 0xE0 && cp <= 0xFE && cp != 0xF7; }
+bool latin1_upper(uint32_t cp) {
+  return cp >= 0xC0 && cp <= 0xDE && cp != 0xD7;
+}
+bool latin1_lower(uint32_t cp) {
+  return cp >= 0xE0 && cp <= 0xFE && cp != 0xF7;
+}
 
 Case case_of(uint32_t cp) {
   if (cp < 0x80) {
@@ -69,7 +73,9 @@ std::string to_upper(uint32_t cp) {
   return encode(cp - 0x20);
 }
 
-std::string to_title(uint32_t cp) { return cp == 0xDF ? "Ss" : to_upper(cp); }
+std::string to_title(uint32_t cp) {
+  return cp == 0xDF ? "Ss" : to_upper(cp);
+}
 
 std::string to_lower(uint32_t cp) {
   if (case_of(cp) != Case::Upper) return encode(cp);
@@ -78,7 +84,9 @@ std::string to_lower(uint32_t cp) {
 
 }  // namespace
 
-bool is_python_space(uint32_t code_point) { return utf8::is_python_space(code_point); }
+bool is_python_space(uint32_t code_point) {
+  return utf8::is_python_space(code_point);
+}
 
 std::vector<size_t> code_point_offsets(std::string_view s) {
   std::vector<size_t> offsets;
@@ -186,8 +194,8 @@ std::vector<std::string> splitlines(std::string_view s, bool keepends) {
   while (pos < s.size()) {
     const size_t at = pos;
     const uint32_t cp = utf8::next_code_point(s, pos);
-    const bool line_break = cp == '\n' || cp == '\r' || cp == 0x0B || cp == 0x0C || (cp >= 0x1C && cp <= 0x1E) ||
-                            cp == 0x85 || cp == 0x2028 || cp == 0x2029;
+    const bool line_break = cp == '\n' || cp == '\r' || cp == 0x0B || cp == 0x0C ||
+                            (cp >= 0x1C && cp <= 0x1E) || cp == 0x85 || cp == 0x2028 || cp == 0x2029;
     if (!line_break) continue;
     if (cp == '\r' && pos < s.size() && s[pos] == '\n') ++pos;
     lines.emplace_back(s.substr(start, (keepends ? pos : at) - start));
@@ -271,7 +279,8 @@ std::string jinja_title(std::string_view s) {
   bool at_word_start = true;
   for (size_t pos = 0; pos < s.size();) {
     const uint32_t cp = utf8::next_code_point(s, pos);
-    const bool separator = cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || is_python_space(cp);
+    const bool separator =
+        cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || is_python_space(cp);
     if (separator) {
       out += encode(cp);
       at_word_start = true;

@@ -39,7 +39,8 @@ const Value* ObjectData::find(std::string_view name) const {
 }
 
 void ObjectData::set(std::string_view name, Value value) {
-  QLLM_CHECK(value.kind() != Kind::Object, "storing a {} object in a namespace is not supported", type_name(value));
+  QLLM_CHECK(value.kind() != Kind::Object, "storing a {} object in a namespace is not supported",
+             type_name(value));
   for (auto& [k, v] : attributes) {
     if (k == name) {
       v = std::move(value);
@@ -53,8 +54,8 @@ namespace {
 
 // 1 + the deepest element, checked against kMaxValueDepth; objects may not be elements.
 size_t container_depth(const Value& element, size_t depth) {
-  QLLM_CHECK(element.kind() != Kind::Object, "storing a {} object in a list, dict or namespace is not supported",
-             type_name(element));
+  QLLM_CHECK(element.kind() != Kind::Object,
+             "storing a {} object in a list, dict or namespace is not supported", type_name(element));
   depth = std::max(depth, element.depth() + 1);
   QLLM_CHECK(depth <= kMaxValueDepth, "lists and dicts nested deeper than {} levels", kMaxValueDepth);
   return depth;
@@ -112,7 +113,7 @@ bool Value::truthy() const {
     case Kind::String:
       return !as_string().empty();
     case Kind::List:
-      return !as_list().items.empty();
+      return as_list().form == ListForm::Generator || !as_list().items.empty();
     case Kind::Dict:
       return !as_dict().items.empty();
     case Kind::Object:
@@ -155,6 +156,8 @@ std::string type_name(const Value& value) {
           return "dict_values";
         case ListForm::Range:
           return "range";
+        case ListForm::Generator:
+          return "generator";
         case ListForm::List:
           break;
       }
@@ -171,7 +174,9 @@ std::string type_name(const Value& value) {
 
 namespace {
 
-bool is_tuple(const Value& v) { return v.is_list() && v.as_list().form == ListForm::Tuple; }
+bool is_tuple(const Value& v) {
+  return v.is_list() && v.as_list().form == ListForm::Tuple;
+}
 
 }  // namespace
 
@@ -188,7 +193,8 @@ bool equal(const Value& a, const Value& b) {
     case Kind::String:
       return a.as_string() == b.as_string();
     case Kind::List: {
-      if (is_tuple(a) != is_tuple(b)) return false;
+      if (a.as_list().form != b.as_list().form) return false;  // [1] != (1,); views and ranges apart
+      if (a.as_list().form == ListForm::Generator) return &a.as_list() == &b.as_list();  // identity
       const auto& x = a.as_list().items;
       const auto& y = b.as_list().items;
       if (x.size() != y.size()) return false;
@@ -310,8 +316,9 @@ std::string string_repr(const std::string& s) {
     } else if (cp == '\t') {
       out += "\\t";
     } else if (python_escapes(cp)) {
-      out += cp <= 0xFF ? fmt::format("\\x{:02x}", cp)
-                        : cp <= 0xFFFF ? fmt::format("\\u{:04x}", cp) : fmt::format("\\U{:08x}", cp);
+      out += cp <= 0xFF     ? fmt::format("\\x{:02x}", cp)
+             : cp <= 0xFFFF ? fmt::format("\\u{:04x}", cp)
+                            : fmt::format("\\U{:08x}", cp);
     } else {
       utf8::append_code_point(out, cp);
     }
@@ -339,6 +346,8 @@ std::string sequence_repr(const ListData& list) {
       return "dict_values(" + out + ")";
     case ListForm::Range:
       fail("printing a range object is not supported");
+    case ListForm::Generator:
+      fail("printing a generator (the result of select, map, unique, items or reverse) is not supported");
     case ListForm::List:
     case ListForm::Tuple:
       break;

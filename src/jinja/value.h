@@ -19,8 +19,10 @@ class Value;
 
 enum class Kind { Undefined, None, Bool, Int, Float, String, List, Dict, Object, Callable };
 
-// How a sequence prints and compares: Python's list, tuple, dict views and range are all sequences here.
-enum class ListForm { List, Tuple, DictItems, DictKeys, DictValues, Range };
+// How a sequence prints and behaves: Python's list, tuple, dict views, range, and the one-shot
+// iterators (generators) that select, map, unique, items and reverse return: always true, no len(), not
+// printable, not subscriptable, and usable once.
+enum class ListForm { List, Tuple, DictItems, DictKeys, DictValues, Range, Generator };
 
 // Containers nest at most this deep (so printing, comparing and destroying them cannot exhaust the
 // stack), and never hold a namespace or loop object (so no reference cycle can form).
@@ -30,6 +32,7 @@ struct ListData {
   std::vector<Value> items;
   ListForm form = ListForm::List;
   size_t depth = 1;
+  mutable bool consumed = false;  // a Generator that was iterated
 };
 
 struct DictData {
@@ -83,7 +86,7 @@ class Value {
   bool is_dict() const { return kind_ == Kind::Dict; }
 
   bool as_bool() const { return std::get<bool>(data_); }
-  int64_t as_int() const;  // Int or Bool
+  int64_t as_int() const;   // Int or Bool
   double as_float() const;  // Int, Bool or Float
   const std::string& as_string() const { return std::get<std::string>(data_); }
   const ListData& as_list() const { return *std::get<std::shared_ptr<const ListData>>(data_); }
@@ -104,9 +107,9 @@ class Value {
   bool same_object(const Value& other) const;
 
  private:
-  using Data = std::variant<std::monostate, bool, int64_t, double, std::string, std::shared_ptr<const ListData>,
-                            std::shared_ptr<const DictData>, std::shared_ptr<ObjectData>,
-                            std::shared_ptr<const Callable>>;
+  using Data = std::variant<std::monostate, bool, int64_t, double, std::string,
+                            std::shared_ptr<const ListData>, std::shared_ptr<const DictData>,
+                            std::shared_ptr<ObjectData>, std::shared_ptr<const Callable>>;
   Value(Kind kind, Data data) : kind_(kind), data_(std::move(data)) {}
   Kind kind_;
   Data data_;

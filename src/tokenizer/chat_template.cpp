@@ -28,7 +28,8 @@ nlohmann::json read_config(const std::filesystem::path& file) {
   const std::string text = read_text_file(file);
   const nlohmann::json::parser_callback_t limit_depth = [&](int depth, nlohmann::json::parse_event_t,
                                                             nlohmann::json&) {
-    QLLM_CHECK(depth <= kMaxConfigDepth, "{}: JSON nested deeper than {} levels", file.string(), kMaxConfigDepth);
+    QLLM_CHECK(depth <= kMaxConfigDepth, "{}: JSON nested deeper than {} levels", file.string(),
+               kMaxConfigDepth);
     return true;
   };
   try {
@@ -44,8 +45,8 @@ std::string config_template(const nlohmann::json& config, const std::filesystem:
   if (value.is_string()) return value.get<std::string>();
   if (value.is_array()) {
     for (const auto& entry : value) {
-      if (entry.is_object() && entry.contains("name") && entry["name"] == "default" && entry.contains("template") &&
-          entry["template"].is_string()) {
+      if (entry.is_object() && entry.contains("name") && entry["name"] == "default" &&
+          entry.contains("template") && entry["template"].is_string()) {
         return entry["template"].get<std::string>();
       }
     }
@@ -59,8 +60,8 @@ std::optional<std::string> config_token(const nlohmann::json& config, const char
   if (!config.is_object() || !config.contains(field) || config[field].is_null()) return std::nullopt;
   const nlohmann::json& token = config[field];
   const nlohmann::json& text = token.is_object() && token.contains("content") ? token["content"] : token;
-  QLLM_CHECK(text.is_string(), "{}: field '{}' must be a string or an object with a string 'content'", file.string(),
-             field);
+  QLLM_CHECK(text.is_string(), "{}: field '{}' must be a string or an object with a string 'content'",
+             file.string(), field);
   return text.get<std::string>();
 }
 
@@ -69,12 +70,14 @@ std::optional<std::string> config_token(const nlohmann::json& config, const char
 ChatTemplate ChatTemplate::load(const std::filesystem::path& dir) {
   QLLM_CHECK(std::filesystem::is_directory(dir), "{}: not a directory", dir.string());
   const auto config_file = dir / "tokenizer_config.json";
-  const nlohmann::json config = std::filesystem::exists(config_file) ? read_config(config_file) : nlohmann::json();
+  const nlohmann::json config =
+      std::filesystem::exists(config_file) ? read_config(config_file) : nlohmann::json();
   QLLM_CHECK(config.is_null() || config.is_object(), "{}: must hold a JSON object", config_file.string());
   const auto bos = config_token(config, "bos_token", config_file);
   const auto eos = config_token(config, "eos_token", config_file);
   const auto jinja_file = dir / "chat_template.jinja";
-  if (std::filesystem::exists(jinja_file)) return from_source(read_text_file(jinja_file), bos, eos, jinja_file);
+  if (std::filesystem::exists(jinja_file))
+    return from_source(read_text_file(jinja_file), bos, eos, jinja_file);
   QLLM_CHECK(config.is_object() && config.contains("chat_template"),
              "{}: no chat template (neither chat_template.jinja nor a 'chat_template' field in "
              "tokenizer_config.json)",

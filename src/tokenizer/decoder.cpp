@@ -1,8 +1,8 @@
 // Decoding: ids -> the bytes their tokens stand for (GPT-2 byte table reversed; added tokens as written),
 // then UTF-8 with invalid sequences replaced, as HF's ByteLevel decoder (String::from_utf8_lossy) does.
+#include "core/utf8.h"
 #include "qllm/tokenizer.h"
 #include "tokenizer/tokenizer_model.h"
-#include "core/utf8.h"
 
 namespace qllm {
 

@@ -2,11 +2,11 @@
 #include <algorithm>
 
 #include "core/file_io.h"
+#include "core/utf8.h"
 #include "qllm/error.h"
 #include "qllm/tokenizer.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/tokenizer_model.h"
-#include "core/utf8.h"
 
 namespace qllm {
 

@@ -22,12 +22,14 @@ inline jinja::Context jinja_context(std::string_view json) {
 }
 
 // `source` rendered with the variables of the JSON object `context`.
-inline std::string render(std::string_view source, std::string_view context = "{}", jinja::Limits limits = {}) {
+inline std::string render(std::string_view source, std::string_view context = "{}",
+                          jinja::Limits limits = {}) {
   return jinja::Template::parse(source, "t", limits).render(jinja_context(context));
 }
 
 // The message of the qllm::Error that parsing or rendering `source` throws, or "" when it renders.
-inline std::string render_error(std::string_view source, std::string_view context = "{}", jinja::Limits limits = {}) {
+inline std::string render_error(std::string_view source, std::string_view context = "{}",
+                                jinja::Limits limits = {}) {
   try {
     render(source, context, limits);
   } catch (const Error& e) {

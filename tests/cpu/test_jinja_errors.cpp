@@ -17,7 +17,8 @@ using testing::render_error;
 void expect_error(const std::string& source, const std::string& expected, std::string_view context = "{}",
                   jinja::Limits limits = {}) {
   const std::string error = render_error(source, context, limits);
-  EXPECT_NE(error.find(expected), std::string::npos) << "template: " << source.substr(0, 80) << "\nerror: " << error;
+  EXPECT_NE(error.find(expected), std::string::npos)
+      << "template: " << source.substr(0, 80) << "\nerror: " << error;
 }
 
 std::string repeated(std::string_view part, size_t times) {
@@ -36,6 +37,8 @@ TEST(JinjaErrors, SyntaxErrorsHavePositions) {
   expect_error("{% foo %}", "t:1:4: unknown tag 'foo'");
   expect_error("{% if %}{% endif %}", "t:1:7: expected an expression, got '%}'");
   expect_error("{% break %}", "t:1:4: 'break' outside of a for loop");
+  expect_error("{% set a, = [1] %}", "t:1:11: expected a name, got '='");
+  expect_error("{% macro m() %}{% endmacro m %}", "t:1:28: expected '%}', got 'm'");
   expect_error("{{ x|nofilter }}", "t:1:6: no filter named 'nofilter'");
   expect_error("{% if x is nottest %}{% endif %}", "t:1:12: no test named 'nottest'");
   expect_error(std::string("{{ '\xff' }}"), "invalid UTF-8 at byte offset 4");
@@ -64,6 +67,20 @@ TEST(JinjaErrors, UnsupportedConstructsAreNamed) {
 
 TEST(JinjaErrors, RuntimeErrorsAsJinja2RaisesThem) {
   expect_error("{{ 1 / 0 }}", "t:1:6: division by zero");
+  expect_error("{{ 10.0 ** 400 }}", "Numerical result out of range");
+  expect_error("{{ 'a'|replace('a', 'b', 1.5) }}", "replace count must be an integer, not float");
+  expect_error("{{ x is divisibleby 0 }}", "integer division or modulo by zero", R"({"x": 4})");
+  // Undefined values where Python fails on them, and generators used as lists.
+  expect_error("{{ 'hello'[1:x] }}", "'x' is undefined");
+  expect_error("{{ x|int }}", "'x' is undefined");
+  expect_error("{{ 'a'.strip(x) }}", "str.strip(): argument 'chars' is undefined");
+  expect_error("{{ [1]|sort(reverse=x) }}", "sort(): argument 'reverse' is undefined");
+  expect_error("{{ 'a' is lower 'b' }}", "lower() takes at most 0 positional argument(s) (1 given)");
+  expect_error("{{ [1, 2]|select('odd') }}", "printing a generator");
+  expect_error("{{ [1, 2]|select('odd')|length }}", "object of type 'generator' has no len()");
+  expect_error("{{ [1, 2]|unique|last }}", "'generator' object is not reversible");
+  expect_error("{% set g = [1]|map('string') %}{{ g|list }}{{ g|list }}",
+               "used a second time is not supported");
   expect_error("{{ x.y }}", "t:1:5: 'x' is undefined");
   expect_error("{{ d.a.b }}", "'dict object' has no attribute 'a'", R"({"d": {}})");
   expect_error("{{ f() }}", "'f' is undefined");
@@ -98,7 +115,8 @@ TEST(JinjaErrors, DeepNestingIsAnErrorNotACrash) {
   EXPECT_EQ(render("{{ " + repeated("(", 50) + "1" + repeated(")", 50) + " }}"), "1");
   EXPECT_EQ(render(repeated("{% if true %}", 50) + "x" + repeated("{% endif %}", 50)), "x");
   // Recursion through macros, and values nested through a namespace, are bounded too.
-  expect_error("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "evaluation nested deeper than 1000 levels");
+  expect_error("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+               "evaluation nested deeper than 1000 levels");
   expect_error("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}",
                "lists and dicts nested deeper than 128 levels");
   expect_error("{% set ns = namespace() %}{% set ns.self = ns %}", "storing a Namespace object");

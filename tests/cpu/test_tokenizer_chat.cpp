@@ -90,7 +90,8 @@ std::optional<std::string> optional_string(const nlohmann::json& j) {
 
 // A model folder holding `text` as Hugging Face ships it: in tokenizer_config.json or in
 // chat_template.jinja, the special tokens in tokenizer_config.json (eos as an AddedToken object).
-void write_model_dir(const TempDir& dir, const std::string& text, const nlohmann::json& entry, bool as_jinja_file) {
+void write_model_dir(const TempDir& dir, const std::string& text, const nlohmann::json& entry,
+                     bool as_jinja_file) {
   nlohmann::json config = {{"bos_token", entry["bos_token"]},
                            {"eos_token", {{"content", entry["eos_token"]}, {"special", true}}}};
   if (as_jinja_file) {
@@ -105,8 +106,8 @@ void write_model_dir(const TempDir& dir, const std::string& text, const nlohmann
 // transformers raises, a qllm::Error holding the template's message.
 void expect_golden(const ChatTemplate& loaded, const nlohmann::json& entry) {
   for (const auto& c : entry["cases"]) {
-    SCOPED_TRACE(c["conversation"].get<std::string>() + (c["add_generation_prompt"] ? " +gen" : " -gen") + " date " +
-                 c["date_string"].dump());
+    SCOPED_TRACE(c["conversation"].get<std::string>() + (c["add_generation_prompt"] ? " +gen" : " -gen") +
+                 " date " + c["date_string"].dump());
     ChatTemplate chat = loaded;
     if (!c["date_string"].is_null()) chat.set_variable("date_string", c["date_string"].get<std::string>());
     const auto messages = golden_messages(c["conversation"].get<std::string>());
@@ -117,7 +118,8 @@ void expect_golden(const ChatTemplate& loaded, const nlohmann::json& entry) {
     }
     try {
       const std::string out = chat.render(messages, add_generation_prompt);
-      ADD_FAILURE() << "rendered where transformers raises '" << c["error"].get<std::string>() << "': " << out;
+      ADD_FAILURE() << "rendered where transformers raises '" << c["error"].get<std::string>()
+                    << "': " << out;
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(c["error"].get<std::string>()), std::string::npos) << e.what();
     }
@@ -154,7 +156,8 @@ TEST(TokenizerChatTemplate, GoldenRenderingsOfRealTemplates) {
 
 // The Llama-3.2-1B-Instruct prompt written out in full, independently of the golden file.
 TEST(TokenizerChatTemplate, Llama32SystemPreamble) {
-  ChatTemplate chat = ChatTemplate::from_source(read_fixture("llama3.2.jinja"), "<|begin_of_text|>", "<|eot_id|>");
+  ChatTemplate chat =
+      ChatTemplate::from_source(read_fixture("llama3.2.jinja"), "<|begin_of_text|>", "<|eot_id|>");
   chat.set_variable("date_string", "26 Jul 2024");
   const std::vector<ChatMessage> messages = {{"system", "You are a pirate."}, {"user", "Hi"}};
   EXPECT_EQ(
@@ -178,7 +181,8 @@ std::string strftime_today() {
 TEST(TokenizerChatTemplate, DefaultDates) {
   const std::vector<ChatMessage> hi = {{"user", "Hi"}};
   // 3.2: strftime_now("%d %b %Y"), today's local date (read twice, in case midnight passes in between).
-  const ChatTemplate llama32 = ChatTemplate::from_source(read_fixture("llama3.2.jinja"), "<|begin_of_text|>", "");
+  const ChatTemplate llama32 =
+      ChatTemplate::from_source(read_fixture("llama3.2.jinja"), "<|begin_of_text|>", "");
   const std::string before = strftime_today();
   const std::string rendered = llama32.render(hi, true);
   const std::string after = strftime_today();
@@ -203,7 +207,8 @@ TEST(TokenizerChatTemplate, Llama32RenderingEncodesSpecialTokensOnce) {
   const std::string shared = testing::shared_tokenizer_dir("tokenizers/llama3");
   QLLM_SKIP_WITHOUT_SHARED(shared);
   const Tokenizer& tokenizer = testing::cached_tokenizer(shared);
-  ChatTemplate chat = ChatTemplate::from_source(read_fixture("llama3.2.jinja"), "<|begin_of_text|>", "<|eot_id|>");
+  ChatTemplate chat =
+      ChatTemplate::from_source(read_fixture("llama3.2.jinja"), "<|begin_of_text|>", "<|eot_id|>");
   chat.set_variable("date_string", "26 Jul 2024");
   const std::string text = chat.render(kConversation, true);
   const auto ids = tokenizer.encode(text, false);
@@ -261,9 +266,11 @@ std::string load_error(const std::string& config, const std::string& jinja_file)
 TEST(TokenizerChatTemplate, ErrorsNameFileAndPosition) {
   // Unsupported constructs are refused at load time with file, line and column.
   std::string error = load_error("{}", "line one\n{{ x | xmlattr }}");
-  EXPECT_NE(error.find("chat_template.jinja:2:8: the filter 'xmlattr' is not supported"), std::string::npos) << error;
+  EXPECT_NE(error.find("chat_template.jinja:2:8: the filter 'xmlattr' is not supported"), std::string::npos)
+      << error;
   error = load_error(R"({"chat_template": "{% include 'other.jinja' %}"})", "");
-  EXPECT_NE(error.find("tokenizer_config.json:1:4: the 'include' tag is not supported"), std::string::npos) << error;
+  EXPECT_NE(error.find("tokenizer_config.json:1:4: the 'include' tag is not supported"), std::string::npos)
+      << error;
   error = load_error("{}", "{% for m in messages %}");
   EXPECT_NE(error.find("expected 'endfor' or 'else'"), std::string::npos) << error;
 
@@ -274,7 +281,8 @@ TEST(TokenizerChatTemplate, ErrorsNameFileAndPosition) {
   EXPECT_NE(error.find("not valid JSON"), std::string::npos) << error;
 
   // Errors while rendering: the template's own, an empty message list, invalid UTF-8.
-  const ChatTemplate gemma = ChatTemplate::from_source(read_fixture("gemma-2.jinja"), "<bos>", "<eos>", "gemma");
+  const ChatTemplate gemma =
+      ChatTemplate::from_source(read_fixture("gemma-2.jinja"), "<bos>", "<eos>", "gemma");
   try {
     gemma.render(std::vector<ChatMessage>{{"system", "s"}}, true);
     ADD_FAILURE() << "rendered a system message with Gemma's template";

@@ -12,10 +12,10 @@
 #include <mutex>
 #include <string>
 
+#include "core/utf8.h"
 #include "qllm/tokenizer.h"
 #include "tests/support/test_util.h"
 #include "tokenizer/byte_level.h"
-#include "core/utf8.h"
 
 namespace qllm::testing {
 
