@@ -593,7 +593,7 @@ bool apply_test(Budget& budget, std::string_view name, const Value& v, CallArgs 
     const Value& other = p.required(0);
     QLLM_CHECK(k == Kind::None || k == Kind::Bool || k == Kind::Undefined,
                "'sameas' is supported for none and booleans only");
-    return other.kind() == k && equal(v, other);
+    return k != Kind::Undefined && other.kind() == k && equal(v, other);  // each Undefined is a new object
   }
   fail("{}", unsupported_test_message(name));
 }

@@ -490,6 +490,8 @@ std::string strftime_now(const std::string& format) {
         c_format += '%';
         c_format += d;
       }
+    } else if (format[i] == '%') {
+      c_format += "%%";  // a lone final '%' is written as it is
     } else {
       c_format += format[i];
     }

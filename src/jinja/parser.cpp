@@ -637,7 +637,11 @@ class Parser {
       if (at_op("*") || at_op("**")) error(current().pos, "*args and **kwargs in calls are not supported");
       if (at(TokenType::Name) && i_ + 1 < tokens_.size() && tokens_[i_ + 1].type == TokenType::Operator &&
           tokens_[i_ + 1].text == "=") {
-        e.kwarg_names.push_back(next().text);
+        const Token& name = next();
+        if (std::find(e.kwarg_names.begin(), e.kwarg_names.end(), name.text) != e.kwarg_names.end()) {
+          error(name.pos, fmt::format("keyword argument repeated: {}", name.text));
+        }
+        e.kwarg_names.push_back(name.text);
         ++i_;
         e.args.push_back(parse_expression(true));
       } else {

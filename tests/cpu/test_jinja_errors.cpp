@@ -38,6 +38,7 @@ TEST(JinjaErrors, SyntaxErrorsHavePositions) {
   expect_error("{% if %}{% endif %}", "t:1:7: expected an expression, got '%}'");
   expect_error("{% break %}", "t:1:4: 'break' outside of a for loop");
   expect_error("{% set a, = [1] %}", "t:1:11: expected a name, got '='");
+  expect_error("{{ dict(a=1, a=2) }}", "t:1:14: keyword argument repeated: a");
   expect_error("{% macro m() %}{% endmacro m %}", "t:1:28: expected '%}', got 'm'");
   expect_error("{{ x|nofilter }}", "t:1:6: no filter named 'nofilter'");
   expect_error("{% if x is nottest %}{% endif %}", "t:1:12: no test named 'nottest'");

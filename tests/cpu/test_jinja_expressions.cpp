@@ -138,6 +138,9 @@ TEST(JinjaExpressions, Filters) {
 }
 
 TEST(JinjaExpressions, Methods) {
+  // strftime_now as Python's datetime.strftime: "%%" and a lone final "%" both write "%".
+  EXPECT_EQ(render("{{ strftime_now('%%|%') }}|{{ x is sameas y }}|{{ none is sameas none }}"),
+            "%|%|False|True");
   EXPECT_EQ(render("{{ 'a,b,,c'.split(',') }} {{ '  a b  c '.split() }} {{ 'a b c'.split(' ', 1) }} {{ "
                    "'a,b,c'.rsplit(',', 1) }} {{ ' a b '.rsplit(none, 1) }} {{ 'abc'.startswith('a') }} {{ "
                    "'abc'.endswith(('x', 'c')) }}"),
