@@ -474,7 +474,8 @@ namespace {
 
 // transformers' strftime_now: datetime.now().strftime(format), in the C locale. Python handles %f, %z
 // and %Z itself (a naive datetime has no zone: %z and %Z write nothing); the rest is the C strftime.
-std::string strftime_now(const std::string& format) {
+std::string strftime_now(std::string format) {
+  format = format.substr(0, format.find('\0'));  // the C strftime Python calls ends at a NUL
   QLLM_CHECK(format.size() <= 256, "strftime_now: format longer than 256 bytes");
   const auto now = std::chrono::system_clock::now();
   const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
