@@ -1,8 +1,11 @@
 // Binding call arguments to a builtin's parameters, as Python binds them: positionally, then by keyword;
 // too many arguments, unknown keywords and missing required ones are qllm::Errors naming the function.
+// Also the lookup in the builtins' name tables.
 #pragma once
 
+#include <algorithm>
 #include <initializer_list>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +14,12 @@
 #include "jinja/builtins.h"
 
 namespace qllm::jinja {
+
+// Whether `name` is one of `names` (the builtins' tables of names).
+template <size_t N>
+bool listed(const std::string_view (&names)[N], std::string_view name) {
+  return std::find(std::begin(names), std::end(names), name) != std::end(names);
+}
 
 class Params {
  public:

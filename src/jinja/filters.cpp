@@ -33,11 +33,6 @@ constexpr std::string_view kTests[] = {
     "sequence", "string",   "test",     "true",        "undefined", "upper"};
 constexpr std::string_view kUnsupportedTests[] = {"escaped"};
 
-template <size_t N>
-bool listed(const std::string_view (&names)[N], std::string_view name) {
-  return std::find(std::begin(names), std::end(names), name) != std::end(names);
-}
-
 int64_t integer_arg(const Value& v, std::string_view what) {
   QLLM_CHECK(v.kind() == Kind::Int || v.kind() == Kind::Bool, "{} must be an integer, not {}", what,
              type_name(v));

@@ -44,11 +44,6 @@ constexpr std::string_view kDictMethods[] = {"clear", "copy",    "fromkeys",   "
 constexpr std::string_view kListMethods[] = {"append", "clear", "copy",   "count",   "extend", "index",
                                              "insert", "pop",   "remove", "reverse", "sort"};
 
-template <size_t N>
-bool listed(const std::string_view (&names)[N], std::string_view name) {
-  return std::find(std::begin(names), std::end(names), name) != std::end(names);
-}
-
 // Subscriptable sequences: list, tuple, range (not dict views or generators).
 bool is_sequence_list(const Value& v) {
   return v.is_list() && (v.as_list().form == ListForm::List || v.as_list().form == ListForm::Tuple ||
