@@ -1,9 +1,9 @@
-// Hugging Face byte-level BPE tokenizers (tokenizer.json, as Llama 3 ships it), GGUF tokenizers and the
-// Llama 3.x chat formats. tokenizer.json: encoding and decoding give exactly the ids and strings of HF
-// `tokenizers` for the configurations that load. GGUF ("gpt2" byte-level BPE with the llama-bpe, smollm or
-// gpt-2 pre-tokenizer, "llama" SentencePiece BPE): encoding gives exactly the ids of llama.cpp's
-// llama_tokenize with parse_special. Every other configuration is refused at load time with a qllm::Error
-// naming the field.
+// Tokenizers and chat templates. Hugging Face byte-level BPE (tokenizer.json, as Llama 3 ships it): encoding
+// and decoding give exactly the ids and strings of HF `tokenizers` for the configurations that load. GGUF
+// ("gpt2" byte-level BPE with the llama-bpe, smollm or gpt-2 pre-tokenizer, "llama" SentencePiece BPE):
+// encoding gives exactly the ids of llama.cpp's llama_tokenize with parse_special. Every other configuration
+// is refused at load time with a qllm::Error naming the field. Chat templates are Jinja, interpreted
+// (src/jinja/).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace qllm {
@@ -80,52 +81,47 @@ struct ChatMessage {
   std::string content;
 };
 
-// Which chat format a ChatTemplate renders.
-enum class ChatFormat {
-  Llama3,   // Llama 3.0: each message as <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
-  Llama31,  // Meta's Llama 3.1 template: a system turn with "Cutting Knowledge Date" and "Today Date" first
-  Llama32,  // Meta's Llama 3.2 template: the same, today's date by default
-};
+namespace detail {
+struct ChatTemplateProgram;
+}
 
-// The Llama 3 chat templates (3.0, and Meta's published 3.1 and 3.2 templates). The Jinja source is not
-// interpreted: a 3.0 template is recognised as Llama 3 style and its variations (BOS, content trimmed,
-// generation prompt conditional) are read from it; a template with the Llama 3.1+ date preamble must be
-// Meta's 3.1 or 3.2 text (up to whitespace, comments and quote style). Anything else is refused at load
-// time, so render() never silently differs from what Hugging Face's apply_chat_template writes.
+// A Hugging Face chat template (Jinja source), rendered by qllm's Jinja interpreter (src/jinja/) as
+// transformers' apply_chat_template(messages, tokenize=False) renders it: byte for byte, or a qllm::Error
+// (a template that raises, or uses what the interpreter does not cover) — never different text.
 class ChatTemplate {
  public:
-  // Reads chat_template.jinja in `dir`, else "chat_template" of tokenizer_config.json; `bos_token` comes
-  // from tokenizer_config.json. Refuses templates that are not Llama 3 style with a clear qllm::Error.
+  // Reads chat_template.jinja in `dir`, else "chat_template" of tokenizer_config.json (a string, or a list
+  // of {"name", "template"} of which "default" is used); bos_token and eos_token come from
+  // tokenizer_config.json (a string or an AddedToken {"content": ...}) when it has them. Parses the
+  // template: a syntax error or an unsupported construct is a qllm::Error naming the file and line:column.
   static ChatTemplate load(const std::filesystem::path& dir);
 
-  // 3.0: <|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>... then the
-  // assistant header when add_generation_prompt (or always, when the template writes it unconditionally,
-  // as Meta's original Llama 3 template does).
-  // 3.1 / 3.2: <|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date:
-  // December 2023\nToday Date: {date()}\n\n{first message's content, trimmed, when its role is "system",
-  // else nothing}<|eot_id|>, then the other messages as in 3.0 (content trimmed), then the assistant header
-  // when add_generation_prompt. Roles "tool" and "ipython" are refused ("tool calling is not supported").
-  // Throws for an empty message list.
+  // From template source, e.g. the GGUF key tokenizer.chat_template. `source` names it in errors.
+  static ChatTemplate from_source(std::string_view template_text, std::optional<std::string> bos_token,
+                                  std::optional<std::string> eos_token,
+                                  std::filesystem::path source = "chat template");
+
+  // The template's output for `messages` (role and content, valid UTF-8), with the variables
+  // transformers passes: messages, tools=None, documents=None, add_generation_prompt, bos_token and
+  // eos_token (when known), and those set by set_variable. Throws qllm::Error for an empty message list,
+  // and when rendering fails (raise_exception in the template: the error holds its message).
   std::string render(std::span<const ChatMessage> messages, bool add_generation_prompt) const;
 
-  // The date the 3.1 / 3.2 templates write after "Today Date: " (their `date_string`), e.g. "26 Jul 2024";
-  // 3.0 templates write no date and ignore it.
-  void set_date(std::string date);
-  // The date render() writes: the one set, else the template's default: "26 Jul 2024" for 3.1, today's
-  // local date as strftime "%d %b %Y" (English month) for 3.2; "" for 3.0.
-  std::string date() const;
+  // A further template variable, as apply_chat_template's keyword arguments give them: e.g.
+  // set_variable("date_string", "26 Jul 2024") for the Llama 3.1 / 3.2 templates (which otherwise write
+  // "26 Jul 2024" and today's date, strftime_now("%d %b %Y"), respectively).
+  void set_variable(const std::string& name, std::string value);
 
-  ChatFormat format() const { return format_; }
-  // Where the template came from ("<dir>/chat_template.jinja" or "<dir>/tokenizer_config.json").
+  // Where the template came from ("<dir>/chat_template.jinja", "<dir>/tokenizer_config.json", or the
+  // name given to from_source).
   const std::filesystem::path& source() const { return source_; }
 
  private:
   std::filesystem::path source_;
-  ChatFormat format_ = ChatFormat::Llama3;
-  std::string bos_text_;                   // empty when the template writes no BOS
-  bool trims_content_ = false;             // `message['content'] | trim`
-  bool generation_prompt_always_ = false;  // assistant header written without `if add_generation_prompt`
-  std::optional<std::string> date_;        // set_date(); else the template's default
+  std::shared_ptr<const detail::ChatTemplateProgram> program_;  // immutable: copies share it
+  std::optional<std::string> bos_token_;
+  std::optional<std::string> eos_token_;
+  std::vector<std::pair<std::string, std::string>> variables_;
 };
 
 }  // namespace qllm

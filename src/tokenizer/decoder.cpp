@@ -1,9 +1,9 @@
 // Decoding: ids -> the bytes their tokens stand for (GPT-2 byte table reversed, "▁" as a space and <0xXX>
 // as its byte for SentencePiece vocabularies; special tokens as written), then UTF-8 with invalid
 // sequences replaced, as HF's ByteLevel decoder (String::from_utf8_lossy) does.
+#include "core/utf8.h"
 #include "qllm/tokenizer.h"
 #include "tokenizer/tokenizer_model.h"
-#include "tokenizer/utf8.h"
 
 namespace qllm {
 

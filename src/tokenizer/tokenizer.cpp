@@ -3,12 +3,12 @@
 
 #include "core/file_io.h"
 #include "core/gguf.h"
+#include "core/utf8.h"
 #include "qllm/error.h"
 #include "qllm/tokenizer.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer_model.h"
-#include "tokenizer/utf8.h"
 
 namespace qllm {
 

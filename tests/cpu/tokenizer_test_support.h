@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "core/utf8.h"
 #include "qllm/tokenizer.h"
 #include "tests/support/test_util.h"
 #include "tokenizer/byte_level.h"
-#include "tokenizer/utf8.h"
 
 namespace qllm::testing {
 

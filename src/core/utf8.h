@@ -1,5 +1,6 @@
-// UTF-8 helpers the tokenizer needs: strict validation of input text, the lossy decoding HF applies to
-// decoded bytes (Rust's String::from_utf8_lossy), and the incomplete tail that streaming holds back.
+// UTF-8 helpers shared by the tokenizer and the chat-template interpreter: strict validation of input
+// text, the lossy decoding HF applies to decoded bytes (Rust's String::from_utf8_lossy), and the incomplete
+// tail that streaming holds back.
 #pragma once
 
 #include <cstddef>
