@@ -68,6 +68,9 @@ class Context {
   virtual int64_t max_positions() const = 0;
   virtual int64_t max_batch_tokens() const = 0;
 
+  // Bytes this context holds on the model's device (KV cache, workspaces).
+  virtual uint64_t memory_bytes() const = 0;
+
   // Positions sequence `seq` holds in the cache.
   virtual int64_t length(int seq) const = 0;
   // Forgets positions >= `length` of `seq` (0 frees the sequence's cache).

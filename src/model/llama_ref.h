@@ -58,6 +58,7 @@ class LlamaRefContext final : public Context {
   int max_sequences() const override { return cache_.slots(); }
   int64_t max_positions() const override { return cache_.capacity(); }
   int64_t max_batch_tokens() const override { return max_batch_tokens_; }
+  uint64_t memory_bytes() const override { return cache_.bytes(); }
   int64_t length(int seq) const override;
   void truncate(int seq, int64_t length) override;
   void forward(std::span<const SequenceInput> batch, const ForwardOutputs& outputs) override;

@@ -207,5 +207,26 @@ TEST(CliProxy, PerplexityMatchesHf) {
   EXPECT_NEAR(row["perplexity"].get<double>() / hf, 1.0, 1e-3) << row.dump();
 }
 
+TEST(CliBench, MeasuresEveryModeAndBatchAsJson) {
+  const auto r = run_json(
+      kQllm + " bench --synthetic small --quant bf16,int4-g32 -p 16 -n 4 --batch 1,2 --reps 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output);
+  ASSERT_EQ(j["table"].size(), 8u) << r.output;  // 2 modes x 2 batches x (pp, tg)
+  EXPECT_EQ(j["table"][0]["test"], "pp16");
+  EXPECT_EQ(j["table"][1]["test"], "tg4");
+  EXPECT_EQ(j["table"][3]["batch"], 2);
+  EXPECT_EQ(j["table"][4]["quant"], "int4-g32");
+  for (const auto& row : j["table"]) EXPECT_GT(row["tokens_per_s"].get<double>(), 0.0) << row;
+  EXPECT_LT(j["table"][4]["weights_MiB"].get<double>(), j["table"][0]["weights_MiB"].get<double>());
+  EXPECT_TRUE(j.contains("date") && j.contains("device"));
+}
+
+TEST(CliBench, RejectsBadArguments) {
+  expect_failure(kQllm + " bench --synthetic small --model x", "exactly one of --model and --synthetic");
+  expect_failure(kQllm + " bench --synthetic small -p 0", "-p: prompt lengths must be >= 1");
+  expect_failure(kQllm + " bench --synthetic small --quant int5", "int5");
+}
+
 }  // namespace
 }  // namespace qllm
