@@ -6,7 +6,7 @@
 #include <cmath>
 #include <type_traits>
 
-#include "kernels/cuda_utils.h"
+#include "kernels/runtime/cuda_utils.h"
 
 namespace qllm::bench {
 

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "bench/stats.h"
-#include "kernels/cuda_utils.h"
+#include "kernels/runtime/cuda_utils.h"
 
 namespace qllm::bench {
 

@@ -4,8 +4,8 @@
 
 #include <cmath>
 
-#include "kernels/gemm_w4a16_layout.h"
 #include "qllm/error.h"
+#include "quant/w4a16_layout.h"
 #include "tests/support/test_util.h"
 
 namespace qllm {

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda_utils.h"
+#include "kernels/runtime/cuda_utils.h"
 
 namespace qllm::testing {
 

@@ -11,9 +11,9 @@
 #include <limits>
 
 #include "bench/bench_kernels.h"
-#include "kernels/cublas_gemm.h"
-#include "kernels/gemm_int8.h"
-#include "kernels/gemm_int8_launch.h"
+#include "kernels/gemm/cublas_gemm.h"
+#include "kernels/gemm/int8.h"
+#include "kernels/gemm/int8_launch.h"
 #include "qllm/error.h"
 #include "tests/support/test_util.h"
 

@@ -15,10 +15,10 @@
 #include <cmath>
 
 #include "bench/bench_kernels.h"
-#include "kernels/cublas_gemm.h"
-#include "kernels/gemm_w4a16.h"
-#include "kernels/gemm_w4a16_launch.h"
-#include "kernels/quantize_int4.h"
+#include "kernels/gemm/cublas_gemm.h"
+#include "kernels/gemm/w4a16.h"
+#include "kernels/gemm/w4a16_launch.h"
+#include "kernels/quantize/quantize_int4.h"
 #include "qllm/error.h"
 #include "tests/support/test_util.h"
 

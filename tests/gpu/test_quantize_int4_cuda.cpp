@@ -5,7 +5,7 @@
 
 #include <limits>
 
-#include "kernels/quantize_int4.h"
+#include "kernels/quantize/quantize_int4.h"
 #include "qllm/error.h"
 #include "tests/support/test_util.h"
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "core/random.h"
-#include "kernels/device_info.h"
+#include "kernels/runtime/device_info.h"
 #include "qllm/error.h"
 
 namespace qllm::testing {

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "core/table.h"
-#include "kernels/device_info.h"
+#include "kernels/runtime/device_info.h"
 #include "qllm/error.h"
 #include "qllm/quant.h"
 #include "tools/qllm/commands.h"
@@ -25,10 +25,10 @@
 #if QLLM_HAVE_CUDA
 #include "bench/bench_kernels.h"
 #include "bench/gpu_timing.h"
-#include "kernels/cublas_gemm.h"
-#include "kernels/gemm_int8.h"
-#include "kernels/gemm_w4a16.h"
-#include "kernels/quantize_int4.h"
+#include "kernels/gemm/cublas_gemm.h"
+#include "kernels/gemm/int8.h"
+#include "kernels/gemm/w4a16.h"
+#include "kernels/quantize/quantize_int4.h"
 #endif
 
 namespace qllm::cli {

@@ -9,7 +9,7 @@
 #include "core/checked_math.h"
 #include "core/random.h"
 #include "core/table.h"
-#include "kernels/device_info.h"
+#include "kernels/runtime/device_info.h"
 #include "qllm/error.h"
 #include "qllm/int8.h"
 #include "qllm/quant.h"
@@ -17,8 +17,8 @@
 
 #if QLLM_HAVE_CUDA
 #include "bench/gpu_timing.h"
-#include "kernels/gemm_int8.h"
-#include "kernels/quantize_int4.h"
+#include "kernels/gemm/int8.h"
+#include "kernels/quantize/quantize_int4.h"
 #endif
 
 namespace qllm::cli {

@@ -1,0 +1,326 @@
+// Host side of the W4A16 GEMM: validation, kernel choice, split-K planning, workspace.
+#include "kernels/gemm/w4a16.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+#include "kernels/gemm/skinny_plan.h"
+#include "kernels/gemm/w4a16_launch.h"
+#include "kernels/runtime/tma.h"
+#include "qllm/error.h"
+
+namespace qllm {
+
+namespace {
+
+// Auto's crossovers, measured on H200 (docs/RESULTS.md, crossover tables, M = 17 to 2048). Past the skinny
+// kernel's 16 tokens: the wgmma kernel (sm_90a) wherever its tiles fill the GPU without split-K (lm_head at
+// every M, gate/up from 512 tokens, the 2048-row shapes at 2048), K is long enough to split (down_proj
+// past 64 tokens), or, at 65-128 tokens, its 64-row tiles serve (every Llama shape but lm_head): there it
+// beats both the tiled kernel and the dequant path, whose scratch costs a write + read of 4 bytes per weight.
+// Elsewhere the tiled kernel up to 64 tokens (it wins or ties on every Llama shape but 2048x8192 at 48-64
+// tokens, within 3% of the dequant path; up to 128 on lm_head-sized weights without sm_90a), then the dequant
+// path: cuBLAS's GEMM on the bf16 scratch.
+constexpr int64_t kTiledUpToTokens = 64;
+constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (128256 x 2048 = 2^28)
+constexpr int64_t kTiledLargeUpToTokens = 128;
+// Split-K costs the wgmma kernel a pass over fp32 partials: worth it only where K is long (down_proj,
+// 2048x8192: M = 128 0.87x, 512 0.95x against the dequant path's 0.61x and 0.78x; on K = 2048 it loses).
+constexpr int64_t kWgmmaSplitMinSteps = 64;
+// The wgmma kernel's 64-row tiles serve 65 to this many tokens (past it they measured slower than the dequant
+// path and the wide tiles; see wgmma_tile).
+constexpr int64_t kWgmmaNarrowUpToTokens = 128;
+
+// The wgmma kernel's token tile for M tokens (H200, lm_head): a 256-token tile takes ~1.9x as long as a
+// 128-token one (199 against 105 us) and one that TMA fills less than three quarters runs slower still
+// (M = 160: 240 us), so the cheaper of the two tile counts; 64-token tiles up to 64 tokens.
+int wgmma_tokens_per_cta(int64_t m) {
+  if (m <= 64) return 64;
+  const int64_t cost128 = 100 * ceil_div(m, 128);
+  const int64_t cost256 = 190 * ceil_div(m, 256) + (m % 256 != 0 && m % 256 < 192 ? 60 : 0);
+  return cost256 < cost128 ? 256 : 128;
+}
+
+// A wgmma tile (tokens x weight rows per CTA), its split-K factor and its estimated cost (eighths of a wide
+// tile's k step).
+struct WgmmaTile {
+  int tokens = 0, rows = 0;
+  int64_t splits = 1, cost = INT64_MAX;
+};
+
+// The wgmma kernel's split-K factor for an [m, n] output of `ctas` tiles, each k step costing `step_cost`:
+// the fewest waves of CTAs times the k steps each runs, plus a pipeline fill and epilogue (~3 wide steps) per
+// wave and, when split, the reduction pass: a launch (~4 steps) and the fp32 partials written and read (8
+// bytes per element and split, ~4 MB per step's time; H200, 2048x8192: M = 768 took 64.5 us with 8 splits
+// against 34.4 at M = 512 with 4). Splitting past one wave (or splitting a grid just short of one) costs a
+// whole extra wave.
+WgmmaTile wgmma_splits(WgmmaTile tile, int64_t ctas, int64_t step_cost, int64_t k_steps, int64_t m, int64_t n,
+                       int64_t sms) {
+  for (int64_t s = 1; s <= std::min<int64_t>(16, std::max<int64_t>(1, k_steps / 4)); ++s) {
+    const int64_t reduce = s > 1 ? 8 * (4 + s * m * n / 500'000) : 0;
+    const int64_t cost = ceil_div(ctas * s, sms) * (ceil_div(k_steps, s) * step_cost + 8 * 3) + reduce;
+    if (cost < tile.cost) tile.splits = s, tile.cost = cost;
+  }
+  return tile;
+}
+
+// A k step of a wgmma tile with `rows` weight rows, in eighths of a wide tile's (~0.8 us): 64-row steps take
+// ~0.3 us.
+int64_t wgmma_step_cost(int rows) {
+  return rows == 64 ? 3 : 8;
+}
+
+// The wgmma tile for M tokens: the wide tile (128 or 256 weight rows: wgmma_tokens_per_cta) or, for 65-128
+// tokens, a 64-row tile whose two consumer warpgroups split the 128 tokens, whichever the cost model puts
+// first (with its splits). A 64-row k step takes ~0.3 us against ~0.8 for a wide one (H200: 2048x2048 at
+// M = 128, 32 CTAs of 32 steps, 15.2 us): it is latency-bound, each warp dequantizing a unit per step for
+// half the tokens. Past 128 tokens the dequant path or the wide tiles measured faster (2048x2048 M = 256:
+// 13.2 us against 13.5-16.0 with 64-row tiles; two 64-row CTAs per SM, fewer stages each, were slower).
+WgmmaTile wgmma_tile(int64_t m, int64_t n, int64_t k_steps, int64_t sms) {
+  const int wide = wgmma_tokens_per_cta(m);
+  const WgmmaTile candidates[] = {{wide, kernels::w4a16_wgmma_rows_per_cta(wide)}, {128, 64}};
+  WgmmaTile best;
+  for (const WgmmaTile& c : candidates) {
+    if (c.rows == 64 && (m <= kTiledUpToTokens || m > kWgmmaNarrowUpToTokens)) continue;
+    const int64_t ctas = ceil_div(n, c.rows) * ceil_div(m, c.tokens);
+    const WgmmaTile t = wgmma_splits(c, ctas, wgmma_step_cost(c.rows), k_steps, m, n, sms);
+    if (t.cost < best.cost) best = t;
+  }
+  return best;
+}
+
+// Whether the wgmma kernel's best `tile` for M tokens (its scale groups supported) suits them: it fills the
+// GPU without split-K, K is long enough that splitting pays, or it is a 64-row tile.
+bool wgmma_fills_gpu(const WgmmaTile& tile, int64_t m, int64_t n, int64_t k_steps, int64_t sms) {
+  // 64-row tiles: faster than the dequant path on every Llama shape where the cost model picks them (H200,
+  // M = 96 and 128: 2048x2048 10.7 against 12.7 us, 512x2048 9.3 / 10.4, 8192x2048 15.9 / 22.5, 2048x8192
+  // 18.9 / 26.0 and the wide tiles' 21.6).
+  if (tile.rows == 64) return true;
+  if (tile.splits > 1) return m > kTiledUpToTokens && k_steps >= kWgmmaSplitMinSteps;
+  return 2 * ceil_div(n, tile.rows) * ceil_div(m, tile.tokens) >= sms;
+}
+
+constexpr std::pair<W4A16Kernel, std::string_view> kKernelNames[] = {{W4A16Kernel::Auto, "auto"},
+                                                                     {W4A16Kernel::Skinny, "skinny"},
+                                                                     {W4A16Kernel::Tiled, "tiled"},
+                                                                     {W4A16Kernel::Wgmma, "wgmma"},
+                                                                     {W4A16Kernel::Dequant, "dequant"}};
+}  // namespace
+
+std::string_view w4a16_kernel_name(W4A16Kernel kernel) {
+  for (const auto& [k, name] : kKernelNames) {
+    if (k == kernel) return name;
+  }
+  return "?";
+}
+
+W4A16Kernel parse_w4a16_kernel(std::string_view name) {
+  for (const auto& [k, known] : kKernelNames) {
+    if (known == name) return k;
+  }
+  fail("unknown W4A16 kernel '{}' (expected auto, skinny, tiled, wgmma or dequant)", name);
+}
+
+W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
+  W4A16DeviceWeights d;
+  d.layout = w.layout;
+  d.qweight = to_device(std::span<const uint8_t>(w.qweight), "W4A16 packed weights");
+  d.scales = to_device(std::span<const uint16_t>(w.scales), "W4A16 scales");
+  if (w.layout.zero_point)
+    d.zero_offsets = to_device(std::span<const uint16_t>(w.zero_offsets), "W4A16 zeros");
+  return d;
+}
+
+W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
+  const bool wgmma = sm90a_kernels_available();
+  const int64_t k_steps = layout.k / kW4A16TileK;
+  const int64_t sms = multiprocessor_count();
+  const bool wgmma_groups = kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0;
+  // The wgmma kernel's best tile, derived once and only where asked for (not on the skinny path).
+  std::optional<WgmmaTile> wgmma_best;
+  auto best_wgmma_tile = [&]() -> const WgmmaTile& {
+    if (!wgmma_best) wgmma_best = wgmma_tile(m, layout.n, k_steps, sms);
+    return *wgmma_best;
+  };
+  if (kernel == W4A16Kernel::Auto) {
+    // The skinny kernel up to 16 tokens (memory-bound), the wgmma kernel where its tiles fill the GPU, the
+    // tiled kernel while it beats the dequant path (the bigger the weights, the longer), then the dequant
+    // path.
+    const bool large = layout.n * layout.k >= kLargeWeightElements;
+    if (m <= 16) {
+      kernel = W4A16Kernel::Skinny;
+    } else if (wgmma && wgmma_groups && wgmma_fills_gpu(best_wgmma_tile(), m, layout.n, k_steps, sms)) {
+      kernel = W4A16Kernel::Wgmma;
+    } else if (m <= (large ? kTiledLargeUpToTokens : kTiledUpToTokens)) {
+      kernel = W4A16Kernel::Tiled;
+    } else {
+      kernel = W4A16Kernel::Dequant;
+    }
+  }
+  QLLM_CHECK(
+      kernel == W4A16Kernel::Skinny || kernel == W4A16Kernel::Tiled || kernel == W4A16Kernel::Dequant ||
+          wgmma,
+      "the {} W4A16 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)",
+      w4a16_kernel_name(kernel));
+  W4A16Plan p;
+  p.kernel = kernel;
+  int64_t splits = 1;
+  if (kernel == W4A16Kernel::Skinny) {
+    // Warps splitting K: kernels::skinny_warps_k. No split across CTAs for occupancy (the partial sums'
+    // extra round trips cost more than the idle SMs of a small grid), only when the activation slice would
+    // not fit in shared memory.
+    p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta : (m <= 8 ? 8 : (m <= 16 ? 16 : 32));
+    QLLM_CHECK(p.tokens_per_cta == 8 || p.tokens_per_cta == 16 || p.tokens_per_cta == 32,
+               "skinny W4A16 kernel: tokens per CTA must be 8, 16 or 32, not {}", p.tokens_per_cta);
+    const int64_t max_steps = kernels::kSkinnyMaxActivationBytes / (p.tokens_per_cta * kW4A16TileK * 2);
+    splits = ceil_div(k_steps, max_steps);
+    p.warps_k = tuning.warps_k
+                    ? tuning.warps_k
+                    : kernels::skinny_warps_k(layout.n / kW4A16TileN, ceil_div(m, p.tokens_per_cta), splits,
+                                              p.tokens_per_cta, sms);
+    QLLM_CHECK(p.warps_k == 1 || p.warps_k == 2 || p.warps_k == 4 || p.warps_k == 8,
+               "skinny W4A16 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
+    p.rows_per_cta = 16 * (8 / p.warps_k);
+  } else if (kernel == W4A16Kernel::Tiled) {
+    // 32-token tiles up to 64 tokens except on lm_head-sized weights (H200, M = 64: 8192x2048 19.4 us with
+    // two 32-token blocks against 22.2 with one 64-token block; lm_head has CTAs enough with 64).
+    const bool small_tiles = m <= 32 || (m <= 64 && layout.n * layout.k < kLargeWeightElements);
+    p.tokens_per_cta =
+        tuning.tokens_per_cta ? tuning.tokens_per_cta : (small_tiles ? 32 : (m <= 64 ? 64 : 128));
+    QLLM_CHECK(p.tokens_per_cta == 32 || p.tokens_per_cta == 64 || p.tokens_per_cta == 128,
+               "tiled W4A16 kernel: tokens per CTA must be 32, 64 or 128, not {}", p.tokens_per_cta);
+    p.rows_per_cta = 128;
+    const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);
+    if (ctas < sms) {
+      splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
+      if (kernels::w4a16_tiled_cluster_reduction_available())
+        splits = std::min<int64_t>(splits, kernels::kTiledMaxClusterSplits);
+    }
+  } else if (kernel == W4A16Kernel::Dequant) {
+    p.tokens_per_cta = static_cast<int>(std::min<int64_t>(m, 1 << 30));
+    p.rows_per_cta = static_cast<int>(layout.n);
+  } else {
+    QLLM_CHECK(wgmma_groups,
+               "wgmma W4A16 kernel: scale groups of {} are not supported (16, 32 or a multiple of 64)",
+               layout.group_k);
+    const WgmmaTile& best = best_wgmma_tile();
+    p.tokens_per_cta = tuning.tokens_per_cta       ? tuning.tokens_per_cta
+                       : tuning.rows_per_cta == 64 ? 128  // the one token tile of the 64-row tiles
+                                                   : best.tokens;
+    p.rows_per_cta = tuning.rows_per_cta     ? tuning.rows_per_cta
+                     : tuning.tokens_per_cta ? kernels::w4a16_wgmma_rows_per_cta(p.tokens_per_cta)
+                                             : best.rows;
+    QLLM_CHECK(kernels::w4a16_wgmma_tile_supported(p.tokens_per_cta, p.rows_per_cta),
+               "wgmma W4A16 kernel: no {} tokens x {} rows tile (64 x 256, 128 x 256, 256 x 128 or 128 x 64)",
+               p.tokens_per_cta, p.rows_per_cta);
+    const bool forced = best.tokens != p.tokens_per_cta || best.rows != p.rows_per_cta;
+    splits = forced ? wgmma_splits({p.tokens_per_cta, p.rows_per_cta},
+                                   ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta),
+                                   wgmma_step_cost(p.rows_per_cta), k_steps, m, layout.n, sms)
+                          .splits
+                    : best.splits;
+  }
+  if (tuning.splits && kernel != W4A16Kernel::Dequant) splits = tuning.splits;  // cuBLAS splits its own K
+  QLLM_CHECK(splits >= 1 && splits <= k_steps, "W4A16 GEMM: {} splits of {} k steps", splits, k_steps);
+  p.steps_per_split = static_cast<int>(ceil_div(k_steps, splits));
+  p.splits = static_cast<int>(ceil_div(k_steps, p.steps_per_split));
+  if (kernel == W4A16Kernel::Skinny) {
+    QLLM_CHECK(static_cast<int64_t>(p.steps_per_split) * kW4A16TileK * p.tokens_per_cta * 2 <=
+                   kernels::kSkinnyMaxActivationBytes,
+               "skinny W4A16 kernel: {} splits leave {} k steps per CTA, more than shared memory holds",
+               p.splits, p.steps_per_split);
+  }
+  // The tiled kernel's splits reduce inside a thread-block cluster where they can (no partials in memory).
+  if (kernel == W4A16Kernel::Tiled && p.splits > 1 && p.splits <= kernels::kTiledMaxClusterSplits &&
+      kernels::w4a16_tiled_cluster_reduction_available()) {
+    p.cluster_splits = p.splits;
+  }
+  return p;
+}
+
+void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeights& w, void* y,
+                    cudaStream_t stream, W4A16Kernel kernel) {
+  const W4A16Layout& l = w.layout;
+  QLLM_CHECK(m >= 1 && m <= INT_MAX / 2, "W4A16 GEMM: M = {} out of range", m);
+  QLLM_CHECK(k == l.k, "W4A16 GEMM: X has K = {} but the weights are [{}, {}]", k, l.n, l.k);
+  QLLM_CHECK(l.n <= INT_MAX && l.k <= INT_MAX && l.n * l.groups_per_row() <= INT_MAX,
+             "W4A16 GEMM: weight shape [{}, {}] with groups of {} too large (32-bit scale indices)", l.n, l.k,
+             l.group_k);
+  QLLM_CHECK(x != nullptr && y != nullptr && is_aligned(x, 16) && is_aligned(y, 16),
+             "W4A16 GEMM: X and Y must be non-null, 16-byte aligned device pointers");
+  QLLM_CHECK(is_aligned(w.qweight.data(), 16) && w.qweight.size() == static_cast<size_t>(l.n * l.k / 2),
+             "W4A16 GEMM: packed weights hold {} bytes, [{}, {}] needs {}", w.qweight.size(), l.n, l.k,
+             l.n * l.k / 2);
+
+  const W4A16Plan p = plan(m, l, kernel);
+  kernels::W4A16KernelArgs args;
+  args.x = x;
+  args.qweight = w.qweight.data();
+  args.scales = reinterpret_cast<const uint32_t*>(w.scales.data());
+  args.zero_offsets = l.zero_point ? reinterpret_cast<const uint32_t*>(w.zero_offsets.data()) : nullptr;
+  args.y = y;
+  args.m = static_cast<int>(m);
+  args.n = static_cast<int>(l.n);
+  args.k = static_cast<int>(l.k);
+  args.group_steps = static_cast<int>(l.group_k / 16);
+  args.groups = static_cast<int>(l.groups_per_row());
+  args.splits = p.splits;
+  args.steps_per_split = p.steps_per_split;
+  args.cluster_splits = p.cluster_splits;
+  if (p.splits > 1 && args.cluster_splits == 0) {
+    splitk_.reserve(p.splits, m, l.n, ceil_div(l.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta), stream);
+    args.partials = splitk_.partials();
+    args.counters = splitk_.counters();
+  }
+  kernels::dispatch_16bit(l.activation, "W4A16 GEMM", [&](auto tag) {
+    using T = decltype(tag);
+    if (p.kernel == W4A16Kernel::Dequant) {
+      const size_t count = static_cast<size_t>(l.n * l.k);
+      if (scratch_.size() < count)
+        scratch_ = DeviceBuffer<uint16_t>(count, "dequantized weights (dequant path)");
+      kernels::launch_w4a16_dequantize<T>(args, scratch_.data(), stream);
+      QLLM_CUDA_CHECK_LAUNCH();
+      cublas_.run(x, scratch_.data(), y, m, l.n, l.k, l.activation, stream);
+      return;
+    }
+    if (p.kernel == W4A16Kernel::Skinny) {
+      kernels::launch_w4a16_skinny<T>(args, p.tokens_per_cta / 8, p.warps_k, stream);
+    } else if (p.kernel == W4A16Kernel::Tiled) {
+      kernels::launch_w4a16_tiled<T>(args, p.tokens_per_cta, stream);
+      if (p.splits > 1 && args.cluster_splits == 0) kernels::launch_splitk_reduce<T>(args, stream);
+    } else {
+      const XMapKey x_key{x, m, k, p.tokens_per_cta};
+      if (!(x_map_key_ == x_key)) {
+        x_map_ = make_tensor_map_2d(x, 2, m, k, x_key.box_rows, 64);
+        x_map_key_ = x_key;
+      }
+      const WeightMapKey w_key{w.qweight.data(),
+                               w.scales.data(),
+                               w.zero_offsets.data(),
+                               l.n,
+                               l.k,
+                               l.group_k,
+                               p.rows_per_cta / 16,
+                               kernels::w4a16_wgmma_scale_groups(args.group_steps)};
+      if (!(weight_map_key_ == w_key)) {
+        const int64_t unit_rows = l.n / 16, pair_words = l.groups_per_row() * 8;
+        unit_map_ = make_word_tensor_map_2d(w.qweight.data(), unit_rows, l.k / 64 * 128, w_key.box_rows, 128);
+        scale_map_ = make_word_tensor_map_2d(w.scales.data(), unit_rows, pair_words, w_key.box_rows,
+                                             8 * w_key.scale_groups);
+        zero_map_ = l.zero_point ? make_word_tensor_map_2d(w.zero_offsets.data(), unit_rows, pair_words,
+                                                           w_key.box_rows, 8 * w_key.scale_groups)
+                                 : scale_map_;
+        weight_map_key_ = w_key;
+      }
+      kernels::launch_w4a16_wgmma<T>(args, {x_map_, unit_map_, scale_map_, zero_map_}, p.tokens_per_cta,
+                                     p.rows_per_cta, stream);
+      if (p.splits > 1) kernels::launch_splitk_reduce<T>(args, stream);
+    }
+    QLLM_CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace qllm

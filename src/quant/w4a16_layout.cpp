@@ -1,0 +1,144 @@
+// W4A16 repacked layout: the address formula and repack/unpack (the reference GEMM: w4a16_ref.cpp).
+#include "quant/w4a16_layout.h"
+
+#include "qllm/error.h"
+#include "quant/float_ops.h"
+#include "quant/int4_math.h"
+
+namespace qllm {
+
+namespace {
+
+// The bf16 (f16) value whose low mantissa bits hold a nibble: 0x4300 | n is 128 + n, 0x6400 | n is 1024 + n.
+uint16_t magic_bits(DType activation) {
+  return activation == DType::BF16 ? 0x4300 : 0x6400;
+}
+
+int64_t scale_index(const W4A16Layout& l, int64_t row, int64_t col) {
+  const int64_t tile = row / kW4A16TileN, g = row % 8, half = (row % kW4A16TileN) / 8;
+  return ((tile * l.groups_per_row() + col / l.group_k) * 8 + g) * 2 + half;
+}
+
+}  // namespace
+
+// Unit (row / 16, col / 64) holds 32 lanes x 16 bytes. Lane (g, t) = (row % 8, (col % 8) / 2) holds, for
+// k16 step s = (col % 64) / 16, one 32-bit word whose nibble p = reg + 4 * e is weight
+//   reg 0: (row g,     col 2t + e)      reg 1: (row g + 8, col 2t + e)
+//   reg 2: (row g,     col 2t + 8 + e)  reg 3: (row g + 8, col 2t + 8 + e)
+// (rows and cols relative to the unit's 16 x 16 step), so (word >> 4 reg) & 0x000f000f is register `reg` of
+// the MMA A fragment: low half element e = 0, high half e = 1.
+void W4A16Weights::locate(const W4A16Layout& l, int64_t row, int64_t col, int64_t& byte, int& shift) {
+  const int64_t unit = (row / kW4A16TileN) * (l.k / kW4A16TileK) + col / kW4A16TileK;
+  const int64_t r = row % kW4A16TileN, c = col % kW4A16TileK;
+  const int64_t step = c / 16, cc = c % 16;
+  const int64_t lane = (r % 8) * 4 + (cc % 8) / 2;
+  const int reg = static_cast<int>(r / 8 + 2 * (cc / 8));
+  const int position = reg + 4 * static_cast<int>(cc % 2);
+  byte = unit * kW4A16UnitBytes + lane * 16 + 4 * step + position / 2;
+  shift = 4 * (position % 2);
+}
+
+uint8_t W4A16Weights::nibble(int64_t row, int64_t col) const {
+  int64_t byte;
+  int shift;
+  locate(layout, row, col, byte, shift);
+  return (qweight[static_cast<size_t>(byte)] >> shift) & 0x0f;
+}
+
+float W4A16Weights::scale(int64_t row, int64_t col) const {
+  return fops::scale_bits_to_float(scales[static_cast<size_t>(scale_index(layout, row, col))],
+                                   layout.activation == DType::BF16);
+}
+
+int W4A16Weights::zero(int64_t row, int64_t col) const {
+  if (!layout.zero_point) return int4::kSymmetricZero;
+  return zero_offsets[static_cast<size_t>(scale_index(layout, row, col))] - magic_bits(layout.activation);
+}
+
+W4A16Layout w4a16_layout_for(const Int4Matrix& m, DType activation) {
+  QLLM_CHECK(activation == DType::BF16 || activation == DType::F16,
+             "W4A16 GEMM activations must be bf16 or f16, not {}", dtype_name(activation));
+  QLLM_CHECK(m.rows % 64 == 0 && m.cols % 64 == 0,
+             "W4A16 GEMM needs N and K divisible by 64; weight shape is [{}, {}]", m.rows, m.cols);
+  W4A16Layout l;
+  l.n = m.rows;
+  l.k = m.cols;
+  l.group_k = m.scheme.granularity == Granularity::Groupwise ? m.scheme.group_size : m.cols;
+  QLLM_CHECK(l.group_k % 16 == 0, "W4A16 GEMM needs a group size divisible by 16, got {}", l.group_k);
+  l.zero_point = m.scheme.zero_point;
+  l.activation = activation;
+  return l;
+}
+
+W4A16Weights repack_w4a16(const Int4Matrix& m, DType activation) {
+  W4A16Weights w;
+  w.layout = w4a16_layout_for(m, activation);
+  const W4A16Layout& l = w.layout;
+  const GroupLayout canonical = m.layout();
+  w.qweight.assign(static_cast<size_t>(l.n * l.k / 2), 0);
+  // Unit by unit, the inverse of locate(): lane (g, t), step s, nibble position p = reg + 4e holds
+  // row g + 8 (reg % 2), column 16 s + 2t + e + 8 (reg / 2) of the unit.
+  const int64_t blocks = l.k / kW4A16TileK;
+#pragma omp parallel for schedule(static)
+  for (int64_t tile = 0; tile < l.n / kW4A16TileN; ++tile) {
+    for (int64_t block = 0; block < blocks; ++block) {
+      uint8_t* unit = w.qweight.data() + (tile * blocks + block) * kW4A16UnitBytes;
+      for (int lane = 0; lane < 32; ++lane) {
+        const int64_t g = lane / 4, t = lane % 4;
+        for (int step = 0; step < 4; ++step) {
+          uint32_t word = 0;
+          for (int p = 0; p < 8; ++p) {
+            const int reg = p % 4, e = p / 4;
+            const int64_t row = tile * kW4A16TileN + g + 8 * (reg % 2);
+            const int64_t col = block * kW4A16TileK + 16 * step + 2 * t + e + 8 * (reg / 2);
+            word |= static_cast<uint32_t>(m.nibble(row * l.k + col)) << (4 * p);
+          }
+          for (int b = 0; b < 4; ++b) unit[lane * 16 + 4 * step + b] = static_cast<uint8_t>(word >> (8 * b));
+        }
+      }
+    }
+  }
+  const size_t scale_count = static_cast<size_t>(l.n * l.groups_per_row());
+  w.scales.resize(scale_count);
+  if (l.zero_point) w.zero_offsets.resize(scale_count);
+  for (int64_t row = 0; row < l.n; ++row) {
+    for (int64_t group = 0; group < l.groups_per_row(); ++group) {
+      const int64_t col = group * l.group_k;
+      const int64_t canonical_group = (row * l.k + col) / canonical.group_elems;
+      const auto index = static_cast<size_t>(scale_index(l, row, col));
+      w.scales[index] = fops::float_to_scale_bits(m.scale(canonical_group), activation == DType::BF16);
+      if (l.zero_point)
+        w.zero_offsets[index] = static_cast<uint16_t>(magic_bits(activation) + m.zero(canonical_group));
+    }
+  }
+  return w;
+}
+
+Int4Matrix unpack_w4a16(const W4A16Weights& w) {
+  const W4A16Layout& l = w.layout;
+  Int4Matrix m;
+  m.rows = l.n;
+  m.cols = l.k;
+  m.scheme.granularity = l.group_k == l.k ? Granularity::Rowwise : Granularity::Groupwise;
+  m.scheme.group_size = l.group_k;
+  m.scheme.zero_point = l.zero_point;
+  m.scheme.scale_dtype = l.activation;
+  m.packed.assign(static_cast<size_t>(l.n * l.k / 2), 0);
+  for (int64_t row = 0; row < l.n; ++row) {
+    for (int64_t col = 0; col < l.k; ++col) {
+      const int64_t flat = row * l.k + col;
+      m.packed[static_cast<size_t>(flat / 2)] |= static_cast<uint8_t>(w.nibble(row, col) << (4 * (flat % 2)));
+    }
+  }
+  for (int64_t row = 0; row < l.n; ++row) {
+    for (int64_t group = 0; group < l.groups_per_row(); ++group) {
+      const auto index = static_cast<size_t>(scale_index(l, row, group * l.group_k));
+      m.scales.push_back(w.scales[index]);
+      if (l.zero_point)
+        m.zeros.push_back(static_cast<uint8_t>(w.zero_offsets[index] - magic_bits(l.activation)));
+    }
+  }
+  return m;
+}
+
+}  // namespace qllm

@@ -1,0 +1,76 @@
+// W4A16 GEMM weights, repacked offline into the order the kernels read (docs/FORMATS.md, "W4A16 repacked
+// layout"), and the CPU reference GEMM that reads those same bytes (w4a16_ref.cpp, the spec).
+//
+// The GEMM is Y[M, N] = X[M, K] @ W'[N, K]^T, computed as Y^T = W' X^T so that the weights are the MMA's
+// A operand: one 16-byte load per thread is its m16n8k16 (and wgmma m64nNk16) A fragment for four k16 steps.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "qllm/dtype.h"
+#include "qllm/quant.h"
+
+namespace qllm {
+
+constexpr int64_t kW4A16TileN = 16;       // weight rows per repacked unit (one MMA A tile)
+constexpr int64_t kW4A16TileK = 64;       // weight columns per repacked unit (four k16 MMA steps)
+constexpr int64_t kW4A16UnitBytes = 512;  // 16 x 64 nibbles: 32 threads x 16 bytes
+
+struct W4A16Layout {
+  int64_t n = 0;        // output features (rows of W)
+  int64_t k = 0;        // input features
+  int64_t group_k = 0;  // weights of a row sharing one scale: g for GROUPWISE, K for ROWWISE and GLOBAL
+  bool zero_point = false;
+  DType activation = DType::BF16;  // X, Y and the stored scales: bf16 or f16
+
+  int64_t groups_per_row() const { return k / group_k; }
+};
+
+// Repacked weights (host copy). Sizes: qweight N*K/2 bytes, scales and zero_offsets N * groups_per_row
+// values.
+struct W4A16Weights {
+  W4A16Layout layout;
+  std::vector<uint8_t> qweight;  // units [N/16][K/64], 512 bytes each, in MMA fragment order
+  std::vector<uint16_t> scales;  // [N/16][groups][8][2]: (s[row g], s[row g + 8]) for g = 0..7
+  std::vector<uint16_t>
+      zero_offsets;  // same order: the activation-dtype value (magic + z); empty if symmetric
+
+  // Where weight (row, col) lives: byte index into qweight and the nibble (0 = low) within that byte.
+  static void locate(const W4A16Layout& layout, int64_t row, int64_t col, int64_t& byte, int& shift);
+  uint8_t nibble(int64_t row, int64_t col) const;
+  float scale(int64_t row, int64_t col) const;  // of the group holding (row, col), as a float
+  int zero(int64_t row, int64_t col) const;     // 8 when symmetric
+};
+
+// Checks the shapes the kernels support (N % 64, K % 64, group size % 16); throws qllm::Error otherwise.
+W4A16Layout w4a16_layout_for(const Int4Matrix& matrix, DType activation);
+
+// Offline repack from the canonical INT4 layout. Scales are converted to the activation dtype (exact when
+// the matrix was quantized with a matching --scale-dtype; otherwise rounded once, to nearest even).
+W4A16Weights repack_w4a16(const Int4Matrix& matrix, DType activation);
+
+// Back to the canonical layout (scales in the activation dtype): repack then unpack is the identity on
+// nibbles and zero points, and on scales when the dtypes match.
+Int4Matrix unpack_w4a16(const W4A16Weights& weights);
+
+// How the reference treats the dequantized weights (the kernels differ, and each is tested against its own):
+enum class W4A16Precision {
+  Exact,           // w' = (q - z) * s in exact arithmetic (scales applied to fp32 partial sums per group)
+  RoundedWeights,  // w' rounded once to the activation dtype before the product (tensor-core operand)
+};
+
+// Dequantized weights [N, K] read from the repacked bytes, in the given precision.
+std::vector<double> dequantize_w4a16_ref(const W4A16Weights& w, W4A16Precision precision);
+
+// CPU reference: one output element Y[m, n] in double precision from the repacked bytes. `x` holds the
+// activation values [M, K] row-major (already exact values of bf16/f16 numbers).
+double gemm_w4a16_ref_element(std::span<const float> x, const W4A16Weights& w, int64_t m, int64_t n,
+                              W4A16Precision precision);
+
+// CPU reference: the whole Y [M, N] (float), parallel over rows. For small shapes (it dequantizes all of W).
+std::vector<float> gemm_w4a16_ref(std::span<const float> x, int64_t m, const W4A16Weights& w,
+                                  W4A16Precision precision);
+
+}  // namespace qllm
