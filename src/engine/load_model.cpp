@@ -8,7 +8,7 @@
 #include "core/file_io.h"
 #include "core/gguf.h"
 #include "core/json.h"
-#include "kernels/device_info.h"
+#include "kernels/runtime/device_info.h"
 #include "model/gguf_model.h"
 #include "model/llama_ref.h"
 #include "qllm/error.h"
