@@ -11,13 +11,16 @@
 
 namespace qllm {
 
-// RoPE frequency scaling. "default": plain theta^(-2i/d); "llama3": Llama 3.1's long-context scaling.
+// RoPE frequency scaling. "default": plain theta^(-2i/d); "linear": every frequency divided by `factor`;
+// "llama3": Llama 3.1's long-context scaling; "factors": each frequency divided by its own factor
+// (llama.cpp's GGUF files store Llama 3's scaling so, as the tensor rope_freqs.weight).
 struct RopeScaling {
   std::string type = "default";
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 8192;
+  std::vector<double> freq_factors;  // "factors": [head_dim / 2]
 };
 
 struct LlamaConfig {
@@ -51,9 +54,11 @@ struct LlamaConfig {
   // rope_scaling, torch_dtype), loadable by LlamaForCausalLM.from_pretrained.
   nlohmann::json to_hf_json() const;
 
-  // Known shapes: the real Llama-3.2-1B (GUIDE section 1) and a 2-layer toy for tests.
+  // Known shapes: the real Llama-3.2-1B (GUIDE section 1), a 2-layer toy for tests (head_dim 16, CPU only)
+  // and a 2-layer model with the GPU engine's head_dim 64, GQA ratio 3 and widths not multiples of 128.
   static LlamaConfig llama_3_2_1b();
   static LlamaConfig tiny();
+  static LlamaConfig small();
 
   std::string describe() const;  // one line: layers, widths, heads, vocab, rope
 };
