@@ -88,13 +88,22 @@ std::vector<uint16_t> activations(int64_t m, int64_t k, int outlier_columns, Rng
   return x;
 }
 
+// The status of the runs since the last clear, fetched and waited for.
+int64_t checked(Int8Gemm& gemm) {
+  gemm.fetch_status(nullptr);
+  QLLM_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+  return gemm.check();
+}
+
 std::vector<float> run_gemm(Int8Gemm& gemm, const std::vector<uint16_t>& x_bits, int64_t m,
                             const Int8DeviceWeights& w, Int8Kernel kernel, int64_t* outliers = nullptr) {
   const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
   DeviceBuffer<uint16_t> y(static_cast<size_t>(m * w.n), "Y");
   y.fill_bytes(0xff);  // poison: NaN
-  gemm.run(x.data(), DType::BF16, m, w.k, w, y.data(), nullptr, kernel);
-  const int64_t count = gemm.check();
+  gemm.reserve(w.n, w.k, m, kernel);
+  gemm.clear_status(nullptr);
+  gemm.run(x.data(), w, y.data(), m, DType::BF16, nullptr, kernel);
+  const int64_t count = checked(gemm);
   if (outliers) *outliers = count;
   return bf16_values(y.download());
 }
@@ -127,7 +136,7 @@ TEST(Int8Cuda, WeightQuantizationIsBitIdentical) {
     for (auto& v : w) v = float_to_bf16_bits(static_cast<float>(0.02 * rng.normal()));
     for (int64_t c = 0; c < k; ++c) w[static_cast<size_t>(3 * k + c)] = 0;  // an all-zero row
     const auto device = to_device(std::span<const uint16_t>(w), "W");
-    const Int8Rows gpu = quantize_int8_weights_cuda(device.data(), DType::BF16, n, k).download();
+    const Int8Rows gpu = quantize_int8_weights_cuda(device.data(), DType::BF16, n, k, nullptr).download();
     const Int8Rows ref = quantize_int8_rows_ref(bf16_values(w), n, k);
     EXPECT_EQ(gpu.values, ref.values) << "[" << n << ", " << k << "]";
     EXPECT_EQ(gpu.absmax, ref.absmax) << "[" << n << ", " << k << "]";
@@ -216,14 +225,14 @@ TEST(Int8Cuda, LlamaShapesAndTheOutlierDecomposition) {
            {128256, 2048}, {2048, 2048}, {512, 2048}, {8192, 2048}, {2048, 8192}}) {
     DeviceBuffer<uint16_t> wb(static_cast<size_t>(n * k), "W bf16");
     bench::fill_normal_device(wb.data(), DType::BF16, n * k, rng.next_u64(), 0.f, 0.02f);
-    const Int8DeviceWeights w = quantize_int8_weights_cuda(wb.data(), DType::BF16, n, k);
+    const Int8DeviceWeights w = quantize_int8_weights_cuda(wb.data(), DType::BF16, n, k, nullptr);
     const Int8Rows wq = w.download();
     for (int64_t m : {1, 16, 128, 512, 2048}) {
       const auto x_bits = activations(m, k, 2, rng);
       const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
       const std::vector<float> xf = bf16_values(x_bits);
       DeviceBuffer<uint16_t> y_bf16(static_cast<size_t>(m * n), "Y bf16");
-      cublas.run(x.data(), wb.data(), y_bf16.data(), m, n, k, DType::BF16);
+      cublas.run(x.data(), wb.data(), y_bf16.data(), m, n, k, DType::BF16, nullptr);
       // Per-element reference for sampled entries (the full one would be m * n * k on the CPU).
       const std::vector<uint8_t> flags = outlier_columns_ref(xf, m, k, kDefaultOutlierThreshold);
       const Int8Rows xq = quantize_int8_rows_ref(xf, m, k, flags);
@@ -232,8 +241,9 @@ TEST(Int8Cuda, LlamaShapesAndTheOutlierDecomposition) {
         Int8Gemm gemm;
         DeviceBuffer<uint16_t> y(static_cast<size_t>(m * n), "Y");
         y.fill_bytes(0xff);
-        gemm.run(x.data(), DType::BF16, m, k, w, y.data(), nullptr, kernel);
-        ASSERT_EQ(gemm.check(), 2);
+        gemm.reserve(n, k, m, kernel);
+        gemm.run(x.data(), w, y.data(), m, DType::BF16, nullptr, kernel);
+        ASSERT_EQ(checked(gemm), 2);
         const auto got = bf16_values(y.download());
         std::vector<float> sampled_got, sampled_ref;
         for (int i = 0; i < 256; ++i) {
@@ -254,8 +264,9 @@ TEST(Int8Cuda, LlamaShapesAndTheOutlierDecomposition) {
 
         const double with = bench::diff_stats_device(y.data(), y_bf16.data(), DType::BF16, m * n).rel_fro();
         gemm.threshold = std::numeric_limits<float>::infinity();
-        gemm.run(x.data(), DType::BF16, m, k, w, y.data(), nullptr, kernel);
-        ASSERT_EQ(gemm.check(), 0);
+        gemm.clear_status(nullptr);
+        gemm.run(x.data(), w, y.data(), m, DType::BF16, nullptr, kernel);
+        ASSERT_EQ(checked(gemm), 0);
         const double without =
             bench::diff_stats_device(y.data(), y_bf16.data(), DType::BF16, m * n).rel_fro();
         EXPECT_LT(with, 0.02);
@@ -275,14 +286,15 @@ TEST(Int8Cuda, BadInputIsReported) {
   const auto x = to_device(std::span<const uint16_t>(x_bits), "X");
   DeviceBuffer<uint16_t> y(4 * 128 + 8, "Y");
   Int8Gemm gemm;
-  gemm.run(x.data(), DType::BF16, 4, 256, w, y.data());
-  EXPECT_NE(error_of([&] { gemm.check(); }).find("row 2, column 7"), std::string::npos);
-  EXPECT_NE(error_of([&] { gemm.run(x.data(), DType::BF16, 4, 192, w, y.data()); }).find("X has K = 192"),
+  gemm.reserve(128, 256, 4);
+  gemm.run(x.data(), w, y.data(), 4, DType::BF16, nullptr);
+  EXPECT_NE(error_of([&] { checked(gemm); }).find("row 2, column 7"), std::string::npos);
+  EXPECT_NE(error_of([&] { gemm.run(x.data(), w, y.data(), 5, DType::BF16, nullptr); }).find("reserve()"),
             std::string::npos);
   EXPECT_NE(
-      error_of([&] { gemm.run(x.data() + 1, DType::BF16, 4, 256, w, y.data()); }).find("16-byte aligned"),
+      error_of([&] { gemm.run(x.data() + 1, w, y.data(), 4, DType::BF16, nullptr); }).find("16-byte aligned"),
       std::string::npos);
-  EXPECT_NE(error_of([&] { gemm.run(x.data(), DType::F32, 4, 256, w, y.data()); }).find("bf16 or f16"),
+  EXPECT_NE(error_of([&] { gemm.run(x.data(), w, y.data(), 4, DType::F32, nullptr); }).find("bf16 or f16"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
               Int8DeviceWeights::upload(quantize_int8_rows_ref(std::vector<float>(96 * 64, 1.f), 96, 64));
@@ -291,9 +303,10 @@ TEST(Int8Cuda, BadInputIsReported) {
   std::vector<uint16_t> bad_w(64 * 64, float_to_bf16_bits(0.5f));
   bad_w[5 * 64 + 9] = float_to_bf16_bits(std::numeric_limits<float>::infinity());
   const auto bad = to_device(std::span<const uint16_t>(bad_w), "W");
-  EXPECT_NE(
-      error_of([&] { quantize_int8_weights_cuda(bad.data(), DType::BF16, 64, 64); }).find("row 5, column 9"),
-      std::string::npos);
+  EXPECT_NE(error_of([&] {
+              quantize_int8_weights_cuda(bad.data(), DType::BF16, 64, 64, nullptr);
+            }).find("row 5, column 9"),
+            std::string::npos);
 }
 
 }  // namespace

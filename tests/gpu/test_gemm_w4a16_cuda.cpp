@@ -91,7 +91,8 @@ std::vector<float> run_gemm(W4A16Gemm& gemm, const DeviceBuffer<uint16_t>& x, in
                             const W4A16DeviceWeights& w, W4A16Kernel kernel) {
   DeviceBuffer<uint16_t> y(static_cast<size_t>(m * w.layout.n), "Y");
   y.fill_bytes(0xff);
-  gemm.run(x.data(), m, w.layout.k, w, y.data(), nullptr, kernel);
+  gemm.reserve(w.layout, m, kernel);
+  gemm.run(x.data(), w, y.data(), m, nullptr, kernel);
   QLLM_CUDA_CHECK(cudaDeviceSynchronize());
   const std::vector<uint16_t> bits = y.download();
   if (w.layout.activation == DType::BF16) return bf16_to_float(bits);
@@ -155,24 +156,25 @@ TEST(GemmW4A16Cuda, LlamaShapesMatchCublasAndTheReference) {
     for (const Int4Scheme& s : modes) {
       Int4DeviceMatrix q(n, k, s);
       Int4QuantizerCuda quantizer;
-      quantizer.launch(w.data(), DType::BF16, n, k, s, q.view());
-      quantizer.check();
+      quantizer.launch(w.data(), DType::BF16, n, k, s, q.view(), nullptr);
+      quantizer.check(nullptr);
       const W4A16Weights packed = repack_w4a16(q.download(), DType::BF16);
       const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
       DeviceBuffer<uint16_t> dequantized(static_cast<size_t>(n * k), "dequantized W");
       launch_dequantize_int4(q.packed.data(), q.scales.data(), q.zeros.data(), n, k, s, dequantized.data(),
-                             DType::BF16);
+                             DType::BF16, nullptr);
       for (int64_t m : ms) {
         DeviceBuffer<uint16_t> x(static_cast<size_t>(m * k), "X");
         bench::fill_normal_device(x.data(), DType::BF16, m * k, rng.next_u64(), 0.f, 1.f);
         DeviceBuffer<uint16_t> y_ref(static_cast<size_t>(m * n), "Y cuBLAS");
-        cublas.run(x.data(), dequantized.data(), y_ref.data(), m, n, k, DType::BF16);
+        cublas.run(x.data(), dequantized.data(), y_ref.data(), m, n, k, DType::BF16, nullptr);
         const std::vector<float> x_values = bf16_to_float(x.download());
         for (W4A16Kernel kernel : kernels_here()) {
           SCOPED_TRACE(fmt::format("[{}, {}] {} M={} {}", n, k, s.describe(), m, w4a16_kernel_name(kernel)));
           DeviceBuffer<uint16_t> y(static_cast<size_t>(m * n), "Y");
           y.fill_bytes(0xff);
-          gemm.run(x.data(), m, k, device_w, y.data(), nullptr, kernel);
+          gemm.reserve(device_w.layout, m, kernel);
+          gemm.run(x.data(), device_w, y.data(), m, nullptr, kernel);
           const bench::DiffStats d = bench::diff_stats_device(y.data(), y_ref.data(), DType::BF16, m * n);
           ASSERT_EQ(d.nonfinite, 0u);
           ASSERT_LE(d.rel_fro(), kernel == W4A16Kernel::Skinny ? 4e-3 : 2e-3);
@@ -327,17 +329,16 @@ TEST(GemmW4A16Cuda, BadInputIsReported) {
       repack_w4a16(quantize_int4_ref(w, 128, 256, mode(Granularity::Groupwise, 64, false)), DType::BF16));
   DeviceBuffer<uint16_t> x(4 * 256 + 8, "X"), y(4 * 128 + 8, "Y");
   W4A16Gemm gemm;
-  EXPECT_NE(error_of([&] { gemm.run(x.data(), 4, 192, device_w, y.data()); }).find("X has K = 192"),
+  gemm.reserve(device_w.layout, 4);
+  EXPECT_NE(error_of([&] { gemm.run(x.data() + 1, device_w, y.data(), 4, nullptr); }).find("16-byte aligned"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { gemm.run(x.data() + 1, 4, 256, device_w, y.data()); }).find("16-byte aligned"),
+  EXPECT_NE(error_of([&] { gemm.run(x.data(), device_w, y.data(), 0, nullptr); }).find("M = 0"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { gemm.run(x.data(), 0, 256, device_w, y.data()); }).find("M = 0"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] { gemm.run(x.data(), 4, 256, device_w, nullptr); }).find("non-null"),
+  EXPECT_NE(error_of([&] { gemm.run(x.data(), device_w, nullptr, 4, nullptr); }).find("non-null"),
             std::string::npos);
   if (!sm90a_kernels_available()) {
     EXPECT_NE(error_of([&] {
-                gemm.run(x.data(), 4, 256, device_w, y.data(), nullptr, W4A16Kernel::Wgmma);
+                gemm.run(x.data(), device_w, y.data(), 4, nullptr, W4A16Kernel::Wgmma);
               }).find("sm_90"),
               std::string::npos);
   }

@@ -125,8 +125,8 @@ TEST(QuantizeInt4Cuda, UnalignedWeightsUseTheGeneralPath) {
   Int4DeviceMatrix m(rows, cols, s);
   m.packed.fill_bytes(0xa5);
   Int4QuantizerCuda q;
-  q.launch(device.data() + 2, DType::F16, rows, cols, s, m.view());
-  q.check();
+  q.launch(device.data() + 2, DType::F16, rows, cols, s, m.view(), nullptr);
+  q.check(nullptr);
   const auto gpu = m.download();
   EXPECT_EQ(gpu.packed, ref.packed);
   EXPECT_EQ(gpu.scales, ref.scales);

@@ -131,6 +131,7 @@ int rotation_copies(size_t bytes) {
 class QuantizedGemm {
  public:
   virtual ~QuantizedGemm() = default;
+  virtual void reserve(int64_t m) = 0;  // workspaces for M tokens, before any timed run
   virtual void run(const void* x, int64_t m, void* y, int rep) = 0;  // rep selects the rotated weight copy
   virtual int copies() const = 0;
   virtual size_t weight_bytes() const = 0;
@@ -144,22 +145,23 @@ class W4A16Bench final : public QuantizedGemm {
       : shape_(shape), kernel_(parse_w4a16_kernel(o.kernel)) {
     Int4DeviceMatrix quantized(shape.n, shape.k, mode.scheme);
     Int4QuantizerCuda quantizer;
-    quantizer.launch(w, dtype, shape.n, shape.k, mode.scheme, quantized.view());
-    quantizer.check();
+    quantizer.launch(w, dtype, shape.n, shape.k, mode.scheme, quantized.view(), nullptr);
+    quantizer.check(nullptr);
     const W4A16Weights packed = repack_w4a16(quantized.download(), dtype);
     for (int i = 0, n = rotation_copies(packed.qweight.size()); i < n; ++i) {
       copies_.push_back(W4A16DeviceWeights::upload(packed));
     }
     dequantized_ = DeviceBuffer<uint16_t>(static_cast<size_t>(shape.n * shape.k), "dequantized weights");
     launch_dequantize_int4(quantized.packed.data(), quantized.scales.data(), quantized.zeros.data(), shape.n,
-                           shape.k, mode.scheme, dequantized_.data(), dtype);
+                           shape.k, mode.scheme, dequantized_.data(), dtype, nullptr);
     gemm_.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
                     .rows_per_cta = o.tuning.block_n,
                     .warps_k = o.tuning.warps_k,
                     .splits = o.tuning.splits};
   }
+  void reserve(int64_t m) override { gemm_.reserve(copies_[0].layout, m, kernel_); }
   void run(const void* x, int64_t m, void* y, int rep) override {
-    gemm_.run(x, m, shape_.k, copies_[static_cast<size_t>(rep) % copies_.size()], y, nullptr, kernel_);
+    gemm_.run(x, copies_[static_cast<size_t>(rep) % copies_.size()], y, m, nullptr, kernel_);
   }
   int copies() const override { return static_cast<int>(copies_.size()); }
   size_t weight_bytes() const override { return copies_[0].bytes(); }
@@ -186,22 +188,26 @@ class Int8Bench final : public QuantizedGemm {
  public:
   Int8Bench(const void* w, const Shape& shape, DType dtype, const GemmBenchOptions& o)
       : shape_(shape), dtype_(dtype), kernel_(parse_int8_kernel(o.kernel == "wgmma" ? "wide" : o.kernel)) {
-    Int8DeviceWeights first = quantize_int8_weights_cuda(w, dtype, shape.n, shape.k);
+    Int8DeviceWeights first = quantize_int8_weights_cuda(w, dtype, shape.n, shape.k, nullptr);
     dequantized_ = DeviceBuffer<uint16_t>(static_cast<size_t>(shape.n * shape.k), "dequantized weights");
     bench::dequantize_int8_rows_device(first.values.data(), first.absmax.data(), shape.n, shape.k,
                                        dequantized_.data(), dtype);
     const int n = rotation_copies(first.bytes());
     copies_.push_back(std::move(first));
-    for (int i = 1; i < n; ++i) copies_.push_back(quantize_int8_weights_cuda(w, dtype, shape.n, shape.k));
+    for (int i = 1; i < n; ++i)
+      copies_.push_back(quantize_int8_weights_cuda(w, dtype, shape.n, shape.k, nullptr));
     gemm_.tuning = {.tokens_per_cta = o.tuning.tokens_per_cta,
                     .warps_k = o.tuning.warps_k,
                     .block_n = o.tuning.block_n,
                     .ctas_per_sm = o.tuning.ctas_per_sm,
                     .splits = o.tuning.splits};
   }
+  void reserve(int64_t m) override {
+    gemm_.reserve(shape_.n, shape_.k, m, kernel_);
+    gemm_.clear_status(nullptr);
+  }
   void run(const void* x, int64_t m, void* y, int rep) override {
-    gemm_.run(x, dtype_, m, shape_.k, copies_[static_cast<size_t>(rep) % copies_.size()], y, nullptr,
-              kernel_);
+    gemm_.run(x, copies_[static_cast<size_t>(rep) % copies_.size()], y, m, dtype_, nullptr, kernel_);
   }
   int copies() const override { return static_cast<int>(copies_.size()); }
   size_t weight_bytes() const override { return copies_[0].bytes(); }
@@ -212,7 +218,11 @@ class Int8Bench final : public QuantizedGemm {
                : fmt::format("wide n{} c{} s{}", p.block_n, p.ctas_per_sm, p.splits);
   }
   const void* dequantized() const override { return dequantized_.data(); }
-  int64_t outliers() { return gemm_.check(); }
+  int64_t outliers() {
+    gemm_.fetch_status(nullptr);
+    QLLM_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+    return gemm_.check();
+  }
 
  private:
   Shape shape_;
@@ -270,7 +280,7 @@ void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes, cons
           b.timing = bench::time_cuda(
               [&](int rep) {
                 cublas.run(x.data(), weights[static_cast<size_t>(rep) % weights.size()].data(),
-                           scratch.data(), m, shape.n, shape.k, dtype);
+                           scratch.data(), m, shape.n, shape.k, dtype, nullptr);
               },
               timing);
           baselines.emplace(m, b);
@@ -278,11 +288,12 @@ void run_bench(const GemmBenchOptions& o, const std::vector<Shape>& shapes, cons
         const Baseline& base = baselines.at(m);
         DeviceBuffer<uint16_t> y_bf16(y_count, "bf16 output"),
             y_dequant(y_count, "output on dequantized weights");
-        cublas.run(x.data(), weights[0].data(), y_bf16.data(), m, shape.n, shape.k, dtype);
-        cublas.run(x.data(), q->dequantized(), y_dequant.data(), m, shape.n, shape.k, dtype);
+        cublas.run(x.data(), weights[0].data(), y_bf16.data(), m, shape.n, shape.k, dtype, nullptr);
+        cublas.run(x.data(), q->dequantized(), y_dequant.data(), m, shape.n, shape.k, dtype, nullptr);
 
         DeviceBuffer<uint16_t> y(y_count, "quantized output");
         y.fill_bytes(0xff);  // poison: NaN where nothing is written
+        q->reserve(m);
         q->run(x.data(), m, y.data(), 0);
         const bench::Timing t =
             bench::time_cuda([&](int rep) { q->run(x.data(), m, y.data(), rep); }, timing);

@@ -86,12 +86,12 @@ RowResult quantize_row(const std::vector<T>& w, const T* device_weights, DType d
 #if QLLM_HAVE_CUDA
   Int4DeviceMatrix m(o.rows, o.cols, scheme);
   Int4QuantizerCuda quantizer;
-  quantizer.launch(device_weights, dtype, o.rows, o.cols, scheme, m.view());
-  quantizer.check();
+  quantizer.launch(device_weights, dtype, o.rows, o.cols, scheme, m.view(), nullptr);
+  quantizer.check(nullptr);
   const bench::Timing t = bench::time_cuda(
-      [&](int) { quantizer.launch(device_weights, dtype, o.rows, o.cols, scheme, m.view()); },
+      [&](int) { quantizer.launch(device_weights, dtype, o.rows, o.cols, scheme, m.view(), nullptr); },
       {.warmup = 3, .reps = o.reps});
-  quantizer.check();
+  quantizer.check(nullptr);
   r.matrix = m.download();
   const double bytes = static_cast<double>(w.size() * sizeof(T) + r.matrix.stored_bytes());
   r.gbps = bytes / (t.median_ms * 1e-3) / 1e9;
@@ -110,7 +110,7 @@ std::vector<Cell> int8_row(const std::vector<T>& w, const std::vector<float>& or
     q = quantize_int8_rows_ref(original, o.rows, o.cols);
   } else {
 #if QLLM_HAVE_CUDA
-    q = quantize_int8_weights_cuda(device_weights, dtype, o.rows, o.cols).download();
+    q = quantize_int8_weights_cuda(device_weights, dtype, o.rows, o.cols, nullptr).download();
 #else
     (void)dtype;
 #endif

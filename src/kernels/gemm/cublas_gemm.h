@@ -24,7 +24,7 @@ class CublasGemm {
 
   // x: [m, k], w: [n, k], y: [m, n], row-major device arrays of `dtype`.
   void run(const void* x, const void* w, void* y, int64_t m, int64_t n, int64_t k, DType dtype,
-           cudaStream_t stream = nullptr);
+           cudaStream_t stream);
 
  private:
   // Descriptors and the heuristic's algorithm for one shape: made once, outside any timed region.

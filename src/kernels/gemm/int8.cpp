@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <type_traits>
 
 #include "kernels/gemm/int8_launch.h"
@@ -49,7 +50,28 @@ Int8DeviceWeights Int8DeviceWeights::upload(const Int8Rows& rows) {
   w.k = rows.cols;
   w.values = to_device(std::span<const int8_t>(rows.values), "int8 weights");
   w.absmax = to_device(std::span<const float>(rows.absmax), "int8 weight scales");
+  w.encode_maps();
   return w;
+}
+
+namespace {
+
+constexpr int kWideRowChoices[] = {64, 128, 256};
+
+}  // namespace
+
+void Int8DeviceWeights::encode_maps() {
+  has_maps = sm90a_kernels_available();
+  if (!has_maps) return;
+  for (int i = 0; i < 3; ++i) maps[i] = make_tensor_map_2d(values.data(), 1, n, k, kWideRowChoices[i], 128);
+}
+
+const CUtensorMap& Int8DeviceWeights::map_for_rows(int block_n) const {
+  QLLM_CHECK(has_maps, "int8 weights [{}, {}]: no tensor maps (no sm_90a GPU)", n, k);
+  for (int i = 0; i < 3; ++i) {
+    if (kWideRowChoices[i] == block_n) return maps[i];
+  }
+  fail("int8 weights: no tensor map for {}-row CTAs", block_n);
 }
 
 Int8Rows Int8DeviceWeights::download() const {
@@ -90,6 +112,7 @@ Int8DeviceWeights quantize_int8_weights_cuda(const void* weights, DType dtype, i
     const auto i = static_cast<int64_t>(s.first_nonfinite);
     fail("weight at row {}, column {} is NaN or Inf: int8 quantization needs finite weights", i / k, i % k);
   }
+  w.encode_maps();
   return w;
 }
 
@@ -173,46 +196,104 @@ Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) cons
   return p;
 }
 
-void Int8Gemm::reserve(int64_t m, int64_t k) {
+Int8Gemm::Int8Gemm() : status_(sizeof(kernels::Int8PrepStatus), "int8 status") {
+  status_.fill_bytes(0xff);  // cleared: no NaN seen, no call yet
+  QLLM_CUDA_CHECK(cudaMallocHost(&host_status_, sizeof(kernels::Int8PrepStatus)));
+  std::memset(host_status_, 0xff, sizeof(kernels::Int8PrepStatus));
+}
+
+Int8Gemm::~Int8Gemm() {
+  if (host_status_) cudaFreeHost(host_status_);
+}
+
+namespace {
+
+// Whether the skinny kernel quantizes a decode batch's activations itself (no prep launch), every CTA
+// scanning all of X for outlier columns. Auto's plan no longer makes such CTAs where the fusion applies (the
+// separate pass with 16-token CTAs measured faster, see plan()); it stays for tuning. Never past K = 4096
+// (H200, 2048x8192: 34 us fused against 27 us with the separate pass).
+bool fused_prep(const Int8Plan& p, int64_t m, int64_t k) {
+  return p.kernel == Int8Kernel::Skinny && p.tokens_per_cta == 8 && m <= kernels::kFusedPrepRows &&
+         k <= kFusedPrepMaxK;
+}
+
+int64_t skinny_tiles(const Int8Plan& p, int64_t m, int64_t n) {
+  return ceil_div(n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);
+}
+
+}  // namespace
+
+void Int8Gemm::reserve(int64_t n, int64_t k, int64_t max_m, Int8Kernel kernel) {
+  check_shape(n, k);
+  QLLM_CHECK(max_m >= 1 && max_m <= INT_MAX / 2, "int8 GEMM: reserve for M = {} out of range", max_m);
   auto grow = [](auto& buffer, size_t count, const char* what) {
     using T = std::remove_reference_t<decltype(*buffer.data())>;
     if (buffer.size() < count) buffer = DeviceBuffer<T>(count, what);
   };
-  grow(xq_, static_cast<size_t>(m * k), "int8 activations");
-  grow(x_absmax_, static_cast<size_t>(m), "activation scales");
-  if (outlier_bits_.size() < static_cast<size_t>(2 * (k / 32))) {  // the prep keeps the next one zero
-    outlier_bits_ = DeviceBuffer<uint32_t>(static_cast<size_t>(2 * (k / 32)), "outlier bitmaps");
+  grow(xq_, static_cast<size_t>(max_m * k), "int8 activations");
+  grow(x_absmax_, static_cast<size_t>(max_m), "activation scales");
+  if (outlier_bits_.size() < static_cast<size_t>(k / 32)) {
+    outlier_bits_ = DeviceBuffer<uint32_t>(static_cast<size_t>(k / 32), "outlier bitmap");
     outlier_bits_.fill_bytes(0);
   }
-  grow(outlier_cols_, kernels::kMaxOutlierColumns, "outlier columns");
-  grow(x_outliers_, static_cast<size_t>(m) * kernels::kMaxOutlierColumns, "outlier activations");
-  if (status_.size() == 0) {
-    status_ = DeviceBuffer<unsigned char>(sizeof(kernels::Int8PrepStatus), "int8 status");
-    status_.fill_bytes(0xff);  // no NaN seen yet (first_nonfinite = ~0)
+  if (bitmap_readers_.size() == 0) {
+    bitmap_readers_ = DeviceBuffer<unsigned int>(1, "outlier bitmap readers");
+    bitmap_readers_.fill_bytes(0);
   }
+  grow(outlier_cols_, kernels::kMaxOutlierColumns, "outlier columns");
+  grow(x_outliers_, static_cast<size_t>(max_m) * kernels::kMaxOutlierColumns, "outlier activations");
+  reserved_m_ = std::max(reserved_m_, max_m);
+  reserved_k_ = std::max(reserved_k_, k);
+
+  kernels::Int8PrepArgs prep;
+  prep.threshold = 1.0f;
+  prep.configure_only = true;
+  kernels::launch_int8_prep(prep, nullptr);
+  int64_t max_partials = 0, max_tiles = 0;
+  for (int64_t m = 1; m <= max_m; ++m) {
+    const Int8Plan p = plan(m, n, k, kernel);
+    kernels::Int8GemmArgs a;
+    a.configure_only = true;
+    a.splits = p.splits;
+    a.fused_prep = fused_prep(p, m, k);
+    for (const bool bf16 : {true, false}) {
+      a.bf16 = bf16;
+      if (p.kernel == Int8Kernel::Skinny) {
+        kernels::launch_int8_skinny(a, p.tokens_per_cta / 8, p.warps_k, nullptr);
+      } else {
+        kernels::launch_int8_wide(a, CUtensorMap{}, CUtensorMap{}, p.block_n, p.ctas_per_sm, nullptr);
+      }
+    }
+    if (p.kernel == Int8Kernel::Skinny && p.splits > 1) {
+      max_partials = std::max(max_partials, p.splits * m);
+      max_tiles = std::max(max_tiles, skinny_tiles(p, m, n));
+    }
+  }
+  if (max_partials > 0) splitk_.reserve(1, max_partials, n, max_tiles);
 }
 
-void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8DeviceWeights& w, void* y,
+size_t Int8Gemm::workspace_bytes() const {
+  return xq_.bytes() + x_absmax_.bytes() + outlier_bits_.bytes() + outlier_cols_.bytes() +
+         x_outliers_.bytes() + splitk_.bytes();
+}
+
+void Int8Gemm::run(const void* x, const Int8DeviceWeights& w, void* y, int64_t m, DType dtype,
                    cudaStream_t stream, Int8Kernel kernel) {
+  const int64_t k = w.k;
   QLLM_CHECK(dtype == DType::BF16 || dtype == DType::F16, "int8 GEMM activations must be bf16 or f16, not {}",
              dtype_name(dtype));
   QLLM_CHECK(m >= 1 && m <= INT_MAX / 2, "int8 GEMM: M = {} out of range", m);
-  QLLM_CHECK(k == w.k, "int8 GEMM: X has K = {} but the weights are [{}, {}]", k, w.n, w.k);
   QLLM_CHECK(x != nullptr && y != nullptr && is_aligned(x, 16) && is_aligned(y, 16),
              "int8 GEMM: X and Y must be non-null, 16-byte aligned device pointers");
   check_shape(w.n, w.k);
+  QLLM_CHECK(m <= reserved_m_ && k <= reserved_k_,
+             "int8 GEMM [{}, {}] at M = {}: workspaces reserved for M <= {}, K <= {} (call reserve() first)",
+             w.n, k, m, reserved_m_, reserved_k_);
   const Int8Plan p = plan(m, w.n, k, kernel);
-  reserve(m, k);
   last_k_ = k;
 
   auto* status = reinterpret_cast<kernels::Int8PrepStatus*>(status_.data());
-  // Fused prep: 8-token CTAs on a decode batch quantize its activations themselves (no prep launch), every
-  // CTA scanning all of X for outlier columns. Auto's plan no longer makes such CTAs where the fusion applies
-  // (the separate pass with 16-token CTAs measured faster, see plan()); it stays for tuning. Never past
-  // K = 4096 (H200, 2048x8192: 34 us fused against 27 us with the separate pass). Otherwise a prep pass
-  // first.
-  const bool fused = p.kernel == Int8Kernel::Skinny && p.tokens_per_cta == 8 &&
-                     m <= kernels::kFusedPrepRows && k <= kFusedPrepMaxK;
+  const bool fused = fused_prep(p, m, k);
   if (!fused) {
     kernels::Int8PrepArgs prep;
     prep.x = x;
@@ -220,13 +301,8 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
     prep.m = static_cast<int>(m);
     prep.k = static_cast<int>(k);
     prep.threshold = outliers_enabled(threshold) ? threshold : 0.0f;
-    // The two halves of outlier_bits_ alternate (see Int8PrepArgs); the whole other half is cleared, as a
-    // longer K later may read past this call's k / 32 words.
-    const size_t half = outlier_bits_.size() / 2;
-    prep.outlier_bits = outlier_bits_.data() + (bitmap_parity_ ? half : 0);
-    prep.next_outlier_bits = outlier_bits_.data() + (bitmap_parity_ ? 0 : half);
-    prep.next_bitmap_words = static_cast<int>(half);
-    if (prep.threshold > 0.0f) bitmap_parity_ = !bitmap_parity_;
+    prep.outlier_bits = outlier_bits_.data();
+    prep.bitmap_readers = bitmap_readers_.data();
     prep.xq = xq_.data();
     prep.x_absmax = x_absmax_.data();
     prep.outlier_cols = outlier_cols_.data();
@@ -256,40 +332,49 @@ void Int8Gemm::run(const void* x, DType dtype, int64_t m, int64_t k, const Int8D
   a.steps_per_split = p.steps_per_split;
   if (p.kernel == Int8Kernel::Skinny) {
     if (p.splits > 1) {
-      splitk_.reserve(p.splits, m, w.n, ceil_div(w.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta),
-                      stream);
+      QLLM_CHECK(splitk_.fits(1, p.splits * m, w.n, skinny_tiles(p, m, w.n)),
+                 "int8 GEMM [{}, {}] at M = {}: split-K workspace not reserved (call reserve() first)", w.n,
+                 k, m);
       a.partials = splitk_.partials();
       a.counters = splitk_.counters();
     }
     kernels::launch_int8_skinny(a, p.tokens_per_cta / 8, p.warps_k, stream);
   } else {
-    if (x_map_base_ != xq_.data() || x_map_rows_ != m || x_map_cols_ != k) {
+    if (x_map_rows_ != m || x_map_cols_ != k) {
       x_map_ = make_tensor_map_2d(xq_.data(), 1, m, k, 128, 128);
-      x_map_base_ = xq_.data(), x_map_rows_ = m, x_map_cols_ = k;
+      x_map_rows_ = m, x_map_cols_ = k;
     }
-    if (w_map_base_ != w.values.data() || w_map_rows_ != w.n || w_map_cols_ != k || w_map_box_ != p.block_n) {
-      w_map_ = make_tensor_map_2d(w.values.data(), 1, w.n, k, p.block_n, 128);
-      w_map_base_ = w.values.data(), w_map_rows_ = w.n, w_map_cols_ = k, w_map_box_ = p.block_n;
-    }
-    kernels::launch_int8_wide(a, x_map_, w_map_, p.block_n, p.ctas_per_sm, stream);
+    kernels::launch_int8_wide(a, x_map_, w.map_for_rows(p.block_n), p.block_n, p.ctas_per_sm, stream);
   }
   QLLM_CUDA_CHECK_LAUNCH();
 }
 
-int64_t Int8Gemm::check(cudaStream_t stream) {
-  QLLM_CHECK(status_.size() > 0, "int8 GEMM: check() before any run()");
-  kernels::Int8PrepStatus s{};
-  QLLM_CUDA_CHECK(cudaMemcpyAsync(&s, status_.data(), sizeof(s), cudaMemcpyDeviceToHost, stream));
-  QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
-  if (s.first_nonfinite != ~0ull) {
-    status_.fill_bytes(0xff);  // reported once: the next check covers the runs after this one
-    const auto i = static_cast<int64_t>(s.first_nonfinite);
-    fail("activation at row {}, column {} is NaN or Inf", i / last_k_, i % last_k_);
-  }
-  QLLM_CHECK(s.outlier_count <= kernels::kMaxOutlierColumns,
+void Int8Gemm::fetch_status(cudaStream_t stream) {
+  QLLM_CUDA_CHECK(
+      cudaMemcpyAsync(host_status_, status_.data(), sizeof(*host_status_), cudaMemcpyDeviceToHost, stream));
+}
+
+Int8Status Int8Gemm::status() const {
+  Int8Status s;
+  if (host_status_->first_nonfinite != ~0ull)
+    s.first_nonfinite = static_cast<int64_t>(host_status_->first_nonfinite);
+  s.max_outliers = std::max(host_status_->max_outlier_count, 0);
+  return s;
+}
+
+int64_t Int8Gemm::check() const {
+  const Int8Status s = status();
+  if (s.first_nonfinite >= 0)
+    fail("activation at row {}, column {} is NaN or Inf", s.first_nonfinite / last_k_,
+         s.first_nonfinite % last_k_);
+  QLLM_CHECK(s.max_outliers <= kernels::kMaxOutlierColumns,
              "{} outlier columns (|x| >= {}): more than the {} the int8 GEMM supports; raise the threshold",
-             s.outlier_count, threshold, kernels::kMaxOutlierColumns);
-  return s.outlier_count;
+             s.max_outliers, threshold, kernels::kMaxOutlierColumns);
+  return s.max_outliers;
+}
+
+void Int8Gemm::clear_status(cudaStream_t stream) {
+  status_.fill_bytes_async(0xff, stream);
 }
 
 }  // namespace qllm

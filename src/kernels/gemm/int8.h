@@ -9,6 +9,7 @@
 
 #include <string_view>
 
+#include "kernels/gemm/int8_launch.h"
 #include "kernels/gemm/splitk_workspace.h"
 #include "kernels/runtime/cuda_utils.h"
 #include "qllm/dtype.h"
@@ -20,15 +21,22 @@ struct Int8DeviceWeights {
   int64_t n = 0, k = 0;
   DeviceBuffer<int8_t> values;  // [n, k] row-major
   DeviceBuffer<float> absmax;   // [n]
+  // The wide kernel's TMA maps of `values`, one per CTA row count (64, 128, 256), encoded once (encode_maps)
+  // where the wide kernel can run.
+  bool has_maps = false;
+  CUtensorMap maps[3]{};
 
   static Int8DeviceWeights upload(const Int8Rows& rows);
   Int8Rows download() const;
   size_t bytes() const { return values.bytes() + absmax.bytes(); }
+  void encode_maps();  // upload() and quantize_int8_weights_cuda() call it
+  const CUtensorMap& map_for_rows(int block_n) const;
 };
 
 // Quantizes [n, k] 16-bit weights on the GPU (bit-identical to quantize_int8_rows_ref); throws on NaN/Inf.
+// Synchronises `stream` (a load-time call, not for a captured region).
 Int8DeviceWeights quantize_int8_weights_cuda(const void* weights, DType dtype, int64_t n, int64_t k,
-                                             cudaStream_t stream = nullptr);
+                                             cudaStream_t stream);
 
 enum class Int8Kernel { Auto, Skinny, Wide };
 std::string_view int8_kernel_name(Int8Kernel kernel);
@@ -49,42 +57,65 @@ struct Int8Tuning {
   int tokens_per_cta = 0, warps_k = 0, block_n = 0, ctas_per_sm = 0, splits = 0;  // 0: automatic
 };
 
-// Owns the activation and split-K workspaces; one instance per stream.
+// What the activation prep recorded since the status was last cleared.
+struct Int8Status {
+  int64_t first_nonfinite = -1;  // flat index (row * k + column) of the first NaN/Inf activation, or -1
+  int64_t max_outliers = 0;      // the most outlier columns of any call
+};
+
+// Owns the activation and split-K workspaces; one instance per stream (launches must not overlap).
+// reserve() sizes them before any run(); run() then only enqueues work (no allocation, no synchronisation,
+// no host reads of device data, no host-side state that a replayed graph would get wrong), so it can be
+// captured in a CUDA graph. NaN/Inf activations and too many outlier columns are recorded on the device:
+// fetch_status() copies that record to the host (asynchronously, capturable), check() reads the copy.
 class Int8Gemm {
  public:
   float threshold = kDefaultOutlierThreshold;  // 0 or inf disables the outlier decomposition
   Int8Tuning tuning;
 
+  Int8Gemm();
+  ~Int8Gemm();
+  Int8Gemm(const Int8Gemm&) = delete;
+  Int8Gemm& operator=(const Int8Gemm&) = delete;
+
   Int8Plan plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel = Int8Kernel::Auto) const;
 
-  // x: [m, k], y: [m, n] device arrays of `dtype` (bf16 or f16), 16-byte aligned. Only enqueues work.
-  void run(const void* x, DType dtype, int64_t m, int64_t k, const Int8DeviceWeights& weights, void* y,
-           cudaStream_t stream = nullptr, Int8Kernel kernel = Int8Kernel::Auto);
+  // Workspaces for every M in [1, max_m] on [n, k] weights, and the kernels those plans launch configured.
+  // Synchronous; call it before run() and outside graph capture.
+  void reserve(int64_t n, int64_t k, int64_t max_m, Int8Kernel kernel = Int8Kernel::Auto);
+  size_t workspace_bytes() const;
 
-  // Waits for the last run; throws on NaN/Inf activations in any run since the previous check, or on more
-  // outlier columns than supported in the last run. Returns the last run's outlier column count.
-  int64_t check(cudaStream_t stream = nullptr);
+  // y[m, n] = x[m, k] @ W[n, k]^T (the argument order of every qllm GEMM). x: [m, weights.k], y:
+  // [m, weights.n] device arrays of `dtype` (bf16 or f16), 16-byte aligned. Only enqueues work on `stream`;
+  // a size outside what reserve() covered throws.
+  void run(const void* x, const Int8DeviceWeights& weights, void* y, int64_t m, DType dtype,
+           cudaStream_t stream, Int8Kernel kernel = Int8Kernel::Auto);
+
+  // Enqueues a copy of the device-side status to pinned host memory (capturable in a graph).
+  void fetch_status(cudaStream_t stream);
+  // The status as of the last fetch_status(), once `stream` has passed it (the caller synchronises).
+  Int8Status status() const;
+  // Throws on a NaN/Inf activation or on more outlier columns than supported, from the fetched status;
+  // returns the most outlier columns of a call. Does not synchronise.
+  int64_t check() const;
+  // Clears the device-side status (enqueued on `stream`; not inside a captured region).
+  void clear_status(cudaStream_t stream);
 
  private:
-  void reserve(int64_t m, int64_t k);
-
   DeviceBuffer<int8_t> xq_;
   DeviceBuffer<float> x_absmax_;
-  DeviceBuffer<uint32_t> outlier_bits_;  // two bitmaps of the outlier columns, used in turn
-  bool bitmap_parity_ = false;
+  DeviceBuffer<uint32_t> outlier_bits_;  // zero between calls (the prep clears what it used)
+  DeviceBuffer<unsigned int> bitmap_readers_;
   DeviceBuffer<int> outlier_cols_;
   DeviceBuffer<uint16_t> x_outliers_;
   DeviceBuffer<unsigned char> status_;
+  kernels::Int8PrepStatus* host_status_ = nullptr;  // pinned
   kernels::SplitKWorkspace splitk_;
+  int64_t reserved_m_ = 0, reserved_k_ = 0;
   int64_t last_k_ = 1;
-  // Tensor maps of the last shapes (encoding one costs microseconds of host time).
-  const void* x_map_base_ = nullptr;
+  // The wide kernel's map of the int8 activations for the last M (host-only encoding).
   int64_t x_map_rows_ = 0, x_map_cols_ = 0;
   CUtensorMap x_map_{};
-  const void* w_map_base_ = nullptr;
-  int64_t w_map_rows_ = 0, w_map_cols_ = 0;
-  int w_map_box_ = 0;
-  CUtensorMap w_map_{};
 };
 
 }  // namespace qllm

@@ -12,11 +12,13 @@ namespace qllm::kernels {
 // At most this many outlier columns per call: their activations are gathered into a [M, kMaxOutliers] buffer.
 constexpr int kMaxOutlierColumns = 1024;
 
-// Device-side results of the activation prep that the host reads back only when asked (check()).
+// Device-side results of the activation prep, copied to the host only when asked (Int8Gemm::fetch_status).
+// All bytes 0xff is the cleared state.
 struct Int8PrepStatus {
   unsigned long long
-      first_nonfinite;  // smallest flat index of a NaN/Inf activation since the last check, or ~0
-  int outlier_count;    // outlier columns found (may exceed kMaxOutlierColumns: an error)
+      first_nonfinite;    // smallest flat index of a NaN/Inf activation since the status was cleared, or ~0
+  int outlier_count;      // outlier columns of the current call (the GEMM reads it; may exceed the maximum)
+  int max_outlier_count;  // the most outlier columns of any call since the status was cleared (-1: none)
 };
 
 // Activation prep: X [m, k] (bf16 or f16) -> int8 rows with outlier columns removed.
@@ -25,16 +27,17 @@ struct Int8PrepArgs {
   bool bf16 = true;
   int m = 0, k = 0;
   float threshold = 0;  // <= 0 or inf: no outliers
-  // Two bitmaps alternate between calls: this call's (all zero on entry) collects the outlier columns, and
-  // the rows kernel zeroes the other one, which no kernel of this call reads, for the next call.
-  uint32_t* outlier_bits = nullptr;       // [k / 32], zero on entry
-  uint32_t* next_outlier_bits = nullptr;  // [next_bitmap_words], zeroed by the rows kernel
-  int next_bitmap_words = 0;
-  int8_t* xq = nullptr;            // [m, k]
-  float* x_absmax = nullptr;       // [m]
-  int* outlier_cols = nullptr;     // [kMaxOutlierColumns] column of each outlier, ascending
+  // The outlier column bitmap, zero on entry and zero again on exit: the last CTA of the rows kernel to have
+  // read it clears it (counted in `bitmap_readers`, itself zero on entry and on exit). All state stays on
+  // the device, so a captured graph replays correctly.
+  uint32_t* outlier_bits = nullptr;        // [k / 32]
+  unsigned int* bitmap_readers = nullptr;  // one counter
+  int8_t* xq = nullptr;                    // [m, k]
+  float* x_absmax = nullptr;               // [m]
+  int* outlier_cols = nullptr;             // [kMaxOutlierColumns] column of each outlier, ascending
   uint16_t* x_outliers = nullptr;  // [m, kMaxOutlierColumns] the outlier columns' activations (16-bit)
   Int8PrepStatus* status = nullptr;
+  bool configure_only = false;  // host only: query the launch configuration once, launch nothing
 };
 // Outlier bitmap over all rows (atomics), then a CTA per row (rows up to 16384 values held in registers).
 // (Decode batches, m <= kFusedPrepRows, skip this: the skinny GEMM quantizes its activations itself.)
@@ -63,6 +66,9 @@ struct Int8GemmArgs {
   int m = 0, n = 0, k = 0;
   int splits = 1;
   int steps_per_split = 0;  // 64-wide k steps (skinny) or 128-wide k blocks (wide) per split
+  // Host only: the launcher sets its kernel's attributes (once per kernel) and launches nothing, so that
+  // Int8Gemm::reserve() does what a first launch would otherwise do inside a captured region.
+  bool configure_only = false;
 };
 
 // Skinny path (mma.sync m16n8k32 s8, sm_80+): as the W4A16 skinny kernel (8 warps, warps_k of them splitting

@@ -93,7 +93,10 @@ __device__ void write_outlier_list(const Int8PrepArgs& a, const uint32_t* bits, 
       word &= word - 1;
     }
   }
-  if (threadIdx.x == 0) a.status->outlier_count = prefix[words];
+  if (threadIdx.x == 0) {
+    a.status->outlier_count = prefix[words];
+    atomicMax(&a.status->max_outlier_count, prefix[words]);
+  }
 }
 
 // Chunks (16 bytes) each thread has in flight: one load per thread at a time leaves DRAM idle.
@@ -241,7 +244,7 @@ __global__ void __launch_bounds__(kPrepThreads) int8_outlier_bits_kernel(const I
   }
 }
 
-// The bitmap is zero on entry: the previous call's rows kernel cleared it (Int8PrepArgs::next_outlier_bits),
+// The bitmap is zero on entry: the previous call's rows kernel cleared it (Int8PrepArgs::bitmap_readers),
 // which spares a memset launch per call. kChunks: 16-byte chunks of a row per thread, held in registers
 // between the absmax and the quantization; 0 for rows too long for that (read twice).
 template <int kThreadsPerRow, int kChunks>
@@ -269,10 +272,17 @@ __global__ void __launch_bounds__(kPrepThreads) int8_rows_kernel(const Int8PrepA
     for (int w = threadIdx.x; w < words; w += kPrepThreads) bits[w] = __ldcg(a.outlier_bits + w);
     __syncthreads();
     if (threadIdx.x < 32) bitmap_prefix(bits, words, prefix);
-    if (blockIdx.x == 0) {
-      for (int w = threadIdx.x; w < a.next_bitmap_words; w += kPrepThreads) a.next_outlier_bits[w] = 0;
+    // The last CTA to have read the bitmap clears it for the next call (every other CTA holds its copy).
+    __shared__ bool last_reader;
+    if (threadIdx.x == 0) {
+      __threadfence();
+      last_reader = atomicAdd(a.bitmap_readers, 1u) == gridDim.x - 1;
     }
     __syncthreads();
+    if (last_reader) {
+      for (int w = threadIdx.x; w < words; w += kPrepThreads) a.outlier_bits[w] = 0;
+      if (threadIdx.x == 0) *a.bitmap_readers = 0;
+    }
     if (blockIdx.x == 0) write_outlier_list(a, bits, prefix, words);
   } else if (blockIdx.x == 0 && threadIdx.x == 0 && a.outlier_cols != nullptr) {
     a.status->outlier_count = 0;
@@ -360,16 +370,18 @@ void launch_int8_prep(const Int8PrepArgs& a, cudaStream_t stream) {
           cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, int8_outlier_bits_kernel, kPrepThreads, 0));
       return std::max(ctas, 1);
     }();
+    if (a.configure_only) return;
     const int64_t chunks = static_cast<int64_t>(a.m) * a.k / 8;
     const int64_t resident_threads = multiprocessor_count() * ctas_per_sm * int64_t{kPrepThreads};
     const int64_t per_thread = std::min<int64_t>(ceil_div(chunks, resident_threads), kChunksInFlight);
     const auto blocks = static_cast<unsigned int>(ceil_div(chunks, kPrepThreads * per_thread));
     int8_outlier_bits_kernel<<<blocks, kPrepThreads, 0, stream>>>(a);
   }
-  launch_rows(a, enabled, /*dependent=*/true, stream);
+  if (!a.configure_only) launch_rows(a, enabled, /*dependent=*/true, stream);
 }
 
 void launch_int8_quantize_rows(const Int8PrepArgs& a, cudaStream_t stream) {
+  if (a.configure_only) return;
   launch_rows(a, /*with_outliers=*/false, /*dependent=*/false, stream);
 }
 

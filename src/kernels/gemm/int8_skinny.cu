@@ -103,7 +103,10 @@ __device__ void fused_prep(const Int8GemmArgs& a, int token_base, int cta_begin,
     }
     if (threadIdx.x == 0) {
       *outlier_count = count;
-      if (reporter) a.status->outlier_count = count;
+      if (reporter) {
+        a.status->outlier_count = count;
+        atomicMax(&a.status->max_outlier_count, count);
+      }
     }
   }
   // Rows: warp r handles token r: absmax over the whole row without the outlier columns, then its slice.
@@ -330,6 +333,7 @@ void launch_variant(const Int8GemmArgs& a, cudaStream_t stream) {
     return true;
   }();
   (void)configured;
+  if (a.configure_only) return;
   const int rows_per_cta = 16 * (kWarps / kWarpsK);
   cudaLaunchConfig_t config{};
   config.gridDim = dim3((a.n + rows_per_cta - 1) / rows_per_cta, a.splits, (a.m + kTokens - 1) / kTokens);

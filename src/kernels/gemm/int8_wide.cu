@@ -351,6 +351,7 @@ void launch_config(const Int8GemmArgs& a, const CUtensorMap& x_map, const CUtens
     return true;
   }();
   (void)configured;
+  if (a.configure_only) return;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3((a.m + kBlockM - 1) / kBlockM, a.splits, (a.n + kBlockN - 1) / kBlockN);
   config.blockDim = dim3(kThreads);

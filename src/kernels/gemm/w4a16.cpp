@@ -131,7 +131,39 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
   d.scales = to_device(std::span<const uint16_t>(w.scales), "W4A16 scales");
   if (w.layout.zero_point)
     d.zero_offsets = to_device(std::span<const uint16_t>(w.zero_offsets), "W4A16 zeros");
+  d.encode_maps();
   return d;
+}
+
+namespace {
+
+constexpr int kWgmmaRowChoices[] = {64, 128, 256};
+
+}  // namespace
+
+void W4A16DeviceWeights::encode_maps() {
+  const int scale_groups = kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16));
+  has_maps = sm90a_kernels_available() && scale_groups > 0;
+  if (!has_maps) return;
+  const int64_t unit_rows = layout.n / 16, pair_words = layout.groups_per_row() * 8;
+  for (int i = 0; i < 3; ++i) {
+    const int box_rows = kWgmmaRowChoices[i] / 16;
+    W4A16WeightMaps& m = maps[i];
+    m.units = make_word_tensor_map_2d(qweight.data(), unit_rows, layout.k / 64 * 128, box_rows, 128);
+    m.scales = make_word_tensor_map_2d(scales.data(), unit_rows, pair_words, box_rows, 8 * scale_groups);
+    m.zeros = layout.zero_point ? make_word_tensor_map_2d(zero_offsets.data(), unit_rows, pair_words,
+                                                          box_rows, 8 * scale_groups)
+                                : m.scales;
+  }
+}
+
+const W4A16WeightMaps& W4A16DeviceWeights::maps_for_rows(int rows_per_cta) const {
+  QLLM_CHECK(has_maps, "W4A16 weights [{}, {}]: no wgmma tensor maps (no sm_90a GPU, or groups of {})",
+             layout.n, layout.k, layout.group_k);
+  for (int i = 0; i < 3; ++i) {
+    if (kWgmmaRowChoices[i] == rows_per_cta) return maps[i];
+  }
+  fail("W4A16 weights: no tensor maps for {}-row CTAs", rows_per_cta);
 }
 
 W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
@@ -241,11 +273,60 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
   return p;
 }
 
-void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeights& w, void* y,
-                    cudaStream_t stream, W4A16Kernel kernel) {
+namespace {
+
+// Split-K partials live in memory only for split plans whose splits do not add up inside a cluster.
+bool uses_splitk_workspace(const W4A16Plan& p) {
+  return p.kernel != W4A16Kernel::Dequant && p.splits > 1 && p.cluster_splits == 0;
+}
+
+int64_t output_tiles(const W4A16Plan& p, int64_t m, int64_t n) {
+  return ceil_div(n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);
+}
+
+// Sets the attributes of the kernel `p` launches (what its first launch would otherwise do).
+void configure_kernel(const W4A16Layout& l, const W4A16Plan& p) {
+  kernels::W4A16KernelArgs args;
+  args.group_steps = static_cast<int>(l.group_k / 16);
+  args.cluster_splits = p.cluster_splits;
+  args.configure_only = true;
+  kernels::dispatch_16bit(l.activation, "W4A16 GEMM", [&](auto tag) {
+    using T = decltype(tag);
+    if (p.kernel == W4A16Kernel::Skinny) {
+      kernels::launch_w4a16_skinny<T>(args, p.tokens_per_cta / 8, p.warps_k, nullptr);
+    } else if (p.kernel == W4A16Kernel::Tiled) {
+      kernels::launch_w4a16_tiled<T>(args, p.tokens_per_cta, nullptr);
+    } else if (p.kernel == W4A16Kernel::Wgmma) {
+      kernels::launch_w4a16_wgmma<T>(args, {}, p.tokens_per_cta, p.rows_per_cta, nullptr);
+    }
+  });
+}
+
+}  // namespace
+
+void W4A16Gemm::reserve(const W4A16Layout& l, int64_t max_m, W4A16Kernel kernel) {
+  QLLM_CHECK(max_m >= 1 && max_m <= INT_MAX / 2, "W4A16 GEMM: reserve for M = {} out of range", max_m);
+  int64_t max_partials = 0, max_tiles = 0;
+  bool dequant = false;
+  for (int64_t m = 1; m <= max_m; ++m) {
+    const W4A16Plan p = plan(m, l, kernel);
+    configure_kernel(l, p);
+    if (p.kernel == W4A16Kernel::Dequant) dequant = true;
+    if (uses_splitk_workspace(p)) {
+      max_partials = std::max(max_partials, p.splits * m);
+      max_tiles = std::max(max_tiles, output_tiles(p, m, l.n));
+    }
+  }
+  if (max_partials > 0) splitk_.reserve(1, max_partials, l.n, max_tiles);
+  const size_t scratch_count = static_cast<size_t>(l.n * l.k);
+  if (dequant && scratch_.size() < scratch_count)
+    scratch_ = DeviceBuffer<uint16_t>(scratch_count, "dequantized weights (W4A16 dequant path)");
+}
+
+void W4A16Gemm::run(const void* x, const W4A16DeviceWeights& w, void* y, int64_t m, cudaStream_t stream,
+                    W4A16Kernel kernel) {
   const W4A16Layout& l = w.layout;
   QLLM_CHECK(m >= 1 && m <= INT_MAX / 2, "W4A16 GEMM: M = {} out of range", m);
-  QLLM_CHECK(k == l.k, "W4A16 GEMM: X has K = {} but the weights are [{}, {}]", k, l.n, l.k);
   QLLM_CHECK(l.n <= INT_MAX && l.k <= INT_MAX && l.n * l.groups_per_row() <= INT_MAX,
              "W4A16 GEMM: weight shape [{}, {}] with groups of {} too large (32-bit scale indices)", l.n, l.k,
              l.group_k);
@@ -270,17 +351,19 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
   args.splits = p.splits;
   args.steps_per_split = p.steps_per_split;
   args.cluster_splits = p.cluster_splits;
-  if (p.splits > 1 && args.cluster_splits == 0) {
-    splitk_.reserve(p.splits, m, l.n, ceil_div(l.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta), stream);
+  if (uses_splitk_workspace(p)) {
+    QLLM_CHECK(splitk_.fits(1, p.splits * m, l.n, output_tiles(p, m, l.n)),
+               "W4A16 GEMM [{}, {}] at M = {}: split-K workspace not reserved (call reserve() first)", l.n,
+               l.k, m);
     args.partials = splitk_.partials();
     args.counters = splitk_.counters();
   }
   kernels::dispatch_16bit(l.activation, "W4A16 GEMM", [&](auto tag) {
     using T = decltype(tag);
     if (p.kernel == W4A16Kernel::Dequant) {
-      const size_t count = static_cast<size_t>(l.n * l.k);
-      if (scratch_.size() < count)
-        scratch_ = DeviceBuffer<uint16_t>(count, "dequantized weights (dequant path)");
+      QLLM_CHECK(scratch_.size() >= static_cast<size_t>(l.n * l.k),
+                 "W4A16 GEMM [{}, {}] at M = {}: dequant scratch not reserved (call reserve() first)", l.n,
+                 l.k, m);
       kernels::launch_w4a16_dequantize<T>(args, scratch_.data(), stream);
       QLLM_CUDA_CHECK_LAUNCH();
       cublas_.run(x, scratch_.data(), y, m, l.n, l.k, l.activation, stream);
@@ -290,32 +373,15 @@ void W4A16Gemm::run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeight
       kernels::launch_w4a16_skinny<T>(args, p.tokens_per_cta / 8, p.warps_k, stream);
     } else if (p.kernel == W4A16Kernel::Tiled) {
       kernels::launch_w4a16_tiled<T>(args, p.tokens_per_cta, stream);
-      if (p.splits > 1 && args.cluster_splits == 0) kernels::launch_splitk_reduce<T>(args, stream);
+      if (uses_splitk_workspace(p)) kernels::launch_splitk_reduce<T>(args, stream);
     } else {
-      const XMapKey x_key{x, m, k, p.tokens_per_cta};
+      const XMapKey x_key{x, m, l.k, p.tokens_per_cta};
       if (!(x_map_key_ == x_key)) {
-        x_map_ = make_tensor_map_2d(x, 2, m, k, x_key.box_rows, 64);
+        x_map_ = make_tensor_map_2d(x, 2, m, l.k, x_key.box_rows, 64);
         x_map_key_ = x_key;
       }
-      const WeightMapKey w_key{w.qweight.data(),
-                               w.scales.data(),
-                               w.zero_offsets.data(),
-                               l.n,
-                               l.k,
-                               l.group_k,
-                               p.rows_per_cta / 16,
-                               kernels::w4a16_wgmma_scale_groups(args.group_steps)};
-      if (!(weight_map_key_ == w_key)) {
-        const int64_t unit_rows = l.n / 16, pair_words = l.groups_per_row() * 8;
-        unit_map_ = make_word_tensor_map_2d(w.qweight.data(), unit_rows, l.k / 64 * 128, w_key.box_rows, 128);
-        scale_map_ = make_word_tensor_map_2d(w.scales.data(), unit_rows, pair_words, w_key.box_rows,
-                                             8 * w_key.scale_groups);
-        zero_map_ = l.zero_point ? make_word_tensor_map_2d(w.zero_offsets.data(), unit_rows, pair_words,
-                                                           w_key.box_rows, 8 * w_key.scale_groups)
-                                 : scale_map_;
-        weight_map_key_ = w_key;
-      }
-      kernels::launch_w4a16_wgmma<T>(args, {x_map_, unit_map_, scale_map_, zero_map_}, p.tokens_per_cta,
+      const W4A16WeightMaps& maps = w.maps_for_rows(p.rows_per_cta);
+      kernels::launch_w4a16_wgmma<T>(args, {x_map_, maps.units, maps.scales, maps.zeros}, p.tokens_per_cta,
                                      p.rows_per_cta, stream);
       if (p.splits > 1) kernels::launch_splitk_reduce<T>(args, stream);
     }

@@ -22,14 +22,25 @@
 
 namespace qllm {
 
+// The wgmma kernel's TMA maps of one weight, for each CTA row count (64, 128, 256): encoded once when the
+// weight is uploaded (encoding costs microseconds of host time), kept with it.
+struct W4A16WeightMaps {
+  CUtensorMap units{}, scales{}, zeros{};
+};
+
 struct W4A16DeviceWeights {
   W4A16Layout layout;
   DeviceBuffer<uint8_t> qweight;
   DeviceBuffer<uint16_t> scales;
   DeviceBuffer<uint16_t> zero_offsets;  // empty when symmetric
+  bool has_maps = false;                // maps are encoded where the wgmma kernel can run
+  W4A16WeightMaps maps[3];              // by CTA rows: [0] 64, [1] 128, [2] 256
 
   static W4A16DeviceWeights upload(const W4A16Weights& weights);
   size_t bytes() const { return qweight.bytes() + scales.bytes() + zero_offsets.bytes(); }
+  // Encodes `maps` (a no-op where the wgmma kernel cannot run); upload() calls it.
+  void encode_maps();
+  const W4A16WeightMaps& maps_for_rows(int rows_per_cta) const;
 };
 
 enum class W4A16Kernel { Auto, Skinny, Tiled, Wgmma, Dequant };
@@ -55,40 +66,41 @@ struct W4A16Tuning {
   int splits = 0;
 };
 
-// Owns the split-K workspace and the dequant path's scratch (N x K 16-bit values of the largest weight seen)
-// and cuBLAS handle; one instance per stream (launches on one instance must not overlap).
+// Owns the split-K workspace, the dequant path's scratch (N x K 16-bit values of the largest weight reserved
+// for) and a cuBLAS handle; one instance per stream (launches on one instance must not overlap).
+// reserve() sizes the workspaces for every M up to a bound before any run(); run() then only enqueues work
+// (no allocation, no synchronisation, no host reads of device data), so it can be captured in a CUDA graph.
 class W4A16Gemm {
  public:
   W4A16Tuning tuning;
 
   W4A16Plan plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel = W4A16Kernel::Auto) const;
 
-  // x: [m, k] and y: [m, layout.n], device pointers in the layout's activation dtype, 16-byte aligned.
-  // Only enqueues work on `stream`.
-  void run(const void* x, int64_t m, int64_t k, const W4A16DeviceWeights& weights, void* y,
-           cudaStream_t stream = nullptr, W4A16Kernel kernel = W4A16Kernel::Auto);
+  // Workspaces for every M in [1, max_m] on weights of `layout` (with Auto's plans, or `kernel`'s), and the
+  // kernels those plans launch configured. Synchronous; call it before run() and outside graph capture.
+  void reserve(const W4A16Layout& layout, int64_t max_m, W4A16Kernel kernel = W4A16Kernel::Auto);
+  // Device bytes of the workspaces reserved so far.
+  size_t workspace_bytes() const { return splitk_.bytes() + scratch_.bytes(); }
+
+  // y[m, n] = x[m, k] @ W'[n, k]^T (the argument order of every qllm GEMM: x, weights, y, shape, stream).
+  // x: [m, layout.k] and y: [m, layout.n], device pointers in the layout's activation
+  // dtype, 16-byte aligned. Only enqueues work on `stream`; a plan outside what reserve() covered throws.
+  void run(const void* x, const W4A16DeviceWeights& weights, void* y, int64_t m, cudaStream_t stream,
+           W4A16Kernel kernel = W4A16Kernel::Auto);
 
  private:
   kernels::SplitKWorkspace splitk_;
   DeviceBuffer<uint16_t> scratch_;
   CublasGemm cublas_;
-  // The wgmma kernel's tensor maps, for the last X and weights seen (encoding one costs microseconds of host
-  // time).
+  // The wgmma kernel's map of X for the last X seen (host-only encoding; a captured launch keeps its copy).
   struct XMapKey {
     const void* base = nullptr;
     int64_t rows = 0, cols = 0;
     int box_rows = 0;
     bool operator==(const XMapKey&) const = default;
   };
-  struct WeightMapKey {
-    const void *units = nullptr, *scales = nullptr, *zeros = nullptr;
-    int64_t n = 0, k = 0, group_k = 0;
-    int box_rows = 0, scale_groups = 0;
-    bool operator==(const WeightMapKey&) const = default;
-  };
   XMapKey x_map_key_;
-  WeightMapKey weight_map_key_;
-  CUtensorMap x_map_{}, unit_map_{}, scale_map_{}, zero_map_{};
+  CUtensorMap x_map_{};
 };
 
 }  // namespace qllm

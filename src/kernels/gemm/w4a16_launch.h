@@ -26,6 +26,9 @@ struct W4A16KernelArgs {
   int splits = 1;           // split-K factor
   int steps_per_split = 0;  // k64 steps per split
   int cluster_splits = 0;   // tiled kernel: > 1 when the splits form a cluster and reduce in shared memory
+  // Host only: the launcher sets its kernel's attributes (once per kernel) and launches nothing, so that
+  // reserve() does what a first launch would otherwise do inside a captured region.
+  bool configure_only = false;
 };
 
 // Skinny path (mma.sync, sm_80+): CTAs of 8 warps; warps_k (1, 2, 4, 8) of them split the CTA's K range, so

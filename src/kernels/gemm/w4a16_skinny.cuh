@@ -244,6 +244,7 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
     return true;
   }();
   (void)configured;
+  if (args.configure_only) return;
   const dim3 grid((args.n + 16 * (kWarps / kWarpsK) - 1) / (16 * (kWarps / kWarpsK)), args.splits,
                   (args.m + kTokens - 1) / kTokens);
   w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode><<<grid, kThreads, smem, stream>>>(args);

@@ -263,6 +263,7 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
     return true;
   }();
   (void)configured;
+  if (args.configure_only) return;
   // Token blocks fastest: the CTAs that share a weight tile run together and read it from DRAM once.
   const dim3 grid(static_cast<unsigned>(ceil_div(args.m, kTokens)),
                   static_cast<unsigned>(ceil_div(args.n, kCtaRowTiles * 16)),

@@ -293,6 +293,7 @@ void launch_config(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, cuda
     return true;
   }();
   (void)configured;
+  if (args.configure_only) return;
   const dim3 grid((args.m + kTok - 1) / kTok, args.splits, (args.n + C::kRows - 1) / C::kRows);
   w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups, kSplitTokens>
       <<<grid, kThreads, C::kSmem, stream>>>(maps, args);

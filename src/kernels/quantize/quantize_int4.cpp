@@ -104,8 +104,8 @@ Int4Matrix quantize_host(std::span<const T> weights, DType dtype, int64_t rows, 
   if (scheme.zero_point) m.zeros.fill_bytes(0xa5);
   const auto w = to_device(weights, "weights to quantize");
   Int4QuantizerCuda quantizer;
-  quantizer.launch(w.data(), dtype, rows, cols, scheme, m.view());
-  quantizer.check();
+  quantizer.launch(w.data(), dtype, rows, cols, scheme, m.view(), nullptr);
+  quantizer.check(nullptr);
   return m.download();
 }
 
@@ -118,7 +118,7 @@ std::vector<T> dequantize_host(const Int4Matrix& m, DType out_dtype) {
   DeviceBuffer<T> out(static_cast<size_t>(m.rows * m.cols), "dequantized weights");
   out.fill_bytes(0xff);  // poison (NaN)
   launch_dequantize_int4(packed.data(), scales.data(), zeros.data(), m.rows, m.cols, m.scheme, out.data(),
-                         out_dtype);
+                         out_dtype, nullptr);
   QLLM_CUDA_CHECK(cudaDeviceSynchronize());
   return out.download();
 }

@@ -43,8 +43,8 @@ class Int4QuantizerCuda {
  public:
   Int4QuantizerCuda();
   void launch(const void* weights, DType dtype, int64_t rows, int64_t cols, const Int4Scheme& scheme,
-              Int4DeviceView out, cudaStream_t stream = nullptr);
-  void check(cudaStream_t stream = nullptr);
+              Int4DeviceView out, cudaStream_t stream);
+  void check(cudaStream_t stream);
 
  private:
   DeviceBuffer<unsigned char> scratch_;  // one Int4QuantizeScratch
@@ -55,7 +55,7 @@ class Int4QuantizerCuda {
 // w' = (q - z) * s written as fp16 or bf16 (out_dtype), [rows, cols] row-major.
 void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const uint8_t* zeros, int64_t rows,
                             int64_t cols, const Int4Scheme& scheme, void* out, DType out_dtype,
-                            cudaStream_t stream = nullptr);
+                            cudaStream_t stream);
 
 // Host-to-host conveniences for tests and tools: upload, run, check, download.
 Int4Matrix quantize_int4_cuda(std::span<const Half> weights, int64_t rows, int64_t cols,

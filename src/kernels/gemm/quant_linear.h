@@ -1,0 +1,89 @@
+// QuantLinear: the linear layer of the GPU engine in any weight format (QuantMode, quant/quant_mode.h):
+// y[M, N] = x[M, K] @ W'[N, K]^T with x and y in the activation dtype (bf16 or f16), fp32 accumulation, where
+// W' is the weight exactly as the CPU reference (model/cpu_linear.h) computes with it:
+//   dense bf16/f16: cuBLASLt; int4 (every scheme): the W4A16 kernels (the plan picks skinny, tiled, wgmma or
+//   dequant + cuBLAS by M); int8: LLM.int8() with the mode's outlier threshold.
+// The weights are quantized on the GPU at construction (the 16-bit source is staged on the device, quantized,
+// and the staging freed), so peak device memory stays near the quantized size plus one layer's staging.
+//
+// The workspaces belong to a GemmExecutor, one per stream, shared by every QuantLinear that runs on that
+// stream. reserve(max_tokens) sizes them up front; forward() then only enqueues work (no allocation, no
+// synchronisation, no host reads of device data) and can be captured in a CUDA graph.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "kernels/gemm/cublas_gemm.h"
+#include "kernels/gemm/int8.h"
+#include "kernels/gemm/w4a16.h"
+#include "kernels/runtime/cuda_utils.h"
+#include "qllm/dtype.h"
+#include "quant/quant_mode.h"
+
+namespace qllm {
+
+// The GEMM state of one stream: cuBLASLt handle and workspace, W4A16 and int8 workspaces. The QuantLinears
+// that use it must not run concurrently (one stream, or serialised streams).
+struct GemmExecutor {
+  CublasGemm cublas;
+  W4A16Gemm w4a16;
+  Int8Gemm int8;
+
+  size_t workspace_bytes() const { return w4a16.workspace_bytes() + int8.workspace_bytes(); }
+};
+
+// A host weight: row-major [rows, cols] (rows = N, output features) of bf16, f16 or f32 elements, e.g. a
+// model/llama_weights.h WeightMatrix; a fused projection is its parts' rows concatenated.
+struct HostWeight {
+  const void* data = nullptr;
+  DType dtype = DType::F32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+class QuantLinear {
+ public:
+  // Quantizes `weight` on the GPU into `mode`'s format. `activation`: bf16 or f16 (dense modes need their
+  // dtype to be the activation dtype). f32 weights are rounded to the activation dtype first, 16-bit ones
+  // are taken as they are (as model/cpu_linear.h does). `executor` must outlive this layer. Synchronous
+  // (load time); throws qllm::Error naming the shape for formats the kernels do not support.
+  QuantLinear(const HostWeight& weight, const QuantMode& mode, DType activation, GemmExecutor& executor,
+              cudaStream_t stream);
+
+  int64_t out_features() const { return n_; }  // N
+  int64_t in_features() const { return k_; }   // K
+  const QuantMode& mode() const { return mode_; }
+  DType activation() const { return activation_; }
+  // Device bytes of the stored weight (values, scales, zero points).
+  uint64_t weight_bytes() const;
+
+  // Sizes the executor's workspaces for every M up to `max_tokens` on this layer and sets the attributes of
+  // the kernels it will launch. Synchronous; call before forward() and outside graph capture. (cuBLASLt
+  // plans are made on a shape's first use: host-only descriptor work, legal during capture.)
+  void reserve(int64_t max_tokens);
+
+  // y[m, N] = x[m, K] @ W'^T; x and y device arrays of the activation dtype, 16-byte aligned. Only enqueues
+  // work on `stream`; m above what reserve() covered throws.
+  void forward(const void* x, void* y, int64_t m, cudaStream_t stream);
+
+  // The stored weight, for kernels that read it directly (the embedding gather of a tied table):
+  // exactly one of these is non-null, according to mode().kind.
+  const void* dense() const { return dense_.size() ? dense_.data() : nullptr; }  // [N, K] of dense_dtype
+  const W4A16DeviceWeights* int4() const { return int4_ ? &*int4_ : nullptr; }   // quant/w4a16_layout.h
+  const Int8DeviceWeights* int8() const { return int8_ ? &*int8_ : nullptr; }    // int8 rows + row absmax
+
+ private:
+  QuantMode mode_;
+  DType activation_ = DType::BF16;
+  int64_t n_ = 0, k_ = 0;
+  int64_t reserved_tokens_ = 0;
+  GemmExecutor* executor_ = nullptr;
+  DeviceBuffer<uint16_t> dense_;
+  std::optional<W4A16DeviceWeights> int4_;
+  std::optional<Int8DeviceWeights> int8_;
+};
+
+}  // namespace qllm
