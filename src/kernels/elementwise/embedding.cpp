@@ -24,7 +24,11 @@ void launch_embedding(const EmbeddingParams& p, CUstream_st* stream) {
       QLLM_CHECK(t.vocab % 16 == 0 && t.hidden % 64 == 0,
                  "embedding: the W4A16 layout needs vocab % 16 == 0 and hidden % 64 == 0, table is [{}, {}]",
                  t.vocab, t.hidden);
-      QLLM_CHECK(t.int4_group_k >= 1, "embedding: INT4 group size must be positive, got {}", t.int4_group_k);
+      // The W4A16 layout stores K / group_k groups per row (W4A16Layout::groups_per_row): no partial groups.
+      QLLM_CHECK(t.int4_group_k >= 16 && t.int4_group_k % 16 == 0 && t.hidden % t.int4_group_k == 0,
+                 "embedding: the W4A16 layout needs a group size that is a multiple of 16 and divides hidden {}, "
+                 "got {}",
+                 t.hidden, t.int4_group_k);
       QLLM_CHECK(t.int4_qweight != nullptr && t.int4_scales != nullptr, "embedding: null INT4 weights or scales");
       break;
     default:

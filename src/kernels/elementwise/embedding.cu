@@ -19,7 +19,7 @@ using namespace kernels::ops;
 constexpr int kMaxThreads = 256;
 
 // The INT4 value of (row, col): the address formula of W4A16Weights::locate and the scale order of
-// docs/FORMATS.md, with ceil(K / group_k) groups per row.
+// docs/FORMATS.md (K / group_k groups per row: the host API checks that group_k divides K).
 template <bool kBf16>
 __device__ __forceinline__ float int4_value(const EmbeddingTable& t, int64_t row, int64_t col) {
   const int64_t unit = (row / 16) * (t.hidden / 64) + col / 64;
@@ -30,7 +30,7 @@ __device__ __forceinline__ float int4_value(const EmbeddingTable& t, int64_t row
   const int position = reg + 4 * static_cast<int>(cc % 2);
   const int64_t byte = unit * 512 + lane * 16 + 4 * step + position / 2;
   const int u = (t.int4_qweight[byte] >> (4 * (position % 2))) & 0x0f;
-  const int64_t groups_per_row = (t.hidden + t.int4_group_k - 1) / t.int4_group_k;
+  const int64_t groups_per_row = t.hidden / t.int4_group_k;
   const int64_t index = (((row / 16) * groups_per_row + col / t.int4_group_k) * 8 + row % 8) * 2 + (row % 16) / 8;
   const uint16_t scale_bits = t.int4_scales[index];
   const float scale = kBf16 ? __bfloat162float(__ushort_as_bfloat16(scale_bits))

@@ -6,8 +6,9 @@
 //             rounded f32 operations, docs/FORMATS.md "LLM.int8() rows")
 //   Int4      the W4A16 repacked layout, N = vocab, K = hidden (docs/FORMATS.md "W4A16 repacked layout")
 //             value = (u - z) * s in f32 (exact: a 5-bit integer times a 16-bit float), z = 8 when symmetric,
-//             else the zero offset minus the magic; groups per row = ceil(K / group_k) (a row's last group
-//             may be partial), so the scales of (row, col) are at group col / group_k of that count.
+//             else the zero offset minus the magic; K / group_k groups per row, as the layout stores them
+//             (W4A16Layout::groups_per_row: the layout has no partial groups, so group_k must divide K and be
+//             a multiple of 16; launch_embedding says so otherwise).
 // An id outside [0, vocab) writes a row of zeros and sets *error_flag to 1 (the host checks ids before
 // upload; this keeps a bad id from reading out of bounds).
 // Bound: memory, 4·hidden bytes written per token plus one table row read (2·hidden dense, hidden int8,

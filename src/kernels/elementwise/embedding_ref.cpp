@@ -22,7 +22,7 @@ float int4_value(const EmbeddingTable& t, int64_t row, int64_t col) {
   int shift;
   W4A16Weights::locate(layout, row, col, byte, shift);
   const int u = (t.int4_qweight[byte] >> shift) & 0x0f;
-  const int64_t groups_per_row = (t.hidden + t.int4_group_k - 1) / t.int4_group_k;
+  const int64_t groups_per_row = layout.groups_per_row();
   const int64_t index = (((row / 16) * groups_per_row + col / t.int4_group_k) * 8 + row % 8) * 2 + (row % 16) / 8;
   const bool bf16 = t.dtype == DType::BF16;
   const float scale = bf16 ? bf16_bits_to_float(t.int4_scales[index]) : half_bits_to_float(t.int4_scales[index]);
