@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(kMaxThreads) embedding_kernel(EmbeddingParams 
   if (!valid && threadIdx.x == 0 && p.error_flag != nullptr) atomicOr(p.error_flag, 1);
   float* out = p.out + token * t.hidden;
   for (int64_t col = threadIdx.x * 8; col < t.hidden; col += static_cast<int64_t>(blockDim.x) * 8) {
-    const int count = static_cast<int>(min<int64_t>(8, t.hidden - col));
+    const int count = count8(t.hidden - col);
     float v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     if (valid) load_row8<kStorage, T>(t, id, col, count, vector, v);
     store8(out + col, vector, count, v);

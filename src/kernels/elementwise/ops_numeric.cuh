@@ -13,6 +13,11 @@ namespace qllm::kernels::ops {
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
+// How many of the 8 values of a chunk exist when `remaining` values are left in the row.
+__device__ __forceinline__ int count8(int64_t remaining) {
+  return remaining < 8 ? static_cast<int>(remaining) : 8;
+}
+
 // f32 <-> 16-bit activation types (round to nearest even, as the host's float_to_bf16_bits/_half_bits).
 __device__ __forceinline__ float to_f32(__nv_bfloat16 x) {
   return __bfloat162float(x);

@@ -23,7 +23,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t chunk = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if (chunk >= tokens * chunks_per_row) return;
   const int64_t token = chunk / chunks_per_row, col = (chunk % chunks_per_row) * 8;
-  const int count = static_cast<int>(min<int64_t>(8, width - col));
+  const int count = count8(width - col);
   const T* gate = gate_up + token * 2 * width + col;
   float g[8], u[8], o[8];
   load8(gate, vector, count, g);

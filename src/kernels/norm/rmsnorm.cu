@@ -38,7 +38,7 @@ __global__ void __launch_bounds__(kChunks == 8 ? 1024 : 256) rmsnorm_kernel(RmsN
 #pragma unroll
   for (int j = 0; j < kChunks; ++j) {
     const int64_t c = threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
-    count[j] = c < chunks ? static_cast<int>(min<int64_t>(8, a.hidden - c * 8)) : 0;
+    count[j] = c < chunks ? count8(a.hidden - c * 8) : 0;
     if (count[j] == 0) continue;
     const int64_t i = base + c * 8;
     if (a.residual != nullptr) {

@@ -65,6 +65,14 @@ __device__ __forceinline__ unsigned long long fixed_mass(float s, float s_max) {
   return static_cast<unsigned long long>(rint(e * kFixedOne));
 }
 
+// This thread's contiguous share [begin, end) of the row: prefix sums over threads then run in index order.
+__device__ __forceinline__ void thread_chunk(int64_t vocab, int64_t& begin, int64_t& end) {
+  const int64_t chunk = (vocab + kThreads - 1) / kThreads;
+  begin = static_cast<int64_t>(threadIdx.x) * chunk;
+  if (begin > vocab) begin = vocab;
+  end = begin + chunk > vocab ? vocab : begin + chunk;
+}
+
 // Largest value, lowest index on ties, over the block; every thread gets both.
 __device__ void block_argmax(float& value, int& index, RowShared& sh) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -152,8 +160,8 @@ __device__ uint32_t select_key(const Row<T>& row, int64_t vocab, double target, 
 template <typename T, typename Candidate>
 __device__ int64_t nth_tie_index(const Row<T>& row, int64_t vocab, uint32_t key, unsigned long long m,
                                  Candidate candidate, RowShared& sh) {
-  const int64_t chunk = (vocab + kThreads - 1) / kThreads;
-  const int64_t begin = min<int64_t>(vocab, threadIdx.x * chunk), end = min<int64_t>(vocab, begin + chunk);
+  int64_t begin, end;
+  thread_chunk(vocab, begin, end);
   unsigned long long count = 0, total = 0;
   for (int64_t i = begin; i < end; ++i) {
     const float s = row.scaled(i);
@@ -241,8 +249,8 @@ __device__ int32_t sample_row(const SampleTokensParams& p, const SamplingRowStat
 
   // The draw: the first token (index order) whose cumulative mass exceeds u · total, exactly: with
   // u = x / 2^24, cumulative · 2^24 > x · total in 128-bit integers.
-  const int64_t chunk = (vocab + kThreads - 1) / kThreads;
-  const int64_t begin = min<int64_t>(vocab, threadIdx.x * chunk), end = min<int64_t>(vocab, begin + chunk);
+  int64_t begin, end;
+  thread_chunk(vocab, begin, end);
   unsigned long long mine = 0, total = 0;
   for (int64_t i = begin; i < end; ++i) mine += kept_mass(i, row.scaled(i));
   unsigned long long cumulative = block_exclusive_scan(mine, total, sh);

@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(kThreads) token_logprobs_kernel(TokenLogProbsP
     double non_finite = 0.0;
     for (int64_t c = threadIdx.x * 8; c < p.vocab; c += kThreads * 8) {
       float v[8];
-      const int count = static_cast<int>(min<int64_t>(8, p.vocab - c));
+      const int count = count8(p.vocab - c);
       load8(row + c, vector, count, v);
       for (int e = 0; e < count; ++e) {
         max = fmaxf(max, v[e]);
@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(kThreads) token_logprobs_kernel(TokenLogProbsP
     double sum = 0.0;
     for (int64_t c = threadIdx.x * 8; c < p.vocab; c += kThreads * 8) {
       float v[8];
-      const int count = static_cast<int>(min<int64_t>(8, p.vocab - c));
+      const int count = count8(p.vocab - c);
       load8(row + c, vector, count, v);
       for (int e = 0; e < count; ++e) sum += exp(static_cast<double>(v[e]) - max);
     }
