@@ -41,18 +41,30 @@ TEST(OpsRef, RmsNormIsTheCpuForwardRoundedOnce) {
       const auto n = static_cast<size_t>(tokens * hidden);
       const std::vector<uint16_t> x = random_bits(n, rng, dtype, 2.0);
       std::vector<float> weight(static_cast<size_t>(hidden));
-      for (float& w : weight) w = from_bits(to_bits(static_cast<float>(1 + 0.1 * rng.normal()), dtype), dtype);
+      for (float& w : weight)
+        w = from_bits(to_bits(static_cast<float>(1 + 0.1 * rng.normal()), dtype), dtype);
       // Plain form.
       std::vector<uint16_t> out(n);
-      rmsnorm_ref({.tokens = tokens, .hidden = hidden, .eps = 1e-5, .dtype = dtype, .x = x.data(),
-                   .weight = weight.data(), .out = out.data()});
+      rmsnorm_ref({.tokens = tokens,
+                   .hidden = hidden,
+                   .eps = 1e-5,
+                   .dtype = dtype,
+                   .x = x.data(),
+                   .weight = weight.data(),
+                   .out = out.data()});
       // Fused form: residual + delta, then the same normalisation; the residual is updated in place.
       std::vector<float> residual(n), expected_residual(n);
       for (size_t i = 0; i < n; ++i) residual[i] = static_cast<float>(rng.normal());
       for (size_t i = 0; i < n; ++i) expected_residual[i] = residual[i] + from_bits(x[i], dtype);
       std::vector<uint16_t> fused(n);
-      rmsnorm_ref({.tokens = tokens, .hidden = hidden, .eps = 1e-6, .dtype = dtype, .residual = residual.data(),
-                   .delta = x.data(), .weight = weight.data(), .out = fused.data()});
+      rmsnorm_ref({.tokens = tokens,
+                   .hidden = hidden,
+                   .eps = 1e-6,
+                   .dtype = dtype,
+                   .residual = residual.data(),
+                   .delta = x.data(),
+                   .weight = weight.data(),
+                   .out = fused.data()});
       EXPECT_EQ(residual, expected_residual);
       for (int64_t t = 0; t < tokens; ++t) {
         std::vector<float> row(static_cast<size_t>(hidden)), want(row.size()), want_fused(row.size());
@@ -61,7 +73,8 @@ TEST(OpsRef, RmsNormIsTheCpuForwardRoundedOnce) {
         cpu::rmsnorm(want_fused.data(), expected_residual.data() + t * hidden, weight.data(), hidden, 1e-6);
         for (int64_t i = 0; i < hidden; ++i) {
           ASSERT_EQ(out[t * hidden + i], to_bits(want[i], dtype)) << "hidden " << hidden << " at " << i;
-          ASSERT_EQ(fused[t * hidden + i], to_bits(want_fused[i], dtype)) << "hidden " << hidden << " at " << i;
+          ASSERT_EQ(fused[t * hidden + i], to_bits(want_fused[i], dtype))
+              << "hidden " << hidden << " at " << i;
         }
       }
     }
@@ -72,9 +85,13 @@ TEST(OpsRef, SwigluIsTheCpuForwardRoundedOnce) {
   Rng rng(fresh_seed());
   for (DType dtype : {DType::BF16, DType::F16}) {
     const int64_t tokens = 2, width = 77;
-    const std::vector<uint16_t> gate_up = random_bits(static_cast<size_t>(tokens * 2 * width), rng, dtype, 3.0);
+    const std::vector<uint16_t> gate_up =
+        random_bits(static_cast<size_t>(tokens * 2 * width), rng, dtype, 3.0);
     std::vector<uint16_t> out(static_cast<size_t>(tokens * width));
-    swiglu_ref({.tokens = tokens, .intermediate = width, .dtype = dtype, .gate_up = gate_up.data(),
+    swiglu_ref({.tokens = tokens,
+                .intermediate = width,
+                .dtype = dtype,
+                .gate_up = gate_up.data(),
                 .out = out.data()});
     for (int64_t t = 0; t < tokens; ++t) {
       std::vector<float> gate(static_cast<size_t>(width)), up(gate.size());
@@ -100,9 +117,16 @@ TEST(OpsRef, EmbeddingDenseAndInt8RowsReadTheTable) {
   for (auto storage : {EmbeddingStorage::Dense, EmbeddingStorage::Int8Rows}) {
     std::vector<float> out(ids.size() * hidden, -7.0f);
     int flag = 0;
-    embedding_ref({.table = {.storage = storage, .vocab = vocab, .hidden = hidden, .dtype = DType::F16,
-                             .dense = dense.data(), .int8_values = q.data(), .int8_absmax = absmax.data()},
-                   .tokens = static_cast<int64_t>(ids.size()), .ids = ids.data(), .out = out.data(),
+    embedding_ref({.table = {.storage = storage,
+                             .vocab = vocab,
+                             .hidden = hidden,
+                             .dtype = DType::F16,
+                             .dense = dense.data(),
+                             .int8_values = q.data(),
+                             .int8_absmax = absmax.data()},
+                   .tokens = static_cast<int64_t>(ids.size()),
+                   .ids = ids.data(),
+                   .out = out.data(),
                    .error_flag = &flag});
     EXPECT_EQ(flag, 1);
     for (size_t t = 0; t < ids.size(); ++t) {
@@ -135,12 +159,17 @@ TEST(OpsRef, EmbeddingInt4ReadsTheW4A16Layout) {
         std::vector<int32_t> ids(static_cast<size_t>(vocab));
         for (int32_t i = 0; i < vocab; ++i) ids[static_cast<size_t>(i)] = vocab - 1 - i;
         std::vector<float> out(static_cast<size_t>(vocab * hidden));
-        embedding_ref({.table = {.storage = EmbeddingStorage::Int4, .vocab = vocab, .hidden = hidden,
-                                 .dtype = dtype, .int4_qweight = packed.qweight.data(),
+        embedding_ref({.table = {.storage = EmbeddingStorage::Int4,
+                                 .vocab = vocab,
+                                 .hidden = hidden,
+                                 .dtype = dtype,
+                                 .int4_qweight = packed.qweight.data(),
                                  .int4_scales = packed.scales.data(),
                                  .int4_zero_offsets = zero_point ? packed.zero_offsets.data() : nullptr,
                                  .int4_group_k = packed.layout.group_k},
-                       .tokens = vocab, .ids = ids.data(), .out = out.data()});
+                       .tokens = vocab,
+                       .ids = ids.data(),
+                       .out = out.data()});
         for (int64_t t = 0; t < vocab; ++t) {
           for (int64_t c = 0; c < hidden; ++c) {
             ASSERT_EQ(out[t * hidden + c], expected[ids[t] * hidden + c]) << "token " << t << " col " << c;
@@ -160,9 +189,14 @@ TEST(OpsRef, TokenLogProbsIsTheCpuForwardNll) {
     std::vector<double> nll(targets.size(), -1.0);
     std::vector<float> logprob(targets.size(), -1.0f);
     int flag = 0;
-    token_logprobs_ref({.rows = static_cast<int64_t>(targets.size()), .vocab = vocab, .dtype = dtype,
-                        .logits = logits.data(), .targets = targets.data(), .nll = nll.data(),
-                        .logprob = logprob.data(), .error_flag = &flag});
+    token_logprobs_ref({.rows = static_cast<int64_t>(targets.size()),
+                        .vocab = vocab,
+                        .dtype = dtype,
+                        .logits = logits.data(),
+                        .targets = targets.data(),
+                        .nll = nll.data(),
+                        .logprob = logprob.data(),
+                        .error_flag = &flag});
     EXPECT_EQ(flag, 1);  // target 1001 is out of range
     EXPECT_TRUE(std::isnan(nll[4]));
     EXPECT_EQ(nll[1], 0.0);

@@ -190,7 +190,8 @@ TEST(Sampler, CounterDrawIsFixedAndUniform) {
     ASSERT_GE(u, 0.0);
     ASSERT_LT(u, 1.0);
     sum += u;
-    distinct_seed_equal += counter_uniform24(7, static_cast<uint64_t>(i)) == counter_uniform24(8, static_cast<uint64_t>(i));
+    distinct_seed_equal +=
+        counter_uniform24(7, static_cast<uint64_t>(i)) == counter_uniform24(8, static_cast<uint64_t>(i));
   }
   EXPECT_NEAR(sum / draws, 0.5, 5 * std::sqrt(1.0 / 12 / draws));
   EXPECT_LT(distinct_seed_equal, 3);
@@ -204,7 +205,8 @@ TEST(Sampler, CallNDrawsTheCounterUniformOfStepN) {
   for (uint64_t n = 0; n < 200; ++n) {
     EXPECT_EQ(sampler.step(), n);
     std::vector<float> logits = {0.25f, 0.25f};
-    ASSERT_EQ(sampler.sample(logits, {}), counter_uniform(seed, n) < 0.5 ? 0 : 1) << "seed " << seed << " step " << n;
+    ASSERT_EQ(sampler.sample(logits, {}), counter_uniform(seed, n) < 0.5 ? 0 : 1)
+        << "seed " << seed << " step " << n;
   }
   Sampler greedy(SamplingParams{});
   std::vector<float> logits = {1.0f, 2.0f};

@@ -18,14 +18,20 @@ namespace {
 
 OpResult run_swiglu(int64_t tokens, int64_t width, DType dtype, uint64_t seed) {
   Rng rng(seed);
-  const std::vector<uint16_t> gate_up = random_bits16(static_cast<size_t>(tokens * 2 * width), rng, dtype, 3.0);
+  const std::vector<uint16_t> gate_up =
+      random_bits16(static_cast<size_t>(tokens * 2 * width), rng, dtype, 3.0);
   std::vector<uint16_t> ref(static_cast<size_t>(tokens * width));
-  swiglu_ref({.tokens = tokens, .intermediate = width, .dtype = dtype, .gate_up = gate_up.data(), .out = ref.data()});
+  swiglu_ref({.tokens = tokens,
+              .intermediate = width,
+              .dtype = dtype,
+              .gate_up = gate_up.data(),
+              .out = ref.data()});
   TestStream stream;
   DeviceBuffer<uint16_t> d_in = to_device(gate_up), d_out(ref.size());
   poison(d_out);
-  launch_swiglu({.tokens = tokens, .intermediate = width, .dtype = dtype, .gate_up = d_in.data(), .out = d_out.data()},
-                stream.get());
+  launch_swiglu(
+      {.tokens = tokens, .intermediate = width, .dtype = dtype, .gate_up = d_in.data(), .out = d_out.data()},
+      stream.get());
   stream.sync();
   return compare(bits16_to_floats(d_out.download(), dtype), bits16_to_floats(ref, dtype), Metric::MaxRel);
 }
@@ -36,8 +42,8 @@ QLLM_OP_CASES(swiglu) {
   for (DType dtype : {DType::BF16, DType::F16}) {
     for (int64_t width : {72, 100, 1536, 8192}) {
       for (int64_t tokens : {1, 7, 33}) {
-        cases.push_back({"swiglu", fmt::format("tokens={} intermediate={}", tokens, width), dtype_label(dtype),
-                         Metric::MaxRel, dtype == DType::BF16 ? 0x1p-7 : 0x1p-10,
+        cases.push_back({"swiglu", fmt::format("tokens={} intermediate={}", tokens, width),
+                         dtype_label(dtype), Metric::MaxRel, dtype == DType::BF16 ? 0x1p-7 : 0x1p-10,
                          [=] { return run_swiglu(tokens, width, dtype, seed); }});
         ++seed;
       }
@@ -89,7 +95,8 @@ OpResult run_embedding(const EmbeddingCase& c, uint64_t seed) {
   if (c.tokens > 2) ids[1] = -1;                    // out of range: zeros and the flag
   std::vector<float> ref(static_cast<size_t>(c.tokens * c.hidden));
   int ref_flag = 0;
-  embedding_ref({.table = host, .tokens = c.tokens, .ids = ids.data(), .out = ref.data(), .error_flag = &ref_flag});
+  embedding_ref(
+      {.table = host, .tokens = c.tokens, .ids = ids.data(), .out = ref.data(), .error_flag = &ref_flag});
 
   TestStream stream;
   DeviceBuffer<uint16_t> d_dense = to_device(dense), d_scales = to_device(int4.scales),
@@ -107,12 +114,16 @@ OpResult run_embedding(const EmbeddingCase& c, uint64_t seed) {
   device.int4_qweight = d_qweight.data();
   device.int4_scales = d_scales.data();
   device.int4_zero_offsets = c.zero_point ? d_zeros.data() : nullptr;
-  launch_embedding({.table = device, .tokens = c.tokens, .ids = d_ids.data(), .out = d_out.data(),
+  launch_embedding({.table = device,
+                    .tokens = c.tokens,
+                    .ids = d_ids.data(),
+                    .out = d_out.data(),
                     .error_flag = d_flag.data()},
                    stream.get());
   stream.sync();
   OpResult r = compare(d_out.download(), ref, Metric::Exact);
-  if (d_flag.download()[0] != ref_flag) r = {INFINITY, fmt::format("error flag {} != {}", d_flag.download()[0], ref_flag)};
+  if (d_flag.download()[0] != ref_flag)
+    r = {INFINITY, fmt::format("error flag {} != {}", d_flag.download()[0], ref_flag)};
   return r;
 }
 
@@ -128,7 +139,8 @@ QLLM_OP_CASES(embedding) {
       add({EmbeddingStorage::Dense, 49152, 576, tokens, dtype}, fmt::format("dense-{}", dtype_label(dtype)));
       add({EmbeddingStorage::Dense, 4096, 2048, tokens, dtype}, fmt::format("dense-{}", dtype_label(dtype)));
       add({EmbeddingStorage::Dense, 1000, 100, tokens, dtype}, fmt::format("dense-{}", dtype_label(dtype)));
-      for (auto [hidden, group] : std::vector<std::pair<int64_t, int64_t>>{{576, 64}, {2048, 128}, {512, 0}}) {
+      for (auto [hidden, group] :
+           std::vector<std::pair<int64_t, int64_t>>{{576, 64}, {2048, 128}, {512, 0}}) {
         for (bool zp : {false, true}) {
           add({EmbeddingStorage::Int4, 256, hidden, tokens, dtype, group, zp},
               fmt::format("int4-{}-g{}{}", dtype_label(dtype), group, zp ? "-zp" : ""));
@@ -137,7 +149,8 @@ QLLM_OP_CASES(embedding) {
     }
   }
   for (int64_t tokens : {1, 7}) {
-    for (auto [vocab, hidden] : std::vector<std::pair<int64_t, int64_t>>{{49152, 576}, {4096, 2048}, {333, 72}, {100, 101}}) {
+    for (auto [vocab, hidden] :
+         std::vector<std::pair<int64_t, int64_t>>{{49152, 576}, {4096, 2048}, {333, 72}, {100, 101}}) {
       add({EmbeddingStorage::Int8Rows, vocab, hidden, tokens, DType::BF16}, "int8rows");
     }
   }

@@ -23,7 +23,8 @@ OpResult run_rmsnorm(int64_t tokens, int64_t hidden, DType dtype, Form form, uin
   const std::vector<uint16_t> x = random_bits16(n, rng, dtype, 2.0);
   std::vector<float> residual(n), weight(static_cast<size_t>(hidden));
   for (float& r : residual) r = static_cast<float>(3.0 * rng.normal());
-  for (float& w : weight) w = bits16_to_float(float_to_bits16(static_cast<float>(1 + 0.2 * rng.normal()), dtype), dtype);
+  for (float& w : weight)
+    w = bits16_to_float(float_to_bits16(static_cast<float>(1 + 0.2 * rng.normal()), dtype), dtype);
 
   RmsNormParams p{.tokens = tokens, .hidden = hidden, .eps = 1e-5, .dtype = dtype};
   std::vector<float> ref_residual = residual;
@@ -53,7 +54,8 @@ OpResult run_rmsnorm(int64_t tokens, int64_t hidden, DType dtype, Form form, uin
   }
   launch_rmsnorm(p, stream.get());
   stream.sync();
-  OpResult r = compare(bits16_to_floats(d_out.download(), dtype), bits16_to_floats(ref_out, dtype), Metric::MaxRel);
+  OpResult r =
+      compare(bits16_to_floats(d_out.download(), dtype), bits16_to_floats(ref_out, dtype), Metric::MaxRel);
   if (form != Form::Plain) {
     const OpResult res = compare(d_residual.download(), ref_residual, Metric::MaxAbs);
     if (res.error > 0) r = {INFINITY, "residual differs: " + res.detail};

@@ -33,7 +33,8 @@ std::vector<uint16_t> make_logits(const SamplingCase& c, Rng& rng) {
   for (size_t i = 0; i < n; ++i) {
     // FewLevels: three values, so the top-p cut falls inside a run of equal logits (index order decides);
     // TiedMaxima: the maximum appears at several indices (greedy takes the lowest).
-    const double level = c.kind == LogitKind::FewLevels ? std::floor(rng.uniform() * 3) : (rng.uniform() < 0.01 ? 5.0 : rng.normal());
+    const double level = c.kind == LogitKind::FewLevels ? std::floor(rng.uniform() * 3)
+                                                        : (rng.uniform() < 0.01 ? 5.0 : rng.normal());
     out[i] = float_to_bits16(static_cast<float>(level), c.dtype);
   }
   return out;
@@ -43,12 +44,18 @@ OpResult run_sampling(const SamplingCase& c, uint64_t seed) {
   Rng rng(seed);
   const std::vector<uint16_t> logits = make_logits(c, rng);
   std::vector<int32_t> recent(static_cast<size_t>(c.rows * c.window));
-  for (auto& id : recent) id = rng.uniform() < 0.2 ? -1 : static_cast<int32_t>(rng.uniform() * 64);  // repeats too
+  for (auto& id : recent)
+    id = rng.uniform() < 0.2 ? -1 : static_cast<int32_t>(rng.uniform() * 64);  // repeats too
   std::vector<SamplingRowState> states(static_cast<size_t>(c.rows));
   for (int64_t r = 0; r < c.rows; ++r) {
     const SamplingParams& s = c.params;
-    states[r] = {.temperature = s.temperature, .top_k = static_cast<int32_t>(s.top_k), .top_p = s.top_p,
-                 .min_p = s.min_p, .repetition_penalty = s.repetition_penalty, .seed = s.seed + r, .step = 0};
+    states[r] = {.temperature = s.temperature,
+                 .top_k = static_cast<int32_t>(s.top_k),
+                 .top_p = s.top_p,
+                 .min_p = s.min_p,
+                 .repetition_penalty = s.repetition_penalty,
+                 .seed = s.seed + r,
+                 .step = 0};
     check_sampling_row(states[r]);
   }
   constexpr int kCalls = 3;
@@ -75,9 +82,15 @@ OpResult run_sampling(const SamplingCase& c, uint64_t seed) {
   std::vector<std::vector<int32_t>> per_call;
   for (int call = 0; call < kCalls; ++call) {
     poison(d_tokens);
-    launch_sample_tokens({.rows = c.rows, .vocab = c.vocab, .dtype = c.dtype, .logits = d_logits.data(),
-                          .row_state = d_states.data(), .recent_ids = c.window > 0 ? d_recent.data() : nullptr,
-                          .window = c.window, .tokens = d_tokens.data(), .error_flag = d_flag.data()},
+    launch_sample_tokens({.rows = c.rows,
+                          .vocab = c.vocab,
+                          .dtype = c.dtype,
+                          .logits = d_logits.data(),
+                          .row_state = d_states.data(),
+                          .recent_ids = c.window > 0 ? d_recent.data() : nullptr,
+                          .window = c.window,
+                          .tokens = d_tokens.data(),
+                          .error_flag = d_flag.data()},
                          stream.get());
     stream.sync();
     per_call.push_back(d_tokens.download());
@@ -104,7 +117,13 @@ QLLM_OP_CASES(sampling) {
       {"top-k1", {.temperature = 1.0f, .top_k = 1, .seed = 13}},
       {"top-p", {.temperature = 1.0f, .top_p = 0.9f, .seed = 14}},
       {"min-p", {.temperature = 1.2f, .min_p = 0.05f, .seed = 15}},
-      {"all", {.temperature = 0.7f, .top_k = 50, .top_p = 0.95f, .min_p = 0.02f, .repetition_penalty = 1.2f, .seed = 16}},
+      {"all",
+       {.temperature = 0.7f,
+        .top_k = 50,
+        .top_p = 0.95f,
+        .min_p = 0.02f,
+        .repetition_penalty = 1.2f,
+        .seed = 16}},
       {"hot-top-p", {.temperature = 3.0f, .top_p = 0.5f, .seed = 17}},
   };
   for (DType dtype : {DType::BF16, DType::F16}) {
@@ -113,8 +132,9 @@ QLLM_OP_CASES(sampling) {
         for (const auto& [name, params] : configs) {
           const int64_t window = params.repetition_penalty != 1.0f ? 32 : 0;
           const SamplingCase c{rows, vocab, dtype, params, window};
-          cases.push_back({"sampling", fmt::format("rows={} vocab={} {}", rows, vocab, name), dtype_label(dtype),
-                           Metric::Exact, 0.0, [c, s = seed++] { return run_sampling(c, s); }});
+          cases.push_back({"sampling", fmt::format("rows={} vocab={} {}", rows, vocab, name),
+                           dtype_label(dtype), Metric::Exact, 0.0,
+                           [c, s = seed++] { return run_sampling(c, s); }});
         }
       }
     }
@@ -139,8 +159,13 @@ OpResult run_token_logprobs(int64_t rows, int64_t vocab, DType dtype, uint64_t s
   if (rows > 1) targets[1] = -1;
   std::vector<double> ref_nll(targets.size());
   std::vector<float> ref_logprob(targets.size());
-  token_logprobs_ref({.rows = rows, .vocab = vocab, .dtype = dtype, .logits = logits.data(), .targets = targets.data(),
-                      .nll = ref_nll.data(), .logprob = ref_logprob.data()});
+  token_logprobs_ref({.rows = rows,
+                      .vocab = vocab,
+                      .dtype = dtype,
+                      .logits = logits.data(),
+                      .targets = targets.data(),
+                      .nll = ref_nll.data(),
+                      .logprob = ref_logprob.data()});
   TestStream stream;
   DeviceBuffer<uint16_t> d_logits = to_device(logits);
   DeviceBuffer<int32_t> d_targets = to_device(targets);
@@ -148,8 +173,13 @@ OpResult run_token_logprobs(int64_t rows, int64_t vocab, DType dtype, uint64_t s
   DeviceBuffer<float> d_logprob(targets.size());
   poison(d_nll);
   poison(d_logprob);
-  launch_token_logprobs({.rows = rows, .vocab = vocab, .dtype = dtype, .logits = d_logits.data(),
-                         .targets = d_targets.data(), .nll = d_nll.data(), .logprob = d_logprob.data()},
+  launch_token_logprobs({.rows = rows,
+                         .vocab = vocab,
+                         .dtype = dtype,
+                         .logits = d_logits.data(),
+                         .targets = d_targets.data(),
+                         .nll = d_nll.data(),
+                         .logprob = d_logprob.data()},
                         stream.get());
   stream.sync();
   const std::vector<double> nll = d_nll.download();
@@ -157,7 +187,8 @@ OpResult run_token_logprobs(int64_t rows, int64_t vocab, DType dtype, uint64_t s
   OpResult r;
   for (size_t i = 0; i < nll.size(); ++i) {
     const double err = std::abs(nll[i] - ref_nll[i]);
-    if (!(err <= r.error)) r = {std::isnan(err) ? INFINITY : err, fmt::format("row {}: {} vs {}", i, nll[i], ref_nll[i])};
+    if (!(err <= r.error))
+      r = {std::isnan(err) ? INFINITY : err, fmt::format("row {}: {} vs {}", i, nll[i], ref_nll[i])};
     if (std::abs(logprob[i] - ref_logprob[i]) > 1e-5 * std::max(1.0f, std::abs(ref_logprob[i])))
       return {INFINITY, fmt::format("row {}: logprob {} vs {}", i, logprob[i], ref_logprob[i])};
   }
@@ -171,7 +202,8 @@ QLLM_OP_CASES(token_logprobs) {
     for (int64_t vocab : {1, 1001, 8192, 49152, 128256}) {
       for (int64_t rows : {1, 7, 64}) {
         cases.push_back({"token_logprobs", fmt::format("rows={} vocab={}", rows, vocab), dtype_label(dtype),
-                         Metric::MaxAbs, 1e-9, [=, s = seed++] { return run_token_logprobs(rows, vocab, dtype, s); }});
+                         Metric::MaxAbs, 1e-9,
+                         [=, s = seed++] { return run_token_logprobs(rows, vocab, dtype, s); }});
       }
     }
   }

@@ -31,11 +31,13 @@ __device__ __forceinline__ float int4_value(const EmbeddingTable& t, int64_t row
   const int64_t byte = unit * 512 + lane * 16 + 4 * step + position / 2;
   const int u = (t.int4_qweight[byte] >> (4 * (position % 2))) & 0x0f;
   const int64_t groups_per_row = t.hidden / t.int4_group_k;
-  const int64_t index = (((row / 16) * groups_per_row + col / t.int4_group_k) * 8 + row % 8) * 2 + (row % 16) / 8;
+  const int64_t index =
+      (((row / 16) * groups_per_row + col / t.int4_group_k) * 8 + row % 8) * 2 + (row % 16) / 8;
   const uint16_t scale_bits = t.int4_scales[index];
-  const float scale = kBf16 ? __bfloat162float(__ushort_as_bfloat16(scale_bits))
-                            : __half2float(__ushort_as_half(scale_bits));
-  const int zero = t.int4_zero_offsets == nullptr ? 8 : t.int4_zero_offsets[index] - (kBf16 ? 0x4300 : 0x6400);
+  const float scale =
+      kBf16 ? __bfloat162float(__ushort_as_bfloat16(scale_bits)) : __half2float(__ushort_as_half(scale_bits));
+  const int zero =
+      t.int4_zero_offsets == nullptr ? 8 : t.int4_zero_offsets[index] - (kBf16 ? 0x4300 : 0x6400);
   return __fmul_rn(static_cast<float>(u - zero), scale);
 }
 
@@ -61,7 +63,8 @@ __device__ __forceinline__ void load_row8(const EmbeddingTable& t, int64_t row, 
     for (int e = 0; e < 8; ++e) v[e] = int8q::dequantize(q[e], absmax);
   } else {
 #pragma unroll
-    for (int e = 0; e < 8; ++e) v[e] = e < count ? int4_value<std::is_same_v<T, __nv_bfloat16>>(t, row, col + e) : 0.0f;
+    for (int e = 0; e < 8; ++e)
+      v[e] = e < count ? int4_value<std::is_same_v<T, __nv_bfloat16>>(t, row, col + e) : 0.0f;
   }
 }
 
@@ -83,7 +86,8 @@ __global__ void __launch_bounds__(kMaxThreads) embedding_kernel(EmbeddingParams 
 
 template <EmbeddingStorage kStorage, typename T>
 void enqueue_typed(const EmbeddingParams& p, bool vector, cudaStream_t stream) {
-  const auto threads = static_cast<unsigned>(std::min<int64_t>(kMaxThreads, ceil_div(ceil_div(p.table.hidden, 8), 32) * 32));
+  const auto threads =
+      static_cast<unsigned>(std::min<int64_t>(kMaxThreads, ceil_div(ceil_div(p.table.hidden, 8), 32) * 32));
   embedding_kernel<kStorage, T><<<static_cast<unsigned>(p.tokens), threads, 0, stream>>>(p, vector);
   QLLM_CUDA_CHECK_LAUNCH();
 }
@@ -101,13 +105,15 @@ void enqueue_embedding(const EmbeddingParams& p, CUstream_st* stream) {
   switch (t.storage) {
     case EmbeddingStorage::Dense:
       if (bf16) {
-        enqueue_typed<EmbeddingStorage::Dense, __nv_bfloat16>(p, rows_aligned && is_aligned(t.dense, 16), stream);
+        enqueue_typed<EmbeddingStorage::Dense, __nv_bfloat16>(p, rows_aligned && is_aligned(t.dense, 16),
+                                                              stream);
       } else {
         enqueue_typed<EmbeddingStorage::Dense, __half>(p, rows_aligned && is_aligned(t.dense, 16), stream);
       }
       break;
     case EmbeddingStorage::Int8Rows:
-      enqueue_typed<EmbeddingStorage::Int8Rows, float>(p, rows_aligned && is_aligned(t.int8_values, 8), stream);
+      enqueue_typed<EmbeddingStorage::Int8Rows, float>(p, rows_aligned && is_aligned(t.int8_values, 8),
+                                                       stream);
       break;
     case EmbeddingStorage::Int4:
       if (bf16) {

@@ -30,12 +30,14 @@ struct EmbeddingTable {
   EmbeddingStorage storage = EmbeddingStorage::Dense;
   int64_t vocab = 0;
   int64_t hidden = 0;
-  DType dtype = DType::BF16;  // Dense: the element type; Int4: the activation dtype of scales and zero offsets
-  const void* dense = nullptr;            // Dense: T [vocab, hidden]
-  const int8_t* int8_values = nullptr;    // Int8Rows: [vocab, hidden]
-  const float* int8_absmax = nullptr;     // Int8Rows: [vocab]
-  const uint8_t* int4_qweight = nullptr;  // Int4: vocab * hidden / 2 bytes (needs vocab % 16, hidden % 64 == 0)
-  const uint16_t* int4_scales = nullptr;  // Int4: [vocab / 16][groups][8][2]
+  DType dtype =
+      DType::BF16;  // Dense: the element type; Int4: the activation dtype of scales and zero offsets
+  const void* dense = nullptr;          // Dense: T [vocab, hidden]
+  const int8_t* int8_values = nullptr;  // Int8Rows: [vocab, hidden]
+  const float* int8_absmax = nullptr;   // Int8Rows: [vocab]
+  const uint8_t* int4_qweight =
+      nullptr;  // Int4: vocab * hidden / 2 bytes (needs vocab % 16, hidden % 64 == 0)
+  const uint16_t* int4_scales = nullptr;        // Int4: [vocab / 16][groups][8][2]
   const uint16_t* int4_zero_offsets = nullptr;  // Int4: same order, magic + z; null when symmetric
   int64_t int4_group_k = 0;                     // Int4: weights of a row sharing one scale
 };

@@ -23,9 +23,11 @@ float int4_value(const EmbeddingTable& t, int64_t row, int64_t col) {
   W4A16Weights::locate(layout, row, col, byte, shift);
   const int u = (t.int4_qweight[byte] >> shift) & 0x0f;
   const int64_t groups_per_row = layout.groups_per_row();
-  const int64_t index = (((row / 16) * groups_per_row + col / t.int4_group_k) * 8 + row % 8) * 2 + (row % 16) / 8;
+  const int64_t index =
+      (((row / 16) * groups_per_row + col / t.int4_group_k) * 8 + row % 8) * 2 + (row % 16) / 8;
   const bool bf16 = t.dtype == DType::BF16;
-  const float scale = bf16 ? bf16_bits_to_float(t.int4_scales[index]) : half_bits_to_float(t.int4_scales[index]);
+  const float scale =
+      bf16 ? bf16_bits_to_float(t.int4_scales[index]) : half_bits_to_float(t.int4_scales[index]);
   const int zero = t.int4_zero_offsets == nullptr ? 8 : t.int4_zero_offsets[index] - (bf16 ? 0x4300 : 0x6400);
   return static_cast<float>(u - zero) * scale;
 }

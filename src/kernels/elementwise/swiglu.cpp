@@ -7,8 +7,8 @@
 namespace qllm {
 
 void launch_swiglu(const SwigluParams& p, CUstream_st* stream) {
-  QLLM_CHECK(p.dtype == DType::BF16 || p.dtype == DType::F16, "swiglu: activations must be bf16 or f16, not {}",
-             dtype_name(p.dtype));
+  QLLM_CHECK(p.dtype == DType::BF16 || p.dtype == DType::F16,
+             "swiglu: activations must be bf16 or f16, not {}", dtype_name(p.dtype));
   QLLM_CHECK(p.tokens >= 0 && p.intermediate >= 1, "swiglu: bad shape: {} tokens, intermediate size {}",
              p.tokens, p.intermediate);
   // One thread per 8 outputs: the count must fit the grid (2^31 - 1 blocks of 256 threads).

@@ -17,8 +17,8 @@ using namespace kernels::ops;
 constexpr int kThreads = 256;
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
-    swiglu_kernel(const T* __restrict__ gate_up, T* __restrict__ out, int64_t tokens, int64_t width, bool vector) {
+__global__ void __launch_bounds__(kThreads) swiglu_kernel(const T* __restrict__ gate_up, T* __restrict__ out,
+                                                          int64_t tokens, int64_t width, bool vector) {
   const int64_t chunks_per_row = (width + 7) / 8;
   const int64_t chunk = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if (chunk >= tokens * chunks_per_row) return;

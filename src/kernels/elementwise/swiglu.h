@@ -15,8 +15,8 @@ namespace qllm {
 // Device pointers for launch_swiglu, host pointers (16-bit data as raw bits) for swiglu_ref.
 struct SwigluParams {
   int64_t tokens = 0;
-  int64_t intermediate = 0;  // I; 16-byte vectors when I % 8 == 0 and the pointers are aligned
-  DType dtype = DType::BF16;  // BF16 or F16
+  int64_t intermediate = 0;       // I; 16-byte vectors when I % 8 == 0 and the pointers are aligned
+  DType dtype = DType::BF16;      // BF16 or F16
   const void* gate_up = nullptr;  // T [tokens, 2·I]
   void* out = nullptr;            // T [tokens, I]
 };

@@ -8,8 +8,8 @@
 namespace qllm {
 
 void launch_rmsnorm(const RmsNormParams& p, CUstream_st* stream) {
-  QLLM_CHECK(p.dtype == DType::BF16 || p.dtype == DType::F16, "rmsnorm: activations must be bf16 or f16, not {}",
-             dtype_name(p.dtype));
+  QLLM_CHECK(p.dtype == DType::BF16 || p.dtype == DType::F16,
+             "rmsnorm: activations must be bf16 or f16, not {}", dtype_name(p.dtype));
   QLLM_CHECK(p.tokens >= 0 && p.tokens <= INT32_MAX, "rmsnorm: {} tokens (0..{})", p.tokens, INT32_MAX);
   QLLM_CHECK(p.hidden >= 1 && p.hidden <= 65536, "rmsnorm: hidden size {} outside 1..65536", p.hidden);
   QLLM_CHECK(std::isfinite(p.eps) && p.eps >= 0.0, "rmsnorm: eps must be finite and >= 0, got {}", p.eps);

@@ -72,7 +72,13 @@ __global__ void __launch_bounds__(kChunks == 8 ? 1024 : 256) rmsnorm_kernel(RmsN
 
 template <typename T>
 void enqueue_typed(const RmsNormParams& p, cudaStream_t stream) {
-  const RmsNormArgs a{p.hidden, p.eps, p.x, p.residual, p.delta, p.weight, p.out,
+  const RmsNormArgs a{p.hidden,
+                      p.eps,
+                      p.x,
+                      p.residual,
+                      p.delta,
+                      p.weight,
+                      p.out,
                       p.hidden % 8 == 0 && is_aligned(p.x, 16) && is_aligned(p.residual, 16) &&
                           is_aligned(p.delta, 16) && is_aligned(p.weight, 16) && is_aligned(p.out, 16)};
   // The fewest chunks per thread that keep the block at 256 threads (8 per thread beyond hidden 16384).

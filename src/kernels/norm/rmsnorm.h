@@ -24,9 +24,9 @@ struct RmsNormParams {
   int64_t tokens = 0;
   int64_t hidden = 0;  // any size from 1 to 65536; 16-byte vectors when hidden % 8 == 0 and rows are aligned
   double eps = 1e-5;   // rms_norm_eps of the config
-  DType dtype = DType::BF16;  // of x, delta and out: BF16 or F16
-  const void* x = nullptr;    // T [tokens, hidden]: plain form
-  float* residual = nullptr;  // f32 [tokens, hidden], updated in place: fused form
+  DType dtype = DType::BF16;    // of x, delta and out: BF16 or F16
+  const void* x = nullptr;      // T [tokens, hidden]: plain form
+  float* residual = nullptr;    // f32 [tokens, hidden], updated in place: fused form
   const void* delta = nullptr;  // T [tokens, hidden] added to the residual first; null: no add (first layer)
   const float* weight = nullptr;  // f32 [hidden]
   void* out = nullptr;            // T [tokens, hidden]; may not overlap the inputs

@@ -17,7 +17,8 @@ float load16(const void* data, size_t i, DType dtype) {
 }
 
 void store16(void* data, size_t i, float value, DType dtype) {
-  static_cast<uint16_t*>(data)[i] = dtype == DType::BF16 ? float_to_bf16_bits(value) : float_to_half_bits(value);
+  static_cast<uint16_t*>(data)[i] =
+      dtype == DType::BF16 ? float_to_bf16_bits(value) : float_to_half_bits(value);
 }
 
 }  // namespace

@@ -7,8 +7,8 @@
 namespace qllm {
 
 void check_sampling_row(const SamplingRowState& r) {
-  QLLM_CHECK(std::isfinite(r.temperature) && r.temperature >= 0.0f, "sampling: temperature must be >= 0, got {}",
-             r.temperature);
+  QLLM_CHECK(std::isfinite(r.temperature) && r.temperature >= 0.0f,
+             "sampling: temperature must be >= 0, got {}", r.temperature);
   QLLM_CHECK(r.top_k >= 0, "sampling: top-k must be >= 0 (0 = off), got {}", r.top_k);
   QLLM_CHECK(r.top_p > 0.0f && r.top_p <= 1.0f, "sampling: top-p must be in (0, 1], got {}", r.top_p);
   QLLM_CHECK(r.min_p >= 0.0f && r.min_p <= 1.0f, "sampling: min-p must be in [0, 1], got {}", r.min_p);

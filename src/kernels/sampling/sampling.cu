@@ -80,18 +80,21 @@ __device__ void block_argmax(float& value, int& index, RowShared& sh) {
     if (ov > v || (ov == v && oi < i)) v = ov, i = oi;
   };
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) combine(value, index, __shfl_xor_sync(kFullMask, value, o), __shfl_xor_sync(kFullMask, index, o));
+  for (int o = 16; o > 0; o >>= 1)
+    combine(value, index, __shfl_xor_sync(kFullMask, value, o), __shfl_xor_sync(kFullMask, index, o));
   __syncthreads();
   if (lane == 0) sh.max_scratch[warp] = value, sh.index_scratch[warp] = index;
   __syncthreads();
   value = sh.max_scratch[lane];  // kThreads / 32 == 32 warps
   index = sh.index_scratch[lane];
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) combine(value, index, __shfl_xor_sync(kFullMask, value, o), __shfl_xor_sync(kFullMask, index, o));
+  for (int o = 16; o > 0; o >>= 1)
+    combine(value, index, __shfl_xor_sync(kFullMask, value, o), __shfl_xor_sync(kFullMask, index, o));
 }
 
 // Exclusive prefix sum over the threads in thread order; `total` gets the sum of all.
-__device__ unsigned long long block_exclusive_scan(unsigned long long v, unsigned long long& total, RowShared& sh) {
+__device__ unsigned long long block_exclusive_scan(unsigned long long v, unsigned long long& total,
+                                                   RowShared& sh) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   unsigned long long inclusive = v;
 #pragma unroll
@@ -116,8 +119,9 @@ __device__ unsigned long long block_exclusive_scan(unsigned long long v, unsigne
 // Radix selection: the largest key K with sum(weight_i : key_i >= K, candidate i) >= target (weight 1 for
 // a count). Returns K; `above` gets the weight of the candidates with key > K, `at` that of key == K.
 template <typename T, typename Candidate, typename Weight>
-__device__ uint32_t select_key(const Row<T>& row, int64_t vocab, double target, Candidate candidate, Weight weight,
-                               unsigned long long& above, unsigned long long& at, RowShared& sh) {
+__device__ uint32_t select_key(const Row<T>& row, int64_t vocab, double target, Candidate candidate,
+                               Weight weight, unsigned long long& above, unsigned long long& at,
+                               RowShared& sh) {
   uint32_t prefix = 0;
   above = 0;
   for (int shift = 24; shift >= 0; shift -= 8) {
@@ -173,7 +177,8 @@ __device__ int64_t nth_tie_index(const Row<T>& row, int64_t vocab, uint32_t key,
   if (seen < m && m <= seen + count) {
     for (int64_t i = begin; i < end; ++i) {
       const float s = row.scaled(i);
-      if (candidate(i, s) && order_key(s) == key && ++seen == m) sh.broadcast[3] = static_cast<unsigned long long>(i);
+      if (candidate(i, s) && order_key(s) == key && ++seen == m)
+        sh.broadcast[3] = static_cast<unsigned long long>(i);
     }
   }
   __syncthreads();
@@ -208,8 +213,9 @@ __device__ int32_t sample_row(const SampleTokensParams& p, const SamplingRowStat
   unsigned long long above = 0, at = 0;
   uint32_t k_key = 0;
   if (top_k) {
-    k_key = select_key(row, vocab, static_cast<double>(state.top_k), [](int64_t, float) { return true; },
-                       [](float) { return 1ull; }, above, at, sh);
+    k_key = select_key(
+        row, vocab, static_cast<double>(state.top_k), [](int64_t, float) { return true; },
+        [](float) { return 1ull; }, above, at, sh);
   }
   auto after_top_k = [&](int64_t, float s) { return !top_k || order_key(s) >= k_key; };
 
@@ -226,13 +232,14 @@ __device__ int32_t sample_row(const SampleTokensParams& p, const SamplingRowStat
     }
     mass = block_sum(mass, sh.scratch);
     const double target = static_cast<double>(state.top_p) * static_cast<double>(mass);
-    p_key = select_key(row, vocab, target, after_top_k, [&](float s) { return fixed_mass(s, s_max); }, above, at,
-                       sh);
+    p_key = select_key(
+        row, vocab, target, after_top_k, [&](float s) { return fixed_mass(s, s_max); }, above, at, sh);
     if (at > 0) {
       // Every token at p_key has the same mass: the first m of them reach the target.
       const unsigned long long each = fixed_mass(key_value(p_key), s_max);
       const unsigned long long ties = at / each;
-      unsigned long long m = static_cast<unsigned long long>(ceil((target - static_cast<double>(above)) / each));
+      unsigned long long m =
+          static_cast<unsigned long long>(ceil((target - static_cast<double>(above)) / each));
       m = max(1ull, min(m, ties));
       if (m < ties) last_tie = nth_tie_index(row, vocab, p_key, m, after_top_k, sh);
     }
@@ -254,7 +261,8 @@ __device__ int32_t sample_row(const SampleTokensParams& p, const SamplingRowStat
   unsigned long long mine = 0, total = 0;
   for (int64_t i = begin; i < end; ++i) mine += kept_mass(i, row.scaled(i));
   unsigned long long cumulative = block_exclusive_scan(mine, total, sh);
-  const unsigned __int128 goal = static_cast<unsigned __int128>(counter_uniform24(state.seed, state.step)) * total;
+  const unsigned __int128 goal =
+      static_cast<unsigned __int128>(counter_uniform24(state.seed, state.step)) * total;
   if (threadIdx.x == 0) sh.broadcast[3] = static_cast<unsigned long long>(best_index);
   __syncthreads();
   const auto scaled_up = [](unsigned long long v) { return static_cast<unsigned __int128>(v) << 24; };
@@ -288,7 +296,8 @@ __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(SampleTokensPar
     }
     __syncthreads();
   }
-  const Row<T> row{static_cast<const T*>(p.logits) + r * p.vocab, penalise ? penalised : nullptr, penalty, 0.0f};
+  const Row<T> row{static_cast<const T*>(p.logits) + r * p.vocab, penalise ? penalised : nullptr, penalty,
+                   0.0f};
   const int32_t token = sample_row(p, state, row, sh);
   if (threadIdx.x == 0) {
     p.tokens[r] = token;

@@ -52,14 +52,14 @@ constexpr int64_t kMaxSamplingVocab = int64_t{1} << 18;  // the fixed-point mass
 
 struct SampleTokensParams {
   int64_t rows = 0;
-  int64_t vocab = 0;  // 1 .. kMaxSamplingVocab
-  DType dtype = DType::BF16;               // of the logits: BF16 or F16
-  const void* logits = nullptr;            // T [rows, vocab]
-  SamplingRowState* row_state = nullptr;   // [rows]; `step` is advanced in place
-  const int32_t* recent_ids = nullptr;     // [rows, window] ids for the repetition penalty, -1 padding
-  int64_t window = 0;                      // 0: no penalty ids (recent_ids may be null)
-  int32_t* tokens = nullptr;               // [rows] the sampled ids
-  int* error_flag = nullptr;               // may be null
+  int64_t vocab = 0;                      // 1 .. kMaxSamplingVocab
+  DType dtype = DType::BF16;              // of the logits: BF16 or F16
+  const void* logits = nullptr;           // T [rows, vocab]
+  SamplingRowState* row_state = nullptr;  // [rows]; `step` is advanced in place
+  const int32_t* recent_ids = nullptr;    // [rows, window] ids for the repetition penalty, -1 padding
+  int64_t window = 0;                     // 0: no penalty ids (recent_ids may be null)
+  int32_t* tokens = nullptr;              // [rows] the sampled ids
+  int* error_flag = nullptr;              // may be null
 };
 
 void launch_sample_tokens(const SampleTokensParams& params, CUstream_st* stream);

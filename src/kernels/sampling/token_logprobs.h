@@ -20,8 +20,8 @@ namespace qllm {
 // Device pointers for launch_token_logprobs, host pointers (16-bit data as raw bits) for the reference.
 struct TokenLogProbsParams {
   int64_t rows = 0;
-  int64_t vocab = 0;           // 1 .. 2^31 - 1
-  DType dtype = DType::BF16;   // of the logits: BF16 or F16
+  int64_t vocab = 0;                 // 1 .. 2^31 - 1
+  DType dtype = DType::BF16;         // of the logits: BF16 or F16
   const void* logits = nullptr;      // T [rows, vocab]
   const int32_t* targets = nullptr;  // [rows]
   double* nll = nullptr;             // [rows], may be null
