@@ -8,6 +8,7 @@
 #include <numeric>
 #include <unordered_set>
 
+#include "kernels/sampling/counter_rng.h"
 #include "qllm/error.h"
 
 namespace qllm {
@@ -99,12 +100,13 @@ int32_t argmax(std::span<const float> logits) {
   return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
-Sampler::Sampler(SamplingParams params) : params_(params), rng_(params.seed) {
+Sampler::Sampler(SamplingParams params) : params_(params) {
   params_.validate();
 }
 
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
   QLLM_CHECK(!logits.empty(), "sample: empty logits");
+  const uint64_t step = step_++;
   for (size_t i = 0; i < logits.size(); ++i) {
     QLLM_CHECK(std::isfinite(logits[i]), "sample: the logit of token {} is {} (the model produced NaN/Inf)",
                i, logits[i]);
@@ -120,7 +122,7 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   apply_min_p(logits, params_.min_p);
   const std::vector<double> p = probabilities(logits);
   // Inverse-CDF draw; the last kept token absorbs rounding at the top end.
-  const double u = rng_.uniform();
+  const double u = counter_uniform(params_.seed, step);
   double cumulative = 0.0;
   int32_t last_kept = argmax(logits);
   for (size_t i = 0; i < p.size(); ++i) {

@@ -1,14 +1,15 @@
 // Next-token sampling with Hugging Face's semantics and order: repetition penalty, then temperature,
-// top-k, top-p, min-p, then a draw from the seeded RNG (same seed, same logits -> same token on every
-// platform). Temperature 0 is greedy: the argmax after the repetition penalty.
+// top-k, top-p, min-p, then an inverse-CDF draw with the counter-based uniform of
+// kernels/sampling/counter_rng.h: call number n of a Sampler (n = 0, 1, ..., counted whether or not it
+// draws) uses counter_uniform(seed, n), the same uniform the GPU sampler (kernels/sampling/sampling.h) takes
+// at step n, so both pick the same token from the same logits. Temperature 0 is greedy: the argmax after
+// the repetition penalty.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
-
-#include "core/random.h"
 
 namespace qllm {
 
@@ -45,10 +46,11 @@ class Sampler {
   int32_t sample(std::span<float> logits, std::span<const int32_t> history);
 
   const SamplingParams& params() const { return params_; }
+  uint64_t step() const { return step_; }  // the counter of the next call
 
  private:
   SamplingParams params_;
-  Rng rng_;
+  uint64_t step_ = 0;
 };
 
 }  // namespace qllm

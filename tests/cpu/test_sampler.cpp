@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "engine/sampler.h"
+#include "kernels/sampling/counter_rng.h"
 #include "qllm/error.h"
 #include "tests/support/test_util.h"
 
@@ -171,6 +172,46 @@ TEST(Sampler, SameSeedSameTokens) {
   };
   EXPECT_EQ(run(42), run(42));
   EXPECT_NE(run(42), run(43));
+}
+
+// The counter draw: a pure function of (seed, step), fixed values (a change of the generator changes every
+// seeded run and must be deliberate), uniform on [0, 1).
+TEST(Sampler, CounterDrawIsFixedAndUniform) {
+  EXPECT_EQ(counter_uniform24(0, 0), 14819496u);  // splitmix64, computed independently (Python)
+  EXPECT_EQ(counter_uniform24(0, 1), 7239838u);
+  EXPECT_EQ(counter_uniform24(42, 0), 10001215u);
+  EXPECT_EQ(counter_uniform24(42, 7), 2565124u);
+  EXPECT_EQ(counter_uniform(42, 7), 2565124.0 / 16777216.0);
+  const int draws = 20000;
+  double sum = 0;
+  int distinct_seed_equal = 0;
+  for (int i = 0; i < draws; ++i) {
+    const double u = counter_uniform(7, static_cast<uint64_t>(i));
+    ASSERT_GE(u, 0.0);
+    ASSERT_LT(u, 1.0);
+    sum += u;
+    distinct_seed_equal +=
+        counter_uniform24(7, static_cast<uint64_t>(i)) == counter_uniform24(8, static_cast<uint64_t>(i));
+  }
+  EXPECT_NEAR(sum / draws, 0.5, 5 * std::sqrt(1.0 / 12 / draws));
+  EXPECT_LT(distinct_seed_equal, 3);
+}
+
+// Call n of a Sampler draws counter_uniform(seed, n), greedy calls included in the count: two equally likely
+// tokens give token 0 exactly when u < 1/2.
+TEST(Sampler, CallNDrawsTheCounterUniformOfStepN) {
+  const uint64_t seed = testing::fresh_seed();
+  Sampler sampler(SamplingParams{.temperature = 1.0f, .seed = seed});
+  for (uint64_t n = 0; n < 200; ++n) {
+    EXPECT_EQ(sampler.step(), n);
+    std::vector<float> logits = {0.25f, 0.25f};
+    ASSERT_EQ(sampler.sample(logits, {}), counter_uniform(seed, n) < 0.5 ? 0 : 1)
+        << "seed " << seed << " step " << n;
+  }
+  Sampler greedy(SamplingParams{});
+  std::vector<float> logits = {1.0f, 2.0f};
+  greedy.sample(logits, {});
+  EXPECT_EQ(greedy.step(), 1u);
 }
 
 TEST(Sampler, RejectsBadParameters) {
