@@ -8,92 +8,89 @@
 
 namespace qllm {
 
-namespace {
-
-// -log softmax(logits)[target], with the log-sum-exp taken in double. `position` names the token in errors.
-double nll_of(std::span<const float> logits, int32_t target, int64_t position) {
-  const float max = *std::max_element(logits.begin(), logits.end());
-  double sum = 0.0;
-  for (float l : logits) sum += std::exp(static_cast<double>(l) - max);
-  QLLM_CHECK(std::isfinite(sum) && std::isfinite(max),
-             "perplexity: the logits predicting token {} are not finite (the model produced NaN/Inf)",
-             position);
-  return std::log(sum) + max - static_cast<double>(logits[static_cast<size_t>(target)]);
-}
-
-}  // namespace
-
 std::string_view perplexity_protocol_name(PerplexityProtocol protocol) {
   switch (protocol) {
-    case PerplexityProtocol::GptqHf:
-      return "gptq-hf";
+    case PerplexityProtocol::Hf:
+      return "hf";
+    case PerplexityProtocol::LlamaCpp:
+      return "llama.cpp";
   }
   return "?";
 }
 
-std::vector<double> token_nll(CausalLm& model, std::span<const int32_t> tokens, int64_t chunk) {
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  const int64_t vocab = model.config().vocab_size;
-  QLLM_CHECK(n >= 2, "token_nll: need at least 2 tokens, got {}", n);
-  QLLM_CHECK(chunk > 0, "token_nll: chunk must be positive, got {}", chunk);
-  QLLM_CHECK(n <= model.config().max_position_embeddings,
-             "token_nll: {} tokens exceed the context of {} positions (max_position_embeddings)", n,
-             model.config().max_position_embeddings);
-  // Every id, also the last (scored but never fed to the model, so forward() does not check it).
-  for (int64_t i = 0; i < n; ++i) {
-    QLLM_CHECK(tokens[i] >= 0 && tokens[i] < vocab,
-               "token_nll: token {} at position {} is outside the vocabulary of {} (tokenizer and model "
-               "disagree?)",
-               tokens[i], i, vocab);
-  }
-  if (model.cache_slots() < 1 || model.cache_capacity() < n) model.allocate_cache(1, n);
-
-  std::vector<double> nll;
-  nll.reserve(static_cast<size_t>(n - 1));
-  // The last token predicts nothing that is scored, so it is never fed.
-  for (int64_t start = 0; start < n - 1; start += chunk) {
-    const int64_t count = std::min(chunk, n - 1 - start);
-    const SequenceInput input{0, start, tokens.subspan(start, count)};
-    const std::vector<float> logits = model.forward(std::span<const SequenceInput>(&input, 1), false);
-    for (int64_t i = 0; i < count; ++i) {
-      const std::span<const float> row(logits.data() + i * vocab, static_cast<size_t>(vocab));
-      nll.push_back(nll_of(row, tokens[start + i + 1], start + i + 1));
-    }
-  }
-  return nll;
+PerplexityProtocol parse_perplexity_protocol(std::string_view name) {
+  if (name == "hf" || name == "gptq-hf") return PerplexityProtocol::Hf;
+  if (name == "llama.cpp") return PerplexityProtocol::LlamaCpp;
+  fail("unknown perplexity protocol '{}' (expected hf or llama.cpp)", name);
 }
 
-PerplexityResult perplexity(CausalLm& model, std::span<const int32_t> tokens,
+std::vector<int32_t> perplexity_tokens(const Tokenizer& tokenizer, std::string_view text,
+                                       PerplexityProtocol protocol) {
+  return tokenizer.encode(text, /*add_special_tokens=*/protocol == PerplexityProtocol::LlamaCpp);
+}
+
+PerplexityResult perplexity(Context& context, std::span<const int32_t> tokens,
                             const PerplexityOptions& options) {
-  QLLM_CHECK(options.ctx >= 2, "perplexity: ctx must be at least 2, got {}", options.ctx);
-  QLLM_CHECK(options.ctx <= model.config().max_position_embeddings,
-             "perplexity: ctx {} exceeds the model's context of {} positions (max_position_embeddings)",
-             options.ctx, model.config().max_position_embeddings);
-  QLLM_CHECK(options.max_tokens >= 0, "perplexity: max tokens must be >= 0, got {}", options.max_tokens);
-  int64_t n = static_cast<int64_t>(tokens.size());
-  if (options.max_tokens > 0) n = std::min(n, options.max_tokens);
-  const int64_t windows = n / options.ctx;
-  QLLM_CHECK(windows >= 1, "perplexity: {} tokens do not fill one window of ctx = {}", n, options.ctx);
+  const int64_t ctx = options.ctx;
+  QLLM_CHECK(ctx >= 4, "perplexity: ctx must be at least 4, got {}", ctx);
+  QLLM_CHECK(ctx <= context.max_positions(), "perplexity: ctx {} exceeds the context's {} positions", ctx,
+             context.max_positions());
+  QLLM_CHECK(options.max_windows >= 0, "perplexity: max windows must be >= 0, got {}", options.max_windows);
+  int64_t windows = static_cast<int64_t>(tokens.size()) / ctx;
+  QLLM_CHECK(windows >= 1, "perplexity: {} tokens do not fill one window of ctx = {}", tokens.size(), ctx);
+  if (options.max_windows > 0) windows = std::min(windows, options.max_windows);
+  const bool llama_cpp = options.protocol == PerplexityProtocol::LlamaCpp;
+  const int64_t first_scored = llama_cpp ? ctx / 2 : 0;  // position whose next token is scored first
 
   PerplexityResult result;
   result.protocol = std::string(perplexity_protocol_name(options.protocol));
-  result.ctx = options.ctx;
+  result.ctx = ctx;
   result.windows = windows;
-  result.tokens_used = windows * options.ctx;
+  result.tokens_used = windows * ctx;
   const auto start = std::chrono::steady_clock::now();
-  model.allocate_cache(1, options.ctx);
-  double nll_sum = 0.0;
-  for (int64_t w = 0; w < windows; ++w) {
-    const std::vector<double> nll =
-        token_nll(model, tokens.subspan(w * options.ctx, options.ctx), options.chunk);
-    for (double v : nll) nll_sum += v;
-    if (options.keep_token_nll) result.token_nll.insert(result.token_nll.end(), nll.begin(), nll.end());
-    result.scored_tokens += static_cast<int64_t>(nll.size());
-    if (options.progress) options.progress(w + 1, windows, std::exp(nll_sum / result.scored_tokens));
+
+  // Windows `group` at a time, each fed in chunks of `chunk` tokens, so a pass holds group x chunk tokens.
+  const int64_t group = std::min<int64_t>(context.max_sequences(), windows);
+  const int64_t chunk = std::max<int64_t>(1, std::min(ctx - 1, context.max_batch_tokens() / group));
+  double nll_sum = 0.0, nll_sq_sum = 0.0;
+  std::vector<int32_t> window_tokens(static_cast<size_t>(group * ctx));
+  for (int64_t w0 = 0; w0 < windows; w0 += group) {
+    const int64_t n = std::min(group, windows - w0);
+    for (int64_t s = 0; s < n; ++s) {
+      std::copy_n(tokens.begin() + (w0 + s) * ctx, ctx, window_tokens.begin() + s * ctx);
+      if (llama_cpp && options.bos) window_tokens[s * ctx] = *options.bos;
+    }
+    std::vector<std::vector<double>> window_nll(static_cast<size_t>(n));
+    // The last token of a window is scored, never fed.
+    for (int64_t c = 0; c < ctx - 1; c += chunk) {
+      const int64_t len = std::min(chunk, ctx - 1 - c);
+      std::vector<SequenceInput> batch;
+      std::vector<int32_t> targets;
+      for (int64_t s = 0; s < n; ++s) {
+        const int32_t* window = window_tokens.data() + s * ctx;
+        batch.push_back({static_cast<int>(s), c, std::span<const int32_t>(window + c, len)});
+        for (int64_t i = c; i < c + len; ++i) targets.push_back(i >= first_scored ? window[i + 1] : -1);
+      }
+      std::vector<double> nll(targets.size());
+      context.forward(batch, {.targets = targets, .nll = nll});
+      for (size_t i = 0; i < targets.size(); ++i) {
+        if (targets[i] < 0) continue;
+        nll_sum += nll[i];
+        nll_sq_sum += nll[i] * nll[i];
+        ++result.scored_tokens;
+        if (options.keep_token_nll) window_nll[i / static_cast<size_t>(len)].push_back(nll[i]);
+      }
+    }
+    for (const auto& v : window_nll) result.token_nll.insert(result.token_nll.end(), v.begin(), v.end());
+    if (options.progress) options.progress(w0 + n, windows, std::exp(nll_sum / result.scored_tokens));
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  result.mean_nll = nll_sum / static_cast<double>(result.scored_tokens);
+  const auto count = static_cast<double>(result.scored_tokens);
+  result.mean_nll = nll_sum / count;
   result.perplexity = std::exp(result.mean_nll);
+  const double variance = nll_sq_sum / count - result.mean_nll * result.mean_nll;
+  result.perplexity_error =
+      variance > 0 && count > 1 ? std::sqrt(variance / (count - 1)) * result.perplexity : 0;
   return result;
 }
 

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "qllm/error.h"
+
 // The 8-lane vector type only travels between inline functions of this file: no ABI to keep stable.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
@@ -151,6 +153,15 @@ void softmax(float* x, int64_t n) {
   }
   const float inv = static_cast<float>(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+double negative_log_likelihood(const float* logits, int64_t n, int32_t target) {
+  const float max = *std::max_element(logits, logits + n);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i]) - max);
+  QLLM_CHECK(std::isfinite(sum) && std::isfinite(max),
+             "the logits are not finite (the model produced NaN/Inf)");
+  return std::log(sum) + max - static_cast<double>(logits[target]);
 }
 
 void swiglu(float* gate, const float* up, int64_t n) {

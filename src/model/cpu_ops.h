@@ -34,6 +34,9 @@ void rope(float* x, int64_t heads, int64_t head_dim, int64_t position, std::span
 // In-place softmax over x[n] (max subtracted first).
 void softmax(float* x, int64_t n);
 
+// -log softmax(logits[0..n))[target], the log-sum-exp in double; qllm::Error when the logits are not finite.
+double negative_log_likelihood(const float* logits, int64_t n, int32_t target);
+
 // silu(gate) * up, element-wise into gate[n].
 void swiglu(float* gate, const float* up, int64_t n);
 

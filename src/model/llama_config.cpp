@@ -84,8 +84,13 @@ void parse_rope(const json& j, const std::string& label, LlamaConfig& c) {
   if (v5) c.rope_theta = get_number(section, "rope_theta", where, c.rope_theta);
   c.rope.type = get_string(section, "rope_type", where, get_string(section, "type", where, "default"));
   if (c.rope.type == "default") return;
-  QLLM_CHECK(c.rope.type == "llama3", "{}: unsupported rope_type '{}' (supported: default, llama3)", label,
-             c.rope.type);
+  if (c.rope.type == "linear") {
+    c.rope.factor = get_number(section, "factor", where);
+    QLLM_CHECK(c.rope.factor > 0, "{}: linear factor must be positive", where);
+    return;
+  }
+  QLLM_CHECK(c.rope.type == "llama3", "{}: unsupported rope_type '{}' (supported: default, linear, llama3)",
+             label, c.rope.type);
   c.rope.factor = get_number(section, "factor", where);
   c.rope.low_freq_factor = get_number(section, "low_freq_factor", where);
   c.rope.high_freq_factor = get_number(section, "high_freq_factor", where);
@@ -270,6 +275,17 @@ std::vector<double> rope_inverse_frequencies(const LlamaConfig& config) {
   for (int64_t i = 0; i < half; ++i) {
     inv_freq[i] =
         1.0 / std::pow(config.rope_theta, static_cast<double>(2 * i) / static_cast<double>(config.head_dim));
+  }
+  if (config.rope.type == "linear") {
+    for (double& f : inv_freq) f /= config.rope.factor;
+    return inv_freq;
+  }
+  if (config.rope.type == "factors") {
+    QLLM_CHECK(config.rope.freq_factors.size() == inv_freq.size(),
+               "rope frequency factors: {} values for head_dim {} (expected head_dim / 2)",
+               config.rope.freq_factors.size(), config.head_dim);
+    for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] /= config.rope.freq_factors[i];
+    return inv_freq;
   }
   if (config.rope.type != "llama3") return inv_freq;
 

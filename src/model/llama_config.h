@@ -11,13 +11,16 @@
 
 namespace qllm {
 
-// RoPE frequency scaling. "default": plain theta^(-2i/d); "llama3": Llama 3.1's long-context scaling.
+// RoPE frequency scaling. "default": plain theta^(-2i/d); "linear": every frequency divided by `factor`;
+// "llama3": Llama 3.1's long-context scaling; "factors": each frequency divided by its own factor
+// (llama.cpp's GGUF files store Llama 3's scaling so, as the tensor rope_freqs.weight).
 struct RopeScaling {
   std::string type = "default";
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 8192;
+  std::vector<double> freq_factors;  // "factors": [head_dim / 2]
 };
 
 struct LlamaConfig {

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <cmath>
-#include <set>
 
 #include "model/cpu_ops.h"
 #include "qllm/error.h"
@@ -15,9 +14,9 @@
 namespace qllm {
 
 // The buffers of one forward pass over T tokens (all sequences of the batch, concatenated).
-struct LlamaRef::Activations {
+struct LlamaRefContext::Activations {
   int64_t tokens = 0;             // T
-  std::vector<int> slot;          // [T] cache slot of each token
+  std::vector<int> slot;          // [T] sequence (cache slot) of each token
   std::vector<int64_t> position;  // [T] position of each token in its sequence
   std::vector<float> x;           // [T, hidden] residual stream
   std::vector<float> xb;          // [T, hidden] normed input of a block / its output before the residual add
@@ -29,18 +28,21 @@ struct LlamaRef::Activations {
   std::vector<float> up;          // [T, intermediate] up projection
 };
 
-LlamaRef::LlamaRef(LlamaConfig config, LlamaWeights weights)
-    : config_(std::move(config)), weights_(std::move(weights)) {
+LlamaRefModel::LlamaRefModel(LlamaConfig config, LlamaWeights weights, const ModelQuant& quant)
+    : config_(std::move(config)), weights_(std::move(weights)), quant_(quant) {
+  const DType act = quant_.activation_dtype();
+  for (const LayerWeights& l : weights_.layers) {
+    const QuantMode& m = quant_.linear;
+    layers_.push_back({CpuLinear(l.wq, m, act), CpuLinear(l.wk, m, act), CpuLinear(l.wv, m, act),
+                       CpuLinear(l.wo, m, act), CpuLinear(l.w_gate, m, act), CpuLinear(l.w_up, m, act),
+                       CpuLinear(l.w_down, m, act)});
+  }
+  lm_head_ = CpuLinear(weights_.lm_head, quant_.lm_head, act);
+  if (!config_.tie_word_embeddings) embed_ = CpuLinear(weights_.embed, quant_.lm_head, act);
   for (double f : rope_inverse_frequencies(config_)) inv_freq_.push_back(static_cast<float>(f));
 }
 
-std::unique_ptr<LlamaRef> LlamaRef::load(const std::string& dir, bool verbose) {
-  LlamaConfig config = LlamaConfig::load(dir);
-  LlamaWeights weights = LlamaWeights::load(dir, config, verbose);
-  return std::make_unique<LlamaRef>(std::move(config), std::move(weights));
-}
-
-std::string LlamaRef::device_name() const {
+std::string LlamaRefModel::device_name() const {
 #ifdef _OPENMP
   return fmt::format("cpu (reference, {} threads)", omp_get_max_threads());
 #else
@@ -48,42 +50,50 @@ std::string LlamaRef::device_name() const {
 #endif
 }
 
-void LlamaRef::allocate_cache(int slots, int64_t capacity) {
-  QLLM_CHECK(capacity <= config_.max_position_embeddings,
-             "KV cache capacity {} exceeds max_position_embeddings {}", capacity,
-             config_.max_position_embeddings);
-  cache_ = KvCache(slots, config_.num_hidden_layers, capacity, config_.kv_dim());
-}
-
-void LlamaRef::validate_batch(std::span<const SequenceInput> batch) const {
-  QLLM_CHECK(!batch.empty(), "forward: empty batch");
-  QLLM_CHECK(cache_.slots() > 0, "forward: no KV cache allocated (call allocate_cache first)");
-  std::set<int> slots_seen;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const SequenceInput& s = batch[i];
-    QLLM_CHECK(!s.tokens.empty(), "forward: sequence {} has no tokens", i);
-    QLLM_CHECK(s.slot >= 0 && s.slot < cache_.slots(),
-               "forward: sequence {} uses cache slot {}, outside [0, {})", i, s.slot, cache_.slots());
-    QLLM_CHECK(slots_seen.insert(s.slot).second, "forward: cache slot {} appears twice in one batch", s.slot);
-    QLLM_CHECK(s.start_position >= 0 && s.start_position <= cache_.length(s.slot),
-               "forward: sequence {} starts at position {}, but its cache slot holds only {} positions", i,
-               s.start_position, cache_.length(s.slot));
-    const int64_t end = s.start_position + static_cast<int64_t>(s.tokens.size());
-    QLLM_CHECK(end <= config_.max_position_embeddings,
-               "context overflow: sequence {} would reach {} positions, beyond max_position_embeddings {}", i,
-               end, config_.max_position_embeddings);
-    QLLM_CHECK(end <= cache_.capacity(),
-               "context overflow: sequence {} would reach {} positions, beyond the KV cache capacity {}", i,
-               end, cache_.capacity());
-    for (int32_t token : s.tokens) {
-      QLLM_CHECK(token >= 0 && token < config_.vocab_size,
-                 "forward: token id {} outside the vocabulary [0, {})", token, config_.vocab_size);
-    }
+uint64_t LlamaRefModel::weight_bytes() const {
+  uint64_t bytes = lm_head_.stored_bytes() + weights_.final_norm.size() * sizeof(float);
+  if (!config_.tie_word_embeddings) bytes += embed_.stored_bytes();
+  for (const LayerLinears& l : layers_) {
+    for (const CpuLinear* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down})
+      bytes += w->stored_bytes();
   }
+  return bytes + 2 * layers_.size() * static_cast<uint64_t>(config_.hidden_size) * sizeof(float);
 }
 
-void LlamaRef::attention_block(int64_t layer, Activations& a) {
-  const LayerWeights& w = weights_.layers[layer];
+void LlamaRefModel::embed(int32_t token, float* out) const {
+  (config_.tie_word_embeddings ? lm_head_ : embed_).row_to_f32(token, out);
+}
+
+std::unique_ptr<Context> LlamaRefModel::new_context(const ContextOptions& options) const {
+  return std::make_unique<LlamaRefContext>(*this, options);
+}
+
+LlamaRefContext::LlamaRefContext(const LlamaRefModel& model, const ContextOptions& options)
+    : model_(model), config_(model.config()), max_batch_tokens_(options.max_batch_tokens) {
+  const int64_t positions =
+      options.max_positions > 0 ? options.max_positions : config_.max_position_embeddings;
+  QLLM_CHECK(positions <= config_.max_position_embeddings,
+             "context of {} positions exceeds the model's max_position_embeddings {}", positions,
+             config_.max_position_embeddings);
+  QLLM_CHECK(options.max_sequences > 0 && max_batch_tokens_ > 0,
+             "context: max_sequences ({}) and max_batch_tokens ({}) must be positive", options.max_sequences,
+             max_batch_tokens_);
+  cache_ = KvCache(options.max_sequences, config_.num_hidden_layers, positions, config_.kv_dim());
+}
+
+int64_t LlamaRefContext::length(int seq) const {
+  QLLM_CHECK(seq >= 0 && seq < cache_.slots(), "sequence {} is outside [0, {})", seq, cache_.slots());
+  return cache_.length(seq);
+}
+
+void LlamaRefContext::truncate(int seq, int64_t length) {
+  QLLM_CHECK(seq >= 0 && seq < cache_.slots(), "sequence {} is outside [0, {})", seq, cache_.slots());
+  cache_.set_length(seq, std::min(length, cache_.length(seq)));
+}
+
+void LlamaRefContext::attention_block(int64_t layer, Activations& a) {
+  const LayerWeights& norms = model_.weights().layers[layer];
+  const LayerLinears& w = model_.layer(layer);
   const int64_t T = a.tokens;
   const int64_t hidden = config_.hidden_size;
   const int64_t heads = config_.num_attention_heads;
@@ -93,14 +103,14 @@ void LlamaRef::attention_block(int64_t layer, Activations& a) {
   const int64_t kv_dim = config_.kv_dim();
 
   for (int64_t t = 0; t < T; ++t) {
-    cpu::rmsnorm(&a.xb[t * hidden], &a.x[t * hidden], w.attn_norm.data(), hidden, config_.rms_norm_eps);
+    cpu::rmsnorm(&a.xb[t * hidden], &a.x[t * hidden], norms.attn_norm.data(), hidden, config_.rms_norm_eps);
   }
-  cpu::matmul(a.q.data(), a.xb.data(), T, w.wq);
-  cpu::matmul(a.k.data(), a.xb.data(), T, w.wk);
-  cpu::matmul(a.v.data(), a.xb.data(), T, w.wv);
+  w.wq.forward(a.q.data(), a.xb.data(), T);
+  w.wk.forward(a.k.data(), a.xb.data(), T);
+  w.wv.forward(a.v.data(), a.xb.data(), T);
   for (int64_t t = 0; t < T; ++t) {
-    cpu::rope(&a.q[t * q_dim], heads, head_dim, a.position[t], inv_freq_);
-    cpu::rope(&a.k[t * kv_dim], kv_heads, head_dim, a.position[t], inv_freq_);
+    cpu::rope(&a.q[t * q_dim], heads, head_dim, a.position[t], model_.inv_freq());
+    cpu::rope(&a.k[t * kv_dim], kv_heads, head_dim, a.position[t], model_.inv_freq());
     std::copy_n(&a.k[t * kv_dim], kv_dim, cache_.key(a.slot[t], layer, a.position[t]));
     std::copy_n(&a.v[t * kv_dim], kv_dim, cache_.value(a.slot[t], layer, a.position[t]));
   }
@@ -133,38 +143,52 @@ void LlamaRef::attention_block(int64_t layer, Activations& a) {
     }
   }
 
-  cpu::matmul(a.xb.data(), a.att.data(), T, w.wo);
+  w.wo.forward(a.xb.data(), a.att.data(), T);
   for (int64_t i = 0; i < T * hidden; ++i) a.x[i] += a.xb[i];
 }
 
-void LlamaRef::mlp_block(int64_t layer, Activations& a) {
-  const LayerWeights& w = weights_.layers[layer];
+void LlamaRefContext::mlp_block(int64_t layer, Activations& a) {
+  const LayerWeights& norms = model_.weights().layers[layer];
+  const LayerLinears& w = model_.layer(layer);
   const int64_t T = a.tokens;
   const int64_t hidden = config_.hidden_size;
   for (int64_t t = 0; t < T; ++t) {
-    cpu::rmsnorm(&a.xb[t * hidden], &a.x[t * hidden], w.ffn_norm.data(), hidden, config_.rms_norm_eps);
+    cpu::rmsnorm(&a.xb[t * hidden], &a.x[t * hidden], norms.ffn_norm.data(), hidden, config_.rms_norm_eps);
   }
-  cpu::matmul(a.gate.data(), a.xb.data(), T, w.w_gate);
-  cpu::matmul(a.up.data(), a.xb.data(), T, w.w_up);
+  w.gate.forward(a.gate.data(), a.xb.data(), T);
+  w.up.forward(a.up.data(), a.xb.data(), T);
   cpu::swiglu(a.gate.data(), a.up.data(), T * config_.intermediate_size);
-  cpu::matmul(a.xb.data(), a.gate.data(), T, w.w_down);
+  w.down.forward(a.xb.data(), a.gate.data(), T);
   for (int64_t i = 0; i < T * hidden; ++i) a.x[i] += a.xb[i];
 }
 
-std::vector<float> LlamaRef::forward(std::span<const SequenceInput> batch, bool last_only) {
-  validate_batch(batch);
+std::vector<float> LlamaRefContext::logits_of(const Activations& a, std::span<const int64_t> rows) const {
   const int64_t hidden = config_.hidden_size;
+  std::vector<float> normed(rows.size() * hidden);  // [rows, hidden]
+  for (size_t r = 0; r < rows.size(); ++r) {
+    cpu::rmsnorm(&normed[r * hidden], &a.x[rows[r] * hidden], model_.weights().final_norm.data(), hidden,
+                 config_.rms_norm_eps);
+  }
+  std::vector<float> logits(rows.size() * config_.vocab_size);  // [rows, vocab]
+  model_.lm_head().forward(logits.data(), normed.data(), static_cast<int64_t>(rows.size()));
+  return logits;
+}
+
+void LlamaRefContext::forward(std::span<const SequenceInput> batch, const ForwardOutputs& outputs) {
+  const int64_t T = validate_forward(*this, batch, outputs);
+  const int64_t hidden = config_.hidden_size;
+  const int64_t vocab = config_.vocab_size;
 
   Activations a;
   std::vector<int64_t> last_row;  // [sequences] row of each sequence's last token
   for (const SequenceInput& s : batch) {
     for (size_t i = 0; i < s.tokens.size(); ++i) {
-      a.slot.push_back(s.slot);
+      a.slot.push_back(s.seq);
       a.position.push_back(s.start_position + static_cast<int64_t>(i));
     }
     last_row.push_back(static_cast<int64_t>(a.slot.size()) - 1);
   }
-  const int64_t T = a.tokens = static_cast<int64_t>(a.slot.size());
+  a.tokens = T;
   a.x.resize(T * hidden);
   a.xb.resize(T * hidden);
   a.q.resize(T * config_.q_dim());
@@ -176,31 +200,41 @@ std::vector<float> LlamaRef::forward(std::span<const SequenceInput> batch, bool 
 
   int64_t row = 0;
   for (const SequenceInput& s : batch) {
-    for (int32_t token : s.tokens) weights_.embed.row_to_f32(token, &a.x[row++ * hidden]);
+    for (int32_t token : s.tokens) model_.embed(token, &a.x[row++ * hidden]);
   }
   for (int64_t layer = 0; layer < config_.num_hidden_layers; ++layer) {
     attention_block(layer, a);
     mlp_block(layer, a);
   }
   for (const SequenceInput& s : batch) {
-    cache_.set_length(s.slot, s.start_position + static_cast<int64_t>(s.tokens.size()));
+    cache_.set_length(s.seq, s.start_position + static_cast<int64_t>(s.tokens.size()));
   }
 
-  // Final norm and lm_head on the rows asked for: [rows, hidden] -> [rows, vocab].
-  std::vector<int64_t> rows;
-  if (last_only) {
-    rows = last_row;
-  } else {
-    for (int64_t t = 0; t < T; ++t) rows.push_back(t);
+  if (!outputs.last_logits.empty()) {
+    const std::vector<float> logits = logits_of(a, last_row);
+    std::copy(logits.begin(), logits.end(), outputs.last_logits.begin());
   }
-  std::vector<float> normed(rows.size() * hidden);  // [rows, hidden]
-  for (size_t r = 0; r < rows.size(); ++r) {
-    cpu::rmsnorm(&normed[r * hidden], &a.x[rows[r] * hidden], weights_.final_norm.data(), hidden,
-                 config_.rms_norm_eps);
+  if (outputs.all_logits.empty() && outputs.nll.empty()) return;
+  // Every row: in chunks, so that a long batch holds at most kChunk x vocab logits at once.
+  constexpr int64_t kChunk = 64;
+  for (int64_t first = 0; first < T; first += kChunk) {
+    std::vector<int64_t> rows;
+    for (int64_t t = first; t < std::min(T, first + kChunk); ++t) {
+      if (!outputs.all_logits.empty() || outputs.targets[t] >= 0) rows.push_back(t);
+    }
+    if (rows.empty()) continue;
+    const std::vector<float> logits = logits_of(a, rows);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const float* row_logits = logits.data() + r * vocab;
+      const int64_t t = rows[r];
+      if (!outputs.all_logits.empty()) std::copy_n(row_logits, vocab, outputs.all_logits.begin() + t * vocab);
+      if (!outputs.nll.empty()) {
+        outputs.nll[t] = outputs.targets[t] >= 0
+                             ? cpu::negative_log_likelihood(row_logits, vocab, outputs.targets[t])
+                             : 0.0;
+      }
+    }
   }
-  std::vector<float> logits(rows.size() * config_.vocab_size);  // [rows, vocab]
-  cpu::matmul(logits.data(), normed.data(), static_cast<int64_t>(rows.size()), weights_.lm_head);
-  return logits;
 }
 
 }  // namespace qllm

@@ -176,15 +176,4 @@ LlamaWeights LlamaWeights::load(const std::string& dir, const LlamaConfig& c, bo
   return w;
 }
 
-uint64_t LlamaWeights::parameter_count() const {
-  auto n = [](const WeightMatrix& m) { return static_cast<uint64_t>(m.rows * m.cols); };
-  uint64_t total = n(embed) + final_norm.size();
-  if (lm_head.data != embed.data) total += n(lm_head);
-  for (const LayerWeights& l : layers) {
-    total += n(l.wq) + n(l.wk) + n(l.wv) + n(l.wo) + n(l.w_gate) + n(l.w_up) + n(l.w_down);
-    total += l.attn_norm.size() + l.ffn_norm.size();
-  }
-  return total;
-}
-
 }  // namespace qllm

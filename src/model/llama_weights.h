@@ -1,11 +1,15 @@
-// The tensors of a LlamaForCausalLM checkpoint, checked by name and shape against its config. Matrices stay
-// where the safetensors mapping put them (bf16/f16/f32, no copy); the small norm vectors are read to f32.
+// The tensors of a Llama model on the host, checked by name and shape against its config: from a Hugging Face
+// checkpoint (safetensors; matrices stay where the mapping put them, bf16/f16/f32, no copy) or a GGUF file
+// (model/gguf_model.h). The small norm vectors are read to f32. The GPU engine and the CPU reference both
+// build their weights from these.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "core/gguf.h"
 #include "model/llama_config.h"
 #include "model/safetensors.h"
 #include "qllm/dtype.h"
@@ -47,12 +51,14 @@ class LlamaWeights {
   std::vector<float> final_norm;     // [hidden]  model.norm.weight
   WeightMatrix lm_head;              // [vocab, hidden]  lm_head.weight, or embed when tied
 
-  uint64_t parameter_count() const;  // distinct parameters (a tied lm_head counted once)
   DType matrix_dtype() const { return embed.dtype; }
 
  private:
+  friend LlamaWeights llama_weights_from_gguf(std::shared_ptr<const GgufFile>, const LlamaConfig&, bool);
+
   SafetensorsCheckpoint checkpoint_;            // owns the mappings the matrices point into
-  std::vector<std::vector<std::byte>> copies_;  // matrices that had to be copied to align them
+  std::shared_ptr<const GgufFile> gguf_;        // or a GGUF file's mapping (model/gguf_model.h)
+  std::vector<std::vector<std::byte>> copies_;  // matrices copied to align them, or dequantized to f32
 };
 
 }  // namespace qllm

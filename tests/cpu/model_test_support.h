@@ -12,16 +12,46 @@
 #include <optional>
 #include <string>
 
-#include "model/llama_ref.h"
+#include "engine/generate.h"
+#include "engine/load_model.h"
 #include "model/synthetic.h"
 #include "tests/support/test_util.h"
 
 namespace qllm::testing {
 
+// A checkpoint directory (or .gguf file) loaded with the CPU reference engine.
+inline std::unique_ptr<Model> load_cpu_model(const std::string& path, const std::string& quant = "bf16") {
+  LoadOptions options;
+  options.device = DeviceKind::Cpu;
+  options.quant = ModelQuant::parse(quant);
+  options.verbose = false;
+  return std::move(load_model(path, options).model);
+}
+
 // Writes `qllm synth --config tiny`'s checkpoint into `dir` and loads it with the CPU reference.
-inline std::unique_ptr<LlamaRef> tiny_model(const TempDir& dir, uint64_t seed = 7) {
+inline std::unique_ptr<Model> tiny_model(const TempDir& dir, uint64_t seed = 7) {
   write_synthetic_checkpoint({.preset = "tiny", .out_dir = dir.str(), .seed = seed});
-  return LlamaRef::load(dir.str());
+  return load_cpu_model(dir.str());
+}
+
+// The logits [tokens, vocab] of `ids` as one fresh sequence.
+inline std::vector<float> all_logits(const Model& model, std::span<const int32_t> ids) {
+  const auto c = model.new_context({.max_sequences = 1,
+                                    .max_positions = static_cast<int64_t>(ids.size()),
+                                    .max_batch_tokens = static_cast<int64_t>(ids.size())});
+  std::vector<float> logits(ids.size() * static_cast<size_t>(model.config().vocab_size));
+  const SequenceInput input{0, 0, ids};
+  ForwardOutputs outputs;
+  outputs.all_logits = logits;
+  c->forward(std::span(&input, 1), outputs);
+  return logits;
+}
+
+// generate() on a fresh one-sequence context of the model's full length.
+inline GenerateResult generate_fresh(const Model& model, std::span<const int32_t> prompt,
+                                     const GenerateOptions& options) {
+  const auto c = model.new_context({.max_sequences = 1});
+  return generate(*c, 0, prompt, options);
 }
 
 inline nlohmann::json read_json_file(const std::string& path) {

@@ -85,8 +85,11 @@ TEST_F(CliTiny, GenerateStreamsAndReportsSpeed) {
 
 TEST_F(CliTiny, GenerateErrors) {
   const std::string model = " --model " + quoted(dir_.str());
-  expect_failure(kQllm + " generate" + model + " --prompt x --device cuda", "not yet supported");
-  expect_failure(kQllm + " generate" + model + " --prompt x --device tpu", "--device must be cpu or cuda");
+  expect_failure(kQllm + " generate" + model + " --prompt x --device tpu",
+                 "unknown device 'tpu' (expected auto, cpu or cuda)");
+#if !QLLM_HAVE_CUDA
+  expect_failure(kQllm + " generate" + model + " --prompt x --device cuda", "built without CUDA");
+#endif
   expect_failure(kQllm + " generate" + model + " --prompt " + std::string(1100, 'a'),
                  "does not fit in the context of 1024");
   expect_failure(kQllm + " generate" + model + " --prompt x --system s", "--system needs --chat");
@@ -122,10 +125,11 @@ TEST_F(CliTiny, PerplexityTableAndErrors) {
   const auto r = run_command(kQllm + " perplexity --model " + quoted(dir_.str()) + " --file " +
                              quoted(dir_.file("text.txt")) + " --ctx 64");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("| gptq-hf  |  64 |       4 |"), std::string::npos) << r.output;  // 311 tokens / 64
+  EXPECT_NE(r.output.find("| hf       |  64 |       4 |"), std::string::npos) << r.output;  // 311 tokens / 64
+  EXPECT_NE(r.output.find("PPL = "), std::string::npos) << r.output;
 
   const auto j = run_json(kQllm + " perplexity --model " + quoted(dir_.str()) + " --file " +
-                          quoted(dir_.file("text.txt")) + " --ctx 64 --max-tokens 128 --json");
+                          quoted(dir_.file("text.txt")) + " --ctx 64 --chunks 2 --json");
   ASSERT_EQ(j.exit_code, 0) << j.output;
   const auto row = nlohmann::json::parse(j.output)["table"][0];
   EXPECT_EQ(row["windows"], 2);
@@ -135,7 +139,7 @@ TEST_F(CliTiny, PerplexityTableAndErrors) {
   const std::string model = " --model " + quoted(dir_.str());
   expect_failure(kQllm + " perplexity" + model + " --file " + quoted(dir_.file("none.txt")), "none.txt");
   expect_failure(kQllm + " perplexity" + model + " --file " + quoted(dir_.file("text.txt")) + " --ctx 4096",
-                 "--ctx 4096 must be in [2, 1024]");
+                 "--ctx 4096 must be in [4, 1024]");
   expect_failure(kQllm + " perplexity" + model + " --file " + quoted(dir_.file("text.txt")) + " --ctx 1000",
                  "do not fill one window");
 }
@@ -192,12 +196,12 @@ TEST(CliProxy, PerplexityMatchesHf) {
   QLLM_PROXY_OR_SKIP(proxy);
   const std::string text = testing::shared_dir() + "/data/wikitext-2-raw-test.txt";
   const auto r = run_json(kQllm + " perplexity --model " + quoted(proxy) + " --file " + quoted(text) +
-                          " --ctx 1024 --max-tokens 1024 --json");
+                          " --ctx 1024 --chunks 1 --device cpu --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["file_tokens"], fixture["wikitext_total_tokens"]);
   const auto row = j["table"][0];
-  EXPECT_EQ(row["protocol"], "gptq-hf");
+  EXPECT_EQ(row["protocol"], "hf");
   EXPECT_EQ(row["scored_tokens"], 1023);
   const double hf = fixture["perplexity"].get<double>();
   EXPECT_NEAR(row["perplexity"].get<double>() / hf, 1.0, 1e-3) << row.dump();

@@ -277,7 +277,7 @@ TEST(CliFriction, ProgressIsPlainLinesWhenCaptured) {
   write_tiny(dir);
   dir.write("text.txt", std::string(3000, 'a'));
   const auto r = run_command(kQllm + " perplexity --model " + dir.str() + " --file " + dir.file("text.txt") +
-                             " --ctx 64 --max-tokens 640");
+                             " --ctx 64 --chunks 10");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.find('\r'), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("perplexity windows: 10/10 (100%)"), std::string::npos) << r.output;

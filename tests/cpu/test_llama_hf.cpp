@@ -19,16 +19,12 @@ std::vector<int32_t> ids_of(const nlohmann::json& j) {
   return j.get<std::vector<int32_t>>();
 }
 
-std::vector<float> all_logits(CausalLm& model, const std::vector<int32_t>& ids) {
-  model.allocate_cache(1, static_cast<int64_t>(ids.size()));
-  const SequenceInput input{0, 0, ids};
-  return model.forward(std::span(&input, 1), false);
-}
+using testing::all_logits;
 
 TEST(LlamaVsHf, ProxyLogits) {
   QLLM_HF_FIXTURE_OR_SKIP(fixture, "proxy_logits.json");
   QLLM_PROXY_OR_SKIP(dir);
-  const auto model = LlamaRef::load(dir);
+  const auto model = testing::load_cpu_model(dir);
   const int64_t vocab = model->config().vocab_size;
   for (const auto& prompt : fixture["prompts"]) {
     SCOPED_TRACE(prompt["text"].get<std::string>());
@@ -70,13 +66,13 @@ TEST(LlamaVsHf, ProxyLogits) {
 TEST(LlamaVsHf, ProxyGreedyContinuations) {
   QLLM_HF_FIXTURE_OR_SKIP(fixture, "proxy_greedy.json");
   QLLM_PROXY_OR_SKIP(dir);
-  const auto model = LlamaRef::load(dir);
+  const auto model = testing::load_cpu_model(dir);
   for (const auto& prompt : fixture["prompts"]) {
     SCOPED_TRACE(prompt["text"].get<std::string>());
     const auto expected = ids_of(prompt["new_ids"]);
     GenerateOptions options;
     options.max_new_tokens = static_cast<int64_t>(expected.size());  // no stop ids: exactly that many
-    const GenerateResult result = generate(*model, ids_of(prompt["ids"]), options);
+    const GenerateResult result = testing::generate_fresh(*model, ids_of(prompt["ids"]), options);
     EXPECT_EQ(result.tokens, expected);
     EXPECT_EQ(result.stop_reason, "max_tokens");
   }
@@ -85,17 +81,18 @@ TEST(LlamaVsHf, ProxyGreedyContinuations) {
 TEST(LlamaVsHf, ProxyWikitextNllAndPerplexity) {
   QLLM_HF_FIXTURE_OR_SKIP(fixture, "proxy_wikitext_nll.json");
   QLLM_PROXY_OR_SKIP(dir);
-  const auto model = LlamaRef::load(dir);
+  const auto model = testing::load_cpu_model(dir);
   const auto ids = ids_of(fixture["ids"]);
   const auto expected = fixture["nll"].get<std::vector<double>>();
 
   PerplexityOptions options;
   options.ctx = static_cast<int64_t>(ids.size());
-  options.chunk = 300;  // several chunks through the KV cache
   options.keep_token_nll = true;
-  const PerplexityResult result = perplexity(*model, ids, options);
+  // Chunks of 300 tokens: several passes through the KV cache.
+  const auto context = model->new_context({.max_positions = options.ctx, .max_batch_tokens = 300});
+  const PerplexityResult result = perplexity(*context, ids, options);
   const double hf_ppl = fixture["perplexity"].get<double>();
-  EXPECT_EQ(result.protocol, "gptq-hf");
+  EXPECT_EQ(result.protocol, "hf");
   EXPECT_EQ(result.scored_tokens, static_cast<int64_t>(expected.size()));
   EXPECT_NEAR(result.perplexity / hf_ppl, 1.0, 1e-3) << "qllm " << result.perplexity << " HF " << hf_ppl;
 
@@ -122,7 +119,7 @@ TEST(LlamaVsHf, SynthTinyCheckpointMatchesHf) {
                               .out_dir = dir.str(),
                               .seed = std::stoull(metadata["qllm_synth_seed"].get<std::string>())});
   EXPECT_EQ(testing::read_json_file(dir.file("config.json")), fixture["config"]);
-  const auto model = LlamaRef::load(dir.str());
+  const auto model = testing::load_cpu_model(dir.str());
   const auto ids = ids_of(fixture["ids"]);
   const std::vector<float> logits = all_logits(*model, ids);
   const int64_t vocab = model->config().vocab_size;

@@ -6,8 +6,7 @@
 
 #include <string>
 
-#include "model/llama_config.h"
-#include "qllm/tokenizer.h"
+#include "engine/load_model.h"
 
 namespace qllm::cli {
 
@@ -17,9 +16,20 @@ void add_tokenize(CLI::App& app);
 void add_synth(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_perplexity(CLI::App& app);
+void add_chat(CLI::App& app);
 
-// A tokenizer whose ids reach past the model's vocabulary would fail only when such an id is fed: refuse the
-// pair at load, naming both sizes.
-void check_tokenizer_fits(const Tokenizer& tokenizer, const LlamaConfig& config, const std::string& model);
+// The options of every subcommand that runs a model: --model, --device, --quant, --quant-lm-head,
+// --int8-threshold, --scale-search (parsed once, here, for all of them).
+struct ModelCliOptions {
+  std::string model;
+  std::string device = "auto";
+  std::string quant = "bf16";
+  std::string quant_lm_head = "same";
+  float int8_threshold = kDefaultOutlierThreshold;
+  std::string scale_search = "none";
+};
+void add_model_options(CLI::App& cmd, ModelCliOptions& options);
+// Loads the model as the options say; progress on stderr unless `quiet`.
+LoadedModel load_model_from(const ModelCliOptions& options, bool quiet = false);
 
 }  // namespace qllm::cli

@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
   qllm::cli::add_synth(app);
   qllm::cli::add_generate(app);
   qllm::cli::add_perplexity(app);
+  qllm::cli::add_chat(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
