@@ -29,7 +29,8 @@ int64_t kv_pages_per_sequence(int64_t ctx, int page_size) {
 
 int64_t kv_pages_for(int64_t ctx, int64_t batch, int page_size) {
   QLLM_CHECK(batch >= 1, "KV cache: batch of {} sequences (at least 1)", batch);
-  return checked_mul(kv_pages_per_sequence(ctx, page_size), batch, "KV cache pages (batch x pages per sequence)");
+  return checked_mul(kv_pages_per_sequence(ctx, page_size), batch,
+                     "KV cache pages (batch x pages per sequence)");
 }
 
 int64_t kv_bytes_per_page(int64_t layers, int64_t kv_heads, int64_t head_dim, DType dtype, int page_size) {
@@ -43,22 +44,28 @@ int64_t kv_bytes_per_page(int64_t layers, int64_t kv_heads, int64_t head_dim, DT
 }
 
 KvPageAllocator::KvPageAllocator(int64_t num_pages, int page_size, int max_seqs, int max_pages_per_seq)
-    : num_pages_(num_pages), page_size_(page_size), max_seqs_(max_seqs), max_pages_per_seq_(max_pages_per_seq) {
+    : num_pages_(num_pages),
+      page_size_(page_size),
+      max_seqs_(max_seqs),
+      max_pages_per_seq_(max_pages_per_seq) {
   check_page_size(page_size);
   QLLM_CHECK(num_pages >= 1 && num_pages <= std::numeric_limits<int32_t>::max(),
-             "KV cache: {} pages (page ids are int32: 1 to {})", num_pages, std::numeric_limits<int32_t>::max());
+             "KV cache: {} pages (page ids are int32: 1 to {})", num_pages,
+             std::numeric_limits<int32_t>::max());
   QLLM_CHECK(max_seqs >= 1, "KV cache: {} sequences (at least 1)", max_seqs);
   QLLM_CHECK(max_pages_per_seq >= 1, "KV cache: {} pages per sequence (at least 1)", max_pages_per_seq);
   const int64_t entries = checked_mul(max_seqs, max_pages_per_seq, "KV block table entries");
   check_fits_in_memory(static_cast<uint64_t>(entries + num_pages) * sizeof(int32_t), "KV cache block table");
   free_.resize(static_cast<size_t>(num_pages));
-  for (int64_t i = 0; i < num_pages; ++i) free_[static_cast<size_t>(i)] = static_cast<int32_t>(num_pages - 1 - i);
+  for (int64_t i = 0; i < num_pages; ++i)
+    free_[static_cast<size_t>(i)] = static_cast<int32_t>(num_pages - 1 - i);
   held_.assign(static_cast<size_t>(max_seqs), 0);
   table_.assign(static_cast<size_t>(entries), -1);
 }
 
 void KvPageAllocator::check_seq(int seq, const char* what) const {
-  QLLM_CHECK(seq >= 0 && seq < max_seqs_, "KV cache {}: sequence {} out of range [0, {})", what, seq, max_seqs_);
+  QLLM_CHECK(seq >= 0 && seq < max_seqs_, "KV cache {}: sequence {} out of range [0, {})", what, seq,
+             max_seqs_);
 }
 
 int64_t KvPageAllocator::pages_held(int seq) const {
@@ -74,17 +81,19 @@ void KvPageAllocator::reserve(int seq, int64_t total_positions) {
   check_seq(seq, "reserve");
   QLLM_CHECK(total_positions >= 0, "KV cache: sequence {} asks for {} positions", seq, total_positions);
   const int64_t row_positions = static_cast<int64_t>(max_pages_per_seq_) * page_size_;
-  QLLM_CHECK(total_positions <= row_positions,
-             "KV cache: sequence {} needs {} positions, more than the context of {} positions ({} pages of {})",
-             seq, total_positions, row_positions, max_pages_per_seq_, page_size_);
+  QLLM_CHECK(
+      total_positions <= row_positions,
+      "KV cache: sequence {} needs {} positions, more than the context of {} positions ({} pages of {})", seq,
+      total_positions, row_positions, max_pages_per_seq_, page_size_);
   const int64_t needed = (total_positions + page_size_ - 1) / page_size_;
   int32_t& held = held_[static_cast<size_t>(seq)];
   if (needed <= held) return;
   const int64_t missing = needed - held;
-  QLLM_CHECK(missing <= free_pages(),
-             "KV cache full: sequence {} needs {} positions = {} pages of {} (it holds {}, {} more), but only {} "
-             "of {} pages are free",
-             seq, total_positions, needed, page_size_, held, missing, free_pages(), num_pages_);
+  QLLM_CHECK(
+      missing <= free_pages(),
+      "KV cache full: sequence {} needs {} positions = {} pages of {} (it holds {}, {} more), but only {} "
+      "of {} pages are free",
+      seq, total_positions, needed, page_size_, held, missing, free_pages(), num_pages_);
   int32_t* row = table_.data() + static_cast<size_t>(seq) * max_pages_per_seq_;
   for (int64_t i = held; i < needed; ++i) {
     row[i] = free_.back();

@@ -69,8 +69,8 @@ class KvPageAllocator {
   int page_size_;
   int max_seqs_;
   int max_pages_per_seq_;
-  std::vector<int32_t> free_;  // free page ids, a stack: the most recently returned page is taken first
-  std::vector<int32_t> held_;  // [max_seqs] pages each sequence holds
+  std::vector<int32_t> free_;   // free page ids, a stack: the most recently returned page is taken first
+  std::vector<int32_t> held_;   // [max_seqs] pages each sequence holds
   std::vector<int32_t> table_;  // [max_seqs, max_pages_per_seq]
 };
 

@@ -92,8 +92,8 @@ TEST(KvPageAllocator, SlotsFollowTheBlockTable) {
 
 TEST(KvPageAllocator, PoolFullIsAllOrNothingAndNamesTheNumbers) {
   KvPageAllocator a(5, 16, 2, 8);
-  a.reserve(0, 48);  // 3 pages
-  a.reserve(1, 16);  // 1 page
+  a.reserve(0, 48);                                                  // 3 pages
+  a.reserve(1, 16);                                                  // 1 page
   const std::string message = error_of([&] { a.reserve(1, 100); });  // needs 7 pages, holds 1, 1 free
   EXPECT_NE(message.find("KV cache full: sequence 1 needs 100 positions = 7 pages of 16"), std::string::npos)
       << message;
@@ -148,7 +148,8 @@ TEST(KvPageAllocator, RandomTrafficNeverSharesAPage) {
       } catch (const Error&) {
         ASSERT_EQ(a.free_pages(), before_free);  // all or nothing
         ASSERT_EQ(a.pages_held(seq), before_held);
-        ASSERT_TRUE(want > max_pages * page_size || (want + page_size - 1) / page_size - before_held > before_free);
+        ASSERT_TRUE(want > max_pages * page_size ||
+                    (want + page_size - 1) / page_size - before_held > before_free);
       }
     } else if (op == 2) {
       const int64_t keep = static_cast<int64_t>(rng.below(static_cast<uint64_t>(lengths[seq] + 1)));
@@ -181,8 +182,9 @@ TEST(KvPageAllocator, Sizing) {
   EXPECT_NE(error_of([] { kv_pages_for(16, 0, 64); }).find("batch of 0 sequences"), std::string::npos);
   EXPECT_NE(error_of([] { kv_pages_for(int64_t{1} << 62, int64_t{1} << 40, 1); }).find("overflows 64 bits"),
             std::string::npos);
-  EXPECT_NE(error_of([] { kv_bytes_per_page(int64_t{1} << 40, 1 << 20, 128, DType::BF16, 64); })
-                .find("overflows 64 bits"),
+  EXPECT_NE(error_of([] {
+              kv_bytes_per_page(int64_t{1} << 40, 1 << 20, 128, DType::BF16, 64);
+            }).find("overflows 64 bits"),
             std::string::npos);
   EXPECT_NE(error_of([] { kv_bytes_per_page(16, 0, 64, DType::BF16, 64); }).find("0 kv heads"),
             std::string::npos);

@@ -51,9 +51,9 @@ class PagedAttention {
   int64_t max_tokens_ = 0;
   int64_t max_kv_len_ = 0;
   int multiprocessors_ = 0;
-  int64_t workspace_parts_ = 0;         // (sequence, q head, split) triples the workspace holds
-  DeviceBuffer<float> partial_out_;     // [parts, head_dim]
-  DeviceBuffer<float> partial_ml_;      // [parts, 2]
+  int64_t workspace_parts_ = 0;      // (sequence, q head, split) triples the workspace holds
+  DeviceBuffer<float> partial_out_;  // [parts, head_dim]
+  DeviceBuffer<float> partial_ml_;   // [parts, 2]
 };
 
 }  // namespace qllm

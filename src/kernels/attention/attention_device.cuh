@@ -51,7 +51,8 @@ __device__ __forceinline__ void unpack8(const uint4& v, float (&out)[8]) {
 
 template <typename T>
 __device__ __forceinline__ uint4 pack8(const float (&in)[8]) {
-  return make_uint4(pack2<T>(in[0], in[1]), pack2<T>(in[2], in[3]), pack2<T>(in[4], in[5]), pack2<T>(in[6], in[7]));
+  return make_uint4(pack2<T>(in[0], in[1]), pack2<T>(in[2], in[3]), pack2<T>(in[4], in[5]),
+                    pack2<T>(in[6], in[7]));
 }
 
 // D = A (16x16, row) * B (16x8, col) + D, f32 accumulators.
@@ -90,7 +91,8 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 __device__ __forceinline__ void cp_async_16(void* smem, const void* global, bool valid) {
   const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   const int src_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(global), "r"(src_bytes) : "memory");
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(global), "r"(src_bytes)
+               : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;" ::: "memory");
@@ -106,7 +108,8 @@ __device__ __forceinline__ void cp_async_wait() {
 __device__ __forceinline__ int64_t kv_row_offset(const PagedAttentionParams& p, int seq, int kv_head, int key,
                                                  int kv_len, int page_shift) {
   if (key >= kv_len) return -1;
-  const int page = __ldg(p.block_table + static_cast<int64_t>(seq) * p.max_pages_per_seq + (key >> page_shift));
+  const int page =
+      __ldg(p.block_table + static_cast<int64_t>(seq) * p.max_pages_per_seq + (key >> page_shift));
   if (page < 0 || page >= p.num_pages) return -1;
   return ((static_cast<int64_t>(page) * p.num_kv_heads + kv_head) * p.page_size + (key & (p.page_size - 1))) *
          p.head_dim;

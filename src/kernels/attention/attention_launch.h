@@ -26,7 +26,8 @@ void launch_prefill(const PagedAttentionParams& p, cudaStream_t stream);
 
 // With splits == 1 the decode kernel writes the output itself; otherwise it writes the workspace and the
 // combine kernel reduces it.
-void launch_decode(const PagedAttentionParams& p, int splits, DecodeWorkspaceView workspace, cudaStream_t stream);
+void launch_decode(const PagedAttentionParams& p, int splits, DecodeWorkspaceView workspace,
+                   cudaStream_t stream);
 void launch_decode_combine(const PagedAttentionParams& p, int splits, DecodeWorkspaceView workspace,
                            cudaStream_t stream);
 

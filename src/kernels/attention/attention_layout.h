@@ -64,6 +64,16 @@ QLLM_ATTENTION_HD int accumulator_col(int lane, int i) {
   return ((lane & 3) << 1) + (i & 1);
 }
 
+// P as the A operand of O = P V (flash-attention's register reuse): register `reg` (0..3) of k16 step kk
+// packs elements `p_fragment_element(reg, 0|1)` of the S accumulator of n-tile 2kk + p_fragment_tile(reg):
+// a0 = rows g, keys 2t.. of n-tile 2kk; a1 = rows g + 8 of it; a2, a3 the same of n-tile 2kk + 1.
+QLLM_ATTENTION_HD int p_fragment_tile(int reg) {
+  return reg >> 1;
+}
+QLLM_ATTENTION_HD int p_fragment_element(int reg, int e) {
+  return ((reg & 1) << 1) + e;
+}
+
 // GQA row packing of a prefill tile: row r of a sequence's q_len x group rows is query r / group of q head
 // kv_head * group + r % group, so the group's heads share each K/V tile.
 QLLM_ATTENTION_HD int packed_row_query(int row, int group) {

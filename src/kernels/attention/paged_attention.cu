@@ -30,6 +30,8 @@ using qllm::attention::k_fragment_source;
 using qllm::attention::kPrefillWarps;
 using qllm::attention::kTileKeys;
 using qllm::attention::kTileRows;
+using qllm::attention::p_fragment_element;
+using qllm::attention::p_fragment_tile;
 using qllm::attention::packed_row_head;
 using qllm::attention::packed_row_query;
 using qllm::attention::q_fragment_source;
@@ -45,13 +47,14 @@ static_assert(kTileKeys == 64, "the softmax code walks 8 n-tiles of 8 keys");
 template <int D>
 struct PrefillShape {
   static_assert(D == 64 || D == 128, "head_dim 64 or 128");
-  static constexpr int kChunks = D / 8;             // 16-byte chunks per row
-  static constexpr int kTileElems = kTileRows * D;  // one Q, K or V tile (kTileKeys == kTileRows)
+  static constexpr int kChunks = D / 8;                  // 16-byte chunks per row
+  static constexpr int kTileElems = kTileRows * D;       // one Q, K or V tile (kTileKeys == kTileRows)
   static constexpr int kSmemBytes = 5 * kTileElems * 2;  // Q + two stages of K and V
   static constexpr int kKSteps = D / 16;                 // k16 steps of S = Q K^T
   static constexpr int kDTiles = D / 8;                  // n8 tiles of O
   // log2(e) / sqrt(D): scores go straight to the exp2 domain.
-  static constexpr float kScaleLog2 = static_cast<float>(1.4426950408889634 * (D == 64 ? 0.125 : 0.08838834764831845));
+  static constexpr float kScaleLog2 =
+      static_cast<float>(1.4426950408889634 * (D == 64 ? 0.125 : 0.08838834764831845));
 };
 
 template <typename T, int D>
@@ -119,7 +122,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const PagedAttentionP
   const int row_a = warp * 16 + (lane >> 2);
   int pos[2];
 #pragma unroll
-  for (int h = 0; h < 2; ++h) pos[h] = first_pos + packed_row_query(min(row0 + row_a + 8 * h, last_row), group);
+  for (int h = 0; h < 2; ++h)
+    pos[h] = first_pos + packed_row_query(min(row0 + row_a + 8 * h, last_row), group);
 
   float o[Shape::kDTiles][4];
 #pragma unroll
@@ -132,7 +136,8 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const PagedAttentionP
   for (int b = 0; b < num_blocks; ++b) {
     const int stage = b & 1;
     if (b + 1 < num_blocks) {
-      load_kv(b + 1, stage ^ 1);  // its stage was last read in iteration b - 1, before that iteration's barrier
+      load_kv(b + 1,
+              stage ^ 1);  // its stage was last read in iteration b - 1, before that iteration's barrier
       cp_async_commit();
       cp_async_wait<1>();  // everything but the tile just issued: Q and tile b
     } else {
@@ -210,9 +215,12 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const PagedAttentionP
     // O += P V: the accumulators of n-tiles 2kk, 2kk+1 are the A fragment of k16 step kk.
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-      const uint32_t a[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
-                             pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                             pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      uint32_t a[4];
+#pragma unroll
+      for (int reg = 0; reg < 4; ++reg) {
+        const float(&acc)[4] = s[2 * kk + p_fragment_tile(reg)];
+        a[reg] = pack2<T>(acc[p_fragment_element(reg, 0)], acc[p_fragment_element(reg, 1)]);
+      }
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
         const TileCoord src = v_fragment_source(lane, kk, dp);

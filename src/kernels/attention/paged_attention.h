@@ -24,10 +24,10 @@
 namespace qllm {
 
 struct PagedAttentionParams {
-  const void* q = nullptr;               // T [num_tokens, num_q_heads, head_dim]
-  void* out = nullptr;                   // T [num_tokens, num_q_heads, head_dim]; rows of skipped sequences untouched
-  const void* k_pool = nullptr;          // T [num_pages, num_kv_heads, page_size, head_dim], this layer's
-  const void* v_pool = nullptr;          // T, same shape
+  const void* q = nullptr;       // T [num_tokens, num_q_heads, head_dim]
+  void* out = nullptr;           // T [num_tokens, num_q_heads, head_dim]; rows of skipped sequences untouched
+  const void* k_pool = nullptr;  // T [num_pages, num_kv_heads, page_size, head_dim], this layer's
+  const void* v_pool = nullptr;  // T, same shape
   const int32_t* block_table = nullptr;  // [num_seqs, max_pages_per_seq]; row s = sequence s's page ids
   const int32_t* seq_q_start = nullptr;  // [num_seqs + 1]
   const int32_t* seq_kv_len = nullptr;   // [num_seqs]

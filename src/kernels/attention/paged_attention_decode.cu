@@ -38,8 +38,8 @@ constexpr float scale_log2() {
 }
 
 template <typename T, int D, int kHeads>
-__global__ void __launch_bounds__(kThreads) decode_kernel(const PagedAttentionParams p, int splits,
-                                                          DecodeWorkspaceView workspace) {
+__global__ void __launch_bounds__(kThreads)
+    decode_kernel(const PagedAttentionParams p, int splits, DecodeWorkspaceView workspace) {
   constexpr int kLanesPerKey = D / 8;  // 16 bytes of a key row per lane
   constexpr int kKeysPerWarp = 32 / kLanesPerKey;
   constexpr int kBlockKeys = kUnroll * kWarps * kKeysPerWarp;
@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const PagedAttentionPa
     return;
   }
 
-  const int slice = lane % kLanesPerKey;    // this lane's 8 elements of a row: [slice * 8, slice * 8 + 8)
+  const int slice = lane % kLanesPerKey;     // this lane's 8 elements of a row: [slice * 8, slice * 8 + 8)
   const int key_lane = lane / kLanesPerKey;  // which of the warp's keys of a step
   const auto* q = static_cast<const uint16_t*>(p.q);
   float qv[kHeads][8];
@@ -129,7 +129,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const PagedAttentionPa
 #pragma unroll
         for (int e = 0; e < 8; ++e) dot = fmaf(qv[h][e], kf[e], dot);
 #pragma unroll
-        for (int offset = kLanesPerKey / 2; offset > 0; offset >>= 1) dot += __shfl_xor_sync(kFullMask, dot, offset);
+        for (int offset = kLanesPerKey / 2; offset > 0; offset >>= 1)
+          dot += __shfl_xor_sync(kFullMask, dot, offset);
         if (slice == 0) s_p[h][index] = valid[u] ? dot : -INFINITY;
       }
     }
@@ -213,7 +214,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const PagedAttentionPa
       const float l = s_l[h];
       out[row_offset(h) + d] = from_float<T>(l > 0.f ? o / l : 0.f);
     } else {
-      const int64_t part = (static_cast<int64_t>(seq) * p.num_q_heads + kv_head * group + first + h) * splits + split;
+      const int64_t part =
+          (static_cast<int64_t>(seq) * p.num_q_heads + kv_head * group + first + h) * splits + split;
       workspace.partial_out[part * D + d] = o;
       if (d == 0) {
         workspace.partial_ml[2 * part] = s_m[h];
@@ -225,8 +227,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(const PagedAttentionPa
 
 // One warp per (sequence, q head): out = sum_i w_i o_i / sum_i w_i l_i with w_i = exp2(m_i - max m).
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) combine_kernel(const PagedAttentionParams p, int splits,
-                                                           DecodeWorkspaceView workspace) {
+__global__ void __launch_bounds__(kThreads)
+    combine_kernel(const PagedAttentionParams p, int splits, DecodeWorkspaceView workspace) {
   constexpr int kPerLane = D / 32;
   const int pair = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (pair >= p.num_seqs * p.num_q_heads) return;
@@ -234,13 +236,15 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(const PagedAttentionP
   const SequenceRows rows = sequence_rows(p, seq);
   if (rows.q_len != 1) return;
   const int used = decode_splits_used(rows.kv_len, splits);
-  uint16_t* const dst = static_cast<uint16_t*>(p.out) + (static_cast<int64_t>(rows.q_begin) * p.num_q_heads + head) * D;
+  uint16_t* const dst =
+      static_cast<uint16_t*>(p.out) + (static_cast<int64_t>(rows.q_begin) * p.num_q_heads + head) * D;
   const int64_t base = (static_cast<int64_t>(seq) * p.num_q_heads + head) * splits;
   const float* const ml = workspace.partial_ml + 2 * base;
   float max_m = -INFINITY;
   for (int i = lane; i < used; i += 32) max_m = fmaxf(max_m, ml[2 * i]);
 #pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) max_m = fmaxf(max_m, __shfl_xor_sync(kFullMask, max_m, offset));
+  for (int offset = 16; offset > 0; offset >>= 1)
+    max_m = fmaxf(max_m, __shfl_xor_sync(kFullMask, max_m, offset));
   if (max_m == -INFINITY) {  // no keys (or no finite score): zeros
 #pragma unroll
     for (int c = 0; c < kPerLane; ++c) dst[lane + 32 * c] = from_float<T>(0.f);
@@ -255,7 +259,8 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(const PagedAttentionP
   for (int i = 0; i < used; ++i) {
     const float weight = exp2f(ml[2 * i] - max_m);
 #pragma unroll
-    for (int c = 0; c < kPerLane; ++c) o[c] = fmaf(weight, partial[static_cast<int64_t>(i) * D + lane + 32 * c], o[c]);
+    for (int c = 0; c < kPerLane; ++c)
+      o[c] = fmaf(weight, partial[static_cast<int64_t>(i) * D + lane + 32 * c], o[c]);
   }
   const float inv = total > 0.f ? 1.f / total : 0.f;
 #pragma unroll
@@ -295,7 +300,8 @@ void launch_combine_typed(const PagedAttentionParams& p, int splits, DecodeWorks
 
 }  // namespace
 
-void launch_decode(const PagedAttentionParams& p, int splits, DecodeWorkspaceView workspace, cudaStream_t stream) {
+void launch_decode(const PagedAttentionParams& p, int splits, DecodeWorkspaceView workspace,
+                   cudaStream_t stream) {
   const bool bf16 = p.dtype == DType::BF16;
   if (p.head_dim == 64) {
     bf16 ? launch_decode_typed<Bf16, 64>(p, splits, workspace, stream)

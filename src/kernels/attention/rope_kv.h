@@ -21,11 +21,11 @@
 namespace qllm {
 
 struct RopeKvParams {
-  const void* qkv = nullptr;          // T [num_tokens, (num_q_heads + 2 num_kv_heads) x head_dim]
-  void* q_out = nullptr;              // T [num_tokens, num_q_heads, head_dim]; must not overlap qkv
-  void* k_pool = nullptr;             // T [num_pages, num_kv_heads, page_size, head_dim], this layer's
-  void* v_pool = nullptr;             // T, same shape
-  const float* inv_freq = nullptr;    // f32 [head_dim / 2]
+  const void* qkv = nullptr;              // T [num_tokens, (num_q_heads + 2 num_kv_heads) x head_dim]
+  void* q_out = nullptr;                  // T [num_tokens, num_q_heads, head_dim]; must not overlap qkv
+  void* k_pool = nullptr;                 // T [num_pages, num_kv_heads, page_size, head_dim], this layer's
+  void* v_pool = nullptr;                 // T, same shape
+  const float* inv_freq = nullptr;        // f32 [head_dim / 2]
   const int32_t* positions = nullptr;     // [num_tokens]
   const int32_t* slot_mapping = nullptr;  // [num_tokens]: page_id x page_size + position % page_size, or -1
   DType dtype = DType::BF16;
