@@ -332,7 +332,9 @@ TEST(AttentionLayout, GqaRowPackingIsABijection) {
       EXPECT_LT(query, q_len);
       EXPECT_EQ(head / group, kv_head) << "row " << row << " left its kv head's group";
       seen.insert({query, head});
-      if (row > 0) EXPECT_GE(query, packed_row_query(row - 1, group)) << "positions grow down the tile";
+      if (row > 0) {
+        EXPECT_GE(query, packed_row_query(row - 1, group)) << "positions grow down the tile";
+      }
     }
     EXPECT_EQ(seen.size(), static_cast<size_t>(q_len * group));
   }
@@ -409,7 +411,7 @@ TEST(PagedAttentionReference, MatchesDenseAttentionInF32) {
     testing::PagedBatchSpec spec{c.num_q_heads, c.num_kv_heads, c.head_dim,  c.page_size,
                                  DType::F32,    c.seqs,         fresh_seed()};
     spec.q_scale = 2.0;  // scores of a few units: a softmax far from uniform
-    const testing::PagedBatch b = make_paged_batch(spec);
+    const testing::PagedBatch b = testing::make_paged_batch(spec);
     std::vector<uint8_t> out(b.q_bytes.size(), 0xff);  // NaN
     paged_attention_reference(b.host_params(out));
     const std::vector<float> got = testing::decode(out, DType::F32);
@@ -428,7 +430,8 @@ TEST(PagedAttentionReference, MatchesDenseAttentionInF32) {
 // an ulp of T of the exact result, plus the f32 rounding).
 TEST(PagedAttentionReference, Bf16AndF16RoundTheOutputOnce) {
   for (DType dtype : {DType::BF16, DType::F16}) {
-    const testing::PagedBatch b = make_paged_batch({9, 3, 64, 16, dtype, {{1, 70}, {5, 21}}, fresh_seed()});
+    const testing::PagedBatch b =
+        testing::make_paged_batch({9, 3, 64, 16, dtype, {{1, 70}, {5, 21}}, fresh_seed()});
     std::vector<uint8_t> out(b.q_bytes.size(), 0xff);
     paged_attention_reference(b.host_params(out));
     const std::vector<float> got = testing::decode(out, dtype);
@@ -461,7 +464,8 @@ TEST(PagedAttentionReference, PageOrderDoesNotMatter) {
 }
 
 TEST(PagedAttentionReference, RefusesBadBatchDescriptions) {
-  const testing::PagedBatch b = make_paged_batch({4, 2, 8, 4, DType::F32, {{2, 6}, {1, 9}}, fresh_seed()});
+  const testing::PagedBatch b =
+      testing::make_paged_batch({4, 2, 8, 4, DType::F32, {{2, 6}, {1, 9}}, fresh_seed()});
   std::vector<uint8_t> out(b.q_bytes.size());
   auto run = [&](auto edit) {
     testing::PagedBatch copy = b;
@@ -508,7 +512,7 @@ TEST(PagedAttentionReference, RefusesBadBatchDescriptions) {
 }
 
 TEST(PagedAttentionReference, CudaTargetLimits) {
-  const testing::PagedBatch b = make_paged_batch({4, 2, 8, 4, DType::F32, {{2, 6}}, fresh_seed()});
+  const testing::PagedBatch b = testing::make_paged_batch({4, 2, 8, 4, DType::F32, {{2, 6}}, fresh_seed()});
   std::vector<uint8_t> out(b.q_bytes.size());
   PagedAttentionParams p = b.host_params(out);
   EXPECT_NE(

@@ -46,9 +46,14 @@ const std::vector<std::pair<int64_t, int64_t>> kDecodeBatch = {{1, 1},  {1, 7}, 
 const std::vector<std::pair<int64_t, int64_t>> kPrefillBatch = {
     {1, 1}, {7, 7}, {63, 63}, {64, 64}, {65, 65}, {300, 300}, {65, 2000}, {7, 300}, {1, 2000}};
 
+// A blocking stream: it waits for the uploads and poisoning (cudaMemcpy, cudaMemset on the legacy default
+// stream) issued before its launches; the constructor also waits for every earlier device operation.
 class Stream {
  public:
-  Stream() { QLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  Stream() {
+    QLLM_CUDA_CHECK(cudaDeviceSynchronize());
+    QLLM_CUDA_CHECK(cudaStreamCreate(&stream_));
+  }
   ~Stream() { cudaStreamDestroy(stream_); }
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
@@ -155,6 +160,7 @@ OpResult run_attention_graph(PagedBatchSpec spec, std::vector<std::pair<int64_t,
                    b.max_pages_per_seq == first.max_pages_per_seq && b.max_kv_len == first.max_kv_len,
                "graph test: the later batch changes the captured shapes");
     d.upload(b);
+    QLLM_CUDA_CHECK(cudaDeviceSynchronize());
     QLLM_CUDA_CHECK(cudaGraphLaunch(exec, stream.get()));
     stream.sync();
     const OpResult r = compare_output(d, b);
