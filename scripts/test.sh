@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tests: installs what is missing, builds, runs ctest (GPU tests report "skipped" without a device), then
 # runs the CPU tests again in a Debug build with AddressSanitizer + UndefinedBehaviorSanitizer (build/sanitize),
-# so that memory errors and undefined behaviour fail the run. QLLM_SANITIZE_TESTS=0 skips that second pass.
+# so that memory errors and undefined behaviour fail the run, then the fuzz targets (GGUF, safetensors, Jinja)
+# in their smoke mode, 20 s each (scripts/fuzz.sh). QLLM_SANITIZE_TESTS=0 and QLLM_FUZZ_SMOKE=0 skip those.
 # Arguments go to the first ctest (e.g. -R Tokenizer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +14,8 @@ if [[ "${QLLM_SANITIZE_TESTS:-1}" != 0 ]]; then
   cmake --preset sanitize >/dev/null
   cmake --build --preset sanitize -j "$(nproc)"
   ctest --preset sanitize -j "$(nproc)"
+fi
+if [[ "${QLLM_FUZZ_SMOKE:-1}" != 0 ]]; then
+  echo "== Fuzz smoke: every parser of files and templates for 20 s (scripts/fuzz.sh) =="
+  scripts/fuzz.sh 20
 fi

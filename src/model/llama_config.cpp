@@ -259,6 +259,16 @@ LlamaConfig LlamaConfig::tiny() {
   return c;
 }
 
+LlamaConfig LlamaConfig::small() {
+  LlamaConfig c = tiny();
+  c.hidden_size = 192;        // 3 heads of 64: K = 192 is not a multiple of 128 (a g128 row has a partial group)
+  c.intermediate_size = 320;  // the down projection's K = 320: 2.5 groups of 128
+  c.num_attention_heads = 3;
+  c.num_key_value_heads = 1;  // GQA ratio 3, as SmolLM2's 9/3
+  c.head_dim = 64;
+  return c;
+}
+
 std::string LlamaConfig::describe() const {
   return fmt::format(
       "{} layers, hidden {}, intermediate {}, heads {}/{} (kv), head_dim {}, vocab {}, max positions {}, "

@@ -54,9 +54,11 @@ struct LlamaConfig {
   // rope_scaling, torch_dtype), loadable by LlamaForCausalLM.from_pretrained.
   nlohmann::json to_hf_json() const;
 
-  // Known shapes: the real Llama-3.2-1B (GUIDE section 1) and a 2-layer toy for tests.
+  // Known shapes: the real Llama-3.2-1B (GUIDE section 1), a 2-layer toy for tests (head_dim 16, CPU only)
+  // and a 2-layer model with the GPU engine's head_dim 64, GQA ratio 3 and widths not multiples of 128.
   static LlamaConfig llama_3_2_1b();
   static LlamaConfig tiny();
+  static LlamaConfig small();
 
   std::string describe() const;  // one line: layers, widths, heads, vocab, rope
 };

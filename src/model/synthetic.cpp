@@ -258,11 +258,13 @@ json byte_level_tokenizer_json(int64_t special_offset, int64_t special_count) {
 }
 
 LlamaConfig write_synthetic_checkpoint(const SynthOptions& o) {
-  QLLM_CHECK(o.preset == "llama-3.2-1b" || o.preset == "tiny",
-             "--config must be llama-3.2-1b or tiny, not '{}'", o.preset);
+  QLLM_CHECK(o.preset == "llama-3.2-1b" || o.preset == "tiny" || o.preset == "small",
+             "--config must be llama-3.2-1b, small or tiny, not '{}'", o.preset);
   QLLM_CHECK(!o.out_dir.empty(), "--out: no output directory given");
-  const bool tiny = o.preset == "tiny";
-  LlamaConfig config = tiny ? LlamaConfig::tiny() : LlamaConfig::llama_3_2_1b();
+  const bool tiny = o.preset != "llama-3.2-1b";  // tiny and small: the 272-token byte-level vocabulary
+  LlamaConfig config = o.preset == "tiny"    ? LlamaConfig::tiny()
+                       : o.preset == "small" ? LlamaConfig::small()
+                                             : LlamaConfig::llama_3_2_1b();
   const fs::path out(o.out_dir);
   std::error_code ec;
   QLLM_CHECK(o.force || !fs::exists(out) || (fs::is_directory(out) && fs::is_empty(out)),

@@ -14,7 +14,7 @@
 namespace qllm {
 
 struct SynthOptions {
-  std::string preset = "tiny";  // "llama-3.2-1b" (GUIDE section 1) or "tiny" (2 layers, hidden 64)
+  std::string preset = "tiny";  // "llama-3.2-1b" (GUIDE section 1), "tiny" (2 layers, hidden 64) or "small"
   std::string out_dir{};
   uint64_t seed = 0;
   std::string tokenizer_dir{};  // copy tokenizer files from here; empty: generate a byte-level BPE tokenizer

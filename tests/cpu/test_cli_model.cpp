@@ -147,7 +147,7 @@ TEST_F(CliTiny, PerplexityTableAndErrors) {
 TEST(CliSynth, RejectsBadArguments) {
   TempDir dir;
   expect_failure(kQllm + " synth --config llama-9b --out " + quoted(dir.str()),
-                 "--config must be llama-3.2-1b or tiny");
+                 "--config must be llama-3.2-1b, small or tiny");
   expect_failure(
       kQllm + " synth --config tiny --out " + quoted(dir.str()) + " --tokenizer " + quoted(dir.file("x")),
       "tokenizer.json");

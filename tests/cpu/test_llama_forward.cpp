@@ -135,7 +135,8 @@ INSTANTIATE_TEST_SUITE_P(Cpu, ForwardInvariants,
                                            testing::Backend{"int4_g32", "cpu", "int4-g32", 1e-5},
                                            testing::Backend{"int4_rowwise_asym", "cpu", "int4-rowwise-asym",
                                                             1e-5},
-                                           testing::Backend{"int8", "cpu", "int8", 1e-5}),
+                                           testing::Backend{"int8", "cpu", "int8", 1e-5},
+                                           testing::Backend{"small_bf16", "cpu", "bf16", 1e-5, "small"}),
                          [](const auto& info) { return info.param.name; });
 
 TEST_F(TinyModel, F32AndF16WeightsGiveTheSameLogits) {

@@ -26,6 +26,7 @@ struct Backend {
   std::string device;  // "cpu" | "cuda"
   std::string quant;   // a --quant mode
   double tolerance;    // relative difference allowed between two ways of computing the same logits
+  std::string preset = "tiny";  // the synthetic model (the GPU engine needs head_dim 64: "small")
 };
 
 inline std::ostream& operator<<(std::ostream& os, const Backend& b) {
@@ -49,7 +50,7 @@ class ForwardInvariants : public ::testing::TestWithParam<Backend> {
     if (GetParam().device == "cuda") {
       QLLM_SKIP_WITHOUT_GPU();
     }
-    write_synthetic_checkpoint({.preset = "tiny", .out_dir = dir_.str(), .seed = 11});
+    write_synthetic_checkpoint({.preset = GetParam().preset, .out_dir = dir_.str(), .seed = 11});
     LoadOptions options;
     options.device = parse_device(GetParam().device);
     options.quant = ModelQuant::parse(GetParam().quant);

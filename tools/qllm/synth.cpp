@@ -15,7 +15,7 @@ void add_synth(CLI::App& app) {
   auto options = std::make_shared<SynthOptions>();
   CLI::App* cmd =
       app.add_subcommand("synth", "write a random-weight Llama checkpoint in Hugging Face format");
-  cmd->add_option("--config", options->preset, "llama-3.2-1b or tiny")->required();
+  cmd->add_option("--config", options->preset, "llama-3.2-1b, small (2 layers, hidden 192, head_dim 64) or tiny (2 layers, hidden 64)")->required();
   cmd->add_option("--out", options->out_dir, "output directory (created)")->required();
   cmd->add_option("--seed", options->seed, "seed of the N(0, 0.02^2) weights")
       ->check(CLI::NonNegativeNumber)
@@ -25,7 +25,7 @@ void add_synth(CLI::App& app) {
                   "instead of generating a byte-level tokenizer");
   cmd->add_flag("--force", options->force, "write into a non-empty --out directory");
   cmd->callback([options] {
-    options->verbose = options->preset != "tiny";
+    options->verbose = options->preset == "llama-3.2-1b";
     const auto start = std::chrono::steady_clock::now();
     const LlamaConfig config = write_synthetic_checkpoint(*options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
