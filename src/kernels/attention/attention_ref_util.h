@@ -33,6 +33,12 @@ inline void copy(const void* src, int64_t src_index, void* dst, int64_t dst_inde
               static_cast<const char*>(src) + src_index * static_cast<int64_t>(size), size);
 }
 
+// Whether byte ranges [a, a + a_bytes) and [b, b + b_bytes) share a byte (an output must not alias an input).
+inline bool ranges_overlap(const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
+  const auto a0 = reinterpret_cast<uintptr_t>(a), b0 = reinterpret_cast<uintptr_t>(b);
+  return a0 < b0 + static_cast<uintptr_t>(b_bytes) && b0 < a0 + static_cast<uintptr_t>(a_bytes);
+}
+
 inline bool is_power_of_two(int64_t v) {
   return v > 0 && (v & (v - 1)) == 0;
 }

@@ -18,11 +18,6 @@ namespace {
 
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 
-bool ranges_overlap(const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
-  const auto a0 = reinterpret_cast<uintptr_t>(a), b0 = reinterpret_cast<uintptr_t>(b);
-  return a0 < b0 + static_cast<uintptr_t>(b_bytes) && b0 < a0 + static_cast<uintptr_t>(a_bytes);
-}
-
 // One sequence's keys and values of one kv head, gathered from the pages: [kv_len, D] each.
 struct GatheredKv {
   std::vector<float> keys;
@@ -129,7 +124,7 @@ void validate_paged_attention(const PagedAttentionParams& p, KernelTarget target
       "seq_kv_len {})",
       p.q != nullptr, p.out != nullptr, p.k_pool != nullptr, p.v_pool != nullptr, p.block_table != nullptr,
       p.seq_q_start != nullptr, p.seq_kv_len != nullptr);
-  QLLM_CHECK(!ranges_overlap(p.out, q_bytes, p.q, q_bytes), "paged attention: out overlaps q");
+  QLLM_CHECK(!attention_ref::ranges_overlap(p.out, q_bytes, p.q, q_bytes), "paged attention: out overlaps q");
   if (cuda) {
     auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
     QLLM_CHECK(aligned(p.q) && aligned(p.out) && aligned(p.k_pool) && aligned(p.v_pool),

@@ -10,15 +10,6 @@
 
 namespace qllm {
 
-namespace {
-
-bool ranges_overlap(const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
-  const auto a0 = reinterpret_cast<uintptr_t>(a), b0 = reinterpret_cast<uintptr_t>(b);
-  return a0 < b0 + static_cast<uintptr_t>(b_bytes) && b0 < a0 + static_cast<uintptr_t>(a_bytes);
-}
-
-}  // namespace
-
 void validate_rope_kv(const RopeKvParams& p, KernelTarget target) {
   const bool cuda = target == KernelTarget::Cuda;
   QLLM_CHECK(p.num_tokens >= 0, "rope_kv: {} tokens", p.num_tokens);
@@ -55,7 +46,7 @@ void validate_rope_kv(const RopeKvParams& p, KernelTarget target) {
              "slot_mapping {})",
              p.qkv != nullptr, p.q_out != nullptr, p.k_pool != nullptr, p.v_pool != nullptr,
              p.inv_freq != nullptr, p.positions != nullptr, p.slot_mapping != nullptr);
-  QLLM_CHECK(!ranges_overlap(p.q_out, q_bytes, p.qkv, qkv_bytes),
+  QLLM_CHECK(!attention_ref::ranges_overlap(p.q_out, q_bytes, p.qkv, qkv_bytes),
              "rope_kv: q_out overlaps qkv (not in place)");
   if (cuda) {
     auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
