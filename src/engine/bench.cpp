@@ -7,7 +7,7 @@
 #include <numeric>
 
 #include "core/random.h"
-#include "engine/sampler.h"
+#include "model/sampler.h"
 #include "qllm/error.h"
 
 namespace qllm {
@@ -59,7 +59,8 @@ ThroughputResult bench_prefill(Context& context, int64_t prompt_tokens, int batc
   for (int s = 0; s < batch; ++s) prompts.push_back(random_ids(prompt_tokens, vocab, rng));
   ThroughputResult result{fmt::format("pp{}", prompt_tokens), batch, prompt_tokens * batch, {}};
   const int64_t budget = context.max_batch_tokens();
-  std::vector<float> logits;
+  const std::vector<TokenSampling> greedy(static_cast<size_t>(batch));
+  std::vector<int32_t> sampled;
   for (int rep = -1; rep < reps; ++rep) {  // rep -1: warm-up
     for (int s = 0; s < batch; ++s) context.truncate(s, 0);
     const auto start = Clock::now();
@@ -81,11 +82,12 @@ ThroughputResult bench_prefill(Context& context, int64_t prompt_tokens, int batc
           fed = 0;
         }
       }
-      // The last pass asks for the logits that the first new token would be sampled from.
+      // The last pass draws the first new token of its sequences (greedy, on the model's device).
       ForwardOutputs outputs;
       if (s == batch) {
-        logits.resize(pass.size() * static_cast<size_t>(vocab));
-        outputs.last_logits = logits;
+        sampled.resize(pass.size());
+        outputs.sampling = std::span(greedy).first(pass.size());
+        outputs.sampled = sampled;
       }
       context.forward(pass, outputs);
     }
@@ -101,7 +103,8 @@ ThroughputResult bench_decode(Context& context, int64_t new_tokens, int batch, i
   Rng rng(seed);
   ThroughputResult result{fmt::format("tg{}", new_tokens), batch, new_tokens * batch, {}};
   std::vector<int32_t> tokens = random_ids(batch, vocab, rng);
-  std::vector<float> logits(static_cast<size_t>(batch * vocab));
+  const std::vector<TokenSampling> greedy(static_cast<size_t>(batch));
+  std::vector<int32_t> next(static_cast<size_t>(batch));
   std::vector<SequenceInput> step(static_cast<size_t>(batch));
   for (int rep = -1; rep < reps; ++rep) {
     for (int s = 0; s < batch; ++s) context.truncate(s, 0);
@@ -110,13 +113,11 @@ ThroughputResult bench_decode(Context& context, int64_t new_tokens, int batch, i
       for (int s = 0; s < batch; ++s) step[static_cast<size_t>(s)] = {s, i, std::span(tokens).subspan(s, 1)};
       const auto start = Clock::now();
       ForwardOutputs outputs;
-      outputs.last_logits = logits;
+      outputs.sampling = greedy;
+      outputs.sampled = next;  // each sequence's next input (greedy, on the model's device)
       context.forward(step, outputs);
       if (i > 0) seconds += seconds_since(start);  // step 0 feeds the first token (a one-token prompt)
-      for (int s = 0; s < batch; ++s) {
-        tokens[static_cast<size_t>(s)] =
-            argmax(std::span(logits).subspan(static_cast<size_t>(s * vocab), static_cast<size_t>(vocab)));
-      }
+      tokens.swap(next);
     }
     if (rep >= 0) result.tokens_per_second.push_back(static_cast<double>(result.tokens) / seconds);
   }

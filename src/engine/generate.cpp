@@ -14,19 +14,23 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 // Feeds `tokens` to sequence `seq` from `start` (in chunks of the context's batch limit) and returns the
-// logits after the last one.
-std::vector<float> feed(Context& context, int seq, std::span<const int32_t> tokens, int64_t start) {
-  const int64_t vocab = context.model().config().vocab_size;
-  std::vector<float> logits(static_cast<size_t>(vocab));
+// token drawn after the last one (on the model's device: the logits stay there).
+int32_t feed(Context& context, int seq, std::span<const int32_t> tokens, int64_t start,
+             const TokenSampling& sampling) {
+  int32_t next = -1;
   const auto chunk = static_cast<size_t>(context.max_batch_tokens());
   for (size_t done = 0; done < tokens.size(); done += chunk) {
     const std::span<const int32_t> part = tokens.subspan(done, std::min(chunk, tokens.size() - done));
     const SequenceInput input{seq, start + static_cast<int64_t>(done), part};
     const bool last = done + part.size() == tokens.size();
-    context.forward(std::span<const SequenceInput>(&input, 1),
-                    last ? ForwardOutputs{.last_logits = logits} : ForwardOutputs{});
+    ForwardOutputs outputs;
+    if (last) {
+      outputs.sampling = std::span<const TokenSampling>(&sampling, 1);
+      outputs.sampled = std::span<int32_t>(&next, 1);
+    }
+    context.forward(std::span<const SequenceInput>(&input, 1), outputs);
   }
-  return logits;
+  return next;
 }
 
 }  // namespace
@@ -45,7 +49,7 @@ GenerateResult generate(Context& context, int seq, std::span<const int32_t> prom
   const int64_t max_new = std::min(options.max_new_tokens, capacity - n_prompt + 1);
   options.sampling.validate();
 
-  Sampler sampler(options.sampling);
+  TokenSampling sampling{options.sampling, 0, {}};
   GenerateResult result;
   result.prompt_tokens = n_prompt;
   std::vector<int32_t> history(prompt.begin(), prompt.end());  // prompt and generated, for the penalty
@@ -64,16 +68,20 @@ GenerateResult generate(Context& context, int seq, std::span<const int32_t> prom
   const int64_t cached =
       std::clamp<int64_t>(options.cached_prefix, 0, std::min(n_prompt - 1, context.length(seq)));
   context.truncate(seq, cached);
-  std::vector<float> logits = feed(context, seq, prompt.subspan(static_cast<size_t>(cached)), cached);
-  int32_t token = sampler.sample(logits, history);
+  auto next_sampling = [&] {  // the penalty needs the history only when it is on
+    if (options.sampling.repetition_penalty != 1.0f) sampling.history = history;
+    return sampling;
+  };
+  int32_t token = feed(context, seq, prompt.subspan(static_cast<size_t>(cached)), cached, next_sampling());
+  ++sampling.step;
   result.prefill_seconds = seconds_since(start);
   if (emit(token)) return result;
 
   start = std::chrono::steady_clock::now();
   double callback_seconds = 0;  // streaming output is not decode time
   for (int64_t i = 1; i < max_new; ++i) {
-    logits = feed(context, seq, std::span<const int32_t>(&token, 1), n_prompt + i - 1);
-    token = sampler.sample(logits, history);
+    token = feed(context, seq, std::span<const int32_t>(&token, 1), n_prompt + i - 1, next_sampling());
+    ++sampling.step;
     ++result.decode_steps;
     const auto callback_start = std::chrono::steady_clock::now();
     const bool stop = emit(token);

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/sampler.h"
+#include "model/sampler.h"
 #include "model/causal_lm.h"
 
 namespace qllm {

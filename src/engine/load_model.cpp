@@ -14,7 +14,7 @@
 #include "qllm/error.h"
 #include "tokenizer/gguf_vocab.h"
 
-#if QLLM_HAVE_CUDA && QLLM_HAVE_CUDA_ENGINE
+#if QLLM_HAVE_CUDA
 #include "model/llama_cuda.h"
 #endif
 
@@ -130,7 +130,7 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
       is_gguf_file(path) ? read_gguf_model(path, options) : read_safetensors_model(path, options);
   std::vector<int32_t> stop_ids = stop_ids_of(host.config, *host.tokenizer);
   std::unique_ptr<Model> model;
-#if QLLM_HAVE_CUDA && QLLM_HAVE_CUDA_ENGINE
+#if QLLM_HAVE_CUDA
   if (device == DeviceKind::Cuda) {
     model = std::make_unique<LlamaCudaModel>(std::move(host.config), host.weights, options.quant,
                                              options.verbose);

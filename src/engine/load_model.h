@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/sampler.h"
+#include "model/sampler.h"
 #include "model/causal_lm.h"
 #include "qllm/tokenizer.h"
 #include "quant/quant_mode.h"

@@ -51,6 +51,17 @@ int64_t validate_forward(const Context& context, std::span<const SequenceInput> 
     QLLM_CHECK(target >= -1 && target < config.vocab_size,
                "forward: target id {} outside the vocabulary [0, {})", target, config.vocab_size);
   }
+  QLLM_CHECK(outputs.sampling.size() == outputs.sampled.size(),
+             "forward: {} sampling rows for {} sampled tokens", outputs.sampling.size(), outputs.sampled.size());
+  QLLM_CHECK(outputs.sampled.empty() || outputs.sampled.size() == batch.size(),
+             "forward: {} sampled tokens for a batch of {} sequences", outputs.sampled.size(), batch.size());
+  for (const TokenSampling& s : outputs.sampling) {
+    s.params.validate();
+    for (int32_t id : s.history) {
+      QLLM_CHECK(id >= 0 && id < config.vocab_size, "forward: history id {} outside the vocabulary [0, {})",
+                 id, config.vocab_size);
+    }
+  }
   return tokens;
 }
 

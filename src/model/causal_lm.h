@@ -15,6 +15,7 @@
 #include <string>
 
 #include "model/llama_config.h"
+#include "model/sampler.h"
 
 namespace qllm {
 
@@ -26,6 +27,14 @@ struct SequenceInput {
   std::span<const int32_t> tokens;
 };
 
+// How to draw one sequence's next token: `params` at counter `step` (Sampler::step()), the repetition
+// penalty over the distinct ids of `history` (prompt and generated so far).
+struct TokenSampling {
+  SamplingParams params;
+  uint64_t step = 0;
+  std::span<const int32_t> history;
+};
+
 // What forward() writes. Spans left empty are not computed.
 struct ForwardOutputs {
   // [sequences, vocab]: the logits after each sequence's last token, in batch order.
@@ -35,6 +44,10 @@ struct ForwardOutputs {
   // With `nll`: [tokens] the id expected after each token (-1: not scored); nll[i] = -log p(targets[i]).
   std::span<const int32_t> targets;
   std::span<double> nll;
+  // With `sampled`: [sequences] how to draw each sequence's next token from its last logits (model/sampler.h
+  // semantics); sampled[i] receives it. The GPU engine draws on the device: no logits reach the host.
+  std::span<const TokenSampling> sampling;
+  std::span<int32_t> sampled;
 };
 
 struct ContextOptions {

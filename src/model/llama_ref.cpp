@@ -210,9 +210,15 @@ void LlamaRefContext::forward(std::span<const SequenceInput> batch, const Forwar
     cache_.set_length(s.seq, s.start_position + static_cast<int64_t>(s.tokens.size()));
   }
 
-  if (!outputs.last_logits.empty()) {
-    const std::vector<float> logits = logits_of(a, last_row);
-    std::copy(logits.begin(), logits.end(), outputs.last_logits.begin());
+  if (!outputs.last_logits.empty() || !outputs.sampled.empty()) {
+    std::vector<float> logits = logits_of(a, last_row);
+    if (!outputs.last_logits.empty()) std::copy(logits.begin(), logits.end(), outputs.last_logits.begin());
+    for (size_t s = 0; s < outputs.sampled.size(); ++s) {
+      const TokenSampling& how = outputs.sampling[s];
+      outputs.sampled[s] = sample_token(how.params, how.step,
+                                        std::span<float>(logits).subspan(s * vocab, static_cast<size_t>(vocab)),
+                                        how.history);
+    }
   }
   if (outputs.all_logits.empty() && outputs.nll.empty()) return;
   // Every row: in chunks, so that a long batch holds at most kChunk x vocab logits at once.

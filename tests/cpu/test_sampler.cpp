@@ -7,7 +7,7 @@
 #include <limits>
 #include <numeric>
 
-#include "engine/sampler.h"
+#include "model/sampler.h"
 #include "kernels/sampling/counter_rng.h"
 #include "qllm/error.h"
 #include "tests/support/test_util.h"

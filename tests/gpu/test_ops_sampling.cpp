@@ -1,5 +1,5 @@
 // Op-harness rows of the GPU sampler and the token log-probs (src/kernels/sampling). Sampling: the token of
-// every row equals the CPU Sampler's (src/engine/sampler.cpp, the spec) on the same logits, seed and step,
+// every row equals the CPU Sampler's (src/model/sampler.cpp, the spec) on the same logits, seed and step,
 // over three consecutive calls (the kernel advances each row's step counter); random logits put no boundary
 // of the draw, the top-p cut or min-p within the 1e-12 where the GPU's fixed-point masses and the CPU's
 // double sums could disagree. Log-probs: |nll - ref| <= 1e-9 (double sums in another order).
@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-#include "engine/sampler.h"
+#include "model/sampler.h"
 #include "kernels/sampling/sampling.h"
 #include "kernels/sampling/token_logprobs.h"
 #include "tests/gpu/op_harness.h"

@@ -88,11 +88,11 @@ TEST(QuantLinear, EveryModeMatchesTheCpuReference) {
       const HostWeight host{w.data(), DType::F32, s.n, s.k};
       if (!supported(mode, s)) {
         const std::string message =
-            error_of([&] { (void)QuantLinear(host, mode, activation, executor, nullptr); });
+            error_of([&] { (void)QuantLinear(host, mode, activation, nullptr); });
         EXPECT_NE(message.find(std::to_string(s.k)), std::string::npos) << message;
         continue;
       }
-      QuantLinear layer(host, mode, activation, executor, nullptr);
+      QuantLinear layer(host, mode, activation, nullptr);
       if (mode.kind == QuantMode::Kind::Int4) {  // scales per row group in 16 bits, zero points too
         EXPECT_GE(layer.weight_bytes(), static_cast<uint64_t>(s.n * s.k / 2));
         EXPECT_LE(layer.weight_bytes(), static_cast<uint64_t>(s.n * s.k * 2 * 3 / 10));  // <= 30% of bf16
@@ -102,7 +102,7 @@ TEST(QuantLinear, EveryModeMatchesTheCpuReference) {
       const CpuLinear reference(source, mode, activation);
       // The CPU reference of the largest products is slow: decode sizes only there.
       const int64_t max_m = s.n * s.k > 20'000'000 ? 7 : 300;
-      layer.reserve(max_m);
+      layer.reserve(executor, max_m);
       for (const int64_t m : kTokens) {
         if (m > max_m) continue;
         SCOPED_TRACE(fmt::format("M={}", m));
@@ -115,7 +115,7 @@ TEST(QuantLinear, EveryModeMatchesTheCpuReference) {
         const auto x_device = to_device(std::span<const uint16_t>(x), "X");
         DeviceBuffer<uint16_t> y(static_cast<size_t>(m * s.n), "Y");
         y.fill_bytes(0xff);  // poison: NaN
-        layer.forward(x_device.data(), y.data(), m, nullptr);
+        layer.forward(executor, x_device.data(), y.data(), m, nullptr);
         QLLM_CUDA_CHECK(cudaStreamSynchronize(nullptr));
         const std::vector<uint16_t> y_bits = y.download();
         std::vector<float> got(y_bits.size());
@@ -141,9 +141,8 @@ TEST(QuantLinear, GraphReplayEqualsEagerRuns) {
   for (const char* name : {"bf16", "int4-g64", "int4-g64-asym", "int8"}) {
     for (const int64_t m : {int64_t{1}, int64_t{7}, int64_t{64}, int64_t{300}}) {
       SCOPED_TRACE(fmt::format("{} M={}", name, m));
-      QuantLinear layer({w.data(), DType::F32, s.n, s.k}, QuantMode::parse(name), DType::BF16, executor,
-                        stream);
-      layer.reserve(m);
+      QuantLinear layer({w.data(), DType::F32, s.n, s.k}, QuantMode::parse(name), DType::BF16, stream);
+      layer.reserve(executor, m);
       DeviceBuffer<uint16_t> x(static_cast<size_t>(m * s.k), "X"), y(static_cast<size_t>(m * s.n), "Y");
       auto load_x = [&](int64_t outlier_col) {
         const auto bits = activations(m, s.k, DType::BF16, rng, outlier_col);
@@ -152,11 +151,11 @@ TEST(QuantLinear, GraphReplayEqualsEagerRuns) {
         QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
       };
       load_x(5);
-      layer.forward(x.data(), y.data(), m, stream);  // eager first (cuBLASLt plans, tensor maps)
+      layer.forward(executor, x.data(), y.data(), m, stream);  // eager first (cuBLASLt plans, tensor maps)
       cudaGraph_t graph = nullptr;
       cudaGraphExec_t exec = nullptr;
       QLLM_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-      layer.forward(x.data(), y.data(), m, stream);
+      layer.forward(executor, x.data(), y.data(), m, stream);
       QLLM_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
       QLLM_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
       // New inputs each replay, with the outlier columns moving (a stale outlier bitmap would show).
@@ -167,7 +166,7 @@ TEST(QuantLinear, GraphReplayEqualsEagerRuns) {
         QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
         const std::vector<uint16_t> replayed = y.download();
         y.fill_bytes(0xff);
-        layer.forward(x.data(), y.data(), m, stream);
+        layer.forward(executor, x.data(), y.data(), m, stream);
         QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
         ASSERT_EQ(replayed, y.download()) << "replay " << replay;
       }
@@ -185,18 +184,17 @@ TEST(QuantLinear, ForwardNeedsReserve) {
   QLLM_SKIP_WITHOUT_GPU();
   std::vector<float> w(128 * 64, 0.01f);
   GemmExecutor executor;
-  QuantLinear layer({w.data(), DType::F32, 128, 64}, QuantMode::parse("int4-g64"), DType::BF16, executor,
-                    nullptr);
+  QuantLinear layer({w.data(), DType::F32, 128, 64}, QuantMode::parse("int4-g64"), DType::BF16, nullptr);
   EXPECT_EQ(layer.weight_bytes(), QuantMode::parse("int4-g64").stored_bytes(128, 64));
   DeviceBuffer<uint16_t> x(64 * 4, "X"), y(128 * 4, "Y");
-  EXPECT_NE(error_of([&] { layer.forward(x.data(), y.data(), 4, nullptr); }).find("reserve()"),
+  EXPECT_NE(error_of([&] { layer.forward(executor, x.data(), y.data(), 4, nullptr); }).find("reserve()"),
             std::string::npos);
-  layer.reserve(2);
-  EXPECT_NE(error_of([&] { layer.forward(x.data(), y.data(), 4, nullptr); }).find("reserved for at most 2"),
+  layer.reserve(executor, 2);
+  EXPECT_NE(error_of([&] { layer.forward(executor, x.data(), y.data(), 4, nullptr); }).find("reserved for at most 2"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
               (void)QuantLinear(HostWeight{w.data(), DType::F32, 128, 64}, QuantMode::parse("bf16"),
-                                DType::F16, executor, nullptr);
+                                DType::F16, nullptr);
             }).find("must match"),
             std::string::npos);
 }

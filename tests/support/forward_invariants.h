@@ -27,6 +27,7 @@ struct Backend {
   std::string quant;   // a --quant mode
   double tolerance;    // relative difference allowed between two ways of computing the same logits
   std::string preset = "tiny";  // the synthetic model (the GPU engine needs head_dim 64: "small")
+  std::string lm_head = "same";  // --quant-lm-head
 };
 
 inline std::ostream& operator<<(std::ostream& os, const Backend& b) {
@@ -53,7 +54,7 @@ class ForwardInvariants : public ::testing::TestWithParam<Backend> {
     write_synthetic_checkpoint({.preset = GetParam().preset, .out_dir = dir_.str(), .seed = 11});
     LoadOptions options;
     options.device = parse_device(GetParam().device);
-    options.quant = ModelQuant::parse(GetParam().quant);
+    options.quant = ModelQuant::parse(GetParam().quant, GetParam().lm_head);
     options.verbose = false;
     loaded_ = std::make_unique<LoadedModel>(load_model(dir_.str(), options));
     vocab_ = loaded_->model->config().vocab_size;

@@ -50,9 +50,8 @@ std::vector<uint16_t> staged_16bit(const HostWeight& w, DType activation, DType&
 
 }  // namespace
 
-QuantLinear::QuantLinear(const HostWeight& w, const QuantMode& mode, DType activation, GemmExecutor& executor,
-                         cudaStream_t stream)
-    : mode_(mode), activation_(activation), n_(w.rows), k_(w.cols), executor_(&executor) {
+QuantLinear::QuantLinear(const HostWeight& w, const QuantMode& mode, DType activation, cudaStream_t stream)
+    : mode_(mode), activation_(activation), n_(w.rows), k_(w.cols) {
   QLLM_CHECK(activation == DType::BF16 || activation == DType::F16,
              "QuantLinear: activations are bf16 or f16, not {}", dtype_name(activation));
   QLLM_CHECK(w.data != nullptr && w.rows > 0 && w.cols > 0 && w.rows <= INT32_MAX && w.cols <= INT32_MAX,
@@ -117,28 +116,29 @@ uint64_t QuantLinear::weight_bytes() const {
   return dense_.bytes();
 }
 
-void QuantLinear::reserve(int64_t max_tokens) {
+void QuantLinear::reserve(GemmExecutor& executor, int64_t max_tokens) const {
   QLLM_CHECK(max_tokens >= 1 && max_tokens <= INT32_MAX / 2, "QuantLinear: reserve for {} tokens",
              max_tokens);
   if (int4_) {
-    executor_->w4a16.reserve(int4_->layout, max_tokens);
+    executor.w4a16.reserve(int4_->layout, max_tokens);
   } else if (int8_) {
-    executor_->int8.reserve(n_, k_, max_tokens);
+    executor.int8.reserve(n_, k_, max_tokens);
   }
-  reserved_tokens_ = std::max(reserved_tokens_, max_tokens);
+  executor.reserved_tokens = std::max(executor.reserved_tokens, max_tokens);
 }
 
-void QuantLinear::forward(const void* x, void* y, int64_t m, cudaStream_t stream) {
-  QLLM_CHECK(m >= 1 && m <= reserved_tokens_,
+void QuantLinear::forward(GemmExecutor& executor, const void* x, void* y, int64_t m,
+                          cudaStream_t stream) const {
+  QLLM_CHECK(m >= 1 && m <= executor.reserved_tokens,
              "QuantLinear [{}, {}]: {} tokens, reserved for at most {} (call reserve() first)", n_, k_, m,
-             reserved_tokens_);
+             executor.reserved_tokens);
   if (int4_) {
-    executor_->w4a16.run(x, *int4_, y, m, stream);
+    executor.w4a16.run(x, *int4_, y, m, stream);
   } else if (int8_) {
-    executor_->int8.threshold = mode_.int8_threshold;
-    executor_->int8.run(x, *int8_, y, m, activation_, stream);
+    executor.int8.threshold = mode_.int8_threshold;
+    executor.int8.run(x, *int8_, y, m, activation_, stream);
   } else {
-    executor_->cublas.run(x, dense_.data(), y, m, n_, k_, activation_, stream);
+    executor.cublas.run(x, dense_.data(), y, m, n_, k_, activation_, stream);
   }
 }
 

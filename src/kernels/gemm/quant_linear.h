@@ -6,9 +6,11 @@
 // The weights are quantized on the GPU at construction (the 16-bit source is staged on the device, quantized,
 // and the staging freed), so peak device memory stays near the quantized size plus one layer's staging.
 //
-// The workspaces belong to a GemmExecutor, one per stream, shared by every QuantLinear that runs on that
-// stream. reserve(max_tokens) sizes them up front; forward() then only enqueues work (no allocation, no
-// synchronisation, no host reads of device data) and can be captured in a CUDA graph.
+// The workspaces belong to a GemmExecutor, one per stream (one per engine context), shared by every
+// QuantLinear that runs on that stream; the layer itself is immutable after construction, so one model's
+// layers serve several contexts. reserve(executor, max_tokens) sizes the workspaces up front; forward() then
+// only enqueues work (no allocation, no synchronisation, no host reads of device data) and can be captured
+// in a CUDA graph.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -31,6 +33,7 @@ struct GemmExecutor {
   CublasGemm cublas;
   W4A16Gemm w4a16;
   Int8Gemm int8;
+  int64_t reserved_tokens = 0;  // the most rows reserve() has sized the workspaces for
 
   size_t workspace_bytes() const { return w4a16.workspace_bytes() + int8.workspace_bytes(); }
 };
@@ -48,10 +51,9 @@ class QuantLinear {
  public:
   // Quantizes `weight` on the GPU into `mode`'s format. `activation`: bf16 or f16 (dense modes need their
   // dtype to be the activation dtype). f32 weights are rounded to the activation dtype first, 16-bit ones
-  // are taken as they are (as model/cpu_linear.h does). `executor` must outlive this layer. Synchronous
-  // (load time); throws qllm::Error naming the shape for formats the kernels do not support.
-  QuantLinear(const HostWeight& weight, const QuantMode& mode, DType activation, GemmExecutor& executor,
-              cudaStream_t stream);
+  // are taken as they are (as model/cpu_linear.h does). Synchronous (load time); throws qllm::Error naming
+  // the shape for formats the kernels do not support.
+  QuantLinear(const HostWeight& weight, const QuantMode& mode, DType activation, cudaStream_t stream);
 
   int64_t out_features() const { return n_; }  // N
   int64_t in_features() const { return k_; }   // K
@@ -63,11 +65,11 @@ class QuantLinear {
   // Sizes the executor's workspaces for every M up to `max_tokens` on this layer and sets the attributes of
   // the kernels it will launch. Synchronous; call before forward() and outside graph capture. (cuBLASLt
   // plans are made on a shape's first use: host-only descriptor work, legal during capture.)
-  void reserve(int64_t max_tokens);
+  void reserve(GemmExecutor& executor, int64_t max_tokens) const;
 
   // y[m, N] = x[m, K] @ W'^T; x and y device arrays of the activation dtype, 16-byte aligned. Only enqueues
-  // work on `stream`; m above what reserve() covered throws.
-  void forward(const void* x, void* y, int64_t m, cudaStream_t stream);
+  // work on `stream` with `executor`'s workspaces; m above what reserve() covered throws.
+  void forward(GemmExecutor& executor, const void* x, void* y, int64_t m, cudaStream_t stream) const;
 
   // The stored weight, for kernels that read it directly (the embedding gather of a tied table):
   // exactly one of these is non-null, according to mode().kind.
@@ -79,8 +81,6 @@ class QuantLinear {
   QuantMode mode_;
   DType activation_ = DType::BF16;
   int64_t n_ = 0, k_ = 0;
-  int64_t reserved_tokens_ = 0;
-  GemmExecutor* executor_ = nullptr;
   DeviceBuffer<uint16_t> dense_;
   std::optional<W4A16DeviceWeights> int4_;
   std::optional<Int8DeviceWeights> int8_;

@@ -1,4 +1,4 @@
-// The counter-based uniform draw shared by the CPU sampler (src/engine/sampler.cpp) and the GPU sampling
+// The counter-based uniform draw shared by the CPU sampler (src/model/sampler.cpp) and the GPU sampling
 // kernels (sampling.cu): draw number `step` of a request seeded with `seed` is a pure function of the two,
 // so the CPU and the GPU take the same uniform for the same (seed, step), and a GPU kernel needs no RNG
 // state beyond the step counter. Hand-written: splitmix64 (Steele, Lea, Flood 2014) is a few lines.

@@ -1,4 +1,4 @@
-// Sampling kernel (the spec: src/engine/sampler.cpp; the design and arithmetic: sampling.h). One 1024-thread
+// Sampling kernel (the spec: src/model/sampler.cpp; the design and arithmetic: sampling.h). One 1024-thread
 // CTA per row. Passes over the row, each recomputing s_i (penalised, temperature-scaled logit) from the
 // 16-bit logits: the argmax; the top-k key (4 radix passes); the fixed-point total and the top-p key (1 + 4);
 // the draw (1, contiguous chunks per thread so the prefix sums run in index order).

@@ -1,4 +1,4 @@
-// Token sampling on the GPU with the CPU sampler's semantics (src/engine/sampler.{h,cpp} is the spec; the
+// Token sampling on the GPU with the CPU sampler's semantics (src/model/sampler.{h,cpp} is the spec; the
 // GPU tests compare the two token for token): per row of logits T [rows, vocab], in f32 from the 16-bit
 // logits: repetition penalty over the row's recent ids, then (temperature > 0) l / temperature, top-k
 // (ties with the k-th kept), top-p (the likeliest tokens until their mass reaches top_p, equal logits in

@@ -1,4 +1,4 @@
-#include "engine/sampler.h"
+#include "model/sampler.h"
 
 #include <fmt/format.h>
 
@@ -105,24 +105,28 @@ Sampler::Sampler(SamplingParams params) : params_(params) {
 }
 
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
+  return sample_token(params_, step_++, logits, history);
+}
+
+int32_t sample_token(const SamplingParams& params, uint64_t step, std::span<float> logits,
+                     std::span<const int32_t> history) {
   QLLM_CHECK(!logits.empty(), "sample: empty logits");
-  const uint64_t step = step_++;
   for (size_t i = 0; i < logits.size(); ++i) {
     QLLM_CHECK(std::isfinite(logits[i]), "sample: the logit of token {} is {} (the model produced NaN/Inf)",
                i, logits[i]);
   }
-  apply_repetition_penalty(logits, history, params_.repetition_penalty);
+  apply_repetition_penalty(logits, history, params.repetition_penalty);
   const int32_t best = argmax(logits);
-  if (params_.greedy()) return best;
-  for (float& l : logits) l /= params_.temperature;
+  if (params.greedy()) return best;
+  for (float& l : logits) l /= params.temperature;
   // A temperature so small that the top logit overflows: its limit, greedy decoding (softmax would be NaN).
   if (!std::isfinite(logits[static_cast<size_t>(best)])) return best;
-  apply_top_k(logits, params_.top_k);
-  apply_top_p(logits, params_.top_p);
-  apply_min_p(logits, params_.min_p);
+  apply_top_k(logits, params.top_k);
+  apply_top_p(logits, params.top_p);
+  apply_min_p(logits, params.min_p);
   const std::vector<double> p = probabilities(logits);
   // Inverse-CDF draw; the last kept token absorbs rounding at the top end.
-  const double u = counter_uniform(params_.seed, step);
+  const double u = counter_uniform(params.seed, step);
   double cumulative = 0.0;
   int32_t last_kept = argmax(logits);
   for (size_t i = 0; i < p.size(); ++i) {

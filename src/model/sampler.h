@@ -37,6 +37,11 @@ void apply_min_p(std::span<float> logits, float min_p);
 
 int32_t argmax(std::span<const float> logits);  // first index of the largest value
 
+// One draw: counter_uniform(params.seed, step) picks from `logits` [vocab] (used as scratch space) after the
+// penalty over `history` and the filters. Sampler::sample is this with its own step counter.
+int32_t sample_token(const SamplingParams& params, uint64_t step, std::span<float> logits,
+                     std::span<const int32_t> history);
+
 class Sampler {
  public:
   explicit Sampler(SamplingParams params);
