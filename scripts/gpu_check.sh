@@ -20,6 +20,8 @@ trap 'tar czf "$final_out/gpu_results_$what.tgz" -C "$(dirname "$OUT")" gpu_resu
 trap 'exit 143' TERM INT  # a timeout still packs what was written
 log() { echo "[gpu_check $(date +%H:%M:%S)] $*"; }
 
+# Tests find the proxy model and data under QLLM_SHARED (carried as .shared: the GPU machine has no ../shared).
+[[ -d .shared/models ]] && export QLLM_SHARED=${QLLM_SHARED:-$PWD/.shared}
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee "$OUT/device.txt"
 
 deps=()

@@ -222,10 +222,6 @@ size_t elements(int64_t a, int64_t b) {
   return static_cast<size_t>(a) * static_cast<size_t>(b);
 }
 
-bool has_int8(const LlamaCudaModel& model) {
-  return model.quantization().find("int8") != std::string::npos;
-}
-
 }  // namespace
 
 LlamaCudaContext::LlamaCudaContext(const LlamaCudaModel& model, const ContextOptions& options)
@@ -268,7 +264,7 @@ LlamaCudaContext::LlamaCudaContext(const LlamaCudaModel& model, const ContextOpt
     for (const QuantLinear* q : {&l.qkv, &l.o, &l.gate_up, &l.down}) q->reserve(gemm_, max_batch_tokens_);
   }
   model_.lm_head().reserve(gemm_, std::max<int64_t>(w.logit_rows, w.max_pass_seqs));
-  if (has_int8(model_)) gemm_.int8.clear_status(stream_);
+  if (model_.uses_int8()) gemm_.int8.clear_status(stream_);
   QLLM_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
@@ -633,7 +629,7 @@ void LlamaCudaContext::every_row_outputs(int64_t tokens, const ForwardOutputs& o
 
 void LlamaCudaContext::finish_pass() {
   Workspace& w = *ws_;
-  const bool int8 = has_int8(model_);
+  const bool int8 = model_.uses_int8();
   if (int8) gemm_.int8.fetch_status(stream_);
   QLLM_CUDA_CHECK(cudaMemcpyAsync(w.error_flag_host.data(), w.error_flag.data(), sizeof(int),
                                   cudaMemcpyDeviceToHost, stream_));

@@ -58,6 +58,10 @@ class LlamaCudaModel final : public Model {
   };
 
   DType activation_dtype() const { return activation_; }
+  // Whether a layer runs LLM.int8() (whose device status each pass checks).
+  bool uses_int8() const {
+    return quant_.linear.kind == QuantMode::Kind::Int8 || quant_.lm_head.kind == QuantMode::Kind::Int8;
+  }
   const std::vector<Layer>& layers() const { return layers_; }
   const QuantLinear& lm_head() const { return *lm_head_; }
   // The table the embedding gather reads: the lm_head's storage when tied, else the embedding's own.
