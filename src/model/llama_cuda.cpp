@@ -81,7 +81,9 @@ QuantLinear make_linear(std::initializer_list<const WeightMatrix*> parts, const 
   const std::vector<uint16_t> host = fused_rows(parts, activation);
   const int64_t cols = (*parts.begin())->cols;
   const auto rows = static_cast<int64_t>(host.size()) / cols;
-  return QuantLinear(HostWeight{host.data(), activation, rows, cols}, mode, activation, nullptr);
+  std::vector<int64_t> part_rows;
+  for (const WeightMatrix* w : parts) part_rows.push_back(w->rows);
+  return QuantLinear(HostWeight{host.data(), activation, rows, cols, part_rows}, mode, activation, nullptr);
 }
 
 // The embedding gather reads the table in whichever storage its QuantLinear keeps (a tied model's lm_head).

@@ -1,6 +1,7 @@
 // QuantLinear: staging and quantization at load, and the dispatch to the three GEMMs.
 #include "kernels/gemm/quant_linear.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -48,6 +49,46 @@ std::vector<uint16_t> staged_16bit(const HostWeight& w, DType activation, DType&
   return out;
 }
 
+// Quantizes [rows, cols] 16-bit host values on the GPU (the staging freed before returning).
+Int4Matrix quantize_on_gpu(const uint16_t* values, DType dtype, int64_t rows, int64_t cols,
+                           const Int4Scheme& scheme, cudaStream_t stream) {
+  DeviceBuffer<uint16_t> source =
+      to_device(std::span<const uint16_t>(values, static_cast<size_t>(rows * cols)), "int4 staging weights");
+  Int4DeviceMatrix quantized(rows, cols, scheme);
+  Int4QuantizerCuda quantizer;
+  quantizer.launch(source.data(), dtype, rows, cols, scheme, quantized.view(), stream);
+  quantizer.check(stream);
+  return quantized.download();
+}
+
+// GLOBAL over a fused projection: each part quantized with its own scale (as the CPU reference quantizes the
+// checkpoint's separate tensors), stored as ROWWISE rows that repeat their part's scale (the W4A16 layout
+// keeps one scale per row in both cases, so the kernels see the same thing).
+Int4Matrix quantize_global_parts(const std::vector<uint16_t>& staged, DType dtype, int64_t cols,
+                                 const Int4Scheme& scheme, std::span<const int64_t> parts, cudaStream_t stream) {
+  Int4Scheme rowwise = scheme;
+  rowwise.granularity = Granularity::Rowwise;
+  const auto rows = static_cast<int64_t>(staged.size()) / cols;
+  Int4Matrix out;
+  out.rows = rows;
+  out.cols = cols;
+  out.scheme = rowwise;
+  out.packed.resize(static_cast<size_t>(rows * cols / 2));
+  out.scales.resize(static_cast<size_t>(rows));
+  if (scheme.zero_point) out.zeros.resize(static_cast<size_t>(rows));
+  int64_t first = 0;
+  for (const int64_t part_rows : parts) {
+    const Int4Matrix part = quantize_on_gpu(staged.data() + first * cols, dtype, part_rows, cols, scheme, stream);
+    std::copy(part.packed.begin(), part.packed.end(), out.packed.begin() + first * cols / 2);
+    for (int64_t r = first; r < first + part_rows; ++r) {
+      out.scales[static_cast<size_t>(r)] = part.scales[0];
+      if (scheme.zero_point) out.zeros[static_cast<size_t>(r)] = part.zeros[0];
+    }
+    first += part_rows;
+  }
+  return out;
+}
+
 }  // namespace
 
 QuantLinear::QuantLinear(const HostWeight& w, const QuantMode& mode, DType activation, cudaStream_t stream)
@@ -87,15 +128,14 @@ QuantLinear::QuantLinear(const HostWeight& w, const QuantMode& mode, DType activ
       scheme.scale_dtype = activation;
       DType staged_dtype = activation;
       const std::vector<uint16_t> staged = staged_16bit(w, activation, staged_dtype);
-      Int4Matrix host;
-      {
-        DeviceBuffer<uint16_t> source = to_device(std::span<const uint16_t>(staged), "int4 staging weights");
-        Int4DeviceMatrix quantized(n_, k_, scheme);
-        Int4QuantizerCuda quantizer;
-        quantizer.launch(source.data(), staged_dtype, n_, k_, scheme, quantized.view(), stream);
-        quantizer.check(stream);
-        host = quantized.download();
-      }  // staging freed before the repacked weights are uploaded
+      int64_t part_total = 0;
+      for (const int64_t rows : w.parts) part_total += rows;
+      QLLM_CHECK(w.parts.empty() || part_total == n_, "QuantLinear: parts of {} rows for a weight of {} rows",
+                 part_total, n_);
+      // The staging is freed before the repacked weights are uploaded.
+      const Int4Matrix host = scheme.granularity == Granularity::Global && w.parts.size() > 1
+                                  ? quantize_global_parts(staged, staged_dtype, k_, scheme, w.parts, stream)
+                                  : quantize_on_gpu(staged.data(), staged_dtype, n_, k_, scheme, stream);
       // The repack to the kernels' layout runs on the host (quant/w4a16_layout.h), a few ms per layer.
       int4_ = W4A16DeviceWeights::upload(repack_w4a16(host, activation));
       break;

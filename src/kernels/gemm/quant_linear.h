@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 
 #include "kernels/gemm/cublas_gemm.h"
 #include "kernels/gemm/int8.h"
@@ -45,6 +46,9 @@ struct HostWeight {
   DType dtype = DType::F32;
   int64_t rows = 0;
   int64_t cols = 0;
+  // A fused projection's parts (their row counts, summing to `rows`): int4 GLOBAL takes one scale per part,
+  // as for the separate tensors of the checkpoint. Empty: one part.
+  std::span<const int64_t> parts = {};
 };
 
 class QuantLinear {
