@@ -77,16 +77,17 @@ GroupLayout validate_int4_shape(int64_t rows, int64_t cols, const Int4Scheme& sc
              "INT4 scales must be f16 or bf16, not {}", dtype_name(scheme.scale_dtype));
   switch (scheme.granularity) {
     case Granularity::Global:
-      return {elements, 1};
+      return {rows, cols, elements, 0, 1};
     case Granularity::Rowwise:
-      return {cols, rows};
+      return {rows, cols, cols, 1, rows};
     case Granularity::Groupwise: {
       const int64_t g = scheme.group_size;
       QLLM_CHECK(g > 0, "group size must be a positive even number, got {}", g);
       QLLM_CHECK(g % 2 == 0, "group size {} must be even (groups start on byte boundaries)", g);
-      QLLM_CHECK(cols % g == 0, "K = {} is not divisible by the group size {} (shape [{}, {}])", cols, g,
-                 rows, cols);
-      return {g, rows * (cols / g)};
+      // g need not divide K: the last group of each row is then partial (docs/FORMATS.md, "Groups").
+      const int64_t per_row = (cols + g - 1) / g;
+      return {rows, cols, g, per_row,
+              checked_mul(rows, per_row, fmt::format("INT4 groups of [{}, {}] with g {}", rows, cols, g))};
     }
   }
   fail("unknown granularity");
