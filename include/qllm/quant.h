@@ -31,8 +31,11 @@ enum class ScaleSearch {
 
 struct Int4Scheme {
   Granularity granularity = Granularity::Groupwise;
-  int64_t group_size = 128;        // used by Groupwise only
-  bool zero_point = false;         // asymmetric: q in [0, 15] with a per-group zero point
+  int64_t group_size = 128;  // used by Groupwise only
+  bool zero_point = false;   // asymmetric: q in [0, 15] with a per-group zero point
+  // GGUF Q4_1's variant: w' = q * s + m with a 16-bit minimum m per group (scale dtype) instead of a zero
+  // point. qllm does not quantize to it; int4_from_ggml (quant/ggml_blocks.h) converts files' Q4_1 weights.
+  bool min_offset = false;
   DType scale_dtype = DType::F16;  // F16 or BF16
   ScaleSearch search = ScaleSearch::None;
 
@@ -86,12 +89,14 @@ struct Int4Matrix {
   std::vector<uint8_t> packed;   // rows * cols / 2 bytes; element 2i in the low nibble of byte i
   std::vector<uint16_t> scales;  // one per group, raw fp16 or bf16 bits
   std::vector<uint8_t> zeros;    // one per group (0..15) when scheme.zero_point, else empty (implied 8)
+  std::vector<uint16_t> mins;    // one per group when scheme.min_offset: raw bits in the scale dtype
 
   GroupLayout layout() const { return validate_int4_shape(rows, cols, scheme); }
   int64_t group_of(int64_t row, int64_t col) const { return layout().group_of(row, col); }
   size_t stored_bytes() const;                          // packed + scales + zeros, as held in memory
   double compression(DType source = DType::F16) const;  // source bytes / stored_bytes()
   float scale(int64_t group) const;
+  float min(int64_t group) const;  // scheme.min_offset only
   int zero(int64_t group) const { return zeros.empty() ? 8 : zeros[group]; }
   uint8_t nibble(int64_t flat_index) const {
     const uint8_t byte = packed[flat_index / 2];
@@ -107,7 +112,8 @@ Int4Matrix quantize_int4_ref(std::span<const BFloat16> weights, int64_t rows, in
 Int4Matrix quantize_int4_ref(std::span<const float> weights, int64_t rows, int64_t cols,
                              const Int4Scheme& scheme);
 
-// w' = (q - z) * s, exact in float; rounded once to the output type.
+// w' = (q - z) * s, exact in float (min offset: q * s + m, one rounding of the sum, as ggml's Q4_1); rounded
+// once to the output type.
 std::vector<float> dequantize_int4_ref(const Int4Matrix& matrix);
 std::vector<Half> dequantize_int4_to_half_ref(const Int4Matrix& matrix);
 std::vector<BFloat16> dequantize_int4_to_bf16_ref(const Int4Matrix& matrix);

@@ -73,6 +73,11 @@ int search_percent(std::span<const float> group, GroupStats stats, const Int4Sch
 
 Int4Matrix quantize_int4_ref(std::span<const float> w, int64_t rows, int64_t cols, const Int4Scheme& scheme) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
+  QLLM_CHECK(
+      !scheme.min_offset,
+      "INT4 [{}, {}]: qllm does not quantize to the min-offset scheme (GGUF Q4_1 weights are converted "
+      "from files by int4_from_ggml)",
+      rows, cols);
   QLLM_CHECK(static_cast<int64_t>(w.size()) == rows * cols, "weights hold {} values, shape [{}, {}] needs {}",
              w.size(), rows, cols, rows * cols);
   check_finite(w, cols);
@@ -132,10 +137,14 @@ Int4Matrix quantize_int4_ref(std::span<const BFloat16> w, int64_t rows, int64_t 
 
 std::vector<float> dequantize_int4_ref(const Int4Matrix& m) {
   const GroupLayout layout = m.layout();
+  QLLM_CHECK(!m.scheme.min_offset || m.mins.size() == m.scales.size(),
+             "INT4 [{}, {}]: a min-offset matrix needs one minimum per group ({} for {} groups)", m.rows,
+             m.cols, m.mins.size(), m.scales.size());
   std::vector<float> out(static_cast<size_t>(m.rows * m.cols));
   for (int64_t flat = 0; flat < m.rows * m.cols; ++flat) {
     const int64_t g = layout.group_of_flat(flat);
-    out[flat] = int4::dequantize_value(m.nibble(flat), m.scale(g), m.zero(g));
+    out[flat] = m.scheme.min_offset ? int4::dequantize_value_min(m.nibble(flat), m.scale(g), m.min(g))
+                                    : int4::dequantize_value(m.nibble(flat), m.scale(g), m.zero(g));
   }
   return out;
 }

@@ -58,6 +58,11 @@ int W4A16Weights::zero(int64_t row, int64_t col) const {
 W4A16Layout w4a16_layout_for(const Int4Matrix& m, DType activation) {
   QLLM_CHECK(activation == DType::BF16 || activation == DType::F16,
              "W4A16 GEMM activations must be bf16 or f16, not {}", dtype_name(activation));
+  QLLM_CHECK(
+      !m.scheme.min_offset,
+      "W4A16 GEMM [{}, {}]: min-offset (GGUF Q4_1) weights are not in the W4A16 layout yet; dequantize "
+      "them or re-quantize with --quant",
+      m.rows, m.cols);
   QLLM_CHECK(m.rows > 0 && m.cols > 0 && m.cols % 2 == 0,
              "W4A16 GEMM needs a positive N and an even K; weight shape is [{}, {}]", m.rows, m.cols);
   W4A16Layout l;

@@ -32,6 +32,9 @@ Int4QuantizerCuda::Int4QuantizerCuda() : scratch_(sizeof(Int4QuantizeScratch), "
 void Int4QuantizerCuda::launch(const void* weights, DType dtype, int64_t rows, int64_t cols,
                                const Int4Scheme& scheme, Int4DeviceView out, cudaStream_t stream) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
+  QLLM_CHECK(!scheme.min_offset,
+             "CUDA INT4 [{}, {}]: qllm does not quantize to the min-offset scheme (GGUF Q4_1 is converted)",
+             rows, cols);
   QLLM_CHECK(dtype == DType::F16 || dtype == DType::BF16,
              "CUDA INT4 quantization takes f16 or bf16 weights, not {}", dtype_name(dtype));
   QLLM_CHECK(is_aligned(weights, 4) && is_aligned(out.packed, 4),
@@ -79,6 +82,8 @@ void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const
                             int64_t cols, const Int4Scheme& scheme, void* out, DType out_dtype,
                             cudaStream_t stream) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
+  QLLM_CHECK(!scheme.min_offset, "CUDA INT4 dequantize [{}, {}]: the min-offset scheme runs on the CPU only",
+             rows, cols);
   QLLM_CHECK(out_dtype == DType::F16 || out_dtype == DType::BF16,
              "INT4 dequantization writes f16 or bf16, not {}", dtype_name(out_dtype));
   QLLM_CHECK(is_aligned(out, 16) && is_aligned(packed, 4),
