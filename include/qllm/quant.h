@@ -31,8 +31,11 @@ enum class ScaleSearch {
 
 struct Int4Scheme {
   Granularity granularity = Granularity::Groupwise;
-  int64_t group_size = 128;        // used by Groupwise only
-  bool zero_point = false;         // asymmetric: q in [0, 15] with a per-group zero point
+  int64_t group_size = 128;  // used by Groupwise only
+  bool zero_point = false;   // asymmetric: q in [0, 15] with a per-group zero point
+  // GGUF Q4_1's variant: w' = q * s + m with a 16-bit minimum m per group (scale dtype) instead of a zero
+  // point. qllm does not quantize to it; int4_from_ggml (quant/ggml_blocks.h) converts files' Q4_1 weights.
+  bool min_offset = false;
   DType scale_dtype = DType::F16;  // F16 or BF16
   ScaleSearch search = ScaleSearch::None;
 
@@ -44,14 +47,37 @@ std::string_view scale_search_name(ScaleSearch search);      // "none", "mse", "
 Granularity parse_granularity(std::string_view name);        // global|rowwise|groupwise (any case)
 ScaleSearch parse_scale_search(std::string_view name);       // none|mse|mae
 
-// Every group is one contiguous range of the row-major matrix: GLOBAL covers all of it, ROWWISE one row,
-// GROUPWISE g elements of a row. Group i holds the flat indices [i * group_elems, (i + 1) * group_elems).
+// Groups along K within a row (docs/FORMATS.md, "Groups"): GLOBAL is one group over the whole matrix,
+// ROWWISE one group per row, GROUPWISE(g) ceil(K / g) groups per row, group i of row r covering columns
+// [i * g, min((i + 1) * g, K)): when g does not divide K the last group of every row is partial (K mod g
+// weights). Groups are numbered row-major (row r, index i -> r * groups_per_row + i); when g divides K, group
+// i is exactly the flat range [i * g, (i + 1) * g), as before partial groups existed.
 struct GroupLayout {
-  int64_t group_elems = 0;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t group_elems = 0;     // weights of a whole group: rows * cols (GLOBAL), cols (ROWWISE) or g
+  int64_t groups_per_row = 0;  // 0 for GLOBAL (its one group spans every row), else ceil(cols / group_elems)
   int64_t num_groups = 0;
+
+  // Every group is whole and group i is the flat range [i * group_elems, (i + 1) * group_elems).
+  bool contiguous() const { return groups_per_row == 0 || cols % group_elems == 0; }
+  int64_t group_of(int64_t row, int64_t col) const {
+    return groups_per_row == 0 ? 0 : row * groups_per_row + col / group_elems;
+  }
+  int64_t group_of_flat(int64_t flat) const { return group_of(flat / cols, flat % cols); }
+  int64_t row_of(int64_t group) const { return groups_per_row == 0 ? 0 : group / groups_per_row; }
+  // Flat index of the group's first weight, and its number of weights (the last of a row may be partial).
+  int64_t first_flat(int64_t group) const {
+    return groups_per_row == 0 ? 0 : row_of(group) * cols + (group % groups_per_row) * group_elems;
+  }
+  int64_t size(int64_t group) const {
+    if (groups_per_row == 0) return group_elems;
+    const int64_t begin = (group % groups_per_row) * group_elems;
+    return cols - begin < group_elems ? cols - begin : group_elems;
+  }
 };
 
-// Checks the shape against the scheme (positive sizes, even K for packing, K % g == 0, g > 0, scale dtype)
+// Checks the shape against the scheme (positive sizes, even K for packing, g > 0 and even, scale dtype)
 // and returns the group layout; throws qllm::Error naming the offending value.
 GroupLayout validate_int4_shape(int64_t rows, int64_t cols, const Int4Scheme& scheme);
 
@@ -63,11 +89,14 @@ struct Int4Matrix {
   std::vector<uint8_t> packed;   // rows * cols / 2 bytes; element 2i in the low nibble of byte i
   std::vector<uint16_t> scales;  // one per group, raw fp16 or bf16 bits
   std::vector<uint8_t> zeros;    // one per group (0..15) when scheme.zero_point, else empty (implied 8)
+  std::vector<uint16_t> mins;    // one per group when scheme.min_offset: raw bits in the scale dtype
 
   GroupLayout layout() const { return validate_int4_shape(rows, cols, scheme); }
+  int64_t group_of(int64_t row, int64_t col) const { return layout().group_of(row, col); }
   size_t stored_bytes() const;                          // packed + scales + zeros, as held in memory
   double compression(DType source = DType::F16) const;  // source bytes / stored_bytes()
   float scale(int64_t group) const;
+  float min(int64_t group) const;  // scheme.min_offset only
   int zero(int64_t group) const { return zeros.empty() ? 8 : zeros[group]; }
   uint8_t nibble(int64_t flat_index) const {
     const uint8_t byte = packed[flat_index / 2];
@@ -83,7 +112,8 @@ Int4Matrix quantize_int4_ref(std::span<const BFloat16> weights, int64_t rows, in
 Int4Matrix quantize_int4_ref(std::span<const float> weights, int64_t rows, int64_t cols,
                              const Int4Scheme& scheme);
 
-// w' = (q - z) * s, exact in float; rounded once to the output type.
+// w' = (q - z) * s, exact in float (min offset: q * s + m, one rounding of the sum, as ggml's Q4_1); rounded
+// once to the output type.
 std::vector<float> dequantize_int4_ref(const Int4Matrix& matrix);
 std::vector<Half> dequantize_int4_to_half_ref(const Int4Matrix& matrix);
 std::vector<BFloat16> dequantize_int4_to_bf16_ref(const Int4Matrix& matrix);

@@ -102,6 +102,7 @@ EmbeddingTable table_of(const QuantLinear& linear) {
     t.storage = EmbeddingStorage::Int8Rows;
     t.int8_values = w->values.data();
     t.int8_absmax = w->absmax.data();
+    t.int8_row_stride = w->k;  // stored padded to a multiple of 64
   } else {
     t.storage = EmbeddingStorage::Dense;
     t.dtype = linear.mode().dense_dtype;

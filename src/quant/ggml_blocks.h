@@ -12,6 +12,7 @@
 #include <span>
 
 #include "core/gguf.h"
+#include "qllm/quant.h"
 
 namespace qllm {
 
@@ -84,5 +85,11 @@ struct GgmlQ4Nibbles {
 };
 GgmlQ4Nibbles unpack_q4_0_block(const std::byte* block);
 GgmlQ4Nibbles unpack_q4_1_block(const std::byte* block);
+
+// A [rows, cols] Q4_0 or Q4_1 tensor (GGUF shape [cols, rows]: rows of whole blocks, `data` exactly its
+// bytes) as an Int4Matrix with the same values: GROUPWISE g32 with f16 scales, symmetric for Q4_0
+// ((q - 8) * d), min offset for Q4_1 (q * d + m). dequantize_int4_ref of the result equals
+// dequantize_ggml bit for bit. Throws qllm::Error naming the type and shape otherwise.
+Int4Matrix int4_from_ggml(GgmlType type, std::span<const std::byte> data, int64_t rows, int64_t cols);
 
 }  // namespace qllm

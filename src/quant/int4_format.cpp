@@ -63,7 +63,7 @@ ScaleSearch parse_scale_search(std::string_view name) {
 std::string Int4Scheme::describe() const {
   std::string s = lowercase(granularity_name(granularity));
   if (granularity == Granularity::Groupwise) s += fmt::format(" g{}", group_size);
-  s += zero_point ? " asym" : " sym";
+  s += min_offset ? " min" : (zero_point ? " asym" : " sym");
   s += fmt::format(" {}-scale search={}", dtype_name(scale_dtype), scale_search_name(search));
   return s;
 }
@@ -75,25 +75,29 @@ GroupLayout validate_int4_shape(int64_t rows, int64_t cols, const Int4Scheme& sc
              cols, cols);
   QLLM_CHECK(scheme.scale_dtype == DType::F16 || scheme.scale_dtype == DType::BF16,
              "INT4 scales must be f16 or bf16, not {}", dtype_name(scheme.scale_dtype));
+  QLLM_CHECK(!(scheme.min_offset && scheme.zero_point),
+             "INT4 scheme: a group has either a zero point or a minimum (min offset), not both");
   switch (scheme.granularity) {
     case Granularity::Global:
-      return {elements, 1};
+      return {rows, cols, elements, 0, 1};
     case Granularity::Rowwise:
-      return {cols, rows};
+      return {rows, cols, cols, 1, rows};
     case Granularity::Groupwise: {
       const int64_t g = scheme.group_size;
       QLLM_CHECK(g > 0, "group size must be a positive even number, got {}", g);
       QLLM_CHECK(g % 2 == 0, "group size {} must be even (groups start on byte boundaries)", g);
-      QLLM_CHECK(cols % g == 0, "K = {} is not divisible by the group size {} (shape [{}, {}])", cols, g,
-                 rows, cols);
-      return {g, rows * (cols / g)};
+      // g need not divide K: the last group of each row is then partial (docs/FORMATS.md, "Groups").
+      const int64_t per_row = (cols + g - 1) / g;
+      return {rows, cols, g, per_row,
+              checked_mul(rows, per_row, fmt::format("INT4 groups of [{}, {}] with g {}", rows, cols, g))};
     }
   }
   fail("unknown granularity");
 }
 
 size_t Int4Matrix::stored_bytes() const {
-  return packed.size() * sizeof(uint8_t) + scales.size() * sizeof(uint16_t) + zeros.size() * sizeof(uint8_t);
+  return packed.size() * sizeof(uint8_t) + scales.size() * sizeof(uint16_t) + zeros.size() * sizeof(uint8_t) +
+         mins.size() * sizeof(uint16_t);
 }
 
 double Int4Matrix::compression(DType source) const {
@@ -103,6 +107,11 @@ double Int4Matrix::compression(DType source) const {
 
 float Int4Matrix::scale(int64_t group) const {
   const uint16_t bits = scales[static_cast<size_t>(group)];
+  return scheme.scale_dtype == DType::BF16 ? bf16_bits_to_float(bits) : half_bits_to_float(bits);
+}
+
+float Int4Matrix::min(int64_t group) const {
+  const uint16_t bits = mins[static_cast<size_t>(group)];
   return scheme.scale_dtype == DType::BF16 ? bf16_bits_to_float(bits) : half_bits_to_float(bits);
 }
 

@@ -97,6 +97,12 @@ QLLM_HD float dequantize_value(uint8_t nibble, float scale, int zero) {
   return mul_rn(static_cast<float>(static_cast<int>(nibble) - zero), scale);
 }
 
+// Min-offset reconstruction (GGUF Q4_1): q * s + m. The product is exact (a 4-bit integer times a 16-bit
+// float), so the one rounding is the sum's, whatever the order or an FMA: ggml's value bit for bit.
+QLLM_HD float dequantize_value_min(uint8_t nibble, float scale, float min) {
+  return add_rn(mul_rn(static_cast<float>(nibble), scale), min);
+}
+
 // ---- search error in fixed point (rule 3) ---------------------------------------------------------------
 
 // A power of two that maps every reconstruction error of the group below 1.0: errors are at most about

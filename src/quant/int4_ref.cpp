@@ -73,6 +73,11 @@ int search_percent(std::span<const float> group, GroupStats stats, const Int4Sch
 
 Int4Matrix quantize_int4_ref(std::span<const float> w, int64_t rows, int64_t cols, const Int4Scheme& scheme) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
+  QLLM_CHECK(
+      !scheme.min_offset,
+      "INT4 [{}, {}]: qllm does not quantize to the min-offset scheme (GGUF Q4_1 weights are converted "
+      "from files by int4_from_ggml)",
+      rows, cols);
   QLLM_CHECK(static_cast<int64_t>(w.size()) == rows * cols, "weights hold {} values, shape [{}, {}] needs {}",
              w.size(), rows, cols, rows * cols);
   check_finite(w, cols);
@@ -86,29 +91,29 @@ Int4Matrix quantize_int4_ref(std::span<const float> w, int64_t rows, int64_t col
   out.scales.resize(static_cast<size_t>(layout.num_groups));
   if (scheme.zero_point) out.zeros.resize(static_cast<size_t>(layout.num_groups));
 
-  // Groups are independent and start on byte boundaries (even sizes), so they run in parallel. Errors are
-  // raised outside the parallel loops: an exception must not leave an OpenMP region.
+  // Groups are independent and start on byte boundaries (even sizes, even K), so they run in parallel.
+  // Errors are raised outside the parallel loops: an exception must not leave an OpenMP region.
+  auto group_span = [&](int64_t g) {
+    return w.subspan(static_cast<size_t>(layout.first_flat(g)), static_cast<size_t>(layout.size(g)));
+  };
   std::vector<GroupStats> stats(static_cast<size_t>(layout.num_groups));
 #pragma omp parallel for schedule(static) if (layout.num_groups > 1)
-  for (int64_t g = 0; g < layout.num_groups; ++g) {
-    stats[g] = group_stats(
-        w.subspan(static_cast<size_t>(g * layout.group_elems), static_cast<size_t>(layout.group_elems)));
-  }
+  for (int64_t g = 0; g < layout.num_groups; ++g) stats[g] = group_stats(group_span(g));
   for (int64_t g = 0; g < layout.num_groups; ++g) {
     const GroupParams plain = int4::group_params(stats[g], 100, scheme.zero_point, bf16);
     QLLM_CHECK(std::isfinite(plain.scale), "group {} (row {}, range [{}, {}]): its scale overflows {}", g,
-               g * layout.group_elems / cols, stats[g].min, stats[g].max, dtype_name(scheme.scale_dtype));
+               layout.row_of(g), stats[g].min, stats[g].max, dtype_name(scheme.scale_dtype));
   }
 
 #pragma omp parallel for schedule(dynamic, 64) if (layout.num_groups > 1)
   for (int64_t g = 0; g < layout.num_groups; ++g) {
-    const int64_t begin = g * layout.group_elems;
-    const auto group = w.subspan(static_cast<size_t>(begin), static_cast<size_t>(layout.group_elems));
+    const int64_t begin = layout.first_flat(g);
+    const auto group = group_span(g);
     const int percent = search_percent(group, stats[g], scheme);
     const GroupParams params = int4::group_params(stats[g], percent, scheme.zero_point, bf16);
     out.scales[g] = params.scale_bits;
     if (scheme.zero_point) out.zeros[g] = params.zero;
-    for (int64_t i = 0; i < layout.group_elems; ++i) {
+    for (int64_t i = 0; i < static_cast<int64_t>(group.size()); ++i) {
       const int64_t flat = begin + i;
       const uint8_t nibble = int4::quantize_value(group[i], params);
       out.packed[flat / 2] |= static_cast<uint8_t>((flat & 1) ? nibble << 4 : nibble);
@@ -132,10 +137,14 @@ Int4Matrix quantize_int4_ref(std::span<const BFloat16> w, int64_t rows, int64_t 
 
 std::vector<float> dequantize_int4_ref(const Int4Matrix& m) {
   const GroupLayout layout = m.layout();
+  QLLM_CHECK(!m.scheme.min_offset || m.mins.size() == m.scales.size(),
+             "INT4 [{}, {}]: a min-offset matrix needs one minimum per group ({} for {} groups)", m.rows,
+             m.cols, m.mins.size(), m.scales.size());
   std::vector<float> out(static_cast<size_t>(m.rows * m.cols));
   for (int64_t flat = 0; flat < m.rows * m.cols; ++flat) {
-    const int64_t g = flat / layout.group_elems;
-    out[flat] = int4::dequantize_value(m.nibble(flat), m.scale(g), m.zero(g));
+    const int64_t g = layout.group_of_flat(flat);
+    out[flat] = m.scheme.min_offset ? int4::dequantize_value_min(m.nibble(flat), m.scale(g), m.min(g))
+                                    : int4::dequantize_value(m.nibble(flat), m.scale(g), m.zero(g));
   }
   return out;
 }

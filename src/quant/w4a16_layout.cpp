@@ -28,7 +28,7 @@ int64_t scale_index(const W4A16Layout& l, int64_t row, int64_t col) {
 // (rows and cols relative to the unit's 16 x 16 step), so (word >> 4 reg) & 0x000f000f is register `reg` of
 // the MMA A fragment: low half element e = 0, high half e = 1.
 void W4A16Weights::locate(const W4A16Layout& l, int64_t row, int64_t col, int64_t& byte, int& shift) {
-  const int64_t unit = (row / kW4A16TileN) * (l.k / kW4A16TileK) + col / kW4A16TileK;
+  const int64_t unit = (row / kW4A16TileN) * (l.padded_k() / kW4A16TileK) + col / kW4A16TileK;
   const int64_t r = row % kW4A16TileN, c = col % kW4A16TileK;
   const int64_t step = c / 16, cc = c % 16;
   const int64_t lane = (r % 8) * 4 + (cc % 8) / 2;
@@ -58,13 +58,20 @@ int W4A16Weights::zero(int64_t row, int64_t col) const {
 W4A16Layout w4a16_layout_for(const Int4Matrix& m, DType activation) {
   QLLM_CHECK(activation == DType::BF16 || activation == DType::F16,
              "W4A16 GEMM activations must be bf16 or f16, not {}", dtype_name(activation));
-  QLLM_CHECK(m.rows % 64 == 0 && m.cols % 64 == 0,
-             "W4A16 GEMM needs N and K divisible by 64; weight shape is [{}, {}]", m.rows, m.cols);
+  QLLM_CHECK(
+      !m.scheme.min_offset,
+      "W4A16 GEMM [{}, {}]: min-offset (GGUF Q4_1) weights are not in the W4A16 layout yet; dequantize "
+      "them or re-quantize with --quant",
+      m.rows, m.cols);
+  QLLM_CHECK(m.rows > 0 && m.cols > 0 && m.cols % 2 == 0,
+             "W4A16 GEMM needs a positive N and an even K; weight shape is [{}, {}]", m.rows, m.cols);
   W4A16Layout l;
   l.n = m.rows;
   l.k = m.cols;
-  l.group_k = m.scheme.granularity == Granularity::Groupwise ? m.scheme.group_size : m.cols;
-  QLLM_CHECK(l.group_k % 16 == 0, "W4A16 GEMM needs a group size divisible by 16, got {}", l.group_k);
+  l.group_k = m.scheme.granularity == Granularity::Groupwise ? m.scheme.group_size : l.padded_k();
+  QLLM_CHECK(l.group_k % 16 == 0,
+             "W4A16 GEMM needs a group size divisible by 16, got {} (weight shape [{}, {}])", l.group_k,
+             m.rows, m.cols);
   l.zero_point = m.scheme.zero_point;
   l.activation = activation;
   return l;
@@ -75,12 +82,23 @@ W4A16Weights repack_w4a16(const Int4Matrix& m, DType activation) {
   w.layout = w4a16_layout_for(m, activation);
   const W4A16Layout& l = w.layout;
   const GroupLayout canonical = m.layout();
-  w.qweight.assign(static_cast<size_t>(l.n * l.k / 2), 0);
+  const int64_t rows = l.padded_n(), cols = l.padded_k();
+  w.qweight.assign(static_cast<size_t>(rows * cols / 2), 0);
+  // A padding weight is an exact zero: its group's zero point as the nibble where the group is real (a
+  // partial group's padding columns), the symmetric 8 in padding rows and in groups of padding alone
+  // (which store scale 0 below).
+  auto nibble_at = [&](int64_t row, int64_t col) -> uint32_t {
+    if (row >= l.n) return int4::kSymmetricZero;
+    if (col < l.k) return m.nibble(row * l.k + col);
+    // The group's first column is a real one: its canonical group (ROWWISE's group_k is padded_k, not K).
+    const int64_t group_start = col / l.group_k * l.group_k;
+    return group_start < l.k ? m.zero(canonical.group_of(row, group_start)) : int4::kSymmetricZero;
+  };
   // Unit by unit, the inverse of locate(): lane (g, t), step s, nibble position p = reg + 4e holds
   // row g + 8 (reg % 2), column 16 s + 2t + e + 8 (reg / 2) of the unit.
-  const int64_t blocks = l.k / kW4A16TileK;
+  const int64_t blocks = cols / kW4A16TileK;
 #pragma omp parallel for schedule(static)
-  for (int64_t tile = 0; tile < l.n / kW4A16TileN; ++tile) {
+  for (int64_t tile = 0; tile < rows / kW4A16TileN; ++tile) {
     for (int64_t block = 0; block < blocks; ++block) {
       uint8_t* unit = w.qweight.data() + (tile * blocks + block) * kW4A16UnitBytes;
       for (int lane = 0; lane < 32; ++lane) {
@@ -91,20 +109,21 @@ W4A16Weights repack_w4a16(const Int4Matrix& m, DType activation) {
             const int reg = p % 4, e = p / 4;
             const int64_t row = tile * kW4A16TileN + g + 8 * (reg % 2);
             const int64_t col = block * kW4A16TileK + 16 * step + 2 * t + e + 8 * (reg / 2);
-            word |= static_cast<uint32_t>(m.nibble(row * l.k + col)) << (4 * p);
+            word |= nibble_at(row, col) << (4 * p);
           }
           for (int b = 0; b < 4; ++b) unit[lane * 16 + 4 * step + b] = static_cast<uint8_t>(word >> (8 * b));
         }
       }
     }
   }
-  const size_t scale_count = static_cast<size_t>(l.n * l.groups_per_row());
-  w.scales.resize(scale_count);
-  if (l.zero_point) w.zero_offsets.resize(scale_count);
+  const size_t scale_count = static_cast<size_t>(rows * l.groups_per_row());
+  const uint16_t padding_zero = static_cast<uint16_t>(magic_bits(activation) + int4::kSymmetricZero);
+  w.scales.assign(scale_count, 0);  // padding rows and groups: scale 0
+  if (l.zero_point) w.zero_offsets.assign(scale_count, padding_zero);
   for (int64_t row = 0; row < l.n; ++row) {
-    for (int64_t group = 0; group < l.groups_per_row(); ++group) {
+    for (int64_t group = 0; group < l.real_groups_per_row(); ++group) {
       const int64_t col = group * l.group_k;
-      const int64_t canonical_group = (row * l.k + col) / canonical.group_elems;
+      const int64_t canonical_group = canonical.group_of(row, col);
       const auto index = static_cast<size_t>(scale_index(l, row, col));
       w.scales[index] = fops::float_to_scale_bits(m.scale(canonical_group), activation == DType::BF16);
       if (l.zero_point)
@@ -119,7 +138,8 @@ Int4Matrix unpack_w4a16(const W4A16Weights& w) {
   Int4Matrix m;
   m.rows = l.n;
   m.cols = l.k;
-  m.scheme.granularity = l.group_k == l.k ? Granularity::Rowwise : Granularity::Groupwise;
+  // One group per row (ROWWISE, GLOBAL, or a group size of at least K) unpacks as ROWWISE.
+  m.scheme.granularity = l.real_groups_per_row() == 1 ? Granularity::Rowwise : Granularity::Groupwise;
   m.scheme.group_size = l.group_k;
   m.scheme.zero_point = l.zero_point;
   m.scheme.scale_dtype = l.activation;
@@ -131,7 +151,7 @@ Int4Matrix unpack_w4a16(const W4A16Weights& w) {
     }
   }
   for (int64_t row = 0; row < l.n; ++row) {
-    for (int64_t group = 0; group < l.groups_per_row(); ++group) {
+    for (int64_t group = 0; group < l.real_groups_per_row(); ++group) {
       const auto index = static_cast<size_t>(scale_index(l, row, group * l.group_k));
       m.scales.push_back(w.scales[index]);
       if (l.zero_point)

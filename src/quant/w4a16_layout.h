@@ -17,42 +17,55 @@ namespace qllm {
 constexpr int64_t kW4A16TileN = 16;       // weight rows per repacked unit (one MMA A tile)
 constexpr int64_t kW4A16TileK = 64;       // weight columns per repacked unit (four k16 MMA steps)
 constexpr int64_t kW4A16UnitBytes = 512;  // 16 x 64 nibbles: 32 threads x 16 bytes
+constexpr int64_t kW4A16RowAlign = 64;    // rows are padded to this: every kernel's row tiles are whole
 
+// The repacked matrix is the weight zero-padded to whole units: padded_n() rows (N rounded up to 64, the
+// kernels' row tiles) by padded_k() columns (K rounded up to 64, one k step). Padding weights are exact zeros
+// (nibble = the group's zero point, scale 0 in groups of padding alone), and the kernels never write the
+// outputs of padding rows nor read activations past K, so the padding is invisible to the caller.
 struct W4A16Layout {
   int64_t n = 0;        // output features (rows of W)
   int64_t k = 0;        // input features
-  int64_t group_k = 0;  // weights of a row sharing one scale: g for GROUPWISE, K for ROWWISE and GLOBAL
+  int64_t group_k = 0;  // weights of a row sharing one scale: g for GROUPWISE, padded_k() for ROWWISE/GLOBAL
   bool zero_point = false;
   DType activation = DType::BF16;  // X, Y and the stored scales: bf16 or f16
 
-  int64_t groups_per_row() const { return k / group_k; }
+  int64_t padded_n() const { return (n + kW4A16RowAlign - 1) / kW4A16RowAlign * kW4A16RowAlign; }
+  int64_t padded_k() const { return (k + kW4A16TileK - 1) / kW4A16TileK * kW4A16TileK; }
+  // Stored groups per row: ceil(padded_k / group_k), i.e. the real ceil(K / g) (the last one partial when g
+  // does not divide K) plus any group lying wholly in the padding columns (scale 0), so that the kernels'
+  // group index k / group_k is valid for every k step they walk.
+  int64_t groups_per_row() const { return (padded_k() + group_k - 1) / group_k; }
+  // Groups of a row that hold real columns: ceil(K / g).
+  int64_t real_groups_per_row() const { return (k + group_k - 1) / group_k; }
 };
 
-// Repacked weights (host copy). Sizes: qweight N*K/2 bytes, scales and zero_offsets N * groups_per_row
-// values.
+// Repacked weights (host copy). Sizes: qweight padded_n * padded_k / 2 bytes, scales and zero_offsets
+// padded_n * groups_per_row values.
 struct W4A16Weights {
   W4A16Layout layout;
-  std::vector<uint8_t> qweight;  // units [N/16][K/64], 512 bytes each, in MMA fragment order
+  std::vector<uint8_t> qweight;  // units [padded_n/16][padded_k/64], 512 bytes each, in MMA fragment order
   std::vector<uint16_t> scales;  // [N/16][groups][8][2]: (s[row g], s[row g + 8]) for g = 0..7
   std::vector<uint16_t>
       zero_offsets;  // same order: the activation-dtype value (magic + z); empty if symmetric
 
-  // Where weight (row, col) lives: byte index into qweight and the nibble (0 = low) within that byte.
+  // Where weight (row, col) lives (padding included): byte index into qweight and the nibble (0 = low).
   static void locate(const W4A16Layout& layout, int64_t row, int64_t col, int64_t& byte, int& shift);
   uint8_t nibble(int64_t row, int64_t col) const;
   float scale(int64_t row, int64_t col) const;  // of the group holding (row, col), as a float
   int zero(int64_t row, int64_t col) const;     // 8 when symmetric
 };
 
-// Checks the shapes the kernels support (N % 64, K % 64, group size % 16); throws qllm::Error otherwise.
+// Checks what the kernels support (K even, a group size that is a multiple of 16; any N and K otherwise, the
+// layout pads them); throws qllm::Error naming the shape otherwise.
 W4A16Layout w4a16_layout_for(const Int4Matrix& matrix, DType activation);
 
 // Offline repack from the canonical INT4 layout. Scales are converted to the activation dtype (exact when
 // the matrix was quantized with a matching --scale-dtype; otherwise rounded once, to nearest even).
 W4A16Weights repack_w4a16(const Int4Matrix& matrix, DType activation);
 
-// Back to the canonical layout (scales in the activation dtype): repack then unpack is the identity on
-// nibbles and zero points, and on scales when the dtypes match.
+// Back to the canonical layout [n, k] without the padding (scales in the activation dtype): repack then
+// unpack is the identity on nibbles and zero points, and on scales when the dtypes match.
 Int4Matrix unpack_w4a16(const W4A16Weights& weights);
 
 // How the reference treats the dequantized weights (the kernels differ, and each is tested against its own):

@@ -32,10 +32,23 @@ TEST(Cli, QuantErrorJson) {
   EXPECT_NEAR(json["table"][3]["compression"].get<double>(), 2.0 * 32 / (32 + 4), 1e-12);
 }
 
+// A group size that does not divide K leaves a partial last group per row (64 = 48 + 16): its own row.
+TEST(Cli, QuantErrorPartialGroups) {
+  const auto r = run_command(kQllm + " quant-error --rows 8 --cols 64 --group-sizes 48 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto json = nlohmann::json::parse(r.output);
+  ASSERT_EQ(json["table"].size(), 4u);
+  EXPECT_EQ(json["table"][2]["group_size"], 48);
+  // 8 rows x 2 groups of f16 scales: 512 / (256 + 32) bytes.
+  EXPECT_NEAR(json["table"][2]["compression"].get<double>(), 2.0 * 8 * 64 / (8 * 32 + 8 * 2 * 2), 1e-12);
+}
+
 TEST(Cli, BadArgumentsFailWithAMessage) {
-  auto r = run_command(kQllm + " quant-error --rows 8 --cols 64 --group-sizes 48");
+  auto r = run_command(kQllm + " quant-error --rows 8 --cols 64 --group-sizes 30");
+  EXPECT_EQ(r.exit_code, 0) << r.output;  // groups 30, 30 and 4
+  r = run_command(kQllm + " quant-error --rows 8 --cols 64 --group-sizes 15");
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.output.find("48 does not divide K = 64"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("15 is not a positive even number"), std::string::npos) << r.output;
   r = run_command(kQllm + " quant-error --rows 8 --cols 63");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("K = 63 must be even"), std::string::npos) << r.output;

@@ -32,15 +32,23 @@ std::vector<Int4Scheme> schemes() {
   return out;
 }
 
+// Shapes: whole tiles, and tails: partial last groups (K = 576, 320 with g128), N and K not multiples of 64
+// (the `small` preset's vocab 272; K = 200, 136, 100), a single short row block.
+const std::pair<int64_t, int64_t> kShapes[] = {{64, 64},   {128, 192}, {192, 256}, {64, 576}, {192, 320},
+                                               {272, 192}, {200, 136}, {8, 100},   {16, 200}, {48, 34}};
+
 TEST(W4A16Layout, RepackUnpackRoundTrip) {
   Rng rng(fresh_seed());
   for (const Int4Scheme& s : schemes()) {
-    for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {128, 192}, {192, 256}}) {
-      if (s.granularity == Granularity::Groupwise && k % s.group_size != 0) continue;
+    for (auto [n, k] : kShapes) {
       SCOPED_TRACE(fmt::format("[{}, {}] {}", n, k, s.describe()));
       const Int4Matrix m = random_quantized(n, k, s, rng);
       const W4A16Weights w = repack_w4a16(m, DType::BF16);
-      ASSERT_EQ(w.qweight.size(), static_cast<size_t>(n * k / 2));
+      const int64_t np = (n + 63) / 64 * 64, kp = (k + 63) / 64 * 64;
+      ASSERT_EQ(w.layout.padded_n(), np);
+      ASSERT_EQ(w.layout.padded_k(), kp);
+      ASSERT_EQ(w.qweight.size(), static_cast<size_t>(np * kp / 2));
+      ASSERT_EQ(w.scales.size(), static_cast<size_t>(np * w.layout.groups_per_row()));
       const Int4Matrix back = unpack_w4a16(w);
       EXPECT_EQ(back.packed, m.packed);
       // The scale dtype is the activation dtype here, so scales come back bit for bit (GLOBAL's one scale
@@ -52,11 +60,19 @@ TEST(W4A16Layout, RepackUnpackRoundTrip) {
         ASSERT_FALSE(back.scales.empty());
         for (uint16_t scale : back.scales) ASSERT_EQ(scale, m.scales[0]);
       }
+      const GroupLayout groups = m.layout();
       for (int64_t row = 0; row < n; ++row) {
-        for (int64_t col = 0; col < k; col += 16) {
-          const int64_t g = (row * k + col) / m.layout().group_elems;
+        for (int64_t col = 0; col < k; col += 2) {
+          const int64_t g = groups.group_of(row, col);
           ASSERT_EQ(w.scale(row, col), m.scale(g));
           ASSERT_EQ(w.zero(row, col), m.zero(g));
+        }
+      }
+      // Every padding weight is an exact zero, whatever the scheme: (u - z) * s == 0 with a finite s.
+      for (int64_t row = 0; row < np; ++row) {
+        for (int64_t col = (row < n ? k : 0); col < kp; ++col) {
+          ASSERT_EQ(w.nibble(row, col), w.zero(row, col)) << "padding at (" << row << ", " << col << ")";
+          ASSERT_TRUE(std::isfinite(w.scale(row, col)));
         }
       }
     }
@@ -97,27 +113,29 @@ TEST(W4A16Layout, FragmentOrderMatchesThePtxTable) {
 
 TEST(W4A16Reference, MatchesNaiveDequantizeThenMultiply) {
   Rng rng(fresh_seed());
-  const int64_t m = 5, n = 128, k = 192;
-  std::vector<float> x(static_cast<size_t>(m * k));
-  for (auto& v : x) v = bf16_bits_to_float(float_to_bf16_bits(static_cast<float>(rng.normal())));
-  for (const Int4Scheme& s : schemes()) {
-    if (s.granularity == Granularity::Groupwise && k % s.group_size != 0) continue;
-    SCOPED_TRACE(s.describe());
-    const Int4Matrix q = random_quantized(n, k, s, rng);
-    const std::vector<float> dequant = dequantize_int4_ref(q);  // exact (q - z) * s
-    const W4A16Weights w = repack_w4a16(q, DType::BF16);
-    const auto exact = gemm_w4a16_ref(x, m, w, W4A16Precision::Exact);
-    const auto rounded = gemm_w4a16_ref(x, m, w, W4A16Precision::RoundedWeights);
-    for (int64_t row = 0; row < m; ++row) {
-      for (int64_t col = 0; col < n; ++col) {
-        double naive = 0, naive_rounded = 0;
-        for (int64_t i = 0; i < k; ++i) {
-          const float wv = dequant[static_cast<size_t>(col * k + i)];
-          naive += static_cast<double>(x[row * k + i]) * wv;
-          naive_rounded += static_cast<double>(x[row * k + i]) * bf16_bits_to_float(float_to_bf16_bits(wv));
+  const int64_t m = 5;
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{128, 192}, {64, 576}, {192, 320}, {200, 136}, {8, 100}}) {
+    std::vector<float> x(static_cast<size_t>(m * k));
+    for (auto& v : x) v = bf16_bits_to_float(float_to_bf16_bits(static_cast<float>(rng.normal())));
+    for (const Int4Scheme& s : schemes()) {
+      SCOPED_TRACE(fmt::format("[{}, {}] {}", n, k, s.describe()));
+      const Int4Matrix q = random_quantized(n, k, s, rng);
+      const std::vector<float> dequant = dequantize_int4_ref(q);  // exact (q - z) * s
+      const W4A16Weights w = repack_w4a16(q, DType::BF16);
+      const auto exact = gemm_w4a16_ref(x, m, w, W4A16Precision::Exact);
+      const auto rounded = gemm_w4a16_ref(x, m, w, W4A16Precision::RoundedWeights);
+      ASSERT_EQ(exact.size(), static_cast<size_t>(m * n));
+      for (int64_t row = 0; row < m; ++row) {
+        for (int64_t col = 0; col < n; ++col) {
+          double naive = 0, naive_rounded = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            const float wv = dequant[static_cast<size_t>(col * k + i)];
+            naive += static_cast<double>(x[row * k + i]) * wv;
+            naive_rounded += static_cast<double>(x[row * k + i]) * bf16_bits_to_float(float_to_bf16_bits(wv));
+          }
+          ASSERT_NEAR(exact[row * n + col], naive, 1e-6 * (1 + std::fabs(naive)));
+          ASSERT_NEAR(rounded[row * n + col], naive_rounded, 1e-6 * (1 + std::fabs(naive_rounded)));
         }
-        ASSERT_NEAR(exact[row * n + col], naive, 1e-6 * (1 + std::fabs(naive)));
-        ASSERT_NEAR(rounded[row * n + col], naive_rounded, 1e-6 * (1 + std::fabs(naive_rounded)));
       }
     }
   }
@@ -128,12 +146,15 @@ TEST(W4A16Layout, RejectsUnsupportedShapes) {
   auto message = [&](int64_t n, int64_t k, const Int4Scheme& s, DType act) {
     return testing::error_of([&] { repack_w4a16(random_quantized(n, k, s, rng), act); });
   };
-  EXPECT_NE(message(96, 64, {.group_size = 32}, DType::BF16).find("N and K divisible by 64"),
-            std::string::npos);
-  EXPECT_NE(message(64, 96, {.group_size = 32}, DType::BF16).find("[64, 96]"), std::string::npos);
   EXPECT_NE(message(64, 64, {.group_size = 8}, DType::BF16).find("group size divisible by 16, got 8"),
             std::string::npos);
+  EXPECT_NE(message(96, 72, {.group_size = 24}, DType::BF16).find("[96, 72]"), std::string::npos);
   EXPECT_NE(message(64, 64, {.group_size = 32}, DType::F32).find("must be bf16 or f16"), std::string::npos);
+  // Odd K cannot even be quantized (two weights per byte); the layout says so for a hand-made matrix too.
+  Int4Matrix odd;
+  odd.rows = 4;
+  odd.cols = 7;
+  EXPECT_NE(testing::error_of([&] { w4a16_layout_for(odd, DType::BF16); }).find("even K"), std::string::npos);
 }
 
 }  // namespace

@@ -129,15 +129,17 @@ class TinyModel : public ::testing::Test {
 };
 
 using testing::ForwardInvariants;
-INSTANTIATE_TEST_SUITE_P(Cpu, ForwardInvariants,
-                         ::testing::Values(testing::Backend{"bf16", "cpu", "bf16", 1e-5},
-                                           testing::Backend{"f16", "cpu", "f16", 1e-5},
-                                           testing::Backend{"int4_g32", "cpu", "int4-g32", 1e-5},
-                                           testing::Backend{"int4_rowwise_asym", "cpu", "int4-rowwise-asym",
-                                                            1e-5},
-                                           testing::Backend{"int8", "cpu", "int8", 1e-5},
-                                           testing::Backend{"small_bf16", "cpu", "bf16", 1e-5, "small"}),
-                         [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(
+    Cpu, ForwardInvariants,
+    ::testing::Values(testing::Backend{"bf16", "cpu", "bf16", 1e-5},
+                      testing::Backend{"f16", "cpu", "f16", 1e-5},
+                      testing::Backend{"int4_g32", "cpu", "int4-g32", 1e-5},
+                      testing::Backend{"int4_rowwise_asym", "cpu", "int4-rowwise-asym", 1e-5},
+                      testing::Backend{"int8", "cpu", "int8", 1e-5},
+                      testing::Backend{"small_bf16", "cpu", "bf16", 1e-5, "small"},
+                      // K = 192 and 320 with g128: every row ends in a partial group
+                      testing::Backend{"small_int4_g128", "cpu", "int4-g128", 1e-5, "small"}),
+    [](const auto& info) { return info.param.name; });
 
 TEST_F(TinyModel, F32AndF16WeightsGiveTheSameLogits) {
   Rng rng(testing::fresh_seed());

@@ -8,12 +8,12 @@
 
 #include "kernels/elementwise/embedding.h"
 #include "kernels/elementwise/swiglu.h"
-#include "quant/w4a16_layout.h"
 #include "kernels/norm/rmsnorm.h"
 #include "kernels/sampling/token_logprobs.h"
 #include "model/cpu_ops.h"
 #include "qllm/half.h"
 #include "quant/int8_math.h"
+#include "quant/w4a16_layout.h"
 #include "tests/support/test_util.h"
 
 namespace qllm {
@@ -144,39 +144,76 @@ TEST(OpsRef, EmbeddingDenseAndInt8RowsReadTheTable) {
   }
 }
 
+// Whole tiles, and the tails the layout pads: vocab 272 (the `small` preset) and 17, hidden 200 and 100 (not
+// multiples of 64), hidden 576 with g128 (a partial last group, SmolLM2-135M).
 TEST(OpsRef, EmbeddingInt4ReadsTheW4A16Layout) {
   Rng rng(fresh_seed());
-  const int64_t vocab = 64, hidden = 192;
-  for (DType dtype : {DType::BF16, DType::F16}) {
-    for (bool zero_point : {false, true}) {
-      for (int64_t group : {int64_t{32}, int64_t{64}, hidden}) {
-        SCOPED_TRACE(fmt::format("{} zp={} group {}", dtype_name(dtype), zero_point, group));
-        std::vector<float> w(static_cast<size_t>(vocab * hidden));
-        for (auto& v : w) v = static_cast<float>(0.05 * rng.normal());
-        const Int4Scheme scheme{.group_size = group, .zero_point = zero_point, .scale_dtype = dtype};
-        const W4A16Weights packed = repack_w4a16(quantize_int4_ref(w, vocab, hidden, scheme), dtype);
-        const std::vector<double> expected = dequantize_w4a16_ref(packed, W4A16Precision::Exact);
-        std::vector<int32_t> ids(static_cast<size_t>(vocab));
-        for (int32_t i = 0; i < vocab; ++i) ids[static_cast<size_t>(i)] = vocab - 1 - i;
-        std::vector<float> out(static_cast<size_t>(vocab * hidden));
-        embedding_ref({.table = {.storage = EmbeddingStorage::Int4,
-                                 .vocab = vocab,
-                                 .hidden = hidden,
-                                 .dtype = dtype,
-                                 .int4_qweight = packed.qweight.data(),
-                                 .int4_scales = packed.scales.data(),
-                                 .int4_zero_offsets = zero_point ? packed.zero_offsets.data() : nullptr,
-                                 .int4_group_k = packed.layout.group_k},
-                       .tokens = vocab,
-                       .ids = ids.data(),
-                       .out = out.data()});
-        for (int64_t t = 0; t < vocab; ++t) {
-          for (int64_t c = 0; c < hidden; ++c) {
-            ASSERT_EQ(out[t * hidden + c], expected[ids[t] * hidden + c]) << "token " << t << " col " << c;
+  const std::pair<int64_t, int64_t> shapes[] = {{64, 192}, {272, 200}, {17, 100}, {40, 576}};
+  for (const auto& [vocab, hidden] : shapes) {
+    for (DType dtype : {DType::BF16, DType::F16}) {
+      for (bool zero_point : {false, true}) {
+        for (int64_t group : {int64_t{0}, int64_t{32}, int64_t{64}, int64_t{128}}) {  // 0: ROWWISE
+          SCOPED_TRACE(
+              fmt::format("[{}, {}] {} zp={} group {}", vocab, hidden, dtype_name(dtype), zero_point, group));
+          std::vector<float> w(static_cast<size_t>(vocab * hidden));
+          for (auto& v : w) v = static_cast<float>(0.05 * rng.normal());
+          const Int4Scheme scheme{.granularity = group ? Granularity::Groupwise : Granularity::Rowwise,
+                                  .group_size = group ? group : 128,
+                                  .zero_point = zero_point,
+                                  .scale_dtype = dtype};
+          const W4A16Weights packed = repack_w4a16(quantize_int4_ref(w, vocab, hidden, scheme), dtype);
+          const std::vector<double> expected = dequantize_w4a16_ref(packed, W4A16Precision::Exact);
+          std::vector<int32_t> ids(static_cast<size_t>(vocab));
+          for (int32_t i = 0; i < vocab; ++i)
+            ids[static_cast<size_t>(i)] = static_cast<int32_t>(vocab) - 1 - i;
+          std::vector<float> out(static_cast<size_t>(vocab * hidden));
+          embedding_ref({.table = {.storage = EmbeddingStorage::Int4,
+                                   .vocab = vocab,
+                                   .hidden = hidden,
+                                   .dtype = dtype,
+                                   .int4_qweight = packed.qweight.data(),
+                                   .int4_scales = packed.scales.data(),
+                                   .int4_zero_offsets = zero_point ? packed.zero_offsets.data() : nullptr,
+                                   .int4_group_k = packed.layout.group_k},
+                         .tokens = vocab,
+                         .ids = ids.data(),
+                         .out = out.data()});
+          for (int64_t t = 0; t < vocab; ++t) {
+            for (int64_t c = 0; c < hidden; ++c) {
+              ASSERT_EQ(out[t * hidden + c], expected[ids[t] * hidden + c]) << "token " << t << " col " << c;
+            }
           }
         }
       }
     }
+  }
+}
+
+// An int8 table stored with padded rows (QuantLinear keeps int8 weights [N, K] padded to multiples of 64).
+TEST(OpsRef, EmbeddingInt8RowsWithAStride) {
+  Rng rng(fresh_seed());
+  const int64_t vocab = 5, hidden = 13, stride = 64;
+  std::vector<int8_t> q(static_cast<size_t>(vocab * stride), 99);  // 99 in the padding: never read
+  std::vector<float> absmax(static_cast<size_t>(vocab));
+  for (int64_t r = 0; r < vocab; ++r) {
+    for (int64_t c = 0; c < hidden; ++c) q[r * stride + c] = static_cast<int8_t>(rng.uniform() * 254 - 127);
+  }
+  for (auto& a : absmax) a = static_cast<float>(rng.uniform() * 4);
+  const std::vector<int32_t> ids = {4, 0, 2};
+  std::vector<float> out(ids.size() * hidden, -7.0f);
+  embedding_ref({.table = {.storage = EmbeddingStorage::Int8Rows,
+                           .vocab = vocab,
+                           .hidden = hidden,
+                           .int8_values = q.data(),
+                           .int8_absmax = absmax.data(),
+                           .int8_row_stride = stride},
+                 .tokens = static_cast<int64_t>(ids.size()),
+                 .ids = ids.data(),
+                 .out = out.data()});
+  for (size_t t = 0; t < ids.size(); ++t) {
+    for (int64_t c = 0; c < hidden; ++c)
+      ASSERT_EQ(out[t * hidden + c], int8q::dequantize(q[ids[t] * stride + c], absmax[ids[t]]))
+          << t << " " << c;
   }
 }
 

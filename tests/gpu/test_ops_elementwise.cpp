@@ -5,11 +5,12 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "kernels/elementwise/embedding.h"
 #include "kernels/elementwise/swiglu.h"
-#include "quant/w4a16_layout.h"
 #include "qllm/quant.h"
+#include "quant/w4a16_layout.h"
 #include "tests/gpu/op_harness.h"
 #include "tests/gpu/ops_test_util.h"
 
@@ -58,6 +59,7 @@ struct EmbeddingCase {
   DType dtype;
   int64_t group = 0;  // Int4: group size (0: rowwise)
   bool zero_point = false;
+  int64_t int8_stride = 0;  // Int8Rows: values between rows (0: hidden), as a QuantLinear's padded weight
 };
 
 OpResult run_embedding(const EmbeddingCase& c, uint64_t seed) {
@@ -72,7 +74,8 @@ OpResult run_embedding(const EmbeddingCase& c, uint64_t seed) {
     dense = random_bits16(size, rng, c.dtype);
     host.dense = dense.data();
   } else if (c.storage == EmbeddingStorage::Int8Rows) {
-    int8_values.resize(size);
+    int8_values.resize(static_cast<size_t>(c.vocab * (c.int8_stride ? c.int8_stride : c.hidden)));
+    host.int8_row_stride = c.int8_stride;
     absmax.resize(static_cast<size_t>(c.vocab));
     for (auto& q : int8_values) q = static_cast<int8_t>(std::lround(rng.uniform() * 254 - 127));
     for (auto& a : absmax) a = static_cast<float>(rng.uniform() * 3);
@@ -139,10 +142,18 @@ QLLM_OP_CASES(embedding) {
       add({EmbeddingStorage::Dense, 49152, 576, tokens, dtype}, fmt::format("dense-{}", dtype_label(dtype)));
       add({EmbeddingStorage::Dense, 4096, 2048, tokens, dtype}, fmt::format("dense-{}", dtype_label(dtype)));
       add({EmbeddingStorage::Dense, 1000, 100, tokens, dtype}, fmt::format("dense-{}", dtype_label(dtype)));
-      for (auto [hidden, group] :
-           std::vector<std::pair<int64_t, int64_t>>{{576, 64}, {2048, 128}, {512, 0}}) {
+      // Whole tiles, a partial last group (576 and 192 with g128), and the tails the W4A16 layout pads
+      // (vocab 272 and 17; hidden 200 and 100).
+      for (auto [vocab, hidden, group] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{256, 576, 64},
+                                                                                            {256, 2048, 128},
+                                                                                            {256, 512, 0},
+                                                                                            {256, 576, 128},
+                                                                                            {272, 192, 128},
+                                                                                            {272, 200, 32},
+                                                                                            {17, 100, 0},
+                                                                                            {17, 100, 32}}) {
         for (bool zp : {false, true}) {
-          add({EmbeddingStorage::Int4, 256, hidden, tokens, dtype, group, zp},
+          add({EmbeddingStorage::Int4, vocab, hidden, tokens, dtype, group, zp},
               fmt::format("int4-{}-g{}{}", dtype_label(dtype), group, zp ? "-zp" : ""));
         }
       }
@@ -153,6 +164,21 @@ QLLM_OP_CASES(embedding) {
          std::vector<std::pair<int64_t, int64_t>>{{49152, 576}, {4096, 2048}, {333, 72}, {100, 101}}) {
       add({EmbeddingStorage::Int8Rows, vocab, hidden, tokens, DType::BF16}, "int8rows");
     }
+    // QuantLinear's int8 weights are stored padded to multiples of 64: rows further apart than hidden.
+    add({.storage = EmbeddingStorage::Int8Rows,
+         .vocab = 272,
+         .hidden = 200,
+         .tokens = tokens,
+         .dtype = DType::BF16,
+         .int8_stride = 256},
+        "int8rows-stride256");
+    add({.storage = EmbeddingStorage::Int8Rows,
+         .vocab = 100,
+         .hidden = 101,
+         .tokens = tokens,
+         .dtype = DType::BF16,
+         .int8_stride = 128},
+        "int8rows-stride128");
   }
   return cases;
 }

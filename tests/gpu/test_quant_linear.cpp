@@ -1,7 +1,9 @@
 // QuantLinear on the GPU: every QuantMode against the CPU reference linear (model/cpu_linear.h, the spec:
-// the same mode gives the same dequantized weights) on the engine's shapes, shapes the int4/int8 kernels
-// do not take yet refused with a message naming them, and a CUDA graph captured once and replayed with new
-// inputs (int8 with outlier columns that move between replays) equal to eager runs bit for bit.
+// the same mode gives the same dequantized weights) on the engine's shapes and on shapes that are not whole
+// kernel tiles (partial last INT4 groups: K = 576, 320, 192 with g128; N and K not multiples of 64 or of 8,
+// which the layers pad inside), an odd K refused for INT4 with a message naming it, and a CUDA graph
+// captured once and replayed with new inputs (int8 with outlier columns that move between replays) equal
+// to eager runs bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -22,20 +24,18 @@ using testing::fresh_seed;
 struct Shape {
   int64_t n, k;
 };
-// SmolLM2-135M, Llama-3.2-1B and an odd shape.
-constexpr Shape kShapes[] = {{960, 576},   {576, 576},   {3072, 576},  {576, 1536},
-                             {49152, 576}, {3072, 2048}, {2048, 8192}, {200, 328}};
+// SmolLM2-135M (K = 576: g128 leaves a partial last group), Llama-3.2-1B, the `small` preset (hidden 192,
+// intermediate 320, vocab 272) and odd shapes: N and K not multiples of 64 (200, 136, 328), of 8 (100, 34),
+// an odd N (201).
+constexpr Shape kShapes[] = {{960, 576},   {576, 576}, {3072, 576}, {576, 1536}, {49152, 576}, {3072, 2048},
+                             {2048, 8192}, {200, 328}, {576, 192},  {192, 320},  {272, 192},   {640, 192},
+                             {200, 136},   {201, 136}, {192, 100},  {64, 34}};
 constexpr int64_t kTokens[] = {1, 7, 64, 300};
 const char* const kModes[] = {"bf16",     "f16",       "int4-global",    "int4-rowwise",
                               "int4-g64", "int4-g128", "int4-g128-asym", "int8"};
 
-// Whether the kernels take this mode on this shape today: the W4A16 and int8 kernels need N and K multiples
-// of 64 and (int4) a group size dividing K; dense layers need N and K multiples of 8.
-bool supported(const QuantMode& mode, Shape s) {
-  if (mode.is_dense()) return s.n % 8 == 0 && s.k % 8 == 0;
-  if (s.n % 64 != 0 || s.k % 64 != 0) return false;
-  return mode.kind != QuantMode::Kind::Int4 || mode.int4.granularity != Granularity::Groupwise ||
-         s.k % mode.int4.group_size == 0;
+int64_t round_up_64(int64_t v) {
+  return (v + 63) / 64 * 64;
 }
 
 uint16_t to_16(float v, DType dtype) {
@@ -86,16 +86,16 @@ TEST(QuantLinear, EveryModeMatchesTheCpuReference) {
       const DType activation = mode.is_dense() ? mode.dense_dtype : DType::BF16;
       SCOPED_TRACE(fmt::format("[{}, {}] {}", s.n, s.k, name));
       const HostWeight host{w.data(), DType::F32, s.n, s.k};
-      if (!supported(mode, s)) {
-        const std::string message =
-            error_of([&] { (void)QuantLinear(host, mode, activation, nullptr); });
-        EXPECT_NE(message.find(std::to_string(s.k)), std::string::npos) << message;
-        continue;
-      }
       QuantLinear layer(host, mode, activation, nullptr);
+      EXPECT_EQ(layer.out_features(), s.n);
+      EXPECT_EQ(layer.in_features(), s.k);
+      // Stored shapes: int4 and int8 pad N and K to multiples of 64 (whole tiles), dense stores them as is.
+      const int64_t np = round_up_64(s.n), kp = round_up_64(s.k);
       if (mode.kind == QuantMode::Kind::Int4) {  // scales per row group in 16 bits, zero points too
-        EXPECT_GE(layer.weight_bytes(), static_cast<uint64_t>(s.n * s.k / 2));
-        EXPECT_LE(layer.weight_bytes(), static_cast<uint64_t>(s.n * s.k * 2 * 3 / 10));  // <= 30% of bf16
+        EXPECT_GE(layer.weight_bytes(), static_cast<uint64_t>(np * kp / 2));
+        EXPECT_LE(layer.weight_bytes(), static_cast<uint64_t>(np * kp * 2 * 3 / 10));  // <= 30% of bf16
+      } else if (mode.kind == QuantMode::Kind::Int8) {
+        EXPECT_EQ(layer.weight_bytes(), mode.stored_bytes(np, kp));
       } else {
         EXPECT_EQ(layer.weight_bytes(), mode.stored_bytes(s.n, s.k));
       }
@@ -112,13 +112,20 @@ TEST(QuantLinear, EveryModeMatchesTheCpuReference) {
         std::vector<float> ref(static_cast<size_t>(m * s.n));
         reference.forward(ref.data(), x_values.data(), m);
 
-        const auto x_device = to_device(std::span<const uint16_t>(x), "X");
-        DeviceBuffer<uint16_t> y(static_cast<size_t>(m * s.n), "Y");
+        // X followed by NaNs (a read past K of the last row shows), Y by a poisoned guard (a write past
+        // [m, N] shows).
+        constexpr size_t kGuard = 1024;
+        std::vector<uint16_t> x_guarded = x;
+        x_guarded.resize(x.size() + kGuard, 0xffff);
+        const auto x_device = to_device(std::span<const uint16_t>(x_guarded), "X");
+        DeviceBuffer<uint16_t> y(static_cast<size_t>(m * s.n) + kGuard, "Y");
         y.fill_bytes(0xff);  // poison: NaN
         layer.forward(executor, x_device.data(), y.data(), m, nullptr);
         QLLM_CUDA_CHECK(cudaStreamSynchronize(nullptr));
         const std::vector<uint16_t> y_bits = y.download();
-        std::vector<float> got(y_bits.size());
+        for (size_t i = static_cast<size_t>(m * s.n); i < y_bits.size(); ++i)
+          ASSERT_EQ(y_bits[i], 0xffff) << "written past Y at " << i;
+        std::vector<float> got(static_cast<size_t>(m * s.n));
         for (size_t i = 0; i < got.size(); ++i) {
           got[i] = from_16(y_bits[i], activation);
           ASSERT_TRUE(std::isfinite(got[i])) << "output " << i << " not written";
@@ -132,52 +139,79 @@ TEST(QuantLinear, EveryModeMatchesTheCpuReference) {
 TEST(QuantLinear, GraphReplayEqualsEagerRuns) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
-  const Shape s{960, 576};
-  std::vector<float> w(static_cast<size_t>(s.n * s.k));
-  fill_normal(std::span<float>(w), rng, 0.0, 0.05);
   cudaStream_t stream = nullptr;
   QLLM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   GemmExecutor executor;
-  for (const char* name : {"bf16", "int4-g64", "int4-g64-asym", "int8"}) {
-    for (const int64_t m : {int64_t{1}, int64_t{7}, int64_t{64}, int64_t{300}}) {
-      SCOPED_TRACE(fmt::format("{} M={}", name, m));
-      QuantLinear layer({w.data(), DType::F32, s.n, s.k}, QuantMode::parse(name), DType::BF16, stream);
-      layer.reserve(executor, m);
-      DeviceBuffer<uint16_t> x(static_cast<size_t>(m * s.k), "X"), y(static_cast<size_t>(m * s.n), "Y");
-      auto load_x = [&](int64_t outlier_col) {
-        const auto bits = activations(m, s.k, DType::BF16, rng, outlier_col);
-        QLLM_CUDA_CHECK(
-            cudaMemcpyAsync(x.data(), bits.data(), bits.size() * 2, cudaMemcpyHostToDevice, stream));
-        QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
-      };
-      load_x(5);
-      layer.forward(executor, x.data(), y.data(), m, stream);  // eager first (cuBLASLt plans, tensor maps)
-      cudaGraph_t graph = nullptr;
-      cudaGraphExec_t exec = nullptr;
-      QLLM_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-      layer.forward(executor, x.data(), y.data(), m, stream);
-      QLLM_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-      QLLM_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-      // New inputs each replay, with the outlier columns moving (a stale outlier bitmap would show).
-      for (int64_t replay = 0; replay < 3; ++replay) {
-        load_x(17 + 40 * replay);
-        y.fill_bytes(0xff);
-        QLLM_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-        QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
-        const std::vector<uint16_t> replayed = y.download();
-        y.fill_bytes(0xff);
+  // A whole-tile shape, and one whose padding copies (int8: X and Y; int4: X, K % 8 != 0) run in the graph.
+  for (const Shape s : {Shape{960, 576}, Shape{272, 100}}) {
+    std::vector<float> w(static_cast<size_t>(s.n * s.k));
+    fill_normal(std::span<float>(w), rng, 0.0, 0.05);
+    for (const char* name : {"bf16", "int4-g64", "int4-g64-asym", "int8"}) {
+      for (const int64_t m : {int64_t{1}, int64_t{7}, int64_t{64}, int64_t{300}}) {
+        SCOPED_TRACE(fmt::format("[{}, {}] {} M={}", s.n, s.k, name, m));
+        QuantLinear layer({w.data(), DType::F32, s.n, s.k}, QuantMode::parse(name), DType::BF16, stream);
+        layer.reserve(executor, m);
+        DeviceBuffer<uint16_t> x(static_cast<size_t>(m * s.k), "X"), y(static_cast<size_t>(m * s.n), "Y");
+        auto load_x = [&](int64_t outlier_col) {
+          const auto bits = activations(m, s.k, DType::BF16, rng, outlier_col);
+          QLLM_CUDA_CHECK(
+              cudaMemcpyAsync(x.data(), bits.data(), bits.size() * 2, cudaMemcpyHostToDevice, stream));
+          QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+        };
+        load_x(5);
+        layer.forward(executor, x.data(), y.data(), m, stream);  // eager first (cuBLASLt plans, tensor maps)
+        cudaGraph_t graph = nullptr;
+        cudaGraphExec_t exec = nullptr;
+        QLLM_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
         layer.forward(executor, x.data(), y.data(), m, stream);
-        QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
-        ASSERT_EQ(replayed, y.download()) << "replay " << replay;
+        QLLM_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+        QLLM_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+        // New inputs each replay, with the outlier columns moving (a stale outlier bitmap would show).
+        for (int64_t replay = 0; replay < 3; ++replay) {
+          load_x(17 + 40 * replay);
+          y.fill_bytes(0xff);
+          QLLM_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+          QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+          const std::vector<uint16_t> replayed = y.download();
+          y.fill_bytes(0xff);
+          layer.forward(executor, x.data(), y.data(), m, stream);
+          QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
+          ASSERT_EQ(replayed, y.download()) << "replay " << replay;
+        }
+        QLLM_CUDA_CHECK(cudaGraphExecDestroy(exec));
+        QLLM_CUDA_CHECK(cudaGraphDestroy(graph));
       }
-      QLLM_CUDA_CHECK(cudaGraphExecDestroy(exec));
-      QLLM_CUDA_CHECK(cudaGraphDestroy(graph));
     }
   }
   executor.int8.fetch_status(stream);
   QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
   EXPECT_EQ(executor.int8.check(), 2);  // the two outlier columns, no NaN
   QLLM_CUDA_CHECK(cudaStreamDestroy(stream));
+}
+
+// INT4 needs an even K (two weights per byte): refused at construction with the shape, never padded
+// silently; dense and int8 layers take an odd K.
+TEST(QuantLinear, OddKIsRefusedForInt4Only) {
+  QLLM_SKIP_WITHOUT_GPU();
+  std::vector<float> w(64 * 101, 0.01f);
+  GemmExecutor executor;
+  const HostWeight host{w.data(), DType::F32, 64, 101};
+  const std::string message = error_of(
+      [&] { (void)QuantLinear(host, QuantMode::parse("int4-g32"), DType::BF16, nullptr); });
+  EXPECT_NE(message.find("[64, 101]"), std::string::npos) << message;
+  EXPECT_NE(message.find("even K"), std::string::npos) << message;
+  for (const char* name : {"bf16", "int8"}) {
+    QuantLinear layer(host, QuantMode::parse(name), DType::BF16, nullptr);
+    layer.reserve(executor, 3);
+    const auto x = to_device(std::span<const uint16_t>(std::vector<uint16_t>(3 * 101, 0x3f80)), "X");  // 1.0
+    DeviceBuffer<uint16_t> y(3 * 64, "Y");
+    y.fill_bytes(0xff);
+    layer.forward(executor, x.data(), y.data(), 3, nullptr);
+    QLLM_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+    for (const uint16_t v : y.download()) {  // 101 * 0.01 (bf16 weights, int8 rows: within 1%)
+      ASSERT_NEAR(bf16_bits_to_float(v), 1.01f, 0.02f) << name;
+    }
+  }
 }
 
 TEST(QuantLinear, ForwardNeedsReserve) {

@@ -35,13 +35,15 @@ struct QuantErrorOptions {
   std::string scale_search = "mae";
   std::string scale_dtype = "f16";
   std::vector<int64_t> group_sizes = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
-  bool group_sizes_given = false;  // explicit sizes must divide K; the default list keeps those that do
+  bool group_sizes_given = false;  // explicit sizes may leave a partial last group; the default list keeps
+                                   // those up to K (a larger group is ROWWISE again)
   int reps = 20;
   bool int8 = true;  // also the LLM.int8() row
   bool json = false;
 };
 
-// The rows of the table: GLOBAL, ROWWISE, then GROUPWISE for every requested size that divides K.
+// The rows of the table: GLOBAL, ROWWISE, then GROUPWISE for every requested size (a size that does not
+// divide K leaves a partial last group in each row, docs/FORMATS.md).
 std::vector<Int4Scheme> table_schemes(const QuantErrorOptions& o) {
   Int4Scheme base;
   base.zero_point = o.zero_point;
@@ -56,8 +58,7 @@ std::vector<Int4Scheme> table_schemes(const QuantErrorOptions& o) {
   for (int64_t g : o.group_sizes) {
     if (o.group_sizes_given) {
       QLLM_CHECK(g > 0 && g % 2 == 0, "--group-sizes: {} is not a positive even number", g);
-      QLLM_CHECK(o.cols % g == 0, "--group-sizes: {} does not divide K = {}", g, o.cols);
-    } else if (o.cols % g != 0) {
+    } else if (g > o.cols) {
       continue;
     }
     Int4Scheme s = base;

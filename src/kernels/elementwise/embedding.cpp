@@ -18,20 +18,20 @@ void launch_embedding(const EmbeddingParams& p, CUstream_st* stream) {
     case EmbeddingStorage::Int8Rows:
       QLLM_CHECK(t.int8_values != nullptr && t.int8_absmax != nullptr,
                  "embedding: null int8 values or absmax");
+      QLLM_CHECK(t.int8_row_stride == 0 || t.int8_row_stride >= t.hidden,
+                 "embedding: int8 rows {} apart are shorter than hidden {}", t.int8_row_stride, t.hidden);
       break;
     case EmbeddingStorage::Int4:
       QLLM_CHECK(t.dtype == DType::BF16 || t.dtype == DType::F16,
                  "embedding: INT4 scales are in the activation dtype, bf16 or f16, not {}",
                  dtype_name(t.dtype));
-      QLLM_CHECK(t.vocab % 16 == 0 && t.hidden % 64 == 0,
-                 "embedding: the W4A16 layout needs vocab % 16 == 0 and hidden % 64 == 0, table is [{}, {}]",
+      // The W4A16 layout pads N and K (W4A16Layout::padded_n/padded_k): any vocab, an even hidden size.
+      QLLM_CHECK(t.hidden % 2 == 0, "embedding: an INT4 table needs an even hidden size, table is [{}, {}]",
                  t.vocab, t.hidden);
-      // The W4A16 layout stores K / group_k groups per row (W4A16Layout::groups_per_row): no partial groups.
       QLLM_CHECK(
-          t.int4_group_k >= 16 && t.int4_group_k % 16 == 0 && t.hidden % t.int4_group_k == 0,
-          "embedding: the W4A16 layout needs a group size that is a multiple of 16 and divides hidden {}, "
-          "got {}",
-          t.hidden, t.int4_group_k);
+          t.int4_group_k >= 16 && t.int4_group_k % 16 == 0,
+          "embedding: the W4A16 layout needs a group size that is a multiple of 16, got {} (table [{}, {}])",
+          t.int4_group_k, t.vocab, t.hidden);
       QLLM_CHECK(t.int4_qweight != nullptr && t.int4_scales != nullptr,
                  "embedding: null INT4 weights or scales");
       break;

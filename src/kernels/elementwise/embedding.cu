@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "kernels/runtime/cuda_utils.h"
-#include "kernels/elementwise/embedding.h"
 #include "kernels/common/row_ops.cuh"
+#include "kernels/elementwise/embedding.h"
+#include "kernels/runtime/cuda_utils.h"
 #include "quant/int8_math.h"
 
 namespace qllm {
@@ -19,10 +19,12 @@ using namespace kernels::ops;
 constexpr int kMaxThreads = 256;
 
 // The INT4 value of (row, col): the address formula of W4A16Weights::locate and the scale order of
-// docs/FORMATS.md (K / group_k groups per row: the host API checks that group_k divides K).
+// docs/FORMATS.md, on the layout's padded matrix (K rounded up to 64; ceil(padded K / group_k) groups per
+// row, the last real one possibly partial).
 template <bool kBf16>
 __device__ __forceinline__ float int4_value(const EmbeddingTable& t, int64_t row, int64_t col) {
-  const int64_t unit = (row / 16) * (t.hidden / 64) + col / 64;
+  const int64_t padded_hidden = (t.hidden + 63) / 64 * 64;
+  const int64_t unit = (row / 16) * (padded_hidden / 64) + col / 64;
   const int64_t r = row % 16, c = col % 64;
   const int64_t step = c / 16, cc = c % 16;
   const int64_t lane = (r % 8) * 4 + (cc % 8) / 2;
@@ -30,7 +32,7 @@ __device__ __forceinline__ float int4_value(const EmbeddingTable& t, int64_t row
   const int position = reg + 4 * static_cast<int>(cc % 2);
   const int64_t byte = unit * 512 + lane * 16 + 4 * step + position / 2;
   const int u = (t.int4_qweight[byte] >> (4 * (position % 2))) & 0x0f;
-  const int64_t groups_per_row = t.hidden / t.int4_group_k;
+  const int64_t groups_per_row = (padded_hidden + t.int4_group_k - 1) / t.int4_group_k;
   const int64_t index =
       (((row / 16) * groups_per_row + col / t.int4_group_k) * 8 + row % 8) * 2 + (row % 16) / 8;
   const uint16_t scale_bits = t.int4_scales[index];
@@ -45,7 +47,9 @@ __device__ __forceinline__ float int4_value(const EmbeddingTable& t, int64_t row
 template <EmbeddingStorage kStorage, typename T>
 __device__ __forceinline__ void load_row8(const EmbeddingTable& t, int64_t row, int64_t col, int count,
                                           bool vector, float (&v)[8]) {
-  const int64_t i = row * t.hidden + col;
+  const int64_t stride =
+      kStorage == EmbeddingStorage::Int8Rows && t.int8_row_stride != 0 ? t.int8_row_stride : t.hidden;
+  const int64_t i = row * stride + col;
   if constexpr (kStorage == EmbeddingStorage::Dense) {
     load8(static_cast<const T*>(t.dense) + i, vector, count, v);
   } else if constexpr (kStorage == EmbeddingStorage::Int8Rows) {
@@ -112,8 +116,8 @@ void enqueue_embedding(const EmbeddingParams& p, CUstream_st* stream) {
       }
       break;
     case EmbeddingStorage::Int8Rows:
-      enqueue_typed<EmbeddingStorage::Int8Rows, float>(p, rows_aligned && is_aligned(t.int8_values, 8),
-                                                       stream);
+      enqueue_typed<EmbeddingStorage::Int8Rows, float>(
+          p, rows_aligned && t.int8_row_stride % 8 == 0 && is_aligned(t.int8_values, 8), stream);
       break;
     case EmbeddingStorage::Int4:
       if (bf16) {

@@ -6,9 +6,9 @@
 //             rounded f32 operations, docs/FORMATS.md "LLM.int8() rows")
 //   Int4      the W4A16 repacked layout, N = vocab, K = hidden (docs/FORMATS.md "W4A16 repacked layout")
 //             value = (u - z) * s in f32 (exact: a 5-bit integer times a 16-bit float), z = 8 when symmetric,
-//             else the zero offset minus the magic; K / group_k groups per row, as the layout stores them
-//             (W4A16Layout::groups_per_row: the layout has no partial groups, so group_k must divide K and be
-//             a multiple of 16; launch_embedding says so otherwise).
+//             else the zero offset minus the magic; groups as the layout stores them (W4A16Layout: K padded
+//             to 64, ceil(padded K / group_k) groups per row, the last real one partial when group_k does not
+//             divide K; group_k a multiple of 16, launch_embedding says so otherwise).
 // An id outside [0, vocab) writes a row of zeros and sets *error_flag to 1 (the host checks ids before
 // upload; this keeps a bad id from reading out of bounds).
 // Bound: memory, 4·hidden bytes written per token plus one table row read (2·hidden dense, hidden int8,
@@ -35,9 +35,11 @@ struct EmbeddingTable {
   const void* dense = nullptr;          // Dense: T [vocab, hidden]
   const int8_t* int8_values = nullptr;  // Int8Rows: [vocab, hidden]
   const float* int8_absmax = nullptr;   // Int8Rows: [vocab]
+  int64_t int8_row_stride = 0;  // Int8Rows: values between row starts, >= hidden (0: hidden); a QuantLinear's
+                                // int8 weight is stored padded to K rounded up to 64 (QuantLinear::int8()->k)
   const uint8_t* int4_qweight =
-      nullptr;  // Int4: vocab * hidden / 2 bytes (needs vocab % 16, hidden % 64 == 0)
-  const uint16_t* int4_scales = nullptr;        // Int4: [vocab / 16][groups][8][2]
+      nullptr;  // Int4: the W4A16 layout's padded_n * padded_k / 2 bytes (any vocab, even hidden)
+  const uint16_t* int4_scales = nullptr;        // Int4: [padded vocab / 16][groups][8][2]
   const uint16_t* int4_zero_offsets = nullptr;  // Int4: same order, magic + z; null when symmetric
   int64_t int4_group_k = 0;                     // Int4: weights of a row sharing one scale
 };

@@ -4,10 +4,10 @@
 #include <cstddef>
 
 #include "kernels/elementwise/embedding.h"
-#include "quant/w4a16_layout.h"
 #include "qllm/error.h"
 #include "qllm/half.h"
 #include "quant/int8_math.h"
+#include "quant/w4a16_layout.h"
 
 namespace qllm {
 
@@ -39,8 +39,10 @@ float table_value(const EmbeddingTable& t, int64_t row, int64_t col) {
       const uint16_t bits = static_cast<const uint16_t*>(t.dense)[i];
       return t.dtype == DType::BF16 ? bf16_bits_to_float(bits) : half_bits_to_float(bits);
     }
-    case EmbeddingStorage::Int8Rows:
-      return int8q::dequantize(t.int8_values[i], t.int8_absmax[row]);
+    case EmbeddingStorage::Int8Rows: {
+      const int64_t stride = t.int8_row_stride ? t.int8_row_stride : t.hidden;
+      return int8q::dequantize(t.int8_values[row * stride + col], t.int8_absmax[row]);
+    }
     case EmbeddingStorage::Int4:
       return int4_value(t, row, col);
   }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/gemm/pad_copy.h"
 #include "kernels/quantize/quantize_int4.h"
 #include "qllm/error.h"
 #include "qllm/half.h"
@@ -34,17 +35,19 @@ float element(const HostWeight& w, size_t i) {
 }
 
 // The weight as 16-bit values on the host, the form the GPU quantizers read: 16-bit sources as they are
-// (their own dtype), f32 sources rounded to the activation dtype (as model/cpu_linear.cpp does).
-std::vector<uint16_t> staged_16bit(const HostWeight& w, DType activation, DType& staged_dtype) {
-  const size_t count = static_cast<size_t>(w.rows * w.cols);
-  std::vector<uint16_t> out(count);
-  if (w.dtype == DType::F32) {
-    staged_dtype = activation;
-    for (size_t i = 0; i < count; ++i) out[i] = round_to_16(element(w, i), activation);
-  } else {
-    staged_dtype = w.dtype;
-    const auto* src = static_cast<const uint16_t*>(w.data);
-    out.assign(src, src + count);
+// (their own dtype), f32 sources rounded to the activation dtype (as model/cpu_linear.cpp does), in rows of
+// `cols` >= w.cols values (zeros past w.cols) and `rows` >= w.rows rows (zero rows past w.rows).
+std::vector<uint16_t> staged_16bit(const HostWeight& w, DType activation, DType& staged_dtype, int64_t rows,
+                                   int64_t cols) {
+  std::vector<uint16_t> out(static_cast<size_t>(rows * cols), 0);  // +0 in bf16 and f16 alike
+  staged_dtype = w.dtype == DType::F32 ? activation : w.dtype;
+  for (int64_t r = 0; r < w.rows; ++r) {
+    for (int64_t c = 0; c < w.cols; ++c) {
+      const auto i = static_cast<size_t>(r * w.cols + c);
+      out[static_cast<size_t>(r * cols + c)] = w.dtype == DType::F32
+                                                   ? round_to_16(element(w, i), activation)
+                                                   : static_cast<const uint16_t*>(w.data)[i];
+    }
   }
   return out;
 }
@@ -89,6 +92,10 @@ Int4Matrix quantize_global_parts(const std::vector<uint16_t>& staged, DType dtyp
   return out;
 }
 
+int64_t round_up_64(int64_t v) {
+  return (v + 63) / 64 * 64;
+}
+
 }  // namespace
 
 QuantLinear::QuantLinear(const HostWeight& w, const QuantMode& mode, DType activation, cudaStream_t stream)
@@ -99,17 +106,11 @@ QuantLinear::QuantLinear(const HostWeight& w, const QuantMode& mode, DType activ
              "QuantLinear: weight [{}, {}] empty or too large", w.rows, w.cols);
   QLLM_CHECK(w.dtype == DType::F32 || w.dtype == DType::BF16 || w.dtype == DType::F16,
              "QuantLinear: weights are f32, bf16 or f16, not {}", dtype_name(w.dtype));
-  QLLM_CHECK(w.cols % 8 == 0,
-             "QuantLinear: weight [{}, {}]: K must be a multiple of 8 (16-byte activation rows)", w.rows,
-             w.cols);
   switch (mode.kind) {
-    case QuantMode::Kind::Dense: {
+    case QuantMode::Kind::Dense: {  // cuBLASLt takes any N and K
       QLLM_CHECK(mode.dense_dtype == activation,
                  "QuantLinear: {} weights with {} activations (they must match)",
                  dtype_name(mode.dense_dtype), dtype_name(activation));
-      QLLM_CHECK(w.rows % 8 == 0,
-                 "QuantLinear: weight [{}, {}]: N must be a multiple of 8 (16-byte output rows)", w.rows,
-                 w.cols);
       // Rounded on the host (f32 sources through the activation dtype, as the CPU reference does).
       std::vector<uint16_t> values(static_cast<size_t>(n_ * k_));
       for (size_t i = 0; i < values.size(); ++i) {
@@ -123,11 +124,13 @@ QuantLinear::QuantLinear(const HostWeight& w, const QuantMode& mode, DType activ
       dense_ = to_device(std::span<const uint16_t>(values), "dense weights");
       break;
     }
-    case QuantMode::Kind::Int4: {
+    case QuantMode::Kind::Int4: {  // any N and even K: the W4A16 layout pads itself (quant/w4a16_layout.h)
+      QLLM_CHECK(w.cols % 2 == 0, "QuantLinear: weight [{}, {}]: INT4 needs an even K (two weights per byte)",
+                 w.rows, w.cols);
       Int4Scheme scheme = mode.int4;
       scheme.scale_dtype = activation;
       DType staged_dtype = activation;
-      const std::vector<uint16_t> staged = staged_16bit(w, activation, staged_dtype);
+      const std::vector<uint16_t> staged = staged_16bit(w, activation, staged_dtype, n_, k_);
       int64_t part_total = 0;
       for (const int64_t rows : w.parts) part_total += rows;
       QLLM_CHECK(w.parts.empty() || part_total == n_, "QuantLinear: parts of {} rows for a weight of {} rows",
@@ -141,10 +144,15 @@ QuantLinear::QuantLinear(const HostWeight& w, const QuantMode& mode, DType activ
       break;
     }
     case QuantMode::Kind::Int8: {
+      // The int8 kernels take N and K in multiples of 64: the weight is zero-padded to that (zero columns
+      // leave each row's absmax, and so every real value, as the CPU reference has it; zero rows give zero
+      // outputs that forward() does not hand out).
+      int8_n_ = round_up_64(n_);
+      int8_k_ = round_up_64(k_);
       DType staged_dtype = activation;
-      const std::vector<uint16_t> staged = staged_16bit(w, activation, staged_dtype);
+      const std::vector<uint16_t> staged = staged_16bit(w, activation, staged_dtype, int8_n_, int8_k_);
       DeviceBuffer<uint16_t> source = to_device(std::span<const uint16_t>(staged), "int8 staging weights");
-      int8_ = quantize_int8_weights_cuda(source.data(), staged_dtype, n_, k_, stream);
+      int8_ = quantize_int8_weights_cuda(source.data(), staged_dtype, int8_n_, int8_k_, stream);
       break;
     }
   }
@@ -162,7 +170,13 @@ void QuantLinear::reserve(GemmExecutor& executor, int64_t max_tokens) const {
   if (int4_) {
     executor.w4a16.reserve(int4_->layout, max_tokens);
   } else if (int8_) {
-    executor.int8.reserve(n_, k_, max_tokens);
+    executor.int8.reserve(int8_n_, int8_k_, max_tokens);
+    auto grow = [&](DeviceBuffer<uint16_t>& buffer, int64_t cols, const char* what) {
+      if (buffer.size() < static_cast<size_t>(max_tokens * cols))
+        buffer = DeviceBuffer<uint16_t>(static_cast<size_t>(max_tokens * cols), what);
+    };
+    if (int8_k_ != k_) grow(executor.x_pad, int8_k_, "zero-padded activations (int8, K % 64 != 0)");
+    if (int8_n_ != n_) grow(executor.y_pad, int8_n_, "padded outputs (int8, N % 64 != 0)");
   }
   executor.reserved_tokens = std::max(executor.reserved_tokens, max_tokens);
 }
@@ -175,8 +189,18 @@ void QuantLinear::forward(GemmExecutor& executor, const void* x, void* y, int64_
   if (int4_) {
     executor.w4a16.run(x, *int4_, y, m, stream);
   } else if (int8_) {
+    // Through the executor's padding workspaces where the shape is not whole 64-tiles: X into rows of the
+    // padded K (zeros: no outliers, no change to a token's absmax), Y out of rows of the padded N.
+    const void* x_in = x;
+    void* y_out = y;
+    if (int8_k_ != k_) {
+      kernels::launch_copy_rows_16(x, k_, executor.x_pad.data(), int8_k_, m, k_, stream);
+      x_in = executor.x_pad.data();
+    }
+    if (int8_n_ != n_) y_out = executor.y_pad.data();
     executor.int8.threshold = mode_.int8_threshold;
-    executor.int8.run(x, *int8_, y, m, activation_, stream);
+    executor.int8.run(x_in, *int8_, y_out, m, activation_, stream);
+    if (int8_n_ != n_) kernels::launch_copy_rows_16(y_out, int8_n_, y, n_, m, n_, stream);
   } else {
     executor.cublas.run(x, dense_.data(), y, m, n_, k_, activation_, stream);
   }

@@ -28,15 +28,20 @@
 
 namespace qllm {
 
-// The GEMM state of one stream: cuBLASLt handle and workspace, W4A16 and int8 workspaces. The QuantLinears
-// that use it must not run concurrently (one stream, or serialised streams).
+// The GEMM state of one stream: cuBLASLt handle and workspace, W4A16 and int8 workspaces, and the padding
+// copies of int8 layers whose N or K is not a multiple of 64. The QuantLinears that use it must not run
+// concurrently (one stream, or serialised streams).
 struct GemmExecutor {
   CublasGemm cublas;
   W4A16Gemm w4a16;
   Int8Gemm int8;
   int64_t reserved_tokens = 0;  // the most rows reserve() has sized the workspaces for
+  DeviceBuffer<uint16_t> x_pad;  // int8: X in rows of the padded K (zeros past K)
+  DeviceBuffer<uint16_t> y_pad;  // int8: Y in rows of the padded N, copied out to [m, N]
 
-  size_t workspace_bytes() const { return w4a16.workspace_bytes() + int8.workspace_bytes(); }
+  size_t workspace_bytes() const {
+    return w4a16.workspace_bytes() + int8.workspace_bytes() + x_pad.bytes() + y_pad.bytes();
+  }
 };
 
 // A host weight: row-major [rows, cols] (rows = N, output features) of bf16, f16 or f32 elements, e.g. a
@@ -55,15 +60,17 @@ class QuantLinear {
  public:
   // Quantizes `weight` on the GPU into `mode`'s format. `activation`: bf16 or f16 (dense modes need their
   // dtype to be the activation dtype). f32 weights are rounded to the activation dtype first, 16-bit ones
-  // are taken as they are (as model/cpu_linear.h does). Synchronous (load time); throws qllm::Error naming
-  // the shape for formats the kernels do not support.
+  // are taken as they are (as model/cpu_linear.h does). Synchronous (load time). Any N and K (INT4: K even);
+  // shapes that are not whole kernel tiles are zero-padded inside (the W4A16 layout pads itself; int8 weights
+  // are stored padded to multiples of 64 and forward() copies through the executor's padding workspaces),
+  // invisible to the caller.
   QuantLinear(const HostWeight& weight, const QuantMode& mode, DType activation, cudaStream_t stream);
 
   int64_t out_features() const { return n_; }  // N
   int64_t in_features() const { return k_; }   // K
   const QuantMode& mode() const { return mode_; }
   DType activation() const { return activation_; }
-  // Device bytes of the stored weight (values, scales, zero points).
+  // Device bytes of the stored weight (values, scales, zero points), padding included.
   uint64_t weight_bytes() const;
 
   // Sizes the executor's workspaces for every M up to `max_tokens` on this layer and sets the attributes of
@@ -76,7 +83,8 @@ class QuantLinear {
   void forward(GemmExecutor& executor, const void* x, void* y, int64_t m, cudaStream_t stream) const;
 
   // The stored weight, for kernels that read it directly (the embedding gather of a tied table):
-  // exactly one of these is non-null, according to mode().kind.
+  // exactly one of these is non-null, according to mode().kind. The int8 weight is [padded N, padded K]
+  // (multiples of 64, zeros past N and K): its rows are int8()->k apart.
   const void* dense() const { return dense_.size() ? dense_.data() : nullptr; }  // [N, K] of dense_dtype
   const W4A16DeviceWeights* int4() const { return int4_ ? &*int4_ : nullptr; }   // quant/w4a16_layout.h
   const Int8DeviceWeights* int8() const { return int8_ ? &*int8_ : nullptr; }    // int8 rows + row absmax
@@ -85,6 +93,7 @@ class QuantLinear {
   QuantMode mode_;
   DType activation_ = DType::BF16;
   int64_t n_ = 0, k_ = 0;
+  int64_t int8_n_ = 0, int8_k_ = 0;  // int8: the stored (padded) shape
   DeviceBuffer<uint16_t> dense_;
   std::optional<W4A16DeviceWeights> int4_;
   std::optional<Int8DeviceWeights> int8_;

@@ -7,6 +7,7 @@
 #include <optional>
 #include <utility>
 
+#include "kernels/gemm/pad_copy.h"
 #include "kernels/gemm/skinny_plan.h"
 #include "kernels/gemm/w4a16_launch.h"
 #include "kernels/runtime/tma.h"
@@ -145,11 +146,11 @@ void W4A16DeviceWeights::encode_maps() {
   const int scale_groups = kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16));
   has_maps = sm90a_kernels_available() && scale_groups > 0;
   if (!has_maps) return;
-  const int64_t unit_rows = layout.n / 16, pair_words = layout.groups_per_row() * 8;
+  const int64_t unit_rows = layout.padded_n() / 16, pair_words = layout.groups_per_row() * 8;
   for (int i = 0; i < 3; ++i) {
     const int box_rows = kWgmmaRowChoices[i] / 16;
     W4A16WeightMaps& m = maps[i];
-    m.units = make_word_tensor_map_2d(qweight.data(), unit_rows, layout.k / 64 * 128, box_rows, 128);
+    m.units = make_word_tensor_map_2d(qweight.data(), unit_rows, layout.padded_k() / 64 * 128, box_rows, 128);
     m.scales = make_word_tensor_map_2d(scales.data(), unit_rows, pair_words, box_rows, 8 * scale_groups);
     m.zeros = layout.zero_point ? make_word_tensor_map_2d(zero_offsets.data(), unit_rows, pair_words,
                                                           box_rows, 8 * scale_groups)
@@ -168,23 +169,24 @@ const W4A16WeightMaps& W4A16DeviceWeights::maps_for_rows(int rows_per_cta) const
 
 W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
   const bool wgmma = sm90a_kernels_available();
-  const int64_t k_steps = layout.k / kW4A16TileK;
+  // The kernels run on the padded weight (padding rows and columns are a few percent at most).
+  const int64_t n = layout.padded_n(), k_steps = layout.padded_k() / kW4A16TileK;
   const int64_t sms = multiprocessor_count();
   const bool wgmma_groups = kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0;
   // The wgmma kernel's best tile, derived once and only where asked for (not on the skinny path).
   std::optional<WgmmaTile> wgmma_best;
   auto best_wgmma_tile = [&]() -> const WgmmaTile& {
-    if (!wgmma_best) wgmma_best = wgmma_tile(m, layout.n, k_steps, sms);
+    if (!wgmma_best) wgmma_best = wgmma_tile(m, n, k_steps, sms);
     return *wgmma_best;
   };
   if (kernel == W4A16Kernel::Auto) {
     // The skinny kernel up to 16 tokens (memory-bound), the wgmma kernel where its tiles fill the GPU, the
     // tiled kernel while it beats the dequant path (the bigger the weights, the longer), then the dequant
     // path.
-    const bool large = layout.n * layout.k >= kLargeWeightElements;
+    const bool large = n * k_steps * kW4A16TileK >= kLargeWeightElements;
     if (m <= 16) {
       kernel = W4A16Kernel::Skinny;
-    } else if (wgmma && wgmma_groups && wgmma_fills_gpu(best_wgmma_tile(), m, layout.n, k_steps, sms)) {
+    } else if (wgmma && wgmma_groups && wgmma_fills_gpu(best_wgmma_tile(), m, n, k_steps, sms)) {
       kernel = W4A16Kernel::Wgmma;
     } else if (m <= (large ? kTiledLargeUpToTokens : kTiledUpToTokens)) {
       kernel = W4A16Kernel::Tiled;
@@ -209,23 +211,22 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
                "skinny W4A16 kernel: tokens per CTA must be 8, 16 or 32, not {}", p.tokens_per_cta);
     const int64_t max_steps = kernels::kSkinnyMaxActivationBytes / (p.tokens_per_cta * kW4A16TileK * 2);
     splits = ceil_div(k_steps, max_steps);
-    p.warps_k = tuning.warps_k
-                    ? tuning.warps_k
-                    : kernels::skinny_warps_k(layout.n / kW4A16TileN, ceil_div(m, p.tokens_per_cta), splits,
-                                              p.tokens_per_cta, sms);
+    p.warps_k = tuning.warps_k ? tuning.warps_k
+                               : kernels::skinny_warps_k(n / kW4A16TileN, ceil_div(m, p.tokens_per_cta),
+                                                         splits, p.tokens_per_cta, sms);
     QLLM_CHECK(p.warps_k == 1 || p.warps_k == 2 || p.warps_k == 4 || p.warps_k == 8,
                "skinny W4A16 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
     p.rows_per_cta = 16 * (8 / p.warps_k);
   } else if (kernel == W4A16Kernel::Tiled) {
     // 32-token tiles up to 64 tokens except on lm_head-sized weights (H200, M = 64: 8192x2048 19.4 us with
     // two 32-token blocks against 22.2 with one 64-token block; lm_head has CTAs enough with 64).
-    const bool small_tiles = m <= 32 || (m <= 64 && layout.n * layout.k < kLargeWeightElements);
+    const bool small_tiles = m <= 32 || (m <= 64 && n * k_steps * kW4A16TileK < kLargeWeightElements);
     p.tokens_per_cta =
         tuning.tokens_per_cta ? tuning.tokens_per_cta : (small_tiles ? 32 : (m <= 64 ? 64 : 128));
     QLLM_CHECK(p.tokens_per_cta == 32 || p.tokens_per_cta == 64 || p.tokens_per_cta == 128,
                "tiled W4A16 kernel: tokens per CTA must be 32, 64 or 128, not {}", p.tokens_per_cta);
     p.rows_per_cta = 128;
-    const int64_t ctas = ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);
+    const int64_t ctas = ceil_div(n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);
     if (ctas < sms) {
       splits = std::min(ceil_div(sms, ctas), std::max<int64_t>(1, k_steps / 4));
       if (kernels::w4a16_tiled_cluster_reduction_available())
@@ -233,7 +234,7 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     }
   } else if (kernel == W4A16Kernel::Dequant) {
     p.tokens_per_cta = static_cast<int>(std::min<int64_t>(m, 1 << 30));
-    p.rows_per_cta = static_cast<int>(layout.n);
+    p.rows_per_cta = static_cast<int>(n);
   } else {
     QLLM_CHECK(wgmma_groups,
                "wgmma W4A16 kernel: scale groups of {} are not supported (16, 32 or a multiple of 64)",
@@ -250,8 +251,8 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
                p.tokens_per_cta, p.rows_per_cta);
     const bool forced = best.tokens != p.tokens_per_cta || best.rows != p.rows_per_cta;
     splits = forced ? wgmma_splits({p.tokens_per_cta, p.rows_per_cta},
-                                   ceil_div(layout.n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta),
-                                   wgmma_step_cost(p.rows_per_cta), k_steps, m, layout.n, sms)
+                                   ceil_div(n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta),
+                                   wgmma_step_cost(p.rows_per_cta), k_steps, m, n, sms)
                           .splits
                     : best.splits;
   }
@@ -302,6 +303,12 @@ void configure_kernel(const W4A16Layout& l, const W4A16Plan& p) {
   });
 }
 
+// X is read in place when its rows are 16-byte aligned (K % 8 == 0; the kernels zero-fill columns K to the
+// padded K); otherwise it is first copied into rows of the padded K (a zero-filled workspace).
+bool pads_x(const W4A16Layout& l) {
+  return l.k % 8 != 0;
+}
+
 }  // namespace
 
 void W4A16Gemm::reserve(const W4A16Layout& l, int64_t max_m, W4A16Kernel kernel) {
@@ -314,29 +321,44 @@ void W4A16Gemm::reserve(const W4A16Layout& l, int64_t max_m, W4A16Kernel kernel)
     if (p.kernel == W4A16Kernel::Dequant) dequant = true;
     if (uses_splitk_workspace(p)) {
       max_partials = std::max(max_partials, p.splits * m);
-      max_tiles = std::max(max_tiles, output_tiles(p, m, l.n));
+      max_tiles = std::max(max_tiles, output_tiles(p, m, l.padded_n()));
     }
   }
-  if (max_partials > 0) splitk_.reserve(1, max_partials, l.n, max_tiles);
-  const size_t scratch_count = static_cast<size_t>(l.n * l.k);
+  if (max_partials > 0) splitk_.reserve(1, max_partials, l.padded_n(), max_tiles);
+  const int64_t x_cols = pads_x(l) ? l.padded_k() : l.k;
+  const size_t scratch_count = static_cast<size_t>(l.n * x_cols);
   if (dequant && scratch_.size() < scratch_count)
     scratch_ = DeviceBuffer<uint16_t>(scratch_count, "dequantized weights (W4A16 dequant path)");
+  const size_t x_count = static_cast<size_t>(max_m * l.padded_k());
+  if (pads_x(l) && x_pad_.size() < x_count)
+    x_pad_ = DeviceBuffer<uint16_t>(x_count, "zero-padded activations (W4A16, K not a multiple of 8)");
 }
 
 void W4A16Gemm::run(const void* x, const W4A16DeviceWeights& w, void* y, int64_t m, cudaStream_t stream,
                     W4A16Kernel kernel) {
   const W4A16Layout& l = w.layout;
+  const int64_t n = l.padded_n(), k = l.padded_k();
   QLLM_CHECK(m >= 1 && m <= INT_MAX / 2, "W4A16 GEMM: M = {} out of range", m);
-  QLLM_CHECK(l.n <= INT_MAX && l.k <= INT_MAX && l.n * l.groups_per_row() <= INT_MAX,
+  QLLM_CHECK(n <= INT_MAX && k <= INT_MAX && n * l.groups_per_row() <= INT_MAX,
              "W4A16 GEMM: weight shape [{}, {}] with groups of {} too large (32-bit scale indices)", l.n, l.k,
              l.group_k);
   QLLM_CHECK(x != nullptr && y != nullptr && is_aligned(x, 16) && is_aligned(y, 16),
              "W4A16 GEMM: X and Y must be non-null, 16-byte aligned device pointers");
-  QLLM_CHECK(is_aligned(w.qweight.data(), 16) && w.qweight.size() == static_cast<size_t>(l.n * l.k / 2),
-             "W4A16 GEMM: packed weights hold {} bytes, [{}, {}] needs {}", w.qweight.size(), l.n, l.k,
-             l.n * l.k / 2);
+  QLLM_CHECK(is_aligned(w.qweight.data(), 16) && w.qweight.size() == static_cast<size_t>(n * k / 2),
+             "W4A16 GEMM: packed weights hold {} bytes, [{}, {}] padded to [{}, {}] needs {}",
+             w.qweight.size(), l.n, l.k, n, k, n * k / 2);
 
   const W4A16Plan p = plan(m, l, kernel);
+  int64_t x_cols = l.k;
+  if (pads_x(l)) {
+    QLLM_CHECK(
+        x_pad_.size() >= static_cast<size_t>(m * k),
+        "W4A16 GEMM [{}, {}] at M = {}: padded-activation workspace not reserved (call reserve() first)", l.n,
+        l.k, m);
+    kernels::launch_copy_rows_16(x, l.k, x_pad_.data(), k, m, l.k, stream);
+    x = x_pad_.data();
+    x_cols = k;
+  }
   kernels::W4A16KernelArgs args;
   args.x = x;
   args.qweight = w.qweight.data();
@@ -344,15 +366,17 @@ void W4A16Gemm::run(const void* x, const W4A16DeviceWeights& w, void* y, int64_t
   args.zero_offsets = l.zero_point ? reinterpret_cast<const uint32_t*>(w.zero_offsets.data()) : nullptr;
   args.y = y;
   args.m = static_cast<int>(m);
-  args.n = static_cast<int>(l.n);
-  args.k = static_cast<int>(l.k);
+  args.n = static_cast<int>(n);
+  args.k = static_cast<int>(k);
+  args.n_out = static_cast<int>(l.n);
+  args.x_cols = static_cast<int>(x_cols);
   args.group_steps = static_cast<int>(l.group_k / 16);
   args.groups = static_cast<int>(l.groups_per_row());
   args.splits = p.splits;
   args.steps_per_split = p.steps_per_split;
   args.cluster_splits = p.cluster_splits;
   if (uses_splitk_workspace(p)) {
-    QLLM_CHECK(splitk_.fits(1, p.splits * m, l.n, output_tiles(p, m, l.n)),
+    QLLM_CHECK(splitk_.fits(1, p.splits * m, n, output_tiles(p, m, n)),
                "W4A16 GEMM [{}, {}] at M = {}: split-K workspace not reserved (call reserve() first)", l.n,
                l.k, m);
     args.partials = splitk_.partials();
@@ -361,12 +385,12 @@ void W4A16Gemm::run(const void* x, const W4A16DeviceWeights& w, void* y, int64_t
   kernels::dispatch_16bit(l.activation, "W4A16 GEMM", [&](auto tag) {
     using T = decltype(tag);
     if (p.kernel == W4A16Kernel::Dequant) {
-      QLLM_CHECK(scratch_.size() >= static_cast<size_t>(l.n * l.k),
+      QLLM_CHECK(scratch_.size() >= static_cast<size_t>(l.n * x_cols),
                  "W4A16 GEMM [{}, {}] at M = {}: dequant scratch not reserved (call reserve() first)", l.n,
                  l.k, m);
-      kernels::launch_w4a16_dequantize<T>(args, scratch_.data(), stream);
+      kernels::launch_w4a16_dequantize<T>(args, scratch_.data(), stream);  // [N, x_cols]: no padding rows
       QLLM_CUDA_CHECK_LAUNCH();
-      cublas_.run(x, scratch_.data(), y, m, l.n, l.k, l.activation, stream);
+      cublas_.run(x, scratch_.data(), y, m, l.n, x_cols, l.activation, stream);
       return;
     }
     if (p.kernel == W4A16Kernel::Skinny) {
@@ -375,9 +399,10 @@ void W4A16Gemm::run(const void* x, const W4A16DeviceWeights& w, void* y, int64_t
       kernels::launch_w4a16_tiled<T>(args, p.tokens_per_cta, stream);
       if (uses_splitk_workspace(p)) kernels::launch_splitk_reduce<T>(args, stream);
     } else {
-      const XMapKey x_key{x, m, l.k, p.tokens_per_cta};
+      // X's real columns: the TMA zero-fills the box past them (the padded K of the weights).
+      const XMapKey x_key{x, m, x_cols, p.tokens_per_cta};
       if (!(x_map_key_ == x_key)) {
-        x_map_ = make_tensor_map_2d(x, 2, m, l.k, x_key.box_rows, 64);
+        x_map_ = make_tensor_map_2d(x, 2, m, x_cols, x_key.box_rows, 64);
         x_map_key_ = x_key;
       }
       const W4A16WeightMaps& maps = w.maps_for_rows(p.rows_per_cta);

@@ -80,17 +80,19 @@ class W4A16Gemm {
   // kernels those plans launch configured. Synchronous; call it before run() and outside graph capture.
   void reserve(const W4A16Layout& layout, int64_t max_m, W4A16Kernel kernel = W4A16Kernel::Auto);
   // Device bytes of the workspaces reserved so far.
-  size_t workspace_bytes() const { return splitk_.bytes() + scratch_.bytes(); }
+  size_t workspace_bytes() const { return splitk_.bytes() + scratch_.bytes() + x_pad_.bytes(); }
 
   // y[m, n] = x[m, k] @ W'[n, k]^T (the argument order of every qllm GEMM: x, weights, y, shape, stream).
-  // x: [m, layout.k] and y: [m, layout.n], device pointers in the layout's activation
-  // dtype, 16-byte aligned. Only enqueues work on `stream`; a plan outside what reserve() covered throws.
+  // x: [m, layout.k] and y: [m, layout.n] (any N, any even K: the padding of the layout stays inside),
+  // device pointers in the layout's activation dtype, 16-byte aligned. Only enqueues work on `stream`; a
+  // plan outside what reserve() covered throws.
   void run(const void* x, const W4A16DeviceWeights& weights, void* y, int64_t m, cudaStream_t stream,
            W4A16Kernel kernel = W4A16Kernel::Auto);
 
  private:
   kernels::SplitKWorkspace splitk_;
   DeviceBuffer<uint16_t> scratch_;
+  DeviceBuffer<uint16_t> x_pad_;  // X copied into rows of the padded K, where K % 8 != 0
   CublasGemm cublas_;
   // The wgmma kernel's map of X for the last X seen (host-only encoding; a captured launch keeps its copy).
   struct XMapKey {

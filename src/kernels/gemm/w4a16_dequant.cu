@@ -1,5 +1,6 @@
-// W4A16 weights back to 16 bits, read from the repacked layout: out[N, K] = bf16/f16((q - z) * s), one
-// rounding of the exact product (the same values the Hopper kernels feed their tensor cores). The first half
+// W4A16 weights back to 16 bits, read from the repacked layout: out[n_out, x_cols] = bf16/f16((q - z) * s)
+// (the real rows, and the columns X holds: K, or the padded K when X was padded), one rounding of the exact
+// product (the same values the Hopper kernels feed their tensor cores). The first half
 // of the "dequant" path for large M, where a 16-bit GEMM's compute dominates and cuBLAS does it best.
 #include "kernels/gemm/w4a16_device.cuh"
 #include "kernels/gemm/w4a16_launch.h"
@@ -38,7 +39,8 @@ __device__ __forceinline__ void store_fragment(uint8_t* tile, int s, int lane, c
 
 // One warp per repacked unit (16 rows x 64 weights): dequantize the lane's fragments, put them in place in a
 // shared-memory tile (the inverse of the MMA fragment layout), then write the tile's rows to global memory as
-// whole 128-byte lines.
+// whole 128-byte lines; rows past n_out and 16-byte chunks past x_cols (a multiple of 8) are padding, not
+// written.
 template <typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     w4a16_dequant_kernel(const W4A16KernelArgs a, uint16_t* __restrict__ out) {
@@ -71,8 +73,10 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int chunk = lane + 32 * i, row = chunk / 8, column = chunk % 8;
+    const int64_t out_row = tile * 16 + row, out_col = block * 64 + column * 8;
+    if (out_row >= a.n_out || out_col >= a.x_cols) continue;
     const uint4 v = *reinterpret_cast<const uint4*>(smem + row * kTileRowBytes + column * 16);
-    *reinterpret_cast<uint4*>(out + (tile * 16 + row) * a.k + block * 64 + column * 8) = v;
+    *reinterpret_cast<uint4*>(out + out_row * a.x_cols + out_col) = v;
   }
 }
 

@@ -54,7 +54,8 @@ __device__ __forceinline__ uint32_t load_pair(const uint32_t* p) {
 
 // Split-K across CTAs, after this CTA wrote its partial sums for output rows [first_row, first_row + rows)
 // and tokens [token_base, token_base + tokens): the last CTA of the tile (counted on args.counters[counter])
-// adds the partials in split order (deterministic) and writes Y. Every thread of the CTA must call this.
+// adds the partials in split order (deterministic) and writes Y (rows below args.n_out: padding rows have no
+// output). Every thread of the CTA must call this.
 template <typename T>
 __device__ void splitk_finish(const W4A16KernelArgs& args, int counter, int first_row, int rows,
                               int token_base, int tokens) {
@@ -83,7 +84,7 @@ __device__ void splitk_finish(const W4A16KernelArgs& args, int counter, int firs
       sum += d;
     }
     for (; sp < args.splits; ++sp) sum += __ldcg(p + sp * split_stride);
-    y[static_cast<int64_t>(token) * args.n + row] = from_float<T>(sum);
+    if (row < args.n_out) y[static_cast<int64_t>(token) * args.n_out + row] = from_float<T>(sum);
   }
   if (threadIdx.x == 0) args.counters[counter] = 0;  // ready for the next launch
 }

@@ -12,15 +12,21 @@
 
 namespace qllm::kernels {
 
+// n and k are the repacked weight's padded sizes (multiples of 64, W4A16Layout::padded_n/padded_k): every
+// weight index uses them. n_out and x_cols are what the caller's Y and X hold: outputs of rows past n_out are
+// never written, and activations of columns past x_cols read as zeros (the padding weights are zeros too,
+// but 0 * NaN is not 0: whatever follows a row of X in memory must not reach the product).
 struct W4A16KernelArgs {
-  const void* x = nullptr;                 // [M, K] bf16 or f16, row-major, 16-byte aligned rows
-  const void* qweight = nullptr;           // repacked units [N/16][K/64] x 512 bytes
-  const uint32_t* scales = nullptr;        // (s[g], s[g + 8]) pairs [N/16][groups][8]
+  const void* x = nullptr;                 // [M, x_cols] bf16 or f16, row-major, 16-byte aligned rows
+  const void* qweight = nullptr;           // repacked units [n/16][k/64] x 512 bytes
+  const uint32_t* scales = nullptr;        // (s[g], s[g + 8]) pairs [n/16][groups][8]
   const uint32_t* zero_offsets = nullptr;  // same order, (magic + z) pairs; nullptr when symmetric
-  void* y = nullptr;                       // [M, N] bf16 or f16
-  float* partials = nullptr;               // split-K partial sums [splits][M][N] (splits > 1)
+  void* y = nullptr;                       // [M, n_out] bf16 or f16
+  float* partials = nullptr;               // split-K partial sums [splits][M][n] (splits > 1)
   unsigned int* counters = nullptr;        // split-K arrival counters per output tile, zero between launches
   int m = 0, n = 0, k = 0;
+  int n_out = 0;            // Y's row length, the real N (<= n)
+  int x_cols = 0;           // X's row length (<= k, a multiple of 8): the real K, or k when X was padded
   int group_steps = 0;      // k16 steps per scale group
   int groups = 0;           // scale groups per row
   int splits = 1;           // split-K factor
@@ -47,7 +53,7 @@ bool w4a16_tiled_cluster_reduction_available();
 template <typename T>
 void launch_w4a16_tiled(const W4A16KernelArgs& args, int tokens_per_cta, cudaStream_t stream);
 
-// Dequantizes the repacked weights into `out` [N, K] (bf16/f16), for the dequant-then-cuBLAS path.
+// Dequantizes the repacked weights into `out` [n_out, x_cols] (bf16/f16), for the dequant-then-cuBLAS path.
 template <typename T>
 void launch_w4a16_dequantize(const W4A16KernelArgs& args, void* out, cudaStream_t stream);
 

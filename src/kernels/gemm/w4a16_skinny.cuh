@@ -77,16 +77,20 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
 
   // ---- the CTA's activation slice [kTokens x cta_steps * 64] into shared memory, once ----
   // Only the rows of real tokens: a missing token's row stays unwritten, because its garbage can only reach
-  // its own MMA output column (n = token), which is never stored. At M = 1 that is 1 row of 8.
+  // its own MMA output column (n = token), which is never stored. At M = 1 that is 1 row of 8. Columns past
+  // X's (K not a multiple of 64) are zero-filled: they meet zero weights, and garbage there could be NaN.
   const int row_elems = args.steps_per_split * kStepK + kRowPad;
   {
-    const auto* x =
-        static_cast<const uint16_t*>(args.x) + static_cast<int64_t>(token_base) * args.k + cta_begin * kStepK;
+    const auto* x_base = static_cast<const uint16_t*>(args.x);
+    const auto* x = x_base + static_cast<int64_t>(token_base) * args.x_cols + cta_begin * kStepK;
     const int rows = min(kTokens, args.m - token_base);
     const int chunks_per_row = cta_steps * (kStepK / 8);
+    const int cols_left = args.x_cols - cta_begin * kStepK;  // x_cols % 8 == 0: chunks are all in or out
     for (int chunk = threadIdx.x; chunk < rows * chunks_per_row; chunk += kThreads) {
       const int row = chunk / chunks_per_row, col = (chunk % chunks_per_row) * 8;
-      cp_async_16(smem + row * row_elems + col, x + static_cast<int64_t>(row) * args.k + col, true);
+      const bool valid = col < cols_left;
+      cp_async_16(smem + row * row_elems + col,
+                  valid ? x + static_cast<int64_t>(row) * args.x_cols + col : x_base, valid);
     }
     cp_async_commit();
   }
@@ -206,9 +210,9 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
     for (int tt = 0; tt < kTokTiles; ++tt) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int token = token_base + tt * 8 + 2 * t + (i & 1);
-        if (token < args.m)
-          y[static_cast<int64_t>(token) * args.n + row0 + 8 * (i >> 1)] = from_float<T>(acc[tt][i]);
+        const int token = token_base + tt * 8 + 2 * t + (i & 1), row = row0 + 8 * (i >> 1);
+        if (token < args.m && row < args.n_out)
+          y[static_cast<int64_t>(token) * args.n_out + row] = from_float<T>(acc[tt][i]);
       }
     }
     return;

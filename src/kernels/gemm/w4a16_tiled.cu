@@ -104,8 +104,9 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
   int in_group = (step_begin * 4 + pk) - group * args.group_steps;  // k16 steps into that group
   const auto* x = static_cast<const uint16_t*>(args.x);
   const int x_row = threadIdx.x / 8, x_col = threadIdx.x % 8 * 8;  // chunk c at row x_row + 32 c
-  const uint16_t* x_src = x + static_cast<int64_t>(token_base + x_row) * args.k + step_begin * kStepK + x_col;
-  const int64_t x_chunk_stride = 32 * static_cast<int64_t>(args.k);
+  int x_k = step_begin * kStepK + x_col;  // the chunks' column in X: past x_cols they are zero-filled
+  const uint16_t* x_src = x + static_cast<int64_t>(token_base + x_row) * args.x_cols + x_k;
+  const int64_t x_chunk_stride = 32 * static_cast<int64_t>(args.x_cols);
   unsigned x_valid = 0;  // bit c: chunk c's token exists (rows past M are zero-filled)
 #pragma unroll
   for (int c = 0; c < kXChunks; ++c) x_valid |= (token_base + x_row + 32 * c < args.m ? 1u : 0u) << c;
@@ -122,12 +123,14 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
       cp_async_4(dst + kWeightBytes + kPairBytes + threadIdx.x * 4, args.zero_offsets + pair, tile_valid);
     for (in_group += 4; in_group >= args.group_steps; in_group -= args.group_steps) ++group;
     uint8_t* x_dst = dst + kWeightBytes + 2 * kPairBytes + (x_row * kXRowElems + x_col) * 2;
+    const bool x_in_row = x_k < args.x_cols;  // x_cols % 8 == 0: a chunk is all in or all out
 #pragma unroll
     for (int c = 0; c < kXChunks; ++c) {
-      const bool valid = x_valid >> c & 1u;
+      const bool valid = (x_valid >> c & 1u) && x_in_row;
       cp_async_16(x_dst + c * 32 * kXRowElems * 2, valid ? x_src + c * x_chunk_stride : x, valid);
     }
     x_src += kStepK;
+    x_k += kStepK;
   };
 
   // ---- prologue: kRing - 1 steps in flight (a commit per slot, empty or not, keeps the count uniform) ----
@@ -195,12 +198,12 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
     }
   }
 
-  // Where accumulator (rt, tt, i) lands in Y; false when outside it.
+  // Where accumulator (rt, tt, i) lands in Y; false when outside it (padding rows included).
   auto output_of = [&](int rt, int tt, int i, int& token, int& row) {
     const int tile = first_tile + my_tile0 + rt;
     token = token_base + (token_warp * kTokTiles + tt) * 8 + 2 * t + (i & 1);
     row = tile * 16 + g + 8 * (i >> 1);
-    return tile < row_tiles && token < args.m;
+    return row < args.n_out && token < args.m;
   };
   auto* y = static_cast<uint16_t*>(args.y);
   // Calls f(v, rt, tt, i) for every accumulator value; v = its flat index (constants after unrolling).
@@ -236,7 +239,7 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
       float sum = 0.f;
       for (int c = 0; c < args.cluster_splits; ++c)
         sum += cluster.map_shared_rank(stash, c)[v * kThreads + threadIdx.x];
-      y[static_cast<int64_t>(token) * args.n + row] = from_float<T>(sum);
+      y[static_cast<int64_t>(token) * args.n_out + row] = from_float<T>(sum);
     });
     cluster.sync();  // keep this CTA's stash alive until the others have read it
     return;
@@ -248,7 +251,7 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
     int token, row;
     if (!output_of(rt, tt, i, token, row)) return;
     if (args.splits == 1) {
-      y[static_cast<int64_t>(token) * args.n + row] = from_float<T>(acc[rt][tt][i]);
+      y[static_cast<int64_t>(token) * args.n_out + row] = from_float<T>(acc[rt][tt][i]);
     } else {
       args.partials[(static_cast<int64_t>(split) * args.m + token) * args.n + row] = acc[rt][tt][i];
     }

@@ -270,15 +270,24 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   }
   named_barrier(1, 256);
-  auto* y = static_cast<uint8_t*>(args.y);
+  auto* y = static_cast<uint16_t*>(args.y);
   const int live_chunks = live_units * 2;  // 16-byte chunks per token row: 8 weight rows each
+  // Y rows of n_out % 8 == 0 outputs are 16-byte aligned: whole chunks go out as one store, the rest (a row
+  // length that is not, or the chunk holding the last real row) element by element up to n_out.
+  const bool vector_rows = args.n_out % 8 == 0;
   for (int chunk = threadIdx.x - 128; chunk < kTok * C::kRows / 8; chunk += 256) {
     const int token = chunk / (C::kRows / 8), part = chunk % (C::kRows / 8);
-    if (token_base + token >= args.m || part >= live_chunks) continue;
+    const int row = row_base + part * 8;
+    if (token_base + token >= args.m || part >= live_chunks || row >= args.n_out) continue;
     uint32_t v[4];
     ld_shared_v4(smem_addr(smem + token * kTileStride + part * 16), v);
-    *reinterpret_cast<uint4*>(y + (static_cast<int64_t>(token_base + token) * args.n + row_base) * 2 +
-                              part * 16) = make_uint4(v[0], v[1], v[2], v[3]);
+    uint16_t* out = y + static_cast<int64_t>(token_base + token) * args.n_out + row;
+    if (vector_rows && row + 8 <= args.n_out) {
+      *reinterpret_cast<uint4*>(out) = make_uint4(v[0], v[1], v[2], v[3]);
+    } else {
+      for (int e = 0; e < 8 && row + e < args.n_out; ++e)
+        out[e] = static_cast<uint16_t>(v[e / 2] >> (16 * (e % 2)));
+    }
   }
 #endif  // QLLM_WGMMA_ENABLED
 }

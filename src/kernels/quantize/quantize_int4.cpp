@@ -32,6 +32,9 @@ Int4QuantizerCuda::Int4QuantizerCuda() : scratch_(sizeof(Int4QuantizeScratch), "
 void Int4QuantizerCuda::launch(const void* weights, DType dtype, int64_t rows, int64_t cols,
                                const Int4Scheme& scheme, Int4DeviceView out, cudaStream_t stream) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
+  QLLM_CHECK(!scheme.min_offset,
+             "CUDA INT4 [{}, {}]: qllm does not quantize to the min-offset scheme (GGUF Q4_1 is converted)",
+             rows, cols);
   QLLM_CHECK(dtype == DType::F16 || dtype == DType::BF16,
              "CUDA INT4 quantization takes f16 or bf16 weights, not {}", dtype_name(dtype));
   QLLM_CHECK(is_aligned(weights, 4) && is_aligned(out.packed, 4),
@@ -39,8 +42,7 @@ void Int4QuantizerCuda::launch(const void* weights, DType dtype, int64_t rows, i
   QLLM_CHECK(out.scales != nullptr && (!scheme.zero_point || out.zeros != nullptr),
              "the output needs a scales buffer{}", scheme.zero_point ? " and a zeros buffer" : "");
   QLLM_CHECK(layout.num_groups <= 0x7fffffff, "{} groups exceed the CUDA grid", layout.num_groups);
-  last_cols_ = cols;
-  last_group_elems_ = layout.group_elems;
+  last_layout_ = layout;
 
   // The scratch's starting state by two memsets (asynchronous, unlike a copy from pageable host memory):
   // all zero, then all ones for the fields that start at their largest value.
@@ -66,13 +68,13 @@ void Int4QuantizerCuda::check(cudaStream_t stream) {
   QLLM_CUDA_CHECK(cudaStreamSynchronize(stream));
   if (result.first_nonfinite != ~0ull) {
     const auto i = static_cast<int64_t>(result.first_nonfinite);
-    fail("weight at row {}, column {} is NaN or Inf: INT4 quantization needs finite weights", i / last_cols_,
-         i % last_cols_);
+    fail("weight at row {}, column {} is NaN or Inf: INT4 quantization needs finite weights",
+         i / last_layout_.cols, i % last_layout_.cols);
   }
   if (result.first_overflow != ~0ull) {
     const auto g = static_cast<int64_t>(result.first_overflow);
     fail("group {} (row {}): its scale overflows the scale dtype; use bf16 scales", g,
-         g * last_group_elems_ / last_cols_);
+         last_layout_.row_of(g));
   }
 }
 
@@ -80,14 +82,15 @@ void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const
                             int64_t cols, const Int4Scheme& scheme, void* out, DType out_dtype,
                             cudaStream_t stream) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
+  QLLM_CHECK(!scheme.min_offset, "CUDA INT4 dequantize [{}, {}]: the min-offset scheme runs on the CPU only",
+             rows, cols);
   QLLM_CHECK(out_dtype == DType::F16 || out_dtype == DType::BF16,
              "INT4 dequantization writes f16 or bf16, not {}", dtype_name(out_dtype));
   QLLM_CHECK(is_aligned(out, 16) && is_aligned(packed, 4),
              "dequantize buffers must be 16-byte (out) / 4-byte aligned");
   QLLM_CHECK(!scheme.zero_point || zeros != nullptr, "a zero-point scheme needs its zeros");
-  kernels::launch_dequantize_int4(packed, scales, scheme.zero_point ? zeros : nullptr, rows * cols,
-                                  layout.group_elems, scheme.scale_dtype == DType::BF16,
-                                  out_dtype == DType::BF16, out, stream);
+  kernels::launch_dequantize_int4(packed, scales, scheme.zero_point ? zeros : nullptr, layout,
+                                  scheme.scale_dtype == DType::BF16, out_dtype == DType::BF16, out, stream);
   QLLM_CUDA_CHECK_LAUNCH();
 }
 

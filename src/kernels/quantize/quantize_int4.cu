@@ -2,8 +2,9 @@
 // this file only decides which threads do it. Three paths:
 //  - warp path: group sizes 8 * V * TPG (powers of two 8..4096). A group is TPG consecutive lanes, each lane
 //    holding V 16-byte vectors in registers: one read of the weights, one write of the nibbles.
-//  - block path: any other even group size (and rows longer than 4096): one block per group; the search
-//    passes re-read the group, which is still in L1/L2 from the first pass.
+//  - block path: any other even group size (and rows longer than 4096), and rows whose last group is partial
+//    (g does not divide K: groups are no longer equal slices of the flat array): one block per group, which
+//    finds its row range itself; the search passes re-read the group, still in L1/L2 from the first pass.
 //  - global path: one scale for everything: a grid-wide min/max, then (with a search) grid-wide error sums
 //    per candidate, a one-thread selection, and a streaming quantize with the chosen scale.
 #include <cfloat>
@@ -296,17 +297,22 @@ __device__ __forceinline__ GroupStats block_minmax(GroupStats stats, float* shar
 
 // ---- block path
 // ---------------------------------------------------------------------------------------------- One block
-// per group, any even group size. The search passes re-read the group from L1/L2.
+// per group, any even group size, partial last groups included (GroupLayout::first_flat / size: group i of
+// row r starts at r * cols + i * g and holds min(g, cols - i * g) weights). The search passes re-read the
+// group from L1/L2.
 template <bool kBf16, int C>
 __global__ void __launch_bounds__(kBlockThreads)
-    quantize_block_kernel(const void* __restrict__ weights, int64_t group_elems, SearchConfig cfg,
-                          uint8_t* __restrict__ packed, uint16_t* __restrict__ scales,
-                          uint8_t* __restrict__ zeros, Int4QuantizeScratch* scratch) {
+    quantize_block_kernel(const void* __restrict__ weights, int64_t group_elems, int64_t cols,
+                          int64_t groups_per_row, SearchConfig cfg, uint8_t* __restrict__ packed,
+                          uint16_t* __restrict__ scales, uint8_t* __restrict__ zeros,
+                          Int4QuantizeScratch* scratch) {
   __shared__ float shared_f[kBlockThreads / 32];
   __shared__ unsigned long long shared_u[kBlockThreads / 32];
   const int64_t group = blockIdx.x;
-  const int64_t chunks = group_elems / C;
-  const int64_t first_chunk = group * chunks;
+  const int64_t row = group / groups_per_row, begin_col = (group % groups_per_row) * group_elems;
+  // C divides both the start and the size (the host picks C = 8 only when 8 divides K and g).
+  const int64_t chunks = min(group_elems, cols - begin_col) / C;
+  const int64_t first_chunk = (row * cols + begin_col) / C;
 
   GroupStats stats{FLT_MAX, -FLT_MAX};
 #pragma unroll 4
@@ -461,17 +467,19 @@ __global__ void __launch_bounds__(kBlockThreads)
 // ---- dequantize
 // ------------------------------------------------------------------------------------------------
 
+// groups_per_row 0: one group (GLOBAL); otherwise group (row, col / group_elems), partial last groups
+// included (GroupLayout::group_of).
 template <bool kBf16Out>
 __global__ void __launch_bounds__(kBlockThreads)
     dequantize_kernel(const uint8_t* __restrict__ packed, const uint16_t* __restrict__ scales,
-                      const uint8_t* __restrict__ zeros, int64_t numel, int64_t group_elems, bool bf16_scale,
-                      uint16_t* __restrict__ out) {
+                      const uint8_t* __restrict__ zeros, int64_t numel, int64_t cols, int64_t group_elems,
+                      int64_t groups_per_row, bool bf16_scale, uint16_t* __restrict__ out) {
   // Each thread: 8 weights (4 packed bytes in, 16 bytes out); a partial last chunk goes element by element.
   const int64_t chunk = blockIdx.x * static_cast<int64_t>(kBlockThreads) + threadIdx.x;
   const int64_t first = chunk * 8;
   if (first >= numel) return;
   auto value = [&](int64_t flat, uint8_t nibble) -> uint16_t {
-    const int64_t g = flat / group_elems;
+    const int64_t g = groups_per_row == 0 ? 0 : flat / cols * groups_per_row + flat % cols / group_elems;
     const float w = int4::dequantize_value(nibble, int4::scale_bits_to_float(scales[g], bf16_scale),
                                            zeros ? zeros[g] : int4::kSymmetricZero);
     if constexpr (kBf16Out) return __bfloat16_as_ushort(__float2bfloat16_rn(w));
@@ -573,10 +581,12 @@ void launch_global(const void* w, int64_t numel, SearchConfig cfg, Int4DeviceVie
 void launch_quantize_int4(const void* w, bool bf16_weights, int64_t rows, int64_t cols, GroupLayout layout,
                           Granularity granularity, Int4SearchConfig cfg, Int4DeviceView out,
                           Int4QuantizeScratch* s, int multiprocessors, cudaStream_t stream) {
-  // 16-byte chunks when every group (or the whole matrix) is a multiple of 8 weights and the pointer allows.
-  const bool wide =
-      is_aligned(w, 16) && is_aligned(out.packed, 4) &&
-      (granularity == Granularity::Global ? (rows * cols) % 8 == 0 : layout.group_elems % 8 == 0);
+  // 16-byte chunks when every group (or the whole matrix) is a multiple of 8 weights and starts on one (with
+  // partial groups both the group size and K), and the pointer allows.
+  const bool wide = is_aligned(w, 16) && is_aligned(out.packed, 4) &&
+                    (granularity == Granularity::Global
+                         ? (rows * cols) % 8 == 0
+                         : layout.group_elems % 8 == 0 && (layout.contiguous() || cols % 8 == 0));
   auto launch = [&]<bool kBf16>() {
     if (granularity == Granularity::Global) {
       if (wide) {
@@ -584,17 +594,17 @@ void launch_quantize_int4(const void* w, bool bf16_weights, int64_t rows, int64_
       } else {
         launch_global<kBf16, 2>(w, rows * cols, cfg, out, s, multiprocessors, stream);
       }
-    } else if (wide &&
+    } else if (wide && layout.contiguous() &&
                try_launch_warp<kBf16>(w, layout.group_elems, layout.num_groups, cfg, out, s, stream)) {
-      return;
+      return;  // the warp path takes groups as equal slices of the flat array: whole groups only
     } else if (wide) {
       quantize_block_kernel<kBf16, 8>
           <<<static_cast<unsigned int>(layout.num_groups), kBlockThreads, 0, stream>>>(
-              w, layout.group_elems, cfg, out.packed, out.scales, out.zeros, s);
+              w, layout.group_elems, cols, layout.groups_per_row, cfg, out.packed, out.scales, out.zeros, s);
     } else {
       quantize_block_kernel<kBf16, 2>
           <<<static_cast<unsigned int>(layout.num_groups), kBlockThreads, 0, stream>>>(
-              w, layout.group_elems, cfg, out.packed, out.scales, out.zeros, s);
+              w, layout.group_elems, cols, layout.groups_per_row, cfg, out.packed, out.scales, out.zeros, s);
     }
   };
   if (bf16_weights) {
@@ -605,14 +615,17 @@ void launch_quantize_int4(const void* w, bool bf16_weights, int64_t rows, int64_
 }
 
 void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const uint8_t* zeros,
-                            int64_t numel, int64_t group_elems, bool bf16_scale, bool bf16_out, void* out,
+                            const GroupLayout& layout, bool bf16_scale, bool bf16_out, void* out,
                             cudaStream_t stream) {
+  const int64_t numel = layout.rows * layout.cols;
   const auto blocks = static_cast<unsigned int>(((numel + 7) / 8 + kBlockThreads - 1) / kBlockThreads);
   if (bf16_out) {
-    dequantize_kernel<true><<<blocks, kBlockThreads, 0, stream>>>(packed, scales, zeros, numel, group_elems,
+    dequantize_kernel<true><<<blocks, kBlockThreads, 0, stream>>>(packed, scales, zeros, numel, layout.cols,
+                                                                  layout.group_elems, layout.groups_per_row,
                                                                   bf16_scale, static_cast<uint16_t*>(out));
   } else {
-    dequantize_kernel<false><<<blocks, kBlockThreads, 0, stream>>>(packed, scales, zeros, numel, group_elems,
+    dequantize_kernel<false><<<blocks, kBlockThreads, 0, stream>>>(packed, scales, zeros, numel, layout.cols,
+                                                                   layout.group_elems, layout.groups_per_row,
                                                                    bf16_scale, static_cast<uint16_t*>(out));
   }
 }

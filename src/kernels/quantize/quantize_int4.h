@@ -47,9 +47,8 @@ class Int4QuantizerCuda {
   void check(cudaStream_t stream);
 
  private:
-  DeviceBuffer<unsigned char> scratch_;  // one Int4QuantizeScratch
-  int64_t last_cols_ = 1;
-  int64_t last_group_elems_ = 1;
+  DeviceBuffer<unsigned char> scratch_;     // one Int4QuantizeScratch
+  GroupLayout last_layout_{1, 1, 1, 1, 1};  // of the last launch: check() names rows and groups with it
 };
 
 // w' = (q - z) * s written as fp16 or bf16 (out_dtype), [rows, cols] row-major.

@@ -1,0 +1,57 @@
+// Op-harness rows of QuantLinear (src/kernels/gemm/quant_linear.h) against the CPU reference linear
+// (model/cpu_linear.h: the same mode's dequantized weights, computed in f32) on the shapes that are not whole
+// kernel tiles: partial last INT4 groups (K = 576, 192, 320 with g128: SmolLM2-135M and the `small` preset),
+// N and K not multiples of 64 (the `small` preset's lm_head N = 272; K = 200, 136) or of 8 (K = 100).
+// Bound: relative Frobenius error 8e-3 (the one of tests/gpu/test_quant_linear.cpp: bf16 outputs, fp32
+// accumulation in another order, tensor-core weights rounded to bf16 against the reference's exact ones).
+#include <fmt/format.h>
+
+#include "kernels/gemm/quant_linear.h"
+#include "model/cpu_linear.h"
+#include "tests/gpu/op_harness.h"
+#include "tests/gpu/ops_test_util.h"
+
+namespace qllm::testing {
+namespace {
+
+OpResult run_linear(int64_t n, int64_t k, int64_t m, const std::string& mode_name, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> w(static_cast<size_t>(n * k));
+  for (auto& v : w) v = static_cast<float>(0.05 * rng.normal());
+  const QuantMode mode = QuantMode::parse(mode_name);
+  const DType activation = mode.is_dense() ? mode.dense_dtype : DType::BF16;
+  const std::vector<uint16_t> x = random_bits16(static_cast<size_t>(m * k), rng, activation);
+  const std::vector<float> x_values = bits16_to_floats(x, activation);
+  std::vector<float> ref(static_cast<size_t>(m * n));
+  const CpuLinear reference(WeightMatrix{"w", DType::F32, w.data(), n, k}, mode, activation);
+  reference.forward(ref.data(), x_values.data(), m);
+
+  TestStream stream;
+  GemmExecutor executor;
+  QuantLinear layer(HostWeight{w.data(), DType::F32, n, k}, mode, activation, stream.get());
+  layer.reserve(executor, m);
+  DeviceBuffer<uint16_t> d_x = to_device(x), d_y(static_cast<size_t>(m * n));
+  poison(d_y);
+  layer.forward(executor, d_x.data(), d_y.data(), m, stream.get());
+  stream.sync();
+  return compare(bits16_to_floats(d_y.download(), activation), ref, Metric::RelFro);
+}
+
+QLLM_OP_CASES(quant_linear) {
+  std::vector<OpCase> cases;
+  uint64_t seed = 300;
+  const std::pair<int64_t, int64_t> shapes[] = {{576, 576}, {192, 576}, {320, 192}, {192, 320},
+                                                {272, 192}, {272, 200}, {200, 136}, {130, 100}};
+  for (const auto& [n, k] : shapes) {
+    for (const char* mode : {"int4-g128", "int4-g128-asym", "int4-g32", "int4-rowwise", "int8", "bf16"}) {
+      for (const int64_t m : {1, 7, 33, 130}) {
+        cases.push_back({"quant_linear", fmt::format("tokens={} n={} k={}", m, n, k), mode, Metric::RelFro,
+                         8e-3, [=, s = seed++] { return run_linear(n, k, m, mode, s); }});
+      }
+    }
+  }
+  return cases;
+}
+
+}  // namespace
+}  // namespace qllm::testing
