@@ -21,37 +21,6 @@ namespace qllm {
 
 namespace {
 
-// Host memory the GPU copies from and to asynchronously (pageable memory would make each copy synchronous).
-template <typename T>
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  PinnedBuffer(size_t count, const char* what) : count_(count) {
-    if (count == 0) return;
-    const cudaError_t status = cudaMallocHost(reinterpret_cast<void**>(&data_), count * sizeof(T));
-    QLLM_CHECK(status == cudaSuccess, "out of pinned host memory allocating {} bytes for {}: {}",
-               count * sizeof(T), what, cudaGetErrorString(status));
-  }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  PinnedBuffer(PinnedBuffer&& other) noexcept
-      : data_(std::exchange(other.data_, nullptr)), count_(std::exchange(other.count_, 0)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept {
-    std::swap(data_, other.data_);
-    std::swap(count_, other.count_);
-    return *this;
-  }
-  ~PinnedBuffer() {
-    if (data_) cudaFreeHost(data_);
-  }
-  T* data() const { return data_; }
-  size_t size() const { return count_; }
-
- private:
-  T* data_ = nullptr;
-  size_t count_ = 0;
-};
-
 // Host rows of a weight matrix concatenated (a fused projection) and rounded to the activation dtype, as
 // the CPU reference rounds f32 weights before quantizing (cpu_linear.h): [sum of rows, cols].
 std::vector<uint16_t> fused_rows(std::initializer_list<const WeightMatrix*> parts, DType activation) {
@@ -111,10 +80,6 @@ EmbeddingTable table_of(const QuantLinear& linear) {
   return t;
 }
 
-DeviceBuffer<float> upload_floats(std::span<const float> host, const char* what) {
-  return to_device(host, what);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------
@@ -135,7 +100,7 @@ LlamaCudaModel::LlamaCudaModel(LlamaConfig config, const LlamaWeights& weights, 
   for (size_t i = 0; i < weights.layers.size(); ++i) {
     const LayerWeights& w = weights.layers[i];
     const QuantMode& m = quant_.linear;
-    layers_.push_back(Layer{upload_floats(w.attn_norm, "attn_norm"), upload_floats(w.ffn_norm, "ffn_norm"),
+    layers_.push_back(Layer{to_device<float>(w.attn_norm, "attn_norm"), to_device<float>(w.ffn_norm, "ffn_norm"),
                             make_linear({&w.wq, &w.wk, &w.wv}, m, activation_), make_linear({&w.wo}, m, activation_),
                             make_linear({&w.w_gate, &w.w_up}, m, activation_),
                             make_linear({&w.w_down}, m, activation_)});
@@ -143,10 +108,10 @@ LlamaCudaModel::LlamaCudaModel(LlamaConfig config, const LlamaWeights& weights, 
   }
   lm_head_.emplace(make_linear({&weights.lm_head}, quant_.lm_head, activation_));
   if (!config_.tie_word_embeddings) embed_.emplace(make_linear({&weights.embed}, quant_.lm_head, activation_));
-  final_norm_ = upload_floats(weights.final_norm, "final_norm");
+  final_norm_ = to_device<float>(weights.final_norm, "final_norm");
   std::vector<float> inv_freq;
   for (double f : rope_inverse_frequencies(config_)) inv_freq.push_back(static_cast<float>(f));
-  inv_freq_ = upload_floats(inv_freq, "rope inverse frequencies");
+  inv_freq_ = to_device<float>(inv_freq, "rope inverse frequencies");
   QLLM_CUDA_CHECK(cudaDeviceSynchronize());
   progress.finish(fmt::format("{:.1f} MiB of weights on {}", weight_bytes() / 1048576.0, device_name_));
 }

@@ -1,7 +1,6 @@
-// Device helpers of the attention kernels: 16-bit element conversions (bf16/f16, round to nearest even),
-// mma.sync m16n8k16 with f32 accumulators, ldmatrix, cp.async, and the paged-KV addressing. Kept in this
-// folder until kernels/common/numeric.cuh (one set of 16-bit helpers for all kernels) lands; the lead
-// unifies them. Include only from .cu files.
+// Device helpers of the attention kernels: 8-element vector (un)packing, the transposing ldmatrix, and the
+// paged-KV addressing. The dtype tags, 16-bit conversions (to_float, from_float, pack2) and the mma.sync,
+// ldmatrix and cp.async primitives are the shared ones of kernels/common/. Include only from .cu files.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -10,33 +9,11 @@
 #include <cstdint>
 
 #include "kernels/attention/paged_attention.h"
+#include "kernels/common/dispatch.h"
+#include "kernels/common/mma.cuh"
+#include "kernels/common/numeric.cuh"
 
 namespace qllm::kernels::attention {
-
-struct Bf16 {
-  static constexpr bool kIsBf16 = true;
-};
-struct F16 {
-  static constexpr bool kIsBf16 = false;
-};
-
-template <typename T>
-__device__ __forceinline__ float to_float(uint32_t bits16) {
-  if constexpr (T::kIsBf16) return __uint_as_float(bits16 << 16);
-  return __half2float(__ushort_as_half(static_cast<unsigned short>(bits16)));
-}
-
-template <typename T>
-__device__ __forceinline__ uint16_t from_float(float v) {
-  if constexpr (T::kIsBf16) return __bfloat16_as_ushort(__float2bfloat16_rn(v));
-  return __half_as_ushort(__float2half_rn(v));
-}
-
-// Two values rounded to T in one 32-bit register, `lo` in the low half (the lower column of a fragment).
-template <typename T>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  return static_cast<uint32_t>(from_float<T>(lo)) | (static_cast<uint32_t>(from_float<T>(hi)) << 16);
-}
 
 // The 8 elements of a 16-byte vector, in memory order.
 template <typename T>
@@ -55,51 +32,11 @@ __device__ __forceinline__ uint4 pack8(const float (&in)[8]) {
                     pack2<T>(in[6], in[7]));
 }
 
-// D = A (16x16, row) * B (16x8, col) + D, f32 accumulators.
-template <typename T>
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  if constexpr (T::kIsBf16) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
-  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_row) {
   const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_row));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
-}
-
-// 16-byte global -> shared copy; with `valid` false nothing is read and the destination is zero-filled.
-__device__ __forceinline__ void cp_async_16(void* smem, const void* global, bool valid) {
-  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  const int src_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(global), "r"(src_bytes)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;" ::: "memory");
-}
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
 }
 
 // Where a sequence's key sits in a layer's pool: the element offset of its row of head_dim values for

@@ -74,4 +74,12 @@ void* device_alloc(size_t bytes, const char* what) {
   return ptr;
 }
 
+void* pinned_alloc(size_t bytes, const char* what) {
+  void* p = nullptr;
+  const cudaError_t status = cudaMallocHost(&p, bytes);
+  QLLM_CHECK(status == cudaSuccess, "out of pinned host memory allocating {} bytes for {}: {}", bytes, what,
+             cudaGetErrorString(status));
+  return p;
+}
+
 }  // namespace qllm

@@ -78,6 +78,9 @@ inline cudaLaunchAttribute dependent_launch_attribute() {
 // cudaMalloc that reports how much was asked for, for what, and how much is free.
 void* device_alloc(size_t bytes, const char* what);
 
+// cudaMallocHost that names what it was for when it fails.
+void* pinned_alloc(size_t bytes, const char* what);
+
 // An owning, move-only device array of T (uninitialised).
 template <typename T>
 class DeviceBuffer {
@@ -120,6 +123,33 @@ class DeviceBuffer {
     std::swap(data_, other.data_);
     std::swap(count_, other.count_);
   }
+  T* data_ = nullptr;
+  size_t count_ = 0;
+};
+
+// Host memory the GPU copies from and to asynchronously (pageable memory would make each copy synchronous).
+template <typename T>
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  PinnedBuffer(size_t count, const char* what)
+      : data_(count ? static_cast<T*>(pinned_alloc(count * sizeof(T), what)) : nullptr), count_(count) {}
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  PinnedBuffer(PinnedBuffer&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), count_(std::exchange(other.count_, 0)) {}
+  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(count_, other.count_);
+    return *this;
+  }
+  ~PinnedBuffer() {
+    if (data_) cudaFreeHost(data_);
+  }
+  T* data() const { return data_; }
+  size_t size() const { return count_; }
+
+ private:
   T* data_ = nullptr;
   size_t count_ = 0;
 };
