@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
-# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|model|llama1b|profile|all]
+# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|model|llama1b|profile|decode-profile|peers-build|all]
 # (default all; profile = W4A16 kernel variants forced past Auto's choice, to re-measure its crossovers; not
 # in all). QLLM_BUILD_PEERS=1 builds llama.cpp during `tests`, for a later call on the same warm machine.
 # `llama1b`: the synthetic Llama-3.2-1B on qllm and on llama.cpp (F16 and Q4_0 GGUFs of the same weights). `model` runs the real model (SmolLM2-135M-Instruct) on qllm's GPU engine and on llama.cpp in the
@@ -34,21 +34,40 @@ if [[ -d $deps_dir/usr ]]; then
 fi
 # llama.cpp (the peer measured on the same model in the same call), built from the carried source tarball
 # into build/lcb while qllm builds; kept between calls on a warm machine.
+# `peers-build` starts it detached (setsid) and returns at once: a later call on the same warm machine finds it
+# under way (build/lcb.building) and waits for it.
 build_llamacpp() {
-  rm -rf build/llama.cpp && mkdir -p build && tar -xJf .shared/peers/llama.cpp.tar.xz -C build
-  cmake -S build/llama.cpp -B build/lcb -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF \
-    -DCMAKE_BUILD_TYPE=Release > "$OUT/llamacpp_build.log" 2>&1 &&
-    cmake --build build/lcb -j "$(nproc)" --target llama-bench llama-perplexity llama-quantize >> "$OUT/llamacpp_build.log" 2>&1
+  local log=${1:-$OUT/llamacpp_build.log}
+  mkdir -p build && touch build/lcb.building
+  rm -rf build/llama.cpp && tar -xJf .shared/peers/llama.cpp.tar.xz -C build &&
+    cmake -S build/llama.cpp -B build/lcb -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF \
+      -DCMAKE_BUILD_TYPE=Release > "$log" 2>&1 &&
+    cmake --build build/lcb -j "$(nproc)" --target llama-bench llama-perplexity llama-quantize >> "$log" 2>&1
+  rm -f build/lcb.building
 }
+if [[ $what == peers-build ]]; then
+  mkdir -p build/keep
+  [[ -f .snap/a/part-aa ]] && cp .snap/a/part-aa build/keep/  # the GGUF's first half, for the next call
+  export -f build_llamacpp
+  setsid nohup bash -c 'build_llamacpp build/keep/llamacpp_build.log' > /dev/null 2>&1 < /dev/null &
+  log "llama.cpp build started detached; first GGUF half kept in build/keep"
+  exit 0
+fi
 peers_pid=
 if [[ ${QLLM_BUILD_PEERS:-0} == 1 || $what == model || $what == llama-peers || $what == all ]] && [[ ! -x build/lcb/bin/llama-bench ]] &&
-   [[ -f .shared/peers/llama.cpp.tar.xz ]]; then
+   [[ ! -f build/lcb.building && -f .shared/peers/llama.cpp.tar.xz ]]; then
   log "llama.cpp build started (background)"
   build_llamacpp &
   peers_pid=$!
 fi
 
-wait_peers() { if [[ -n $peers_pid ]]; then wait "$peers_pid"; peers_pid=; log "llama.cpp build done"; fi; }
+wait_peers() {
+  if [[ -n $peers_pid ]]; then wait "$peers_pid"; peers_pid=; log "llama.cpp build done"; fi
+  local waited=0  # a detached build (peers-build) of an earlier call
+  while [[ -f build/lcb.building && $waited -lt ${QLLM_PEERS_WAIT:-300} ]]; do sleep 5; waited=$((waited + 5)); done
+  [[ -f build/keep/llamacpp_build.log ]] && cp build/keep/llamacpp_build.log "$OUT/"
+  return 0
+}
 
 if [[ -n ${QLLM_PREBUILT:-} ]]; then
   # Binaries built elsewhere for sm_90 (same CUDA 13 runtime), when device time is short: a tar of qllm and
@@ -71,8 +90,10 @@ else
 fi
 
 gguf=models/SmolLM2-135M-Instruct.Q4_1.gguf
-if [[ ! -f $gguf && -f .snap/a/part-aa && -f .snap/b/part-ab ]]; then
-  mkdir -p models && cat .snap/a/part-aa .snap/b/part-ab > "$gguf"
+first_half=.snap/a/part-aa
+[[ -f $first_half ]] || first_half=build/keep/part-aa
+if [[ ! -f $gguf && -f $first_half && -f .snap/b/part-ab ]]; then
+  mkdir -p models && cat "$first_half" .snap/b/part-ab > "$gguf"
 fi
 if [[ -f $gguf ]]; then
   echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $gguf" | sha256sum --check --status ||
@@ -189,6 +210,22 @@ if [[ $what == llama1b || $what == llama-peers || $what == all ]] && [[ -f $synt
         "$OUT/llamacpp_bench_llama1b_$f.json" || tail -5 "$OUT/llamacpp_bench_llama1b_$f.err"
     done
   fi
+fi
+
+# decode-profile: Nsight Compute's time of every kernel of a decode step (CUDA graph nodes one by one),
+# summarised by scripts/ncu_breakdown.py: where a decode step's time goes, and how many kernels it launches.
+if [[ $what == decode-profile || $what == model ]] && command -v ncu > /dev/null; then
+  profile_decode() {  # name, then qllm bench's model arguments
+    local name=$1; shift
+    timeout 240 ncu --clock-control none --graph-profiling node --metrics gpu__time_duration.sum --csv --page raw \
+      --launch-count 4000 --log-file "$OUT/ncu_decode_$name.csv" \
+      $qllm bench "$@" -p 8 -n 6 --batch 1 --reps 1 > "$OUT/ncu_decode_$name.log" 2>&1
+    python3 scripts/ncu_breakdown.py "$OUT/ncu_decode_$name.csv" --json "$OUT/decode_step_$name.json" ||
+      tail -5 "$OUT/ncu_decode_$name.log"
+  }
+  log "decode step profile: synthetic Llama-3.2-1B int4-g128"
+  profile_decode llama1b_int4g128 --synthetic llama-3.2-1b --quant int4-g128 --device cuda
+  [[ -f $gguf ]] && { log "decode step profile: SmolLM2 int4-g64"; profile_decode smollm2_int4g64 --model "$gguf" --quant int4-g64 --device cuda; }
 fi
 
 wait_peers

@@ -9,6 +9,7 @@
 
 #include "qllm/half.h"
 #include "core/progress.h"
+#include "kernels/attention/attention_layout.h"
 #include "kernels/elementwise/embedding.h"
 #include "kernels/elementwise/swiglu.h"
 #include "kernels/norm/rmsnorm.h"
@@ -181,7 +182,7 @@ struct LlamaCudaContext::Workspace {
   PinnedBuffer<int32_t> sampled_host;
 
   // CUDA graphs of the decode step (layers and lm_head), by the number of sequences (a power-of-two bucket).
-  std::map<int, cudaGraphExec_t> decode_graphs;
+  std::map<std::pair<int, int64_t>, cudaGraphExec_t> decode_graphs;  // by (batch bucket, key-length bucket)
 };
 
 namespace {
@@ -287,7 +288,7 @@ void LlamaCudaContext::allocate_workspace() {
 
 LlamaCudaContext::~LlamaCudaContext() {
   if (stream_) cudaStreamSynchronize(stream_);
-  for (auto& [bucket, exec] : ws_->decode_graphs) cudaGraphExecDestroy(exec);
+  for (auto& [key, exec] : ws_->decode_graphs) cudaGraphExecDestroy(exec);
   if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -466,13 +467,19 @@ void LlamaCudaContext::run_decode_graph(const BatchLayout& layout) {
                 pages_.max_pages_per_seq(), -1);
   }
   upload_batch();
-  auto found = w.decode_graphs.find(bucket);
+  // Key lengths in buckets of powers of two too: the attention's split over the keys is chosen from the
+  // bound the graph is captured with, and a short context run with the splits of the longest would launch
+  // mostly empty CTAs and a combine pass it does not need.
+  int64_t kv_bucket = attention::kDecodeGranule;
+  while (kv_bucket < layout.max_kv_len) kv_bucket *= 2;
+  kv_bucket = std::min<int64_t>(kv_bucket, max_positions_);
+  auto found = w.decode_graphs.find({bucket, kv_bucket});
   if (found == w.decode_graphs.end()) {
     BatchLayout bounds;  // the host-known bounds the graph is captured with
     bounds.tokens = bucket;
     bounds.num_seqs = bucket;
     bounds.max_q_len = 1;
-    bounds.max_kv_len = max_positions_;
+    bounds.max_kv_len = kv_bucket;
     bounds.decode = true;
     cudaGraph_t graph = nullptr;
     QLLM_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
@@ -489,7 +496,7 @@ void LlamaCudaContext::run_decode_graph(const BatchLayout& layout) {
     const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     QLLM_CUDA_CHECK(status);
-    found = w.decode_graphs.emplace(bucket, exec).first;
+    found = w.decode_graphs.emplace(std::make_pair(bucket, kv_bucket), exec).first;
   }
   QLLM_CUDA_CHECK(cudaGraphLaunch(found->second, stream_));
 }

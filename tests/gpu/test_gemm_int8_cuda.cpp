@@ -178,6 +178,26 @@ TEST(Int8Cuda, LongRowsAndManyOutliers) {
   }
 }
 
+// Most or all of the columns outliers, as in a real model's down projection (SmolLM2-135M at threshold 6: over
+// 1400 of its 1536 input columns): every count up to K is computed, by the prep + GEMM pair and by the skinny
+// kernel's fused prep (8-token CTAs).
+TEST(Int8Cuda, MostColumnsOutliers) {
+  QLLM_SKIP_WITHOUT_GPU();
+  Rng rng(fresh_seed());
+  Int8Gemm gemm;
+  const int64_t n = 192, k = 1536;
+  std::vector<float> wf(static_cast<size_t>(n * k));
+  for (auto& v : wf) v = static_cast<float>(0.02 * rng.normal());
+  const Int8Rows wq = quantize_int8_rows_ref(wf, n, k);
+  const Int8DeviceWeights w = Int8DeviceWeights::upload(wq);
+  for (int64_t m : {1, 5, 40, 300})
+    for (int planted : {1100, 1536})
+      ASSERT_NO_FATAL_FAILURE(expect_matches_reference(gemm, wq, w, m, planted, rng));
+  gemm.tuning = {.tokens_per_cta = 8};
+  for (int planted : {1100, 1536})
+    ASSERT_NO_FATAL_FAILURE(expect_matches_reference(gemm, wq, w, 3, planted, rng));
+}
+
 // Every configuration (token tile, K split across warps / CTAs, wide block) on one odd shape.
 TEST(Int8Cuda, EveryConfigurationMatchesTheReference) {
   QLLM_SKIP_WITHOUT_GPU();

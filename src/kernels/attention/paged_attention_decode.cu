@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "kernels/attention/attention_device.cuh"
+#include "kernels/common/dependent_launch.cuh"
 #include "kernels/attention/attention_launch.h"
 #include "kernels/attention/attention_layout.h"
 
@@ -40,6 +41,7 @@ constexpr float scale_log2() {
 template <typename T, int D, int kHeads>
 __global__ void __launch_bounds__(kThreads)
     decode_kernel(const PagedAttentionParams p, int splits, DecodeWorkspaceView workspace) {
+  qllm::kernels::let_next_kernel_start();  // the output projection may start its weight loads now
   constexpr int kLanesPerKey = D / 8;  // 16 bytes of a key row per lane
   constexpr int kKeysPerWarp = 32 / kLanesPerKey;
   constexpr int kBlockKeys = kUnroll * kWarps * kKeysPerWarp;
@@ -229,6 +231,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads)
     combine_kernel(const PagedAttentionParams p, int splits, DecodeWorkspaceView workspace) {
+  qllm::kernels::let_next_kernel_start();
   constexpr int kPerLane = D / 32;
   const int pair = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (pair >= p.num_seqs * p.num_q_heads) return;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "kernels/common/dependent_launch.cuh"
 #include "kernels/runtime/cuda_utils.h"
 #include "kernels/common/row_ops.cuh"
 #include "kernels/elementwise/swiglu.h"
@@ -19,6 +20,7 @@ constexpr int kThreads = 256;
 template <typename T>
 __global__ void __launch_bounds__(kThreads) swiglu_kernel(const T* __restrict__ gate_up, T* __restrict__ out,
                                                           int64_t tokens, int64_t width, bool vector) {
+  kernels::let_next_kernel_start();  // the down projection may start its weight loads now
   const int64_t chunks_per_row = (width + 7) / 8;
   const int64_t chunk = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if (chunk >= tokens * chunks_per_row) return;

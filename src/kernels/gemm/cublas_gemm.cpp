@@ -52,6 +52,12 @@ const CublasGemm::Plan& CublasGemm::plan(int64_t m, int64_t n, int64_t k, DType 
   check(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
                                              sizeof(workspace)),
         "workspace preference");
+  // Split-K partial sums are reduced in fp32 or not at all: the in-place and output-type schemes round every
+  // partial to the 16-bit output, an error the CPU reference does not have.
+  uint32_t reductions = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+  check(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reductions,
+                                             sizeof(reductions)),
+        "reduction scheme preference");
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
   check(cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.w, p.x, p.y, p.y, preference, 1, &heuristic, &found),

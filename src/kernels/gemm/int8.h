@@ -66,7 +66,7 @@ struct Int8Status {
 // Owns the activation and split-K workspaces; one instance per stream (launches must not overlap).
 // reserve() sizes them before any run(); run() then only enqueues work (no allocation, no synchronisation,
 // no host reads of device data, no host-side state that a replayed graph would get wrong), so it can be
-// captured in a CUDA graph. NaN/Inf activations and too many outlier columns are recorded on the device:
+// captured in a CUDA graph. NaN/Inf activations and the outlier column counts are recorded on the device:
 // fetch_status() copies that record to the host (asynchronously, capturable), check() reads the copy.
 class Int8Gemm {
  public:
@@ -95,8 +95,8 @@ class Int8Gemm {
   void fetch_status(cudaStream_t stream);
   // The status as of the last fetch_status(), once `stream` has passed it (the caller synchronises).
   Int8Status status() const;
-  // Throws on a NaN/Inf activation or on more outlier columns than supported, from the fetched status;
-  // returns the most outlier columns of a call. Does not synchronise.
+  // Throws on a NaN/Inf activation, from the fetched status; returns the most outlier columns of a call
+  // (any number up to K is computed). Does not synchronise.
   int64_t check() const;
   // Clears the device-side status (enqueued on `stream`; not inside a captured region).
   void clear_status(cudaStream_t stream);

@@ -9,15 +9,12 @@
 
 namespace qllm::kernels {
 
-// At most this many outlier columns per call: their activations are gathered into a [M, kMaxOutliers] buffer.
-constexpr int kMaxOutlierColumns = 1024;
-
 // Device-side results of the activation prep, copied to the host only when asked (Int8Gemm::fetch_status).
 // All bytes 0xff is the cleared state.
 struct Int8PrepStatus {
   unsigned long long
       first_nonfinite;    // smallest flat index of a NaN/Inf activation since the status was cleared, or ~0
-  int outlier_count;      // outlier columns of the current call (the GEMM reads it; may exceed the maximum)
+  int outlier_count;      // outlier columns of the current call (the GEMM reads it)
   int max_outlier_count;  // the most outlier columns of any call since the status was cleared (-1: none)
 };
 
@@ -34,8 +31,8 @@ struct Int8PrepArgs {
   unsigned int* bitmap_readers = nullptr;  // one counter
   int8_t* xq = nullptr;                    // [m, k]
   float* x_absmax = nullptr;               // [m]
-  int* outlier_cols = nullptr;             // [kMaxOutlierColumns] column of each outlier, ascending
-  uint16_t* x_outliers = nullptr;  // [m, kMaxOutlierColumns] the outlier columns' activations (16-bit)
+  int* outlier_cols = nullptr;             // [k] column of each outlier, ascending (any count up to k)
+  uint16_t* x_outliers = nullptr;  // [m, k] the outlier columns' activations (16-bit), first `count` of a row
   Int8PrepStatus* status = nullptr;
   bool configure_only = false;  // host only: query the launch configuration once, launch nothing
 };

@@ -80,7 +80,7 @@ __device__ void bitmap_prefix(const uint32_t* bits, int words, int* prefix) {
   if (lane == 0) prefix[words] = carry;
 }
 
-// Writes the ascending outlier column list (capped at kMaxOutlierColumns) and the count.
+// Writes the ascending outlier column list and the count.
 __device__ void write_outlier_list(const Int8PrepArgs& a, const uint32_t* bits, const int* prefix,
                                    int words) {
   for (int w = threadIdx.x; w < words; w += blockDim.x) {
@@ -88,7 +88,7 @@ __device__ void write_outlier_list(const Int8PrepArgs& a, const uint32_t* bits, 
     int index = prefix[w];
     while (word) {
       const int bit = __ffs(word) - 1;
-      if (index < kMaxOutlierColumns) a.outlier_cols[index] = w * 32 + bit;
+      a.outlier_cols[index] = w * 32 + bit;
       ++index;
       word &= word - 1;
     }
@@ -164,8 +164,7 @@ __device__ __forceinline__ void quantize_chunk(const Int8PrepArgs& a, int row, i
     int8_t value = 0;
     if (is_outlier_column(bits, col)) {
       const int index = prefix[col >> 5] + __popc(bits[col >> 5] & ((1u << (col & 31)) - 1u));
-      if (index < kMaxOutlierColumns)
-        a.x_outliers[static_cast<int64_t>(row) * kMaxOutlierColumns + index] = raw[j];
+      a.x_outliers[static_cast<int64_t>(row) * a.k + index] = raw[j];
     } else {
       value = int8q::quantize(v[j], inverse);
     }

@@ -96,7 +96,7 @@ __device__ void fused_prep(const Int8GemmArgs& a, int token_base, int cta_begin,
       uint32_t word = bits[w];
       while (word) {
         const int bit = __ffs(word) - 1;
-        if (threadIdx.x == 0 && count < kMaxOutlierColumns) outlier_list[count] = w * 32 + bit;
+        if (threadIdx.x == 0) outlier_list[count] = w * 32 + bit;
         ++count;
         word &= word - 1;
       }
@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
   constexpr int kReduceBytes = kWarps * kTokTiles * 4 * 32 * 4;
   uint32_t* prep_bits = reinterpret_cast<uint32_t*>(smem + max(kTokens * row_bytes, kReduceBytes));
   int* prep_outliers = reinterpret_cast<int*>(prep_bits + a.k / 32);
-  float* prep_absmax = reinterpret_cast<float*>(prep_outliers + kMaxOutlierColumns);
+  float* prep_absmax = reinterpret_cast<float*>(prep_outliers + a.k);
   int* prep_count = reinterpret_cast<int*>(prep_absmax + kTokens);
   // Launched as a dependent (dependent_launch.cuh): the weight loads above overlap the previous kernel (the
   // activation prep, or whatever wrote X); its results are read only from here on.
@@ -259,7 +259,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
 
   // ---- epilogue: scale by absmax_x * absmax_w / 127^2, add the outlier columns (once), write ----
   const bool writer = active && warp_k == 0;
-  const int outliers = min(kFusedPrep ? *prep_count : a.status->outlier_count, kMaxOutlierColumns);
+  const int outliers = kFusedPrep ? *prep_count : a.status->outlier_count;
   auto x_absmax = [&](int token) { return kFusedPrep ? prep_absmax[token - token_base] : a.x_absmax[token]; };
   auto outlier_term = [&](int token, int row) {
     float sum = 0.f;
@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
       const int col = kFusedPrep ? prep_outliers[i] : a.outlier_cols[i];
       const uint16_t bits = kFusedPrep
                                 ? static_cast<const uint16_t*>(a.x)[static_cast<int64_t>(token) * a.k + col]
-                                : a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + i];
+                                : a.x_outliers[static_cast<int64_t>(token) * a.k + i];
       sum +=
           from_16bit<kBf16>(bits) * int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + col], w_absmax);
     }
@@ -323,7 +323,7 @@ template <bool kBf16, int kTokTiles, int kWarpsK, bool kFusedPrep>
 void launch_variant(const Int8GemmArgs& a, cudaStream_t stream) {
   constexpr int kTokens = 8 * kTokTiles;
   const int slice = kTokens * (a.steps_per_split * kStepK + kRowPad);
-  const int prep = kFusedPrep ? (a.k / 32 + kMaxOutlierColumns + kTokens + 1) * 4 : 0;
+  const int prep = kFusedPrep ? (a.k / 32 + a.k + kTokens + 1) * 4 : 0;
   const int smem = std::max(slice, kWarps * kTokTiles * 4 * 32 * 4) + prep;  // the kernel's layout
   // Allowed all the shared memory the device offers once (thread-safe static init); each launch still asks
   // only for what it uses, which is what occupancy depends on.

@@ -102,7 +102,7 @@ __device__ void stage_epilogue_operands(const Int8GemmArgs& a, uint8_t* smem, in
   }
   const int column = lane < kStagedOutliers ? a.outlier_cols[lane] : 0;  // read ahead: the list's unused
                                                                          // entries are valid memory
-  const int outliers = min(count, kMaxOutlierColumns);
+  const int outliers = count;
   if (lane == 0) *reinterpret_cast<int*>(smem + C::kCountOffset) = outliers;
   auto* w_scale = reinterpret_cast<float*>(smem + C::kScaleOffset);
 #pragma unroll
@@ -116,7 +116,7 @@ __device__ void stage_epilogue_operands(const Int8GemmArgs& a, uint8_t* smem, in
     for (int u = 0; u < kBatch; ++u) {
       const int i = base + lane + 32 * u, token = token_base + i % kBlockM;
       v[u] = i < outliers * kBlockM && token < a.m
-                 ? a.x_outliers[static_cast<int64_t>(token) * kMaxOutlierColumns + i / kBlockM]
+                 ? a.x_outliers[static_cast<int64_t>(token) * a.k + i / kBlockM]
                  : uint16_t{0};
     }
 #pragma unroll
@@ -306,7 +306,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
       for (int half = 0; half < 2; ++half) {
         xo[half] =
             tokens[half] < a.m
-                ? from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(tokens[half]) * kMaxOutlierColumns + o])
+                ? from_16bit<kBf16>(a.x_outliers[static_cast<int64_t>(tokens[half]) * a.k + o])
                 : 0.f;
       }
       const int column = a.outlier_cols[o];

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 
+#include "kernels/common/dependent_launch.cuh"
 #include "kernels/gemm/w4a16_device.cuh"
 #include "kernels/gemm/w4a16_launch.h"
 #include "kernels/runtime/cuda_utils.h"
@@ -75,26 +76,6 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
     if (active && p < steps) w_regs[p] = load_weights(units + p * 32);
   }
 
-  // ---- the CTA's activation slice [kTokens x cta_steps * 64] into shared memory, once ----
-  // Only the rows of real tokens: a missing token's row stays unwritten, because its garbage can only reach
-  // its own MMA output column (n = token), which is never stored. At M = 1 that is 1 row of 8. Columns past
-  // X's (K not a multiple of 64) are zero-filled: they meet zero weights, and garbage there could be NaN.
-  const int row_elems = args.steps_per_split * kStepK + kRowPad;
-  {
-    const auto* x_base = static_cast<const uint16_t*>(args.x);
-    const auto* x = x_base + static_cast<int64_t>(token_base) * args.x_cols + cta_begin * kStepK;
-    const int rows = min(kTokens, args.m - token_base);
-    const int chunks_per_row = cta_steps * (kStepK / 8);
-    const int cols_left = args.x_cols - cta_begin * kStepK;  // x_cols % 8 == 0: chunks are all in or out
-    for (int chunk = threadIdx.x; chunk < rows * chunks_per_row; chunk += kThreads) {
-      const int row = chunk / chunks_per_row, col = (chunk % chunks_per_row) * 8;
-      const bool valid = col < cols_left;
-      cp_async_16(smem + row * row_elems + col,
-                  valid ? x + static_cast<int64_t>(row) * args.x_cols + col : x_base, valid);
-    }
-    cp_async_commit();
-  }
-
   // Scale and zero-point pairs of rows (g, g + 8), raw 16-bit pairs; the next group's loaded one group ahead,
   // walking the tile's groups 8 words apart (the L2 fetches four groups to a line).
   constexpr uint32_t kSymmetricZero = (T::kNibbleMagic + 8) | ((T::kNibbleMagic + 8) << 16);
@@ -117,6 +98,30 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
     }
   }
   uint32_t zero_lo = low_pair(zero_now), zero_hi = high_pair(zero_now);
+
+  // Launched as a dependent (dependent_launch.cuh): the weight and scale loads above overlap the previous
+  // kernel (the norm, attention or activation that writes X); X is read only from here on.
+  wait_for_previous_kernel();
+
+  // ---- the CTA's activation slice [kTokens x cta_steps * 64] into shared memory, once ----
+  // Only the rows of real tokens: a missing token's row stays unwritten, because its garbage can only reach
+  // its own MMA output column (n = token), which is never stored. At M = 1 that is 1 row of 8. Columns past
+  // X's (K not a multiple of 64) are zero-filled: they meet zero weights, and garbage there could be NaN.
+  const int row_elems = args.steps_per_split * kStepK + kRowPad;
+  {
+    const auto* x_base = static_cast<const uint16_t*>(args.x);
+    const auto* x = x_base + static_cast<int64_t>(token_base) * args.x_cols + cta_begin * kStepK;
+    const int rows = min(kTokens, args.m - token_base);
+    const int chunks_per_row = cta_steps * (kStepK / 8);
+    const int cols_left = args.x_cols - cta_begin * kStepK;  // x_cols % 8 == 0: chunks are all in or out
+    for (int chunk = threadIdx.x; chunk < rows * chunks_per_row; chunk += kThreads) {
+      const int row = chunk / chunks_per_row, col = (chunk % chunks_per_row) * 8;
+      const bool valid = col < cols_left;
+      cp_async_16(smem + row * row_elems + col,
+                  valid ? x + static_cast<int64_t>(row) * args.x_cols + col : x_base, valid);
+    }
+    cp_async_commit();
+  }
 
   cp_async_wait<0>();
   __syncthreads();  // the activation slice is in
@@ -251,7 +256,8 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   if (args.configure_only) return;
   const dim3 grid((args.n + 16 * (kWarps / kWarpsK) - 1) / (16 * (kWarps / kWarpsK)), args.splits,
                   (args.m + kTokens - 1) / kTokens);
-  w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode><<<grid, kThreads, smem, stream>>>(args);
+  launch_dependent(w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode>, grid, dim3(kThreads),
+                   static_cast<size_t>(smem), stream, args);
 }
 
 template <typename T, int kTokTiles, int kGroupMode>

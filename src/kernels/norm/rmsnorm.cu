@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "kernels/common/dependent_launch.cuh"
 #include "kernels/runtime/cuda_utils.h"
 #include "kernels/common/row_ops.cuh"
 #include "kernels/norm/rmsnorm.h"
@@ -29,6 +30,7 @@ struct RmsNormArgs {
 // Thread t holds the chunks t, t + blockDim.x, ... (kChunks of them) of 8 consecutive values each.
 template <typename T, int kChunks>
 __global__ void __launch_bounds__(kChunks == 8 ? 1024 : 256) rmsnorm_kernel(RmsNormArgs a) {
+  kernels::let_next_kernel_start();  // the GEMM that reads `out` may start its weight loads now
   __shared__ double scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * a.hidden;
   const int64_t chunks = (a.hidden + 7) / 8;
