@@ -42,7 +42,7 @@ build_llamacpp() {
   rm -rf build/llama.cpp && tar -xJf .shared/peers/llama.cpp.tar.xz -C build &&
     cmake -S build/llama.cpp -B build/lcb -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF \
       -DCMAKE_BUILD_TYPE=Release > "$log" 2>&1 &&
-    cmake --build build/lcb -j "$(nproc)" --target llama-bench llama-perplexity llama-quantize >> "$log" 2>&1
+    cmake --build build/lcb -j "$(nproc)" --target llama-bench llama-perplexity llama-quantize llama-server >> "$log" 2>&1
   rm -f build/lcb.building
 }
 if [[ $what == peers-build ]]; then
