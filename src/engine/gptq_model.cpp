@@ -92,7 +92,10 @@ Quantized LayerRunner::quantize(const WeightMatrix& w, const std::string& name) 
 void LayerRunner::matmul(std::vector<float>& out, const std::vector<float>& x, int64_t tokens,
                          const Quantized& q) const {
   out.resize(static_cast<size_t>(tokens * q.matrix.rows));
-  const WeightMatrix view{.name = "gptq", .dtype = DType::F32, .data = q.values.data(), .rows = q.matrix.rows,
+  const WeightMatrix view{.name = "gptq",
+                          .dtype = DType::F32,
+                          .data = q.values.data(),
+                          .rows = q.matrix.rows,
                           .cols = q.matrix.cols};
   cpu::matmul(out.data(), x.data(), tokens, view);
 }
@@ -124,7 +127,8 @@ void LayerRunner::attention(const Batch& b, std::vector<float>& q, std::vector<f
       const int64_t t = th / heads, h = th % heads, first = window_of[t];
       const int64_t kv_off = (h / (heads / kv_heads)) * hd;
       const float* qv = &q[t * q_dim + h * hd];
-      for (int64_t p = first; p <= t; ++p) scores[p - first] = cpu::dot(qv, &k[p * kv_dim + kv_off], hd) * scale;
+      for (int64_t p = first; p <= t; ++p)
+        scores[p - first] = cpu::dot(qv, &k[p * kv_dim + kv_off], hd) * scale;
       cpu::softmax(scores.data(), t - first + 1);
       float* o = &out[t * q_dim + h * hd];
       for (int64_t p = first; p <= t; ++p) {

@@ -31,11 +31,11 @@ struct GptqLinearReport {
 };
 
 struct GptqModelOptions {
-  Int4Scheme scheme;         // scale_dtype is replaced by `activation`
+  Int4Scheme scheme;  // scale_dtype is replaced by `activation`
   GptqOptions gptq;
   DType activation = DType::BF16;
   int64_t max_layers = -1;  // quantize only the first this many layers (-1: all): quick error tables
-  bool report = false;  // also quantize by round to nearest and measure both (GptqLinearReport)
+  bool report = false;      // also quantize by round to nearest and measure both (GptqLinearReport)
   std::function<void(int64_t layer, int64_t layers)> progress;  // after each layer
   // Row `token` of the embedding as the final model stores it (a tied embedding in the lm_head's mode);
   // unset: the embedding matrix rounded to `activation`.

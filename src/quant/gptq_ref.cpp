@@ -21,8 +21,8 @@ constexpr int64_t kRowTile = 8;  // rows quantized together: each row of U read 
 void check_finite(std::span<const float> values, int64_t cols, const char* what) {
   for (size_t i = 0; i < values.size(); ++i) {
     if (!std::isfinite(values[i])) {
-      fail("GPTQ: {} at row {}, column {} is {}: it needs finite values", what, static_cast<int64_t>(i) / cols,
-           static_cast<int64_t>(i) % cols, values[i]);
+      fail("GPTQ: {} at row {}, column {} is {}: it needs finite values", what,
+           static_cast<int64_t>(i) / cols, static_cast<int64_t>(i) % cols, values[i]);
     }
   }
 }
@@ -241,10 +241,12 @@ std::vector<float> gptq_inverse_factor_ref(const GptqPrepared& prepared) {
   return u;
 }
 
-GroupLayout gptq_check_inputs(std::span<const float> w, int64_t rows, int64_t cols, const GptqPrepared& prepared,
-                              size_t factor_size, const Int4Scheme& scheme, int64_t block_size) {
+GroupLayout gptq_check_inputs(std::span<const float> w, int64_t rows, int64_t cols,
+                              const GptqPrepared& prepared, size_t factor_size, const Int4Scheme& scheme,
+                              int64_t block_size) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
-  QLLM_CHECK(!scheme.min_offset, "GPTQ [{}, {}]: the min-offset scheme is not a quantization target", rows, cols);
+  QLLM_CHECK(!scheme.min_offset, "GPTQ [{}, {}]: the min-offset scheme is not a quantization target", rows,
+             cols);
   QLLM_CHECK(static_cast<int64_t>(w.size()) == rows * cols, "GPTQ: weights hold {} values, [{}, {}] needs {}",
              w.size(), rows, cols, rows * cols);
   QLLM_CHECK(prepared.dim == cols && static_cast<int64_t>(factor_size) == cols * cols,
@@ -293,8 +295,9 @@ void gptq_store_params(Int4Matrix& out, const GroupLayout& layout, std::span<con
   }
 }
 
-Int4Matrix gptq_quantize_ref(std::span<const float> w, int64_t rows, int64_t cols, const GptqPrepared& prepared,
-                             std::span<const float> u, const Int4Scheme& scheme, int64_t block_size) {
+Int4Matrix gptq_quantize_ref(std::span<const float> w, int64_t rows, int64_t cols,
+                             const GptqPrepared& prepared, std::span<const float> u, const Int4Scheme& scheme,
+                             int64_t block_size) {
   const GroupLayout layout = gptq_check_inputs(w, rows, cols, prepared, u.size(), scheme, block_size);
   const std::vector<float> start = gptq_start_weights(w, rows, cols, prepared);
   Int4Matrix out;
@@ -337,7 +340,8 @@ void GptqSolverRef::factor(std::span<const float> hessian, int64_t dim, const Gp
   block_size_ = options.block_size;
 }
 
-Int4Matrix GptqSolverRef::quantize(std::span<const float> w, int64_t rows, int64_t cols, const Int4Scheme& scheme) {
+Int4Matrix GptqSolverRef::quantize(std::span<const float> w, int64_t rows, int64_t cols,
+                                   const Int4Scheme& scheme) {
   QLLM_CHECK(!factor_.empty(), "GPTQ: quantize() before factor()");
   return gptq_quantize_ref(w, rows, cols, prepared_, factor_, scheme, block_size_);
 }
