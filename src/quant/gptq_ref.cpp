@@ -28,11 +28,13 @@ void check_finite(std::span<const float> values, int64_t cols, const char* what)
 }
 
 // Lower Cholesky factor of the symmetric positive definite a[n, n] in place (upper triangle left as is).
-// Left-looking by columns; the rows below a pivot are independent, so they run in parallel.
+// Left-looking by columns. The rows below a pivot are independent, but a parallel loop per column costs a
+// barrier per column, which on shared cores costs more than the work below a few thousand columns.
 void cholesky_lower(std::vector<double>& a, int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
     double* row_j = &a[j * n];
     double pivot = row_j[j];
+#pragma omp simd reduction(- : pivot)
     for (int64_t k = 0; k < j; ++k) pivot -= row_j[k] * row_j[k];
     QLLM_CHECK(pivot > 0 && std::isfinite(pivot),
                "GPTQ: the dampened Hessian is not positive definite (pivot {} of {} is {}); raise the "
@@ -40,10 +42,11 @@ void cholesky_lower(std::vector<double>& a, int64_t n) {
                j, n, pivot);
     const double diag = std::sqrt(pivot);
     row_j[j] = diag;
-#pragma omp parallel for schedule(static) if ((n - j) * j > (1 << 16))
+#pragma omp parallel for schedule(static) if (n >= 2048 && (n - j) * j > (1 << 20))
     for (int64_t i = j + 1; i < n; ++i) {
       double* row_i = &a[i * n];
       double s = row_i[j];
+#pragma omp simd reduction(- : s)
       for (int64_t k = 0; k < j; ++k) s -= row_i[k] * row_j[k];
       row_i[j] = s / diag;
     }
@@ -222,18 +225,23 @@ std::vector<float> gptq_inverse_factor_ref(const GptqPrepared& prepared) {
     for (int64_t j = 0; j < n; ++j) a[i * n + j] = prepared.hessian[(n - 1 - i) * n + (n - 1 - j)];
   }
   cholesky_lower(a, n);
-  auto v = [&](int64_t i, int64_t j) { return a[(n - 1 - i) * n + (n - 1 - j)]; };  // V[i][j], i <= j
+  std::vector<double> v(static_cast<size_t>(n * n), 0.0);  // V[i][j] = L[n-1-i][n-1-j], upper
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = i; j < n; ++j) v[i * n + j] = a[(n - 1 - i) * n + (n - 1 - j)];
+  }
   // U = V^-1 (upper), one column at a time by back substitution; columns are independent.
   std::vector<float> u(static_cast<size_t>(n * n), 0.0f);
 #pragma omp parallel
   {
     std::vector<double> col(static_cast<size_t>(n));
-#pragma omp for schedule(dynamic, 8)
+#pragma omp for schedule(dynamic, 16)
     for (int64_t j = 0; j < n; ++j) {
       for (int64_t i = j; i >= 0; --i) {
         double s = i == j ? 1.0 : 0.0;
-        for (int64_t k = i + 1; k <= j; ++k) s -= v(i, k) * col[k];
-        col[i] = s / v(i, i);
+        const double* v_row = &v[i * n];
+#pragma omp simd reduction(- : s)
+        for (int64_t k = i + 1; k <= j; ++k) s -= v_row[k] * col[k];
+        col[i] = s / v_row[i];
       }
       for (int64_t i = 0; i <= j; ++i) u[i * n + j] = static_cast<float>(col[i]);
     }
@@ -352,19 +360,23 @@ double gptq_output_error(std::span<const float> w, std::span<const float> w_hat,
                  static_cast<int64_t>(h.size()) == cols * cols,
              "GPTQ output error: [{}, {}] weights need {} values each and a {}x{} Hessian", rows, cols,
              rows * cols, cols, cols);
+  // Float products in 8-wide vectors, each row's sums then added in double: a report's precision, fast.
   double err = 0, ref = 0;
 #pragma omp parallel for reduction(+ : err, ref) schedule(dynamic, 4)
   for (int64_t r = 0; r < rows; ++r) {
     const float* wr = &w[r * cols];
-    const float* qr = &w_hat[r * cols];
+    std::vector<float> d(static_cast<size_t>(cols));
+    for (int64_t j = 0; j < cols; ++j) d[j] = wr[j] - w_hat[r * cols + j];
     for (int64_t i = 0; i < cols; ++i) {
-      double hd = 0, hw = 0;  // (H d)_i and (H w)_i
+      const float* h_row = &h[i * cols];
+      float hd = 0, hw = 0;  // (H d)_i and (H w)_i
+#pragma omp simd reduction(+ : hd, hw)
       for (int64_t j = 0; j < cols; ++j) {
-        hd += static_cast<double>(h[i * cols + j]) * (wr[j] - qr[j]);
-        hw += static_cast<double>(h[i * cols + j]) * wr[j];
+        hd += h_row[j] * d[j];
+        hw += h_row[j] * wr[j];
       }
-      err += (wr[i] - qr[i]) * hd;
-      ref += wr[i] * hw;
+      err += static_cast<double>(d[i]) * hd;
+      ref += static_cast<double>(wr[i]) * hw;
     }
   }
   return ref > 0 ? std::sqrt(std::max(err, 0.0) / ref) : 0.0;
