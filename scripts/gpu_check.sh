@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
-# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|model|llama1b|profile|decode-profile|peers-build|all]
+# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|model|llama1b|eval|profile|decode-profile|peers-build|all]
 # (default all; profile = W4A16 kernel variants forced past Auto's choice, to re-measure its crossovers; not
 # in all). QLLM_BUILD_PEERS=1 builds llama.cpp during `tests`, for a later call on the same warm machine.
 # `llama1b`: the synthetic Llama-3.2-1B on qllm and on llama.cpp (F16 and Q4_0 GGUFs of the same weights). `model` runs the real model (SmolLM2-135M-Instruct) on qllm's GPU engine and on llama.cpp in the
@@ -210,6 +210,42 @@ if [[ $what == llama1b || $what == llama-peers || $what == all ]] && [[ -f $synt
         "$OUT/llamacpp_bench_llama1b_$f.json" || tail -5 "$OUT/llamacpp_bench_llama1b_$f.err"
     done
   fi
+fi
+
+# eval: issue 20's evaluation targets. The proxy model (carried as .shared/models/proxy-llama-22m): qllm's
+# perplexity (HF protocol, ctx 512 and 2048; bf16 and int4-g128) beside transformers' on the same checkpoint
+# (scripts/hf_perplexity.py); perplexity throughput and batch-32 decode on the synthetic Llama-3.2-1B.
+if [[ $what == eval ]]; then
+  text=.shared/data/wikitext-2-raw-test.txt
+  proxy=.shared/models/proxy-llama-22m
+  if [[ -f $proxy/config.json && -f $text ]]; then
+    for ctx in 512 2048; do
+      log "proxy perplexity, HF protocol, ctx $ctx: transformers bf16, qllm bf16 and int4-g128"
+      timeout 120 python3 scripts/hf_perplexity.py --model "$proxy" --file "$text" --ctx $ctx \
+        --json "$OUT/hf_ppl_proxy_$ctx.json" 2> "$OUT/hf_ppl_proxy_$ctx.err" || tail -5 "$OUT/hf_ppl_proxy_$ctx.err"
+      for q in bf16 int4-g128; do
+        timeout 120 $qllm perplexity --model "$proxy" --device cuda --quant $q --file "$text" --protocol hf \
+          --ctx $ctx --json > "$OUT/ppl_proxy_${ctx}_$q.json" 2> "$OUT/ppl_proxy_${ctx}_$q.err" ||
+          tail -5 "$OUT/ppl_proxy_${ctx}_$q.err"
+        python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['table'][0]; print('qllm $q', r['ctx'], r['perplexity'], r['tokens_per_s'])" \
+          "$OUT/ppl_proxy_${ctx}_$q.json" || true
+      done
+    done
+  else
+    log "eval: $proxy or $text missing: proxy perplexity skipped"
+  fi
+  [[ -f $synth/config.json ]] || $qllm synth --config llama-3.2-1b --out "$synth" --force > "$OUT/synth.log" 2>&1
+  if [[ -f $text ]]; then
+    log "perplexity throughput: synthetic Llama-3.2-1B, bf16, ctx 2048"
+    timeout 200 $qllm perplexity --model "$synth" --device cuda --quant bf16 --file "$text" --protocol hf \
+      --ctx 2048 --chunks 128 --json > "$OUT/ppl_llama1b_2048_bf16.json" 2> "$OUT/ppl_llama1b_2048_bf16.err"
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['table'][0]; print('1B bf16 ctx 2048:', r['tokens_per_s'], 'tok/s')" \
+      "$OUT/ppl_llama1b_2048_bf16.json" || tail -5 "$OUT/ppl_llama1b_2048_bf16.err"
+  fi
+  log "decode at batch 32: synthetic Llama-3.2-1B, bf16 and int4-g128"
+  timeout 240 $qllm bench --model "$synth" --device cuda --quant bf16,int4-g128 -p 512 -n 128 --batch 1,32 \
+    --reps 3 --json > "$OUT/bench_llama1b_b32.json" 2> "$OUT/bench_llama1b_b32.err"
+  python3 scripts/print_bench.py "$OUT/bench_llama1b_b32.json" || tail -5 "$OUT/bench_llama1b_b32.err"
 fi
 
 # decode-profile: Nsight Compute's time of every kernel of a decode step (CUDA graph nodes one by one),
