@@ -9,9 +9,13 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "engine/quantize_model.h"
 #include "kernels/gemm/quant_linear.h"
 #include "model/cpu_linear.h"
 #include "model/llama_cuda.h"
@@ -171,6 +175,40 @@ TEST(LlamaCudaPrequantized, EqualsQuantizingAtLoadAndTheCpuReference) {
       const LlamaRefModel cpu(config, std::move(pre), stored);
       EXPECT_LT(relative_diff(g, logits_of(cpu, tokens)), 3e-2);
     }
+  }
+}
+
+// `qllm quantize` on the GPU writes the same bytes as on the CPU (the CUDA quantizer is the reference's bit
+// for bit), in every format, scale search included.
+TEST(QuantizeCheckpointCuda, SameFilesAsTheCpuQuantizer) {
+  QLLM_SKIP_WITHOUT_GPU();
+  testing::TempDir in;
+  write_synthetic_checkpoint({.preset = "small", .out_dir = in.str(), .seed = 29});
+  for (const auto& [format, quant, search] : {std::tuple{"qllm", "int4-g64", ScaleSearch::Mae},
+                                              std::tuple{"qllm", "int4-global", ScaleSearch::None},
+                                              std::tuple{"gptq", "int4-g32-asym", ScaleSearch::Mse},
+                                              std::tuple{"awq", "int4-g64-asym", ScaleSearch::None}}) {
+    SCOPED_TRACE(fmt::format("{} {}", format, quant));
+    std::vector<std::string> files;
+    for (const DeviceKind device : {DeviceKind::Cpu, DeviceKind::Cuda}) {
+      testing::TempDir out;
+      QuantizeOptions o;
+      o.model = in.str();
+      o.out_dir = out.str();
+      o.format = parse_quant_format(format);
+      o.quant = ModelQuant::parse(quant, o.format == QuantFormat::Qllm ? "same" : "bf16");
+      o.quant.linear.int4.search = search;
+      o.quant.lm_head.int4.search = search;
+      o.device = device;
+      o.force = true;
+      o.verbose = false;
+      const QuantizeReport r = quantize_checkpoint(o);
+      EXPECT_EQ(r.device.find("cpu") == 0, device == DeviceKind::Cpu) << r.device;
+      std::ifstream f(out.str() + "/model.safetensors", std::ios::binary);
+      files.emplace_back(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    }
+    ASSERT_FALSE(files[0].empty());
+    EXPECT_TRUE(files[0] == files[1]) << "model.safetensors differs between the CPU and the GPU quantizer";
   }
 }
 
