@@ -265,6 +265,25 @@ std::shared_ptr<const Int4Matrix> without_zero_points_of_0(std::shared_ptr<const
   return copy ? copy : matrix;
 }
 
+// qweight of GPTQ ([K/8, N]: word (i, n) holds rows k = 8i + j of column n at nibble j) or AWQ ([K, N/8]:
+// word (k, i) holds columns n = 8i + m at nibble kAwqPosition[m]). One thread per word row: no word shared.
+void pack_qweight(const Int4Matrix& w, bool awq, std::span<std::byte> out) {
+  const int64_t word_rows = awq ? w.cols : w.cols / 8;
+  const int64_t word_cols = awq ? w.rows / 8 : w.rows;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < word_rows; ++i) {
+    for (int64_t c = 0; c < word_cols; ++c) {
+      uint32_t word = 0;
+      for (int j = 0; j < 8; ++j) {
+        const int64_t n = awq ? 8 * c + j : c;
+        const int64_t k = awq ? i : 8 * i + j;
+        word |= static_cast<uint32_t>(w.nibble(n * w.cols + k)) << (4 * (awq ? kAwqPosition[j] : j));
+      }
+      store_u32(out, static_cast<size_t>(i * word_cols + c), word);
+    }
+  }
+}
+
 }  // namespace
 
 std::optional<QuantizationConfig> read_quantization_config(const json& config, const std::string& file) {
@@ -402,21 +421,7 @@ std::vector<TensorToWrite> int4_weight_tensors(const QuantizationConfig& config,
                  TensorDType::I32,
                  awq ? std::vector<int64_t>{cols, rows / 8} : std::vector<int64_t>{cols / 8, rows},
                  {},
-                 [matrix, awq](std::span<std::byte> b) {
-                   const Int4Matrix& w = *matrix;
-                   const int64_t n_words = w.rows / 8;
-                   std::vector<uint32_t> words(b.size() / 4, 0);
-                   for (int64_t n = 0; n < w.rows; ++n) {
-                     for (int64_t k = 0; k < w.cols; ++k) {
-                       const uint32_t u = w.nibble(n * w.cols + k);
-                       if (awq)
-                         words[static_cast<size_t>(k * n_words + n / 8)] |= u << (4 * kAwqPosition[n % 8]);
-                       else
-                         words[static_cast<size_t>((k / 8) * w.rows + n)] |= u << (4 * (k % 8));
-                     }
-                   }
-                   std::memcpy(b.data(), words.data(), b.size());
-                 }});
+                 [matrix, awq](std::span<std::byte> b) { pack_qweight(*matrix, awq, b); }});
   out.push_back({base + ".qzeros",
                  TensorDType::I32,
                  {groups, rows / 8},
