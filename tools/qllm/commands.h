@@ -18,13 +18,14 @@ void add_generate(CLI::App& app);
 void add_perplexity(CLI::App& app);
 void add_chat(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_quantize(CLI::App& app);
 
 // The options of every subcommand that runs a model: --model, --device, --quant, --quant-lm-head,
 // --int8-threshold, --scale-search (parsed once, here, for all of them).
 struct ModelCliOptions {
   std::string model;
   std::string device = "auto";
-  std::string quant = "bf16";
+  std::string quant = "auto";
   std::string quant_lm_head = "same";
   float int8_threshold = kDefaultOutlierThreshold;
   std::string scale_search = "none";

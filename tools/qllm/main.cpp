@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
   qllm::cli::add_perplexity(app);
   qllm::cli::add_chat(app);
   qllm::cli::add_bench(app);
+  qllm::cli::add_quantize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
