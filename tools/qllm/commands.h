@@ -19,6 +19,7 @@ void add_perplexity(CLI::App& app);
 void add_chat(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_quantize(CLI::App& app);
+void add_serve(CLI::App& app);  // built with QLLM_SERVER (cpp-httplib)
 
 // The options of every subcommand that runs a model: --model, --device, --quant, --quant-lm-head,
 // --int8-threshold, --scale-search (parsed once, here, for all of them).

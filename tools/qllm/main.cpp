@@ -83,6 +83,9 @@ int main(int argc, char** argv) {
   qllm::cli::add_chat(app);
   qllm::cli::add_bench(app);
   qllm::cli::add_quantize(app);
+#ifdef QLLM_HAVE_SERVER
+  qllm::cli::add_serve(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
