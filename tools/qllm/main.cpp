@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
 #ifdef QLLM_HAVE_SERVER
   qllm::cli::add_serve(app);
 #endif
+  qllm::cli::add_gptq_error(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
