@@ -23,7 +23,11 @@ std::string_view device_kind_name(DeviceKind kind);
 
 struct LoadOptions {
   DeviceKind device = DeviceKind::Auto;  // Auto: the GPU when one is present and qllm was built with CUDA
-  ModelQuant quant = ModelQuant::parse("bf16");
+  // The weight formats; none ("--quant auto"): as the checkpoint stores them (model/prequantized.h,
+  // stored_quant): bf16 for a 16-bit checkpoint or a GGUF file, a pre-quantized checkpoint's INT4 as it is.
+  // An explicit mode on a pre-quantized checkpoint keeps the weights whose INT4 format it names and
+  // re-quantizes the others from their exact reconstruction.
+  std::optional<ModelQuant> quant;
   bool verbose = true;  // progress on stderr
 };
 

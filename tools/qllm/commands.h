@@ -20,6 +20,8 @@ void add_generate(CLI::App& app);
 void add_perplexity(CLI::App& app);
 void add_chat(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_quantize(CLI::App& app);
+void add_serve(CLI::App& app);  // built with QLLM_SERVER (cpp-httplib)
 void add_gptq_error(CLI::App& app);
 
 // The options of every subcommand that runs a model: --model, --device, --quant, --quant-lm-head,
@@ -27,7 +29,7 @@ void add_gptq_error(CLI::App& app);
 struct ModelCliOptions {
   std::string model;
   std::string device = "auto";
-  std::string quant = "bf16";
+  std::string quant = "auto";
   std::string quant_lm_head = "same";
   float int8_threshold = kDefaultOutlierThreshold;
   std::string scale_search = "none";
