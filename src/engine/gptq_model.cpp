@@ -5,23 +5,13 @@
 #include <cmath>
 
 #include "model/cpu_ops.h"
+#include "model/prequantized.h"
 #include "qllm/error.h"
 #include "qllm/half.h"
 
 namespace qllm {
 
 namespace {
-
-// The weight as the engines quantize it: f32 sources (dequantized GGUF blocks) rounded to the activation
-// dtype first, as CpuLinear and the GPU upload do.
-std::vector<float> source_values(const WeightMatrix& w, DType activation) {
-  std::vector<float> values(static_cast<size_t>(w.rows * w.cols));
-  for (int64_t r = 0; r < w.rows; ++r) w.row_to_f32(r, values.data() + r * w.cols);
-  if (w.dtype == DType::F32) {
-    for (float& v : values) v = activation == DType::BF16 ? to_float(to_bf16(v)) : to_float(to_half(v));
-  }
-  return values;
-}
 
 // The calibration activations of every window, concatenated: [tokens, width] row-major.
 struct Batch {
@@ -73,7 +63,7 @@ void LayerRunner::factor(const std::vector<float>& input, int64_t cols) {
 }
 
 Quantized LayerRunner::quantize(const WeightMatrix& w, const std::string& name) {
-  const std::vector<float> source = source_values(w, options_.activation);
+  const std::vector<float> source = quantizer_source(w, options_.activation);
   Quantized q;
   q.matrix = solver_.quantize(source, w.rows, w.cols, scheme_);
   q.values = dequantize_int4_ref(q.matrix);

@@ -11,9 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "engine/calibration.h"
 #include "model/llama_config.h"
 #include "model/llama_weights.h"
+#include "qllm/tokenizer.h"
 #include "quant/gptq_ref.h"
+#include "quant/quant_mode.h"
 
 namespace qllm {
 
@@ -54,5 +57,24 @@ struct GptqModelResult {
 GptqModelResult gptq_quantize_model(const LlamaConfig& config, const LlamaWeights& weights,
                                     std::span<const std::vector<int32_t>> windows, GptqSolver& solver,
                                     const GptqModelOptions& options);
+
+}  // namespace qllm
+
+namespace qllm {
+
+// GPTQ at load time (`--method gptq`) or in `qllm quantize`: calibration and solver settings.
+struct GptqLoadOptions {
+  CalibrationOptions calib;
+  GptqOptions gptq;
+};
+
+// Replaces every decoder-layer linear weight of `weights` by its GPTQ quantization in `quant.linear`'s INT4
+// scheme with scales in `activation` (set_int4: the engines then use it as stored). The windows are sampled
+// by (`--calib self`) a bf16 model of these weights on the GPU when `cuda`, else the CPU reference; the solver
+// runs there too. The lm_head (and a tied embedding) is left to `quant.lm_head`. Progress per layer on stderr
+// when `verbose`. Returns the pass's seconds (calibration sampling included).
+double apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokenizer& tokenizer,
+                  const ModelQuant& quant, DType activation, bool cuda, const GptqLoadOptions& options,
+                  bool verbose);
 
 }  // namespace qllm
