@@ -127,8 +127,8 @@ LoadOptions cpu_options(const char* quant) {
 
 const GptqLoadOptions kSmallGptq{.calib = {.source = "self", .samples = 2, .length = 32, .seed = 3}};
 
-// --method gptq at load: the layers hold GPTQ's INT4 (used as stored), deterministic, unlike RTN's; and a
-// checkpoint written by `qllm quantize --method gptq` loads to the same logits.
+// --method gptq at load: the layers hold GPTQ's INT4 (used as stored), unlike RTN's; and a checkpoint written
+// by `qllm quantize --method gptq` (a second, independent GPTQ run) loads to the same logits.
 TEST(GptqModel, LoadTimeAndQuantizedCheckpointAgree) {
   testing::TempDir dir, out;
   write_synthetic_checkpoint({.preset = "tiny", .out_dir = dir.str(), .seed = 13});
@@ -140,7 +140,6 @@ TEST(GptqModel, LoadTimeAndQuantizedCheckpointAgree) {
   EXPECT_TRUE(dynamic_cast<const LlamaRefModel&>(*g.model).weights().layers[1].w_down.quantized());
   const auto gptq = testing::all_logits(*g.model, ids);
   EXPECT_NE(gptq, rtn);
-  EXPECT_EQ(testing::all_logits(*load_model(dir.str(), o).model, ids), gptq);
 
   QuantizeOptions q;
   q.model = dir.str();
