@@ -57,6 +57,7 @@ start_server() {
   shift
   "$QLLM" serve --model "$MODEL" --device "$DEVICE" --port 0 "${MODEL_ARGS[@]}" "${SERVE_ARGS[@]}" "$@" > "$log" 2>&1 &
   pids+=($!)
+  server_pid=$!
   local pid=$! i
   port=
   for i in $(seq 1 1200); do
@@ -214,4 +215,10 @@ start_server inflight --ctx 2048 --max-batch 1 --max-in-flight 1
 long_request; wait_metric qllm_running_requests 1
 expect_status 429 "too many in flight" POST /v1/completions '{"prompt": "x", "max_tokens": 2}'
 say "limits: ok"
+# SIGTERM with a request running: the server ends it and exits cleanly, promptly.
+kill -TERM "$server_pid"
+for i in $(seq 1 100); do kill -0 "$server_pid" 2> /dev/null || break; sleep 0.1; done
+kill -0 "$server_pid" 2> /dev/null && fail "still running 10 s after SIGTERM"
+wait "$server_pid" || fail "exit status $? after SIGTERM: $(tail -5 "$work/inflight.log")"
+say "shutdown: ok (SIGTERM with a request running)"
 say "all server tests passed"

@@ -28,7 +28,7 @@ struct ServeCliOptions {
   int64_t batch_tokens = 0;
   int64_t prefill_chunk = 0;
   int64_t max_queue = 256;
-  int max_in_flight = 512;
+  int max_in_flight = 256;
   size_t max_body = 1 << 20;
   std::string api_key;
   std::string alias;
@@ -43,17 +43,25 @@ std::string model_id(const ServeCliOptions& o) {
 }
 
 // SIGINT/SIGTERM end the server from a thread of its own (sigwait), not from a signal handler: stopping
-// httplib is not async-signal-safe. The signals are blocked in every thread started after this.
-std::thread stop_on_signal(server::HttpServer& http) {
+// httplib is not async-signal-safe. They are blocked before any thread starts (OpenMP's, the scheduler's,
+// httplib's), so that no other thread takes them.
+sigset_t block_stop_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return std::thread([set, &http] {
+  return set;
+}
+
+// Waits for a stop signal, then ends the scheduler first (waiting requests end at once with an error, new
+// ones get 503) and the HTTP server after it (its handler threads return, serve() returns).
+std::thread stop_on_signal(sigset_t set, server::Scheduler& scheduler, server::HttpServer& http) {
+  return std::thread([set, &scheduler, &http] {
     int signal = 0;
     sigwait(&set, &signal);
     fmt::print(stderr, "qllm serve: signal {}, stopping\n", signal);
+    scheduler.stop();
     http.stop();
   });
 }
@@ -62,6 +70,7 @@ void run(const ServeCliOptions& o) {
   QLLM_CHECK(o.max_batch > 0, "--max-batch must be positive, got {}", o.max_batch);
   QLLM_CHECK(o.ctx > 1, "--ctx must be at least 2, got {}", o.ctx);
   std::signal(SIGPIPE, SIG_IGN);  // a client that hangs up is a failed write, not the end of the server
+  const sigset_t stop_signals = block_stop_signals();
   const std::string api_key =
       !o.api_key.empty() ? o.api_key : (std::getenv("QLLM_API_KEY") ? std::getenv("QLLM_API_KEY") : "");
   const LoadedModel m = load_model_from(o.model);
@@ -86,7 +95,7 @@ void run(const ServeCliOptions& o) {
                            .max_body_bytes = o.max_body,
                            .max_in_flight = o.max_in_flight});
   const int port = http.bind();
-  std::thread signals = stop_on_signal(http);
+  std::thread signals = stop_on_signal(stop_signals, scheduler, http);
   fmt::print(
       stderr,
       "qllm serve: model '{}' ({}, {}), {} sequences x {} positions, {} tokens a step, KV {:.1f} MiB\n",
@@ -96,7 +105,9 @@ void run(const ServeCliOptions& o) {
              api_key.empty() ? "" : " (API key required)");
   std::fflush(stderr);
   http.serve();
-  signals.detach();  // still in sigwait when stopped otherwise; it ends with the process
+  pthread_kill(signals.native_handle(),
+               SIGTERM);  // ends its sigwait if serve() ended otherwise; else a no-op
+  signals.join();
   scheduler.stop();
 }
 
@@ -119,7 +130,7 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--prefill-chunk", o->prefill_chunk,
                   "prompt tokens per step at most (default: --batch-tokens)");
   cmd->add_option("--max-queue", o->max_queue, "requests waiting for a free sequence at most (then 503)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--max-in-flight", o->max_in_flight,
                   "generation requests answered at once at most (then 429)")
