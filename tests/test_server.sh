@@ -55,6 +55,7 @@ say "model $MODEL on $DEVICE ($QLLM)"
 start_server() {
   local name=$1 log=$work/$1.log
   shift
+  : > "$log"  # exists before the background server opens it: the polling below reads it at once
   "$QLLM" serve --model "$MODEL" --device "$DEVICE" --port 0 "${MODEL_ARGS[@]}" "${SERVE_ARGS[@]}" "$@" > "$log" 2>&1 &
   pids+=($!)
   server_pid=$!

@@ -20,6 +20,7 @@ using nlohmann::json;
 namespace {
 
 constexpr auto kPoll = std::chrono::milliseconds(200);  // a streaming handler's wait for tokens
+constexpr int kKeepAlivePolls = 5;                      // a keep-alive comment after this many empty polls
 
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
@@ -81,6 +82,7 @@ struct StreamState {
   bool include_usage = false;
   bool first = true;
   bool done = false;
+  int idle_polls = 0;  // polls in a row without a token (waiting in the queue, a long prefill)
   std::unique_ptr<InFlight> place;
 
   ~StreamState() { job->cancel(); }  // finished, failed or the client left: the sequence is freed
@@ -114,7 +116,15 @@ bool stream_step(StreamState& s, httplib::DataSink& sink) {
     if (!write_event(sink, chunk_json(s.meta, text, s.first, std::nullopt, std::nullopt))) return false;
     s.first = false;
   }
-  if (!u.finished && !stopped) return true;
+  if (!u.finished && !stopped) {
+    // An SSE comment now and then while nothing comes: a client that left is noticed (the write fails)
+    // while its request still waits, not only once it runs. Clients ignore comment lines.
+    static constexpr std::string_view kKeepAlive = ": keep-alive\n\n";
+    s.idle_polls = u.tokens.empty() ? s.idle_polls + 1 : 0;
+    if (s.idle_polls % kKeepAlivePolls == 0 && s.idle_polls > 0)
+      return sink.write(kKeepAlive.data(), kKeepAlive.size());
+    return true;
+  }
   if (u.finished && u.reason == FinishReason::Error) {
     const ApiError e(500, "generation failed: " + u.error);
     if (!write_event(sink, error_json(e))) return false;
