@@ -203,7 +203,7 @@ if [[ $MODEL == "$work/tiny" ]]; then
   say "all server tests passed"
   exit 0
 fi
-start_server queue --ctx 2048 --max-batch 1 --max-queue 1
+start_server queue --ctx 4096 --max-batch 1 --max-queue 1
 long_request; wait_metric qllm_running_requests 1
 long_request; wait_metric qllm_queue_length 1
 got=$(curl -s -D "$work/headers" -o "$work/body" -w '%{http_code}' "http://127.0.0.1:$port/v1/completions" \
@@ -212,7 +212,7 @@ got=$(curl -s -D "$work/headers" -o "$work/body" -w '%{http_code}' "http://127.0
 kill "${pids[-1]}" "${pids[-2]}" 2> /dev/null || true
 wait_metric qllm_running_requests 0
 expect_status 200 "answers after the clients left" POST /v1/completions '{"prompt": "x", "max_tokens": 2}'
-start_server inflight --ctx 2048 --max-batch 1 --max-in-flight 1
+start_server inflight --ctx 4096 --max-batch 1 --max-in-flight 1
 long_request; wait_metric qllm_running_requests 1
 expect_status 429 "too many in flight" POST /v1/completions '{"prompt": "x", "max_tokens": 2}'
 say "limits: ok"
