@@ -38,11 +38,11 @@ server_pid=
 stop_server() { [[ -n $server_pid ]] && kill "$server_pid" 2> /dev/null && wait "$server_pid" 2> /dev/null; server_pid=; }
 trap stop_server EXIT
 
-# wait_ready URL LOG: until URL answers 200 (a model load takes a while), or the server exits.
+# wait_ready URL LOG: until URL answers 200 (python, not curl: the GPU machine's image may lack curl) (a model load takes a while), or the server exits.
 wait_ready() {
   local i
   for i in $(seq 1 1800); do
-    curl -sf -o /dev/null "$1" && return 0
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" 2> /dev/null && return 0
     kill -0 "$server_pid" 2> /dev/null || { tail -20 "$2"; return 1; }
     sleep 0.1
   done
@@ -66,7 +66,8 @@ port=18480
 server_pid=$!
 if wait_ready "http://127.0.0.1:$port/health" "$OUT_DIR/qllm_serve.log"; then
   bench "qllm $QUANT" $port "$(basename "$SYNTH")" "$OUT_DIR/bench_server_qllm.json"
-  curl -s "http://127.0.0.1:$port/metrics" > "$OUT_DIR/qllm_serve_metrics.txt"
+  python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+    "http://127.0.0.1:$port/metrics" > "$OUT_DIR/qllm_serve_metrics.txt"
 fi
 stop_server
 log "qllm bench: batch-1 decode (the single-stream reference)"

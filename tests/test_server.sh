@@ -100,6 +100,9 @@ CTX=256
 start_server main --ctx $CTX --max-batch 8 --max-queue 1024 --max-body 65536 --api-key "$KEY"
 MODEL_ID=$(basename "$MODEL" .gguf)
 
+have_curl=1
+command -v curl > /dev/null || { have_curl=0; say "SKIPPED the curl tests and the limits: no curl on this machine"; }
+if ((have_curl)); then
 say "curl: routes, authentication and bad input"
 expect_status 200 "health" GET /health
 expect_status 200 "metrics" GET /metrics
@@ -129,6 +132,7 @@ curl -sN "http://127.0.0.1:$port/v1/completions" "${AUTH[@]}" -H 'Content-Type: 
 grep -q '^data: {' "$work/sse" && [[ $(tail -2 "$work/sse" | head -1) == "data: [DONE]" ]] ||
   fail "stream does not end in data: [DONE]: $(cat "$work/sse")"
 say "curl: ok"
+fi
 
 say "expected outputs: qllm generate (greedy)"
 gen_json() {  # gen_json PROMPT MAX_TOKENS [--chat]
@@ -179,6 +183,7 @@ if ((client_ok)); then
 else
   say "SKIPPED the openai client tests: pip could not install 'openai' ($(tail -1 "$work/pip.log" 2> /dev/null || echo no venv))"
 fi
+((have_curl)) || { say "all server tests passed (curl parts skipped)"; exit 0; }
 expect_status 200 "health after the load" GET /health
 
 say "limits: a full queue (503 + Retry-After), too many requests in flight (429)"
