@@ -119,5 +119,13 @@ for peer in (r for r in rows if r["label"].startswith("llama-server")):
         print(f"qllm / {peer['label']}: {qllm[0]['output_tokens_per_s'] / max(peer['output_tokens_per_s'], 1e-9):.2f}x output tok/s")
 if b1 is not None:
     print("qllm bench batch 1:", json.dumps(b1))
+# The same as a markdown table for docs/RESULTS.md.
+print("\n| server | output tok/s | TTFT p50 s | TTFT p99 s | 1-stream decode tok/s | errors |")
+print("| --- | --- | --- | --- | --- | --- |")
+for r in rows:
+    print(f"| {r['label']} | {r['output_tokens_per_s']:,.0f} | {r['ttft_p50_s'] or 0:.3f} | {r['ttft_p99_s'] or 0:.3f} | "
+          f"{r['single_stream_decode_tokens_per_s'] or 0:,.0f} | {r['errors']} |")
+if b1 is not None:
+    print(f"\nqllm bench {b1['test']} batch 1: {b1['tokens_per_s']:,.1f} tok/s")
 json.dump({"servers": rows, "qllm_bench_b1": b1}, open(os.path.join(out, "bench_server_summary.json"), "w"), indent=2)
 PY
