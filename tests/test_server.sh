@@ -33,9 +33,18 @@ SERVE_ARGS=(${QLLM_SERVE_ARGS:-})
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  local status=$?
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # A sanitizer build (the sanitize preset) reports memory errors, undefined behaviour and leaks (at exit,
+  # after SIGTERM) in the servers' logs.
+  if grep -l -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$work"/*.log 2> /dev/null; then
+    grep -h -A20 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$work"/*.log | head -60
+    echo "FAIL: sanitizer reports in the servers' logs" >&2
+    status=1
+  fi
   rm -rf "$work"
+  exit $status
 }
 trap cleanup EXIT
 
