@@ -60,8 +60,9 @@ void run(const QuantizeCliOptions& o) {
     fmt::print("{}\n", out.dump(2));
     return;
   }
-  fmt::print("{}: {} ({} format) on {} in {:.1f} s -> {}\n{}", o.model, r.quantization, r.format, r.device,
-             r.seconds, o.out, table.to_text());
+  fmt::print("{}: {} ({} format) on {} in {:.1f} s (read {:.1f}, quantize {:.1f}, write {:.1f}) -> {}\n{}",
+             o.model, r.quantization, r.format, r.device, r.seconds, r.read_seconds, r.quantize_seconds,
+             r.write_seconds, o.out, table.to_text());
 }
 
 }  // namespace
