@@ -54,9 +54,17 @@ void run(const QuantizeCliOptions& o) {
                                   : Cell::missing()});
   }
   if (o.json) {
-    const nlohmann::json out = {{"command", "quantize"},   {"model", o.model},        {"out", o.out},
-                                {"quant", r.quantization}, {"format", r.format},      {"device", r.device},
-                                {"seconds", r.seconds},    {"table", table.to_json()}};
+    const nlohmann::json out = {{"command", "quantize"},
+                                {"model", o.model},
+                                {"out", o.out},
+                                {"quant", r.quantization},
+                                {"format", r.format},
+                                {"device", r.device},
+                                {"seconds", r.seconds},
+                                {"read_seconds", r.read_seconds},
+                                {"quantize_seconds", r.quantize_seconds},
+                                {"write_seconds", r.write_seconds},
+                                {"table", table.to_json()}};
     fmt::print("{}\n", out.dump(2));
     return;
   }
