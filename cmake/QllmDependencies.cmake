@@ -16,6 +16,25 @@ target_include_directories(qllm_pcre2 SYSTEM INTERFACE ${PCRE2_INCLUDE_DIR})
 target_link_libraries(qllm_pcre2 INTERFACE ${PCRE2_LIBRARY})
 target_compile_definitions(qllm_pcre2 INTERFACE PCRE2_CODE_UNIT_WIDTH=8)
 
+# cpp-httplib (Debian libcpp-httplib-dev) for `qllm serve`. Debian ships it as a compiled library
+# (libcpp-httplib.so) whose header must see the macros it was built with where they change a class's layout:
+# CPPHTTPLIB_OPENSSL_SUPPORT adds a member to httplib::Request (and needs OpenSSL's headers, libssl-dev).
+# Its zlib and brotli macros only add #includes, so they are left out. Required unless QLLM_SERVER=OFF
+# (scripts/gpu_check.sh turns it off when the carried .deps bundle has no httplib).
+option(QLLM_SERVER "Build `qllm serve` (needs cpp-httplib)" ON)
+if(QLLM_SERVER)
+  find_path(HTTPLIB_INCLUDE_DIR httplib.h REQUIRED)
+  find_library(HTTPLIB_LIBRARY NAMES cpp-httplib REQUIRED)
+  find_path(OPENSSL_SSL_INCLUDE_DIR openssl/ssl.h REQUIRED)
+  add_library(qllm_httplib INTERFACE)
+  target_include_directories(qllm_httplib SYSTEM INTERFACE ${HTTPLIB_INCLUDE_DIR} ${OPENSSL_SSL_INCLUDE_DIR})
+  target_link_libraries(qllm_httplib INTERFACE ${HTTPLIB_LIBRARY})
+  target_compile_definitions(qllm_httplib INTERFACE CPPHTTPLIB_OPENSSL_SUPPORT)
+  # DT_RPATH rather than RUNPATH: it also finds the libraries libcpp-httplib itself needs (OpenSSL, brotli)
+  # in a bundle beside it (scripts/bundle_deps.sh), on a machine that lacks them.
+  target_link_options(qllm_httplib INTERFACE -Wl,--disable-new-dtags)
+endif()
+
 if(QLLM_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

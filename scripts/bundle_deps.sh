@@ -15,6 +15,18 @@ for pkg in libgtest-dev libcli11-dev libfmt-dev nlohmann-json3-dev libpcre2-dev;
     mkdir -p ".deps$(dirname "$f")" && cp -a "$f" ".deps$f"
   done
 done
+# cpp-httplib (qllm serve): Debian ships a compiled library. Its header, the library and the shared
+# libraries it needs at run time (OpenSSL 3, brotli), which the GPU machine's image may lack, and OpenSSL's
+# headers (httplib.h includes them; the multiarch configuration headers are put beside the others). qllm is
+# linked with DT_RPATH to this folder (cmake/QllmDependencies.cmake), so no LD_LIBRARY_PATH is needed.
+lib=/usr/lib/x86_64-linux-gnu
+mkdir -p .deps/usr/include .deps$lib
+cp -a /usr/include/httplib.h .deps/usr/include/
+cp -a /usr/include/openssl .deps/usr/include/
+cp -a /usr/include/x86_64-linux-gnu/openssl/. .deps/usr/include/openssl/
+for f in "$lib"/libcpp-httplib.so* "$lib"/libbrotli{common,dec,enc}.so.1* "$lib"/libssl.so.3 "$lib"/libcrypto.so.3; do
+  cp -a "$f" ".deps$lib/"
+done
 # libfmt-dev's CMake files name the shared library; the build uses fmt::fmt-header-only, which needs none,
 # but CMake checks that the imported file exists.
 for so in /usr/lib/x86_64-linux-gnu/libfmt.so*; do cp -a "$so" .deps/usr/lib/x86_64-linux-gnu/; done

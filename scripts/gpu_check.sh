@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
-# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|model|llama1b|quantize|profile|decode-profile|peers-build|all]
-# (default all; quantize = the pre-quantized/`qllm quantize` GPU tests, the 1B quantize time and
-# scripts/interop_gptq.py, not in all; profile = W4A16 kernel variants forced past Auto's choice, to re-measure its crossovers; not
+# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh
+# [tests|bench|model|llama1b|eval|quantize|serve|serve-test|serve-bench|profile|decode-profile|peers-build|all]
+# (default all; eval = issue 20's evaluation figures (proxy perplexity beside transformers, 1B perplexity
+# throughput, batch-32 decode); quantize = the pre-quantized/`qllm quantize` GPU tests, the 1B quantize time and
+# scripts/interop_gptq.py; serve* = `qllm serve` tests and benchmark against llama-server; profile = W4A16 kernel
+# variants forced past Auto's choice, to re-measure its crossovers; these not
 # in all). QLLM_BUILD_PEERS=1 builds llama.cpp during `tests`, for a later call on the same warm machine.
 # `llama1b`: the synthetic Llama-3.2-1B on qllm and on llama.cpp (F16 and Q4_0 GGUFs of the same weights). `model` runs the real model (SmolLM2-135M-Instruct) on qllm's GPU engine and on llama.cpp in the
 # same call: generation, WikiText-2 perplexity per quantization mode, throughput. It needs, carried:
@@ -32,6 +35,13 @@ if [[ -d $deps_dir/usr ]]; then
   deps=(-Dfmt_DIR=$d/lib/x86_64-linux-gnu/cmake/fmt -DGTest_DIR=$d/lib/x86_64-linux-gnu/cmake/GTest
         -DCLI11_DIR=$d/share/cmake/CLI11 -Dnlohmann_json_DIR=$d/share/cmake/nlohmann_json
         -DPCRE2_INCLUDE_DIR=$d/include -DPCRE2_LIBRARY=$d/lib/x86_64-linux-gnu/libpcre2-8.a)
+  # qllm serve needs cpp-httplib; a bundle made before it was added has none: build without the server.
+  if [[ -f $d/include/httplib.h ]]; then
+    deps+=(-DHTTPLIB_INCLUDE_DIR=$d/include -DHTTPLIB_LIBRARY=$d/lib/x86_64-linux-gnu/libcpp-httplib.so
+           -DOPENSSL_SSL_INCLUDE_DIR=$d/include)
+  else
+    deps+=(-DQLLM_SERVER=OFF)
+  fi
 fi
 # llama.cpp (the peer measured on the same model in the same call), built from the carried source tarball
 # into build/lcb while qllm builds; kept between calls on a warm machine.
@@ -55,7 +65,8 @@ if [[ $what == peers-build ]]; then
   exit 0
 fi
 peers_pid=
-if [[ ${QLLM_BUILD_PEERS:-0} == 1 || $what == model || $what == llama-peers || $what == all ]] && [[ ! -x build/lcb/bin/llama-bench ]] &&
+if [[ ${QLLM_BUILD_PEERS:-0} == 1 || $what == model || $what == llama-peers || $what == all || $what == serve ||
+      $what == serve-bench ]] && [[ ! -x build/lcb/bin/llama-bench ]] &&
    [[ ! -f build/lcb.building && -f .shared/peers/llama.cpp.tar.xz ]]; then
   log "llama.cpp build started (background)"
   build_llamacpp &
@@ -241,6 +252,67 @@ if [[ $what == llama1b || $what == llama-peers || $what == all ]] && [[ -f $synt
         "$OUT/llamacpp_bench_llama1b_$f.json" || tail -5 "$OUT/llamacpp_bench_llama1b_$f.err"
     done
   fi
+fi
+
+# eval: issue 20's evaluation targets. The proxy model (carried as .shared/models/proxy-llama-22m): qllm's
+# perplexity (HF protocol, ctx 512 and 2048; bf16 and int4-g128) beside transformers' on the same checkpoint
+# (scripts/hf_perplexity.py); perplexity throughput and batch-32 decode on the synthetic Llama-3.2-1B.
+if [[ $what == eval ]]; then
+  text=.shared/data/wikitext-2-raw-test.txt
+  proxy=.shared/models/proxy-llama-22m
+  if [[ -f $proxy/config.json && -f $text ]]; then
+    for ctx in 512 2048; do
+      log "proxy perplexity, HF protocol, ctx $ctx: transformers bf16, qllm bf16 and int4-g128"
+      timeout 120 python3 scripts/hf_perplexity.py --model "$proxy" --file "$text" --ctx $ctx \
+        --json "$OUT/hf_ppl_proxy_$ctx.json" 2> "$OUT/hf_ppl_proxy_$ctx.err" || tail -5 "$OUT/hf_ppl_proxy_$ctx.err"
+      for q in bf16 int4-g128; do
+        timeout 120 $qllm perplexity --model "$proxy" --device cuda --quant $q --file "$text" --protocol hf \
+          --ctx $ctx --json > "$OUT/ppl_proxy_${ctx}_$q.json" 2> "$OUT/ppl_proxy_${ctx}_$q.err" ||
+          tail -5 "$OUT/ppl_proxy_${ctx}_$q.err"
+        python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['table'][0]; print('qllm $q', r['ctx'], r['perplexity'], r['tokens_per_s'])" \
+          "$OUT/ppl_proxy_${ctx}_$q.json" || true
+      done
+    done
+  else
+    log "eval: $proxy or $text missing: proxy perplexity skipped"
+  fi
+  [[ -f $synth/config.json ]] || $qllm synth --config llama-3.2-1b --out "$synth" --force > "$OUT/synth.log" 2>&1
+  if [[ -f $text ]]; then
+    log "perplexity throughput: synthetic Llama-3.2-1B, bf16, ctx 2048"
+    timeout 200 $qllm perplexity --model "$synth" --device cuda --quant bf16 --file "$text" --protocol hf \
+      --ctx 2048 --chunks 128 --json > "$OUT/ppl_llama1b_2048_bf16.json" 2> "$OUT/ppl_llama1b_2048_bf16.err"
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['table'][0]; print('1B bf16 ctx 2048:', r['tokens_per_s'], 'tok/s')" \
+      "$OUT/ppl_llama1b_2048_bf16.json" || tail -5 "$OUT/ppl_llama1b_2048_bf16.err"
+  fi
+  log "decode at batch 32: synthetic Llama-3.2-1B, bf16 and int4-g128"
+  timeout 240 $qllm bench --model "$synth" --device cuda --quant bf16,int4-g128 -p 512 -n 128 --batch 1,32 \
+    --reps 3 --json > "$OUT/bench_llama1b_b32.json" 2> "$OUT/bench_llama1b_b32.err"
+  python3 scripts/print_bench.py "$OUT/bench_llama1b_b32.json" || tail -5 "$OUT/bench_llama1b_b32.err"
+fi
+
+# serve / serve-test / serve-bench: `qllm serve` on the GPU. serve-test: tests/test_server.sh (curl, and the
+# openai client installed from carried wheels .whl/, scripts/get_server_wheels.sh) on SmolLM2 when carried,
+# else the proxy model under .shared, else a synthetic one; QLLM_SERVE_TOLERANT=1 by default here: greedy
+# texts that differ from `qllm generate`'s batch-1 run are counted and printed, not failed (GPU kernels chosen
+# by batch size may round differently). serve-bench: scripts/bench_server.sh, qllm serve against
+# llama-server -np 64 -fa on the synthetic Llama-3.2-1B (int4-g128 vs Q4_0 and F16 GGUFs of the same weights).
+if [[ $what == serve || $what == serve-test ]]; then
+  if ! $qllm serve --help > /dev/null 2>&1; then
+    log "serve: qllm was built without the server (no httplib in .deps: rerun scripts/bundle_deps.sh)"
+  else
+    serve_model=
+    [[ -f $gguf ]] && serve_model=$PWD/$gguf
+    log "serve: tests/test_server.sh on the GPU (${serve_model:-default model})"
+    [[ -d .whl ]] && export QLLM_WHEELS=$PWD/.whl
+    QLLM=$qllm QLLM_SERVE_DEVICE=cuda QLLM_SERVE_MODEL=$serve_model QLLM_SERVE_TOLERANT=${QLLM_SERVE_TOLERANT:-1} \
+      QLLM_VENV=/tmp/serve-venv timeout 400 tests/test_server.sh 2>&1 | tee "$OUT/test_server.log" | tail -40
+    log "serve test exit ${PIPESTATUS[0]}"
+  fi
+fi
+if [[ $what == serve || $what == serve-bench ]]; then
+  wait_peers
+  log "serve: benchmark against llama-server"
+  QLLM=$qllm SYNTH=$synth OUT_DIR=$OUT/serve timeout 520 scripts/bench_server.sh 2>&1 | tail -30
 fi
 
 # decode-profile: Nsight Compute's time of every kernel of a decode step (CUDA graph nodes one by one),

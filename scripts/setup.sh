@@ -4,7 +4,8 @@
 # CUDA is optional: with nvcc on the PATH (or in /usr/local/cuda/bin) the GPU kernels are built too.
 set -euo pipefail
 
-packages=(cmake make g++ pkg-config googletest libgtest-dev libcli11-dev libfmt-dev nlohmann-json3-dev libpcre2-dev)
+packages=(cmake make g++ pkg-config googletest libgtest-dev libcli11-dev libfmt-dev nlohmann-json3-dev libpcre2-dev
+          libcpp-httplib-dev curl python3-venv)
 # --fuzz (scripts/fuzz.sh): clang with its libFuzzer and sanitizer runtimes as well.
 add_fuzz_packages() { packages+=(clang libclang-rt-dev); }
 [[ "${1:-}" == "--fuzz" ]] && add_fuzz_packages

@@ -151,14 +151,14 @@ TensorToWrite dense_tensor(const std::string& name, const WeightMatrix& w, DType
   if (!w.quantized() && w.dtype != DType::F32) {
     const auto* p = static_cast<const std::byte*>(w.data);
     return {name,
-            w.dtype == DType::BF16 ? TensorDType::BF16 : TensorDType::F16,
+            w.dtype == DType::BF16 ? DType::BF16 : DType::F16,
             {w.rows, w.cols},
             {p, static_cast<size_t>(w.rows * w.cols * 2)},
             {}};
   }
   const WeightMatrix* source = &w;
   return {name,
-          activation == DType::BF16 ? TensorDType::BF16 : TensorDType::F16,
+          activation == DType::BF16 ? DType::BF16 : DType::F16,
           {w.rows, w.cols},
           {},
           [source, activation](std::span<std::byte> b) {
@@ -191,12 +191,12 @@ void add_vector(std::vector<TensorToWrite>& out, const std::string& name, const 
   const std::vector<int64_t> shape = {static_cast<int64_t>(v.size())};
   if (!exact) {
     const auto* p = reinterpret_cast<const std::byte*>(v.data());
-    out.push_back({name, TensorDType::F32, shape, {p, v.size() * sizeof(float)}, {}});
+    out.push_back({name, DType::F32, shape, {p, v.size() * sizeof(float)}, {}});
     return;
   }
   const std::vector<float>* values = &v;
   out.push_back({name,
-                 dtype == DType::BF16 ? TensorDType::BF16 : TensorDType::F16,
+                 dtype == DType::BF16 ? DType::BF16 : DType::F16,
                  shape,
                  {},
                  [values, dtype](std::span<std::byte> b) {
@@ -231,7 +231,7 @@ std::vector<TensorToWrite> output_tensors(const Input& in, const QuantizationCon
 }
 
 uint64_t bytes_of(const TensorToWrite& t) {
-  uint64_t n = tensor_dtype_size(t.dtype);
+  uint64_t n = dtype_size(t.dtype);
   for (const int64_t d : t.shape) n *= static_cast<uint64_t>(d);
   return n;
 }

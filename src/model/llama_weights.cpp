@@ -38,8 +38,9 @@ int64_t first_non_finite(const void* data, DType dtype, int64_t count) {
         std::memcpy(&bits, static_cast<const float*>(data) + i, 4);
         return (bits & 0x7f800000u) == 0x7f800000u;
       }
+      default:  // integer types are always finite
+        return false;
     }
-    return false;
   };
   constexpr int64_t kBlock = 1 << 16;
   const int64_t blocks = (count + kBlock - 1) / kBlock;
@@ -72,7 +73,7 @@ TensorView checked_tensor(const SafetensorsCheckpoint& ckpt, const std::string& 
   QLLM_CHECK(ckpt.contains(name), "{}: missing tensor '{}' (expected shape {})", ckpt.source(), name,
              shape_string(shape));
   const TensorView t = ckpt.tensor(name);
-  QLLM_CHECK(float_dtype(t.dtype()).has_value(),
+  QLLM_CHECK(is_float(t.dtype()),
              "{}: tensor '{}' has dtype {}; weights must be BF16, F16 or F32", *t.file, name,
              safetensors_dtype_name(t.dtype()));
   QLLM_CHECK(t.shape() == shape, "{}: tensor '{}' has shape {}, expected {}", *t.file, name,
@@ -84,9 +85,9 @@ std::vector<float> load_vector(const SafetensorsCheckpoint& ckpt, const std::str
   const TensorView t = checked_tensor(ckpt, name, {size});
   // Copied first: a norm vector is small, and the copy is aligned whatever the file's offsets are.
   const std::vector<std::byte> bytes(t.bytes().begin(), t.bytes().end());
-  check_finite(TensorView{t.info, bytes.data(), t.file}, *float_dtype(t.dtype()), size);
+  check_finite(TensorView{t.info, bytes.data(), t.file}, t.dtype(), size);
   std::vector<float> out(static_cast<size_t>(size));
-  WeightMatrix{name, *float_dtype(t.dtype()), bytes.data(), 1, size}.row_to_f32(0, out.data());
+  WeightMatrix{name, t.dtype(), bytes.data(), 1, size}.row_to_f32(0, out.data());
   return out;
 }
 
@@ -148,6 +149,8 @@ void WeightMatrix::row_to_f32(int64_t row, float* out) const {
       for (int64_t i = 0; i < cols; ++i) out[i] = half_bits_to_float(src[i]);
       return;
     }
+    default:
+      fail("weight '{}' has dtype {}, not a floating-point type", name, dtype_name(dtype));
   }
 }
 
@@ -213,8 +216,8 @@ LlamaWeights LlamaWeights::load(const std::string& dir, const LlamaConfig& c, bo
       return m;
     }
     const TensorView t = checked_tensor(ckpt, name, expected_shape(rows, cols));
-    WeightMatrix m{name, *float_dtype(t.dtype()), t.data, rows, cols};
-    if (reinterpret_cast<uintptr_t>(t.data) % tensor_dtype_size(t.dtype()) != 0) {
+    WeightMatrix m{name, t.dtype(), t.data, rows, cols};
+    if (reinterpret_cast<uintptr_t>(t.data) % dtype_size(t.dtype()) != 0) {
       w.copies_.emplace_back(t.bytes().begin(), t.bytes().end());
       m.data = w.copies_.back().data();
     }

@@ -161,7 +161,7 @@ TEST(QuantizedCheckpointLayout, GptqAndAwqWords) {
     std::map<std::string, std::vector<std::byte>> t;
     for (const TensorToWrite& w : int4_weight_tensors(q, "x", shared)) {
       std::vector<std::byte> b(static_cast<size_t>(w.shape[0] * (w.shape.size() > 1 ? w.shape[1] : 1)) *
-                               tensor_dtype_size(w.dtype));
+                               dtype_size(w.dtype));
       w.fill(b);
       t[w.name] = std::move(b);
     }
@@ -197,7 +197,7 @@ TEST(QuantizedCheckpointLayout, GptqAndAwqWords) {
 // Loads every tensor of a checkpoint into memory so that a test can break one and write it back.
 struct Owned {
   std::string name;
-  TensorDType dtype;
+  DType dtype;
   std::vector<int64_t> shape;
   std::vector<std::byte> bytes;
 };
@@ -239,7 +239,7 @@ TEST_F(QuantizedCheckpoint, MalformedCheckpointsNameTheProblem) {
     throw std::runtime_error("no tensor " + name);
   };
   std::string e = edit([&](auto& t) {
-    find(t, q + ".qweight").dtype = TensorDType::U8, find(t, q + ".qweight").shape[1] *= 4;
+    find(t, q + ".qweight").dtype = DType::U8, find(t, q + ".qweight").shape[1] *= 4;
   });
   EXPECT_NE(e.find("'" + q + ".qweight' has dtype U8, expected I32"), std::string::npos) << e;
   e = edit([&](auto& t) { std::erase_if(t, [&](const Owned& o) { return o.name == q + ".scales"; }); });

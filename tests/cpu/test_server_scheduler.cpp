@@ -1,0 +1,163 @@
+// Continuous batching (server/scheduler.h) on the CPU reference with the tiny synthetic model: requests that
+// join and leave a running batch, prompts fed in chunks beside others' decode steps, more requests than
+// sequence slots, get exactly the tokens generate() gives each alone; cancellation frees the slot and its
+// KV positions at once; a full queue refuses.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "server/metrics.h"
+#include "server/scheduler.h"
+#include "tests/cpu/model_test_support.h"
+
+namespace qllm::server {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Collected {
+  std::vector<int32_t> tokens;
+  FinishReason reason = FinishReason::None;
+  std::string error;
+};
+
+Collected collect(Job& job) {
+  Collected c;
+  for (int i = 0; i < 6000; ++i) {  // at most a minute
+    Job::Update u = job.wait(10ms);
+    c.tokens.insert(c.tokens.end(), u.tokens.begin(), u.tokens.end());
+    if (u.finished) {
+      c.reason = u.reason;
+      c.error = u.error;
+      return c;
+    }
+  }
+  ADD_FAILURE() << "job did not finish";
+  return c;
+}
+
+std::vector<int32_t> prompt_of(int64_t length, int32_t salt, int64_t vocab) {
+  std::vector<int32_t> p;
+  for (int64_t i = 0; i < length; ++i) p.push_back(static_cast<int32_t>((salt * 31 + i * 7 + 3) % vocab));
+  return p;
+}
+
+class ServerScheduler : public ::testing::Test {
+ protected:
+  void SetUp() override { model_ = testing::tiny_model(dir_); }
+
+  // generate() alone on a fresh context: the reference for one request.
+  std::vector<int32_t> alone(const JobSpec& spec) {
+    const auto c = model_->new_context({.max_sequences = 1, .max_positions = kPositions});
+    GenerateOptions o;
+    o.max_new_tokens = spec.max_tokens;
+    o.sampling = spec.sampling;
+    o.stop_ids = spec.stop_ids;
+    return generate(*c, 0, spec.prompt, o).tokens;
+  }
+
+  std::unique_ptr<Context> context(int sequences, int64_t batch_tokens) {
+    return model_->new_context(
+        {.max_sequences = sequences, .max_positions = kPositions, .max_batch_tokens = batch_tokens});
+  }
+
+  static constexpr int64_t kPositions = 48;
+  testing::TempDir dir_;
+  std::unique_ptr<Model> model_;
+};
+
+TEST_F(ServerScheduler, BatchedRequestsGetTheTokensTheyGetAlone) {
+  const int64_t vocab = model_->config().vocab_size;
+  std::vector<JobSpec> specs;
+  for (int i = 0; i < 9; ++i) {
+    JobSpec s;
+    s.prompt = prompt_of(1 + (i * 5) % 23, i, vocab);  // 1..21 tokens: several chunks of 4
+    s.max_tokens = 4 + (i * 3) % 9;
+    if (i % 3 == 1) s.sampling = {.temperature = 0.9f, .top_k = 20, .top_p = 0.95f, .seed = 100u + i};
+    if (i == 4) s.max_tokens = kPositions;  // cut by the context: prompt + new - 1 positions
+    specs.push_back(s);
+  }
+  ServerMetrics metrics;
+  const auto c = context(/*sequences=*/3, /*batch_tokens=*/7);
+  Scheduler scheduler(*c, {.max_queue = 16, .prefill_chunk = 4}, &metrics);
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (const JobSpec& s : specs) {
+    jobs.push_back(scheduler.submit(s));
+    ASSERT_NE(jobs.back(), nullptr);
+    std::this_thread::sleep_for(1ms);  // arrivals spread over the running batch's steps
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Collected got = collect(*jobs[i]);
+    EXPECT_EQ(got.tokens, alone(specs[i])) << "request " << i;
+    EXPECT_EQ(got.reason, FinishReason::Length) << "request " << i;
+  }
+  const SchedulerStats stats = scheduler.stats();
+  EXPECT_EQ(stats.running, 0);
+  EXPECT_EQ(stats.kv_pages_used, 0);
+  EXPECT_LE(stats.last_batch_tokens, 7);
+  const std::string text = metrics.prometheus(stats);
+  EXPECT_NE(text.find("qllm_generations_total{reason=\"length\"} 9"), std::string::npos) << text;
+}
+
+TEST_F(ServerScheduler, StopIdsEndARequest) {
+  JobSpec s;
+  s.prompt = prompt_of(5, 1, model_->config().vocab_size);
+  s.max_tokens = 10;
+  const std::vector<int32_t> free_run = alone(s);
+  ASSERT_GE(free_run.size(), 3u);
+  s.stop_ids = {free_run[2]};
+  const auto c = context(2, 8);
+  Scheduler scheduler(*c, {});
+  const Collected got = collect(*scheduler.submit(s));
+  EXPECT_EQ(got.reason, FinishReason::Stop);
+  EXPECT_EQ(got.tokens, alone(s));
+  EXPECT_EQ(got.tokens.back(), free_run[2]);
+}
+
+TEST_F(ServerScheduler, CancelFreesTheSlotAndAFullQueueRefuses) {
+  const int64_t vocab = model_->config().vocab_size;
+  const auto c = context(/*sequences=*/1, 8);
+  Scheduler scheduler(*c, {.max_queue = 1, .prefill_chunk = 8});
+  JobSpec long_one{.prompt = prompt_of(6, 2, vocab), .max_tokens = kPositions};
+  JobSpec next{.prompt = prompt_of(9, 3, vocab), .max_tokens = 5};
+  auto first = scheduler.submit(long_one);
+  ASSERT_NE(first, nullptr);
+  Job::Update u;
+  while (u.tokens.empty() && !u.finished) u = first->wait(10ms);  // running: it holds the only slot
+  auto queued = scheduler.submit(next);
+  ASSERT_NE(queued, nullptr);
+  EXPECT_EQ(scheduler.submit(next), nullptr) << "the queue holds one request";
+  first->cancel();
+  EXPECT_EQ(collect(*first).reason, FinishReason::Cancelled);
+  const Collected got = collect(*queued);
+  EXPECT_EQ(got.tokens, alone(next));
+  EXPECT_EQ(c->length(0), 0) << "a finished request's positions go back at once";
+  EXPECT_EQ(scheduler.stats().kv_pages_used, 0);
+}
+
+TEST_F(ServerScheduler, RefusesWhatCannotFit) {
+  const auto c = context(1, 8);
+  Scheduler scheduler(*c, {});
+  EXPECT_THROW(scheduler.submit({.prompt = prompt_of(kPositions, 1, 64), .max_tokens = 1}), Error);
+  EXPECT_THROW(scheduler.submit({.prompt = {}, .max_tokens = 1}), Error);
+  EXPECT_THROW(scheduler.submit({.prompt = {1}, .max_tokens = 0}), Error);
+  // A token outside the vocabulary fails its own request in forward(); the scheduler keeps serving.
+  const Collected bad = collect(*scheduler.submit({.prompt = {static_cast<int32_t>(1 << 30)}, .max_tokens = 2}));
+  EXPECT_EQ(bad.reason, FinishReason::Error);
+  EXPECT_FALSE(bad.error.empty());
+  JobSpec ok{.prompt = {1, 2, 3}, .max_tokens = 3};
+  EXPECT_EQ(collect(*scheduler.submit(ok)).tokens, alone(ok));
+}
+
+TEST_F(ServerScheduler, StopEndsUnfinishedJobs) {
+  const auto c = context(1, 8);
+  auto scheduler = std::make_unique<Scheduler>(*c, SchedulerOptions{});
+  auto running = scheduler->submit({.prompt = {1, 2}, .max_tokens = kPositions});
+  auto waiting = scheduler->submit({.prompt = {3, 4}, .max_tokens = kPositions});
+  scheduler.reset();
+  EXPECT_TRUE(running->finished());
+  EXPECT_TRUE(waiting->finished());
+}
+
+}  // namespace
+}  // namespace qllm::server
