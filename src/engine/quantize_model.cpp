@@ -151,14 +151,14 @@ TensorToWrite dense_tensor(const std::string& name, const WeightMatrix& w, DType
   if (!w.quantized() && w.dtype != DType::F32) {
     const auto* p = static_cast<const std::byte*>(w.data);
     return {name,
-            w.dtype == DType::BF16 ? TensorDType::BF16 : TensorDType::F16,
+            w.dtype == DType::BF16 ? DType::BF16 : DType::F16,
             {w.rows, w.cols},
             {p, static_cast<size_t>(w.rows * w.cols * 2)},
             {}};
   }
   const WeightMatrix* source = &w;
   return {name,
-          activation == DType::BF16 ? TensorDType::BF16 : TensorDType::F16,
+          activation == DType::BF16 ? DType::BF16 : DType::F16,
           {w.rows, w.cols},
           {},
           [source, activation](std::span<std::byte> b) {
@@ -191,12 +191,12 @@ void add_vector(std::vector<TensorToWrite>& out, const std::string& name, const 
   const std::vector<int64_t> shape = {static_cast<int64_t>(v.size())};
   if (!exact) {
     const auto* p = reinterpret_cast<const std::byte*>(v.data());
-    out.push_back({name, TensorDType::F32, shape, {p, v.size() * sizeof(float)}, {}});
+    out.push_back({name, DType::F32, shape, {p, v.size() * sizeof(float)}, {}});
     return;
   }
   const std::vector<float>* values = &v;
   out.push_back({name,
-                 dtype == DType::BF16 ? TensorDType::BF16 : TensorDType::F16,
+                 dtype == DType::BF16 ? DType::BF16 : DType::F16,
                  shape,
                  {},
                  [values, dtype](std::span<std::byte> b) {
@@ -231,7 +231,7 @@ std::vector<TensorToWrite> output_tensors(const Input& in, const QuantizationCon
 }
 
 uint64_t bytes_of(const TensorToWrite& t) {
-  uint64_t n = tensor_dtype_size(t.dtype);
+  uint64_t n = dtype_size(t.dtype);
   for (const int64_t d : t.shape) n *= static_cast<uint64_t>(d);
   return n;
 }
@@ -280,24 +280,19 @@ DType quantize_scale_dtype(QuantFormat format) {
   return format == QuantFormat::Qllm ? DType::BF16 : DType::F16;
 }
 
-QuantizeReport quantize_checkpoint(const QuantizeOptions& o) {
-  const auto start = std::chrono::steady_clock::now();
-  check_options(o);
-  QuantizeReport report;
-  const bool gpu = use_gpu(o.device, report.device);
-  Input in = read_input(o.model, o.verbose);
+namespace {
 
-  QuantizationConfig q;
-  q.format = o.format;
-  q.scheme = o.quant.linear.int4;
-  q.scheme.scale_dtype = quantize_scale_dtype(o.format);
-  const DType activation = q.scheme.scale_dtype;
-  // Every weight is checked before the first is quantized: a shape the format cannot hold fails at once.
-  for (const LlamaWeights::Linear& l : in.weights.linears()) {
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Every weight is checked before the first is quantized: a mode or shape the format cannot hold fails at once.
+void check_formats(LlamaWeights& weights, const QuantizeOptions& o, const QuantizationConfig& q) {
+  for (const LlamaWeights::Linear& l : weights.linears()) {
     const QuantMode& mode = l.head ? o.quant.lm_head : o.quant.linear;
     if (mode.kind != QuantMode::Kind::Int4) continue;
     Int4Scheme s = mode.int4;
-    s.scale_dtype = activation;
+    s.scale_dtype = q.scheme.scale_dtype;
     QLLM_CHECK(
         !l.head || same_stored_format(s, q.scheme),
         "--quant-lm-head {}: a checkpoint stores one INT4 format (quantization_config); the lm_head takes "
@@ -305,15 +300,15 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& o) {
         mode.name(), o.quant.linear.name());
     check_storable(q, s, l.matrix->name, l.matrix->rows, l.matrix->cols);
   }
-  quantize_weights(in.weights, o.quant, activation, gpu, o.verbose);
-  report.quantization = stored_quant(in.weights).name();
-  report.format = std::string(quant_format_name(o.format));
+}
 
+// model.safetensors, config.json and the tokenizer files.
+std::vector<TensorToWrite> write_output(const Input& in, const QuantizeOptions& o,
+                                        const QuantizationConfig& q) {
   const fs::path out(o.out_dir);
   fs::create_directories(out);
-  const std::vector<TensorToWrite> tensors = output_tensors(in, q, activation);
-  const fs::path weights_file = out / "model.safetensors";
-  write_safetensors(weights_file.string(), tensors);
+  std::vector<TensorToWrite> tensors = output_tensors(in, q, q.scheme.scale_dtype);
+  write_safetensors((out / "model.safetensors").string(), tensors);
   json config = in.config_json;
   config["quantization_config"] = q.to_json();
   write_text(out / "config.json", config.dump(2) + "\n");
@@ -325,8 +320,35 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& o) {
       if (fs::exists(from)) fs::copy_file(from, out / name, fs::copy_options::overwrite_existing);
     }
   }
-  report.sizes = size_table(in, tensors, fs::file_size(weights_file));
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return tensors;
+}
+
+}  // namespace
+
+QuantizeReport quantize_checkpoint(const QuantizeOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  check_options(o);
+  QuantizeReport report;
+  const bool gpu = use_gpu(o.device, report.device);
+  Input in = read_input(o.model, o.verbose);
+  QuantizationConfig q;
+  q.format = o.format;
+  q.scheme = o.quant.linear.int4;
+  q.scheme.scale_dtype = quantize_scale_dtype(o.format);  // also the activation dtype the output runs with
+  check_formats(in.weights, o, q);
+  report.read_seconds = seconds_since(start);
+
+  const auto quantize_start = std::chrono::steady_clock::now();
+  quantize_weights(in.weights, o.quant, q.scheme.scale_dtype, gpu, o.verbose);
+  report.quantize_seconds = seconds_since(quantize_start);
+  report.quantization = stored_quant(in.weights).name();
+  report.format = std::string(quant_format_name(o.format));
+
+  const auto write_start = std::chrono::steady_clock::now();
+  const std::vector<TensorToWrite> tensors = write_output(in, o, q);
+  report.write_seconds = seconds_since(write_start);
+  report.sizes = size_table(in, tensors, fs::file_size(fs::path(o.out_dir) / "model.safetensors"));
+  report.seconds = seconds_since(start);
   return report;
 }
 

@@ -46,14 +46,14 @@ void store_u32(std::span<std::byte> out, size_t i, uint32_t v) {
 
 // A tensor that must exist with one of `dtypes` and exactly `shape`; its name goes into `used`.
 TensorView checked(const SafetensorsCheckpoint& ckpt, const std::string& name,
-                   std::initializer_list<TensorDType> dtypes, const std::vector<int64_t>& shape,
+                   std::initializer_list<DType> dtypes, const std::vector<int64_t>& shape,
                    std::set<std::string>& used) {
   QLLM_CHECK(ckpt.contains(name), "{}: missing tensor '{}' (a quantized weight needs it, shape {})",
              ckpt.source(), name, shape_string(shape));
   const TensorView t = ckpt.tensor(name);
   bool dtype_ok = false;
   std::vector<std::string_view> names;
-  for (const TensorDType d : dtypes) {
+  for (const DType d : dtypes) {
     dtype_ok |= t.dtype() == d;
     names.push_back(safetensors_dtype_name(d));
   }
@@ -66,7 +66,7 @@ TensorView checked(const SafetensorsCheckpoint& ckpt, const std::string& name,
 }
 
 DType scale_dtype_of(const TensorView& t) {
-  return t.dtype() == TensorDType::BF16 ? DType::BF16 : DType::F16;
+  return t.dtype() == DType::BF16 ? DType::BF16 : DType::F16;
 }
 
 void set_nibble(std::vector<uint8_t>& packed, int64_t flat, uint32_t u) {
@@ -91,14 +91,17 @@ Int4Matrix read_qllm(const SafetensorsCheckpoint& ckpt, const QuantizationConfig
   const std::vector<int64_t> group_shape =
       global ? std::vector<int64_t>{1, 1} : std::vector<int64_t>{rows, groups};
   const TensorView scales =
-      checked(ckpt, base + ".scales", {TensorDType::F16, TensorDType::BF16}, group_shape, used);
-  const TensorView qweight = checked(ckpt, base + ".qweight", {TensorDType::U8}, {rows, cols / 2}, used);
+      checked(ckpt, base + ".scales", {DType::F16, DType::BF16}, group_shape, used);
+  const TensorView qweight = checked(ckpt, base + ".qweight", {DType::U8}, {rows, cols / 2}, used);
+  QLLM_CHECK(scale_dtype_of(scales) == config.scheme.scale_dtype,
+             "{}: tensor '{}.scales' has dtype {} but {}.scale_dtype is {}", *scales.file, base,
+             safetensors_dtype_name(scales.dtype()), config.label, dtype_name(config.scheme.scale_dtype));
   Int4Matrix m = empty_matrix(config, rows, cols, scale_dtype_of(scales));
   std::memcpy(m.packed.data(), qweight.data, m.packed.size());
   m.scales.resize(static_cast<size_t>(scales.numel()));
   for (size_t i = 0; i < m.scales.size(); ++i) m.scales[i] = load_u16(scales.data, i);
   if (config.scheme.zero_point) {
-    const TensorView zeros = checked(ckpt, base + ".zeros", {TensorDType::U8}, group_shape, used);
+    const TensorView zeros = checked(ckpt, base + ".zeros", {DType::U8}, group_shape, used);
     m.zeros.resize(static_cast<size_t>(zeros.numel()));
     std::memcpy(m.zeros.data(), zeros.data, m.zeros.size());
   }
@@ -118,13 +121,13 @@ Int4Matrix read_gptq_awq(const SafetensorsCheckpoint& ckpt, const QuantizationCo
   const int64_t g = group_elems(config.scheme, cols);
   const int64_t groups = groups_per_row(config.scheme, cols);
   const TensorView scales =
-      checked(ckpt, base + ".scales", {TensorDType::F16, TensorDType::BF16}, {groups, rows}, used);
+      checked(ckpt, base + ".scales", {DType::F16, DType::BF16}, {groups, rows}, used);
   const TensorView qweight =
-      checked(ckpt, base + ".qweight", {TensorDType::I32},
+      checked(ckpt, base + ".qweight", {DType::I32},
               awq ? std::vector<int64_t>{cols, rows / 8} : std::vector<int64_t>{cols / 8, rows}, used);
-  const TensorView qzeros = checked(ckpt, base + ".qzeros", {TensorDType::I32}, {groups, rows / 8}, used);
+  const TensorView qzeros = checked(ckpt, base + ".qzeros", {DType::I32}, {groups, rows / 8}, used);
   if (!awq && ckpt.contains(base + ".g_idx")) {
-    const TensorView g_idx = checked(ckpt, base + ".g_idx", {TensorDType::I32}, {cols}, used);
+    const TensorView g_idx = checked(ckpt, base + ".g_idx", {DType::I32}, {cols}, used);
     for (int64_t k = 0; k < cols; ++k) {
       const auto v = static_cast<int32_t>(load_u32(g_idx.data, static_cast<size_t>(k)));
       QLLM_CHECK(v == k / g,
@@ -392,7 +395,7 @@ std::vector<TensorToWrite> int4_weight_tensors(const QuantizationConfig& config,
                                                std::shared_ptr<const Int4Matrix> matrix) {
   check_storable(config, matrix->scheme, base, matrix->rows, matrix->cols);
   const Int4Matrix& m = *matrix;
-  const TensorDType scale_dtype = m.scheme.scale_dtype == DType::BF16 ? TensorDType::BF16 : TensorDType::F16;
+  const DType scale_dtype = m.scheme.scale_dtype == DType::BF16 ? DType::BF16 : DType::F16;
   const int64_t rows = m.rows, cols = m.cols;
   std::vector<TensorToWrite> out;
   if (config.format == QuantFormat::Qllm) {
@@ -400,14 +403,14 @@ std::vector<TensorToWrite> int4_weight_tensors(const QuantizationConfig& config,
     const std::vector<int64_t> group_shape =
         global ? std::vector<int64_t>{1, 1} : std::vector<int64_t>{rows, groups_per_row(m.scheme, cols)};
     out.push_back(
-        {base + ".qweight", TensorDType::U8, {rows, cols / 2}, {}, [matrix](std::span<std::byte> b) {
+        {base + ".qweight", DType::U8, {rows, cols / 2}, {}, [matrix](std::span<std::byte> b) {
            std::memcpy(b.data(), matrix->packed.data(), b.size());
          }});
     out.push_back({base + ".scales", scale_dtype, group_shape, {}, [matrix](std::span<std::byte> b) {
                      std::memcpy(b.data(), matrix->scales.data(), b.size());
                    }});
     if (m.scheme.zero_point) {
-      out.push_back({base + ".zeros", TensorDType::U8, group_shape, {}, [matrix](std::span<std::byte> b) {
+      out.push_back({base + ".zeros", DType::U8, group_shape, {}, [matrix](std::span<std::byte> b) {
                        std::memcpy(b.data(), matrix->zeros.data(), b.size());
                      }});
     }
@@ -418,12 +421,12 @@ std::vector<TensorToWrite> int4_weight_tensors(const QuantizationConfig& config,
   const int64_t g = group_elems(m.scheme, cols);
   if (!awq) matrix = without_zero_points_of_0(std::move(matrix), base);  // `m` may be gone from here on
   out.push_back({base + ".qweight",
-                 TensorDType::I32,
+                 DType::I32,
                  awq ? std::vector<int64_t>{cols, rows / 8} : std::vector<int64_t>{cols / 8, rows},
                  {},
                  [matrix, awq](std::span<std::byte> b) { pack_qweight(*matrix, awq, b); }});
   out.push_back({base + ".qzeros",
-                 TensorDType::I32,
+                 DType::I32,
                  {groups, rows / 8},
                  {},
                  [matrix, awq, groups](std::span<std::byte> b) {
@@ -450,7 +453,7 @@ std::vector<TensorToWrite> int4_weight_tensors(const QuantizationConfig& config,
                    }
                  }});
   if (!awq) {
-    out.push_back({base + ".g_idx", TensorDType::I32, {cols}, {}, [g](std::span<std::byte> b) {
+    out.push_back({base + ".g_idx", DType::I32, {cols}, {}, [g](std::span<std::byte> b) {
                      for (size_t k = 0; k < b.size() / 4; ++k) store_u32(b, k, static_cast<uint32_t>(k / g));
                    }});
   }
