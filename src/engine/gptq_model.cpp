@@ -5,23 +5,13 @@
 #include <cmath>
 
 #include "model/cpu_ops.h"
+#include "model/prequantized.h"
 #include "qllm/error.h"
 #include "qllm/half.h"
 
 namespace qllm {
 
 namespace {
-
-// The weight as the engines quantize it: f32 sources (dequantized GGUF blocks) rounded to the activation
-// dtype first, as CpuLinear and the GPU upload do.
-std::vector<float> source_values(const WeightMatrix& w, DType activation) {
-  std::vector<float> values(static_cast<size_t>(w.rows * w.cols));
-  for (int64_t r = 0; r < w.rows; ++r) w.row_to_f32(r, values.data() + r * w.cols);
-  if (w.dtype == DType::F32) {
-    for (float& v : values) v = activation == DType::BF16 ? to_float(to_bf16(v)) : to_float(to_half(v));
-  }
-  return values;
-}
 
 // The calibration activations of every window, concatenated: [tokens, width] row-major.
 struct Batch {
@@ -73,7 +63,7 @@ void LayerRunner::factor(const std::vector<float>& input, int64_t cols) {
 }
 
 Quantized LayerRunner::quantize(const WeightMatrix& w, const std::string& name) {
-  const std::vector<float> source = source_values(w, options_.activation);
+  const std::vector<float> source = quantizer_source(w, options_.activation);
   Quantized q;
   q.matrix = solver_.quantize(source, w.rows, w.cols, scheme_);
   q.values = dequantize_int4_ref(q.matrix);
@@ -92,7 +82,10 @@ Quantized LayerRunner::quantize(const WeightMatrix& w, const std::string& name) 
 void LayerRunner::matmul(std::vector<float>& out, const std::vector<float>& x, int64_t tokens,
                          const Quantized& q) const {
   out.resize(static_cast<size_t>(tokens * q.matrix.rows));
-  const WeightMatrix view{.name = "gptq", .dtype = DType::F32, .data = q.values.data(), .rows = q.matrix.rows,
+  const WeightMatrix view{.name = "gptq",
+                          .dtype = DType::F32,
+                          .data = q.values.data(),
+                          .rows = q.matrix.rows,
                           .cols = q.matrix.cols};
   cpu::matmul(out.data(), x.data(), tokens, view);
 }
@@ -124,7 +117,8 @@ void LayerRunner::attention(const Batch& b, std::vector<float>& q, std::vector<f
       const int64_t t = th / heads, h = th % heads, first = window_of[t];
       const int64_t kv_off = (h / (heads / kv_heads)) * hd;
       const float* qv = &q[t * q_dim + h * hd];
-      for (int64_t p = first; p <= t; ++p) scores[p - first] = cpu::dot(qv, &k[p * kv_dim + kv_off], hd) * scale;
+      for (int64_t p = first; p <= t; ++p)
+        scores[p - first] = cpu::dot(qv, &k[p * kv_dim + kv_off], hd) * scale;
       cpu::softmax(scores.data(), t - first + 1);
       float* o = &out[t * q_dim + h * hd];
       for (int64_t p = first; p <= t; ++p) {

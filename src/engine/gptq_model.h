@@ -11,9 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "engine/calibration.h"
 #include "model/llama_config.h"
 #include "model/llama_weights.h"
+#include "qllm/tokenizer.h"
 #include "quant/gptq_ref.h"
+#include "quant/quant_mode.h"
 
 namespace qllm {
 
@@ -31,11 +34,11 @@ struct GptqLinearReport {
 };
 
 struct GptqModelOptions {
-  Int4Scheme scheme;         // scale_dtype is replaced by `activation`
+  Int4Scheme scheme;  // scale_dtype is replaced by `activation`
   GptqOptions gptq;
   DType activation = DType::BF16;
   int64_t max_layers = -1;  // quantize only the first this many layers (-1: all): quick error tables
-  bool report = false;  // also quantize by round to nearest and measure both (GptqLinearReport)
+  bool report = false;      // also quantize by round to nearest and measure both (GptqLinearReport)
   std::function<void(int64_t layer, int64_t layers)> progress;  // after each layer
   // Row `token` of the embedding as the final model stores it (a tied embedding in the lm_head's mode);
   // unset: the embedding matrix rounded to `activation`.
@@ -54,5 +57,24 @@ struct GptqModelResult {
 GptqModelResult gptq_quantize_model(const LlamaConfig& config, const LlamaWeights& weights,
                                     std::span<const std::vector<int32_t>> windows, GptqSolver& solver,
                                     const GptqModelOptions& options);
+
+}  // namespace qllm
+
+namespace qllm {
+
+// GPTQ at load time (`--method gptq`) or in `qllm quantize`: calibration and solver settings.
+struct GptqLoadOptions {
+  CalibrationOptions calib;
+  GptqOptions gptq;
+};
+
+// Replaces every decoder-layer linear weight of `weights` by its GPTQ quantization in `quant.linear`'s INT4
+// scheme with scales in `activation` (set_int4: the engines then use it as stored). The windows are sampled
+// by (`--calib self`) a bf16 model of these weights on the GPU when `cuda`, else the CPU reference; the solver
+// runs there too. The lm_head (and a tied embedding) is left to `quant.lm_head`. Progress per layer on stderr
+// when `verbose`. Returns the pass's seconds (calibration sampling included).
+double apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokenizer& tokenizer,
+                  const ModelQuant& quant, DType activation, bool cuda, const GptqLoadOptions& options,
+                  bool verbose);
 
 }  // namespace qllm

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/gptq_model.h"
 #include "model/sampler.h"
 #include "model/causal_lm.h"
 #include "qllm/tokenizer.h"
@@ -28,6 +29,8 @@ struct LoadOptions {
   // An explicit mode on a pre-quantized checkpoint keeps the weights whose INT4 format it names and
   // re-quantizes the others from their exact reconstruction.
   std::optional<ModelQuant> quant;
+  // `--method gptq`: the decoder layers' INT4 by GPTQ (engine/gptq_model.h) instead of round to nearest.
+  std::optional<GptqLoadOptions> gptq;
   bool verbose = true;  // progress on stderr
 };
 

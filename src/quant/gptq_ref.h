@@ -49,7 +49,8 @@ class HessianAccumulator {
 // dampened, and permuted into quantization order.
 struct GptqPrepared {
   int64_t dim = 0;
-  std::vector<int64_t> order;   // [dim] order[i]: the original column quantized i-th (identity without act order)
+  std::vector<int64_t>
+      order;  // [dim] order[i]: the original column quantized i-th (identity without act order)
   std::vector<uint8_t> dead;    // [dim] by original column: 1 when H_ii was 0 (its weights are zeroed)
   std::vector<double> hessian;  // [dim, dim] H[order][:, order] + damp * I, row-major
   double damp = 0;              // the value added to the diagonal
@@ -65,9 +66,9 @@ std::vector<float> gptq_inverse_factor_ref(const GptqPrepared& prepared);
 // column's error over the columns not yet quantized with the rows of `inverse_factor` (U above). Group
 // parameters (scheme's search included) come from the current weights as each group is reached; with act
 // order (or GLOBAL / ROWWISE) from the original weights up front. Rows run in parallel (OpenMP).
-Int4Matrix gptq_quantize_ref(std::span<const float> w, int64_t rows, int64_t cols, const GptqPrepared& prepared,
-                             std::span<const float> inverse_factor, const Int4Scheme& scheme,
-                             int64_t block_size = 128);
+Int4Matrix gptq_quantize_ref(std::span<const float> w, int64_t rows, int64_t cols,
+                             const GptqPrepared& prepared, std::span<const float> inverse_factor,
+                             const Int4Scheme& scheme, int64_t block_size = 128);
 
 // All three steps: GPTQ of W[rows, cols] under the Hessian H[cols, cols].
 Int4Matrix gptq_ref(std::span<const float> w, int64_t rows, int64_t cols, std::span<const float> hessian,
@@ -81,14 +82,16 @@ class GptqSolver {
   // Prepares H[dim, dim] and computes its inverse factor for the next quantize() calls.
   virtual void factor(std::span<const float> hessian, int64_t dim, const GptqOptions& options) = 0;
   // GPTQ of W[rows, cols] (cols == the factored dim) under the last factor().
-  virtual Int4Matrix quantize(std::span<const float> w, int64_t rows, int64_t cols, const Int4Scheme& scheme) = 0;
+  virtual Int4Matrix quantize(std::span<const float> w, int64_t rows, int64_t cols,
+                              const Int4Scheme& scheme) = 0;
   virtual std::string name() const = 0;  // "cpu", "cuda"
 };
 
 class GptqSolverRef final : public GptqSolver {
  public:
   void factor(std::span<const float> hessian, int64_t dim, const GptqOptions& options) override;
-  Int4Matrix quantize(std::span<const float> w, int64_t rows, int64_t cols, const Int4Scheme& scheme) override;
+  Int4Matrix quantize(std::span<const float> w, int64_t rows, int64_t cols,
+                      const Int4Scheme& scheme) override;
   std::string name() const override { return "cpu"; }
 
  private:
@@ -100,8 +103,9 @@ class GptqSolverRef final : public GptqSolver {
 // ---- pieces shared by the CPU and CUDA column loops (see gptq_ref.cpp) --------------------------------------
 
 // Checks W against the prepared Hessian and the scheme; returns the group layout.
-GroupLayout gptq_check_inputs(std::span<const float> w, int64_t rows, int64_t cols, const GptqPrepared& prepared,
-                              size_t factor_size, const Int4Scheme& scheme, int64_t block_size);
+GroupLayout gptq_check_inputs(std::span<const float> w, int64_t rows, int64_t cols,
+                              const GptqPrepared& prepared, size_t factor_size, const Int4Scheme& scheme,
+                              int64_t block_size);
 // W with the dead columns zeroed: the weights GPTQ starts from.
 std::vector<float> gptq_start_weights(std::span<const float> w, int64_t rows, int64_t cols,
                                       const GptqPrepared& prepared);

@@ -10,9 +10,9 @@ namespace qllm {
 
 namespace {
 
+using int4::group_stats;
 using int4::GroupParams;
 using int4::GroupStats;
-using int4::group_stats;
 using int4::search_percent;
 
 // Rejects NaN and Inf with the position of the first one.

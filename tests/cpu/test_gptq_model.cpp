@@ -56,8 +56,9 @@ TEST(GptqCalibration, FileWindowsAndErrors) {
               calibration_windows(*t.loaded.model, t.loaded.tokenizer, {.source = path, .length = 1000});
             }).find("fewer than one window"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { calibration_windows(*t.loaded.model, t.loaded.tokenizer, {.samples = 0}); })
-                .find("--calib-samples"),
+  EXPECT_NE(error_of([&] {
+              calibration_windows(*t.loaded.model, t.loaded.tokenizer, {.samples = 0});
+            }).find("--calib-samples"),
             std::string::npos);
 }
 

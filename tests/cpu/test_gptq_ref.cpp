@@ -185,9 +185,10 @@ TEST(GptqRef, MatchesBruteForceGreedyObs) {
   const auto w = testing::random_normal<float>(rows * cols, rng);
   const auto h = hessian_of(correlated_inputs(64, cols, rng), cols);
   const GptqPrepared p = gptq_prepare(h, cols, {});
-  for (const Int4Scheme s : {Int4Scheme{.granularity = Granularity::Rowwise},
-                             Int4Scheme{.granularity = Granularity::Groupwise, .group_size = 8},
-                             Int4Scheme{.granularity = Granularity::Groupwise, .group_size = 10, .zero_point = true}}) {
+  for (const Int4Scheme s :
+       {Int4Scheme{.granularity = Granularity::Rowwise},
+        Int4Scheme{.granularity = Granularity::Groupwise, .group_size = 8},
+        Int4Scheme{.granularity = Granularity::Groupwise, .group_size = 10, .zero_point = true}}) {
     SCOPED_TRACE(s.describe());
     const Int4Matrix m = gptq_ref(w, rows, cols, h, s);
     const auto expected = brute_force_nibbles(w, rows, cols, p, s);
@@ -206,8 +207,8 @@ TEST(GptqRef, OutputErrorBelowRoundToNearestForEveryScheme) {
   const auto h = hessian_of(correlated_inputs(tokens, cols, rng), cols);
   for (const Int4Scheme& s : all_schemes(cols)) {
     SCOPED_TRACE(s.describe());
-    const double rtn = gptq_output_error(w, dequantize_int4_ref(quantize_int4_ref(w, rows, cols, s)), rows,
-                                         cols, h);
+    const double rtn =
+        gptq_output_error(w, dequantize_int4_ref(quantize_int4_ref(w, rows, cols, s)), rows, cols, h);
     for (const bool act_order : {false, true}) {
       const Int4Matrix q = gptq_ref(w, rows, cols, h, s, {.act_order = act_order});
       const double gptq = gptq_output_error(w, dequantize_int4_ref(q), rows, cols, h);
@@ -259,8 +260,10 @@ TEST(GptqRef, ErrorsNameTheProblem) {
             std::string::npos);
   std::vector<float> nan_w = w;
   nan_w[5] = NAN;
-  EXPECT_NE(error_of([&] { gptq_ref(nan_w, 8, 4, identity(4), s); }).find("row 1, column 1"), std::string::npos);
-  EXPECT_NE(error_of([&] { HessianAccumulator(3).hessian(); }).find("no calibration inputs"), std::string::npos);
+  EXPECT_NE(error_of([&] { gptq_ref(nan_w, 8, 4, identity(4), s); }).find("row 1, column 1"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { HessianAccumulator(3).hessian(); }).find("no calibration inputs"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -88,13 +88,19 @@ std::vector<Case> cases() {
         out.push_back({rows, cols, {.granularity = Granularity::Global, .zero_point = zp}, act_order});
         out.push_back({rows, cols, {.granularity = Granularity::Rowwise, .zero_point = zp}, act_order});
         for (const int64_t g : {int64_t{16}, int64_t{48}, int64_t{128}, int64_t{256}, int64_t{4096}}) {
-          out.push_back({rows, cols, {.granularity = Granularity::Groupwise, .group_size = g, .zero_point = zp},
+          out.push_back({rows,
+                         cols,
+                         {.granularity = Granularity::Groupwise, .group_size = g, .zero_point = zp},
                          act_order});
         }
       }
-      out.push_back({rows, cols,
-                     {.granularity = Granularity::Groupwise, .group_size = 32, .zero_point = zp,
-                      .scale_dtype = DType::BF16, .search = ScaleSearch::Mse},
+      out.push_back({rows,
+                     cols,
+                     {.granularity = Granularity::Groupwise,
+                      .group_size = 32,
+                      .zero_point = zp,
+                      .scale_dtype = DType::BF16,
+                      .search = ScaleSearch::Mse},
                      false});
     }
   }
@@ -105,8 +111,8 @@ TEST(GptqCuda, ColumnLoopBitExactWithCpuForTheSameFactor) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
   for (const Case& c : cases()) {
-    SCOPED_TRACE(::testing::Message() << c.rows << "x" << c.cols << " " << c.scheme.describe() << " act_order "
-                                      << c.act_order);
+    SCOPED_TRACE(::testing::Message()
+                 << c.rows << "x" << c.cols << " " << c.scheme.describe() << " act_order " << c.act_order);
     auto x = correlated_inputs(c.cols + 64, c.cols, rng);
     for (int64_t t = 0; t < c.cols + 64; ++t) x[t * c.cols + 3] = 0.0f;  // a dead column
     const auto h = cpu_hessian(x, c.cols);
@@ -135,8 +141,10 @@ TEST(GptqCuda, SolverOutputErrorMatchesCpu) {
   GptqSolverCuda gpu;
   cpu.factor(h, cols, {});
   gpu.factor(h, cols, {});
-  const double e_cpu = gptq_output_error(w, dequantize_int4_ref(cpu.quantize(w, rows, cols, s)), rows, cols, h);
-  const double e_gpu = gptq_output_error(w, dequantize_int4_ref(gpu.quantize(w, rows, cols, s)), rows, cols, h);
+  const double e_cpu =
+      gptq_output_error(w, dequantize_int4_ref(cpu.quantize(w, rows, cols, s)), rows, cols, h);
+  const double e_gpu =
+      gptq_output_error(w, dequantize_int4_ref(gpu.quantize(w, rows, cols, s)), rows, cols, h);
   const double e_rtn =
       gptq_output_error(w, dequantize_int4_ref(quantize_int4_ref(w, rows, cols, s)), rows, cols, h);
   EXPECT_NEAR(e_gpu, e_cpu, 0.01 * e_cpu);

@@ -24,17 +24,6 @@ void add_quantize(CLI::App& app);
 void add_serve(CLI::App& app);  // built with QLLM_SERVER (cpp-httplib)
 void add_gptq_error(CLI::App& app);
 
-// The options of every subcommand that runs a model: --model, --device, --quant, --quant-lm-head,
-// --int8-threshold, --scale-search (parsed once, here, for all of them).
-struct ModelCliOptions {
-  std::string model;
-  std::string device = "auto";
-  std::string quant = "auto";
-  std::string quant_lm_head = "same";
-  float int8_threshold = kDefaultOutlierThreshold;
-  std::string scale_search = "none";
-};
-void add_model_options(CLI::App& cmd, ModelCliOptions& options);
 // GPTQ's calibration and solver options (--calib, --calib-samples, --calib-len, --calib-seed, --gptq-damp,
 // --act-order), for gptq-error and --method gptq.
 struct GptqCliOptions {
@@ -48,6 +37,20 @@ struct GptqCliOptions {
 void add_gptq_options(CLI::App& cmd, GptqCliOptions& options);
 CalibrationOptions calibration_options(const GptqCliOptions& options);
 GptqOptions gptq_options(const GptqCliOptions& options);
+
+// The options of every subcommand that runs a model: --model, --device, --quant, --quant-lm-head,
+// --int8-threshold, --scale-search (parsed once, here, for all of them).
+struct ModelCliOptions {
+  std::string model;
+  std::string device = "auto";
+  std::string quant = "auto";
+  std::string quant_lm_head = "same";
+  float int8_threshold = kDefaultOutlierThreshold;
+  std::string scale_search = "none";
+  std::string method = "rtn";  // rtn | gptq (with `gptq`'s calibration)
+  GptqCliOptions gptq;
+};
+void add_model_options(CLI::App& cmd, ModelCliOptions& options);
 
 // Loads the model as the options say; progress on stderr unless `quiet`.
 LoadedModel load_model_from(const ModelCliOptions& options, bool quiet = false);

@@ -62,7 +62,8 @@ void run(const GptqErrorOptions& o) {
   const GptqModelResult r = gptq_quantize_model(ref.config(), ref.weights(), windows, *solver, options);
   progress.finish(fmt::format("{:.1f} s", r.seconds));
 
-  Table table({"layer", "shape", "rtn_mae", "gptq_mae", "rtn_output_err", "gptq_output_err", "output_err_ratio"});
+  Table table(
+      {"layer", "shape", "rtn_mae", "gptq_mae", "rtn_output_err", "gptq_output_err", "output_err_ratio"});
   for (const GptqLinearReport& l : r.report) {
     table.add_row({l.name, fmt::format("{}x{}", l.rows, l.cols), Cell::number(l.rtn_mae, 6),
                    Cell::number(l.gptq_mae, 6), Cell::number(l.rtn_output_error, 5),
@@ -70,17 +71,22 @@ void run(const GptqErrorOptions& o) {
                    Cell::number(l.rtn_output_error > 0 ? l.gptq_output_error / l.rtn_output_error : 0, 3)});
   }
   if (o.json) {
-    const nlohmann::json out = {{"command", "gptq-error"},       {"model", o.model},
-                                {"quant", o.quant},              {"solver", solver->name()},
-                                {"calib", o.gptq.calib},         {"calibration_tokens", r.calibration_tokens},
-                                {"act_order", o.gptq.act_order}, {"seconds", r.seconds},
+    const nlohmann::json out = {{"command", "gptq-error"},
+                                {"model", o.model},
+                                {"quant", o.quant},
+                                {"solver", solver->name()},
+                                {"calib", o.gptq.calib},
+                                {"calibration_tokens", r.calibration_tokens},
+                                {"act_order", o.gptq.act_order},
+                                {"seconds", r.seconds},
                                 {"table", table.to_json()}};
     fmt::print("{}\n", out.dump(2));
     return;
   }
-  fmt::print("GPTQ vs round to nearest, {} on {} ({} calibration tokens from {}, {} solver, {:.1f} s)\n"
-             "output_err: ||X (W - W')^T|| / ||X W^T|| on each layer's calibration inputs\n\n{}",
-             o.quant, o.model, r.calibration_tokens, o.gptq.calib, solver->name(), r.seconds, table.to_text());
+  fmt::print(
+      "GPTQ vs round to nearest, {} on {} ({} calibration tokens from {}, {} solver, {:.1f} s)\n"
+      "output_err: ||X (W - W')^T|| / ||X W^T|| on each layer's calibration inputs\n\n{}",
+      o.quant, o.model, r.calibration_tokens, o.gptq.calib, solver->name(), r.seconds, table.to_text());
 }
 
 }  // namespace
@@ -90,11 +96,13 @@ void add_gptq_error(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "gptq-error", "per-layer weight and output error of round to nearest vs GPTQ on calibration inputs");
   cmd->add_option("--model", options->model, "Hugging Face checkpoint directory or .gguf file")->required();
-  cmd->add_option("--quant", options->quant, "INT4 mode: int4-global, int4-rowwise, int4-g<N>, int4-g<N>-asym")
+  cmd->add_option("--quant", options->quant,
+                  "INT4 mode: int4-global, int4-rowwise, int4-g<N>, int4-g<N>-asym")
       ->capture_default_str();
   cmd->add_option("--solver", options->solver, "cpu (reference, OpenMP) or cuda")->capture_default_str();
   add_gptq_options(*cmd, options->gptq);
-  cmd->add_option("--layers", options->layers, "only the first N decoder layers (-1: all)")->capture_default_str();
+  cmd->add_option("--layers", options->layers, "only the first N decoder layers (-1: all)")
+      ->capture_default_str();
   cmd->add_flag("--json", options->json, "print JSON instead of a table");
   cmd->callback([options] { run(*options); });
 }

@@ -6,8 +6,8 @@
 #pragma once
 
 #include <cublas_v2.h>
-#include <cusolverDn.h>
 #include <cuda_runtime.h>
+#include <cusolverDn.h>
 
 #include <cstdint>
 #include <span>
@@ -46,13 +46,15 @@ DeviceBuffer<float> gptq_inverse_factor_cuda(const GptqPrepared& prepared, cudaS
 
 // The column loop on the device, from the inverse factor `u` (device, as above); the result is the CPU
 // reference's gptq_quantize_ref for the same factor, bit for bit.
-Int4Matrix gptq_quantize_cuda(std::span<const float> w, int64_t rows, int64_t cols, const GptqPrepared& prepared,
-                              const float* u, const Int4Scheme& scheme, int64_t block_size, cudaStream_t stream);
+Int4Matrix gptq_quantize_cuda(std::span<const float> w, int64_t rows, int64_t cols,
+                              const GptqPrepared& prepared, const float* u, const Int4Scheme& scheme,
+                              int64_t block_size, cudaStream_t stream);
 
 class GptqSolverCuda final : public GptqSolver {
  public:
   void factor(std::span<const float> hessian, int64_t dim, const GptqOptions& options) override;
-  Int4Matrix quantize(std::span<const float> w, int64_t rows, int64_t cols, const Int4Scheme& scheme) override;
+  Int4Matrix quantize(std::span<const float> w, int64_t rows, int64_t cols,
+                      const Int4Scheme& scheme) override;
   std::string name() const override { return "cuda"; }
 
  private:

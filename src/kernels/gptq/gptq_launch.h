@@ -12,12 +12,12 @@ namespace qllm::kernels {
 
 // Device state of one matrix's column loop.
 struct GptqLoopArgs {
-  float* work = nullptr;                 // [rows, cols] current weights, in quantization order
-  const float* u = nullptr;              // [cols, cols] inverse factor, row-major upper
-  const int64_t* order = nullptr;        // [cols] original column of each quantization step
-  uint8_t* nibbles = nullptr;            // [rows, cols] by original flat index
-  int4::GroupParams* params = nullptr;   // [groups] static ones given, dynamic ones written as reached
-  float* err = nullptr;                  // [rows, block] scaled errors of the current batch
+  float* work = nullptr;                // [rows, cols] current weights, in quantization order
+  const float* u = nullptr;             // [cols, cols] inverse factor, row-major upper
+  const int64_t* order = nullptr;       // [cols] original column of each quantization step
+  uint8_t* nibbles = nullptr;           // [rows, cols] by original flat index
+  int4::GroupParams* params = nullptr;  // [groups] static ones given, dynamic ones written as reached
+  float* err = nullptr;                 // [rows, block] scaled errors of the current batch
   int64_t rows = 0, cols = 0, block = 0;
   int64_t group_elems = 0, groups_per_row = 0;  // GroupLayout (groups_per_row 0: GLOBAL)
   int64_t dynamic_group = 0;                    // group size when groups are chosen as reached, else 0
