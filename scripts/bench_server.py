@@ -51,7 +51,8 @@ async def one_request(session, args, prompt, max_tokens):
                 if "error" in chunk:
                     raise RuntimeError(f"stream error: {chunk['error']}")
                 now = time.perf_counter() - start
-                if chunk.get("choices"):
+                # OpenAI chunks carry "choices"; llama-server's native ones "content".
+                if chunk.get("choices") or "content" in chunk:
                     if ttft is None:
                         ttft = now
                     times.append(now)

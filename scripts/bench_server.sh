@@ -16,6 +16,7 @@
 #   LLAMA_BUILD    llama.cpp build folder with bin/llama-server, bin/llama-quantize (default build/lcb) and
 #                  LLAMA_SRC its source (default build/llama.cpp, for gguf-py)
 #   CLIENTS, REQUESTS, PROMPT_TOKENS, MAX_TOKENS   (default 64, 128, 128, 256);  OUT_DIR (default out)
+#   DEVICE (default cuda; cpu for a smoke test), ID_HIGH (prompt ids below it, default 30000)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 QLLM=${QLLM:-build/hopper/bin/qllm}
@@ -29,17 +30,19 @@ REQUESTS=${REQUESTS:-128}
 PROMPT_TOKENS=${PROMPT_TOKENS:-128}
 MAX_TOKENS=${MAX_TOKENS:-256}
 OUT_DIR=${OUT_DIR:-out}
+DEVICE=${DEVICE:-cuda}      # cpu: a smoke test of this script without a GPU
+ID_HIGH=${ID_HIGH:-30000}  # prompt token ids are drawn below this (inside every vocabulary measured)
 mkdir -p "$OUT_DIR"
 log() { echo "[bench_server $(date +%H:%M:%S)] $*"; }
 server_pid=
 stop_server() { [[ -n $server_pid ]] && kill "$server_pid" 2> /dev/null && wait "$server_pid" 2> /dev/null; server_pid=; }
 trap stop_server EXIT
 
-# wait_ready URL LOG: until URL answers 200 (a model load takes a while), or the server exits.
+# wait_ready URL LOG: until URL answers 200 (python, not curl: the GPU machine's image may lack curl) (a model load takes a while), or the server exits.
 wait_ready() {
   local i
   for i in $(seq 1 1800); do
-    curl -sf -o /dev/null "$1" && return 0
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" 2> /dev/null && return 0
     kill -0 "$server_pid" 2> /dev/null || { tail -20 "$2"; return 1; }
     sleep 0.1
   done
@@ -49,7 +52,7 @@ wait_ready() {
 
 bench() {  # bench LABEL PORT MODEL_ID JSON
   python3 scripts/bench_server.py --base "http://127.0.0.1:$2" --model "$3" --label "$1" --clients "$CLIENTS" \
-    --requests "$REQUESTS" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" --out "$4" > "$4.log" 2>&1 ||
+    --requests "$REQUESTS" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" --id-high "$ID_HIGH" --out "$4" > "$4.log" 2>&1 ||
     { log "$1: bench failed or had errors"; tail -20 "$4.log"; }
 }
 
@@ -58,16 +61,17 @@ bench() {  # bench LABEL PORT MODEL_ID JSON
 ctx=$((PROMPT_TOKENS + MAX_TOKENS + 64))
 log "qllm serve: $SYNTH $QUANT, $CLIENTS sequences x $ctx positions"
 port=18480
-"$QLLM" serve --model "$SYNTH" --device cuda --quant "$QUANT" --port $port --max-batch "$CLIENTS" --ctx $ctx \
+"$QLLM" serve --model "$SYNTH" --device "$DEVICE" --quant "$QUANT" --port $port --max-batch "$CLIENTS" --ctx $ctx \
   --batch-tokens 2048 --max-queue 4096 > "$OUT_DIR/qllm_serve.log" 2>&1 &
 server_pid=$!
 if wait_ready "http://127.0.0.1:$port/health" "$OUT_DIR/qllm_serve.log"; then
   bench "qllm $QUANT" $port "$(basename "$SYNTH")" "$OUT_DIR/bench_server_qllm.json"
-  curl -s "http://127.0.0.1:$port/metrics" > "$OUT_DIR/qllm_serve_metrics.txt"
+  python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' \
+    "http://127.0.0.1:$port/metrics" > "$OUT_DIR/qllm_serve_metrics.txt"
 fi
 stop_server
 log "qllm bench: batch-1 decode (the single-stream reference)"
-timeout 300 "$QLLM" bench --model "$SYNTH" --device cuda --quant "$QUANT" -p "$PROMPT_TOKENS" -n "$MAX_TOKENS" \
+timeout 300 "$QLLM" bench --model "$SYNTH" --device "$DEVICE" --quant "$QUANT" -p "$PROMPT_TOKENS" -n "$MAX_TOKENS" \
   --batch 1 --reps 3 --json > "$OUT_DIR/bench_qllm_b1.json" 2> "$OUT_DIR/bench_qllm_b1.err"
 
 if [[ -x $LLAMA_BUILD/bin/llama-server ]]; then
@@ -95,6 +99,8 @@ import glob, json, os, sys
 out = sys.argv[1]
 rows = []
 for f in sorted(glob.glob(os.path.join(out, "bench_server_*.json"))):
+    if f.endswith("_summary.json"):
+        continue
     rows.append(json.load(open(f)))
 b1 = None
 try:
@@ -113,5 +119,13 @@ for peer in (r for r in rows if r["label"].startswith("llama-server")):
         print(f"qllm / {peer['label']}: {qllm[0]['output_tokens_per_s'] / max(peer['output_tokens_per_s'], 1e-9):.2f}x output tok/s")
 if b1 is not None:
     print("qllm bench batch 1:", json.dumps(b1))
+# The same as a markdown table for docs/RESULTS.md.
+print("\n| server | output tok/s | TTFT p50 s | TTFT p99 s | 1-stream decode tok/s | errors |")
+print("| --- | --- | --- | --- | --- | --- |")
+for r in rows:
+    print(f"| {r['label']} | {r['output_tokens_per_s']:,.0f} | {r['ttft_p50_s'] or 0:.3f} | {r['ttft_p99_s'] or 0:.3f} | "
+          f"{r['single_stream_decode_tokens_per_s'] or 0:,.0f} | {r['errors']} |")
+if b1 is not None:
+    print(f"\nqllm bench {b1['test']} batch 1: {b1['tokens_per_s']:,.1f} tok/s")
 json.dump({"servers": rows, "qllm_bench_b1": b1}, open(os.path.join(out, "bench_server_summary.json"), "w"), indent=2)
 PY

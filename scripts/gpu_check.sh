@@ -200,7 +200,7 @@ fi
 # quantize: pre-quantized weights and `qllm quantize` (tests, the 1B quantize time, interop with GPTQ/AWQ).
 if [[ $what == quantize ]]; then
   log "GPU tests: pre-quantized QuantLinear and engine, QuantLinear"
-  timeout 300 $gpu_tests --gtest_filter='QuantLinearPrequantized*:LlamaCudaPrequantized*:QuantLinear.*:GpuMatchesCpu*' \
+  timeout 300 $gpu_tests --gtest_filter='QuantLinearPrequantized*:LlamaCudaPrequantized*:QuantizeCheckpointCuda*:*quant_linear_stored*:QuantLinear.*:GpuMatchesCpu*' \
     --gtest_brief=1 > "$OUT/gpu_tests_quantize.log" 2>&1
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure|Expected|Which is|\.cpp:[0-9]+: |actual:" \
     "$OUT/gpu_tests_quantize.log" | head -60

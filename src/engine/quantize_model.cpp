@@ -283,24 +283,19 @@ DType quantize_scale_dtype(QuantFormat format) {
   return format == QuantFormat::Qllm ? DType::BF16 : DType::F16;
 }
 
-QuantizeReport quantize_checkpoint(const QuantizeOptions& o) {
-  const auto start = std::chrono::steady_clock::now();
-  check_options(o);
-  QuantizeReport report;
-  const bool gpu = use_gpu(o.device, report.device);
-  Input in = read_input(o.model, o.verbose);
+namespace {
 
-  QuantizationConfig q;
-  q.format = o.format;
-  q.scheme = o.quant.linear.int4;
-  q.scheme.scale_dtype = quantize_scale_dtype(o.format);
-  const DType activation = q.scheme.scale_dtype;
-  // Every weight is checked before the first is quantized: a shape the format cannot hold fails at once.
-  for (const LlamaWeights::Linear& l : in.weights.linears()) {
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Every weight is checked before the first is quantized: a mode or shape the format cannot hold fails at once.
+void check_formats(LlamaWeights& weights, const QuantizeOptions& o, const QuantizationConfig& q) {
+  for (const LlamaWeights::Linear& l : weights.linears()) {
     const QuantMode& mode = l.head ? o.quant.lm_head : o.quant.linear;
     if (mode.kind != QuantMode::Kind::Int4) continue;
     Int4Scheme s = mode.int4;
-    s.scale_dtype = activation;
+    s.scale_dtype = q.scheme.scale_dtype;
     QLLM_CHECK(
         !l.head || same_stored_format(s, q.scheme),
         "--quant-lm-head {}: a checkpoint stores one INT4 format (quantization_config); the lm_head takes "
@@ -308,20 +303,15 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& o) {
         mode.name(), o.quant.linear.name());
     check_storable(q, s, l.matrix->name, l.matrix->rows, l.matrix->cols);
   }
-  if (o.gptq) {
-    const Tokenizer tokenizer = in.gguf ? Tokenizer::from_gguf_vocab(read_gguf_vocab(*in.gguf))
-                                        : Tokenizer::load(o.model);
-    apply_gptq(in.config, in.weights, tokenizer, o.quant, activation, gpu, *o.gptq, o.verbose);
-  }
-  quantize_weights(in.weights, o.quant, activation, gpu, o.gptq.has_value(), o.verbose);
-  report.quantization = stored_quant(in.weights).name();
-  report.format = std::string(quant_format_name(o.format));
+}
 
+// model.safetensors, config.json and the tokenizer files.
+std::vector<TensorToWrite> write_output(const Input& in, const QuantizeOptions& o,
+                                        const QuantizationConfig& q) {
   const fs::path out(o.out_dir);
   fs::create_directories(out);
-  const std::vector<TensorToWrite> tensors = output_tensors(in, q, activation);
-  const fs::path weights_file = out / "model.safetensors";
-  write_safetensors(weights_file.string(), tensors);
+  std::vector<TensorToWrite> tensors = output_tensors(in, q, q.scheme.scale_dtype);
+  write_safetensors((out / "model.safetensors").string(), tensors);
   json config = in.config_json;
   config["quantization_config"] = q.to_json();
   write_text(out / "config.json", config.dump(2) + "\n");
@@ -333,8 +323,40 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& o) {
       if (fs::exists(from)) fs::copy_file(from, out / name, fs::copy_options::overwrite_existing);
     }
   }
-  report.sizes = size_table(in, tensors, fs::file_size(weights_file));
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return tensors;
+}
+
+}  // namespace
+
+QuantizeReport quantize_checkpoint(const QuantizeOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  check_options(o);
+  QuantizeReport report;
+  const bool gpu = use_gpu(o.device, report.device);
+  Input in = read_input(o.model, o.verbose);
+  QuantizationConfig q;
+  q.format = o.format;
+  q.scheme = o.quant.linear.int4;
+  q.scheme.scale_dtype = quantize_scale_dtype(o.format);  // also the activation dtype the output runs with
+  check_formats(in.weights, o, q);
+  report.read_seconds = seconds_since(start);
+
+  const auto quantize_start = std::chrono::steady_clock::now();
+  if (o.gptq) {
+    const Tokenizer tokenizer = in.gguf ? Tokenizer::from_gguf_vocab(read_gguf_vocab(*in.gguf))
+                                        : Tokenizer::load(o.model);
+    apply_gptq(in.config, in.weights, tokenizer, o.quant, q.scheme.scale_dtype, gpu, *o.gptq, o.verbose);
+  }
+  quantize_weights(in.weights, o.quant, q.scheme.scale_dtype, gpu, o.gptq.has_value(), o.verbose);
+  report.quantize_seconds = seconds_since(quantize_start);
+  report.quantization = stored_quant(in.weights).name();
+  report.format = std::string(quant_format_name(o.format));
+
+  const auto write_start = std::chrono::steady_clock::now();
+  const std::vector<TensorToWrite> tensors = write_output(in, o, q);
+  report.write_seconds = seconds_since(write_start);
+  report.sizes = size_table(in, tensors, fs::file_size(fs::path(o.out_dir) / "model.safetensors"));
+  report.seconds = seconds_since(start);
   return report;
 }
 

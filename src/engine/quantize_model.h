@@ -45,7 +45,10 @@ struct QuantizeReport {
   std::string format;        // qllm | gptq | awq
   std::string device;        // where the quantizer ran
   std::vector<QuantizeSizes> sizes;
-  double seconds = 0;  // end to end: read, quantize, write
+  double seconds = 0;       // end to end: read, quantize, write
+  double read_seconds = 0;  // the input read and checked (safetensors: mapped, NaN/Inf scan)
+  double quantize_seconds = 0;
+  double write_seconds = 0;  // model.safetensors (GPTQ/AWQ words packed here), config.json, tokenizer
 };
 
 // The activation dtype the output runs with: the scales' dtype (bf16 for qllm, f16 for gptq and awq).

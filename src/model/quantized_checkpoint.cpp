@@ -93,6 +93,9 @@ Int4Matrix read_qllm(const SafetensorsCheckpoint& ckpt, const QuantizationConfig
   const TensorView scales =
       checked(ckpt, base + ".scales", {DType::F16, DType::BF16}, group_shape, used);
   const TensorView qweight = checked(ckpt, base + ".qweight", {DType::U8}, {rows, cols / 2}, used);
+  QLLM_CHECK(scale_dtype_of(scales) == config.scheme.scale_dtype,
+             "{}: tensor '{}.scales' has dtype {} but {}.scale_dtype is {}", *scales.file, base,
+             safetensors_dtype_name(scales.dtype()), config.label, dtype_name(config.scheme.scale_dtype));
   Int4Matrix m = empty_matrix(config, rows, cols, scale_dtype_of(scales));
   std::memcpy(m.packed.data(), qweight.data, m.packed.size());
   m.scales.resize(static_cast<size_t>(scales.numel()));

@@ -20,6 +20,7 @@ using nlohmann::json;
 namespace {
 
 constexpr auto kPoll = std::chrono::milliseconds(200);  // a streaming handler's wait for tokens
+constexpr int kKeepAlivePolls = 5;                      // a keep-alive comment after this many empty polls
 
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
@@ -65,7 +66,11 @@ const char* finish_name(FinishReason reason, bool stop_string) {
 struct StreamState {
   StreamState(std::shared_ptr<Job> j, TextStream t, ResponseMeta m, Usage u, bool usage_chunk,
               std::unique_ptr<InFlight> p)
-      : job(std::move(j)), text(std::move(t)), meta(std::move(m)), usage(u), include_usage(usage_chunk),
+      : job(std::move(j)),
+        text(std::move(t)),
+        meta(std::move(m)),
+        usage(u),
+        include_usage(usage_chunk),
         place(std::move(p)) {}
   StreamState(const StreamState&) = delete;
   StreamState& operator=(const StreamState&) = delete;
@@ -77,6 +82,7 @@ struct StreamState {
   bool include_usage = false;
   bool first = true;
   bool done = false;
+  int idle_polls = 0;  // polls in a row without a token (waiting in the queue, a long prefill)
   std::unique_ptr<InFlight> place;
 
   ~StreamState() { job->cancel(); }  // finished, failed or the client left: the sequence is freed
@@ -110,13 +116,22 @@ bool stream_step(StreamState& s, httplib::DataSink& sink) {
     if (!write_event(sink, chunk_json(s.meta, text, s.first, std::nullopt, std::nullopt))) return false;
     s.first = false;
   }
-  if (!u.finished && !stopped) return true;
+  if (!u.finished && !stopped) {
+    // An SSE comment now and then while nothing comes: a client that left is noticed (the write fails)
+    // while its request still waits, not only once it runs. Clients ignore comment lines.
+    static constexpr std::string_view kKeepAlive = ": keep-alive\n\n";
+    s.idle_polls = u.tokens.empty() ? s.idle_polls + 1 : 0;
+    if (s.idle_polls % kKeepAlivePolls == 0 && s.idle_polls > 0)
+      return sink.write(kKeepAlive.data(), kKeepAlive.size());
+    return true;
+  }
   if (u.finished && u.reason == FinishReason::Error) {
     const ApiError e(500, "generation failed: " + u.error);
     if (!write_event(sink, error_json(e))) return false;
   } else {
     const std::optional<Usage> usage = s.include_usage ? std::nullopt : std::optional<Usage>(s.usage);
-    if (!write_event(sink, chunk_json(s.meta, "", s.first, finish_name(u.reason, stopped), usage))) return false;
+    if (!write_event(sink, chunk_json(s.meta, "", s.first, finish_name(u.reason, stopped), usage)))
+      return false;
     if (s.include_usage && !write_event(sink, usage_chunk_json(s.meta, s.usage))) return false;
   }
   static constexpr std::string_view kDone = "data: [DONE]\n\n";
@@ -136,8 +151,10 @@ class HttpServer::Handlers {
   void completions(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
     if (s_.in_flight_.fetch_add(1) >= s_.options_.max_in_flight) {
       s_.in_flight_.fetch_sub(1);
-      send_error(res, ApiError(429, fmt::format("too many requests in flight (at most {})", s_.options_.max_in_flight)),
-                 s_.options_.retry_after_seconds);
+      send_error(
+          res,
+          ApiError(429, fmt::format("too many requests in flight (at most {})", s_.options_.max_in_flight)),
+          s_.options_.retry_after_seconds);
       return;
     }
     auto place = std::make_unique<InFlight>(s_.in_flight_);
@@ -164,9 +181,10 @@ class HttpServer::Handlers {
                         {"object", "model"},
                         {"created", 0},
                         {"owned_by", "qllm"},
-                        {"meta", {{"device", s_.model_.model->device_name()},
-                                  {"quantization", s_.model_.model->quantization()},
-                                  {"context_positions", s_.context_positions_}}}};
+                        {"meta",
+                         {{"device", s_.model_.model->device_name()},
+                          {"quantization", s_.model_.model->quantization()},
+                          {"context_positions", s_.context_positions_}}}};
     send_json(res, 200, {{"object", "list"}, {"data", json::array({model})}});
   }
 
@@ -180,8 +198,9 @@ class HttpServer::Handlers {
     }
     CompletionRequest r = parse_completion_request(body, endpoint, s_.model_.sampling_defaults);
     if (!r.model.empty() && r.model != s_.options_.model_id) {
-      throw ApiError(404, fmt::format("the model '{}' does not exist: this server serves '{}'",
-                                      json_excerpt(json(r.model)), s_.options_.model_id),
+      throw ApiError(404,
+                     fmt::format("the model '{}' does not exist: this server serves '{}'",
+                                 json_excerpt(json(r.model)), s_.options_.model_id),
                      "model", "model_not_found");
     }
     return r;
@@ -198,7 +217,8 @@ class HttpServer::Handlers {
     }
     const int64_t vocab = m.model->config().vocab_size;
     for (int32_t id : r.prompt_tokens) {
-      if (id >= vocab) throw ApiError(400, fmt::format("token id {} is outside the vocabulary of {}", id, vocab), "prompt");
+      if (id >= vocab)
+        throw ApiError(400, fmt::format("token id {} is outside the vocabulary of {}", id, vocab), "prompt");
     }
     return r.prompt_tokens;
   }
@@ -209,13 +229,16 @@ class HttpServer::Handlers {
     const int64_t ctx = s_.context_positions_;
     const auto n = static_cast<int64_t>(spec.prompt.size());
     if (n >= ctx) {
-      throw ApiError(400,
-                     fmt::format("the prompt has {} tokens; this server's context holds {} positions (with room "
-                                 "for one new token)", n, ctx),
-                     r.endpoint == Endpoint::ChatCompletions ? "messages" : "prompt", "context_length_exceeded");
+      throw ApiError(
+          400,
+          fmt::format("the prompt has {} tokens; this server's context holds {} positions (with room "
+                      "for one new token)",
+                      n, ctx),
+          r.endpoint == Endpoint::ChatCompletions ? "messages" : "prompt", "context_length_exceeded");
     }
     if (r.max_tokens && *r.max_tokens > ctx) {
-      throw ApiError(400, fmt::format("max_tokens {} is more than the context's {} positions", *r.max_tokens, ctx),
+      throw ApiError(400,
+                     fmt::format("max_tokens {} is more than the context's {} positions", *r.max_tokens, ctx),
                      "max_tokens");
     }
     // Not given: what the context leaves (the scheduler cuts a larger value the same way).
@@ -225,7 +248,8 @@ class HttpServer::Handlers {
     return spec;
   }
 
-  void answer(httplib::Response& res, Job& job, const CompletionRequest& r, const ResponseMeta& meta, Usage usage) {
+  void answer(httplib::Response& res, Job& job, const CompletionRequest& r, const ResponseMeta& meta,
+              Usage usage) {
     TextStream text(s_.model_.tokenizer, r.stop);
     std::string out;
     Job::Update u;
@@ -245,8 +269,8 @@ class HttpServer::Handlers {
 
   void stream(httplib::Response& res, std::shared_ptr<Job> job, CompletionRequest r, const ResponseMeta& meta,
               const Usage& usage, std::unique_ptr<InFlight> place) {
-    auto state = std::make_shared<StreamState>(std::move(job), TextStream(s_.model_.tokenizer, r.stop), meta, usage,
-                                               r.include_usage, std::move(place));
+    auto state = std::make_shared<StreamState>(std::move(job), TextStream(s_.model_.tokenizer, r.stop), meta,
+                                               usage, r.include_usage, std::move(place));
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream", [state](size_t, httplib::DataSink& sink) { return stream_step(*state, sink); },
@@ -256,7 +280,8 @@ class HttpServer::Handlers {
   HttpServer& s_;
 };
 
-HttpServer::HttpServer(const LoadedModel& model, Scheduler& scheduler, ServerMetrics& metrics, HttpOptions options)
+HttpServer::HttpServer(const LoadedModel& model, Scheduler& scheduler, ServerMetrics& metrics,
+                       HttpOptions options)
     : model_(model),
       scheduler_(scheduler),
       metrics_(metrics),
@@ -271,12 +296,16 @@ HttpServer::HttpServer(const LoadedModel& model, Scheduler& scheduler, ServerMet
   http.set_payload_max_length(options_.max_body_bytes);
   http.set_write_timeout(std::chrono::seconds(30));
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (options_.api_key.empty() || !req.path.starts_with("/v1/")) return httplib::Server::HandlerResponse::Unhandled;
+    if (options_.api_key.empty() || !req.path.starts_with("/v1/"))
+      return httplib::Server::HandlerResponse::Unhandled;
     const std::string auth = req.get_header_value("Authorization");
     const std::string given = auth.starts_with("Bearer ") ? auth.substr(7) : std::string();
     if (same_secret(given, options_.api_key)) return httplib::Server::HandlerResponse::Unhandled;
-    send_error(res, ApiError(401, given.empty() ? "missing API key (Authorization: Bearer ...)" : "invalid API key",
-                             "", "invalid_api_key"), 0);
+    send_error(
+        res,
+        ApiError(401, given.empty() ? "missing API key (Authorization: Bearer ...)" : "invalid API key", "",
+                 "invalid_api_key"),
+        0);
     return httplib::Server::HandlerResponse::Handled;
   });
   http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
@@ -286,7 +315,9 @@ HttpServer::HttpServer(const LoadedModel& model, Scheduler& scheduler, ServerMet
     handlers_->completions(req, res, Endpoint::Completions);
   });
   http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) { handlers_->models(res); });
-  http.Get("/health", [](const httplib::Request&, httplib::Response& res) { send_json(res, 200, {{"status", "ok"}}); });
+  http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, {{"status", "ok"}});
+  });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_.prometheus(scheduler_.stats()), "text/plain; version=0.0.4");
   });
@@ -310,12 +341,15 @@ HttpServer::HttpServer(const LoadedModel& model, Scheduler& scheduler, ServerMet
     send_json(res, 500, error_json(ApiError(500, message)));
   });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    metrics_.count_request(req.path.starts_with("/v1/") || req.path == "/health" || req.path == "/metrics"
-                               ? req.path : "other", res.status);
+    metrics_.count_request(
+        req.path.starts_with("/v1/") || req.path == "/health" || req.path == "/metrics" ? req.path : "other",
+        res.status);
   });
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
 int HttpServer::bind() {
   int port = options_.port;
@@ -323,14 +357,18 @@ int HttpServer::bind() {
     port = http_->bind_to_any_port(options_.host);
     QLLM_CHECK(port > 0, "cannot listen on {}: no free port", options_.host);
   } else {
-    QLLM_CHECK(http_->bind_to_port(options_.host, port), "cannot listen on {}:{} (in use, or not an address of "
-               "this machine)", options_.host, port);
+    QLLM_CHECK(http_->bind_to_port(options_.host, port),
+               "cannot listen on {}:{} (in use, or not an address of "
+               "this machine)",
+               options_.host, port);
   }
   options_.port = port;
   return port;
 }
 
-void HttpServer::serve() { http_->listen_after_bind(); }
+void HttpServer::serve() {
+  http_->listen_after_bind();
+}
 
 void HttpServer::stop() {
   if (http_) http_->stop();

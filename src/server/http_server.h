@@ -29,7 +29,7 @@ struct HttpOptions {
   std::string api_key;             // empty: no authentication
   std::string model_id;            // the name /v1/models lists and requests must use (or leave out)
   size_t max_body_bytes = 1 << 20;
-  int max_in_flight = 512;   // generation requests being answered at once; more are refused with 429
+  int max_in_flight = 256;  // generation requests being answered at once; more are refused with 429
   int retry_after_seconds = 2;
 };
 

@@ -12,15 +12,23 @@ namespace qllm::server {
 using nlohmann::json;
 
 ApiError::ApiError(int status, std::string message, std::string param, std::string code)
-    : std::runtime_error(std::move(message)), status_(status), param_(std::move(param)), code_(std::move(code)) {}
+    : std::runtime_error(std::move(message)),
+      status_(status),
+      param_(std::move(param)),
+      code_(std::move(code)) {}
 
 std::string ApiError::type() const {
   switch (status_) {
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 429: return "rate_limit_error";
-    default: return status_ >= 500 ? "server_error" : "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 429:
+      return "rate_limit_error";
+    default:
+      return status_ >= 500 ? "server_error" : "invalid_request_error";
   }
 }
 
@@ -53,7 +61,8 @@ double number(const json& body, const char* name, double lo, double hi) {
 
 int64_t integer(const json& v, const char* name) {
   if (v.is_number_unsigned()) {
-    if (v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) bad(name, "too large");
+    if (v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      bad(name, "too large");
     return static_cast<int64_t>(v.get<uint64_t>());
   }
   if (!v.is_number_integer()) bad(name, fmt::format("expected an integer, got {}", json_excerpt(v)));
@@ -111,7 +120,8 @@ void parse_prompt(const json& body, CompletionRequest& r) {
   } else if (v->is_array() && !v->empty() && (*v)[0].is_number()) {
     for (const json& id : *v) {
       const int64_t x = integer(id, "prompt");
-      if (x < 0 || x > std::numeric_limits<int32_t>::max()) bad("prompt", fmt::format("token id {} is negative or too large", x));
+      if (x < 0 || x > std::numeric_limits<int32_t>::max())
+        bad("prompt", fmt::format("token id {} is negative or too large", x));
       r.prompt_tokens.push_back(static_cast<int32_t>(x));
     }
   } else {
@@ -134,13 +144,15 @@ std::vector<std::string> parse_stop(const json& v) {
     bad("stop", "expected a string or an array of strings");
   }
   for (const std::string& s : stop) {
-    if (s.empty() || s.size() > kMaxStopLength) bad("stop", fmt::format("stop strings must be 1..{} bytes", kMaxStopLength));
+    if (s.empty() || s.size() > kMaxStopLength)
+      bad("stop", fmt::format("stop strings must be 1..{} bytes", kMaxStopLength));
   }
   return stop;
 }
 
 void parse_sampling(const json& body, CompletionRequest& r) {
-  if (field(body, "temperature")) r.sampling.temperature = static_cast<float>(number(body, "temperature", 0, 2));
+  if (field(body, "temperature"))
+    r.sampling.temperature = static_cast<float>(number(body, "temperature", 0, 2));
   if (field(body, "top_p")) {
     r.sampling.top_p = static_cast<float>(number(body, "top_p", 0, 1));
     if (r.sampling.top_p == 0) bad("top_p", "must be greater than 0");
@@ -160,17 +172,22 @@ void parse_sampling(const json& body, CompletionRequest& r) {
 // Fields qllm does not implement: refused when they ask for something, so that a client is not misled.
 void refuse_unsupported(const json& body) {
   if (const json* v = field(body, "n"); v && integer(*v, "n") != 1) bad("n", "only n = 1 is supported");
-  if (const json* v = field(body, "best_of"); v && integer(*v, "best_of") != 1) bad("best_of", "only 1 is supported");
-  if (const json* v = field(body, "logprobs"); v && !(v->is_boolean() ? !v->get<bool>() : integer(*v, "logprobs") == 0)) {
-    bad("logprobs", "log probabilities are not supported (sampling runs on the device; no logits reach the host)");
+  if (const json* v = field(body, "best_of"); v && integer(*v, "best_of") != 1)
+    bad("best_of", "only 1 is supported");
+  if (const json* v = field(body, "logprobs");
+      v && !(v->is_boolean() ? !v->get<bool>() : integer(*v, "logprobs") == 0)) {
+    bad("logprobs",
+        "log probabilities are not supported (sampling runs on the device; no logits reach the host)");
   }
   if (const json* v = field(body, "echo"); v && boolean(*v, "echo")) bad("echo", "echo is not supported");
-  if (const json* v = field(body, "tools"); v && !(v->is_array() && v->empty())) bad("tools", "tools are not supported");
+  if (const json* v = field(body, "tools"); v && !(v->is_array() && v->empty()))
+    bad("tools", "tools are not supported");
 }
 
 }  // namespace
 
-CompletionRequest parse_completion_request(const json& body, Endpoint endpoint, const SamplingParams& defaults) {
+CompletionRequest parse_completion_request(const json& body, Endpoint endpoint,
+                                           const SamplingParams& defaults) {
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
   CompletionRequest r;
   r.endpoint = endpoint;
@@ -197,7 +214,8 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint, 
   if (const json* v = field(body, "stream")) r.stream = boolean(*v, "stream");
   if (const json* v = field(body, "stream_options")) {
     if (!v->is_object()) bad("stream_options", "expected an object");
-    if (const json* u = field(*v, "include_usage")) r.include_usage = boolean(*u, "stream_options.include_usage");
+    if (const json* u = field(*v, "include_usage"))
+      r.include_usage = boolean(*u, "stream_options.include_usage");
   }
   if (const json* v = field(body, "ignore_eos")) r.ignore_eos = boolean(*v, "ignore_eos");
   try {
@@ -219,7 +237,10 @@ namespace {
 json base(const ResponseMeta& meta, bool chunk) {
   const bool chat = meta.endpoint == Endpoint::ChatCompletions;
   const char* object = chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion";
-  return {{"id", meta.id}, {"object", object}, {"created", meta.created}, {"model", meta.model},
+  return {{"id", meta.id},
+          {"object", object},
+          {"created", meta.created},
+          {"model", meta.model},
           {"system_fingerprint", "qllm"}};
 }
 
@@ -267,6 +288,8 @@ json usage_chunk_json(const ResponseMeta& meta, const Usage& usage) {
   return r;
 }
 
-std::string dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 }  // namespace qllm::server

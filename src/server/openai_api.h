@@ -40,13 +40,14 @@ enum class Endpoint { Completions, ChatCompletions };
 
 struct CompletionRequest {
   Endpoint endpoint = Endpoint::Completions;
-  std::string model;                   // empty: not given (the served model)
-  std::vector<ChatMessage> messages;   // chat
-  std::string prompt;                  // completions: text
-  std::vector<int32_t> prompt_tokens;  // completions: token ids instead of text (checked against the vocab later)
-  std::optional<int64_t> max_tokens;   // not given: what the context leaves
-  SamplingParams sampling;             // the model's defaults with the request's fields applied
-  std::vector<std::string> stop;       // up to kMaxStopStrings, each non-empty
+  std::string model;                  // empty: not given (the served model)
+  std::vector<ChatMessage> messages;  // chat
+  std::string prompt;                 // completions: text
+  std::vector<int32_t>
+      prompt_tokens;  // completions: token ids instead of text (checked against the vocab later)
+  std::optional<int64_t> max_tokens;  // not given: what the context leaves
+  SamplingParams sampling;            // the model's defaults with the request's fields applied
+  std::vector<std::string> stop;      // up to kMaxStopStrings, each non-empty
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage: a last chunk with usage and no choices
   bool ignore_eos = false;     // llama.cpp's extension (benchmarks): the stop ids do not end generation

@@ -11,11 +11,16 @@ namespace qllm::server {
 
 const char* finish_reason_name(FinishReason reason) {
   switch (reason) {
-    case FinishReason::Stop: return "stop";
-    case FinishReason::Length: return "length";
-    case FinishReason::Cancelled: return "cancelled";
-    case FinishReason::Error: return "error";
-    case FinishReason::None: break;
+    case FinishReason::Stop:
+      return "stop";
+    case FinishReason::Length:
+      return "length";
+    case FinishReason::Cancelled:
+      return "cancelled";
+    case FinishReason::Error:
+      return "error";
+    case FinishReason::None:
+      break;
   }
   return "none";
 }
@@ -70,7 +75,9 @@ Scheduler::Scheduler(Context& context, SchedulerOptions options, ServerMetrics* 
   thread_ = std::thread([this] { run(); });
 }
 
-Scheduler::~Scheduler() { stop(); }
+Scheduler::~Scheduler() {
+  stop();
+}
 
 std::shared_ptr<Job> Scheduler::submit(JobSpec spec) {
   QLLM_CHECK(!spec.prompt.empty(), "empty prompt");
@@ -169,8 +176,9 @@ void Scheduler::step() {
     const auto n_prompt = static_cast<int64_t>(prompt.size());
     if (r.fed >= n_prompt) continue;
     const int64_t n = std::min(n_prompt - r.fed, prefill_left);
-    batch.push_back({r.seq, r.fed, std::span<const int32_t>(prompt).subspan(static_cast<size_t>(r.fed),
-                                                                            static_cast<size_t>(n))});
+    batch.push_back(
+        {r.seq, r.fed,
+         std::span<const int32_t>(prompt).subspan(static_cast<size_t>(r.fed), static_cast<size_t>(n))});
     owner.push_back(i);
     prefill_left -= n;
     tokens += n;

@@ -33,8 +33,8 @@ namespace qllm::server {
 class ServerMetrics;
 
 struct JobSpec {
-  std::vector<int32_t> prompt;    // token ids, fewer than the context's positions
-  int64_t max_tokens = 1;         // new tokens at most (cut to what the context leaves)
+  std::vector<int32_t> prompt;  // token ids, fewer than the context's positions
+  int64_t max_tokens = 1;       // new tokens at most (cut to what the context leaves)
   SamplingParams sampling;
   std::vector<int32_t> stop_ids;  // generation ends after any of these (empty: ignore EOS)
 };
@@ -86,11 +86,11 @@ struct SchedulerOptions {
 };
 
 struct SchedulerStats {
-  int64_t queued = 0;           // waiting for a sequence slot
-  int64_t running = 0;          // holding a slot
-  int64_t kv_pages_used = 0;    // pages of kDefaultKvPageSize positions the running sequences hold
-  int64_t kv_pages_total = 0;   // the context's pool
-  int64_t steps = 0;            // forward passes so far
+  int64_t queued = 0;          // waiting for a sequence slot
+  int64_t running = 0;         // holding a slot
+  int64_t kv_pages_used = 0;   // pages of kDefaultKvPageSize positions the running sequences hold
+  int64_t kv_pages_total = 0;  // the context's pool
+  int64_t steps = 0;           // forward passes so far
   int64_t last_batch_sequences = 0;
   int64_t last_batch_tokens = 0;
 };
@@ -116,10 +116,10 @@ class Scheduler {
   struct Running {
     std::shared_ptr<Job> job;
     int seq = 0;
-    int64_t fed = 0;        // prompt tokens in the cache
-    int64_t generated = 0;  // tokens delivered
-    int64_t max_new = 0;    // max_tokens cut to the context
-    int32_t last = -1;      // the last token delivered (the next decode input)
+    int64_t fed = 0;               // prompt tokens in the cache
+    int64_t generated = 0;         // tokens delivered
+    int64_t max_new = 0;           // max_tokens cut to the context
+    int32_t last = -1;             // the last token delivered (the next decode input)
     std::vector<int32_t> history;  // prompt + generated, kept only for a repetition penalty
   };
 

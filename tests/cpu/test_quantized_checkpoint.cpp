@@ -6,13 +6,16 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "core/gguf.h"
+#include "core/random.h"
 #include "engine/quantize_model.h"
 #include "model/safetensors.h"
 #include "qllm/half.h"
 #include "tests/cpu/gguf_test_support.h"
+#include "tests/cpu/gguf_tokenizer_test_support.h"
 #include "tests/cpu/model_test_support.h"
 
 namespace qllm {
@@ -293,6 +296,88 @@ TEST_F(QuantizedCheckpoint, QllmLayoutErrors) {
   write_all(out.str(), t);
   e = load_error(out.str());
   EXPECT_NE(e.find("missing tensor '" + q + ".zeros'"), std::string::npos) << e;
+  write_all(out.str(), good);
+  nlohmann::json config = testing::read_json_file(out.str() + "/config.json");
+  config["quantization_config"]["scale_dtype"] = "f16";
+  testing::write_json_file(out.str() + "/config.json", config);
+  e = load_error(out.str());
+  EXPECT_NE(e.find("'model.embed_tokens.scales' has dtype BF16 but"), std::string::npos) << e;
+  EXPECT_NE(e.find("quantization_config.scale_dtype is f16"), std::string::npos) << e;
+}
+
+// A one-layer llama GGUF with F32 weights and a tiny byte-level vocabulary (tests/cpu/gguf_tokenizer_test_support.h)
+// and a chat template: quantizing it writes HF-named tensors and tokenizer.gguf, and the output loads as stored
+// with the logits of the GGUF quantized at load.
+TEST(QuantizeGguf, WritesHfNamesAndTheTokenizer) {
+  const GgufVocab vocab = testing::tiny_gguf_vocab();
+  const auto vocab_size = static_cast<int64_t>(vocab.tokens.size());
+  testing::GgufBuilder b;
+  b.kv_string("general.architecture", "llama")
+      .kv<uint32_t>("llama.block_count", 1)
+      .kv<uint32_t>("llama.embedding_length", 64)
+      .kv<uint32_t>("llama.feed_forward_length", 128)
+      .kv<uint32_t>("llama.attention.head_count", 4)
+      .kv<uint32_t>("llama.attention.head_count_kv", 2)
+      .kv<uint32_t>("llama.context_length", 256)
+      .kv_string("tokenizer.ggml.model", vocab.model)
+      .kv_string("tokenizer.ggml.pre", vocab.pre)
+      .kv_string_array("tokenizer.ggml.tokens", vocab.tokens)
+      .kv_array("tokenizer.ggml.token_type", vocab.token_type)
+      .kv_string_array("tokenizer.ggml.merges", vocab.merges)
+      .kv<uint32_t>("tokenizer.ggml.bos_token_id", *vocab.bos_id)
+      .kv<uint32_t>("tokenizer.ggml.eos_token_id", *vocab.eos_id)
+      .kv_string("tokenizer.chat_template",
+                 "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}");
+  Rng rng(3);
+  auto f32 = [&](const std::string& name, std::vector<int64_t> shape, bool norm = false) {
+    int64_t count = 1;
+    for (const int64_t d : shape) count *= d;
+    std::vector<float> v(static_cast<size_t>(count), 1.0f);
+    if (!norm) fill_normal(std::span<float>(v), rng, 0.0, 0.05);
+    std::vector<std::byte> bytes(v.size() * 4);
+    std::memcpy(bytes.data(), v.data(), bytes.size());
+    b.tensor({name, std::move(shape), GgmlType::F32, std::move(bytes), {}});
+  };
+  f32("token_embd.weight", {64, vocab_size});
+  f32("blk.0.attn_norm.weight", {64}, true);
+  f32("blk.0.attn_q.weight", {64, 64});
+  f32("blk.0.attn_k.weight", {64, 32});
+  f32("blk.0.attn_v.weight", {64, 32});
+  f32("blk.0.attn_output.weight", {64, 64});
+  f32("blk.0.ffn_norm.weight", {64}, true);
+  f32("blk.0.ffn_gate.weight", {64, 128});
+  f32("blk.0.ffn_up.weight", {64, 128});
+  f32("blk.0.ffn_down.weight", {128, 64});
+  f32("output_norm.weight", {64}, true);
+  TempDir dir;
+  const std::string gguf = dir.str() + "/tiny.gguf";
+  {
+    const std::vector<std::byte> image = b.build();
+    std::ofstream(gguf, std::ios::binary)
+        .write(reinterpret_cast<const char*>(image.data()), static_cast<std::streamsize>(image.size()));
+  }
+  const std::string out = dir.str() + "/q";
+  QuantizeOptions o;
+  o.model = gguf;
+  o.out_dir = out;
+  o.quant = ModelQuant::parse("int4-g32");
+  o.device = DeviceKind::Cpu;
+  o.verbose = false;
+  quantize_checkpoint(o);
+  const SafetensorsCheckpoint ckpt = SafetensorsCheckpoint::open(out);
+  EXPECT_TRUE(ckpt.contains("model.layers.0.self_attn.q_proj.qweight"));
+  EXPECT_TRUE(ckpt.contains("model.embed_tokens.qweight"));
+  EXPECT_TRUE(fs::exists(out + "/tokenizer.gguf"));
+  LoadOptions options;
+  options.device = DeviceKind::Cpu;
+  options.verbose = false;
+  const LoadedModel stored = load_model(out, options);
+  ASSERT_TRUE(stored.chat_template.has_value());
+  options.quant = ModelQuant::parse("int4-g32");
+  const LoadedModel at_load = load_model(gguf, options);
+  const std::vector<int32_t> ids = stored.prompt_ids(" the theme");
+  EXPECT_EQ(ids, at_load.prompt_ids(" the theme"));
+  expect_bit_identical(testing::all_logits(*stored.model, ids), testing::all_logits(*at_load.model, ids));
 }
 
 // write_gguf_metadata keeps every key and value of a GGUF file, as quantize does for a GGUF input's tokenizer.

@@ -34,8 +34,9 @@ void expect_error(const json& body, Endpoint endpoint, int status, const std::st
 
 TEST(ServerApi, ParsesChatWithSamplingFields) {
   const CompletionRequest r = chat({{"model", "m"},
-                                    {"messages", {{{"role", "system"}, {"content", "be brief"}},
-                                                  {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "hi"}}}}}}},
+                                    {"messages",
+                                     {{{"role", "system"}, {"content", "be brief"}},
+                                      {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "hi"}}}}}}},
                                     {"max_tokens", 7},
                                     {"temperature", 0.5},
                                     {"top_p", 0.9},
@@ -79,7 +80,9 @@ TEST(ServerApi, DefaultsComeFromTheModel) {
 TEST(ServerApi, PromptAsTokenIdsOrOneString) {
   EXPECT_EQ(completion({{"prompt", {5, 6, 7}}}).prompt_tokens, (std::vector<int32_t>{5, 6, 7}));
   EXPECT_EQ(completion({{"prompt", {"one"}}}).prompt, "one");
-  EXPECT_EQ(chat({{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"max_completion_tokens", 3}}).max_tokens, 3);
+  EXPECT_EQ(
+      chat({{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"max_completion_tokens", 3}}).max_tokens,
+      3);
 }
 
 TEST(ServerApi, RefusesWrongTypesAndValues) {

@@ -36,6 +36,17 @@ Collected collect(Job& job) {
   return c;
 }
 
+// The scheduler's figures once it is idle: they are published after the step that finished the last job,
+// a moment after that job's waiter wakes.
+SchedulerStats idle_stats(const Scheduler& scheduler) {
+  for (int i = 0; i < 1000; ++i) {
+    const SchedulerStats s = scheduler.stats();
+    if (s.running == 0 && s.queued == 0 && s.kv_pages_used == 0) return s;
+    std::this_thread::sleep_for(1ms);
+  }
+  return scheduler.stats();
+}
+
 std::vector<int32_t> prompt_of(int64_t length, int32_t salt, int64_t vocab) {
   std::vector<int32_t> p;
   for (int64_t i = 0; i < length; ++i) p.push_back(static_cast<int32_t>((salt * 31 + i * 7 + 3) % vocab));
@@ -91,7 +102,7 @@ TEST_F(ServerScheduler, BatchedRequestsGetTheTokensTheyGetAlone) {
     EXPECT_EQ(got.tokens, alone(specs[i])) << "request " << i;
     EXPECT_EQ(got.reason, FinishReason::Length) << "request " << i;
   }
-  const SchedulerStats stats = scheduler.stats();
+  const SchedulerStats stats = idle_stats(scheduler);
   EXPECT_EQ(stats.running, 0);
   EXPECT_EQ(stats.kv_pages_used, 0);
   EXPECT_LE(stats.last_batch_tokens, 7);
@@ -116,9 +127,12 @@ TEST_F(ServerScheduler, StopIdsEndARequest) {
 
 TEST_F(ServerScheduler, CancelFreesTheSlotAndAFullQueueRefuses) {
   const int64_t vocab = model_->config().vocab_size;
-  const auto c = context(/*sequences=*/1, 8);
+  // The first request must still run while the others arrive: a context as long as the tiny model allows
+  // (about a thousand decode steps, far longer than the few calls between its first token and the cancel).
+  const int64_t positions = model_->config().max_position_embeddings;
+  const auto c = model_->new_context({.max_sequences = 1, .max_positions = positions, .max_batch_tokens = 8});
   Scheduler scheduler(*c, {.max_queue = 1, .prefill_chunk = 8});
-  JobSpec long_one{.prompt = prompt_of(6, 2, vocab), .max_tokens = kPositions};
+  JobSpec long_one{.prompt = prompt_of(6, 2, vocab), .max_tokens = positions};
   JobSpec next{.prompt = prompt_of(9, 3, vocab), .max_tokens = 5};
   auto first = scheduler.submit(long_one);
   ASSERT_NE(first, nullptr);
@@ -132,7 +146,7 @@ TEST_F(ServerScheduler, CancelFreesTheSlotAndAFullQueueRefuses) {
   const Collected got = collect(*queued);
   EXPECT_EQ(got.tokens, alone(next));
   EXPECT_EQ(c->length(0), 0) << "a finished request's positions go back at once";
-  EXPECT_EQ(scheduler.stats().kv_pages_used, 0);
+  EXPECT_EQ(idle_stats(scheduler).kv_pages_used, 0);
 }
 
 TEST_F(ServerScheduler, RefusesWhatCannotFit) {
@@ -142,7 +156,8 @@ TEST_F(ServerScheduler, RefusesWhatCannotFit) {
   EXPECT_THROW(scheduler.submit({.prompt = {}, .max_tokens = 1}), Error);
   EXPECT_THROW(scheduler.submit({.prompt = {1}, .max_tokens = 0}), Error);
   // A token outside the vocabulary fails its own request in forward(); the scheduler keeps serving.
-  const Collected bad = collect(*scheduler.submit({.prompt = {static_cast<int32_t>(1 << 30)}, .max_tokens = 2}));
+  const Collected bad =
+      collect(*scheduler.submit({.prompt = {static_cast<int32_t>(1 << 30)}, .max_tokens = 2}));
   EXPECT_EQ(bad.reason, FinishReason::Error);
   EXPECT_FALSE(bad.error.empty());
   JobSpec ok{.prompt = {1, 2, 3}, .max_tokens = 3};

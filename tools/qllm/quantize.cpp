@@ -59,14 +59,23 @@ void run(const QuantizeCliOptions& o) {
                                   : Cell::missing()});
   }
   if (o.json) {
-    const nlohmann::json out = {{"command", "quantize"},   {"model", o.model},        {"out", o.out},
-                                {"quant", r.quantization}, {"format", r.format},      {"device", r.device},
-                                {"seconds", r.seconds},    {"table", table.to_json()}};
+    const nlohmann::json out = {{"command", "quantize"},
+                                {"model", o.model},
+                                {"out", o.out},
+                                {"quant", r.quantization},
+                                {"format", r.format},
+                                {"device", r.device},
+                                {"seconds", r.seconds},
+                                {"read_seconds", r.read_seconds},
+                                {"quantize_seconds", r.quantize_seconds},
+                                {"write_seconds", r.write_seconds},
+                                {"table", table.to_json()}};
     fmt::print("{}\n", out.dump(2));
     return;
   }
-  fmt::print("{}: {} ({} format) on {} in {:.1f} s -> {}\n{}", o.model, r.quantization, r.format, r.device,
-             r.seconds, o.out, table.to_text());
+  fmt::print("{}: {} ({} format) on {} in {:.1f} s (read {:.1f}, quantize {:.1f}, write {:.1f}) -> {}\n{}",
+             o.model, r.quantization, r.format, r.device, r.seconds, r.read_seconds, r.quantize_seconds,
+             r.write_seconds, o.out, table.to_text());
 }
 
 }  // namespace
