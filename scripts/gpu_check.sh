@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
-# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh [tests|bench|model|llama1b|profile|decode-profile|peers-build|serve|serve-test|serve-bench|all]
-# (default all; profile = W4A16 kernel variants forced past Auto's choice, to re-measure its crossovers; not
+# carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh
+# [tests|bench|model|llama1b|eval|quantize|serve|serve-test|serve-bench|profile|decode-profile|peers-build|all]
+# (default all; eval = issue 20's evaluation figures (proxy perplexity beside transformers, 1B perplexity
+# throughput, batch-32 decode); quantize = the pre-quantized/`qllm quantize` GPU tests, the 1B quantize time and
+# scripts/interop_gptq.py; serve* = `qllm serve` tests and benchmark against llama-server; profile = W4A16 kernel
+# variants forced past Auto's choice, to re-measure its crossovers; these not
 # in all). QLLM_BUILD_PEERS=1 builds llama.cpp during `tests`, for a later call on the same warm machine.
 # `llama1b`: the synthetic Llama-3.2-1B on qllm and on llama.cpp (F16 and Q4_0 GGUFs of the same weights). `model` runs the real model (SmolLM2-135M-Instruct) on qllm's GPU engine and on llama.cpp in the
 # same call: generation, WikiText-2 perplexity per quantization mode, throughput. It needs, carried:
@@ -192,6 +196,36 @@ PY
   fi
 fi
 
+# quantize: pre-quantized weights and `qllm quantize` (tests, the 1B quantize time, interop with GPTQ/AWQ).
+if [[ $what == quantize ]]; then
+  log "GPU tests: pre-quantized QuantLinear and engine, QuantLinear"
+  timeout 300 $gpu_tests --gtest_filter='QuantLinearPrequantized*:LlamaCudaPrequantized*:QuantizeCheckpointCuda*:*quant_linear_stored*:QuantLinear.*:GpuMatchesCpu*' \
+    --gtest_brief=1 > "$OUT/gpu_tests_quantize.log" 2>&1
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure|Expected|Which is|\.cpp:[0-9]+: |actual:" \
+    "$OUT/gpu_tests_quantize.log" | head -60
+  q1b=build/synth-llama-3.2-1b
+  [[ -f $q1b/config.json ]] || $qllm synth --config llama-3.2-1b --out "$q1b" --force > "$OUT/synth.log" 2>&1
+  for args in "--quant int4-g128" "--quant int4-g128 --quant-lm-head bf16 --format gptq"; do
+    log "qllm quantize the synthetic Llama-3.2-1B: $args (the target: < 10 s end to end)"
+    $qllm quantize --model "$q1b" --out build/q1b --force $args 2>&1 | tail -8
+  done
+  log "the quantized 1B (gptq, as stored) runs: bench pp512/tg128"
+  timeout 200 $qllm bench --model build/q1b --device cuda --quant auto -p 512 -n 128 --batch 1 --reps 2 2>&1 | tail -4
+  small=build/synth-small
+  [[ -f $small/config.json ]] || $qllm synth --config small --out "$small" --force > /dev/null 2>&1
+  log "interop: the synthetic small model (safetensors: the script's RTN quantizer must match bit for bit)"
+  timeout 300 python3 scripts/interop_gptq.py --qllm $qllm --model "$small" --work build/interop-small --group 64 \
+    2>&1 | tee "$OUT/interop_small.log" | grep -E "PASS|FAIL|SKIP|passed|failed|Error|error" | head -30
+  if [[ -f $gguf ]]; then
+    log "interop: SmolLM2-135M (GGUF input)"
+    text=.shared/data/wikitext-2-raw-test.txt
+    text_arg=(); [[ -f $text ]] && text_arg=(--text "$text")
+    timeout 400 python3 scripts/interop_gptq.py --qllm $qllm --model "$gguf" --work build/interop-smollm2 --group 64 \
+      --ctx 512 --chunks 8 "${text_arg[@]}" 2>&1 | tee "$OUT/interop_smollm2.log" |
+      grep -E "PASS|FAIL|SKIP|passed|failed|Error|error" | head -30
+  fi
+fi
+
 synth=build/synth-llama-3.2-1b
 if [[ $what == llama1b || $what == all ]]; then
   # The synthetic Llama-3.2-1B on both engines: qllm reads its safetensors, llama.cpp an F16 GGUF of the same
@@ -218,6 +252,42 @@ if [[ $what == llama1b || $what == llama-peers || $what == all ]] && [[ -f $synt
         "$OUT/llamacpp_bench_llama1b_$f.json" || tail -5 "$OUT/llamacpp_bench_llama1b_$f.err"
     done
   fi
+fi
+
+# eval: issue 20's evaluation targets. The proxy model (carried as .shared/models/proxy-llama-22m): qllm's
+# perplexity (HF protocol, ctx 512 and 2048; bf16 and int4-g128) beside transformers' on the same checkpoint
+# (scripts/hf_perplexity.py); perplexity throughput and batch-32 decode on the synthetic Llama-3.2-1B.
+if [[ $what == eval ]]; then
+  text=.shared/data/wikitext-2-raw-test.txt
+  proxy=.shared/models/proxy-llama-22m
+  if [[ -f $proxy/config.json && -f $text ]]; then
+    for ctx in 512 2048; do
+      log "proxy perplexity, HF protocol, ctx $ctx: transformers bf16, qllm bf16 and int4-g128"
+      timeout 120 python3 scripts/hf_perplexity.py --model "$proxy" --file "$text" --ctx $ctx \
+        --json "$OUT/hf_ppl_proxy_$ctx.json" 2> "$OUT/hf_ppl_proxy_$ctx.err" || tail -5 "$OUT/hf_ppl_proxy_$ctx.err"
+      for q in bf16 int4-g128; do
+        timeout 120 $qllm perplexity --model "$proxy" --device cuda --quant $q --file "$text" --protocol hf \
+          --ctx $ctx --json > "$OUT/ppl_proxy_${ctx}_$q.json" 2> "$OUT/ppl_proxy_${ctx}_$q.err" ||
+          tail -5 "$OUT/ppl_proxy_${ctx}_$q.err"
+        python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['table'][0]; print('qllm $q', r['ctx'], r['perplexity'], r['tokens_per_s'])" \
+          "$OUT/ppl_proxy_${ctx}_$q.json" || true
+      done
+    done
+  else
+    log "eval: $proxy or $text missing: proxy perplexity skipped"
+  fi
+  [[ -f $synth/config.json ]] || $qllm synth --config llama-3.2-1b --out "$synth" --force > "$OUT/synth.log" 2>&1
+  if [[ -f $text ]]; then
+    log "perplexity throughput: synthetic Llama-3.2-1B, bf16, ctx 2048"
+    timeout 200 $qllm perplexity --model "$synth" --device cuda --quant bf16 --file "$text" --protocol hf \
+      --ctx 2048 --chunks 128 --json > "$OUT/ppl_llama1b_2048_bf16.json" 2> "$OUT/ppl_llama1b_2048_bf16.err"
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['table'][0]; print('1B bf16 ctx 2048:', r['tokens_per_s'], 'tok/s')" \
+      "$OUT/ppl_llama1b_2048_bf16.json" || tail -5 "$OUT/ppl_llama1b_2048_bf16.err"
+  fi
+  log "decode at batch 32: synthetic Llama-3.2-1B, bf16 and int4-g128"
+  timeout 240 $qllm bench --model "$synth" --device cuda --quant bf16,int4-g128 -p 512 -n 128 --batch 1,32 \
+    --reps 3 --json > "$OUT/bench_llama1b_b32.json" 2> "$OUT/bench_llama1b_b32.err"
+  python3 scripts/print_bench.py "$OUT/bench_llama1b_b32.json" || tail -5 "$OUT/bench_llama1b_b32.err"
 fi
 
 # serve / serve-test / serve-bench: `qllm serve` on the GPU. serve-test: tests/test_server.sh (curl, and the

@@ -104,6 +104,22 @@ struct Int4Matrix {
   }
 };
 
+// Whether two schemes store weights the same way (granularity, group size, zero point or min offset, scale
+// dtype): the search that chose the scales does not matter once they are stored.
+bool same_stored_format(const Int4Scheme& a, const Int4Scheme& b);
+
+// Checks a matrix that came from outside (a checkpoint): array sizes against the shape and scheme, zero
+// points in 0..15. `what` names it in the error (e.g. "model.safetensors: model.layers.0.mlp.up_proj").
+void validate_int4_matrix(const Int4Matrix& matrix, std::string_view what);
+
+// Row `row` of the reconstruction, as dequantize_int4_ref computes it: out[cols].
+void dequantize_int4_row(const Int4Matrix& matrix, int64_t row, float* out);
+
+// The rows of `parts` one after the other (a fused projection: q, k, v or gate, up). Their schemes must store
+// the same way and their column counts agree (else qllm::Error naming the part). GLOBAL parts of more than
+// one matrix become ROWWISE rows that repeat their part's scale (each part keeps its own scale).
+Int4Matrix concat_int4_rows(std::span<const Int4Matrix* const> parts);
+
 // CPU reference quantizer. Rejects NaN/Inf weights and scales that overflow the scale dtype.
 Int4Matrix quantize_int4_ref(std::span<const Half> weights, int64_t rows, int64_t cols,
                              const Int4Scheme& scheme);

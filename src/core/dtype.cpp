@@ -12,6 +12,12 @@ std::string_view dtype_name(DType dtype) {
       return "f16";
     case DType::BF16:
       return "bf16";
+    case DType::I8:
+      return "i8";
+    case DType::U8:
+      return "u8";
+    case DType::I32:
+      return "i32";
   }
   return "?";
 }

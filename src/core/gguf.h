@@ -193,4 +193,8 @@ class GgufFile {
   std::map<std::string, size_t, std::less<>> tensor_index_;
 };
 
+// Writes `file`'s metadata (every key, in file order) as a GGUF v3 file without tensors: a GGUF model's
+// tokenizer and chat template kept beside a checkpoint converted from it (src/core/gguf_write.cpp).
+void write_gguf_metadata(const std::string& path, const GgufFile& file);
+
 }  // namespace qllm

@@ -11,6 +11,7 @@
 #include "kernels/runtime/device_info.h"
 #include "model/gguf_model.h"
 #include "model/llama_ref.h"
+#include "model/prequantized.h"
 #include "qllm/error.h"
 #include "tokenizer/gguf_vocab.h"
 
@@ -46,15 +47,36 @@ void check_tokenizer_fits(const Tokenizer& tokenizer, const LlamaConfig& config,
       path, tokenizer.vocab_size() - 1, config.vocab_size);
 }
 
+// The tokenizer and chat template of a GGUF file (a model, or the tokenizer.gguf that `qllm quantize` writes
+// beside a checkpoint converted from one).
+void read_gguf_tokenizer(const GgufFile& file, HostModel& host) {
+  const GgufVocab vocab = read_gguf_vocab(file);
+  host.tokenizer = Tokenizer::from_gguf_vocab(vocab);
+  if (!file.contains("tokenizer.chat_template")) return;
+  auto token_text = [&](std::optional<uint32_t> id) -> std::optional<std::string> {
+    if (!id || *id >= vocab.tokens.size()) return std::nullopt;
+    return vocab.tokens[*id];
+  };
+  host.chat_template =
+      ChatTemplate::from_source(file.get_string("tokenizer.chat_template"), token_text(vocab.bos_id),
+                                token_text(vocab.eos_id), file.name() + ": tokenizer.chat_template");
+}
+
 HostModel read_safetensors_model(const std::string& dir, const LoadOptions& options) {
   QLLM_CHECK(fs::is_directory(dir),
              "model '{}': expected a Hugging Face checkpoint directory or a .gguf file", dir);
-  HostModel host{LlamaConfig::load(dir), {}, Tokenizer::load(dir), {}, {}};
-  const fs::path config_file = fs::path(dir) / "tokenizer_config.json";
-  const bool has_template =
-      fs::exists(fs::path(dir) / "chat_template.jinja") ||
-      (fs::exists(config_file) && read_json_file(config_file).contains("chat_template"));
-  if (has_template) host.chat_template = ChatTemplate::load(dir);
+  HostModel host{LlamaConfig::load(dir), {}, {}, {}, {}};
+  const fs::path gguf_tokenizer = fs::path(dir) / "tokenizer.gguf";
+  if (!fs::exists(fs::path(dir) / "tokenizer.json") && fs::exists(gguf_tokenizer)) {
+    read_gguf_tokenizer(GgufFile::open(gguf_tokenizer.string()), host);
+  } else {
+    host.tokenizer = Tokenizer::load(dir);
+    const fs::path config_file = fs::path(dir) / "tokenizer_config.json";
+    const bool has_template =
+        fs::exists(fs::path(dir) / "chat_template.jinja") ||
+        (fs::exists(config_file) && read_json_file(config_file).contains("chat_template"));
+    if (has_template) host.chat_template = ChatTemplate::load(dir);
+  }
   host.sampling_defaults = read_generation_config(dir);
   check_tokenizer_fits(*host.tokenizer, host.config, dir);
   host.weights = LlamaWeights::load(dir, host.config, options.verbose);
@@ -63,17 +85,8 @@ HostModel read_safetensors_model(const std::string& dir, const LoadOptions& opti
 
 HostModel read_gguf_model(const std::string& path, const LoadOptions& options) {
   auto file = std::make_shared<const GgufFile>(GgufFile::open(path));
-  const GgufVocab vocab = read_gguf_vocab(*file);
-  HostModel host{llama_config_from_gguf(*file), {}, Tokenizer::from_gguf_vocab(vocab), {}, {}};
-  if (file->contains("tokenizer.chat_template")) {
-    auto token_text = [&](std::optional<uint32_t> id) -> std::optional<std::string> {
-      if (!id || *id >= vocab.tokens.size()) return std::nullopt;
-      return vocab.tokens[*id];
-    };
-    host.chat_template =
-        ChatTemplate::from_source(file->get_string("tokenizer.chat_template"), token_text(vocab.bos_id),
-                                  token_text(vocab.eos_id), path + ": tokenizer.chat_template");
-  }
+  HostModel host{llama_config_from_gguf(*file), {}, {}, {}, {}};
+  read_gguf_tokenizer(*file, host);
   check_tokenizer_fits(*host.tokenizer, host.config, path);
   host.weights = llama_weights_from_gguf(file, host.config, options.verbose);
   return host;
@@ -129,15 +142,21 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   HostModel host =
       is_gguf_file(path) ? read_gguf_model(path, options) : read_safetensors_model(path, options);
   std::vector<int32_t> stop_ids = stop_ids_of(host.config, *host.tokenizer);
+  const ModelQuant quant = options.quant ? *options.quant : stored_quant(host.weights);
+  if (options.gptq) {
+    QLLM_CHECK(options.quant.has_value(), "--method gptq needs an explicit INT4 --quant (not auto)");
+    apply_gptq(host.config, host.weights, *host.tokenizer, quant, quant.activation_dtype(),
+               device == DeviceKind::Cuda, *options.gptq, options.verbose);
+  }
   std::unique_ptr<Model> model;
 #if QLLM_HAVE_CUDA
   if (device == DeviceKind::Cuda) {
-    model = std::make_unique<LlamaCudaModel>(std::move(host.config), host.weights, options.quant,
+    model = std::make_unique<LlamaCudaModel>(std::move(host.config), host.weights, quant,
                                              options.verbose);
   }
 #endif
   if (!model) {
-    model = std::make_unique<LlamaRefModel>(std::move(host.config), std::move(host.weights), options.quant);
+    model = std::make_unique<LlamaRefModel>(std::move(host.config), std::move(host.weights), quant);
   }
   return LoadedModel{path,
                      std::move(model),

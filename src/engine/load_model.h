@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/gptq_model.h"
 #include "model/sampler.h"
 #include "model/causal_lm.h"
 #include "qllm/tokenizer.h"
@@ -23,7 +24,13 @@ std::string_view device_kind_name(DeviceKind kind);
 
 struct LoadOptions {
   DeviceKind device = DeviceKind::Auto;  // Auto: the GPU when one is present and qllm was built with CUDA
-  ModelQuant quant = ModelQuant::parse("bf16");
+  // The weight formats; none ("--quant auto"): as the checkpoint stores them (model/prequantized.h,
+  // stored_quant): bf16 for a 16-bit checkpoint or a GGUF file, a pre-quantized checkpoint's INT4 as it is.
+  // An explicit mode on a pre-quantized checkpoint keeps the weights whose INT4 format it names and
+  // re-quantizes the others from their exact reconstruction.
+  std::optional<ModelQuant> quant;
+  // `--method gptq`: the decoder layers' INT4 by GPTQ (engine/gptq_model.h) instead of round to nearest.
+  std::optional<GptqLoadOptions> gptq;
   bool verbose = true;  // progress on stderr
 };
 

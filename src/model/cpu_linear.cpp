@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "model/cpu_ops.h"
+#include "model/prequantized.h"
 #include "qllm/error.h"
 #include "qllm/half.h"
 
@@ -15,27 +16,21 @@ uint16_t round_to_16(float value, DType dtype) {
   return dtype == DType::BF16 ? float_to_bf16_bits(value) : float_to_half_bits(value);
 }
 
-// The source as f32 values; f32 sources are rounded through `activation` first.
-std::vector<float> source_values(const WeightMatrix& w, DType activation) {
-  std::vector<float> values(static_cast<size_t>(w.rows * w.cols));
-  for (int64_t r = 0; r < w.rows; ++r) w.row_to_f32(r, values.data() + r * w.cols);
-  if (w.dtype == DType::F32) {
-    for (float& v : values) {
-      const uint16_t bits = round_to_16(v, activation);
-      v = activation == DType::BF16 ? bf16_bits_to_float(bits) : half_bits_to_float(bits);
-    }
-  }
-  return values;
-}
-
 }  // namespace
 
 CpuLinear::CpuLinear(const WeightMatrix& source, const QuantMode& mode, DType activation) : mode_(mode) {
   weight_ = source;
+  weight_.int4.reset();  // weight_ is what forward() reads: values, never the stored INT4
+  if (keeps_stored_int4(source, mode, activation)) {  // pre-quantized: computed with as it is stored
+    owned32_ = dequantize_int4_ref(*source.int4);
+    weight_.dtype = DType::F32;
+    weight_.data = owned32_.data();
+    return;
+  }
   switch (mode.kind) {
     case QuantMode::Kind::Dense: {
       if (source.dtype == mode.dense_dtype) return;  // used in place
-      const std::vector<float> values = source_values(source, activation);
+      const std::vector<float> values = quantizer_source(source, activation);
       owned16_.resize(values.size());
       for (size_t i = 0; i < values.size(); ++i) {
         owned16_[i] = round_to_16(values[i], mode.dense_dtype);
@@ -50,14 +45,11 @@ CpuLinear::CpuLinear(const WeightMatrix& source, const QuantMode& mode, DType ac
       return;
     }
     case QuantMode::Kind::Int4: {
-      const std::vector<float> values = source_values(source, activation);
-      Int4Scheme scheme = mode.int4;
-      scheme.scale_dtype = activation;
-      owned32_ = dequantize_int4_ref(quantize_int4_ref(values, source.rows, source.cols, scheme));
+      owned32_ = dequantize_int4_ref(quantize_weight_int4(source, mode.int4, activation));
       break;
     }
     case QuantMode::Kind::Int8: {
-      const std::vector<float> values = source_values(source, activation);
+      const std::vector<float> values = quantizer_source(source, activation);
       int8_ = quantize_int8_rows_ref(values, source.rows, source.cols);
       owned32_ = dequantize_int8_rows_ref(*int8_);
       break;

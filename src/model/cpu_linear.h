@@ -4,7 +4,9 @@
 //   int4: quantized by the CPU reference quantizer (bit-identical to the CUDA one) and dequantized exactly;
 //   int8: LLM.int8() rows, and the activations quantized per token as the int8 GEMM does (outlier columns of
 //         the call kept in full precision), computed in f32.
-// Weights given in f32 are first rounded to the activation dtype, as the GPU engine uploads them.
+// Weights given in f32 are first rounded to the activation dtype, as the GPU engine uploads them. A
+// pre-quantized weight (WeightMatrix::int4) is computed with exactly as stored when the mode keeps it
+// (model/prequantized.h), else its reconstruction is the source.
 #pragma once
 
 #include <cstdint>

@@ -16,15 +16,26 @@
 #include "kernels/runtime/device_info.h"
 #include "kernels/sampling/sampling.h"
 #include "kernels/sampling/token_logprobs.h"
+#include "model/prequantized.h"
 #include "qllm/error.h"
 
 namespace qllm {
 
 namespace {
 
-// Host rows of a weight matrix concatenated (a fused projection) and rounded to the activation dtype, as
-// the CPU reference rounds f32 weights before quantizing (cpu_linear.h): [sum of rows, cols].
-std::vector<uint16_t> fused_rows(std::initializer_list<const WeightMatrix*> parts, DType activation) {
+// The dtype a fused weight is staged in: its parts' own 16-bit dtype when they share one (taken as they are,
+// as the CPU reference quantizes them: model/prequantized.h), else (f32, mixed, or the reconstruction of
+// pre-quantized weights) the activation dtype.
+DType staging_dtype(std::initializer_list<const WeightMatrix*> parts, DType activation) {
+  const DType first = (*parts.begin())->dtype;
+  for (const WeightMatrix* w : parts) {
+    if (w->dtype != first) return activation;
+  }
+  return first == DType::F32 ? activation : first;
+}
+
+// Host rows of weight matrices concatenated (a fused projection) in `dtype`: [sum of rows, cols].
+std::vector<uint16_t> fused_rows(std::initializer_list<const WeightMatrix*> parts, DType dtype) {
   const int64_t cols = (*parts.begin())->cols;
   int64_t rows = 0;
   for (const WeightMatrix* w : parts) {
@@ -39,7 +50,7 @@ std::vector<uint16_t> fused_rows(std::initializer_list<const WeightMatrix*> part
       w->row_to_f32(i, row.data());
       uint16_t* dst = out.data() + r * cols;
       for (int64_t c = 0; c < cols; ++c) {
-        dst[c] = activation == DType::F16 ? float_to_half_bits(row[c]) : float_to_bf16_bits(row[c]);
+        dst[c] = dtype == DType::F16 ? float_to_half_bits(row[c]) : float_to_bf16_bits(row[c]);
       }
     }
   }
@@ -48,12 +59,25 @@ std::vector<uint16_t> fused_rows(std::initializer_list<const WeightMatrix*> part
 
 QuantLinear make_linear(std::initializer_list<const WeightMatrix*> parts, const QuantMode& mode,
                         DType activation) {
-  const std::vector<uint16_t> host = fused_rows(parts, activation);
+  // Pre-quantized parts kept as stored (model/prequantized.h): their rows fused, uploaded as they are.
+  const WeightMatrix& first = **parts.begin();
+  const bool stored = keeps_stored_int4(first, mode, activation);
+  std::vector<const Int4Matrix*> stored_parts;
+  for (const WeightMatrix* w : parts) {
+    QLLM_CHECK(keeps_stored_int4(*w, mode, activation) == stored,
+               "fusing {} ({}) with {} ({}): the parts of a fused projection must be stored alike", first.name,
+               stored ? "INT4 kept as stored" : "quantized at load", w->name,
+               stored ? "quantized at load" : "INT4 kept as stored");
+    if (stored) stored_parts.push_back(w->int4.get());
+  }
+  if (stored) return QuantLinear(concat_int4_rows(stored_parts), activation);
+  const DType dtype = staging_dtype(parts, activation);
+  const std::vector<uint16_t> host = fused_rows(parts, dtype);
   const int64_t cols = (*parts.begin())->cols;
   const auto rows = static_cast<int64_t>(host.size()) / cols;
   std::vector<int64_t> part_rows;
   for (const WeightMatrix* w : parts) part_rows.push_back(w->rows);
-  return QuantLinear(HostWeight{host.data(), activation, rows, cols, part_rows}, mode, activation, nullptr);
+  return QuantLinear(HostWeight{host.data(), dtype, rows, cols, part_rows}, mode, activation, nullptr);
 }
 
 // The embedding gather reads the table in whichever storage its QuantLinear keeps (a tied model's lm_head).

@@ -4,15 +4,21 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 #include <set>
 
+#include "core/file_io.h"
 #include "core/progress.h"
+#include "model/quantized_checkpoint.h"
 #include "qllm/error.h"
 #include "qllm/half.h"
 
 namespace qllm {
 
 namespace {
+
+namespace fs = std::filesystem;
 
 std::vector<int64_t> expected_shape(int64_t rows, int64_t cols) {
   return {rows, cols};
@@ -32,8 +38,9 @@ int64_t first_non_finite(const void* data, DType dtype, int64_t count) {
         std::memcpy(&bits, static_cast<const float*>(data) + i, 4);
         return (bits & 0x7f800000u) == 0x7f800000u;
       }
+      default:  // integer types are always finite
+        return false;
     }
-    return false;
   };
   constexpr int64_t kBlock = 1 << 16;
   const int64_t blocks = (count + kBlock - 1) / kBlock;
@@ -66,7 +73,7 @@ TensorView checked_tensor(const SafetensorsCheckpoint& ckpt, const std::string& 
   QLLM_CHECK(ckpt.contains(name), "{}: missing tensor '{}' (expected shape {})", ckpt.source(), name,
              shape_string(shape));
   const TensorView t = ckpt.tensor(name);
-  QLLM_CHECK(float_dtype(t.dtype()).has_value(),
+  QLLM_CHECK(is_float(t.dtype()),
              "{}: tensor '{}' has dtype {}; weights must be BF16, F16 or F32", *t.file, name,
              safetensors_dtype_name(t.dtype()));
   QLLM_CHECK(t.shape() == shape, "{}: tensor '{}' has shape {}, expected {}", *t.file, name,
@@ -78,17 +85,18 @@ std::vector<float> load_vector(const SafetensorsCheckpoint& ckpt, const std::str
   const TensorView t = checked_tensor(ckpt, name, {size});
   // Copied first: a norm vector is small, and the copy is aligned whatever the file's offsets are.
   const std::vector<std::byte> bytes(t.bytes().begin(), t.bytes().end());
-  check_finite(TensorView{t.info, bytes.data(), t.file}, *float_dtype(t.dtype()), size);
+  check_finite(TensorView{t.info, bytes.data(), t.file}, t.dtype(), size);
   std::vector<float> out(static_cast<size_t>(size));
-  WeightMatrix{name, *float_dtype(t.dtype()), bytes.data(), 1, size}.row_to_f32(0, out.data());
+  WeightMatrix{name, t.dtype(), bytes.data(), 1, size}.row_to_f32(0, out.data());
   return out;
 }
 
 // Tensors the config leaves unused mean the config does not describe the checkpoint (e.g. num_hidden_layers 3
 // on a 6-layer model would silently run half of it): an error naming them. Hugging Face ignores two kinds
 // itself: rotary inverse frequencies saved by old versions, and lm_head.weight of a tied model.
-void check_all_tensors_used(const SafetensorsCheckpoint& ckpt, const LlamaConfig& c) {
-  std::set<std::string> used = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"};
+void check_all_tensors_used(const SafetensorsCheckpoint& ckpt, const LlamaConfig& c,
+                            std::set<std::string> used) {
+  used.insert({"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"});
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     for (const char* name :
          {"input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -111,9 +119,21 @@ void check_all_tensors_used(const SafetensorsCheckpoint& ckpt, const LlamaConfig
       unused.size() > kShown ? ", ..." : "");
 }
 
+// config.json's quantization_config beside a checkpoint directory's weights (nullopt for a single file or
+// a 16-bit checkpoint).
+std::optional<QuantizationConfig> quantization_config_of(const std::string& dir) {
+  const fs::path config = fs::path(dir) / "config.json";
+  if (!fs::is_directory(dir) || !fs::exists(config)) return std::nullopt;
+  return read_quantization_config(read_json_file(config), config.string());
+}
+
 }  // namespace
 
 void WeightMatrix::row_to_f32(int64_t row, float* out) const {
+  if (int4) {
+    dequantize_int4_row(*int4, row, out);
+    return;
+  }
   const size_t offset = static_cast<size_t>(row) * static_cast<size_t>(cols);
   switch (dtype) {
     case DType::F32:
@@ -129,20 +149,75 @@ void WeightMatrix::row_to_f32(int64_t row, float* out) const {
       for (int64_t i = 0; i < cols; ++i) out[i] = half_bits_to_float(src[i]);
       return;
     }
+    default:
+      fail("weight '{}' has dtype {}, not a floating-point type", name, dtype_name(dtype));
   }
+}
+
+std::vector<LlamaWeights::Linear> LlamaWeights::linears() {
+  std::vector<Linear> out;
+  for (LayerWeights& l : layers) {
+    for (WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) out.push_back({m, false});
+  }
+  out.push_back({&lm_head, true});
+  if (embed.name != lm_head.name) out.push_back({&embed, true});
+  return out;
+}
+
+void LlamaWeights::set_int4(const std::string& name, Int4Matrix matrix) {
+  auto shared = std::make_shared<const Int4Matrix>(std::move(matrix));
+  validate_int4_matrix(*shared, name);
+  bool found = false;
+  auto replace = [&](WeightMatrix& m) {
+    if (m.name != name) return;
+    QLLM_CHECK(shared->rows == m.rows && shared->cols == m.cols, "{}: INT4 weights [{}, {}] for a [{}, {}] matrix",
+               name, shared->rows, shared->cols, m.rows, m.cols);
+    m.int4 = shared;
+    m.data = nullptr;
+    m.dtype = DType::F32;
+    found = true;
+  };
+  for (LayerWeights& l : layers) {
+    for (WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) replace(*m);
+  }
+  replace(lm_head);
+  replace(embed);
+  QLLM_CHECK(found, "set_int4: the model has no linear weight named '{}'", name);
+}
+
+bool LlamaWeights::any_int4() const {
+  if (embed.quantized() || lm_head.quantized()) return true;
+  for (const LayerWeights& l : layers) {
+    for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      if (m->quantized()) return true;
+    }
+  }
+  return false;
 }
 
 LlamaWeights LlamaWeights::load(const std::string& dir, const LlamaConfig& c, bool verbose) {
   LlamaWeights w;
   w.checkpoint_ = SafetensorsCheckpoint::open(dir);
   const SafetensorsCheckpoint& ckpt = w.checkpoint_;
+  const std::optional<QuantizationConfig> quantization = quantization_config_of(dir);
+  std::set<std::string> quantized_tensors;  // the tensors of INT4 weights (qweight, scales, ...)
 
   // Views into the mapping; a (legal but unusual) misaligned tensor is copied once so that element
-  // loads are aligned.
+  // loads are aligned. A quantized weight (`<base>.qweight` in place of `<base>.weight`) is read whole.
   auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+    const std::string base = name.substr(0, name.size() - std::string_view(".weight").size());
+    if (!ckpt.contains(name) && ckpt.contains(base + ".qweight")) {
+      QLLM_CHECK(quantization.has_value(),
+                 "{}: tensor '{}.qweight' is quantized but config.json has no quantization_config", ckpt.source(),
+                 base);
+      WeightMatrix m{name, DType::F32, nullptr, rows, cols};
+      m.int4 = std::make_shared<const Int4Matrix>(
+          read_int4_weight(ckpt, *quantization, base, rows, cols, quantized_tensors));
+      return m;
+    }
     const TensorView t = checked_tensor(ckpt, name, expected_shape(rows, cols));
-    WeightMatrix m{name, *float_dtype(t.dtype()), t.data, rows, cols};
-    if (reinterpret_cast<uintptr_t>(t.data) % tensor_dtype_size(t.dtype()) != 0) {
+    WeightMatrix m{name, t.dtype(), t.data, rows, cols};
+    if (reinterpret_cast<uintptr_t>(t.data) % dtype_size(t.dtype()) != 0) {
       w.copies_.emplace_back(t.bytes().begin(), t.bytes().end());
       m.data = w.copies_.back().data();
     }
@@ -172,7 +247,7 @@ LlamaWeights LlamaWeights::load(const std::string& dir, const LlamaConfig& c, bo
   w.final_norm = load_vector(ckpt, "model.norm.weight", hidden);
   // Tied models reuse the embedding, as Hugging Face does even when a stray lm_head.weight is present.
   w.lm_head = c.tie_word_embeddings ? w.embed : matrix("lm_head.weight", c.vocab_size, hidden);
-  check_all_tensors_used(ckpt, c);
+  check_all_tensors_used(ckpt, c, quantized_tensors);
   return w;
 }
 

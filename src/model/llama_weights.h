@@ -13,6 +13,7 @@
 #include "model/llama_config.h"
 #include "model/safetensors.h"
 #include "qllm/dtype.h"
+#include "qllm/quant.h"
 
 namespace qllm {
 
@@ -23,7 +24,12 @@ struct WeightMatrix {
   const void* data = nullptr;  // rows * cols elements, aligned to the element size
   int64_t rows = 0;
   int64_t cols = 0;
+  // Pre-quantized (a quantized checkpoint, or a quantizer that ran on the host model): the INT4 weights as
+  // stored. `data` is then null and `dtype` F32: rows read as their exact reconstruction. Shared, because a
+  // tied lm_head is a copy of the embedding's WeightMatrix.
+  std::shared_ptr<const Int4Matrix> int4;
 
+  bool quantized() const { return int4 != nullptr; }
   // Converts one row to f32: out[cols].
   void row_to_f32(int64_t row, float* out) const;
 };
@@ -53,8 +59,21 @@ class LlamaWeights {
 
   DType matrix_dtype() const { return embed.dtype; }
 
+  // A linear weight the engines quantize: the seven of each layer, the lm_head and, untied, the embedding
+  // (both take ModelQuant::lm_head's mode: `head`). A tied model lists its embedding once, as the lm_head.
+  struct Linear {
+    WeightMatrix* matrix = nullptr;
+    bool head = false;
+  };
+  std::vector<Linear> linears();
+  // Replaces the weight named `name` (the checkpoint's tensor name; a tied lm_head and the embedding
+  // together) by pre-quantized INT4 of the same shape: qllm::Error for an unknown name or another shape.
+  void set_int4(const std::string& name, Int4Matrix matrix);
+  bool any_int4() const;
+
  private:
   friend LlamaWeights llama_weights_from_gguf(std::shared_ptr<const GgufFile>, const LlamaConfig&, bool);
+  friend class QuantizedCheckpointReader;
 
   SafetensorsCheckpoint checkpoint_;            // owns the mappings the matrices point into
   std::shared_ptr<const GgufFile> gguf_;        // or a GGUF file's mapping (model/gguf_model.h)

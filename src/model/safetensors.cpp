@@ -63,7 +63,7 @@ TensorInfo parse_tensor_entry(const std::string& name, const json& entry, const 
   info.dtype = *parsed;
 
   // numel x element size, with every product checked for overflow.
-  uint64_t bytes = tensor_dtype_size(info.dtype);
+  uint64_t bytes = dtype_size(info.dtype);
   for (const json& dim : entry["shape"]) {
     QLLM_CHECK(dim.is_number_unsigned(), "{}: tensor '{}': shape must hold non-negative integers, got {}",
                label, name, json_excerpt(entry["shape"]));
@@ -125,7 +125,7 @@ void check_ranges(const std::vector<TensorInfo>& tensors, uint64_t data_size, co
 }
 
 uint64_t tensor_bytes(const TensorToWrite& t) {
-  uint64_t bytes = tensor_dtype_size(t.dtype);
+  uint64_t bytes = dtype_size(t.dtype);
   for (int64_t d : t.shape) {
     QLLM_CHECK(d >= 0, "write_safetensors: tensor '{}' has a negative dimension in {}", t.name,
                shape_string(t.shape));
@@ -136,58 +136,30 @@ uint64_t tensor_bytes(const TensorToWrite& t) {
 
 }  // namespace
 
-std::string_view safetensors_dtype_name(TensorDType dtype) {
+std::string_view safetensors_dtype_name(DType dtype) {
   switch (dtype) {
-    case TensorDType::F32:
+    case DType::F32:
       return "F32";
-    case TensorDType::F16:
+    case DType::F16:
       return "F16";
-    case TensorDType::BF16:
+    case DType::BF16:
       return "BF16";
-    case TensorDType::I8:
+    case DType::I8:
       return "I8";
-    case TensorDType::U8:
+    case DType::U8:
       return "U8";
-    case TensorDType::I32:
+    case DType::I32:
       return "I32";
   }
   return "?";
 }
 
-std::optional<TensorDType> parse_safetensors_dtype(std::string_view name) {
-  for (TensorDType d : {TensorDType::F32, TensorDType::F16, TensorDType::BF16, TensorDType::I8,
-                        TensorDType::U8, TensorDType::I32}) {
+std::optional<DType> parse_safetensors_dtype(std::string_view name) {
+  for (DType d : {DType::F32, DType::F16, DType::BF16, DType::I8,
+                        DType::U8, DType::I32}) {
     if (name == safetensors_dtype_name(d)) return d;
   }
   return std::nullopt;
-}
-
-size_t tensor_dtype_size(TensorDType dtype) {
-  switch (dtype) {
-    case TensorDType::F32:
-    case TensorDType::I32:
-      return 4;
-    case TensorDType::F16:
-    case TensorDType::BF16:
-      return 2;
-    case TensorDType::I8:
-    case TensorDType::U8:
-      return 1;
-  }
-  return 0;
-}
-
-std::optional<DType> float_dtype(TensorDType dtype) {
-  switch (dtype) {
-    case TensorDType::F32:
-      return DType::F32;
-    case TensorDType::F16:
-      return DType::F16;
-    case TensorDType::BF16:
-      return DType::BF16;
-    default:
-      return std::nullopt;
-  }
 }
 
 int64_t TensorInfo::numel() const {
@@ -309,8 +281,8 @@ void write_safetensors(const std::string& path, std::span<const TensorToWrite> t
   std::vector<const TensorToWrite*> order;
   for (const TensorToWrite& t : tensors) order.push_back(&t);
   std::stable_sort(order.begin(), order.end(), [](const TensorToWrite* a, const TensorToWrite* b) {
-    const size_t sa = tensor_dtype_size(a->dtype);
-    const size_t sb = tensor_dtype_size(b->dtype);
+    const size_t sa = dtype_size(a->dtype);
+    const size_t sb = dtype_size(b->dtype);
     return sa != sb ? sa > sb : a->name < b->name;
   });
 

@@ -27,12 +27,8 @@
 namespace qllm {
 
 // The element types qllm reads: floats for weights, integers for quantized checkpoints.
-enum class TensorDType { F32, F16, BF16, I8, U8, I32 };
-
-std::string_view safetensors_dtype_name(TensorDType dtype);  // the header's spelling: "F32", "BF16", ...
-std::optional<TensorDType> parse_safetensors_dtype(std::string_view name);
-size_t tensor_dtype_size(TensorDType dtype);
-std::optional<DType> float_dtype(TensorDType dtype);  // F32/F16/BF16 as qllm::DType, else nullopt
+std::string_view safetensors_dtype_name(DType dtype);  // the header's spelling: "F32", "BF16", ...
+std::optional<DType> parse_safetensors_dtype(std::string_view name);
 
 // Refuse headers beyond this, as the reference implementation does: no real header comes near it, and a
 // corrupted length must not make us parse (or allocate for) gigabytes.
@@ -40,7 +36,7 @@ inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;
 
 struct TensorInfo {
   std::string name;
-  TensorDType dtype = TensorDType::F32;
+  DType dtype = DType::F32;
   std::vector<int64_t> shape;
   uint64_t begin = 0;  // byte offsets relative to the data section, end exclusive
   uint64_t end = 0;
@@ -67,7 +63,7 @@ struct TensorView {
   const std::string* file = nullptr;  // path of the file that holds it, for error messages
 
   const std::string& name() const { return info->name; }
-  TensorDType dtype() const { return info->dtype; }
+  DType dtype() const { return info->dtype; }
   const std::vector<int64_t>& shape() const { return info->shape; }
   int64_t numel() const { return info->numel(); }
   size_t nbytes() const { return static_cast<size_t>(info->nbytes()); }
@@ -115,7 +111,7 @@ class SafetensorsCheckpoint {
 // size just before it is written, so that a large checkpoint never has to be in memory at once.
 struct TensorToWrite {
   std::string name;
-  TensorDType dtype = TensorDType::F32;
+  DType dtype = DType::F32;
   std::vector<int64_t> shape;
   std::span<const std::byte> data;
   std::function<void(std::span<std::byte>)> fill;

@@ -161,7 +161,7 @@ std::vector<TensorToWrite> random_tensors(const LlamaConfig& c, Rng& rng, bool v
   // The fill callbacks run one after another while the file is written.
   auto progress = std::make_shared<Progress>("writing tensors", static_cast<int64_t>(total), verbose);
   for (size_t i = 0; i < total; ++i) {
-    TensorToWrite t{shapes[i].first, TensorDType::BF16, shapes[i].second, {}, {}};
+    TensorToWrite t{shapes[i].first, DType::BF16, shapes[i].second, {}, {}};
     const bool norm = t.shape.size() == 1;
     t.fill = [&rng, norm, i, progress](std::span<std::byte> bytes) {
       progress->update(static_cast<int64_t>(i) + 1);

@@ -4,14 +4,16 @@
 
 #include "qllm/error.h"
 #include "qllm/quant.h"
-#include "quant/int4_math.h"
+#include "quant/int4_groups.h"
 
 namespace qllm {
 
 namespace {
 
+using int4::group_stats;
 using int4::GroupParams;
 using int4::GroupStats;
+using int4::search_percent;
 
 // Rejects NaN and Inf with the position of the first one.
 void check_finite(std::span<const float> w, int64_t cols) {
@@ -21,15 +23,6 @@ void check_finite(std::span<const float> w, int64_t cols) {
            static_cast<int64_t>(i) / cols, static_cast<int64_t>(i) % cols, w[i]);
     }
   }
-}
-
-GroupStats group_stats(std::span<const float> group) {
-  GroupStats stats{group[0], group[0]};
-  for (float w : group) {
-    stats.min = std::fmin(stats.min, w);
-    stats.max = std::fmax(stats.max, w);
-  }
-  return stats;
 }
 
 // Sum of the fixed-point errors of quantizing `group` with `params`. Unsigned integer addition is exact,
@@ -43,9 +36,20 @@ uint64_t group_error(std::span<const float> group, const GroupParams& params, fl
   return total;
 }
 
+}  // namespace
+
+GroupStats int4::group_stats(std::span<const float> group) {
+  GroupStats stats{group[0], group[0]};
+  for (float w : group) {
+    stats.min = std::fmin(stats.min, w);
+    stats.max = std::fmax(stats.max, w);
+  }
+  return stats;
+}
+
 // Picks the clipping percent with the least error: coarse pass, then fine pass around its winner.
 // Ties keep the earlier candidate, which the CUDA kernels reproduce by evaluating in the same order.
-int search_percent(std::span<const float> group, GroupStats stats, const Int4Scheme& scheme) {
+int int4::search_percent(std::span<const float> group, GroupStats stats, const Int4Scheme& scheme) {
   if (scheme.search == ScaleSearch::None) return 100;
   const bool bf16 = scheme.scale_dtype == DType::BF16;
   const bool squared = scheme.search == ScaleSearch::Mse;
@@ -68,8 +72,6 @@ int search_percent(std::span<const float> group, GroupStats stats, const Int4Sch
   }
   return best;
 }
-
-}  // namespace
 
 Int4Matrix quantize_int4_ref(std::span<const float> w, int64_t rows, int64_t cols, const Int4Scheme& scheme) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);

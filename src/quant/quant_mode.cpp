@@ -99,7 +99,10 @@ ModelQuant ModelQuant::parse(std::string_view linear, std::string_view lm_head) 
 
 std::string ModelQuant::name() const {
   const std::string head = lm_head.name();
-  return head == linear.name() ? head : fmt::format("{}, lm_head {}", linear.name(), head);
+  std::string out = head == linear.name() ? head : fmt::format("{}, lm_head {}", linear.name(), head);
+  const DType fallback = linear.is_dense() && linear.dense_dtype == DType::F16 ? DType::F16 : DType::BF16;
+  if (activation && *activation != fallback) out += fmt::format(", {} activations", dtype_name(*activation));
+  return out;
 }
 
 }  // namespace qllm

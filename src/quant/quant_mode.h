@@ -3,6 +3,7 @@
 // its own (`--quant-lm-head`).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,12 +37,17 @@ struct QuantMode {
 struct ModelQuant {
   QuantMode linear;
   QuantMode lm_head;
+  // The activations' dtype when it is not the default below: a pre-quantized checkpoint runs with its scales'
+  // dtype (GPTQ and AWQ store f16 scales), since the kernels read scales in the activation dtype.
+  std::optional<DType> activation;
 
   // `linear` as QuantMode::parse reads it; `lm_head` "same" (or empty) or another mode.
   static ModelQuant parse(std::string_view linear, std::string_view lm_head = "same");
-  std::string name() const;  // "int4-g128", or "int4-g128, lm_head bf16" when they differ
-  // The activations' dtype: f16 when the layers are f16 weights, else bf16.
+  // "int4-g128", or "int4-g128, lm_head bf16" when they differ; ", f16 activations" when set otherwise
+  std::string name() const;
+  // The activations' dtype: `activation` when set, else f16 when the layers are f16 weights, else bf16.
   DType activation_dtype() const {
+    if (activation) return *activation;
     return linear.is_dense() && linear.dense_dtype == DType::F16 ? DType::F16 : DType::BF16;
   }
 };

@@ -144,6 +144,33 @@ TEST_F(CliTiny, PerplexityTableAndErrors) {
                  "do not fill one window");
 }
 
+// qllm quantize end to end: the JSON size table, the output running as stored (--quant auto, the default), and
+// errors naming the problem.
+TEST_F(CliTiny, QuantizeJsonAndLoadAsStored) {
+  TempDir out;
+  const auto r = run_json(kQllm + " quantize --model " + quoted(dir_.str()) + " --out " + quoted(out.str()) +
+                          " --quant int4-g32 --format gptq --device cpu --force --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["format"], "gptq");
+  EXPECT_EQ(j["quant"], "int4-g32, lm_head f16, f16 activations");
+  ASSERT_EQ(j["table"].size(), 4u);
+  EXPECT_EQ(j["table"][3]["weights"], "total");
+  EXPECT_GT(j["table"][0]["compression"].get<double>(), 3.0);
+  const std::string greedy = " --prompt Hello --max-tokens 6 --temperature 0 --device cpu --json";
+  const auto stored = run_json(kQllm + " generate --model " + quoted(out.str()) + greedy);
+  ASSERT_EQ(stored.exit_code, 0) << stored.output;
+  EXPECT_EQ(nlohmann::json::parse(stored.output)["quant"], j["quant"]);
+  expect_failure(kQllm + " quantize --model " + quoted(dir_.str()) + " --out " + quoted(out.str()) +
+                     " --quant int4-g32 --format gguf",
+                 "unknown checkpoint format 'gguf'");
+  expect_failure(
+      kQllm + " quantize --model " + quoted(dir_.str()) + " --out " + quoted(out.str()) + " --quant int4-g32",
+      "exists and is not an empty directory");
+  expect_failure(kQllm + " generate --model " + quoted(out.str()) + " --quant-lm-head bf16 --prompt x",
+                 "--quant-lm-head bf16 needs an explicit --quant");
+}
+
 TEST(CliSynth, RejectsBadArguments) {
   TempDir dir;
   expect_failure(kQllm + " synth --config llama-9b --out " + quoted(dir.str()),

@@ -52,7 +52,7 @@ void expect_error(const std::function<void()>& f, std::initializer_list<std::str
 // A copy of a checkpoint's tensors that a test can edit and write back.
 struct OwnedTensor {
   std::string name;
-  TensorDType dtype;
+  DType dtype;
   std::vector<int64_t> shape;
   std::vector<std::byte> bytes;
 };
@@ -74,14 +74,14 @@ std::vector<TensorToWrite> to_write(const std::vector<OwnedTensor>& tensors) {
 }
 
 // Converts a bf16 tensor to f32 or f16 (exact for f32).
-void convert(OwnedTensor& t, TensorDType to) {
+void convert(OwnedTensor& t, DType to) {
   const size_t n = t.bytes.size() / 2;
-  std::vector<std::byte> out(n * tensor_dtype_size(to));
+  std::vector<std::byte> out(n * dtype_size(to));
   for (size_t i = 0; i < n; ++i) {
     uint16_t bits;
     std::memcpy(&bits, t.bytes.data() + 2 * i, 2);
     const float v = bf16_bits_to_float(bits);
-    if (to == TensorDType::F32) {
+    if (to == DType::F32) {
       std::memcpy(out.data() + 4 * i, &v, 4);
     } else {
       const uint16_t h = float_to_half_bits(v);
@@ -145,7 +145,7 @@ TEST_F(TinyModel, F32AndF16WeightsGiveTheSameLogits) {
   Rng rng(testing::fresh_seed());
   const std::vector<int32_t> tokens = random_tokens(8, rng);
   const std::vector<float> reference = run(*model_, tokens);
-  for (TensorDType dtype : {TensorDType::F32, TensorDType::F16}) {
+  for (DType dtype : {DType::F32, DType::F16}) {
     TempDir variant;
     auto tensors = read_all(dir_.str());
     for (auto& t : tensors) convert(t, dtype);
@@ -153,7 +153,7 @@ TEST_F(TinyModel, F32AndF16WeightsGiveTheSameLogits) {
     const auto model = load_cpu(variant.str(), "bf16");
     const double diff = relative_diff(run(*model, tokens), reference);
     // bf16 -> f32 -> bf16 is exact; bf16 -> f16 -> bf16 rounds some small weights.
-    EXPECT_LT(diff, dtype == TensorDType::F32 ? 1e-6 : 1e-2) << safetensors_dtype_name(dtype);
+    EXPECT_LT(diff, dtype == DType::F32 ? 1e-6 : 1e-2) << safetensors_dtype_name(dtype);
   }
 }
 
@@ -220,11 +220,11 @@ TEST_F(TinyModel, BadCheckpointsFailWithClearErrors) {
   }
   // A NaN in a matrix or a norm vector: the error names the tensor and the element.
   auto poison = [](OwnedTensor& t, int64_t element) {
-    if (t.dtype == TensorDType::F32) {
+    if (t.dtype == DType::F32) {
       const uint32_t nan = 0x7fc00000u;
       std::memcpy(t.bytes.data() + element * 4, &nan, 4);
     } else {
-      const uint16_t nan = t.dtype == TensorDType::BF16 ? 0x7fc0 : 0x7e00;
+      const uint16_t nan = t.dtype == DType::BF16 ? 0x7fc0 : 0x7e00;
       std::memcpy(t.bytes.data() + element * 2, &nan, 2);
     }
   };
@@ -240,7 +240,7 @@ TEST_F(TinyModel, BadCheckpointsFailWithClearErrors) {
   {  // integer weights
     auto ts = tensors;
     OwnedTensor& t = find(ts, "model.norm.weight");
-    t.dtype = TensorDType::I8;
+    t.dtype = DType::I8;
     t.bytes.resize(64);
     TempDir d;
     write_variant(dir_, d, ts);

@@ -58,19 +58,19 @@ void expect_load_error(const std::string& path, std::initializer_list<std::strin
 
 struct Sample {
   std::string name;
-  TensorDType dtype;
+  DType dtype;
   std::vector<int64_t> shape;
   std::vector<std::byte> bytes;
 };
 
 std::vector<Sample> sample_tensors(Rng& rng) {
   std::vector<Sample> samples = {
-      {"a.f32", TensorDType::F32, {3, 5}, {}},      {"b.f16", TensorDType::F16, {7}, {}},
-      {"c.bf16", TensorDType::BF16, {2, 3, 4}, {}}, {"d.i8", TensorDType::I8, {9}, {}},
-      {"e.u8", TensorDType::U8, {4, 4}, {}},        {"f.i32", TensorDType::I32, {6}, {}},
-      {"g.scalar", TensorDType::F32, {}, {}},       {"h.empty", TensorDType::BF16, {0, 4}, {}}};
+      {"a.f32", DType::F32, {3, 5}, {}},      {"b.f16", DType::F16, {7}, {}},
+      {"c.bf16", DType::BF16, {2, 3, 4}, {}}, {"d.i8", DType::I8, {9}, {}},
+      {"e.u8", DType::U8, {4, 4}, {}},        {"f.i32", DType::I32, {6}, {}},
+      {"g.scalar", DType::F32, {}, {}},       {"h.empty", DType::BF16, {0, 4}, {}}};
   for (Sample& s : samples) {
-    size_t n = tensor_dtype_size(s.dtype);
+    size_t n = dtype_size(s.dtype);
     for (int64_t d : s.shape) n *= static_cast<size_t>(d);
     s.bytes = random_bytes(n, rng);
   }
@@ -112,7 +112,7 @@ TEST(Safetensors, RoundTripEveryDtype) {
 TEST(Safetensors, FillCallbackWritesTheSameBytes) {
   TempDir dir;
   std::vector<float> values = {1.5f, -2.0f, 3.25f};
-  TensorToWrite t{"x", TensorDType::F32, {3}, {}, [&](std::span<std::byte> out) {
+  TensorToWrite t{"x", DType::F32, {3}, {}, [&](std::span<std::byte> out) {
                     std::memcpy(out.data(), values.data(), out.size());
                   }};
   write_safetensors(dir.file("f.safetensors"), std::span(&t, 1));
@@ -144,7 +144,7 @@ TEST(Safetensors, ShardedCheckpointRoundTrip) {
 TEST(Safetensors, SingleFileCheckpointAndMissingFiles) {
   TempDir dir;
   const std::vector<float> v = {1, 2};
-  const TensorToWrite t{"w", TensorDType::F32, {2}, std::as_bytes(std::span(v)), {}};
+  const TensorToWrite t{"w", DType::F32, {2}, std::as_bytes(std::span(v)), {}};
   EXPECT_THROW(SafetensorsCheckpoint::open(dir.str()), Error);  // empty directory
   write_safetensors(dir.file("model.safetensors"), std::span(&t, 1));
   EXPECT_TRUE(SafetensorsCheckpoint::open(dir.str()).contains("w"));
@@ -230,7 +230,7 @@ TEST(Safetensors, ValidatesTensorEntries) {
 TEST(Safetensors, ValidatesTheIndex) {
   TempDir dir;
   const std::vector<float> v = {1, 2};
-  const TensorToWrite t{"w", TensorDType::F32, {2}, std::as_bytes(std::span(v)), {}};
+  const TensorToWrite t{"w", DType::F32, {2}, std::as_bytes(std::span(v)), {}};
   write_safetensors(dir.file("shard.safetensors"), std::span(&t, 1));
   const std::string index = dir.file("model.safetensors.index.json");
   const auto expect_error = [&](const nlohmann::json& j, std::initializer_list<std::string> fragments) {

@@ -179,8 +179,8 @@ TEST(Int8Cuda, LongRowsAndManyOutliers) {
 }
 
 // Most or all of the columns outliers, as in a real model's down projection (SmolLM2-135M at threshold 6: over
-// 1400 of its 1536 input columns): every count up to K is computed, by the prep + GEMM pair and by the skinny
-// kernel's fused prep (8-token CTAs).
+// 1400 of its 1536 input columns): every count up to K is computed, by the skinny kernel's 16- and 8-token
+// CTAs and by the wide kernel.
 TEST(Int8Cuda, MostColumnsOutliers) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());

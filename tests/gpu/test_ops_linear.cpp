@@ -8,6 +8,7 @@
 
 #include "kernels/gemm/quant_linear.h"
 #include "model/cpu_linear.h"
+#include "model/prequantized.h"
 #include "tests/gpu/op_harness.h"
 #include "tests/gpu/ops_test_util.h"
 
@@ -47,6 +48,53 @@ QLLM_OP_CASES(quant_linear) {
       for (const int64_t m : {1, 7, 33, 130}) {
         cases.push_back({"quant_linear", fmt::format("tokens={} n={} k={}", m, n, k), mode, Metric::RelFro,
                          8e-3, [=, s = seed++] { return run_linear(n, k, m, mode, s); }});
+      }
+    }
+  }
+  return cases;
+}
+
+// A pre-quantized weight (model/prequantized.h): the CPU reference quantizer's Int4Matrix uploaded as stored
+// (QuantLinear(Int4Matrix)), with bf16 scales (qllm's checkpoints) or f16 scales and activations (GPTQ/AWQ's),
+// against the CPU reference linear computing with that matrix exactly.
+OpResult run_stored_linear(int64_t n, int64_t k, int64_t m, const std::string& mode_name, DType activation,
+                           uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> w(static_cast<size_t>(n * k));
+  for (auto& v : w) v = static_cast<float>(0.05 * rng.normal());
+  const QuantMode mode = QuantMode::parse(mode_name);
+  WeightMatrix stored{"w", DType::F32, nullptr, n, k};
+  stored.int4 = std::make_shared<const Int4Matrix>(
+      quantize_weight_int4(WeightMatrix{"w", DType::F32, w.data(), n, k}, mode.int4, activation));
+  const std::vector<uint16_t> x = random_bits16(static_cast<size_t>(m * k), rng, activation);
+  const std::vector<float> x_values = bits16_to_floats(x, activation);
+  std::vector<float> ref(static_cast<size_t>(m * n));
+  CpuLinear(stored, mode, activation).forward(ref.data(), x_values.data(), m);
+
+  TestStream stream;
+  GemmExecutor executor;
+  QuantLinear layer(*stored.int4, activation);
+  layer.reserve(executor, m);
+  DeviceBuffer<uint16_t> d_x = to_device(x), d_y(static_cast<size_t>(m * n));
+  poison(d_y);
+  layer.forward(executor, d_x.data(), d_y.data(), m, stream.get());
+  stream.sync();
+  return compare(bits16_to_floats(d_y.download(), activation), ref, Metric::RelFro);
+}
+
+QLLM_OP_CASES(quant_linear_stored) {
+  std::vector<OpCase> cases;
+  uint64_t seed = 900;
+  const std::pair<int64_t, int64_t> shapes[] = {{576, 576}, {192, 576}, {272, 200}, {130, 100}};
+  for (const auto& [n, k] : shapes) {
+    for (const char* mode : {"int4-g64", "int4-g32-asym", "int4-rowwise", "int4-global"}) {
+      for (const DType activation : {DType::BF16, DType::F16}) {
+        for (const int64_t m : {1, 33}) {
+          cases.push_back({"quant_linear_stored",
+                           fmt::format("tokens={} n={} k={} {} activations", m, n, k, dtype_name(activation)),
+                           mode, Metric::RelFro, 8e-3,
+                           [=, s = seed++] { return run_stored_linear(n, k, m, mode, activation, s); }});
+        }
       }
     }
   }

@@ -22,7 +22,7 @@ namespace {
 struct BenchCliOptions {
   ModelCliOptions model;
   std::string synthetic;  // a synth preset instead of --model
-  std::vector<std::string> quants = {"bf16"};
+  std::vector<std::string> quants = {"auto"};  // auto: as stored (bf16 for a 16-bit checkpoint)
   std::vector<int64_t> prompt = {512};
   std::vector<int64_t> generate = {128};
   std::vector<int> batch = {1};
@@ -119,7 +119,7 @@ void add_bench(CLI::App& app) {
                   "(llama-3.2-1b, small, tiny)");
   cmd->remove_option(cmd->get_option("--quant"));  // a list here: one run per mode
   cmd->add_option("--quant", options->quants,
-                  "modes to measure, comma separated (bf16, int4-g128, int8, ...)")
+                  "modes to measure, comma separated (auto: as the checkpoint stores them, bf16, int4-g128, int8, ...)")
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("-p,--prompt", options->prompt, "prompt lengths (pp), comma separated")

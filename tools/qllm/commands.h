@@ -6,7 +6,9 @@
 
 #include <string>
 
+#include "engine/calibration.h"
 #include "engine/load_model.h"
+#include "quant/gptq_ref.h"
 
 namespace qllm::cli {
 
@@ -18,19 +20,38 @@ void add_generate(CLI::App& app);
 void add_perplexity(CLI::App& app);
 void add_chat(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_quantize(CLI::App& app);
 void add_serve(CLI::App& app);  // built with QLLM_SERVER (cpp-httplib)
+void add_gptq_error(CLI::App& app);
+
+// GPTQ's calibration and solver options (--calib, --calib-samples, --calib-len, --calib-seed, --gptq-damp,
+// --act-order), for gptq-error and --method gptq.
+struct GptqCliOptions {
+  std::string calib = "self";
+  int64_t samples = 16;
+  int64_t length = 512;
+  uint64_t seed = 0;
+  double damp = 0.01;
+  bool act_order = false;
+};
+void add_gptq_options(CLI::App& cmd, GptqCliOptions& options);
+CalibrationOptions calibration_options(const GptqCliOptions& options);
+GptqOptions gptq_options(const GptqCliOptions& options);
 
 // The options of every subcommand that runs a model: --model, --device, --quant, --quant-lm-head,
 // --int8-threshold, --scale-search (parsed once, here, for all of them).
 struct ModelCliOptions {
   std::string model;
   std::string device = "auto";
-  std::string quant = "bf16";
+  std::string quant = "auto";
   std::string quant_lm_head = "same";
   float int8_threshold = kDefaultOutlierThreshold;
   std::string scale_search = "none";
+  std::string method = "rtn";  // rtn | gptq (with `gptq`'s calibration)
+  GptqCliOptions gptq;
 };
 void add_model_options(CLI::App& cmd, ModelCliOptions& options);
+
 // Loads the model as the options say; progress on stderr unless `quiet`.
 LoadedModel load_model_from(const ModelCliOptions& options, bool quiet = false);
 

@@ -82,9 +82,11 @@ int main(int argc, char** argv) {
   qllm::cli::add_perplexity(app);
   qllm::cli::add_chat(app);
   qllm::cli::add_bench(app);
+  qllm::cli::add_quantize(app);
 #ifdef QLLM_HAVE_SERVER
   qllm::cli::add_serve(app);
 #endif
+  qllm::cli::add_gptq_error(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

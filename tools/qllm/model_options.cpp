@@ -11,8 +11,8 @@ void add_model_options(CLI::App& cmd, ModelCliOptions& o) {
   cmd.add_option("--device", o.device, "auto (the GPU when there is one), cpu (the reference engine) or cuda")
       ->capture_default_str();
   cmd.add_option("--quant", o.quant,
-                 "weights of the linear layers: bf16, f16, int4-global, int4-rowwise, int4-g<N>, "
-                 "int4-g<N>-asym, int8")
+                 "weights of the linear layers: auto (as the checkpoint stores them: bf16, or a quantized "
+                 "checkpoint's INT4), bf16, f16, int4-global, int4-rowwise, int4-g<N>, int4-g<N>-asym, int8")
       ->capture_default_str();
   cmd.add_option("--quant-lm-head", o.quant_lm_head,
                  "the lm_head (and a tied embedding): same (as --quant) or a mode of --quant")
@@ -21,17 +21,28 @@ void add_model_options(CLI::App& cmd, ModelCliOptions& o) {
       ->capture_default_str();
   cmd.add_option("--scale-search", o.scale_search, "int4 scales: none (round to nearest), mse or mae")
       ->capture_default_str();
+  cmd.add_option("--method", o.method,
+                 "INT4 quantizer: rtn (round to nearest) or gptq (calibrated layer by layer, docs/GPTQ.md)")
+      ->capture_default_str();
+  add_gptq_options(cmd, o.gptq);
 }
 
 LoadedModel load_model_from(const ModelCliOptions& o, bool quiet) {
   LoadOptions options;
   options.device = parse_device(o.device);
-  options.quant = ModelQuant::parse(o.quant, o.quant_lm_head);
-  for (QuantMode* mode : {&options.quant.linear, &options.quant.lm_head}) {
-    mode->int8_threshold = o.int8_threshold;
-    mode->int4.search = parse_scale_search(o.scale_search);
+  if (o.quant != "auto") {
+    options.quant = ModelQuant::parse(o.quant, o.quant_lm_head);
+    for (QuantMode* mode : {&options.quant->linear, &options.quant->lm_head}) {
+      mode->int8_threshold = o.int8_threshold;
+      mode->int4.search = parse_scale_search(o.scale_search);
+    }
+  } else {
+    QLLM_CHECK(o.quant_lm_head == "same", "--quant-lm-head {} needs an explicit --quant (not auto)",
+               o.quant_lm_head);
   }
   QLLM_CHECK(o.int8_threshold >= 0, "--int8-threshold must be >= 0, got {}", o.int8_threshold);
+  QLLM_CHECK(o.method == "rtn" || o.method == "gptq", "--method must be rtn or gptq, got '{}'", o.method);
+  if (o.method == "gptq") options.gptq = GptqLoadOptions{calibration_options(o.gptq), gptq_options(o.gptq)};
   options.verbose = !quiet;
   LoadedModel loaded = load_model(o.model, options);
   if (!quiet) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -32,6 +33,13 @@ void run(PerplexityCliOptions o) {
   QLLM_CHECK(o.chunks >= 0, "--chunks must be >= 0, got {}", o.chunks);
   QLLM_CHECK(o.batch >= 0, "--batch must be >= 0, got {}", o.batch);
   const std::string text = read_text_file(o.file);
+  if (o.model.method == "gptq" && o.model.gptq.calib != "self") {
+    std::error_code ec;
+    QLLM_CHECK(!std::filesystem::equivalent(o.model.gptq.calib, o.file, ec),
+               "--calib {} is the --file being evaluated: calibrating on the evaluation text would flatter "
+               "the result",
+               o.model.gptq.calib);
+  }
   const LoadedModel m = load_model_from(o.model, o.json);
   const LlamaConfig& config = m.model->config();
   if (o.ctx == 0) {

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "kernels/gemm/int8_launch.h"
+#include "kernels/gemm/plan_rules.h"
 #include "kernels/gemm/skinny_plan.h"
 #include "kernels/runtime/tma.h"
 #include "qllm/error.h"
@@ -14,8 +15,6 @@
 namespace qllm {
 
 namespace {
-
-constexpr int64_t kFusedPrepMaxK = 4096;
 
 void check_shape(int64_t n, int64_t k) {
   QLLM_CHECK(n > 0 && k > 0 && n % 64 == 0 && k % 64 == 0 && n <= INT_MAX && k <= INT_MAX,
@@ -117,8 +116,12 @@ Int8DeviceWeights quantize_int8_weights_cuda(const void* weights, DType dtype, i
 }
 
 Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) const {
-  const bool wide = sm90a_kernels_available();
-  if (kernel == Int8Kernel::Auto) kernel = (m > 32 && wide) ? Int8Kernel::Wide : Int8Kernel::Skinny;
+  const kernels::Int8PlanRules& r =
+      sm90a_kernels_available() ? kernels::kInt8RulesSm90 : kernels::kInt8RulesPreSm90;
+  const bool wide = r.wide;
+  if (kernel == Int8Kernel::Auto) {
+    kernel = (m > r.skinny_up_to_tokens && wide) ? Int8Kernel::Wide : Int8Kernel::Skinny;
+  }
   QLLM_CHECK(
       kernel != Int8Kernel::Wide || wide,
       "the wide int8 kernel needs an sm_90 GPU and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES with 90)");
@@ -127,11 +130,8 @@ Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) cons
   p.kernel = kernel;
   int64_t splits = 1, k_units = 0;
   if (kernel == Int8Kernel::Skinny) {
-    // 16-token CTAs from one token on, after a separate prep pass, except on long rows (H200, with the weight
-    // loads fetching whole L2 lines): at K = 2048 they beat 8-token CTAs with the fused prep on every Llama
-    // shape (M=1: lm_head 70.8 against 80.6 us, 2048x2048 9.9 against 11.3, 512x2048 9.2 against 10.6; M=8
-    // 2048x2048 10.9 against 14.9), while 2048x8192 keeps 8-token CTAs (16.4 against 18.5 us at M=1).
-    const int decode_tokens = k > kFusedPrepMaxK ? 8 : 16;
+    // 16-token CTAs from one token on, except on long rows.
+    const int decode_tokens = k > r.long_row_k ? 8 : 16;
     p.tokens_per_cta = tuning.tokens_per_cta ? tuning.tokens_per_cta
                                              : (m <= decode_tokens ? decode_tokens : (m <= 16 ? 16 : 32));
     QLLM_CHECK(p.tokens_per_cta == 8 || p.tokens_per_cta == 16 || p.tokens_per_cta == 32,
@@ -149,17 +149,18 @@ Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) cons
   } else {
     p.tokens_per_cta = 128;
     k_units = ceil_div(k, 128);
-    // From sweeps of the configurations on the Llama shapes (H200, docs/RESULTS.md): wide weights take
-    // 256-row tiles while those alone fill the GPU and 128-row tiles two per SM at prefill sizes; narrow
-    // weights take 64-row tiles two per SM for a few tokens (more CTAs without splitting K), 128-row ones
-    // past 256 tokens.
+    // Wide weights take 256-row tiles while those alone fill the GPU and 128-row tiles two per SM at prefill
+    // sizes; narrow weights take 64-row tiles two per SM for a few tokens (more CTAs without splitting K),
+    // 128-row ones past that.
     const int64_t token_tiles = ceil_div(m, 128);
-    if (n >= 4096) {
-      p.block_n = m > 1024 ? 128 : (ceil_div(n, 256) * token_tiles >= sms ? 256 : 128);
-      p.ctas_per_sm = m > 1024 ? 2 : 1;
+    if (n >= r.wide_weight_rows) {
+      const bool prefill = m > r.wide_prefill_tokens;
+      p.block_n = prefill ? 128 : (ceil_div(n, 256) * token_tiles >= sms ? 256 : 128);
+      p.ctas_per_sm = prefill ? 2 : 1;
     } else {
-      p.block_n = m > 256 ? 128 : 64;
-      p.ctas_per_sm = m > 256 ? 1 : 2;
+      const bool prefill = m > r.narrow_prefill_tokens;
+      p.block_n = prefill ? 128 : 64;
+      p.ctas_per_sm = prefill ? 1 : 2;
     }
     if (tuning.block_n) {
       p.block_n = tuning.block_n;
@@ -173,12 +174,11 @@ Int8Plan Int8Gemm::plan(int64_t m, int64_t n, int64_t k, Int8Kernel kernel) cons
                "wide int8 kernel: {} CTAs per SM with block_n {} (supported: 256 x 1, 128 x 1 or 2, 64 x 2)",
                p.ctas_per_sm, p.block_n);
     p.rows_per_cta = p.block_n;
-    // Split K (within a cluster) only as far as the CTAs still run in one wave: a second, partial wave cost
-    // more than the split saved (2048x2048 at M = 512: 27.8 us with 3 splits of 128-row tiles over 132 CTA
-    // slots, 19.8 with 2). At most 4 ways: clusters of 8 CTAs with ~100 KB of shared memory each must find
-    // 8 free SMs in one GPC (2048x8192 at M = 128 took 36.6 us with 8 splits, 26.8 us with 4).
+    // Split K (within a cluster) only as far as the CTAs still run in one wave, and at most max_splits ways
+    // (a cluster's CTAs must find free SMs in one GPC).
     const int64_t ctas = ceil_div(n, p.block_n) * token_tiles, slots = sms * p.ctas_per_sm;
-    splits = std::clamp<int64_t>(slots / ctas, 1, std::min<int64_t>(4, std::max<int64_t>(1, k_units / 4)));
+    splits = std::clamp<int64_t>(slots / ctas, 1,
+                                 std::min<int64_t>(r.max_splits, std::max<int64_t>(1, k_units / 4)));
   }
   if (tuning.splits) splits = tuning.splits;
   QLLM_CHECK(splits >= 1 && splits <= k_units, "int8 GEMM: {} splits of {} k steps", splits, k_units);
@@ -207,15 +207,6 @@ Int8Gemm::~Int8Gemm() {
 }
 
 namespace {
-
-// Whether the skinny kernel quantizes a decode batch's activations itself (no prep launch), every CTA
-// scanning all of X for outlier columns. Auto's plan no longer makes such CTAs where the fusion applies (the
-// separate pass with 16-token CTAs measured faster, see plan()); it stays for tuning. Never past K = 4096
-// (H200, 2048x8192: 34 us fused against 27 us with the separate pass).
-bool fused_prep(const Int8Plan& p, int64_t m, int64_t k) {
-  return p.kernel == Int8Kernel::Skinny && p.tokens_per_cta == 8 && m <= kernels::kFusedPrepRows &&
-         k <= kFusedPrepMaxK;
-}
 
 int64_t skinny_tiles(const Int8Plan& p, int64_t m, int64_t n) {
   return ceil_div(n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta);
@@ -257,7 +248,6 @@ void Int8Gemm::reserve(int64_t n, int64_t k, int64_t max_m, Int8Kernel kernel) {
     kernels::Int8GemmArgs a;
     a.configure_only = true;
     a.splits = p.splits;
-    a.fused_prep = fused_prep(p, m, k);
     for (const bool bf16 : {true, false}) {
       a.bf16 = bf16;
       if (p.kernel == Int8Kernel::Skinny) {
@@ -295,8 +285,7 @@ void Int8Gemm::run(const void* x, const Int8DeviceWeights& w, void* y, int64_t m
   last_k_ = k;
 
   auto* status = reinterpret_cast<kernels::Int8PrepStatus*>(status_.data());
-  const bool fused = fused_prep(p, m, k);
-  if (!fused) {
+  {
     kernels::Int8PrepArgs prep;
     prep.x = x;
     prep.bf16 = dtype == DType::BF16;
@@ -322,9 +311,6 @@ void Int8Gemm::run(const void* x, const Int8DeviceWeights& w, void* y, int64_t m
   a.outlier_cols = outlier_cols_.data();
   a.x_outliers = x_outliers_.data();
   a.status = status;
-  a.fused_prep = fused;
-  a.x = x;
-  a.threshold = outliers_enabled(threshold) ? threshold : 0.0f;
   a.y = y;
   a.bf16 = dtype == DType::BF16;
   a.m = static_cast<int>(m);

@@ -37,7 +37,6 @@ struct Int8PrepArgs {
   bool configure_only = false;  // host only: query the launch configuration once, launch nothing
 };
 // Outlier bitmap over all rows (atomics), then a CTA per row (rows up to 16384 values held in registers).
-// (Decode batches, m <= kFusedPrepRows, skip this: the skinny GEMM quantizes its activations itself.)
 void launch_int8_prep(const Int8PrepArgs& args, cudaStream_t stream);
 // Offline weight quantization: rows of a [m, k] matrix, no outliers (the same kernel as the activations').
 void launch_int8_quantize_rows(const Int8PrepArgs& args, cudaStream_t stream);
@@ -50,13 +49,8 @@ struct Int8GemmArgs {
   const float* w_absmax = nullptr;  // [n]
   const int* outlier_cols = nullptr;
   const uint16_t* x_outliers = nullptr;
-  Int8PrepStatus* status = nullptr;  // outlier_count (written by the kernel itself with fused_prep)
-  // fused_prep (skinny, m <= kFusedPrepRows): the kernel quantizes the 16-bit activations `x` itself, each
-  // CTA its own slice, and ignores xq / x_absmax / outlier_cols / x_outliers.
-  bool fused_prep = false;
-  const void* x = nullptr;
-  float threshold = 0;
-  void* y = nullptr;  // [m, n] bf16 or f16
+  Int8PrepStatus* status = nullptr;  // outlier_count, written by the prep
+  void* y = nullptr;                 // [m, n] bf16 or f16
   bool bf16 = true;
   float* partials = nullptr;         // skinny split-K: scaled partial sums [splits][m][n]
   unsigned int* counters = nullptr;  // skinny split-K arrival counters, zero between launches
@@ -71,7 +65,6 @@ struct Int8GemmArgs {
 // Skinny path (mma.sync m16n8k32 s8, sm_80+): as the W4A16 skinny kernel (8 warps, warps_k of them splitting
 // K, 8 * tok_tiles tokens), reading the int8 weights row-major.
 constexpr int kInt8SkinnyMaxActivationBytes = 96 * 1024;
-constexpr int kFusedPrepRows = 8;
 void launch_int8_skinny(const Int8GemmArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 
 // Wide path (TMA + wgmma s8, sm_90a; sm90a_kernels_available() says whether it runs): 128 tokens x block_n

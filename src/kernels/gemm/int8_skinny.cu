@@ -58,105 +58,7 @@ __device__ __forceinline__ float from_16bit(uint16_t bits) {
   return __half2float(__ushort_as_half(bits));
 }
 
-// Fused activation prep for decode (m <= 8): every CTA reads all of X (a few KB), finds the outlier columns
-// and the rows' absmax itself, and quantizes only its own K slice into shared memory. Deterministic and
-// identical in every CTA, so no separate prep launch (or its latency) is needed.
-template <bool kBf16, int kTokens>
-__device__ void fused_prep(const Int8GemmArgs& a, int token_base, int cta_begin, int cta_steps,
-                           uint8_t* x_slice, int row_bytes, uint32_t* bits, int* outlier_list, float* absmax,
-                           int* outlier_count) {
-  const int words = a.k / 32, chunks = a.k / 8;
-  const int rows = min(kTokens, a.m - token_base);
-  const bool enabled = a.threshold > 0.0f && a.threshold < 3.0e38f;
-  const bool reporter = blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0;
-  const auto* x = static_cast<const uint16_t*>(a.x);
-  for (int w = threadIdx.x; w < words; w += kThreads) bits[w] = 0;
-  __syncthreads();
-  for (int i = threadIdx.x; i < rows * chunks; i += kThreads) {
-    const int row = i / chunks, chunk = i % chunks;
-    const uint4 q =
-        __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(token_base + row) * a.k) + chunk);
-    const uint32_t v[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const float value = from_16bit<kBf16>(static_cast<uint16_t>(v[j / 2] >> (16 * (j % 2))));
-      if (reporter && !isfinite(value)) {
-        atomicMin(
-            &a.status->first_nonfinite,
-            static_cast<unsigned long long>((static_cast<int64_t>(token_base + row) * a.k + chunk * 8 + j)));
-      }
-      if (enabled && fabsf(value) >= a.threshold)
-        atomicOr(&bits[(chunk * 8 + j) >> 5], 1u << ((chunk * 8 + j) & 31));
-    }
-  }
-  __syncthreads();
-  if (threadIdx.x < 32) {  // the ascending outlier column list
-    int count = 0;
-    for (int w = 0; w < words; ++w) {
-      uint32_t word = bits[w];
-      while (word) {
-        const int bit = __ffs(word) - 1;
-        if (threadIdx.x == 0) outlier_list[count] = w * 32 + bit;
-        ++count;
-        word &= word - 1;
-      }
-    }
-    if (threadIdx.x == 0) {
-      *outlier_count = count;
-      if (reporter) {
-        a.status->outlier_count = count;
-        atomicMax(&a.status->max_outlier_count, count);
-      }
-    }
-  }
-  // Rows: warp r handles token r: absmax over the whole row without the outlier columns, then its slice.
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (warp < kTokens) {
-    const int row = warp;
-    float m = 0.f;
-    if (row < rows) {
-      for (int chunk = lane; chunk < chunks; chunk += 32) {
-        const uint4 q =
-            __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(token_base + row) * a.k) + chunk);
-        const uint32_t v[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int col = chunk * 8 + j;
-          if (!((bits[col >> 5] >> (col & 31)) & 1u)) {
-            m = fmaxf(m, fabsf(from_16bit<kBf16>(static_cast<uint16_t>(v[j / 2] >> (16 * (j % 2))))));
-          }
-        }
-      }
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    }
-    if (lane == 0) absmax[row] = m;
-    const float inverse = int8q::inverse_step(m);
-    const int first_chunk = cta_begin * kStepK / 8, slice_chunks = cta_steps * kStepK / 8;
-    for (int c = lane; c < slice_chunks; c += 32) {
-      uint32_t packed[2] = {0, 0};
-      if (row < rows) {
-        const uint4 q =
-            __ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(token_base + row) * a.k) +
-                  first_chunk + c);
-        const uint32_t v[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int col = (first_chunk + c) * 8 + j;
-          if (!((bits[col >> 5] >> (col & 31)) & 1u)) {
-            const int8_t qv = int8q::quantize(
-                from_16bit<kBf16>(static_cast<uint16_t>(v[j / 2] >> (16 * (j % 2)))), inverse);
-            packed[j / 4] |= static_cast<uint32_t>(static_cast<uint8_t>(qv)) << (8 * (j % 4));
-          }
-        }
-      }
-      *reinterpret_cast<uint2*>(x_slice + row * row_bytes + c * 8) = make_uint2(packed[0], packed[1]);
-    }
-  }
-  __syncthreads();
-}
-
-template <bool kBf16, int kTokTiles, int kWarpsK, bool kFusedPrep>
+template <bool kBf16, int kTokTiles, int kWarpsK>
 __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_kernel(const Int8GemmArgs a) {
   constexpr int kTokens = 8 * kTokTiles;
   constexpr int kTilesPerCta = kWarps / kWarpsK;
@@ -193,32 +95,20 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
 
   // ---- the CTA's int8 activation slice [kTokens x cta_steps * 64] into shared memory, once ----
   const int row_bytes = a.steps_per_split * kStepK + kRowPad;
-  // With the fused prep, the outlier bitmap and list and the row scales follow both the slice and the
-  // cross-warp reduction's scratch, which reuses the slice's space (and may be larger).
-  constexpr int kReduceBytes = kWarps * kTokTiles * 4 * 32 * 4;
-  uint32_t* prep_bits = reinterpret_cast<uint32_t*>(smem + max(kTokens * row_bytes, kReduceBytes));
-  int* prep_outliers = reinterpret_cast<int*>(prep_bits + a.k / 32);
-  float* prep_absmax = reinterpret_cast<float*>(prep_outliers + a.k);
-  int* prep_count = reinterpret_cast<int*>(prep_absmax + kTokens);
   // Launched as a dependent (dependent_launch.cuh): the weight loads above overlap the previous kernel (the
   // activation prep, or whatever wrote X); its results are read only from here on.
   wait_for_previous_kernel();
-  if constexpr (kFusedPrep) {
-    fused_prep<kBf16, kTokens>(a, token_base, cta_begin, cta_steps, smem, row_bytes, prep_bits, prep_outliers,
-                               prep_absmax, prep_count);
-  } else {
-    const int chunks_per_row = cta_steps * (kStepK / 16);
-    for (int chunk = threadIdx.x; chunk < kTokens * chunks_per_row; chunk += kThreads) {
-      const int row = chunk / chunks_per_row, col = (chunk % chunks_per_row) * 16;
-      const int token = token_base + row;
-      const bool valid = token < a.m;
-      cp_async_16(smem + row * row_bytes + col,
-                  a.xq + (valid ? static_cast<int64_t>(token) * a.k + cta_begin * kStepK + col : 0), valid);
-    }
-    cp_async_commit();
-    cp_async_wait<0>();
-    __syncthreads();
+  const int chunks_per_row = cta_steps * (kStepK / 16);
+  for (int chunk = threadIdx.x; chunk < kTokens * chunks_per_row; chunk += kThreads) {
+    const int row = chunk / chunks_per_row, col = (chunk % chunks_per_row) * 16;
+    const int token = token_base + row;
+    const bool valid = token < a.m;
+    cp_async_16(smem + row * row_bytes + col,
+                a.xq + (valid ? static_cast<int64_t>(token) * a.k + cta_begin * kStepK + col : 0), valid);
   }
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
 
   int32_t acc[kTokTiles][4] = {};  // rows (g, g+8) x tokens (2t, 2t+1) per token tile
   const uint8_t* x_step = smem + g * row_bytes + (warp_begin - cta_begin) * kStepK + 16 * t;
@@ -254,21 +144,18 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
   if constexpr (kWarpsK > 1) {
     __syncthreads();
     w4a16::reduce_k_slices<kTokTiles, kWarpsK, kTilesPerCta>(acc, reinterpret_cast<int32_t*>(smem), warp_k,
-                                                             warp_tile, lane);  // kReduceBytes
+                                                             warp_tile, lane);
   }
 
   // ---- epilogue: scale by absmax_x * absmax_w / 127^2, add the outlier columns (once), write ----
   const bool writer = active && warp_k == 0;
-  const int outliers = kFusedPrep ? *prep_count : a.status->outlier_count;
-  auto x_absmax = [&](int token) { return kFusedPrep ? prep_absmax[token - token_base] : a.x_absmax[token]; };
+  const int outliers = a.status->outlier_count;
   auto outlier_term = [&](int token, int row) {
     float sum = 0.f;
     const float w_absmax = a.w_absmax[row];
     for (int i = 0; i < outliers; ++i) {
-      const int col = kFusedPrep ? prep_outliers[i] : a.outlier_cols[i];
-      const uint16_t bits = kFusedPrep
-                                ? static_cast<const uint16_t*>(a.x)[static_cast<int64_t>(token) * a.k + col]
-                                : a.x_outliers[static_cast<int64_t>(token) * a.k + i];
+      const int col = a.outlier_cols[i];
+      const uint16_t bits = a.x_outliers[static_cast<int64_t>(token) * a.k + i];
       sum +=
           from_16bit<kBf16>(bits) * int8q::dequantize(a.w[static_cast<int64_t>(row) * a.k + col], w_absmax);
     }
@@ -284,7 +171,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
         const int row = row0 + 8 * (i >> 1);
         if (token >= a.m) continue;
         const float value =
-            static_cast<float>(acc[tt][i]) * (x_absmax(token) * a.w_absmax[row] * (1.0f / 16129.0f));
+            static_cast<float>(acc[tt][i]) * (a.x_absmax[token] * a.w_absmax[row] * (1.0f / 16129.0f));
         if (a.splits == 1) {
           y[static_cast<int64_t>(token) * a.n + row] = to_output<kBf16>(value + outlier_term(token, row));
         } else {
@@ -319,17 +206,16 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
   if (threadIdx.x == 0) a.counters[counter] = 0;
 }
 
-template <bool kBf16, int kTokTiles, int kWarpsK, bool kFusedPrep>
+template <bool kBf16, int kTokTiles, int kWarpsK>
 void launch_variant(const Int8GemmArgs& a, cudaStream_t stream) {
   constexpr int kTokens = 8 * kTokTiles;
   const int slice = kTokens * (a.steps_per_split * kStepK + kRowPad);
-  const int prep = kFusedPrep ? (a.k / 32 + a.k + kTokens + 1) * 4 : 0;
-  const int smem = std::max(slice, kWarps * kTokTiles * 4 * 32 * 4) + prep;  // the kernel's layout
+  const int smem = std::max(slice, kWarps * kTokTiles * 4 * 32 * 4);  // the slice, or the k-slice reduction
   // Allowed all the shared memory the device offers once (thread-safe static init); each launch still asks
   // only for what it uses, which is what occupancy depends on.
   static const bool configured = [] {
     allow_all_dynamic_shared_memory(
-        reinterpret_cast<const void*>(int8_skinny_kernel<kBf16, kTokTiles, kWarpsK, kFusedPrep>));
+        reinterpret_cast<const void*>(int8_skinny_kernel<kBf16, kTokTiles, kWarpsK>));
     return true;
   }();
   (void)configured;
@@ -345,31 +231,23 @@ void launch_variant(const Int8GemmArgs& a, cudaStream_t stream) {
     config.attrs = &dependent;
     config.numAttrs = 1;
   }
-  QLLM_CUDA_CHECK(cudaLaunchKernelEx(&config, int8_skinny_kernel<kBf16, kTokTiles, kWarpsK, kFusedPrep>, a));
-}
-
-template <bool kBf16, int kTokTiles, int kWarpsK>
-void launch_config(const Int8GemmArgs& a, cudaStream_t stream) {
-  if constexpr (kTokTiles == 1) {  // fused prep: 8 tokens per CTA hold every row of a decode batch
-    if (a.fused_prep) return launch_variant<kBf16, kTokTiles, kWarpsK, true>(a, stream);
-  }
-  launch_variant<kBf16, kTokTiles, kWarpsK, false>(a, stream);
+  QLLM_CUDA_CHECK(cudaLaunchKernelEx(&config, int8_skinny_kernel<kBf16, kTokTiles, kWarpsK>, a));
 }
 
 template <bool kBf16, int kTokTiles>
 void launch_tokens(const Int8GemmArgs& a, int warps_k, cudaStream_t stream) {
   switch (warps_k) {
     case 1:
-      launch_config<kBf16, kTokTiles, 1>(a, stream);
+      launch_variant<kBf16, kTokTiles, 1>(a, stream);
       break;
     case 2:
-      launch_config<kBf16, kTokTiles, 2>(a, stream);
+      launch_variant<kBf16, kTokTiles, 2>(a, stream);
       break;
     case 4:
-      launch_config<kBf16, kTokTiles, 4>(a, stream);
+      launch_variant<kBf16, kTokTiles, 4>(a, stream);
       break;
     default:
-      launch_config<kBf16, kTokTiles, 8>(a, stream);
+      launch_variant<kBf16, kTokTiles, 8>(a, stream);
       break;
   }
 }

@@ -1,6 +1,8 @@
 // QuantLinear: staging and quantization at load, and the dispatch to the three GEMMs.
 #include "kernels/gemm/quant_linear.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -156,6 +158,28 @@ QuantLinear::QuantLinear(const HostWeight& w, const QuantMode& mode, DType activ
       break;
     }
   }
+}
+
+QuantLinear::QuantLinear(const Int4Matrix& w, DType activation)
+    : activation_(activation), n_(w.rows), k_(w.cols) {
+  QLLM_CHECK(activation == DType::BF16 || activation == DType::F16,
+             "QuantLinear: activations are bf16 or f16, not {}", dtype_name(activation));
+  QLLM_CHECK(w.rows > 0 && w.cols > 0 && w.rows <= INT32_MAX && w.cols <= INT32_MAX,
+             "QuantLinear: INT4 weight [{}, {}] empty or too large", w.rows, w.cols);
+  validate_int4_matrix(w, fmt::format("QuantLinear: INT4 weight [{}, {}]", w.rows, w.cols));
+  QLLM_CHECK(!w.scheme.min_offset,
+             "QuantLinear: INT4 weight [{}, {}] has a per-group minimum (min offset, GGUF Q4_1's scheme), which "
+             "the W4A16 kernels do not run",
+             w.rows, w.cols);
+  QLLM_CHECK(w.scheme.scale_dtype == activation,
+             "QuantLinear: INT4 weight [{}, {}] has {} scales but the activations are {}: the kernels read "
+             "scales in the activation dtype (run with {} activations, or re-quantize)",
+             w.rows, w.cols, dtype_name(w.scheme.scale_dtype), dtype_name(activation),
+             dtype_name(w.scheme.scale_dtype));
+  mode_.kind = QuantMode::Kind::Int4;
+  mode_.int4 = w.scheme;
+  // w4a16_layout_for (inside the repack) refuses what the kernels cannot tile, naming the shape.
+  int4_ = W4A16DeviceWeights::upload(repack_w4a16(w, activation));
 }
 
 uint64_t QuantLinear::weight_bytes() const {

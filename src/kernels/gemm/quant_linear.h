@@ -65,6 +65,12 @@ class QuantLinear {
   // are stored padded to multiples of 64 and forward() copies through the executor's padding workspaces),
   // invisible to the caller.
   QuantLinear(const HostWeight& weight, const QuantMode& mode, DType activation, cudaStream_t stream);
+  // Pre-quantized INT4 (a quantized checkpoint): uploaded and repacked into the W4A16 layout exactly as
+  // stored, the same bits as quantizing at load gives for the same Int4Matrix. The mode is INT4 in the
+  // matrix's scheme. Refused with qllm::Error: scales in another dtype than `activation` (the kernels read
+  // scales in the activation dtype; converting would round them), a min-offset scheme (GGUF Q4_1's, not in
+  // the kernels), a group size that is not a multiple of 16, an odd K, or arrays that do not fit the shape.
+  QuantLinear(const Int4Matrix& weight, DType activation);
 
   int64_t out_features() const { return n_; }  // N
   int64_t in_features() const { return k_; }   // K

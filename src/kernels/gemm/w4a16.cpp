@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "kernels/gemm/pad_copy.h"
+#include "kernels/gemm/plan_rules.h"
 #include "kernels/gemm/skinny_plan.h"
 #include "kernels/gemm/w4a16_launch.h"
 #include "kernels/runtime/tma.h"
@@ -17,31 +18,19 @@ namespace qllm {
 
 namespace {
 
-// Auto's crossovers, measured on H200 (docs/RESULTS.md, crossover tables, M = 17 to 2048). Past the skinny
-// kernel's 16 tokens: the wgmma kernel (sm_90a) wherever its tiles fill the GPU without split-K (lm_head at
-// every M, gate/up from 512 tokens, the 2048-row shapes at 2048), K is long enough to split (down_proj
-// past 64 tokens), or, at 65-128 tokens, its 64-row tiles serve (every Llama shape but lm_head): there it
-// beats both the tiled kernel and the dequant path, whose scratch costs a write + read of 4 bytes per weight.
-// Elsewhere the tiled kernel up to 64 tokens (it wins or ties on every Llama shape but 2048x8192 at 48-64
-// tokens, within 3% of the dequant path; up to 128 on lm_head-sized weights without sm_90a), then the dequant
-// path: cuBLAS's GEMM on the bf16 scratch.
-constexpr int64_t kTiledUpToTokens = 64;
-constexpr int64_t kLargeWeightElements = int64_t{1} << 26;  // lm_head-sized (128256 x 2048 = 2^28)
-constexpr int64_t kTiledLargeUpToTokens = 128;
-// Split-K costs the wgmma kernel a pass over fp32 partials: worth it only where K is long (down_proj,
-// 2048x8192: M = 128 0.87x, 512 0.95x against the dequant path's 0.61x and 0.78x; on K = 2048 it loses).
-constexpr int64_t kWgmmaSplitMinSteps = 64;
-// The wgmma kernel's 64-row tiles serve 65 to this many tokens (past it they measured slower than the dequant
-// path and the wide tiles; see wgmma_tile).
-constexpr int64_t kWgmmaNarrowUpToTokens = 128;
+using kernels::W4A16PlanRules;
 
-// The wgmma kernel's token tile for M tokens (H200, lm_head): a 256-token tile takes ~1.9x as long as a
-// 128-token one (199 against 105 us) and one that TMA fills less than three quarters runs slower still
-// (M = 160: 240 us), so the cheaper of the two tile counts; 64-token tiles up to 64 tokens.
-int wgmma_tokens_per_cta(int64_t m) {
+const W4A16PlanRules& plan_rules() {
+  return sm90a_kernels_available() ? kernels::kW4A16RulesSm90 : kernels::kW4A16RulesPreSm90;
+}
+
+// The wgmma kernel's token tile for M tokens: 64 up to 64 tokens, then whichever of 128 and 256 costs less
+// over the tiles M needs.
+int wgmma_tokens_per_cta(const W4A16PlanRules& r, int64_t m) {
   if (m <= 64) return 64;
-  const int64_t cost128 = 100 * ceil_div(m, 128);
-  const int64_t cost256 = 190 * ceil_div(m, 256) + (m % 256 != 0 && m % 256 < 192 ? 60 : 0);
+  const int64_t cost128 = r.token_tile_128_cost * ceil_div(m, 128);
+  const int64_t cost256 = r.token_tile_256_cost * ceil_div(m, 256) +
+                          (m % 256 != 0 && m % 256 < 192 ? r.token_tile_256_underfill : 0);
   return cost256 < cost128 ? 256 : 128;
 }
 
@@ -52,55 +41,49 @@ struct WgmmaTile {
   int64_t splits = 1, cost = INT64_MAX;
 };
 
-// The wgmma kernel's split-K factor for an [m, n] output of `ctas` tiles, each k step costing `step_cost`:
-// the fewest waves of CTAs times the k steps each runs, plus a pipeline fill and epilogue (~3 wide steps) per
-// wave and, when split, the reduction pass: a launch (~4 steps) and the fp32 partials written and read (8
-// bytes per element and split, ~4 MB per step's time; H200, 2048x8192: M = 768 took 64.5 us with 8 splits
-// against 34.4 at M = 512 with 4). Splitting past one wave (or splitting a grid just short of one) costs a
-// whole extra wave.
-WgmmaTile wgmma_splits(WgmmaTile tile, int64_t ctas, int64_t step_cost, int64_t k_steps, int64_t m, int64_t n,
-                       int64_t sms) {
+int64_t wgmma_step_cost(const W4A16PlanRules& r, int rows) {
+  return rows == 64 ? r.narrow_step_cost : r.wide_step_cost;
+}
+
+// The wgmma kernel's split-K factor for an [m, n] output of `ctas` tiles: the fewest waves of CTAs times the
+// k steps each runs, plus a fill per wave and, when split, the reduction (a launch and the fp32 partials
+// written and read). Splitting past one wave, or a grid just short of one, costs a whole extra wave.
+WgmmaTile wgmma_splits(const W4A16PlanRules& r, WgmmaTile tile, int64_t ctas, int64_t k_steps, int64_t m,
+                       int64_t n, int64_t sms) {
+  const int64_t step_cost = wgmma_step_cost(r, tile.rows);
   for (int64_t s = 1; s <= std::min<int64_t>(16, std::max<int64_t>(1, k_steps / 4)); ++s) {
-    const int64_t reduce = s > 1 ? 8 * (4 + s * m * n / 500'000) : 0;
-    const int64_t cost = ceil_div(ctas * s, sms) * (ceil_div(k_steps, s) * step_cost + 8 * 3) + reduce;
+    const int64_t reduce =
+        s > 1 ? r.wide_step_cost * (r.reduce_launch_steps + s * m * n / r.reduce_elements_per_step) : 0;
+    const int64_t cost =
+        ceil_div(ctas * s, sms) * (ceil_div(k_steps, s) * step_cost + r.wide_step_cost * r.wave_fill_steps) +
+        reduce;
     if (cost < tile.cost) tile.splits = s, tile.cost = cost;
   }
   return tile;
 }
 
-// A k step of a wgmma tile with `rows` weight rows, in eighths of a wide tile's (~0.8 us): 64-row steps take
-// ~0.3 us.
-int64_t wgmma_step_cost(int rows) {
-  return rows == 64 ? 3 : 8;
-}
-
-// The wgmma tile for M tokens: the wide tile (128 or 256 weight rows: wgmma_tokens_per_cta) or, for 65-128
-// tokens, a 64-row tile whose two consumer warpgroups split the 128 tokens, whichever the cost model puts
-// first (with its splits). A 64-row k step takes ~0.3 us against ~0.8 for a wide one (H200: 2048x2048 at
-// M = 128, 32 CTAs of 32 steps, 15.2 us): it is latency-bound, each warp dequantizing a unit per step for
-// half the tokens. Past 128 tokens the dequant path or the wide tiles measured faster (2048x2048 M = 256:
-// 13.2 us against 13.5-16.0 with 64-row tiles; two 64-row CTAs per SM, fewer stages each, were slower).
-WgmmaTile wgmma_tile(int64_t m, int64_t n, int64_t k_steps, int64_t sms) {
-  const int wide = wgmma_tokens_per_cta(m);
+// The wgmma tile for M tokens: the wide tile (128 or 256 weight rows: wgmma_tokens_per_cta) or, from
+// tiled_up_to_tokens + 1 to wgmma_narrow_up_to_tokens, a 64-row tile whose two consumer warpgroups split 128
+// tokens, whichever the cost model puts first (with its splits).
+WgmmaTile wgmma_tile(const W4A16PlanRules& r, int64_t m, int64_t n, int64_t k_steps, int64_t sms) {
+  const int wide = wgmma_tokens_per_cta(r, m);
   const WgmmaTile candidates[] = {{wide, kernels::w4a16_wgmma_rows_per_cta(wide)}, {128, 64}};
   WgmmaTile best;
   for (const WgmmaTile& c : candidates) {
-    if (c.rows == 64 && (m <= kTiledUpToTokens || m > kWgmmaNarrowUpToTokens)) continue;
+    if (c.rows == 64 && (m <= r.tiled_up_to_tokens || m > r.wgmma_narrow_up_to_tokens)) continue;
     const int64_t ctas = ceil_div(n, c.rows) * ceil_div(m, c.tokens);
-    const WgmmaTile t = wgmma_splits(c, ctas, wgmma_step_cost(c.rows), k_steps, m, n, sms);
+    const WgmmaTile t = wgmma_splits(r, c, ctas, k_steps, m, n, sms);
     if (t.cost < best.cost) best = t;
   }
   return best;
 }
 
-// Whether the wgmma kernel's best `tile` for M tokens (its scale groups supported) suits them: it fills the
-// GPU without split-K, K is long enough that splitting pays, or it is a 64-row tile.
-bool wgmma_fills_gpu(const WgmmaTile& tile, int64_t m, int64_t n, int64_t k_steps, int64_t sms) {
-  // 64-row tiles: faster than the dequant path on every Llama shape where the cost model picks them (H200,
-  // M = 96 and 128: 2048x2048 10.7 against 12.7 us, 512x2048 9.3 / 10.4, 8192x2048 15.9 / 22.5, 2048x8192
-  // 18.9 / 26.0 and the wide tiles' 21.6).
+// Whether the wgmma kernel's best `tile` suits M tokens: a 64-row tile, or K long enough that splitting
+// pays, or a grid that fills the GPU twice over without split-K.
+bool wgmma_fills_gpu(const W4A16PlanRules& r, const WgmmaTile& tile, int64_t m, int64_t n, int64_t k_steps,
+                     int64_t sms) {
   if (tile.rows == 64) return true;
-  if (tile.splits > 1) return m > kTiledUpToTokens && k_steps >= kWgmmaSplitMinSteps;
+  if (tile.splits > 1) return m > r.tiled_up_to_tokens && k_steps >= r.wgmma_split_min_k_steps;
   return 2 * ceil_div(n, tile.rows) * ceil_div(m, tile.tokens) >= sms;
 }
 
@@ -168,7 +151,8 @@ const W4A16WeightMaps& W4A16DeviceWeights::maps_for_rows(int rows_per_cta) const
 }
 
 W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kernel) const {
-  const bool wgmma = sm90a_kernels_available();
+  const W4A16PlanRules& r = plan_rules();
+  const bool wgmma = r.wgmma;
   // The kernels run on the padded weight (padding rows and columns are a few percent at most).
   const int64_t n = layout.padded_n(), k_steps = layout.padded_k() / kW4A16TileK;
   const int64_t sms = multiprocessor_count();
@@ -176,19 +160,18 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
   // The wgmma kernel's best tile, derived once and only where asked for (not on the skinny path).
   std::optional<WgmmaTile> wgmma_best;
   auto best_wgmma_tile = [&]() -> const WgmmaTile& {
-    if (!wgmma_best) wgmma_best = wgmma_tile(m, n, k_steps, sms);
+    if (!wgmma_best) wgmma_best = wgmma_tile(r, m, n, k_steps, sms);
     return *wgmma_best;
   };
   if (kernel == W4A16Kernel::Auto) {
-    // The skinny kernel up to 16 tokens (memory-bound), the wgmma kernel where its tiles fill the GPU, the
-    // tiled kernel while it beats the dequant path (the bigger the weights, the longer), then the dequant
-    // path.
-    const bool large = n * k_steps * kW4A16TileK >= kLargeWeightElements;
-    if (m <= 16) {
+    // The skinny kernel while memory-bound, the wgmma kernel where its tiles fill the GPU, the tiled kernel
+    // while it beats the dequant path (the bigger the weights, the longer), then the dequant path.
+    const bool large = n * k_steps * kW4A16TileK >= r.large_weight_elements;
+    if (m <= r.skinny_up_to_tokens) {
       kernel = W4A16Kernel::Skinny;
-    } else if (wgmma && wgmma_groups && wgmma_fills_gpu(best_wgmma_tile(), m, n, k_steps, sms)) {
+    } else if (wgmma && wgmma_groups && wgmma_fills_gpu(r, best_wgmma_tile(), m, n, k_steps, sms)) {
       kernel = W4A16Kernel::Wgmma;
-    } else if (m <= (large ? kTiledLargeUpToTokens : kTiledUpToTokens)) {
+    } else if (m <= (large ? r.tiled_large_up_to_tokens : r.tiled_up_to_tokens)) {
       kernel = W4A16Kernel::Tiled;
     } else {
       kernel = W4A16Kernel::Dequant;
@@ -218,9 +201,9 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
                "skinny W4A16 kernel: warps_k must be 1, 2, 4 or 8, not {}", p.warps_k);
     p.rows_per_cta = 16 * (8 / p.warps_k);
   } else if (kernel == W4A16Kernel::Tiled) {
-    // 32-token tiles up to 64 tokens except on lm_head-sized weights (H200, M = 64: 8192x2048 19.4 us with
-    // two 32-token blocks against 22.2 with one 64-token block; lm_head has CTAs enough with 64).
-    const bool small_tiles = m <= 32 || (m <= 64 && n * k_steps * kW4A16TileK < kLargeWeightElements);
+    // 32-token tiles, up to 64 tokens on weights smaller than lm_head's (which have CTAs enough with 64).
+    const bool small_tiles =
+        m <= r.tiled_small_tile_tokens || (m <= 64 && n * k_steps * kW4A16TileK < r.large_weight_elements);
     p.tokens_per_cta =
         tuning.tokens_per_cta ? tuning.tokens_per_cta : (small_tiles ? 32 : (m <= 64 ? 64 : 128));
     QLLM_CHECK(p.tokens_per_cta == 32 || p.tokens_per_cta == 64 || p.tokens_per_cta == 128,
@@ -250,11 +233,11 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
                "wgmma W4A16 kernel: no {} tokens x {} rows tile (64 x 256, 128 x 256, 256 x 128 or 128 x 64)",
                p.tokens_per_cta, p.rows_per_cta);
     const bool forced = best.tokens != p.tokens_per_cta || best.rows != p.rows_per_cta;
-    splits = forced ? wgmma_splits({p.tokens_per_cta, p.rows_per_cta},
-                                   ceil_div(n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta),
-                                   wgmma_step_cost(p.rows_per_cta), k_steps, m, n, sms)
-                          .splits
-                    : best.splits;
+    splits =
+        forced ? wgmma_splits(r, {p.tokens_per_cta, p.rows_per_cta},
+                              ceil_div(n, p.rows_per_cta) * ceil_div(m, p.tokens_per_cta), k_steps, m, n, sms)
+                     .splits
+               : best.splits;
   }
   if (tuning.splits && kernel != W4A16Kernel::Dequant) splits = tuning.splits;  // cuBLAS splits its own K
   QLLM_CHECK(splits >= 1 && splits <= k_steps, "W4A16 GEMM: {} splits of {} k steps", splits, k_steps);

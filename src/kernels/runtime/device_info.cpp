@@ -8,14 +8,6 @@
 
 namespace qllm {
 
-bool built_with_cuda() {
-#if QLLM_HAVE_CUDA
-  return true;
-#else
-  return false;
-#endif
-}
-
 DeviceInfo query_device() {
   DeviceInfo info;
 #if QLLM_HAVE_CUDA

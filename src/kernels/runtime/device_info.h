@@ -18,6 +18,5 @@ struct DeviceInfo {
 };
 
 DeviceInfo query_device();  // device 0
-bool built_with_cuda();
 
 }  // namespace qllm

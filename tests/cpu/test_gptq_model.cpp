@@ -1,0 +1,114 @@
+// GPTQ over a whole model (engine/gptq_model.h) and its calibration text (engine/calibration.h), on the tiny
+// synthetic checkpoint: windows sampled by the model or cut from a file, the evaluation text refused, and a
+// layer-by-layer pass whose every linear layer is quantized in the model's scheme with less output error
+// than round to nearest overall.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/calibration.h"
+#include "engine/gptq_model.h"
+#include "model/llama_ref.h"
+#include "tests/cpu/model_test_support.h"
+
+namespace qllm {
+namespace {
+
+using testing::error_of;
+
+LoadedModel load_tiny(const testing::TempDir& dir) {
+  write_synthetic_checkpoint({.preset = "tiny", .out_dir = dir.str(), .seed = 11});
+  LoadOptions o;
+  o.device = DeviceKind::Cpu;
+  o.verbose = false;
+  return load_model(dir.str(), o);
+}
+
+struct Tiny {
+  testing::TempDir dir;
+  LoadedModel loaded = load_tiny(dir);
+  const LlamaRefModel& ref() const { return dynamic_cast<const LlamaRefModel&>(*loaded.model); }
+};
+
+TEST(GptqCalibration, SelfSampledWindowsStartAtBosAndRepeatWithTheSeed) {
+  Tiny t;
+  const CalibrationOptions o{.source = "self", .samples = 3, .length = 12, .seed = 5};
+  const auto a = calibration_windows(*t.loaded.model, t.loaded.tokenizer, o);
+  ASSERT_EQ(a.size(), 3u);
+  for (const auto& w : a) {
+    ASSERT_EQ(w.size(), 12u);
+    EXPECT_EQ(w.front(), *t.loaded.tokenizer.bos_id());
+  }
+  EXPECT_NE(a[0], a[1]);  // each window its own draw
+  EXPECT_EQ(calibration_windows(*t.loaded.model, t.loaded.tokenizer, o), a);
+}
+
+TEST(GptqCalibration, FileWindowsAndErrors) {
+  Tiny t;
+  const auto path = (std::filesystem::path(t.dir.str()) / "calib.txt").string();
+  std::ofstream(path) << "The quick brown fox jumps over the lazy dog, again and again, until the end.";
+  const auto w = calibration_windows(*t.loaded.model, t.loaded.tokenizer,
+                                     {.source = path, .samples = 4, .length = 16, .seed = 1});
+  ASSERT_EQ(w.size(), 4u);
+  for (const auto& window : w) EXPECT_EQ(window.size(), 16u);
+  EXPECT_NE(error_of([&] {
+              calibration_windows(*t.loaded.model, t.loaded.tokenizer, {.source = path, .length = 1000});
+            }).find("fewer than one window"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              calibration_windows(*t.loaded.model, t.loaded.tokenizer, {.samples = 0});
+            }).find("--calib-samples"),
+            std::string::npos);
+}
+
+TEST(GptqCalibration, FingerprintIgnoresLineEndingsAndOuterSpace) {
+  EXPECT_EQ(text_fingerprint(" a\r\nb\r\n"), text_fingerprint("a\nb"));
+  EXPECT_NE(text_fingerprint("a\nb"), text_fingerprint("a\nc"));
+  EXPECT_EQ(error_of([] { refuse_evaluation_text("some other text", "x.txt"); }), "no error");
+}
+
+// The real WikiText-2 test text, when the checkout sits beside the shared data (never committed).
+TEST(GptqCalibration, RefusesTheWikitextTestText) {
+  const auto path = std::filesystem::path(QLLM_SOURCE_DIR) / "../shared/data/wikitext-2-raw-test.txt";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is absent";
+  std::ifstream in(path, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(error_of([&] { refuse_evaluation_text(text, path.string()); }).find("WikiText-2 test text"),
+            std::string::npos);
+}
+
+TEST(GptqModel, EveryLinearQuantizedWithLessOutputErrorThanRoundToNearest) {
+  Tiny t;
+  const auto windows = calibration_windows(*t.loaded.model, t.loaded.tokenizer,
+                                           {.source = "self", .samples = 4, .length = 48, .seed = 2});
+  GptqSolverRef solver;
+  GptqModelOptions o;
+  o.scheme = {.granularity = Granularity::Groupwise, .group_size = 32};
+  o.report = true;
+  int64_t progress_calls = 0;
+  o.progress = [&](int64_t, int64_t) { ++progress_calls; };
+  const GptqModelResult r = gptq_quantize_model(t.ref().config(), t.ref().weights(), windows, solver, o);
+  const LlamaConfig& c = t.ref().config();
+  ASSERT_EQ(static_cast<int64_t>(r.layers.size()), c.num_hidden_layers);
+  EXPECT_EQ(progress_calls, c.num_hidden_layers);
+  EXPECT_EQ(r.calibration_tokens, 4 * 48);
+  const GptqLayer& l = r.layers[0];
+  EXPECT_EQ(l.wk.rows, c.kv_dim());
+  EXPECT_EQ(l.down.cols, c.intermediate_size);
+  EXPECT_EQ(l.gate.scheme.scale_dtype, DType::BF16);  // the activation dtype, as the engines store scales
+  EXPECT_EQ(l.gate.scheme.group_size, 32);
+  ASSERT_EQ(static_cast<int64_t>(r.report.size()), 7 * c.num_hidden_layers);
+  double rtn = 0, gptq = 0;
+  for (const GptqLinearReport& row : r.report) {
+    SCOPED_TRACE(row.name);
+    EXPECT_LE(row.gptq_output_error, 1.02 * row.rtn_output_error);
+    rtn += row.rtn_output_error;
+    gptq += row.gptq_output_error;
+  }
+  EXPECT_LT(gptq, 0.95 * rtn);
+  EXPECT_EQ(r.report[3].name, "layers.0.self_attn.o_proj");
+}
+
+}  // namespace
+}  // namespace qllm

@@ -1,0 +1,30 @@
+// GPTQ's calibration and solver options, shared by gptq-error and the model commands (--method gptq).
+#include "qllm/error.h"
+#include "tools/qllm/commands.h"
+
+namespace qllm::cli {
+
+void add_gptq_options(CLI::App& cmd, GptqCliOptions& o) {
+  cmd.add_option("--calib", o.calib,
+                 "GPTQ calibration text: self (sampled by the model from BOS) or a text file (not the "
+                 "evaluation text)")
+      ->capture_default_str();
+  cmd.add_option("--calib-samples", o.samples, "GPTQ calibration windows")->capture_default_str();
+  cmd.add_option("--calib-len", o.length, "tokens per calibration window")->capture_default_str();
+  cmd.add_option("--calib-seed", o.seed, "seed of the windows' positions or sampling")->capture_default_str();
+  cmd.add_option("--gptq-damp", o.damp, "GPTQ dampening: this fraction of the mean Hessian diagonal")
+      ->capture_default_str();
+  cmd.add_flag("--act-order", o.act_order,
+               "GPTQ columns in order of decreasing Hessian diagonal (groups stay static: same layout)");
+}
+
+CalibrationOptions calibration_options(const GptqCliOptions& o) {
+  return {.source = o.calib, .samples = o.samples, .length = o.length, .seed = o.seed};
+}
+
+GptqOptions gptq_options(const GptqCliOptions& o) {
+  QLLM_CHECK(o.damp >= 0 && o.damp < 1, "--gptq-damp must be in [0, 1), got {}", o.damp);
+  return {.percdamp = o.damp, .block_size = 128, .act_order = o.act_order};
+}
+
+}  // namespace qllm::cli
