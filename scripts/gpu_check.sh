@@ -2,10 +2,11 @@
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
 # carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh
-# [tests|bench|model|llama1b|eval|quantize|serve|serve-test|serve-bench|profile|decode-profile|peers-build|all]
+# [tests|bench|model|llama1b|eval|quantize|gptq|serve|serve-test|serve-bench|profile|decode-profile|peers-build|all]
 # (default all; eval = issue 20's evaluation figures (proxy perplexity beside transformers, 1B perplexity
 # throughput, batch-32 decode); quantize = the pre-quantized/`qllm quantize` GPU tests, the 1B quantize time and
-# scripts/interop_gptq.py; serve* = `qllm serve` tests and benchmark against llama-server; profile = W4A16 kernel
+# scripts/interop_gptq.py; gptq = issue 21: the GPTQ GPU tests, SmolLM2 perplexity by RTN and GPTQ per INT4
+# mode (lm_head bf16, HF protocol, ctx 2048) with the GPTQ pass times, gptq-error tables, the proxy's g128; serve* = `qllm serve` tests and benchmark against llama-server; profile = W4A16 kernel
 # variants forced past Auto's choice, to re-measure its crossovers; these not
 # in all). QLLM_BUILD_PEERS=1 builds llama.cpp during `tests`, for a later call on the same warm machine.
 # `llama1b`: the synthetic Llama-3.2-1B on qllm and on llama.cpp (F16 and Q4_0 GGUFs of the same weights). `model` runs the real model (SmolLM2-135M-Instruct) on qllm's GPU engine and on llama.cpp in the
@@ -329,6 +330,44 @@ if [[ $what == decode-profile || $what == model ]] && command -v ncu > /dev/null
   log "decode step profile: synthetic Llama-3.2-1B int4-g128"
   profile_decode llama1b_int4g128 --synthetic llama-3.2-1b --quant int4-g128 --device cuda
   [[ -f $gguf ]] && { log "decode step profile: SmolLM2 int4-g64"; profile_decode smollm2_int4g64 --model "$gguf" --quant int4-g64 --device cuda; }
+fi
+
+# gptq: issue 21. The GPTQ GPU tests; SmolLM2-135M-Instruct perplexity for int4-g128, g32 and rowwise by RTN and
+# GPTQ (--calib self, lm_head bf16, HF protocol, ctx 2048; bf16 as the baseline), the GPTQ pass time (its
+# progress line), g128 with act order; per-layer gptq-error tables (CPU and CUDA solver); the proxy's g128.
+if [[ $what == gptq ]]; then
+  log "GPTQ GPU tests"
+  timeout 300 $gpu_tests --gtest_filter='GptqCuda*' --gtest_brief=1 > "$OUT/gptq_gpu_tests.log" 2>&1
+  grep -E "PASSED|FAILED|Failure|Expected|Which is|trace:|error" "$OUT/gptq_gpu_tests.log" | head -40
+  text=.shared/data/wikitext-2-raw-test.txt
+  ppl() {  # name model args...: perplexity JSON, stderr kept (the GPTQ progress line holds the pass time)
+    local name=$1 model=$2; shift 2
+    timeout 400 $qllm perplexity --model "$model" --device cuda --file "$text" --protocol hf --ctx 2048 --json "$@" \
+      > "$OUT/gptq_ppl_$name.json" 2> "$OUT/gptq_ppl_$name.err"
+    local p; p=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['table'][0]['perplexity'])" \
+      "$OUT/gptq_ppl_$name.json" 2>/dev/null) || { tail -3 "$OUT/gptq_ppl_$name.err"; return; }
+    echo "$name ppl $p $(grep -a 'gptq layers' "$OUT/gptq_ppl_$name.err" | tail -1)"
+  }
+  if [[ -f $gguf && -f $text ]]; then
+    ppl smollm2_bf16 "$gguf" --quant bf16
+    for mode in int4-g128 int4-g32 int4-rowwise; do
+      for method in rtn gptq; do ppl "smollm2_${mode}_$method" "$gguf" --quant $mode --quant-lm-head bf16 --method $method; done
+    done
+    ppl smollm2_int4-g128_gptq_actorder "$gguf" --quant int4-g128 --quant-lm-head bf16 --method gptq --act-order
+    for solver in cpu cuda; do
+      timeout 300 $qllm gptq-error --model "$gguf" --quant int4-g128 --solver $solver --json \
+        > "$OUT/gptq_error_smollm2_$solver.json" 2> "$OUT/gptq_error_smollm2_$solver.err" ||
+        tail -3 "$OUT/gptq_error_smollm2_$solver.err"
+    done
+    timeout 300 $qllm gptq-error --model "$gguf" --quant int4-g128 --solver cuda --layers 2 2>/dev/null | tail -16
+  else
+    log "gptq: $gguf or $text missing: SmolLM2 runs skipped"
+  fi
+  proxy=.shared/models/proxy-llama-22m
+  if [[ -f $proxy/config.json && -f $text ]]; then
+    ppl proxy_bf16 "$proxy" --quant bf16
+    for method in rtn gptq; do ppl "proxy_int4-g128_$method" "$proxy" --quant int4-g128 --method $method; done
+  fi
 fi
 
 wait_peers

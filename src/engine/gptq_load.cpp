@@ -64,9 +64,10 @@ void put_layers(LlamaWeights& weights, GptqModelResult& r) {
 double apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokenizer& tokenizer,
                   const ModelQuant& quant, DType activation, bool cuda, const GptqLoadOptions& options,
                   bool verbose) {
-  QLLM_CHECK(quant.linear.kind == QuantMode::Kind::Int4,
-             "--method gptq quantizes to INT4: --quant must be an INT4 mode (int4-g128, int4-rowwise, ...), not {}",
-             quant.linear.name());
+  QLLM_CHECK(
+      quant.linear.kind == QuantMode::Kind::Int4,
+      "--method gptq quantizes to INT4: --quant must be an INT4 mode (int4-g128, int4-rowwise, ...), not {}",
+      quant.linear.name());
   const auto start = std::chrono::steady_clock::now();
   if (verbose) {
     fmt::print(stderr, "gptq: calibration {} ({} windows x {} tokens)\n", options.calib.source,
@@ -88,7 +89,8 @@ double apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokeni
   o.gptq = options.gptq;
   o.activation = activation;
   o.embed = [&](int32_t token, float* out) { embedding.row_to_f32(token, out); };
-  Progress progress(fmt::format("gptq layers ({} solver)", solver->name()), config.num_hidden_layers, verbose);
+  Progress progress(fmt::format("gptq layers ({} solver)", solver->name()), config.num_hidden_layers,
+                    verbose);
   o.progress = [&](int64_t layer, int64_t) { progress.update(layer); };
   GptqModelResult r = gptq_quantize_model(config, weights, windows, *solver, o);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

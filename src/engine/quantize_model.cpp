@@ -17,6 +17,7 @@
 #include "model/prequantized.h"
 #include "qllm/error.h"
 #include "qllm/half.h"
+#include "tokenizer/gguf_vocab.h"
 
 namespace qllm {
 
@@ -123,14 +124,16 @@ bool use_gpu(DeviceKind device, std::string& name) {
 }
 
 // Quantizes every linear weight in place (set_int4) with the mode of its kind; progress per weight.
+// `keep_stored`: weights already quantized in their mode's format (by GPTQ) are written as they are.
 void quantize_weights(LlamaWeights& weights, const ModelQuant& quant, DType activation, bool gpu,
-                      bool verbose) {
+                      bool keep_stored, bool verbose) {
   std::vector<LlamaWeights::Linear> linears = weights.linears();
   Progress progress("quantizing to " + quant.name(), static_cast<int64_t>(linears.size()), verbose);
   int64_t done = 0;
   for (const LlamaWeights::Linear& l : linears) {
     const QuantMode& mode = l.head ? quant.lm_head : quant.linear;
-    if (mode.kind == QuantMode::Kind::Int4) {
+    const bool kept = keep_stored && keeps_stored_int4(*l.matrix, mode, activation);
+    if (mode.kind == QuantMode::Kind::Int4 && !kept) {
 #if QLLM_HAVE_CUDA
       Int4Matrix q = gpu ? quantize_weight_int4_cuda(*l.matrix, mode.int4, activation)
                          : quantize_weight_int4(*l.matrix, mode.int4, activation);
@@ -339,7 +342,13 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& o) {
   report.read_seconds = seconds_since(start);
 
   const auto quantize_start = std::chrono::steady_clock::now();
-  quantize_weights(in.weights, o.quant, q.scheme.scale_dtype, gpu, o.verbose);
+  const DType activation = q.scheme.scale_dtype;
+  if (o.gptq) {
+    const Tokenizer tokenizer = in.gguf ? Tokenizer::from_gguf_vocab(read_gguf_vocab(*in.gguf))
+                                        : Tokenizer::load(o.model);
+    apply_gptq(in.config, in.weights, tokenizer, o.quant, activation, gpu, *o.gptq, o.verbose);
+  }
+  quantize_weights(in.weights, o.quant, activation, gpu, o.gptq.has_value(), o.verbose);
   report.quantize_seconds = seconds_since(quantize_start);
   report.quantization = stored_quant(in.weights).name();
   report.format = std::string(quant_format_name(o.format));

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,8 @@ struct QuantizeOptions {
   DeviceKind device = DeviceKind::Auto;  // where the quantizer runs (auto: the GPU when there is one)
   bool force = false;
   bool verbose = true;  // progress on stderr
+  // `--method gptq`: the decoder layers by GPTQ (engine/gptq_model.h), calibrated on the same device.
+  std::optional<GptqLoadOptions> gptq;
 };
 
 // Sizes of one class of tensors in the input and the output.

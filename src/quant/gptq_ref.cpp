@@ -16,7 +16,11 @@ namespace {
 using int4::GroupParams;
 using namespace fops;
 
-constexpr int64_t kRowTile = 8;  // rows quantized together: each row of U read once per tile, not per row
+constexpr int64_t kRowTile = 8;
+// Work (about the multiply-adds) below which a loop runs on one thread: a parallel region ends in a barrier,
+// which on shared cores costs more than small work (as model/cpu_ops.h kParallelWork).
+constexpr int64_t kParallelWork =
+    int64_t{1} << 22;  // rows quantized together: each row of U read once per tile, not per row
 
 void check_finite(std::span<const float> values, int64_t cols, const char* what) {
   for (size_t i = 0; i < values.size(); ++i) {
@@ -164,7 +168,7 @@ void HessianAccumulator::add(const float* x, int64_t rows) {
   for (int64_t t = 0; t < rows; ++t) {
     for (int64_t i = 0; i < dim_; ++i) xt[i * rows + t] = x[t * dim_ + i];
   }
-#pragma omp parallel for schedule(dynamic, 8)
+#pragma omp parallel for schedule(dynamic, 8) if (dim_ * dim_ * rows > kParallelWork)
   for (int64_t i = 0; i < dim_; ++i) {
     const float* xi = &xt[i * rows];
     for (int64_t j = 0; j <= i; ++j) {
@@ -231,7 +235,7 @@ std::vector<float> gptq_inverse_factor_ref(const GptqPrepared& prepared) {
   }
   // U = V^-1 (upper), one column at a time by back substitution; columns are independent.
   std::vector<float> u(static_cast<size_t>(n * n), 0.0f);
-#pragma omp parallel
+#pragma omp parallel if (n * n * n > kParallelWork)
   {
     std::vector<double> col(static_cast<size_t>(n));
 #pragma omp for schedule(dynamic, 16)
@@ -284,7 +288,7 @@ std::vector<GroupParams> gptq_static_params(std::span<const float> w, const Grou
                                             const Int4Scheme& scheme, bool act_order) {
   if (scheme.granularity == Granularity::Groupwise && !act_order) return {};
   std::vector<GroupParams> params(static_cast<size_t>(layout.num_groups));
-#pragma omp parallel for schedule(dynamic, 16) if (layout.num_groups > 1)
+#pragma omp parallel for schedule(dynamic, 16) if (layout.num_groups * layout.group_elems > kParallelWork)
   for (int64_t g = 0; g < layout.num_groups; ++g) {
     params[g] = int4::choose_group_params(
         w.subspan(static_cast<size_t>(layout.first_flat(g)), static_cast<size_t>(layout.size(g))), scheme);
@@ -319,7 +323,7 @@ Int4Matrix gptq_quantize_ref(std::span<const float> w, int64_t rows, int64_t col
 
   const LoopContext c{prepared, u, scheme, layout, cols, block_size, dynamic_group, params, out};
   const int64_t tiles = (rows + kRowTile - 1) / kRowTile;
-#pragma omp parallel
+#pragma omp parallel if (rows * cols * cols > kParallelWork)
   {
     RowTile t;
     t.work.resize(static_cast<size_t>(kRowTile * cols));
@@ -362,7 +366,7 @@ double gptq_output_error(std::span<const float> w, std::span<const float> w_hat,
              rows * cols, cols, cols);
   // Float products in 8-wide vectors, each row's sums then added in double: a report's precision, fast.
   double err = 0, ref = 0;
-#pragma omp parallel for reduction(+ : err, ref) schedule(dynamic, 4)
+#pragma omp parallel for reduction(+ : err, ref) schedule(dynamic, 4) if (rows * cols * cols > kParallelWork)
   for (int64_t r = 0; r < rows; ++r) {
     const float* wr = &w[r * cols];
     std::vector<float> d(static_cast<size_t>(cols));

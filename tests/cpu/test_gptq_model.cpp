@@ -9,6 +9,7 @@
 
 #include "engine/calibration.h"
 #include "engine/gptq_model.h"
+#include "engine/quantize_model.h"
 #include "model/llama_ref.h"
 #include "tests/cpu/model_test_support.h"
 
@@ -108,6 +109,59 @@ TEST(GptqModel, EveryLinearQuantizedWithLessOutputErrorThanRoundToNearest) {
   }
   EXPECT_LT(gptq, 0.95 * rtn);
   EXPECT_EQ(r.report[3].name, "layers.0.self_attn.o_proj");
+}
+
+}  // namespace
+}  // namespace qllm
+
+namespace qllm {
+namespace {
+
+LoadOptions cpu_options(const char* quant) {
+  LoadOptions o;
+  o.device = DeviceKind::Cpu;
+  o.verbose = false;
+  o.quant = ModelQuant::parse(quant, "bf16");
+  return o;
+}
+
+const GptqLoadOptions kSmallGptq{.calib = {.source = "self", .samples = 2, .length = 32, .seed = 3}};
+
+// --method gptq at load: the layers hold GPTQ's INT4 (used as stored), unlike RTN's; and a checkpoint written
+// by `qllm quantize --method gptq` (a second, independent GPTQ run) loads to the same logits.
+TEST(GptqModel, LoadTimeAndQuantizedCheckpointAgree) {
+  testing::TempDir dir, out;
+  write_synthetic_checkpoint({.preset = "tiny", .out_dir = dir.str(), .seed = 13});
+  const std::vector<int32_t> ids = {256, 72, 101, 108, 108, 111, 32, 119, 111, 114};
+  LoadOptions o = cpu_options("int4-g32");
+  const auto rtn = testing::all_logits(*load_model(dir.str(), o).model, ids);
+  o.gptq = kSmallGptq;
+  const LoadedModel g = load_model(dir.str(), o);
+  EXPECT_TRUE(dynamic_cast<const LlamaRefModel&>(*g.model).weights().layers[1].w_down.quantized());
+  const auto gptq = testing::all_logits(*g.model, ids);
+  EXPECT_NE(gptq, rtn);
+
+  QuantizeOptions q;
+  q.model = dir.str();
+  q.out_dir = out.str();
+  q.quant = ModelQuant::parse("int4-g32", "bf16");
+  q.device = DeviceKind::Cpu;
+  q.force = true;
+  q.verbose = false;
+  q.gptq = kSmallGptq;
+  quantize_checkpoint(q);
+  LoadOptions stored;
+  stored.device = DeviceKind::Cpu;
+  stored.verbose = false;
+  EXPECT_EQ(testing::all_logits(*load_model(out.str(), stored).model, ids), gptq);
+}
+
+TEST(GptqModel, NeedsAnInt4Mode) {
+  testing::TempDir dir;
+  write_synthetic_checkpoint({.preset = "tiny", .out_dir = dir.str(), .seed = 13});
+  LoadOptions o = cpu_options("bf16");
+  o.gptq = kSmallGptq;
+  EXPECT_NE(error_of([&] { load_model(dir.str(), o); }).find("INT4"), std::string::npos);
 }
 
 }  // namespace
