@@ -342,12 +342,13 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& o) {
   report.read_seconds = seconds_since(start);
 
   const auto quantize_start = std::chrono::steady_clock::now();
+  const DType activation = q.scheme.scale_dtype;
   if (o.gptq) {
     const Tokenizer tokenizer = in.gguf ? Tokenizer::from_gguf_vocab(read_gguf_vocab(*in.gguf))
                                         : Tokenizer::load(o.model);
-    apply_gptq(in.config, in.weights, tokenizer, o.quant, q.scheme.scale_dtype, gpu, *o.gptq, o.verbose);
+    apply_gptq(in.config, in.weights, tokenizer, o.quant, activation, gpu, *o.gptq, o.verbose);
   }
-  quantize_weights(in.weights, o.quant, q.scheme.scale_dtype, gpu, o.gptq.has_value(), o.verbose);
+  quantize_weights(in.weights, o.quant, activation, gpu, o.gptq.has_value(), o.verbose);
   report.quantize_seconds = seconds_since(quantize_start);
   report.quantization = stored_quant(in.weights).name();
   report.format = std::string(quant_format_name(o.format));

@@ -8,6 +8,8 @@
 #include <ctime>
 #include <random>
 
+#include <sys/socket.h>
+
 #include "core/json.h"
 #include "qllm/error.h"
 #include "server/openai_api.h"
@@ -21,6 +23,7 @@ namespace {
 
 constexpr auto kPoll = std::chrono::milliseconds(200);  // a streaming handler's wait for tokens
 constexpr int kKeepAlivePolls = 5;                      // a keep-alive comment after this many empty polls
+constexpr int kKeepAliveIdleSeconds = 30;  // longer than clients keep idle connections (httpx: 5 s)
 
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
@@ -294,7 +297,18 @@ HttpServer::HttpServer(const LoadedModel& model, Scheduler& scheduler, ServerMet
   const size_t threads = static_cast<size_t>(options_.max_in_flight) + 16;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http.set_payload_max_length(options_.max_body_bytes);
+  // The listening socket: SO_REUSEADDR (not httplib's default SO_REUSEPORT, which would let a second server
+  // bind the same port silently), and its descriptor kept so that bind() can widen the accept backlog.
+  http.set_socket_options([this](int sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_socket_ = sock;
+  });
   http.set_write_timeout(std::chrono::seconds(30));
+  // Clients keep connections in a pool and reuse them between requests; httplib's defaults (5 requests a
+  // connection, 5 s idle) close them under a busy client, which then reads a closed socket (ReadError).
+  http.set_keep_alive_max_count(100000);
+  http.set_keep_alive_timeout(kKeepAliveIdleSeconds);
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (options_.api_key.empty() || !req.path.starts_with("/v1/"))
       return httplib::Server::HandlerResponse::Unhandled;
@@ -363,6 +377,11 @@ int HttpServer::bind() {
                options_.host, port);
   }
   options_.port = port;
+  // Debian's libcpp-httplib is built with a listen backlog of 5: a burst of clients connecting at once (64
+  // streaming clients) overflows it and the kernel resets some connections about a second later. Listening
+  // again on the bound socket only sets a larger backlog.
+  QLLM_CHECK(listen_socket_ >= 0 && ::listen(listen_socket_, SOMAXCONN) == 0,
+             "cannot set the accept backlog of {}:{}", options_.host, port);
   return port;
 }
 

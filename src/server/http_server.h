@@ -58,6 +58,7 @@ class HttpServer {
   HttpOptions options_;
   int64_t context_positions_;
   std::atomic<int> in_flight_{0};
+  int listen_socket_ = -1;  // the bound socket (httplib's), for its backlog
   std::unique_ptr<httplib::Server> http_;
   std::unique_ptr<Handlers> handlers_;
 };

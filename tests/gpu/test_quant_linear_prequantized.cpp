@@ -23,7 +23,6 @@
 #include "model/prequantized.h"
 #include "model/synthetic.h"
 #include "qllm/half.h"
-#include "tests/support/forward_invariants.h"
 #include "tests/support/test_util.h"
 
 namespace qllm {

@@ -34,17 +34,6 @@ inline std::ostream& operator<<(std::ostream& os, const Backend& b) {
   return os << b.name;
 }
 
-// Largest |a - b| relative to the largest |b|.
-inline double relative_diff(std::span<const float> a, std::span<const float> b) {
-  EXPECT_EQ(a.size(), b.size());
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    diff = std::max(diff, static_cast<double>(std::abs(a[i] - b[i])));
-    scale = std::max(scale, static_cast<double>(std::abs(b[i])));
-  }
-  return diff / scale;  // NaN when any value is NaN: fails every < bound
-}
-
 class ForwardInvariants : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {

@@ -6,12 +6,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <span>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -108,6 +111,17 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// Largest |a - b| relative to the largest |b|.
+inline double relative_diff(std::span<const float> a, std::span<const float> b) {
+  EXPECT_EQ(a.size(), b.size());
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    diff = std::max(diff, static_cast<double>(std::abs(a[i] - b[i])));
+    scale = std::max(scale, static_cast<double>(std::abs(b[i])));
+  }
+  return diff / scale;  // NaN when any value is NaN: fails every < bound
+}
 
 // Path of the shared data folder (../shared beside the checkout, or $QLLM_SHARED); empty when absent.
 std::string shared_dir();
