@@ -8,37 +8,15 @@
 
 #include "quant/gptq_ref.h"
 #include "quant/int4_groups.h"
+#include "tests/support/gptq_test_support.h"
 #include "tests/support/test_util.h"
 
 namespace qllm {
 namespace {
 
+using testing::correlated_inputs;
 using testing::error_of;
-
-// Calibration-like inputs: correlated columns of unequal size (a few large channels, as real activations
-// have), which is where GPTQ's error feedback pays.
-std::vector<float> correlated_inputs(int64_t tokens, int64_t dim, Rng& rng) {
-  std::vector<float> mix(static_cast<size_t>(dim * dim));
-  for (auto& v : mix) v = static_cast<float>(rng.normal() / std::sqrt(static_cast<double>(dim)));
-  for (int64_t i = 0; i < dim; ++i) mix[i * dim + i] += 1.0f;
-  std::vector<float> x(static_cast<size_t>(tokens * dim), 0.0f);
-  for (int64_t t = 0; t < tokens; ++t) {
-    std::vector<float> z(static_cast<size_t>(dim));
-    for (auto& v : z) v = static_cast<float>(rng.normal());
-    for (int64_t j = 0; j < dim; ++j) {
-      float s = 0;
-      for (int64_t i = 0; i < dim; ++i) s += z[i] * mix[i * dim + j];
-      x[t * dim + j] = s * (j % 7 == 0 ? 4.0f : 1.0f);
-    }
-  }
-  return x;
-}
-
-std::vector<float> hessian_of(const std::vector<float>& x, int64_t dim) {
-  HessianAccumulator acc(dim);
-  acc.add(x.data(), static_cast<int64_t>(x.size()) / dim);
-  return acc.hessian();
-}
+using testing::hessian_of;
 
 std::vector<Int4Scheme> all_schemes(int64_t cols) {
   std::vector<Int4Scheme> out;

@@ -7,36 +7,16 @@
 #include <cmath>
 
 #include "kernels/gptq/gptq_cuda.h"
+#include "tests/support/gptq_test_support.h"
 #include "tests/support/test_util.h"
 
 namespace qllm {
 namespace {
 
+using testing::correlated_inputs;
 using testing::fresh_seed;
+using testing::hessian_of;
 using testing::random_normal;
-
-// Correlated inputs with a few large channels (as in tests/cpu/test_gptq_ref.cpp).
-std::vector<float> correlated_inputs(int64_t tokens, int64_t dim, Rng& rng) {
-  std::vector<float> mix(static_cast<size_t>(dim * dim));
-  for (auto& v : mix) v = static_cast<float>(rng.normal() / std::sqrt(static_cast<double>(dim)));
-  for (int64_t i = 0; i < dim; ++i) mix[i * dim + i] += 1.0f;
-  std::vector<float> z(static_cast<size_t>(dim)), x(static_cast<size_t>(tokens * dim));
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (auto& v : z) v = static_cast<float>(rng.normal());
-    for (int64_t j = 0; j < dim; ++j) {
-      float s = 0;
-      for (int64_t i = 0; i < dim; ++i) s += z[i] * mix[i * dim + j];
-      x[t * dim + j] = s * (j % 7 == 0 ? 4.0f : 1.0f);
-    }
-  }
-  return x;
-}
-
-std::vector<float> cpu_hessian(const std::vector<float>& x, int64_t dim) {
-  HessianAccumulator acc(dim);
-  acc.add(x.data(), static_cast<int64_t>(x.size()) / dim);
-  return acc.hessian();
-}
 
 TEST(GptqCuda, HessianMatchesCpu) {
   QLLM_SKIP_WITHOUT_GPU();
@@ -48,7 +28,7 @@ TEST(GptqCuda, HessianMatchesCpu) {
   h.add(d_x.data(), 100, nullptr);  // two calls: the sum runs on
   h.add(d_x.data() + 100 * dim, tokens - 100, nullptr);
   const auto gpu = h.hessian(nullptr);
-  const auto cpu = cpu_hessian(x, dim);
+  const auto cpu = hessian_of(x, dim);
   float max_abs = 0;
   for (float v : cpu) max_abs = std::max(max_abs, std::fabs(v));
   for (size_t i = 0; i < cpu.size(); ++i) ASSERT_NEAR(gpu[i], cpu[i], 1e-5f * max_abs) << i;
@@ -58,7 +38,7 @@ TEST(GptqCuda, InverseFactorMatchesCpu) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
   for (const int64_t dim : {int64_t{17}, int64_t{200}, int64_t{576}}) {
-    const auto h = cpu_hessian(correlated_inputs(2 * dim, dim, rng), dim);
+    const auto h = hessian_of(correlated_inputs(2 * dim, dim, rng), dim);
     for (const bool act_order : {false, true}) {
       const GptqPrepared p = gptq_prepare(h, dim, {.act_order = act_order});
       const auto cpu = gptq_inverse_factor_ref(p);
@@ -115,7 +95,7 @@ TEST(GptqCuda, ColumnLoopBitExactWithCpuForTheSameFactor) {
                  << c.rows << "x" << c.cols << " " << c.scheme.describe() << " act_order " << c.act_order);
     auto x = correlated_inputs(c.cols + 64, c.cols, rng);
     for (int64_t t = 0; t < c.cols + 64; ++t) x[t * c.cols + 3] = 0.0f;  // a dead column
-    const auto h = cpu_hessian(x, c.cols);
+    const auto h = hessian_of(x, c.cols);
     const auto w = random_normal<float>(c.rows * c.cols, rng);
     const GptqPrepared p = gptq_prepare(h, c.cols, {.act_order = c.act_order});
     const auto u = gptq_inverse_factor_ref(p);
@@ -134,7 +114,7 @@ TEST(GptqCuda, SolverOutputErrorMatchesCpu) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
   const int64_t rows = 256, cols = 576;
-  const auto h = cpu_hessian(correlated_inputs(1024, cols, rng), cols);
+  const auto h = hessian_of(correlated_inputs(1024, cols, rng), cols);
   const auto w = random_normal<float>(rows * cols, rng);
   const Int4Scheme s{.granularity = Granularity::Groupwise, .group_size = 128};
   GptqSolverRef cpu;
