@@ -23,6 +23,7 @@
 #include "model/prequantized.h"
 #include "model/synthetic.h"
 #include "qllm/half.h"
+#include "tests/cpu/model_test_support.h"
 #include "tests/support/test_util.h"
 
 namespace qllm {
@@ -30,6 +31,7 @@ namespace {
 
 using testing::error_of;
 using testing::fresh_seed;
+using testing::all_logits;
 using testing::relative_diff;
 
 struct Shape {
@@ -131,18 +133,6 @@ TEST(QuantLinearPrequantized, RefusesWhatTheKernelsCannotRun) {
   EXPECT_NE(e.find("packed bytes"), std::string::npos) << e;
 }
 
-std::vector<float> logits_of(const Model& model, std::span<const int32_t> tokens) {
-  const auto c = model.new_context({.max_sequences = 1,
-                                    .max_positions = static_cast<int64_t>(tokens.size()),
-                                    .max_batch_tokens = static_cast<int64_t>(tokens.size())});
-  std::vector<float> logits(tokens.size() * static_cast<size_t>(model.config().vocab_size));
-  const SequenceInput input{0, 0, tokens};
-  ForwardOutputs outputs;
-  outputs.all_logits = logits;
-  c->forward(std::span(&input, 1), outputs);
-  return logits;
-}
-
 // The engine fuses q/k/v and gate/up: the stored parts are concatenated by rows (GLOBAL parts keep their
 // own scales), which must equal the fused quantization at load.
 TEST(LlamaCudaPrequantized, EqualsQuantizingAtLoadAndTheCpuReference) {
@@ -168,11 +158,11 @@ TEST(LlamaCudaPrequantized, EqualsQuantizingAtLoadAndTheCpuReference) {
       EXPECT_EQ(stored.name(), quant.name());
       const LlamaCudaModel gpu_stored(config, pre, stored, false);
       const LlamaCudaModel gpu_at_load(config, LlamaWeights::load(dir.str(), config), quant, false);
-      const std::vector<float> g = logits_of(gpu_stored, tokens);
-      EXPECT_EQ(g, logits_of(gpu_at_load, tokens));
+      const std::vector<float> g = all_logits(gpu_stored, tokens);
+      EXPECT_EQ(g, all_logits(gpu_at_load, tokens));
       EXPECT_EQ(gpu_stored.weight_bytes(), gpu_at_load.weight_bytes());
       const LlamaRefModel cpu(config, std::move(pre), stored);
-      EXPECT_LT(relative_diff(g, logits_of(cpu, tokens)), 3e-2);
+      EXPECT_LT(relative_diff(g, all_logits(cpu, tokens)), 3e-2);
     }
   }
 }
