@@ -8,13 +8,13 @@
 namespace qllm::kernels {
 
 struct W4A16PlanRules {
-  bool wgmma = false;                    // the TMA + wgmma kernel exists (sm_90a)
-  int64_t skinny_up_to_tokens = 16;      // memory-bound: the skinny kernel, one weight pass per 8-32 tokens
-  int64_t tiled_up_to_tokens = 64;       // then the tiled kernel while it beats the dequant path
-  int64_t large_weight_elements = 0;     // lm_head-sized weights (elements) ...
-  int64_t tiled_large_up_to_tokens = 0;  // ... keep the tiled kernel this far when wgmma does not serve
-  int64_t tiled_small_tile_tokens = 32;  // tiled: 32-token tiles up to here (and to 64 on smaller weights)
-  int64_t wgmma_split_min_k_steps = 64;  // split-K pays on the wgmma kernel only when K is this long
+  bool wgmma = false;                // the TMA + wgmma kernel exists (sm_90a)
+  int64_t skinny_up_to_tokens = 16;  // memory-bound: the skinny kernel, one weight pass per 8-32 tokens
+  int64_t tiled_up_to_tokens = 64;   // then the tiled kernel while it beats the dequant path
+  int64_t large_weight_elements = int64_t{1} << 26;  // lm_head-sized weights (elements) ...
+  int64_t tiled_large_up_to_tokens = 128;   // ... keep the tiled kernel this far when wgmma does not serve
+  int64_t tiled_small_tile_tokens = 32;     // tiled: 32-token tiles up to here (and to 64 on smaller weights)
+  int64_t wgmma_split_min_k_steps = 64;     // split-K pays on the wgmma kernel only when K is this long
   int64_t wgmma_narrow_up_to_tokens = 128;  // 64-row wgmma tiles serve tiled_up_to_tokens + 1 to here
   // The wgmma cost model, in eighths of a wide tile's k step:
   int64_t wide_step_cost = 8;       // a k step of a 128- or 256-row tile
@@ -44,10 +44,8 @@ struct SkinnyPlanRules {
 };
 
 // Measured on H100/H200 (sm_90). Other GPUs take the same thresholds without the sm_90a kernels (not tuned).
-inline constexpr W4A16PlanRules kW4A16RulesSm90{
-    .wgmma = true, .large_weight_elements = int64_t{1} << 26, .tiled_large_up_to_tokens = 128};
-inline constexpr W4A16PlanRules kW4A16RulesPreSm90{
-    .wgmma = false, .large_weight_elements = int64_t{1} << 26, .tiled_large_up_to_tokens = 128};
+inline constexpr W4A16PlanRules kW4A16RulesSm90{.wgmma = true};
+inline constexpr W4A16PlanRules kW4A16RulesPreSm90{.wgmma = false};
 inline constexpr Int8PlanRules kInt8RulesSm90{.wide = true};
 inline constexpr Int8PlanRules kInt8RulesPreSm90{.wide = false};
 inline constexpr SkinnyPlanRules kSkinnyRules{};
