@@ -82,17 +82,7 @@ wait_peers() {
   return 0
 }
 
-if [[ -n ${QLLM_PREBUILT:-} ]]; then
-  # Binaries built elsewhere for sm_90 (same CUDA 13 runtime), when device time is short: a tar of qllm and
-  # qllm_gpu_tests. Their tests read fixtures at the source path they were built with (QLLM_PREBUILT_SOURCE),
-  # which is linked to this tree.
-  mkdir -p build/prebuilt
-  for archive in $QLLM_PREBUILT; do tar -xJf "$archive" -C build/prebuilt; done
-  src_dir=${QLLM_PREBUILT_SOURCE:-}
-  [[ -n $src_dir && ! -e $src_dir ]] && mkdir -p "$(dirname "$src_dir")" && ln -s "$PWD" "$src_dir"
-  qllm=build/prebuilt/qllm
-  gpu_tests=build/prebuilt/qllm_gpu_tests
-else
+build_here() {
   log "configure + build"
   cmake -S . -B build/hopper -G Ninja -DCMAKE_BUILD_TYPE=Release -DQLLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     "${deps[@]}" > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
@@ -100,6 +90,34 @@ else
   log "build done"
   qllm=build/hopper/bin/qllm
   gpu_tests=build/hopper/tests/qllm_gpu_tests
+}
+if [[ -n ${QLLM_PREBUILT:-} ]]; then
+  # Binaries built elsewhere for sm_90 (same CUDA 13 runtime), when device time is short: a tar of qllm and
+  # qllm_gpu_tests (and lib/ with the shared libraries they need beyond CUDA's). Their tests read fixtures at
+  # the source path they were built with (QLLM_PREBUILT_SOURCE), which is linked to this tree. If they do not
+  # run on this image (other system libraries), build here instead.
+  mkdir -p build/prebuilt
+  for archive in $QLLM_PREBUILT; do tar -xJf "$archive" -C build/prebuilt; done
+  export LD_LIBRARY_PATH=$PWD/build/prebuilt/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  src_dir=${QLLM_PREBUILT_SOURCE:-}
+  [[ -n $src_dir && ! -e $src_dir ]] && mkdir -p "$(dirname "$src_dir")" && ln -s "$PWD" "$src_dir"
+  qllm=build/prebuilt/qllm
+  gpu_tests=build/prebuilt/qllm_gpu_tests
+  if ! $qllm --help > "$OUT/prebuilt_check.log" 2>&1 || ! $gpu_tests --gtest_list_tests >> "$OUT/prebuilt_check.log" 2>&1; then
+    log "prebuilt binaries do not run here:"; tail -5 "$OUT/prebuilt_check.log"
+    build_here
+  else
+    log "prebuilt binaries run here"
+  fi
+elif [[ -x build/prebuilt/qllm && ${QLLM_REBUILD:-1} == 0 ]]; then
+  export LD_LIBRARY_PATH=$PWD/build/prebuilt/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # an earlier call's
+  qllm=build/prebuilt/qllm
+  gpu_tests=build/prebuilt/qllm_gpu_tests
+elif [[ -x build/hopper/bin/qllm && ${QLLM_REBUILD:-1} == 0 ]]; then
+  qllm=build/hopper/bin/qllm  # a warm machine's earlier build
+  gpu_tests=build/hopper/tests/qllm_gpu_tests
+else
+  build_here
 fi
 
 gguf=models/SmolLM2-135M-Instruct.Q4_1.gguf
