@@ -17,6 +17,7 @@
 namespace qllm {
 namespace {
 
+using testing::all_logits;
 using testing::Backend;
 using testing::ForwardInvariants;
 using testing::relative_diff;
@@ -40,18 +41,6 @@ std::unique_ptr<LoadedModel> load(const std::string& path, const std::string& de
   options.quant = ModelQuant::parse(quant, lm_head);
   options.verbose = false;
   return std::make_unique<LoadedModel>(load_model(path, options));
-}
-
-std::vector<float> logits_of(const Model& model, std::span<const int32_t> tokens) {
-  const auto c = model.new_context({.max_sequences = 1,
-                                    .max_positions = static_cast<int64_t>(tokens.size()),
-                                    .max_batch_tokens = static_cast<int64_t>(tokens.size())});
-  std::vector<float> logits(tokens.size() * static_cast<size_t>(model.config().vocab_size));
-  const SequenceInput input{0, 0, tokens};
-  ForwardOutputs outputs;
-  outputs.all_logits = logits;
-  c->forward(std::span(&input, 1), outputs);
-  return logits;
 }
 
 // Rows whose argmax agrees, of `rows`.
@@ -85,8 +74,8 @@ TEST_P(GpuMatchesCpu, LogitsOfTheSmallModel) {
   Rng rng(5);
   std::vector<int32_t> tokens(40);
   for (auto& t : tokens) t = static_cast<int32_t>(rng.below(272));
-  const std::vector<float> g = logits_of(*gpu->model, tokens);
-  const std::vector<float> c = logits_of(*cpu->model, tokens);
+  const std::vector<float> g = all_logits(*gpu->model, tokens);
+  const std::vector<float> c = all_logits(*cpu->model, tokens);
   EXPECT_LT(relative_diff(g, c), GetParam().max_rel);
   EXPECT_GE(argmax_agreement(g, c, 272), 0.9);
   EXPECT_EQ(gpu->model->quantization(), cpu->model->quantization());
@@ -122,8 +111,8 @@ TEST(SmolLM2OnGpu, LogitsGreedyTokensAndNllMatchTheCpuReference) {
       "The tower is 324 metres (1,063 ft) tall, about the same height as an 81-storey building, and the "
       "tallest structure in Paris. Its base is square, measuring 125 metres (410 ft) on each side.");
   const int64_t vocab = gpu->model->config().vocab_size;
-  const std::vector<float> g = logits_of(*gpu->model, prompt);
-  const std::vector<float> c = logits_of(*cpu->model, prompt);
+  const std::vector<float> g = all_logits(*gpu->model, prompt);
+  const std::vector<float> c = all_logits(*cpu->model, prompt);
   EXPECT_LT(relative_diff(g, c), 5e-2);
   EXPECT_GE(argmax_agreement(g, c, vocab), 0.95);
 
@@ -174,7 +163,7 @@ TEST(ProxyOnGpu, LogitsAndGreedyContinuationsMatchHuggingFace) {
   for (const auto& prompt : logits_fixture["prompts"]) {
     SCOPED_TRACE(prompt["text"].get<std::string>());
     const auto ids = prompt["ids"].get<std::vector<int32_t>>();
-    const std::vector<float> logits = logits_of(*gpu->model, ids);
+    const std::vector<float> logits = all_logits(*gpu->model, ids);
     const auto expected = prompt["last_logits"].get<std::vector<double>>();
     ASSERT_EQ(static_cast<int64_t>(expected.size()), vocab);
     const size_t last = (ids.size() - 1) * static_cast<size_t>(vocab);
