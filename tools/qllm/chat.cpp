@@ -106,7 +106,7 @@ void add_chat(CLI::App& app) {
   cmd->add_option("--top-k", options->sampling.top_k, "0: off");
   cmd->add_option("--top-p", options->sampling.top_p, "1: off");
   cmd->add_option("--min-p", options->sampling.min_p, "0: off");
-  cmd->add_option("--seed", options->sampling.seed, "sampling seed")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", options->sampling.seed, "sampling seed")->check(kSeedValidator);
   cmd->callback([options, cmd] { run(*options, *cmd); });
 }
 

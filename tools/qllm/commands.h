@@ -24,6 +24,17 @@ void add_quantize(CLI::App& app);
 void add_serve(CLI::App& app);  // built with QLLM_SERVER (cpp-httplib)
 void add_gptq_error(CLI::App& app);
 
+// A 64-bit seed: a whole number from 0 to 2^64 - 1 (CLI11's NonNegativeNumber would let "1.5" through and
+// word a "-1" with a 300-digit bound).
+inline const CLI::Validator kSeedValidator(
+    [](const std::string& text) -> std::string {
+      const bool digits = !text.empty() && text.size() <= 20 &&
+                          text.find_first_not_of("0123456789") == std::string::npos;
+      if (digits && (text.size() < 20 || text <= "18446744073709551615")) return {};
+      return "'" + text.substr(0, 40) + "' is not a seed (a whole number from 0 to 18446744073709551615)";
+    },
+    "SEED");
+
 // GPTQ's calibration and solver options (--calib, --calib-samples, --calib-len, --calib-seed, --gptq-damp,
 // --act-order), for gptq-error and --method gptq.
 struct GptqCliOptions {

@@ -405,7 +405,7 @@ void add_gemm_bench(CLI::App& app) {
   cmd->add_option("--splits", o->tuning.splits, "tuning: CTAs splitting K (0 = automatic)");
   cmd->add_option("--reps", o->reps, "timed repetitions")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed repetitions first")->capture_default_str();
-  cmd->add_option("--seed", o->seed, "seed of X and W")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--seed", o->seed, "seed of X and W")->check(kSeedValidator)->capture_default_str();
   cmd->add_flag("--json", o->json, "print JSON instead of a table");
   cmd->callback([o] { run(*o); });
 }

@@ -145,7 +145,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--min-p", options->sampling.min_p, "0: off");
   cmd->add_option("--repetition-penalty", options->sampling.repetition_penalty, "1: off");
   cmd->add_option("--seed", options->sampling.seed, "sampling seed")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kSeedValidator)
       ->capture_default_str();
   cmd->add_flag("--json", options->json, "print one JSON object at the end instead of streaming");
   cmd->footer(

@@ -11,7 +11,9 @@ void add_gptq_options(CLI::App& cmd, GptqCliOptions& o) {
       ->capture_default_str();
   cmd.add_option("--calib-samples", o.samples, "GPTQ calibration windows")->capture_default_str();
   cmd.add_option("--calib-len", o.length, "tokens per calibration window")->capture_default_str();
-  cmd.add_option("--calib-seed", o.seed, "seed of the windows' positions or sampling")->capture_default_str();
+  cmd.add_option("--calib-seed", o.seed, "seed of the windows' positions or sampling")
+      ->check(kSeedValidator)
+      ->capture_default_str();
   cmd.add_option("--gptq-damp", o.damp, "GPTQ dampening: this fraction of the mean Hessian diagonal")
       ->capture_default_str();
   cmd.add_flag("--act-order", o.act_order,

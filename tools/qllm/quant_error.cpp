@@ -239,7 +239,7 @@ void add_quant_error(CLI::App& app) {
   cmd->add_option("--rows", options->rows, "rows (N, output features)")->capture_default_str();
   cmd->add_option("--cols", options->cols, "columns (K, input features)")->capture_default_str();
   cmd->add_option("--seed", options->seed, "seed of the N(0,1) matrix")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kSeedValidator)
       ->capture_default_str();
   cmd->add_option("--dtype", options->dtype, "element type of the matrix: f16 or bf16")
       ->capture_default_str();

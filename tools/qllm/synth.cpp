@@ -18,7 +18,7 @@ void add_synth(CLI::App& app) {
   cmd->add_option("--config", options->preset, "llama-3.2-1b, small (2 layers, hidden 192, head_dim 64) or tiny (2 layers, hidden 64)")->required();
   cmd->add_option("--out", options->out_dir, "output directory (created)")->required();
   cmd->add_option("--seed", options->seed, "seed of the N(0, 0.02^2) weights")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kSeedValidator)
       ->capture_default_str();
   cmd->add_option("--tokenizer", options->tokenizer_dir,
                   "copy tokenizer.json, tokenizer_config.json (and chat_template.jinja) from this directory "
