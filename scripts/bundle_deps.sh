@@ -27,7 +27,7 @@ cp -a /usr/include/x86_64-linux-gnu/openssl/. .deps/usr/include/openssl/
 for f in "$lib"/libcpp-httplib.so* "$lib"/libbrotli{common,dec,enc}.so.1* "$lib"/libssl.so.3 "$lib"/libcrypto.so.3; do
   cp -a "$f" ".deps$lib/"
 done
-# libfmt-dev's CMake files name the shared library; the build uses fmt::fmt-header-only, which needs none,
-# but CMake checks that the imported file exists.
+# fmt: the shared library qllm links (found beside the CMake files, so the binaries run from .deps too),
+# and CMake checks that the imported file exists.
 for so in /usr/lib/x86_64-linux-gnu/libfmt.so*; do cp -a "$so" .deps/usr/lib/x86_64-linux-gnu/; done
 du -sh .deps

@@ -189,7 +189,9 @@ TEST(QuantizedCheckpointLayout, GptqAndAwqWords) {
         EXPECT_EQ(s, m.scales[static_cast<size_t>(r * 2 + g)]);
       }
     }
-    if (!awq) EXPECT_EQ(word("x.g_idx", 31), 1u);  // k / group_size
+    if (!awq) {
+      EXPECT_EQ(word("x.g_idx", 31), 1u);  // k / group_size
+    }
     EXPECT_EQ(awq, !t.count("x.g_idx"));
   }
 }
