@@ -95,7 +95,8 @@ build_here() {
 }
 if [[ -n ${QLLM_PREBUILT:-} ]]; then
   # Binaries built elsewhere for sm_90 (same CUDA 13 runtime), when device time is short: a tar of qllm and
-  # qllm_gpu_tests (and lib/ with the shared libraries they need beyond CUDA's). Their tests read fixtures at
+  # qllm_gpu_tests and lib/ with the shared libraries they need beyond CUDA's (scripts/pack_prebuilt.sh makes
+  # it). Their tests read fixtures at
   # the source path they were built with (QLLM_PREBUILT_SOURCE), which is linked to this tree. If they do not
   # run on this image (other system libraries), build here instead.
   mkdir -p build/prebuilt
