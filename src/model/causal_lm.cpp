@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "kernels/sampling/top_logprobs.h"
 #include "qllm/error.h"
 
 namespace qllm {
@@ -55,6 +56,17 @@ int64_t validate_forward(const Context& context, std::span<const SequenceInput> 
              "forward: {} sampling rows for {} sampled tokens", outputs.sampling.size(), outputs.sampled.size());
   QLLM_CHECK(outputs.sampled.empty() || outputs.sampled.size() == batch.size(),
              "forward: {} sampled tokens for a batch of {} sequences", outputs.sampled.size(), batch.size());
+  QLLM_CHECK(outputs.sampled_logprobs.empty() || outputs.sampled_logprobs.size() == outputs.sampled.size(),
+             "forward: {} sampled log-probabilities for {} sampled tokens", outputs.sampled_logprobs.size(),
+             outputs.sampled.size());
+  QLLM_CHECK(outputs.top_logprobs >= 0 && outputs.top_logprobs <= kMaxTopLogprobs &&
+                 outputs.top_logprobs <= config.vocab_size,
+             "forward: top_logprobs {} outside 0..{}", outputs.top_logprobs, kMaxTopLogprobs);
+  const size_t top = outputs.sampled.size() * static_cast<size_t>(outputs.top_logprobs);
+  QLLM_CHECK(outputs.top_ids.size() == top && outputs.top_id_logprobs.size() == top,
+             "forward: top_ids and top_id_logprobs hold {} and {} values, expected sampled tokens x top_logprobs "
+             "= {}",
+             outputs.top_ids.size(), outputs.top_id_logprobs.size(), top);
   for (const TokenSampling& s : outputs.sampling) {
     s.params.validate();
     for (int32_t id : s.history) {

@@ -48,6 +48,14 @@ struct ForwardOutputs {
   // semantics); sampled[i] receives it. The GPU engine draws on the device: no logits reach the host.
   std::span<const TokenSampling> sampling;
   std::span<int32_t> sampled;
+  // With `sampled`, optionally (OpenAI's logprobs): [sequences] the log-probability of each sampled token,
+  // and with top_logprobs = k (1..kMaxTopLogprobs) [sequences, k] the ids of the k likeliest next tokens
+  // (likeliest first, equal logits by lower id) and theirs. Log-probabilities are the log-softmax of the
+  // model's logits (kernels/sampling/top_logprobs.h), before temperature, penalties or filters.
+  std::span<float> sampled_logprobs;
+  int top_logprobs = 0;
+  std::span<int32_t> top_ids;
+  std::span<float> top_id_logprobs;
 };
 
 struct ContextOptions {

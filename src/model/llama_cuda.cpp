@@ -16,6 +16,7 @@
 #include "kernels/runtime/device_info.h"
 #include "kernels/sampling/sampling.h"
 #include "kernels/sampling/token_logprobs.h"
+#include "kernels/sampling/top_logprobs.h"
 #include "model/prequantized.h"
 #include "qllm/error.h"
 
@@ -204,6 +205,13 @@ struct LlamaCudaContext::Workspace {
   PinnedBuffer<int32_t> recent_host;
   DeviceBuffer<int32_t> sampled;  // [sequences]
   PinnedBuffer<int32_t> sampled_host;
+  // Log-probabilities asked with the draws (ForwardOutputs::sampled_logprobs, top_*).
+  DeviceBuffer<float> sampled_logprobs;  // [sequences]
+  PinnedBuffer<float> sampled_logprobs_host;
+  DeviceBuffer<int32_t> top_ids;  // [sequences, kMaxTopLogprobs]
+  PinnedBuffer<int32_t> top_ids_host;
+  DeviceBuffer<float> top_logprobs;  // [sequences, kMaxTopLogprobs]
+  PinnedBuffer<float> top_logprobs_host;
 
   // CUDA graphs of the decode step (layers and lm_head), by the number of sequences (a power-of-two bucket).
   std::map<std::pair<int, int64_t>, cudaGraphExec_t> decode_graphs;  // by (batch bucket, key-length bucket)
@@ -303,6 +311,12 @@ void LlamaCudaContext::allocate_workspace() {
   w.recent_host = PinnedBuffer<int32_t>(elements(S, max_positions_), "sampling history");
   w.sampled = DeviceBuffer<int32_t>(static_cast<size_t>(S), "sampled tokens");
   w.sampled_host = PinnedBuffer<int32_t>(static_cast<size_t>(S), "sampled tokens");
+  w.sampled_logprobs = DeviceBuffer<float>(static_cast<size_t>(S), "sampled log-probabilities");
+  w.sampled_logprobs_host = PinnedBuffer<float>(static_cast<size_t>(S), "sampled log-probabilities");
+  w.top_ids = DeviceBuffer<int32_t>(elements(S, kMaxTopLogprobs), "top log-probabilities");
+  w.top_ids_host = PinnedBuffer<int32_t>(elements(S, kMaxTopLogprobs), "top log-probabilities");
+  w.top_logprobs = DeviceBuffer<float>(elements(S, kMaxTopLogprobs), "top log-probabilities");
+  w.top_logprobs_host = PinnedBuffer<float>(elements(S, kMaxTopLogprobs), "top log-probabilities");
   // Zeroed once: rows a pass does not write (padding rows of a graph bucket) then hold finite values.
   for (auto* b : {&w.x, &w.qkv, &w.q, &w.attn, &w.delta, &w.gate_up, &w.act, &w.last_x, &w.logits})
     b->fill_bytes_async(0, stream_);
@@ -587,6 +601,40 @@ void LlamaCudaContext::sample(std::span<const TokenSampling> sampling) {
                                   cudaMemcpyDeviceToHost, stream_));
 }
 
+void LlamaCudaContext::sampled_logprobs(int64_t rows, const ForwardOutputs& outputs) {
+  Workspace& w = *ws_;
+  if (!outputs.sampled_logprobs.empty()) {
+    TokenLogProbsParams p;
+    p.rows = rows;
+    p.vocab = config_.vocab_size;
+    p.dtype = model_.activation_dtype();
+    p.logits = w.logits.data();
+    p.targets = w.sampled.data();
+    p.logprob = w.sampled_logprobs.data();
+    p.error_flag = w.error_flag.data();
+    launch_token_logprobs(p, stream_);
+    QLLM_CUDA_CHECK(cudaMemcpyAsync(w.sampled_logprobs_host.data(), w.sampled_logprobs.data(),
+                                    static_cast<size_t>(rows) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  }
+  if (outputs.top_logprobs > 0) {
+    TopLogProbsParams p;
+    p.rows = rows;
+    p.vocab = config_.vocab_size;
+    p.k = outputs.top_logprobs;
+    p.dtype = model_.activation_dtype();
+    p.logits = w.logits.data();
+    p.ids = w.top_ids.data();
+    p.logprobs = w.top_logprobs.data();
+    p.error_flag = w.error_flag.data();
+    launch_top_logprobs(p, stream_);
+    const size_t n = elements(rows, p.k);
+    QLLM_CUDA_CHECK(cudaMemcpyAsync(w.top_ids_host.data(), w.top_ids.data(), n * sizeof(int32_t),
+                                    cudaMemcpyDeviceToHost, stream_));
+    QLLM_CUDA_CHECK(cudaMemcpyAsync(w.top_logprobs_host.data(), w.top_logprobs.data(), n * sizeof(float),
+                                    cudaMemcpyDeviceToHost, stream_));
+  }
+}
+
 void LlamaCudaContext::copy_logits_to_host(int64_t rows, std::span<float> out) {
   Workspace& w = *ws_;
   const size_t count = elements(rows, config_.vocab_size);
@@ -662,12 +710,23 @@ void LlamaCudaContext::forward(std::span<const SequenceInput> batch, const Forwa
     run_layers(layout);
     if (last_row) last_logits(layout);
   }
-  if (!outputs.sampled.empty()) sample(outputs.sampling);
+  if (!outputs.sampled.empty()) {
+    sample(outputs.sampling);
+    sampled_logprobs(layout.num_seqs, outputs);
+  }
   if (!outputs.last_logits.empty()) copy_logits_to_host(layout.num_seqs, outputs.last_logits);
   if (every_row) every_row_outputs(T, outputs);
   finish_pass();
   if (!outputs.nll.empty()) std::copy_n(w.nll_host.data(), T, outputs.nll.begin());
   if (!outputs.sampled.empty()) std::copy_n(w.sampled_host.data(), layout.num_seqs, outputs.sampled.begin());
+  if (!outputs.sampled_logprobs.empty()) {
+    std::copy_n(w.sampled_logprobs_host.data(), layout.num_seqs, outputs.sampled_logprobs.begin());
+  }
+  if (outputs.top_logprobs > 0) {
+    const size_t n = elements(layout.num_seqs, outputs.top_logprobs);
+    std::copy_n(w.top_ids_host.data(), n, outputs.top_ids.begin());
+    std::copy_n(w.top_logprobs_host.data(), n, outputs.top_id_logprobs.begin());
+  }
 }
 
 }  // namespace qllm

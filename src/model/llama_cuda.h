@@ -116,6 +116,7 @@ class LlamaCudaContext final : public Context {
   void last_logits(const BatchLayout& layout);
   // Draws one token per row of the logits workspace on the device (copied back by finish_pass()).
   void sample(std::span<const TokenSampling> sampling);
+  void sampled_logprobs(int64_t rows, const ForwardOutputs& outputs);  // after sample(), when asked
   // lm_head on every row, in chunks: negative log-likelihoods and/or logits to the host.
   void every_row_outputs(int64_t tokens, const ForwardOutputs& outputs);
   void copy_logits_to_host(int64_t rows, std::span<float> out);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "kernels/sampling/top_logprobs.h"
 #include "model/cpu_ops.h"
 #include "qllm/error.h"
 
@@ -215,9 +216,19 @@ void LlamaRefContext::forward(std::span<const SequenceInput> batch, const Forwar
     if (!outputs.last_logits.empty()) std::copy(logits.begin(), logits.end(), outputs.last_logits.begin());
     for (size_t s = 0; s < outputs.sampled.size(); ++s) {
       const TokenSampling& how = outputs.sampling[s];
-      outputs.sampled[s] = sample_token(how.params, how.step,
-                                        std::span<float>(logits).subspan(s * vocab, static_cast<size_t>(vocab)),
-                                        how.history);
+      const std::span<float> row = std::span<float>(logits).subspan(s * vocab, static_cast<size_t>(vocab));
+      // The draw uses the row as scratch space: log-probabilities read a copy of the model's logits.
+      const bool logprobs = !outputs.sampled_logprobs.empty() || outputs.top_logprobs > 0;
+      const std::vector<float> raw = logprobs ? std::vector<float>(row.begin(), row.end()) : std::vector<float>();
+      outputs.sampled[s] = sample_token(how.params, how.step, row, how.history);
+      if (!outputs.sampled_logprobs.empty()) {
+        outputs.sampled_logprobs[s] =
+            static_cast<float>(-cpu::negative_log_likelihood(raw.data(), vocab, outputs.sampled[s]));
+      }
+      if (outputs.top_logprobs > 0) {
+        const size_t at = s * static_cast<size_t>(outputs.top_logprobs);
+        top_logprobs_of_row(raw, outputs.top_logprobs, &outputs.top_ids[at], &outputs.top_id_logprobs[at]);
+      }
     }
   }
   if (outputs.all_logits.empty() && outputs.nll.empty()) return;

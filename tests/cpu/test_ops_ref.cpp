@@ -10,6 +10,7 @@
 #include "kernels/elementwise/swiglu.h"
 #include "kernels/norm/rmsnorm.h"
 #include "kernels/sampling/token_logprobs.h"
+#include "kernels/sampling/top_logprobs.h"
 #include "model/cpu_ops.h"
 #include "qllm/half.h"
 #include "quant/int8_math.h"
@@ -245,6 +246,38 @@ TEST(OpsRef, TokenLogProbsIsTheCpuForwardNll) {
       EXPECT_EQ(logprob[r], static_cast<float>(-nll[r]));
       EXPECT_GT(nll[r], 0.0);
     }
+  }
+}
+
+TEST(OpsRef, TopLogProbsAreTheLikeliestInOrderAndNormalised) {
+  for (DType dtype : {DType::BF16, DType::F16}) {
+    // Row 0: ties (2.0 at ids 1 and 3, 1.0 at 0, 2 and 5); all k = vocab log-probs exponentiate to 1.
+    const std::vector<float> values = {1, 2, 1, 2, -1, 1, 0.5f, -3};
+    const auto vocab = static_cast<int64_t>(values.size());
+    std::vector<uint16_t> logits;
+    for (float v : values) logits.push_back(to_bits(v, dtype));
+    logits.resize(2 * values.size(), to_bits(0.0f, dtype));
+    logits[vocab + 4] = to_bits(INFINITY, dtype);  // row 1: not finite
+    const int k = static_cast<int>(vocab);
+    std::vector<int32_t> ids(2 * vocab, 99);
+    std::vector<float> logprobs(2 * vocab, 99.0f);
+    int flag = 0;
+    top_logprobs_ref({.rows = 2,
+                      .vocab = vocab,
+                      .k = k,
+                      .dtype = dtype,
+                      .logits = logits.data(),
+                      .ids = ids.data(),
+                      .logprobs = logprobs.data(),
+                      .error_flag = &flag});
+    EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.begin() + k), (std::vector<int32_t>{1, 3, 0, 2, 5, 6, 4, 7}));
+    double mass = 0;
+    for (int j = 0; j < k; ++j) mass += std::exp(static_cast<double>(logprobs[j]));
+    EXPECT_NEAR(mass, 1.0, 1e-6);
+    EXPECT_NEAR(logprobs[0], -cpu::negative_log_likelihood(values.data(), vocab, 1), 1e-6);
+    EXPECT_EQ(flag, 1);
+    EXPECT_EQ(ids[k], -1);
+    EXPECT_TRUE(std::isnan(logprobs[k]));
   }
 }
 

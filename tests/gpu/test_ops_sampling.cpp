@@ -2,7 +2,9 @@
 // every row equals the CPU Sampler's (src/model/sampler.cpp, the spec) on the same logits, seed and step,
 // over three consecutive calls (the kernel advances each row's step counter); random logits put no boundary
 // of the draw, the top-p cut or min-p within the 1e-12 where the GPU's fixed-point masses and the CPU's
-// double sums could disagree. Log-probs: |nll - ref| <= 1e-9 (double sums in another order).
+// double sums could disagree. Log-probs: |nll - ref| <= 1e-9 (double sums in another order). Top log-probs:
+// the same ids in the same order as the reference (ties included: few-level logits make many), log-probs within
+// 1e-5 relative (f32 of double sums in another order).
 #include <fmt/format.h>
 
 #include <cmath>
@@ -10,6 +12,7 @@
 #include "model/sampler.h"
 #include "kernels/sampling/sampling.h"
 #include "kernels/sampling/token_logprobs.h"
+#include "kernels/sampling/top_logprobs.h"
 #include "tests/gpu/op_harness.h"
 #include "tests/gpu/ops_test_util.h"
 
@@ -204,6 +207,70 @@ QLLM_OP_CASES(token_logprobs) {
         cases.push_back({"token_logprobs", fmt::format("rows={} vocab={}", rows, vocab), dtype_label(dtype),
                          Metric::MaxAbs, 1e-9,
                          [=, s = seed++] { return run_token_logprobs(rows, vocab, dtype, s); }});
+      }
+    }
+  }
+  return cases;
+}
+
+// Top log-probs: `levels` > 0 draws logits from that many values (ties decided by id), else normal ones.
+OpResult run_top_logprobs(int64_t rows, int64_t vocab, int k, int levels, DType dtype, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<uint16_t> logits = random_bits16(static_cast<size_t>(rows * vocab), rng, dtype, 4.0);
+  if (levels > 0) {
+    for (auto& b : logits) b = float_to_bits16(static_cast<float>(std::floor(rng.uniform() * levels)), dtype);
+  }
+  const auto n = static_cast<size_t>(rows * k);
+  std::vector<int32_t> ref_ids(n);
+  std::vector<float> ref_logprobs(n);
+  top_logprobs_ref({.rows = rows,
+                    .vocab = vocab,
+                    .k = k,
+                    .dtype = dtype,
+                    .logits = logits.data(),
+                    .ids = ref_ids.data(),
+                    .logprobs = ref_logprobs.data()});
+  TestStream stream;
+  DeviceBuffer<uint16_t> d_logits = to_device(logits);
+  DeviceBuffer<int32_t> d_ids(n);
+  DeviceBuffer<float> d_logprobs(n);
+  poison(d_ids);
+  poison(d_logprobs);
+  launch_top_logprobs({.rows = rows,
+                       .vocab = vocab,
+                       .k = k,
+                       .dtype = dtype,
+                       .logits = d_logits.data(),
+                       .ids = d_ids.data(),
+                       .logprobs = d_logprobs.data()},
+                      stream.get());
+  stream.sync();
+  const std::vector<int32_t> ids = d_ids.download();
+  const std::vector<float> logprobs = d_logprobs.download();
+  OpResult r;
+  for (size_t i = 0; i < n; ++i) {
+    if (ids[i] != ref_ids[i])
+      return {INFINITY, fmt::format("row {} pick {}: id {} vs {}", i / k, i % k, ids[i], ref_ids[i])};
+    const double err = std::abs(logprobs[i] - ref_logprobs[i]) / std::max(1.0f, std::abs(ref_logprobs[i]));
+    if (!(err <= r.error))
+      r = {std::isnan(err) ? INFINITY : err, fmt::format("row {} pick {}: {} vs {}", i / k, i % k, logprobs[i],
+                                                           ref_logprobs[i])};
+  }
+  return r;
+}
+
+QLLM_OP_CASES(top_logprobs) {
+  std::vector<OpCase> cases;
+  uint64_t seed = 500;
+  for (DType dtype : {DType::BF16, DType::F16}) {
+    for (int64_t vocab : {20, 1001, 49152, 128256}) {
+      for (int k : {1, 5, 20}) {
+        for (int levels : {0, 3}) {
+          const int64_t rows = vocab > 50000 ? 3 : 9;
+          cases.push_back({"top_logprobs", fmt::format("rows={} vocab={} k={} levels={}", rows, vocab, k, levels),
+                           dtype_label(dtype), Metric::MaxRel, 1e-5,
+                           [=, s = seed++] { return run_top_logprobs(rows, vocab, k, levels, dtype, s); }});
+        }
       }
     }
   }

@@ -199,6 +199,48 @@ TEST_P(ForwardInvariants, NllOfTargetsMatchesTheLogits) {
   }
 }
 
+// The draws' log-probabilities (OpenAI's logprobs) are the log-softmax of the logits the same pass returns:
+// the sampled token's, and the top k ids in logit order (equal logits: lower id first).
+TEST_P(ForwardInvariants, SampledLogprobsMatchTheLogits) {
+  Rng rng(fresh_seed());
+  const std::vector<std::vector<int32_t>> seqs = {random_tokens(5, rng), random_tokens(2, rng)};
+  const auto c = context(2, 8);
+  std::vector<SequenceInput> batch;
+  for (size_t i = 0; i < seqs.size(); ++i) batch.push_back({static_cast<int>(i), 0, seqs[i]});
+  constexpr int k = 5;
+  SamplingParams hot;
+  hot.temperature = 1.5f;
+  hot.seed = 3;
+  const std::vector<TokenSampling> sampling = {{SamplingParams{}, 0, {}}, {hot, 0, {}}};
+  std::vector<float> logits(2 * vocab_);
+  std::vector<int32_t> sampled(2, -1), top_ids(2 * k, -1);
+  std::vector<float> sampled_logprobs(2, NAN), top_logprobs(2 * k, NAN);
+  c->forward(batch, {.last_logits = logits,
+                     .sampling = sampling,
+                     .sampled = sampled,
+                     .sampled_logprobs = sampled_logprobs,
+                     .top_logprobs = k,
+                     .top_ids = top_ids,
+                     .top_id_logprobs = top_logprobs});
+  for (size_t s = 0; s < 2; ++s) {
+    const float* row = logits.data() + s * vocab_;
+    const float max = *std::max_element(row, row + vocab_);
+    double sum = 0;
+    for (int64_t v = 0; v < vocab_; ++v) sum += std::exp(static_cast<double>(row[v]) - max);
+    const double log_norm = std::log(sum) + max;
+    ASSERT_GE(sampled[s], 0);
+    EXPECT_NEAR(sampled_logprobs[s], row[sampled[s]] - log_norm, 1e-4) << s;
+    std::vector<int32_t> order(static_cast<size_t>(vocab_));
+    for (int64_t v = 0; v < vocab_; ++v) order[static_cast<size_t>(v)] = static_cast<int32_t>(v);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return row[a] > row[b]; });
+    for (int j = 0; j < k; ++j) {
+      EXPECT_EQ(top_ids[s * k + j], order[static_cast<size_t>(j)]) << s << " pick " << j;
+      EXPECT_NEAR(top_logprobs[s * k + j], row[order[static_cast<size_t>(j)]] - log_norm, 1e-4) << s;
+    }
+  }
+  EXPECT_EQ(sampled[0], top_ids[0]);  // greedy draws the likeliest
+}
+
 TEST_P(ForwardInvariants, ForwardRejectsOverflowAndBadInput) {
   const std::vector<int32_t> tokens = {1, 2, 3, 4};
   const auto c = context(2, 4, 6);
