@@ -86,9 +86,11 @@ wait_peers() {
 
 build_here() {
   log "configure + build"
+  # QLLM_CMAKE_ARGS: more configure arguments (e.g. -DCMAKE_CXX_FLAGS=-g1 for line numbers in a debugger).
   cmake -S . -B build/hopper -G Ninja -DCMAKE_BUILD_TYPE=Release -DQLLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-    "${deps[@]}" > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
-  cmake --build build/hopper -j "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -40; exit 1; }
+    "${deps[@]}" ${QLLM_CMAKE_ARGS:-} > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
+  cmake --build build/hopper -j "$(nproc)" --target qllm qllm_gpu_tests > "$OUT/build.log" 2>&1 ||
+    { grep -E "error" "$OUT/build.log" | head -40; exit 1; }
   log "build done"
   qllm=build/hopper/bin/qllm
   gpu_tests=build/hopper/tests/qllm_gpu_tests
@@ -137,7 +139,8 @@ fi
 
 if [[ $what == tests || $what == all ]]; then
   log "GPU tests"
-  timeout "${QLLM_TEST_TIMEOUT:-420}" $gpu_tests --gtest_brief=1 --gtest_output=xml:"$OUT/gpu_tests.xml" \
+  # Line-buffered: a timeout still leaves the failures printed so far in the log.
+  timeout "${QLLM_TEST_TIMEOUT:-420}" stdbuf -oL $gpu_tests --gtest_brief=1 --gtest_output=xml:"$OUT/gpu_tests.xml" \
     > "$OUT/gpu_tests.log" 2>&1
   status=$?
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure|Expected|Which is|trace:|\.cpp:[0-9]+: |actual:|error" \

@@ -87,6 +87,10 @@ struct StreamState {
   bool done = false;
   int idle_polls = 0;  // polls in a row without a token (waiting in the queue, a long prefill)
   std::unique_ptr<InFlight> place;
+  // Log-probabilities (the request's logprobs, -1: none), with the tokenizer that names the tokens.
+  int logprobs = -1;
+  const Tokenizer* tokenizer = nullptr;
+  int64_t text_offset = 0;
 
   ~StreamState() { job->cancel(); }  // finished, failed or the client left: the sequence is freed
 };
@@ -105,18 +109,25 @@ bool stream_step(StreamState& s, httplib::DataSink& sink) {
   }
   Job::Update u = s.job->wait(kPoll);
   std::string text;
+  size_t consumed = 0;  // tokens of the update up to a stop string
   for (int32_t token : u.tokens) {
     ++s.usage.completion_tokens;
+    ++consumed;
     text += s.text.push(token);
     if (s.text.stopped()) break;
   }
   const bool stopped = s.text.stopped();
   if (stopped) s.job->cancel();
   if (u.finished && !stopped) text += s.text.finish();
+  json logprobs = nullptr;
+  if (s.logprobs >= 0 && consumed > 0) {
+    logprobs = logprobs_json(s.meta.endpoint, *s.tokenizer, std::span(u.tokens).first(consumed),
+                             std::span(u.logprobs).first(consumed), s.logprobs, s.text_offset);
+  }
   // A chunk for every delivery, even when its text is still incomplete UTF-8 or held back for a stop
   // string: clients see progress (and time to first token) as tokens come.
-  if (!text.empty() || (!u.tokens.empty() && !stopped)) {
-    if (!write_event(sink, chunk_json(s.meta, text, s.first, std::nullopt, std::nullopt))) return false;
+  if (!text.empty() || (consumed > 0 && (!stopped || !logprobs.is_null()))) {
+    if (!write_event(sink, chunk_json(s.meta, text, s.first, std::nullopt, std::nullopt, logprobs))) return false;
     s.first = false;
   }
   if (!u.finished && !stopped) {
@@ -247,6 +258,7 @@ class HttpServer::Handlers {
     // Not given: what the context leaves (the scheduler cuts a larger value the same way).
     spec.max_tokens = r.max_tokens.value_or(ctx - n + 1);
     spec.sampling = r.sampling;
+    spec.logprobs = r.logprobs;
     if (!r.ignore_eos) spec.stop_ids = s_.model_.stop_ids;
     return spec;
   }
@@ -255,25 +267,35 @@ class HttpServer::Handlers {
               Usage usage) {
     TextStream text(s_.model_.tokenizer, r.stop);
     std::string out;
+    std::vector<int32_t> tokens;  // up to a stop string, with their log-probabilities when asked
+    std::vector<TokenLogprob> logprobs;
     Job::Update u;
     while (!u.finished && !text.stopped()) {
       u = job.wait(std::chrono::seconds(1));
-      for (int32_t token : u.tokens) {
+      for (size_t i = 0; i < u.tokens.size(); ++i) {
         ++usage.completion_tokens;
-        out += text.push(token);
+        out += text.push(u.tokens[i]);
+        tokens.push_back(u.tokens[i]);
+        if (r.logprobs >= 0) logprobs.push_back(std::move(u.logprobs[i]));
         if (text.stopped()) break;
       }
     }
     job.cancel();  // after a stop string: free the sequence now
     if (u.finished && u.reason == FinishReason::Error) throw ApiError(500, "generation failed: " + u.error);
     if (!text.stopped()) out += text.finish();
-    send_json(res, 200, completion_json(meta, out, finish_name(u.reason, text.stopped()), usage));
+    int64_t offset = 0;
+    const json lp = r.logprobs >= 0
+                        ? logprobs_json(meta.endpoint, s_.model_.tokenizer, tokens, logprobs, r.logprobs, offset)
+                        : json(nullptr);
+    send_json(res, 200, completion_json(meta, out, finish_name(u.reason, text.stopped()), usage, lp));
   }
 
   void stream(httplib::Response& res, std::shared_ptr<Job> job, CompletionRequest r, const ResponseMeta& meta,
               const Usage& usage, std::unique_ptr<InFlight> place) {
     auto state = std::make_shared<StreamState>(std::move(job), TextStream(s_.model_.tokenizer, r.stop), meta,
                                                usage, r.include_usage, std::move(place));
+    state->logprobs = r.logprobs;
+    state->tokenizer = &s_.model_.tokenizer;
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream", [state](size_t, httplib::DataSink& sink) { return stream_step(*state, sink); },

@@ -2,10 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "core/json.h"
+#include "qllm/error.h"
 
 namespace qllm::server {
 
@@ -150,6 +152,29 @@ std::vector<std::string> parse_stop(const json& v) {
   return stop;
 }
 
+// Completions: logprobs = k (null: none). Chat: logprobs = true|false, top_logprobs = k (with logprobs only).
+void parse_logprobs(const json& body, CompletionRequest& r) {
+  constexpr int64_t kMax = 20;  // OpenAI's chat limit (kernels/sampling/top_logprobs.h: kMaxTopLogprobs)
+  const json* v = field(body, "logprobs");
+  if (r.endpoint == Endpoint::Completions) {
+    if (v != nullptr && !v->is_null()) {
+      const int64_t k = integer(*v, "logprobs");
+      if (k < 0 || k > kMax) bad("logprobs", fmt::format("must be 0..{}, got {}", kMax, k));
+      r.logprobs = static_cast<int>(k);
+    }
+    return;
+  }
+  const bool on = v != nullptr && !v->is_null() && boolean(*v, "logprobs");
+  const json* top = field(body, "top_logprobs");
+  int64_t k = 0;
+  if (top != nullptr && !top->is_null()) {
+    k = integer(*top, "top_logprobs");
+    if (k < 0 || k > kMax) bad("top_logprobs", fmt::format("must be 0..{}, got {}", kMax, k));
+    if (!on) bad("top_logprobs", "needs logprobs: true");
+  }
+  if (on) r.logprobs = static_cast<int>(k);
+}
+
 void parse_sampling(const json& body, CompletionRequest& r) {
   if (field(body, "temperature"))
     r.sampling.temperature = static_cast<float>(number(body, "temperature", 0, 2));
@@ -174,11 +199,6 @@ void refuse_unsupported(const json& body) {
   if (const json* v = field(body, "n"); v && integer(*v, "n") != 1) bad("n", "only n = 1 is supported");
   if (const json* v = field(body, "best_of"); v && integer(*v, "best_of") != 1)
     bad("best_of", "only 1 is supported");
-  if (const json* v = field(body, "logprobs");
-      v && !(v->is_boolean() ? !v->get<bool>() : integer(*v, "logprobs") == 0)) {
-    bad("logprobs",
-        "log probabilities are not supported (sampling runs on the device; no logits reach the host)");
-  }
   if (const json* v = field(body, "echo"); v && boolean(*v, "echo")) bad("echo", "echo is not supported");
   if (const json* v = field(body, "tools"); v && !(v->is_array() && v->empty()))
     bad("tools", "tools are not supported");
@@ -210,6 +230,7 @@ CompletionRequest parse_completion_request(const json& body, Endpoint endpoint,
     }
   }
   parse_sampling(body, r);
+  parse_logprobs(body, r);
   if (const json* v = field(body, "stop")) r.stop = parse_stop(*v);
   if (const json* v = field(body, "stream")) r.stream = boolean(*v, "stream");
   if (const json* v = field(body, "stream_options")) {
@@ -250,10 +271,55 @@ json reason(std::optional<std::string_view> finish_reason) {
 
 }  // namespace
 
+json logprobs_json(Endpoint endpoint, const Tokenizer& tokenizer, std::span<const int32_t> tokens,
+                   std::span<const TokenLogprob> logprobs, int top, int64_t& text_offset) {
+  QLLM_CHECK(tokens.size() == logprobs.size(), "logprobs_json: {} tokens, {} log-probabilities", tokens.size(),
+             logprobs.size());
+  auto bytes_of = [](std::string_view text) {
+    json b = json::array();
+    for (char c : text) b.push_back(static_cast<unsigned char>(c));
+    return b;
+  };
+  auto count = [&](const TokenLogprob& lp) { return std::min(lp.top.size(), static_cast<size_t>(top)); };
+  if (endpoint == Endpoint::ChatCompletions) {
+    json content = json::array();
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const std::string_view text = tokenizer.token_bytes(tokens[i]);
+      json alternatives = json::array();
+      for (size_t j = 0; j < count(logprobs[i]); ++j) {
+        const auto& [id, logprob] = logprobs[i].top[j];
+        const std::string_view alt = tokenizer.token_bytes(id);
+        alternatives.push_back({{"token", std::string(alt)}, {"logprob", logprob}, {"bytes", bytes_of(alt)}});
+      }
+      content.push_back({{"token", std::string(text)},
+                         {"logprob", logprobs[i].logprob},
+                         {"bytes", bytes_of(text)},
+                         {"top_logprobs", alternatives}});
+      text_offset += static_cast<int64_t>(text.size());
+    }
+    return {{"content", content}, {"refusal", nullptr}};
+  }
+  json texts = json::array(), values = json::array(), tops = json::array(), offsets = json::array();
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::string_view text = tokenizer.token_bytes(tokens[i]);
+    texts.push_back(std::string(text));
+    values.push_back(logprobs[i].logprob);
+    json alternatives = json::object();
+    for (size_t j = 0; j < count(logprobs[i]); ++j) {
+      const auto& [id, logprob] = logprobs[i].top[j];
+      alternatives[std::string(tokenizer.token_bytes(id))] = logprob;
+    }
+    tops.push_back(alternatives);
+    offsets.push_back(text_offset);
+    text_offset += static_cast<int64_t>(text.size());
+  }
+  return {{"tokens", texts}, {"token_logprobs", values}, {"top_logprobs", tops}, {"text_offset", offsets}};
+}
+
 json completion_json(const ResponseMeta& meta, const std::string& text, std::string_view finish_reason,
-                     const Usage& usage) {
+                     const Usage& usage, const json& logprobs) {
   json r = base(meta, false);
-  json choice = {{"index", 0}, {"finish_reason", std::string(finish_reason)}, {"logprobs", nullptr}};
+  json choice = {{"index", 0}, {"finish_reason", std::string(finish_reason)}, {"logprobs", logprobs}};
   if (meta.endpoint == Endpoint::ChatCompletions) {
     choice["message"] = {{"role", "assistant"}, {"content", text}};
   } else {
@@ -265,9 +331,10 @@ json completion_json(const ResponseMeta& meta, const std::string& text, std::str
 }
 
 json chunk_json(const ResponseMeta& meta, const std::string& text, bool first,
-                std::optional<std::string_view> finish_reason, const std::optional<Usage>& usage) {
+                std::optional<std::string_view> finish_reason, const std::optional<Usage>& usage,
+                const json& logprobs) {
   json r = base(meta, true);
-  json choice = {{"index", 0}, {"finish_reason", reason(finish_reason)}, {"logprobs", nullptr}};
+  json choice = {{"index", 0}, {"finish_reason", reason(finish_reason)}, {"logprobs", logprobs}};
   if (meta.endpoint == Endpoint::ChatCompletions) {
     json delta = json::object();
     if (first) delta["role"] = "assistant";

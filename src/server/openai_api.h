@@ -1,12 +1,13 @@
 // The OpenAI API's request and response bodies as qllm serves them (POST /v1/completions and
 // /v1/chat/completions): parsing a request into what the scheduler needs, with every wrong type or value an
 // ApiError carrying the HTTP status and OpenAI's error object; and the JSON of responses and stream chunks.
-// Unknown fields are ignored (clients send many); fields qllm cannot honour (n > 1, logprobs, tools) are
+// Unknown fields are ignored (clients send many); fields qllm cannot honour (n > 1, echo, tools) are
 // refused rather than silently dropped.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -16,6 +17,7 @@
 
 #include "model/sampler.h"
 #include "qllm/tokenizer.h"
+#include "server/scheduler.h"
 
 namespace qllm::server {
 
@@ -51,6 +53,9 @@ struct CompletionRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage: a last chunk with usage and no choices
   bool ignore_eos = false;     // llama.cpp's extension (benchmarks): the stop ids do not end generation
+  // Log-probabilities of the output tokens: -1 none; k = 0..20 with the k likeliest alternatives of each
+  // (completions: `logprobs: k`; chat: `logprobs: true` and `top_logprobs: k`).
+  int logprobs = -1;
 };
 
 inline constexpr size_t kMaxStopStrings = 4;   // OpenAI's limit
@@ -76,13 +81,23 @@ struct ResponseMeta {
   Endpoint endpoint = Endpoint::Completions;
 };
 
-// The whole (non-streamed) response.
+// A choice's "logprobs" object for `tokens` (one TokenLogprob each, `top` alternatives kept), in the
+// endpoint's shape: completions {tokens, token_logprobs, top_logprobs, text_offset}, chat {content: [{token,
+// logprob, bytes, top_logprobs}]}. A token's text is what it decodes to (bytes of a UTF-8 character split over
+// tokens are replaced when written, and given exactly in chat's `bytes`). `text_offset`: the completion's
+// bytes before the first token, advanced past these (a stream's chunks continue it).
+nlohmann::json logprobs_json(Endpoint endpoint, const Tokenizer& tokenizer, std::span<const int32_t> tokens,
+                             std::span<const TokenLogprob> logprobs, int top, int64_t& text_offset);
+
+// The whole (non-streamed) response; `logprobs` null unless asked.
 nlohmann::json completion_json(const ResponseMeta& meta, const std::string& text,
-                               std::string_view finish_reason, const Usage& usage);
+                               std::string_view finish_reason, const Usage& usage,
+                               const nlohmann::json& logprobs = nullptr);
 // One stream chunk: `text` as a delta (the first chat chunk also carries the role); finish_reason null
-// unless given; usage attached when given (the last chunk).
+// unless given; usage attached when given (the last chunk); `logprobs` those of the chunk's tokens.
 nlohmann::json chunk_json(const ResponseMeta& meta, const std::string& text, bool first,
-                          std::optional<std::string_view> finish_reason, const std::optional<Usage>& usage);
+                          std::optional<std::string_view> finish_reason, const std::optional<Usage>& usage,
+                          const nlohmann::json& logprobs = nullptr);
 // stream_options.include_usage's last chunk: no choices, the usage.
 nlohmann::json usage_chunk_json(const ResponseMeta& meta, const Usage& usage);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <exception>
 
+#include "kernels/sampling/top_logprobs.h"
 #include "model/kv_page_allocator.h"
 #include "qllm/error.h"
 #include "server/metrics.h"
@@ -32,16 +33,18 @@ Job::Update Job::wait(std::chrono::milliseconds timeout) {
   ready_.wait_for(lock, timeout, [&] { return finished_ || !tokens_.empty(); });
   Update u;
   u.tokens.swap(tokens_);
+  u.logprobs.swap(logprobs_);
   u.finished = finished_;
   u.reason = reason_;
   u.error = error_;
   return u;
 }
 
-void Job::deliver(int32_t token) {
+void Job::deliver(int32_t token, TokenLogprob logprob) {
   {
     std::lock_guard lock(mutex_);
     tokens_.push_back(token);
+    if (spec_.logprobs >= 0) logprobs_.push_back(std::move(logprob));
   }
   ready_.notify_all();
 }
@@ -85,6 +88,8 @@ std::shared_ptr<Job> Scheduler::submit(JobSpec spec) {
              "prompt of {} tokens does not fit in the context of {} positions", spec.prompt.size(),
              context_.max_positions());
   QLLM_CHECK(spec.max_tokens > 0, "max_tokens must be positive, got {}", spec.max_tokens);
+  QLLM_CHECK(spec.logprobs >= -1 && spec.logprobs <= kMaxTopLogprobs, "logprobs {} outside -1..{}",
+             spec.logprobs, kMaxTopLogprobs);
   spec.sampling.validate();
   auto job = std::make_shared<Job>(std::move(spec));
   {
@@ -191,6 +196,16 @@ void Scheduler::step() {
   ForwardOutputs outputs;
   outputs.sampling = sampling;
   outputs.sampled = sampled;
+  // Log-probabilities when a request of the step asked for them: the widest top-k asked, for every row.
+  int want = -1;
+  for (size_t i : owner) want = std::max(want, running_[i].job->spec().logprobs);
+  std::vector<float> logprobs(want >= 0 ? batch.size() : 0);
+  std::vector<int32_t> top_ids(batch.size() * static_cast<size_t>(std::max(want, 0)));
+  std::vector<float> top_logprobs(top_ids.size());
+  outputs.sampled_logprobs = logprobs;
+  outputs.top_logprobs = std::max(want, 0);
+  outputs.top_ids = top_ids;
+  outputs.top_id_logprobs = top_logprobs;
 
   const auto start = Clock::now();
   try {
@@ -222,7 +237,15 @@ void Scheduler::step() {
     r.last = token;
     ++r.generated;
     if (!r.history.empty()) r.history.push_back(token);
-    r.job->deliver(token);
+    TokenLogprob lp;
+    if (spec.logprobs >= 0) {
+      lp.logprob = logprobs[b];
+      for (int j = 0; j < spec.logprobs; ++j) {
+        const size_t at = b * static_cast<size_t>(want) + static_cast<size_t>(j);
+        lp.top.emplace_back(top_ids[at], top_logprobs[at]);
+      }
+    }
+    r.job->deliver(token, std::move(lp));
     if (std::find(spec.stop_ids.begin(), spec.stop_ids.end(), token) != spec.stop_ids.end()) {
       release(r, FinishReason::Stop);
     } else if (r.generated >= r.max_new) {

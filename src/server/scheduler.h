@@ -23,6 +23,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "model/causal_lm.h"
@@ -37,6 +38,14 @@ struct JobSpec {
   int64_t max_tokens = 1;       // new tokens at most (cut to what the context leaves)
   SamplingParams sampling;
   std::vector<int32_t> stop_ids;  // generation ends after any of these (empty: ignore EOS)
+  // OpenAI's logprobs: -1 none; k = 0..kMaxTopLogprobs: each token's log-probability and the k likeliest.
+  int logprobs = -1;
+};
+
+// A delivered token's log-probability and the likeliest alternatives (ids and log-probabilities).
+struct TokenLogprob {
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;
 };
 
 enum class FinishReason { None, Stop, Length, Cancelled, Error };
@@ -51,6 +60,7 @@ class Job {
 
   struct Update {
     std::vector<int32_t> tokens;  // new since the last wait()
+    std::vector<TokenLogprob> logprobs;  // one per token when the spec asked for them, else empty
     bool finished = false;
     FinishReason reason = FinishReason::None;
     std::string error;  // with FinishReason::Error
@@ -63,7 +73,7 @@ class Job {
   bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
 
   // Scheduler side.
-  void deliver(int32_t token);
+  void deliver(int32_t token, TokenLogprob logprob = {});
   void finish(FinishReason reason, std::string error = {});
   bool finished() const;
 
@@ -74,6 +84,7 @@ class Job {
   mutable std::mutex mutex_;
   std::condition_variable ready_;
   std::vector<int32_t> tokens_;  // delivered, not yet taken
+  std::vector<TokenLogprob> logprobs_;
   bool finished_ = false;
   FinishReason reason_ = FinishReason::None;
   std::string error_;

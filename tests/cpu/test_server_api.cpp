@@ -111,13 +111,17 @@ TEST(ServerApi, RefusesWrongTypesAndValues) {
   expect_error({{"messages", msgs}, {"stop", 5}}, C, 400, "stop");
   expect_error({{"messages", msgs}, {"stream", "yes"}}, C, 400, "stream");
   expect_error({{"messages", msgs}, {"n", 2}}, C, 400, "n");
-  expect_error({{"messages", msgs}, {"logprobs", true}}, C, 400, "logprobs");
+  expect_error({{"messages", msgs}, {"logprobs", 1}}, C, 400, "logprobs");
+  expect_error({{"messages", msgs}, {"logprobs", true}, {"top_logprobs", 21}}, C, 400, "top_logprobs");
+  expect_error({{"messages", msgs}, {"logprobs", true}, {"top_logprobs", -1}}, C, 400, "top_logprobs");
+  expect_error({{"messages", msgs}, {"top_logprobs", 2}}, C, 400, "top_logprobs");  // without logprobs
   expect_error({{"messages", msgs}, {"tools", {{{"type", "function"}}}}}, C, 400, "tools");
   expect_error({{"prompt", ""}}, P, 400, "prompt");
   expect_error({{"prompt", {"a", "b"}}}, P, 400, "prompt");
   expect_error({{"prompt", {1, -2}}}, P, 400, "prompt");
   expect_error({{"prompt", 5}}, P, 400, "prompt");
-  expect_error({{"prompt", "x"}, {"logprobs", 3}}, P, 400, "logprobs");
+  expect_error({{"prompt", "x"}, {"logprobs", 21}}, P, 400, "logprobs");
+  expect_error({{"prompt", "x"}, {"logprobs", true}}, P, 400, "logprobs");
   expect_error({{"prompt", "x"}, {"echo", true}}, P, 400, "echo");
 }
 
@@ -137,6 +141,45 @@ TEST(ServerApi, ResponsesCarryUsage) {
   EXPECT_EQ(completion_json(text_meta, "x", "length", {1, 1})["choices"][0]["text"], "x");
   EXPECT_EQ(usage_chunk_json(text_meta, {1, 1})["choices"].size(), 0u);
   EXPECT_NO_THROW(dump(json(std::string("\xff\xfe bad utf-8"))));
+}
+
+TEST(ServerApi, LogprobsFields) {
+  const json msgs = {{{"role", "user"}, {"content", "x"}}};
+  EXPECT_EQ(chat({{"messages", msgs}}).logprobs, -1);
+  EXPECT_EQ(chat({{"messages", msgs}, {"logprobs", false}}).logprobs, -1);
+  EXPECT_EQ(chat({{"messages", msgs}, {"logprobs", true}}).logprobs, 0);
+  EXPECT_EQ(chat({{"messages", msgs}, {"logprobs", true}, {"top_logprobs", 20}}).logprobs, 20);
+  EXPECT_EQ(completion({{"prompt", "x"}}).logprobs, -1);
+  EXPECT_EQ(completion({{"prompt", "x"}, {"logprobs", nullptr}}).logprobs, -1);
+  EXPECT_EQ(completion({{"prompt", "x"}, {"logprobs", 0}}).logprobs, 0);
+  EXPECT_EQ(completion({{"prompt", "x"}, {"logprobs", 5}}).logprobs, 5);
+}
+
+TEST(ServerApi, LogprobsJsonInEachEndpointsShape) {
+  testing::TempDir dir;
+  write_synthetic_checkpoint({.preset = "tiny", .out_dir = dir.str(), .seed = 1});
+  const Tokenizer tokenizer = Tokenizer::load(dir.str());
+  const std::vector<int32_t> tokens = tokenizer.encode("ab", false);
+  ASSERT_EQ(tokens.size(), 2u);
+  const std::vector<TokenLogprob> lps = {{-0.5f, {{tokens[0], -0.5f}, {tokens[1], -1.5f}}},
+                                         {-0.25f, {{tokens[1], -0.25f}, {tokens[0], -2.0f}}}};
+  int64_t offset = 0;
+  const json chat_lp = logprobs_json(Endpoint::ChatCompletions, tokenizer, tokens, lps, 1, offset);
+  ASSERT_EQ(chat_lp["content"].size(), 2u);
+  EXPECT_EQ(chat_lp["content"][0]["token"], "a");
+  EXPECT_EQ(chat_lp["content"][0]["logprob"], -0.5f);
+  EXPECT_EQ(chat_lp["content"][0]["bytes"], json::array({97}));
+  ASSERT_EQ(chat_lp["content"][1]["top_logprobs"].size(), 1u);  // top = 1 of the two given
+  EXPECT_EQ(chat_lp["content"][1]["top_logprobs"][0]["token"], "b");
+  EXPECT_EQ(offset, 2);
+  const json text_lp = logprobs_json(Endpoint::Completions, tokenizer, tokens, lps, 2, offset);
+  EXPECT_EQ(text_lp["tokens"], json::array({"a", "b"}));
+  EXPECT_EQ(text_lp["token_logprobs"], json::array({-0.5f, -0.25f}));
+  EXPECT_EQ(text_lp["top_logprobs"][0], (json{{"a", -0.5f}, {"b", -1.5f}}));
+  EXPECT_EQ(text_lp["text_offset"], json::array({2, 3}));  // continuing the offset given
+  const ResponseMeta meta{"cmpl-1", 5, "m", Endpoint::Completions};
+  EXPECT_EQ(completion_json(meta, "ab", "stop", {1, 2}, text_lp)["choices"][0]["logprobs"], text_lp);
+  EXPECT_TRUE(completion_json(meta, "ab", "stop", {1, 2})["choices"][0]["logprobs"].is_null());
 }
 
 class ServerTextStream : public ::testing::Test {

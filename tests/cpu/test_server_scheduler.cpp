@@ -4,6 +4,8 @@
 // KV positions at once; a full queue refuses.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <thread>
 
 #include "server/metrics.h"
@@ -17,6 +19,7 @@ using namespace std::chrono_literals;
 
 struct Collected {
   std::vector<int32_t> tokens;
+  std::vector<TokenLogprob> logprobs;
   FinishReason reason = FinishReason::None;
   std::string error;
 };
@@ -26,6 +29,7 @@ Collected collect(Job& job) {
   for (int i = 0; i < 6000; ++i) {  // at most a minute
     Job::Update u = job.wait(10ms);
     c.tokens.insert(c.tokens.end(), u.tokens.begin(), u.tokens.end());
+    c.logprobs.insert(c.logprobs.end(), u.logprobs.begin(), u.logprobs.end());
     if (u.finished) {
       c.reason = u.reason;
       c.error = u.error;
@@ -108,6 +112,43 @@ TEST_F(ServerScheduler, BatchedRequestsGetTheTokensTheyGetAlone) {
   EXPECT_LE(stats.last_batch_tokens, 7);
   const std::string text = metrics.prometheus(stats);
   EXPECT_NE(text.find("qllm_generations_total{reason=\"length\"} 9"), std::string::npos) << text;
+}
+
+// A request that asks for log-probabilities gets, for each token, the log-softmax of the model's logits at its
+// position (the logits of prompt + tokens so far, recomputed here) and the top k; its neighbour in the batch,
+// which asked for none, gets none and the same tokens as alone.
+TEST_F(ServerScheduler, LogprobsOfEachTokenInABatch) {
+  const int64_t vocab = model_->config().vocab_size;
+  JobSpec with, without;
+  with.prompt = prompt_of(6, 1, vocab);
+  with.max_tokens = 5;
+  with.sampling = {.temperature = 0.8f, .seed = 9};
+  with.logprobs = 3;
+  without.prompt = prompt_of(3, 2, vocab);
+  without.max_tokens = 5;
+  const auto c = context(2, 16);
+  Scheduler scheduler(*c, {});
+  const auto a = scheduler.submit(with), b = scheduler.submit(without);
+  const Collected got = collect(*a), other = collect(*b);
+  EXPECT_EQ(got.tokens, alone(with));
+  EXPECT_EQ(other.tokens, alone(without));
+  EXPECT_TRUE(other.logprobs.empty());
+  ASSERT_EQ(got.logprobs.size(), got.tokens.size());
+  std::vector<int32_t> context_ids = with.prompt;
+  context_ids.insert(context_ids.end(), got.tokens.begin(), got.tokens.end() - 1);
+  const std::vector<float> logits = testing::all_logits(*model_, context_ids);
+  for (size_t i = 0; i < got.tokens.size(); ++i) {
+    const float* row = logits.data() + (with.prompt.size() - 1 + i) * static_cast<size_t>(vocab);
+    const float max = *std::max_element(row, row + vocab);
+    double sum = 0;
+    for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v]) - max);
+    const double log_norm = std::log(sum) + max;
+    EXPECT_NEAR(got.logprobs[i].logprob, row[got.tokens[i]] - log_norm, 1e-4) << i;
+    ASSERT_EQ(got.logprobs[i].top.size(), 3u);
+    EXPECT_EQ(got.logprobs[i].top[0].first, std::max_element(row, row + vocab) - row) << i;
+    EXPECT_GE(got.logprobs[i].top[0].second, got.logprobs[i].top[1].second);
+    EXPECT_GE(got.logprobs[i].top[0].second, got.logprobs[i].logprob);
+  }
 }
 
 TEST_F(ServerScheduler, StopIdsEndARequest) {

@@ -96,6 +96,37 @@ def test_api(client, model, expect):
     print(f"api: ok ({len(expect['completions'])} completions, {len(expect['chat'])} chats, streamed and not)")
 
 
+def test_logprobs(client, model, expect):
+    """logprobs: one entry per output token, the greedy token the likeliest of its top alternatives, log-probs <= 0,
+    the same in a stream; completions' legacy shape too."""
+    case = expect["completions"][0]
+    r = client.completions.create(model=model, prompt=case["prompt"], max_tokens=case["max_tokens"], temperature=0,
+                                  logprobs=2)
+    lp = r.choices[0].logprobs
+    check(len(lp.tokens) == r.usage.completion_tokens == len(lp.token_logprobs) == len(lp.top_logprobs),
+          f"completion logprobs: {len(lp.tokens)} tokens for {r.usage.completion_tokens}")
+    check("".join(lp.tokens) == r.choices[0].text or TOLERANT, "completion logprobs: the tokens spell the text")
+    for value, top in zip(lp.token_logprobs, lp.top_logprobs):
+        check(value <= 0 and len(top) <= 2 and abs(max(top.values()) - value) < 1e-6,
+              f"completion logprobs: greedy token {value} vs its top {top}")
+    msgs = [{"role": "user", "content": "Say something."}]
+    r = client.chat.completions.create(model=model, messages=msgs, max_tokens=8, temperature=0, logprobs=True,
+                                       top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    check(len(content) == r.usage.completion_tokens, f"chat logprobs: {len(content)} for {r.usage.completion_tokens}")
+    for t in content:
+        check(len(t.top_logprobs) == 3 and t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob >= t.top_logprobs[2].logprob,
+              f"chat top_logprobs in order: {t.top_logprobs}")
+        check(abs(t.top_logprobs[0].logprob - t.logprob) < 1e-6, f"chat: the greedy token is the likeliest: {t}")
+        check(bytes(t.bytes).decode("utf-8", "replace") == t.token, f"chat: bytes spell the token: {t}")
+    streamed = []
+    for c in client.chat.completions.create(model=model, messages=msgs, max_tokens=8, temperature=0, logprobs=True,
+                                            top_logprobs=3, stream=True):
+        if c.choices and c.choices[0].logprobs and c.choices[0].logprobs.content:
+            streamed += c.choices[0].logprobs.content
+    check([t.logprob for t in streamed] == [t.logprob for t in content], "chat logprobs streamed as not")
+    print(f"logprobs: ok ({len(lp.tokens)} completion tokens, {len(content)} chat tokens, streamed and not)")
+
 def test_errors(base, model, key):
     bad = openai.OpenAI(base_url=base, api_key="wrong-key", max_retries=0)
     try:
@@ -215,6 +246,7 @@ def main():
     expect = json.load(open(a.expect))
     client = openai.OpenAI(base_url=a.base, api_key=a.key, max_retries=0, timeout=600)
     test_api(client, a.model, expect)
+    test_logprobs(client, a.model, expect)
     test_errors(a.base, a.model, a.key)
     prompts = [f"Item {i}: the" for i in range(8)]
     expected = Expected(test_concurrent(client, a.model, prompts, a.load_tokens))
