@@ -96,9 +96,10 @@ build_here() {
   gpu_tests=build/hopper/tests/qllm_gpu_tests
 }
 if [[ -n ${QLLM_PREBUILT:-} ]]; then
-  # Binaries built elsewhere for sm_90 (same CUDA 13 runtime), when device time is short: a tar of qllm and
-  # qllm_gpu_tests and lib/ with the shared libraries they need beyond CUDA's (scripts/pack_prebuilt.sh makes
-  # it). Their tests read fixtures at
+  # Binaries built elsewhere for sm_90 (same CUDA 13 runtime): a tar of qllm and qllm_gpu_tests and lib/ with
+  # the shared libraries they need beyond CUDA's. Rarely worth it: building here takes about 70 s on the
+  # device's 16 cores (2026-12-06), and that day a binary from a stale local build tree failed here while
+  # the same sources built here ran. Their tests read fixtures at
   # the source path they were built with (QLLM_PREBUILT_SOURCE), which is linked to this tree. If they do not
   # run on this image (other system libraries), build here instead.
   mkdir -p build/prebuilt

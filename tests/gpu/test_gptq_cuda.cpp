@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
+#include <tuple>
 
 #include "kernels/gptq/gptq_cuda.h"
 #include "tests/support/gptq_test_support.h"
@@ -90,15 +92,25 @@ std::vector<Case> cases() {
 TEST(GptqCuda, ColumnLoopBitExactWithCpuForTheSameFactor) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
+  // The Hessian and its factor (minutes of CPU reference work over all cases) once per shape and order.
+  struct Factored {
+    std::vector<float> w;
+    GptqPrepared p;
+    std::vector<float> u;
+  };
+  std::map<std::tuple<int64_t, int64_t, bool>, Factored> factored;
   for (const Case& c : cases()) {
     SCOPED_TRACE(::testing::Message()
                  << c.rows << "x" << c.cols << " " << c.scheme.describe() << " act_order " << c.act_order);
-    auto x = correlated_inputs(c.cols + 64, c.cols, rng);
-    for (int64_t t = 0; t < c.cols + 64; ++t) x[t * c.cols + 3] = 0.0f;  // a dead column
-    const auto h = hessian_of(x, c.cols);
-    const auto w = random_normal<float>(c.rows * c.cols, rng);
-    const GptqPrepared p = gptq_prepare(h, c.cols, {.act_order = c.act_order});
-    const auto u = gptq_inverse_factor_ref(p);
+    auto [it, added] = factored.try_emplace({c.rows, c.cols, c.act_order});
+    if (added) {
+      auto x = correlated_inputs(c.cols + 64, c.cols, rng);
+      for (int64_t t = 0; t < c.cols + 64; ++t) x[t * c.cols + 3] = 0.0f;  // a dead column
+      it->second.w = random_normal<float>(c.rows * c.cols, rng);
+      it->second.p = gptq_prepare(hessian_of(x, c.cols), c.cols, {.act_order = c.act_order});
+      it->second.u = gptq_inverse_factor_ref(it->second.p);
+    }
+    const auto& [w, p, u] = it->second;
     const Int4Matrix cpu = gptq_quantize_ref(w, c.rows, c.cols, p, u, c.scheme, 128);
     DeviceBuffer<float> d_u = to_device<float>(u);
     const Int4Matrix gpu = gptq_quantize_cuda(w, c.rows, c.cols, p, d_u.data(), c.scheme, 128, nullptr);
