@@ -113,8 +113,8 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
   d.layout = w.layout;
   d.qweight = to_device(std::span<const uint8_t>(w.qweight), "W4A16 packed weights");
   d.scales = to_device(std::span<const uint16_t>(w.scales), "W4A16 scales");
-  if (w.layout.zero_point)
-    d.zero_offsets = to_device(std::span<const uint16_t>(w.zero_offsets), "W4A16 zeros");
+  if (w.layout.zero_point || w.layout.min_offset)
+    d.zero_offsets = to_device(std::span<const uint16_t>(w.zero_offsets), "W4A16 zeros / minimums");
   d.encode_maps();
   return d;
 }
@@ -127,7 +127,8 @@ constexpr int kWgmmaRowChoices[] = {64, 128, 256};
 
 void W4A16DeviceWeights::encode_maps() {
   const int scale_groups = kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16));
-  has_maps = sm90a_kernels_available() && scale_groups > 0;
+  // The wgmma kernel does not run min-offset weights (plan()).
+  has_maps = sm90a_kernels_available() && scale_groups > 0 && !layout.min_offset;
   if (!has_maps) return;
   const int64_t unit_rows = layout.padded_n() / 16, pair_words = layout.groups_per_row() * 8;
   for (int i = 0; i < 3; ++i) {
@@ -156,7 +157,11 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
   // The kernels run on the padded weight (padding rows and columns are a few percent at most).
   const int64_t n = layout.padded_n(), k_steps = layout.padded_k() / kW4A16TileK;
   const int64_t sms = multiprocessor_count();
-  const bool wgmma_groups = kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0;
+  // Min-offset weights (GGUF Q4_1) do not run on the wgmma kernel: its consumer warpgroups dequantize at the
+  // register limit (setmaxnreg), and a minimum per pair adds registers to every variant. Auto gives them the
+  // skinny, tiled and dequant kernels by the same thresholds as other weights.
+  const bool wgmma_groups =
+      kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0 && !layout.min_offset;
   // The wgmma kernel's best tile, derived once and only where asked for (not on the skinny path).
   std::optional<WgmmaTile> wgmma_best;
   auto best_wgmma_tile = [&]() -> const WgmmaTile& {
@@ -219,6 +224,9 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     p.tokens_per_cta = static_cast<int>(std::min<int64_t>(m, 1 << 30));
     p.rows_per_cta = static_cast<int>(n);
   } else {
+    QLLM_CHECK(!layout.min_offset,
+               "wgmma W4A16 kernel: min-offset weights (GGUF Q4_1) run on the skinny, tiled and dequant kernels "
+               "only");
     QLLM_CHECK(wgmma_groups,
                "wgmma W4A16 kernel: scale groups of {} are not supported (16, 32 or a multiple of 64)",
                layout.group_k);
@@ -272,6 +280,7 @@ int64_t output_tiles(const W4A16Plan& p, int64_t m, int64_t n) {
 void configure_kernel(const W4A16Layout& l, const W4A16Plan& p) {
   kernels::W4A16KernelArgs args;
   args.group_steps = static_cast<int>(l.group_k / 16);
+  args.min_offset = l.min_offset;  // the skinny kernel's min-offset variant is another instantiation
   args.cluster_splits = p.cluster_splits;
   args.configure_only = true;
   kernels::dispatch_16bit(l.activation, "W4A16 GEMM", [&](auto tag) {
@@ -346,7 +355,9 @@ void W4A16Gemm::run(const void* x, const W4A16DeviceWeights& w, void* y, int64_t
   args.x = x;
   args.qweight = w.qweight.data();
   args.scales = reinterpret_cast<const uint32_t*>(w.scales.data());
-  args.zero_offsets = l.zero_point ? reinterpret_cast<const uint32_t*>(w.zero_offsets.data()) : nullptr;
+  args.zero_offsets = l.zero_point || l.min_offset ? reinterpret_cast<const uint32_t*>(w.zero_offsets.data())
+                                                    : nullptr;
+  args.min_offset = l.min_offset;
   args.y = y;
   args.m = static_cast<int>(m);
   args.n = static_cast<int>(n);

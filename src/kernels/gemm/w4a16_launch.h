@@ -20,7 +20,10 @@ struct W4A16KernelArgs {
   const void* x = nullptr;                 // [M, x_cols] bf16 or f16, row-major, 16-byte aligned rows
   const void* qweight = nullptr;           // repacked units [n/16][k/64] x 512 bytes
   const uint32_t* scales = nullptr;        // (s[g], s[g + 8]) pairs [n/16][groups][8]
-  const uint32_t* zero_offsets = nullptr;  // same order, (magic + z) pairs; nullptr when symmetric
+  // Same order: (magic + z) pairs with zero points, (m[g], m[g + 8]) minimum pairs with min_offset; nullptr
+  // when symmetric.
+  const uint32_t* zero_offsets = nullptr;
+  bool min_offset = false;  // w' = u * s + m (GGUF Q4_1): z = 0, zero_offsets holds the minimums
   void* y = nullptr;                       // [M, n_out] bf16 or f16
   float* partials = nullptr;               // split-K partial sums [splits][M][n] (splits > 1)
   unsigned int* counters = nullptr;        // split-K arrival counters per output tile, zero between launches

@@ -13,6 +13,10 @@
 //    (W4A16Precision::RoundedWeights);
 //  - scales and zero points ride in the same ring, one 4-byte pair per (row tile, k16 step, row pair), so
 //    any group size that is a multiple of 16 costs the same;
+//  - min offset (GGUF Q4_1, w' = u * s + m): the minimums ride in the zero points' slot, z = 0, and a packed
+//    fma applies scale and minimum in one rounding of the exact u * s + m (the reference rounds ggml's f32
+//    value instead: the two differ only where u * s + m needs more than f32's 24 bits, i.e. m and u * s many
+//    binades apart);
 //  - small grids split K across CTAs. On sm_90 the splits of a tile form a thread-block cluster and add
 //    their accumulators through distributed shared memory, each CTA summing a share of the tile in split
 //    order (deterministic, no global round trip: the last-CTA finish of the skinny kernel would leave one SM
@@ -88,7 +92,8 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
   const int k_steps = args.k / kStepK;
   const int step_begin = split * args.steps_per_split;
   const int steps = max(min(step_begin + args.steps_per_split, k_steps) - step_begin, 0);
-  const bool has_zero = args.zero_offsets != nullptr;
+  const bool has_zero = args.zero_offsets != nullptr;  // zero points, or minimums (args.min_offset)
+  const bool min_offset = args.min_offset;
 
   // ---- what this thread copies into each ring slot [weights | scale pairs | zero pairs | activations],
   // set up once so that a step's copies cost a few instructions: one 16-byte weight chunk (tile =
@@ -143,6 +148,7 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
   float acc[kWarpRowTiles][kTokTiles][4] =
       {};  // rows (g, g+8) x tokens (2t, 2t+1) per (row tile, token tile)
   constexpr uint32_t kSymmetricZero = (T::kNibbleMagic + 8) | ((T::kNibbleMagic + 8) << 16);
+  constexpr uint32_t kNoZero = T::kNibbleMagic | (T::kNibbleMagic << 16);  // min offset: z = 0
   const int my_tile0 = row_warp * kWarpRowTiles;  // the warp's first tile within the CTA
   // ldmatrix.x4 source row of this lane: matrices (tokens 0-7 | 8-15) x (k 0-7 | 8-15) of a token-tile pair.
   const int x_lane_offset =
@@ -177,8 +183,17 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
       uint32_t a[kWarpRowTiles][4];
 #pragma unroll
       for (int rt = 0; rt < kWarpRowTiles; ++rt) {
-        dequant_step<T>(w[rt][kk], low_pair(zeros[rt][kk]), high_pair(zeros[rt][kk]), a[rt]);
         const uint32_t scale_lo = low_pair(scales[rt][kk]), scale_hi = high_pair(scales[rt][kk]);
+        if (min_offset) {  // uniform over the launch
+          dequant_step<T>(w[rt][kk], kNoZero, kNoZero, a[rt]);
+          const uint32_t min_lo = low_pair(zeros[rt][kk]), min_hi = high_pair(zeros[rt][kk]);
+          a[rt][0] = fma2<T>(a[rt][0], scale_lo, min_lo);  // row g
+          a[rt][1] = fma2<T>(a[rt][1], scale_hi, min_hi);  // row g + 8
+          a[rt][2] = fma2<T>(a[rt][2], scale_lo, min_lo);
+          a[rt][3] = fma2<T>(a[rt][3], scale_hi, min_hi);
+          continue;
+        }
+        dequant_step<T>(w[rt][kk], low_pair(zeros[rt][kk]), high_pair(zeros[rt][kk]), a[rt]);
         a[rt][0] = mul2<T>(a[rt][0], scale_lo);  // row g
         a[rt][1] = mul2<T>(a[rt][1], scale_hi);  // row g + 8
         a[rt][2] = mul2<T>(a[rt][2], scale_lo);
