@@ -1,4 +1,4 @@
-// A small llama GGUF whose weights are ggml blocks (Q4_0, Q4_1, Q8_0 or F32 per group of tensors), for the
+// Min-offset INT4 test data (random matrices in GGUF Q4_1's scheme) and a small llama GGUF whose weights are ggml blocks (Q4_0, Q4_1, Q8_0 or F32 per group of tensors), for the
 // tests of GGUF Q4 weights run natively (model/gguf_model.h): random weights encoded as llama.cpp's
 // quantize_row_q4_0/q4_1/q8_0 encode them (the rounding details do not matter, the blocks are the data), the
 // tiny byte-level vocabulary of gguf_tokenizer_test_support.h, head_dim 64 (the GPU engine's).
@@ -65,6 +65,33 @@ inline std::vector<std::byte> encode_ggml(GgmlType type, const std::vector<float
     }
   }
   return out;
+}
+
+// A random min-offset matrix: random nibbles, scales and minimums in `dtype` as a Q4_1 file holds them
+// (minimums about -8 scales, of either sign), group size `g` (0: rowwise).
+inline Int4Matrix random_min_offset(int64_t n, int64_t k, int64_t g, DType dtype, Rng& rng) {
+  Int4Matrix m;
+  m.rows = n;
+  m.cols = k;
+  m.scheme = {.granularity = g ? Granularity::Groupwise : Granularity::Rowwise,
+              .group_size = g ? g : 128,
+              .zero_point = false,
+              .min_offset = true,
+              .scale_dtype = dtype,
+              .search = ScaleSearch::None};
+  const GroupLayout layout = m.layout();
+  const bool bf16 = dtype == DType::BF16;
+  auto bits = [&](double v) {
+    return bf16 ? float_to_bf16_bits(static_cast<float>(v)) : float_to_half_bits(static_cast<float>(v));
+  };
+  m.packed.resize(static_cast<size_t>(n * k / 2));
+  for (auto& b : m.packed) b = static_cast<uint8_t>(rng.below(256));
+  for (int64_t i = 0; i < layout.num_groups; ++i) {
+    const double s = 0.002 * (0.5 + rng.uniform());
+    m.scales.push_back(bits(s));
+    m.mins.push_back(bits(-8 * s + 0.004 * rng.normal()));
+  }
+  return m;
 }
 
 struct Q4GgufSpec {

@@ -20,33 +20,7 @@ namespace qllm {
 namespace {
 
 using testing::fresh_seed;
-
-// A random min-offset matrix: random nibbles, scales and minimums in `dtype` as a Q4_1 file holds them
-// (minimums about -8 scales, of either sign), group size `g` (0: rowwise).
-Int4Matrix random_min_offset(int64_t n, int64_t k, int64_t g, DType dtype, Rng& rng) {
-  Int4Matrix m;
-  m.rows = n;
-  m.cols = k;
-  m.scheme = {.granularity = g ? Granularity::Groupwise : Granularity::Rowwise,
-              .group_size = g ? g : 128,
-              .zero_point = false,
-              .min_offset = true,
-              .scale_dtype = dtype,
-              .search = ScaleSearch::None};
-  const GroupLayout layout = m.layout();
-  const bool bf16 = dtype == DType::BF16;
-  auto bits = [&](double v) {
-    return bf16 ? float_to_bf16_bits(static_cast<float>(v)) : float_to_half_bits(static_cast<float>(v));
-  };
-  m.packed.resize(static_cast<size_t>(n * k / 2));
-  for (auto& b : m.packed) b = static_cast<uint8_t>(rng.below(256));
-  for (int64_t i = 0; i < layout.num_groups; ++i) {
-    const double s = 0.002 * (0.5 + rng.uniform());
-    m.scales.push_back(bits(s));
-    m.mins.push_back(bits(-8 * s + 0.004 * rng.normal()));
-  }
-  return m;
-}
+using testing::random_min_offset;
 
 // Shapes: whole tiles; K = 576 (g128: a partial last group; SmolLM2's hidden), 320, 200, 136 (not multiples
 // of 64), 100 and 34 (not multiples of 8); N = 272, 200, 201, 8 (not multiples of 64).
