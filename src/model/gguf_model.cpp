@@ -117,10 +117,12 @@ class GgufTensorReader {
       const bool finite = std::isfinite(m.scale(static_cast<int64_t>(g))) &&
                           (m.mins.empty() || std::isfinite(m.min(static_cast<int64_t>(g))));
       if (!finite) {
-        fail("{}: tensor '{}' holds a NaN or Inf scale or minimum in the block of element [{}, {}]: the weights "
-             "are corrupt",
-             file_.name(), t.name, static_cast<int64_t>(g) / groups_per_row,
-             static_cast<int64_t>(g) % groups_per_row * kGgmlBlock);
+        fail(
+            "{}: tensor '{}' holds a NaN or Inf scale or minimum in the block of element [{}, {}]: the "
+            "weights "
+            "are corrupt",
+            file_.name(), t.name, static_cast<int64_t>(g) / groups_per_row,
+            static_cast<int64_t>(g) % groups_per_row * kGgmlBlock);
       }
     }
     if (permute_head_dim > 0) unpermute_int4_rows(m, permute_head_dim);
@@ -261,7 +263,7 @@ LlamaWeights llama_weights_from_gguf(std::shared_ptr<const GgufFile> file, const
   w.gguf_ = file;
   GgufTensorReader read(*file, w, w.copies_);
   const int64_t hidden = c.hidden_size;
-  constexpr const char* kLayerTensors[] = {"attn_q",   "attn_k",  "attn_v",  "attn_output",
+  constexpr const char* kLayerTensors[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                            "ffn_gate", "ffn_up", "ffn_down"};
   // Q4_0 / Q4_1 stay INT4 (their exact values, run natively by both engines) where --quant auto can run
   // them as stored (model/prequantized.h: one format for all layer weights, one for the lm_head and
@@ -301,8 +303,8 @@ LlamaWeights llama_weights_from_gguf(std::shared_ptr<const GgufFile> file, const
   }
   progress.finish();
   w.final_norm = read.vector("output_norm.weight", hidden);
-  w.lm_head = c.tie_word_embeddings ? w.embed
-                                    : read.matrix("output.weight", c.vocab_size, hidden, 0, native_head);
+  w.lm_head =
+      c.tie_word_embeddings ? w.embed : read.matrix("output.weight", c.vocab_size, hidden, 0, native_head);
 
   std::vector<std::string> unused;
   for (const GgufTensor& t : file->tensors()) {

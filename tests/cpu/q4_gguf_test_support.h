@@ -95,8 +95,8 @@ inline Int4Matrix random_min_offset(int64_t n, int64_t k, int64_t g, DType dtype
 }
 
 struct Q4GgufSpec {
-  GgmlType layers = GgmlType::Q4_1;  // the seven weights of every layer
-  GgmlType ffn_down = GgmlType::Q4_1;  // another type here makes a mixed file (read as f32 values)
+  GgmlType layers = GgmlType::Q4_1;      // the seven weights of every layer
+  GgmlType ffn_down = GgmlType::Q4_1;    // another type here makes a mixed file (read as f32 values)
   GgmlType token_embd = GgmlType::Q8_0;  // SmolLM2's; Q4_0 / Q4_1 makes a native head
   bool tied = true;                      // false: an output.weight of type `output`
   GgmlType output = GgmlType::Q4_1;

@@ -27,9 +27,9 @@ using testing::random_min_offset;
 struct Shape {
   int64_t n, k, g;
 };
-const Shape kShapes[] = {{64, 64, 32},   {128, 192, 32}, {192, 576, 32}, {64, 576, 128}, {192, 320, 64},
-                         {272, 192, 16}, {200, 136, 32}, {201, 136, 48}, {8, 100, 32},  {48, 34, 0},
-                         {96, 1536, 32}};
+const Shape kShapes[] = {{64, 64, 32},   {128, 192, 32}, {192, 576, 32}, {64, 576, 128},
+                         {192, 320, 64}, {272, 192, 16}, {200, 136, 32}, {201, 136, 48},
+                         {8, 100, 32},   {48, 34, 0},    {96, 1536, 32}};
 
 TEST(W4A16MinOffset, RepackUnpackRoundTripWithMinimums) {
   Rng rng(fresh_seed());

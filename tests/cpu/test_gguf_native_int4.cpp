@@ -28,7 +28,8 @@ LlamaWeights weights_of(const std::string& path) {
 std::vector<const WeightMatrix*> layer_weights(const LlamaWeights& w) {
   std::vector<const WeightMatrix*> out;
   for (const LayerWeights& l : w.layers) {
-    for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) out.push_back(m);
+    for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      out.push_back(m);
   }
   return out;
 }

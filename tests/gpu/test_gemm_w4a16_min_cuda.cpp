@@ -27,7 +27,7 @@
 namespace qllm::testing {
 namespace {
 
-constexpr size_t kGuard = 1024;           // poisoned values after Y, NaNs after X
+constexpr size_t kGuard = 1024;                           // poisoned values after Y, NaNs after X
 constexpr int64_t kFullReferenceWork = int64_t{1} << 24;  // M * N * K up to here: every output compared
 
 // `splits`: 0 the plan's own, else forced (split-K partials and their reduction).
@@ -89,9 +89,8 @@ QLLM_OP_CASES(w4a16_min_offset) {
   struct Shape {
     int64_t n, k, g;
   };
-  const Shape shapes[] = {{576, 576, 32},  {192, 576, 32},  {1536, 576, 32}, {576, 1536, 32},
-                          {49152, 576, 32}, {272, 200, 32}, {201, 136, 16}, {200, 100, 32},
-                          {96, 576, 128},  {130, 34, 0}};
+  const Shape shapes[] = {{576, 576, 32}, {192, 576, 32}, {1536, 576, 32}, {576, 1536, 32}, {49152, 576, 32},
+                          {272, 200, 32}, {201, 136, 16}, {200, 100, 32},  {96, 576, 128},  {130, 34, 0}};
   std::vector<OpCase> cases;
   uint64_t seed = 1900;
   for (const Shape& s : shapes) {
@@ -116,12 +115,11 @@ QLLM_OP_CASES(w4a16_min_offset) {
   for (const Shape& s : {Shape{576, 576, 32}, Shape{576, 1536, 32}, Shape{200, 136, 16}}) {
     for (const W4A16Kernel kernel : {W4A16Kernel::Skinny, W4A16Kernel::Tiled}) {
       for (const int64_t m : {7, 33}) {
-        cases.push_back({"w4a16_min_offset",
-                         fmt::format("{} splits=2 tokens={} n={} k={} g={}", w4a16_kernel_name(kernel), m, s.n,
-                                     s.k, s.g),
-                         "f16", Metric::RelFro, 2e-3, [=, seed = seed++] {
-                           return run_min_gemm(s.n, s.k, s.g, m, kernel, DType::F16, 2, seed);
-                         }});
+        cases.push_back(
+            {"w4a16_min_offset",
+             fmt::format("{} splits=2 tokens={} n={} k={} g={}", w4a16_kernel_name(kernel), m, s.n, s.k, s.g),
+             "f16", Metric::RelFro, 2e-3,
+             [=, seed = seed++] { return run_min_gemm(s.n, s.k, s.g, m, kernel, DType::F16, 2, seed); }});
       }
     }
   }
@@ -133,7 +131,8 @@ QLLM_OP_CASES(w4a16_min_offset_wgmma_refused) {
   return {{"w4a16_min_offset", "wgmma refused n=576 k=576", "f16", Metric::MaxAbs, 0, [] {
              if (!sm90a_kernels_available()) return OpResult{0.0, "no sm_90a GPU: no wgmma kernel to refuse"};
              Rng rng(7);
-             const W4A16Weights packed = repack_w4a16(random_min_offset(576, 576, 32, DType::F16, rng), DType::F16);
+             const W4A16Weights packed =
+                 repack_w4a16(random_min_offset(576, 576, 32, DType::F16, rng), DType::F16);
              W4A16Gemm gemm;
              try {
                (void)gemm.plan(256, packed.layout, W4A16Kernel::Wgmma);

@@ -82,21 +82,23 @@ TEST_P(GgufNativeOnGpu, LogitsMatchTheCpuReference) {
   EXPECT_LT(relative_diff(decode_logits(*gpu->model), decode_logits(*cpu->model)), 1e-2);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Files, GgufNativeOnGpu,
-    ::testing::Values(NativeCase{"q4_1_layers_q8_0_head", {.layers = GgmlType::Q4_1, .ffn_down = GgmlType::Q4_1},
-                                 "int4-g32-min, lm_head f16, f16 activations"},
-                      NativeCase{"q4_1_tied_q4_1_head",
-                                 {.layers = GgmlType::Q4_1, .ffn_down = GgmlType::Q4_1, .token_embd = GgmlType::Q4_1},
-                                 "int4-g32-min, f16 activations"},
-                      NativeCase{"q4_0_untied_q4_0_head",
-                                 {.layers = GgmlType::Q4_0,
-                                  .ffn_down = GgmlType::Q4_0,
-                                  .token_embd = GgmlType::Q4_0,
-                                  .tied = false,
-                                  .output = GgmlType::Q4_0},
-                                 "int4-g32, f16 activations"}),
-    [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Files, GgufNativeOnGpu,
+                         ::testing::Values(NativeCase{"q4_1_layers_q8_0_head",
+                                                      {.layers = GgmlType::Q4_1, .ffn_down = GgmlType::Q4_1},
+                                                      "int4-g32-min, lm_head f16, f16 activations"},
+                                           NativeCase{"q4_1_tied_q4_1_head",
+                                                      {.layers = GgmlType::Q4_1,
+                                                       .ffn_down = GgmlType::Q4_1,
+                                                       .token_embd = GgmlType::Q4_1},
+                                                      "int4-g32-min, f16 activations"},
+                                           NativeCase{"q4_0_untied_q4_0_head",
+                                                      {.layers = GgmlType::Q4_0,
+                                                       .ffn_down = GgmlType::Q4_0,
+                                                       .token_embd = GgmlType::Q4_0,
+                                                       .tied = false,
+                                                       .output = GgmlType::Q4_0},
+                                                      "int4-g32, f16 activations"}),
+                         [](const auto& info) { return info.param.name; });
 
 // SmolLM2-135M-Instruct's Q4_1 file as stored: its 210 linear weights min-offset INT4 on the GPU.
 TEST(SmolLM2Native, AsStoredMatchesTheCpuReference) {

@@ -89,8 +89,8 @@ TEST(QuantizeInt4Cuda, MinOffsetDequantizeBitIdentical) {
   QLLM_SKIP_WITHOUT_GPU();
   Rng rng(fresh_seed());
   for (const DType scale_dtype : {DType::F16, DType::BF16}) {
-    for (const auto& [rows, cols, g] : {std::tuple<int64_t, int64_t, int64_t>{7, 96, 32}, {64, 576, 128},
-                                        {5, 100, 32}, {3, 34, 0}}) {
+    for (const auto& [rows, cols, g] :
+         {std::tuple<int64_t, int64_t, int64_t>{7, 96, 32}, {64, 576, 128}, {5, 100, 32}, {3, 34, 0}}) {
       const Int4Matrix m = testing::random_min_offset(rows, cols, g, scale_dtype, rng);
       SCOPED_TRACE(fmt::format("[{}, {}] {}", rows, cols, m.scheme.describe()));
       const auto half_ref = dequantize_int4_to_half_ref(m);

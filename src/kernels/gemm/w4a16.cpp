@@ -224,9 +224,10 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     p.tokens_per_cta = static_cast<int>(std::min<int64_t>(m, 1 << 30));
     p.rows_per_cta = static_cast<int>(n);
   } else {
-    QLLM_CHECK(!layout.min_offset,
-               "wgmma W4A16 kernel: min-offset weights (GGUF Q4_1) run on the skinny, tiled and dequant kernels "
-               "only");
+    QLLM_CHECK(
+        !layout.min_offset,
+        "wgmma W4A16 kernel: min-offset weights (GGUF Q4_1) run on the skinny, tiled and dequant kernels "
+        "only");
     QLLM_CHECK(wgmma_groups,
                "wgmma W4A16 kernel: scale groups of {} are not supported (16, 32 or a multiple of 64)",
                layout.group_k);
@@ -355,8 +356,8 @@ void W4A16Gemm::run(const void* x, const W4A16DeviceWeights& w, void* y, int64_t
   args.x = x;
   args.qweight = w.qweight.data();
   args.scales = reinterpret_cast<const uint32_t*>(w.scales.data());
-  args.zero_offsets = l.zero_point || l.min_offset ? reinterpret_cast<const uint32_t*>(w.zero_offsets.data())
-                                                    : nullptr;
+  args.zero_offsets =
+      l.zero_point || l.min_offset ? reinterpret_cast<const uint32_t*>(w.zero_offsets.data()) : nullptr;
   args.min_offset = l.min_offset;
   args.y = y;
   args.m = static_cast<int>(m);

@@ -33,9 +33,10 @@ struct W4A16DeviceWeights {
   W4A16Layout layout;
   DeviceBuffer<uint8_t> qweight;
   DeviceBuffer<uint16_t> scales;
-  DeviceBuffer<uint16_t> zero_offsets;  // magic + z, or the minimums (layout.min_offset); empty when symmetric
-  bool has_maps = false;                // maps are encoded where the wgmma kernel can run
-  W4A16WeightMaps maps[3];              // by CTA rows: [0] 64, [1] 128, [2] 256
+  // magic + z, or the minimums (layout.min_offset); empty when symmetric
+  DeviceBuffer<uint16_t> zero_offsets;
+  bool has_maps = false;    // maps are encoded where the wgmma kernel can run
+  W4A16WeightMaps maps[3];  // by CTA rows: [0] 64, [1] 128, [2] 256
 
   static W4A16DeviceWeights upload(const W4A16Weights& weights);
   size_t bytes() const { return qweight.bytes() + scales.bytes() + zero_offsets.bytes(); }

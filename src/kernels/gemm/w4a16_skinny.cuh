@@ -103,7 +103,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
       if (asymmetric) zero_next = load_pair(args.zero_offsets + next_pair);
     }
   }
-  uint32_t zero_lo = kMinOffset ? kNoZero : low_pair(zero_now), zero_hi = kMinOffset ? kNoZero : high_pair(zero_now);
+  uint32_t zero_lo = kMinOffset ? kNoZero : low_pair(zero_now),
+           zero_hi = kMinOffset ? kNoZero : high_pair(zero_now);
 
   // Launched as a dependent (dependent_launch.cuh): the weight and scale loads above overlap the previous
   // kernel (the norm, attention or activation that writes X); X is read only from here on.

@@ -82,16 +82,18 @@ void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const
                             int64_t cols, const Int4Scheme& scheme, void* out, DType out_dtype,
                             cudaStream_t stream, const uint16_t* mins) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
-  QLLM_CHECK(!scheme.min_offset || mins != nullptr, "CUDA INT4 dequantize [{}, {}]: a min-offset scheme needs its "
-             "minimums", rows, cols);
+  QLLM_CHECK(!scheme.min_offset || mins != nullptr,
+             "CUDA INT4 dequantize [{}, {}]: a min-offset scheme needs its "
+             "minimums",
+             rows, cols);
   QLLM_CHECK(out_dtype == DType::F16 || out_dtype == DType::BF16,
              "INT4 dequantization writes f16 or bf16, not {}", dtype_name(out_dtype));
   QLLM_CHECK(is_aligned(out, 16) && is_aligned(packed, 4),
              "dequantize buffers must be 16-byte (out) / 4-byte aligned");
   QLLM_CHECK(!scheme.zero_point || zeros != nullptr, "a zero-point scheme needs its zeros");
   kernels::launch_dequantize_int4(packed, scales, scheme.zero_point ? zeros : nullptr,
-                                  scheme.min_offset ? mins : nullptr, layout, scheme.scale_dtype == DType::BF16,
-                                  out_dtype == DType::BF16, out, stream);
+                                  scheme.min_offset ? mins : nullptr, layout,
+                                  scheme.scale_dtype == DType::BF16, out_dtype == DType::BF16, out, stream);
   QLLM_CUDA_CHECK_LAUNCH();
 }
 

@@ -482,8 +482,9 @@ __global__ void __launch_bounds__(kBlockThreads)
   auto value = [&](int64_t flat, uint8_t nibble) -> uint16_t {
     const int64_t g = groups_per_row == 0 ? 0 : flat / cols * groups_per_row + flat % cols / group_elems;
     const float scale = int4::scale_bits_to_float(scales[g], bf16_scale);
-    const float w = mins ? int4::dequantize_value_min(nibble, scale, int4::scale_bits_to_float(mins[g], bf16_scale))
-                         : int4::dequantize_value(nibble, scale, zeros ? zeros[g] : int4::kSymmetricZero);
+    const float w =
+        mins ? int4::dequantize_value_min(nibble, scale, int4::scale_bits_to_float(mins[g], bf16_scale))
+             : int4::dequantize_value(nibble, scale, zeros ? zeros[g] : int4::kSymmetricZero);
     if constexpr (kBf16Out) return __bfloat16_as_ushort(__float2bfloat16_rn(w));
     return __half_as_ushort(__float2half_rn(w));
   };
@@ -622,13 +623,13 @@ void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const
   const int64_t numel = layout.rows * layout.cols;
   const auto blocks = static_cast<unsigned int>(((numel + 7) / 8 + kBlockThreads - 1) / kBlockThreads);
   if (bf16_out) {
-    dequantize_kernel<true><<<blocks, kBlockThreads, 0, stream>>>(packed, scales, zeros, mins, numel, layout.cols,
-                                                                  layout.group_elems, layout.groups_per_row,
-                                                                  bf16_scale, static_cast<uint16_t*>(out));
+    dequantize_kernel<true><<<blocks, kBlockThreads, 0, stream>>>(
+        packed, scales, zeros, mins, numel, layout.cols, layout.group_elems, layout.groups_per_row,
+        bf16_scale, static_cast<uint16_t*>(out));
   } else {
-    dequantize_kernel<false><<<blocks, kBlockThreads, 0, stream>>>(packed, scales, zeros, mins, numel, layout.cols,
-                                                                   layout.group_elems, layout.groups_per_row,
-                                                                   bf16_scale, static_cast<uint16_t*>(out));
+    dequantize_kernel<false><<<blocks, kBlockThreads, 0, stream>>>(
+        packed, scales, zeros, mins, numel, layout.cols, layout.group_elems, layout.groups_per_row,
+        bf16_scale, static_cast<uint16_t*>(out));
   }
 }
 
