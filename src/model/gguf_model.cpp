@@ -117,12 +117,9 @@ class GgufTensorReader {
       const bool finite = std::isfinite(m.scale(static_cast<int64_t>(g))) &&
                           (m.mins.empty() || std::isfinite(m.min(static_cast<int64_t>(g))));
       if (!finite) {
-        fail(
-            "{}: tensor '{}' holds a NaN or Inf scale or minimum in the block of element [{}, {}]: the "
-            "weights "
-            "are corrupt",
-            file_.name(), t.name, static_cast<int64_t>(g) / groups_per_row,
-            static_cast<int64_t>(g) % groups_per_row * kGgmlBlock);
+        fail("{}: tensor '{}' holds a NaN or Inf scale or minimum in the block at [{}, {}]: corrupt weights",
+             file_.name(), t.name, static_cast<int64_t>(g) / groups_per_row,
+             static_cast<int64_t>(g) % groups_per_row * kGgmlBlock);
       }
     }
     if (permute_head_dim > 0) unpermute_int4_rows(m, permute_head_dim);
