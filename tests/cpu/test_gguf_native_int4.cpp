@@ -115,6 +115,18 @@ TEST(GgufNativeInt4, MixedLayerTypesAreReadAsValues) {
   EXPECT_EQ(stored_quant(w).name(), "bf16");
 }
 
+// A NaN scale in a Q4 block is refused with the file, tensor and block position (as NaN weights are in f32).
+TEST(GgufNativeInt4, CorruptScaleNamesTheTensor) {
+  TempDir dir;
+  const std::string path = dir.str() + "/corrupt.gguf";
+  testing::write_q4_gguf(path, {.nan_scale_tensor = "blk.1.ffn_up.weight"});
+  const std::string e = testing::error_of([&] { (void)weights_of(path); });
+  EXPECT_NE(e.find("corrupt.gguf: tensor 'blk.1.ffn_up.weight' holds a NaN or Inf scale or minimum in the "
+                   "block at [0, 32]"),
+            std::string::npos)
+      << e;
+}
+
 // The CPU engine: --quant auto computes with the Q4 values (finite logits, the stored format), an explicit
 // mode re-quantizes (or rounds) them exactly as it does the dequantized file's f32 values.
 TEST(GgufNativeInt4, EnginesComputeWithTheFileValues) {
