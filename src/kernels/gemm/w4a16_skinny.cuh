@@ -34,9 +34,11 @@ constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kStepK = 64;  // weights per row per step: one 16-byte load per thread
 // Weight steps in flight per warp: 8-token CTAs run 4 per SM under a 64-register cap, so they keep 3 (32
-// warps x 3 x 512 bytes per SM is still twice what H200's bandwidth needs in flight); the others keep 4.
-template <int kTokTiles>
-constexpr int kPrefetch = kTokTiles == 1 ? 3 : 4;
+// warps x 3 x 512 bytes per SM is still twice what H200's bandwidth needs in flight); the others keep 4, but
+// the min-offset 16-token variant (3 CTAs per SM, an 80-register cap that its activation sums exceed with 4:
+// ptxas spilled) keeps 3 as well, still 1.5 times the bytes in flight needed.
+template <int kTokTiles, bool kMinOffset>
+constexpr int kPrefetch = kTokTiles == 1 || (kMinOffset && kTokTiles == 2) ? 3 : 4;
 constexpr int kRowPad = 8;  // elements of padding per activation row in shared memory: conflict-free ldmatrix
 
 // How scale groups fall on the 64-wide k steps: kGroupsOfSteps when every group is whole steps (g % 64 == 0:
@@ -71,7 +73,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   const int steps = min(per_warp, cta_end - warp_begin);
 
   // ---- weights first: this lane's 16 bytes of unit (tile, step), kAhead steps in flight ----
-  constexpr int kAhead = kPrefetch<kTokTiles>;
+  constexpr int kAhead = kPrefetch<kTokTiles, kMinOffset>;
   const auto* units = static_cast<const uint4*>(args.qweight) +
                       (static_cast<int64_t>(tile) * k_steps + warp_begin) * 32 + lane;
   uint4 w_regs[kAhead];
