@@ -104,7 +104,7 @@ struct Q4GgufSpec {
   // Every block-quantized tensor written as F32 holding ggml's dequantized values instead: the same model
   // as a file that qllm reads as f32 values.
   bool dequantized = false;
-  std::string nan_scale_tensor;  // this tensor's second block gets a NaN scale d (a corrupt file)
+  const char* nan_scale_tensor = nullptr;  // this tensor's second block gets a NaN scale d (a corrupt file)
 };
 
 // Writes the model to `path`: 2 layers, hidden 128, 2 heads of 64 (1 KV head), ffn 256, vocab 262.
@@ -133,7 +133,7 @@ inline void write_q4_gguf(const std::string& path, const Q4GgufSpec& spec) {
     std::vector<float> v(static_cast<size_t>(rows * cols));
     for (float& x : v) x = static_cast<float>(scale * rng.normal());
     std::vector<std::byte> data = encode_ggml(type, v);
-    if (name == spec.nan_scale_tensor) {
+    if (spec.nan_scale_tensor != nullptr && name == spec.nan_scale_tensor) {
       const uint16_t nan = 0x7e00;  // f16 NaN, as d of the second block (its first two bytes)
       std::memcpy(data.data() + data.size() / (rows * cols / kGgmlBlock), &nan, 2);
     }
