@@ -2,7 +2,7 @@
 // y[M, N] = x[M, K] @ W'[N, K]^T with x and y in the activation dtype (bf16 or f16), fp32 accumulation, where
 // W' is the weight exactly as the CPU reference (model/cpu_linear.h) computes with it:
 //   dense bf16/f16: cuBLASLt; int4 (every scheme): the W4A16 kernels (the plan picks skinny, tiled, wgmma or
-//   dequant + cuBLAS by M; never wgmma for min offset); int8: LLM.int8() with the mode's outlier threshold.
+//   dequant + cuBLAS by M; wgmma for min offset only in groups of 32); int8: LLM.int8() with the mode's outlier threshold.
 // The weights are quantized on the GPU at construction (the 16-bit source is staged on the device, quantized,
 // and the staging freed), so peak device memory stays near the quantized size plus one layer's staging.
 //

@@ -7,8 +7,8 @@
 // consumer warpgroups into wgmma's register operand); and "dequant" (any GPU: dequantize to a 16-bit
 // scratch, then cuBLAS: for large M the GEMM's compute dominates and cuBLAS does it best). Weights are
 // rounded once to the activation dtype in all but the skinny kernel. Auto picks by M and by what the GPU
-// supports (see plan()). Min-offset weights (GGUF Q4_1, w' = u * s + m) run on skinny, tiled and dequant;
-// the plan never gives them the wgmma kernel.
+// supports (see plan()). Min-offset weights (GGUF Q4_1, w' = u * s + m) run on every kernel, wgmma in
+// Q4_1's groups of 32 only (the plan gives other group sizes the other kernels).
 #pragma once
 
 #include <cuda.h>

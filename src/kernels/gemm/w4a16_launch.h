@@ -76,6 +76,9 @@ struct W4A16WgmmaMaps {
 };
 // Scale groups per 64-wide k step: 4 (groups of 16), 2 (32), 1 (multiples of 64); 0: unsupported.
 int w4a16_wgmma_scale_groups(int group_steps);
+// Min-offset weights (GGUF Q4_1) run on the wgmma kernel in groups of 32 (group_steps 2) only: Q4_1's blocks,
+// the one source of the format, so no other variant is compiled.
+bool w4a16_wgmma_min_offset_supported(int group_steps);
 int w4a16_wgmma_rows_per_cta(int tokens_per_cta);  // the wide tiles' rows for a token tile
 bool w4a16_wgmma_tile_supported(int tokens_per_cta, int rows_per_cta);
 template <typename T>
