@@ -1,5 +1,5 @@
 // Op-harness rows of the W4A16 GEMM on min-offset weights (GGUF Q4_1: w' = u * s + m), every kernel the plan
-// may choose for them (skinny, tiled, dequant + cuBLAS, and auto's choice; never wgmma, which refuses them)
+// may choose for them (skinny, tiled, dequant + cuBLAS, wgmma in groups of 32 on sm_90a, and auto's choice)
 // against the CPU reference of the kernel's own weight precision (quant/w4a16_layout.h: skinny exact, the
 // others rounded to the activation dtype), bf16 and f16, over SmolLM2-135M's shapes (q/o 576 x 576, k/v
 // 192 x 576, gate/up 1536 x 576, down 576 x 1536, a Q4_1 lm_head 49152 x 576) and odd ones (partial last
@@ -9,7 +9,7 @@
 // poisons a row). Bound: relative Frobenius error 2e-3 against the reference rounded like the output, the
 // bound of test_gemm_w4a16_cuda.cpp (what remains is fp32 accumulation order: a near-tie flips an output by
 // one ulp of the activation dtype, 2^-8 relative at most in bf16). The min offset adds fp32 sums of
-// activations per group (skinny) or one more rounding-free fma per weight (tiled: u * s + m rounded once; the
+// activations per group (skinny) or an fma per weight pair (tiled, wgmma: u * s + m rounded once; the
 // reference rounds ggml's f32 value, the same number unless m and u * s lie many binades apart, not here).
 // Large products compare a strided subset of the weight rows (the reference is O(M N K) in double on the
 // CPU); every output is still checked to be written and finite.
@@ -33,6 +33,8 @@ constexpr int64_t kFullReferenceWork = int64_t{1} << 24;  // M * N * K up to her
 // `splits`: 0 the plan's own, else forced (split-K partials and their reduction).
 OpResult run_min_gemm(int64_t n, int64_t k, int64_t g, int64_t m, W4A16Kernel kernel, DType dtype, int splits,
                       uint64_t seed) {
+  if (kernel == W4A16Kernel::Wgmma && !sm90a_kernels_available())
+    return {0.0, "no sm_90a GPU: no wgmma kernel"};
   Rng rng(seed);
   const W4A16Weights packed = repack_w4a16(random_min_offset(n, k, g, dtype, rng), dtype);
   const W4A16DeviceWeights device_w = W4A16DeviceWeights::upload(packed);
@@ -66,7 +68,8 @@ OpResult run_min_gemm(int64_t n, int64_t k, int64_t g, int64_t m, W4A16Kernel ke
   const W4A16Plan plan = gemm.plan(m, device_w.layout, kernel);
   const W4A16Precision precision =
       plan.kernel == W4A16Kernel::Skinny ? W4A16Precision::Exact : W4A16Precision::RoundedWeights;
-  if (plan.kernel == W4A16Kernel::Wgmma) return {INFINITY, "the plan chose wgmma for min-offset weights"};
+  if (plan.kernel == W4A16Kernel::Wgmma && g != 32)
+    return {INFINITY, fmt::format("the plan chose wgmma for min-offset weights in groups of {}", g)};
   std::vector<float> got, ref;
   if (stride == 1) {
     ref = gemm_w4a16_ref(x_values, m, packed, precision);
@@ -94,8 +97,10 @@ QLLM_OP_CASES(w4a16_min_offset) {
   std::vector<OpCase> cases;
   uint64_t seed = 1900;
   for (const Shape& s : shapes) {
-    for (const W4A16Kernel kernel :
-         {W4A16Kernel::Auto, W4A16Kernel::Skinny, W4A16Kernel::Tiled, W4A16Kernel::Dequant}) {
+    for (const W4A16Kernel kernel : {W4A16Kernel::Auto, W4A16Kernel::Skinny, W4A16Kernel::Tiled,
+                                     W4A16Kernel::Dequant, W4A16Kernel::Wgmma}) {
+      if (kernel == W4A16Kernel::Wgmma && s.g != 32)
+        continue;  // Q4_1's groups only (the plan refuses others)
       for (const DType dtype : {DType::BF16, DType::F16}) {
         for (const int64_t m : {1, 7, 16, 33, 128, 512}) {
           // The lm_head shape is for the kernels decode and prefill use on it (skinny, auto).
@@ -110,11 +115,12 @@ QLLM_OP_CASES(w4a16_min_offset) {
       }
     }
   }
-  // Forced split-K: the skinny kernel's last-CTA finish and the tiled kernel's cluster (or memory) reduction
-  // add partial sums that each carry their groups' minimum terms.
+  // Forced split-K: the skinny kernel's last-CTA finish, the tiled kernel's cluster (or memory) reduction and
+  // the wgmma kernel's reduction pass add partial sums that each carry their groups' minimum terms.
   for (const Shape& s : {Shape{576, 576, 32}, Shape{576, 1536, 32}, Shape{200, 136, 16}}) {
-    for (const W4A16Kernel kernel : {W4A16Kernel::Skinny, W4A16Kernel::Tiled}) {
-      for (const int64_t m : {7, 33}) {
+    for (const W4A16Kernel kernel : {W4A16Kernel::Skinny, W4A16Kernel::Tiled, W4A16Kernel::Wgmma}) {
+      if (kernel == W4A16Kernel::Wgmma && s.g != 32) continue;
+      for (const int64_t m : {7, 33, 200}) {
         cases.push_back(
             {"w4a16_min_offset",
              fmt::format("{} splits=2 tokens={} n={} k={} g={}", w4a16_kernel_name(kernel), m, s.n, s.k, s.g),
@@ -126,18 +132,19 @@ QLLM_OP_CASES(w4a16_min_offset) {
   return cases;
 }
 
-// The wgmma kernel refuses min-offset weights by name, and Auto never picks it (checked in every row above).
+// The wgmma kernel refuses min-offset weights in other groups than 32 by name, and Auto never gives it them
+// (checked in every row above).
 QLLM_OP_CASES(w4a16_min_offset_wgmma_refused) {
-  return {{"w4a16_min_offset", "wgmma refused n=576 k=576", "f16", Metric::MaxAbs, 0, [] {
+  return {{"w4a16_min_offset", "wgmma refused n=576 k=576 g=16", "f16", Metric::MaxAbs, 0, [] {
              if (!sm90a_kernels_available()) return OpResult{0.0, "no sm_90a GPU: no wgmma kernel to refuse"};
              Rng rng(7);
              const W4A16Weights packed =
-                 repack_w4a16(random_min_offset(576, 576, 32, DType::F16, rng), DType::F16);
+                 repack_w4a16(random_min_offset(576, 576, 16, DType::F16, rng), DType::F16);
              W4A16Gemm gemm;
              try {
                (void)gemm.plan(256, packed.layout, W4A16Kernel::Wgmma);
              } catch (const Error& e) {
-               const bool named = std::string(e.what()).find("min-offset") != std::string::npos;
+               const bool named = std::string(e.what()).find("groups of 32 only") != std::string::npos;
                return OpResult{named ? 0.0 : 1.0, e.what()};
              }
              return OpResult{1.0, "planned"};
