@@ -176,7 +176,9 @@ TensorToWrite dense_tensor(const std::string& name, const WeightMatrix& w, DType
 
 void add_matrix(std::vector<TensorToWrite>& out, const QuantizationConfig& q, const std::string& base,
                 const WeightMatrix& w, DType activation) {
-  if (!w.quantized()) {
+  // INT4 in another format than the checkpoint's is an input's stored weight whose mode here is 16-bit (a
+  // GGUF Q4 lm_head with --quant-lm-head bf16): written as its reconstruction, as the engines would run it.
+  if (!w.quantized() || !same_stored_format(w.int4->scheme, q.scheme)) {
     out.push_back(dense_tensor(base + ".weight", w, activation));
     return;
   }

@@ -73,11 +73,15 @@ class GgufTensorReader {
     (void)weights;
   }
 
-  WeightMatrix matrix(const std::string& name, int64_t rows, int64_t cols, int64_t permute_head_dim = 0) {
+  // `native`: a Q4_0 / Q4_1 tensor becomes pre-quantized INT4 with its own values (WeightMatrix::int4, see
+  // llama_weights_from_gguf); otherwise, and for every other type, f32 values.
+  WeightMatrix matrix(const std::string& name, int64_t rows, int64_t cols, int64_t permute_head_dim = 0,
+                      bool native = false) {
     const GgufTensor& t = checked(name);
     const auto [r, c] = matrix_shape(t);
     QLLM_CHECK(r == rows && c == cols, "{}: tensor '{}' has shape [{}, {}] (rows, cols), expected [{}, {}]",
                file_.name(), name, r, c, rows, cols);
+    if (native && is_native_int4(t.type)) return int4_matrix(t, rows, cols, permute_head_dim);
     std::span<float> values = dequantized(t, checked_mul(rows, cols, name));
     check_finite(values, name, cols);
     if (permute_head_dim > 0) unpermute_rows(values, rows, cols, permute_head_dim);
@@ -96,7 +100,52 @@ class GgufTensorReader {
 
   const std::set<std::string>& used() const { return used_; }
 
+  // The type of a tensor the file must have (the check with its message comes when it is read).
+  GgmlType type_of(const std::string& name) const {
+    const GgufTensor* t = file_.find_tensor(name);
+    QLLM_CHECK(t != nullptr, "{}: missing tensor '{}'", file_.name(), name);
+    return t->type;
+  }
+
  private:
+  // Q4_0 / Q4_1 blocks as an Int4Matrix (int4_from_ggml: the same nibbles, f16 scales and minimums, so the
+  // same values bit for bit). Finite scales and minimums are finite weights: u * s + m cannot overflow f32.
+  WeightMatrix int4_matrix(const GgufTensor& t, int64_t rows, int64_t cols, int64_t permute_head_dim) {
+    Int4Matrix m = int4_from_ggml(t.type, t.span(), rows, cols);
+    const int64_t groups_per_row = cols / kGgmlBlock;
+    for (size_t g = 0; g < m.scales.size(); ++g) {
+      const bool finite = std::isfinite(m.scale(static_cast<int64_t>(g))) &&
+                          (m.mins.empty() || std::isfinite(m.min(static_cast<int64_t>(g))));
+      if (!finite) {
+        fail("{}: tensor '{}' holds a NaN or Inf scale or minimum in the block at [{}, {}]: corrupt weights",
+             file_.name(), t.name, static_cast<int64_t>(g) / groups_per_row,
+             static_cast<int64_t>(g) % groups_per_row * kGgmlBlock);
+      }
+    }
+    if (permute_head_dim > 0) unpermute_int4_rows(m, permute_head_dim);
+    WeightMatrix w{t.name, DType::F32, nullptr, rows, cols};
+    validate_int4_matrix(m, file_.name() + ": " + t.name);
+    w.int4 = std::make_shared<const Int4Matrix>(std::move(m));
+    return w;
+  }
+
+  // unpermute_rows for INT4: a row's packed bytes, scales and minimums move together (groups lie in rows).
+  static void unpermute_int4_rows(Int4Matrix& m, int64_t head_dim) {
+    const Int4Matrix gguf = m;
+    const int64_t row_bytes = m.cols / 2, row_groups = m.cols / kGgmlBlock;
+    for (int64_t r = 0; r < m.rows; ++r) {
+      const int64_t from = gguf_row_of_hf(r, head_dim);
+      std::memcpy(m.packed.data() + r * row_bytes, gguf.packed.data() + from * row_bytes,
+                  static_cast<size_t>(row_bytes));
+      std::memcpy(m.scales.data() + r * row_groups, gguf.scales.data() + from * row_groups,
+                  static_cast<size_t>(row_groups) * sizeof(uint16_t));
+      if (!m.mins.empty()) {
+        std::memcpy(m.mins.data() + r * row_groups, gguf.mins.data() + from * row_groups,
+                    static_cast<size_t>(row_groups) * sizeof(uint16_t));
+      }
+    }
+  }
+
   const GgufTensor& checked(const std::string& name) {
     const GgufTensor* t = file_.find_tensor(name);
     QLLM_CHECK(t != nullptr, "{}: missing tensor '{}'", file_.name(), name);
@@ -141,6 +190,10 @@ class GgufTensorReader {
 };
 
 }  // namespace
+
+bool is_native_int4(GgmlType type) {
+  return type == GgmlType::Q4_0 || type == GgmlType::Q4_1;
+}
 
 int64_t gguf_row_of_hf(int64_t r, int64_t head_dim) {
   const int64_t half = head_dim / 2;
@@ -207,26 +260,48 @@ LlamaWeights llama_weights_from_gguf(std::shared_ptr<const GgufFile> file, const
   w.gguf_ = file;
   GgufTensorReader read(*file, w, w.copies_);
   const int64_t hidden = c.hidden_size;
-  w.embed = read.matrix("token_embd.weight", c.vocab_size, hidden);
+  constexpr const char* kLayerTensors[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                           "ffn_gate", "ffn_up", "ffn_down"};
+  // Q4_0 / Q4_1 stay INT4 (their exact values, run natively by both engines) where --quant auto can run
+  // them as stored (model/prequantized.h: one format for all layer weights, one for the lm_head and
+  // embedding): the layers when every one has the same Q4 type, the lm_head and embedding likewise. A file
+  // that mixes types (llama.cpp's Q4_K_M, a Q4_0 file with a Q6_K output) is read as f32 values, as before.
+  auto one_native_type = [&](std::span<const std::string> names) {
+    const GgmlType first = read.type_of(names.front());
+    for (const std::string& name : names) {
+      if (read.type_of(name) != first) return false;
+    }
+    return is_native_int4(first);
+  };
+  std::vector<std::string> layer_names;
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    for (const char* t : kLayerTensors) layer_names.push_back(fmt::format("blk.{}.{}.weight", i, t));
+  }
+  std::vector<std::string> head_names = {"token_embd.weight"};
+  if (!c.tie_word_embeddings) head_names.push_back("output.weight");
+  const bool native_layers = one_native_type(layer_names), native_head = one_native_type(head_names);
+
+  w.embed = read.matrix("token_embd.weight", c.vocab_size, hidden, 0, native_head);
   Progress progress("loading layers", c.num_hidden_layers, verbose);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     progress.update(i);
     const std::string p = fmt::format("blk.{}.", i);
     LayerWeights l;
     l.attn_norm = read.vector(p + "attn_norm.weight", hidden);
-    l.wq = read.matrix(p + "attn_q.weight", c.q_dim(), hidden, c.head_dim);
-    l.wk = read.matrix(p + "attn_k.weight", c.kv_dim(), hidden, c.head_dim);
-    l.wv = read.matrix(p + "attn_v.weight", c.kv_dim(), hidden);
-    l.wo = read.matrix(p + "attn_output.weight", hidden, c.q_dim());
+    l.wq = read.matrix(p + "attn_q.weight", c.q_dim(), hidden, c.head_dim, native_layers);
+    l.wk = read.matrix(p + "attn_k.weight", c.kv_dim(), hidden, c.head_dim, native_layers);
+    l.wv = read.matrix(p + "attn_v.weight", c.kv_dim(), hidden, 0, native_layers);
+    l.wo = read.matrix(p + "attn_output.weight", hidden, c.q_dim(), 0, native_layers);
     l.ffn_norm = read.vector(p + "ffn_norm.weight", hidden);
-    l.w_gate = read.matrix(p + "ffn_gate.weight", c.intermediate_size, hidden);
-    l.w_up = read.matrix(p + "ffn_up.weight", c.intermediate_size, hidden);
-    l.w_down = read.matrix(p + "ffn_down.weight", hidden, c.intermediate_size);
+    l.w_gate = read.matrix(p + "ffn_gate.weight", c.intermediate_size, hidden, 0, native_layers);
+    l.w_up = read.matrix(p + "ffn_up.weight", c.intermediate_size, hidden, 0, native_layers);
+    l.w_down = read.matrix(p + "ffn_down.weight", hidden, c.intermediate_size, 0, native_layers);
     w.layers.push_back(std::move(l));
   }
   progress.finish();
   w.final_norm = read.vector("output_norm.weight", hidden);
-  w.lm_head = c.tie_word_embeddings ? w.embed : read.matrix("output.weight", c.vocab_size, hidden);
+  w.lm_head =
+      c.tie_word_embeddings ? w.embed : read.matrix("output.weight", c.vocab_size, hidden, 0, native_head);
 
   std::vector<std::string> unused;
   for (const GgufTensor& t : file->tensors()) {

@@ -20,10 +20,16 @@ namespace qllm {
 LlamaConfig llama_config_from_gguf(const GgufFile& file);
 
 // The tensors, checked by name, type and shape against `config`; every tensor of the file must be used.
-// F32 tensors are viewed in place; every other type is dequantized to f32 exactly as ggml does (Q4_0, Q4_1,
-// Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, BF16).
+// Q4_0 and Q4_1 weights stay INT4 (WeightMatrix::int4: groupwise g32 with f16 scales, symmetric or min
+// offset, the file's values bit for bit) when all layer weights share that type (and, separately, the
+// embedding and an untied output weight): `--quant auto` then runs them as stored (model/prequantized.h), f16
+// activations. Otherwise F32 tensors are viewed in place and every other type is dequantized to f32 exactly
+// as ggml does (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, BF16).
 LlamaWeights llama_weights_from_gguf(std::shared_ptr<const GgufFile> file, const LlamaConfig& config,
                                      bool verbose = false);
+
+// Whether llama_weights_from_gguf can keep tensors of this type as INT4 (Q4_0, Q4_1).
+bool is_native_int4(GgmlType type);
 
 // Hugging Face row r of a Q or K projection for `heads` heads of `head_dim` rows is GGUF row
 // gguf_row_of_hf(r): llama.cpp's converter interleaves the two rotate-half halves of each head.

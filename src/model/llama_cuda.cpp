@@ -91,7 +91,8 @@ EmbeddingTable table_of(const QuantLinear& linear) {
     t.dtype = linear.activation();
     t.int4_qweight = w->qweight.data();
     t.int4_scales = w->scales.data();
-    t.int4_zero_offsets = w->zero_offsets.size() ? w->zero_offsets.data() : nullptr;
+    t.int4_zero_offsets = w->layout.zero_point ? w->zero_offsets.data() : nullptr;
+    t.int4_mins = w->layout.min_offset ? w->zero_offsets.data() : nullptr;
     t.int4_group_k = w->layout.group_k;
   } else if (const Int8DeviceWeights* w = linear.int8()) {
     t.storage = EmbeddingStorage::Int8Rows;

@@ -57,7 +57,8 @@ std::string QuantMode::name() const {
     case Kind::Int8:
       return "int8";
     case Kind::Int4: {
-      const std::string asym = int4.zero_point ? "-asym" : "";
+      // "-min": GGUF Q4_1's min offset, run as stored (a name to show; qllm does not quantize to it).
+      const std::string asym = int4.zero_point ? "-asym" : (int4.min_offset ? "-min" : "");
       switch (int4.granularity) {
         case Granularity::Global:
           return "int4-global" + asym;
@@ -84,7 +85,7 @@ uint64_t QuantMode::stored_bytes(int64_t rows, int64_t cols) const {
               ? static_cast<uint64_t>((cols + int4.group_size - 1) / int4.group_size)
               : 1;
       const uint64_t groups = int4.granularity == Granularity::Global ? 1 : rows * groups_per_row;
-      return elements / 2 + groups * (2 + (int4.zero_point ? 1 : 0));
+      return elements / 2 + groups * (2 + (int4.zero_point ? 1 : 0) + (int4.min_offset ? 2 : 0));
     }
   }
   return 0;

@@ -23,10 +23,12 @@ struct QuantMode {
   // bf16 | f16 | int4-global | int4-rowwise | int4-g<N> | int4-g<N>-asym | int8 (N: an even group size,
   // 16 ... 4096). qllm::Error listing these forms for anything else.
   static QuantMode parse(std::string_view name);
-  std::string name() const;  // the form parse() reads back
+  // The form parse() reads back; a min-offset scheme (a GGUF Q4_1 file's, only ever run as stored) shows as
+  // int4-g32-min, which parse() refuses.
+  std::string name() const;
   bool is_dense() const { return kind == Kind::Dense; }
 
-  // Bytes a [rows, cols] weight takes in this mode (packed values, scales, zero points).
+  // Bytes a [rows, cols] weight takes in this mode (packed values, scales, zero points or minimums).
   uint64_t stored_bytes(int64_t rows, int64_t cols) const;
 };
 

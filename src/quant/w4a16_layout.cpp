@@ -51,18 +51,22 @@ float W4A16Weights::scale(int64_t row, int64_t col) const {
 }
 
 int W4A16Weights::zero(int64_t row, int64_t col) const {
+  if (layout.min_offset) return 0;
   if (!layout.zero_point) return int4::kSymmetricZero;
   return zero_offsets[static_cast<size_t>(scale_index(layout, row, col))] - magic_bits(layout.activation);
+}
+
+float W4A16Weights::min(int64_t row, int64_t col) const {
+  if (!layout.min_offset) return 0.0f;
+  return fops::scale_bits_to_float(zero_offsets[static_cast<size_t>(scale_index(layout, row, col))],
+                                   layout.activation == DType::BF16);
 }
 
 W4A16Layout w4a16_layout_for(const Int4Matrix& m, DType activation) {
   QLLM_CHECK(activation == DType::BF16 || activation == DType::F16,
              "W4A16 GEMM activations must be bf16 or f16, not {}", dtype_name(activation));
-  QLLM_CHECK(
-      !m.scheme.min_offset,
-      "W4A16 GEMM [{}, {}]: min-offset (GGUF Q4_1) weights are not in the W4A16 layout yet; dequantize "
-      "them or re-quantize with --quant",
-      m.rows, m.cols);
+  QLLM_CHECK(!(m.scheme.min_offset && m.scheme.zero_point),
+             "W4A16 GEMM [{}, {}]: a scheme has a zero point or a min offset, not both", m.rows, m.cols);
   QLLM_CHECK(m.rows > 0 && m.cols > 0 && m.cols % 2 == 0,
              "W4A16 GEMM needs a positive N and an even K; weight shape is [{}, {}]", m.rows, m.cols);
   W4A16Layout l;
@@ -73,6 +77,7 @@ W4A16Layout w4a16_layout_for(const Int4Matrix& m, DType activation) {
              "W4A16 GEMM needs a group size divisible by 16, got {} (weight shape [{}, {}])", l.group_k,
              m.rows, m.cols);
   l.zero_point = m.scheme.zero_point;
+  l.min_offset = m.scheme.min_offset;
   l.activation = activation;
   return l;
 }
@@ -86,13 +91,15 @@ W4A16Weights repack_w4a16(const Int4Matrix& m, DType activation) {
   w.qweight.assign(static_cast<size_t>(rows * cols / 2), 0);
   // A padding weight is an exact zero: its group's zero point as the nibble where the group is real (a
   // partial group's padding columns), the symmetric 8 in padding rows and in groups of padding alone
-  // (which store scale 0 below).
+  // (which store scale 0 below). A min-offset group has no nibble of value 0 (u * s + m): its padding
+  // columns take u = 0, the minimum, which only ever meets X's zero padding.
   auto nibble_at = [&](int64_t row, int64_t col) -> uint32_t {
     if (row >= l.n) return int4::kSymmetricZero;
     if (col < l.k) return m.nibble(row * l.k + col);
     // The group's first column is a real one: its canonical group (ROWWISE's group_k is padded_k, not K).
     const int64_t group_start = col / l.group_k * l.group_k;
-    return group_start < l.k ? m.zero(canonical.group_of(row, group_start)) : int4::kSymmetricZero;
+    if (group_start >= l.k) return int4::kSymmetricZero;
+    return l.min_offset ? 0u : static_cast<uint32_t>(m.zero(canonical.group_of(row, group_start)));
   };
   // Unit by unit, the inverse of locate(): lane (g, t), step s, nibble position p = reg + 4e holds
   // row g + 8 (reg % 2), column 16 s + 2t + e + 8 (reg / 2) of the unit.
@@ -118,16 +125,20 @@ W4A16Weights repack_w4a16(const Int4Matrix& m, DType activation) {
   }
   const size_t scale_count = static_cast<size_t>(rows * l.groups_per_row());
   const uint16_t padding_zero = static_cast<uint16_t>(magic_bits(activation) + int4::kSymmetricZero);
-  w.scales.assign(scale_count, 0);  // padding rows and groups: scale 0
+  w.scales.assign(scale_count, 0);  // padding rows and groups: scale 0 (and minimum +0)
   if (l.zero_point) w.zero_offsets.assign(scale_count, padding_zero);
+  if (l.min_offset) w.zero_offsets.assign(scale_count, 0);
+  const bool bf16 = activation == DType::BF16;
   for (int64_t row = 0; row < l.n; ++row) {
     for (int64_t group = 0; group < l.real_groups_per_row(); ++group) {
       const int64_t col = group * l.group_k;
       const int64_t canonical_group = canonical.group_of(row, col);
       const auto index = static_cast<size_t>(scale_index(l, row, col));
-      w.scales[index] = fops::float_to_scale_bits(m.scale(canonical_group), activation == DType::BF16);
+      w.scales[index] = fops::float_to_scale_bits(m.scale(canonical_group), bf16);
       if (l.zero_point)
         w.zero_offsets[index] = static_cast<uint16_t>(magic_bits(activation) + m.zero(canonical_group));
+      // Minimums, like scales, in the activation dtype (exact when the dtypes match: GGUF's f16 with f16).
+      if (l.min_offset) w.zero_offsets[index] = fops::float_to_scale_bits(m.min(canonical_group), bf16);
     }
   }
   return w;
@@ -142,6 +153,7 @@ Int4Matrix unpack_w4a16(const W4A16Weights& w) {
   m.scheme.granularity = l.real_groups_per_row() == 1 ? Granularity::Rowwise : Granularity::Groupwise;
   m.scheme.group_size = l.group_k;
   m.scheme.zero_point = l.zero_point;
+  m.scheme.min_offset = l.min_offset;
   m.scheme.scale_dtype = l.activation;
   m.packed.assign(static_cast<size_t>(l.n * l.k / 2), 0);
   for (int64_t row = 0; row < l.n; ++row) {
@@ -156,6 +168,7 @@ Int4Matrix unpack_w4a16(const W4A16Weights& w) {
       m.scales.push_back(w.scales[index]);
       if (l.zero_point)
         m.zeros.push_back(static_cast<uint8_t>(w.zero_offsets[index] - magic_bits(l.activation)));
+      if (l.min_offset) m.mins.push_back(w.zero_offsets[index]);
     }
   }
   return m;

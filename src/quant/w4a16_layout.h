@@ -21,13 +21,17 @@ constexpr int64_t kW4A16RowAlign = 64;    // rows are padded to this: every kern
 
 // The repacked matrix is the weight zero-padded to whole units: padded_n() rows (N rounded up to 64, the
 // kernels' row tiles) by padded_k() columns (K rounded up to 64, one k step). Padding weights are exact zeros
-// (nibble = the group's zero point, scale 0 in groups of padding alone), and the kernels never write the
-// outputs of padding rows nor read activations past K, so the padding is invisible to the caller.
+// (nibble = the group's zero point, scale 0 in groups of padding alone; min offset: scale and minimum 0 in
+// padding rows and groups, but a real partial group's padding columns read as its minimum m), and the kernels
+// never write the outputs of padding rows nor read activations past K (those read as zeros), so the padding
+// is invisible to the caller.
 struct W4A16Layout {
   int64_t n = 0;        // output features (rows of W)
   int64_t k = 0;        // input features
   int64_t group_k = 0;  // weights of a row sharing one scale: g for GROUPWISE, padded_k() for ROWWISE/GLOBAL
   bool zero_point = false;
+  // GGUF Q4_1's w' = u * s + m: zero_offsets holds the minimums m (z = 0); never with zero_point.
+  bool min_offset = false;
   DType activation = DType::BF16;  // X, Y and the stored scales: bf16 or f16
 
   int64_t padded_n() const { return (n + kW4A16RowAlign - 1) / kW4A16RowAlign * kW4A16RowAlign; }
@@ -46,32 +50,38 @@ struct W4A16Weights {
   W4A16Layout layout;
   std::vector<uint8_t> qweight;  // units [padded_n/16][padded_k/64], 512 bytes each, in MMA fragment order
   std::vector<uint16_t> scales;  // [N/16][groups][8][2]: (s[row g], s[row g + 8]) for g = 0..7
-  std::vector<uint16_t>
-      zero_offsets;  // same order: the activation-dtype value (magic + z); empty if symmetric
+  // Same order: the activation-dtype value (magic + z) with a zero point, the minimum m (raw activation-dtype
+  // bits) with a min offset; empty if symmetric.
+  std::vector<uint16_t> zero_offsets;
 
   // Where weight (row, col) lives (padding included): byte index into qweight and the nibble (0 = low).
   static void locate(const W4A16Layout& layout, int64_t row, int64_t col, int64_t& byte, int& shift);
   uint8_t nibble(int64_t row, int64_t col) const;
   float scale(int64_t row, int64_t col) const;  // of the group holding (row, col), as a float
-  int zero(int64_t row, int64_t col) const;     // 8 when symmetric
+  int zero(int64_t row, int64_t col) const;     // 8 when symmetric, 0 with a min offset
+  float min(int64_t row, int64_t col) const;    // the group's minimum m with a min offset, else 0
 };
 
 // Checks what the kernels support (K even, a group size that is a multiple of 16; any N and K otherwise, the
-// layout pads them); throws qllm::Error naming the shape otherwise.
+// layout pads them; symmetric, zero-point and min-offset schemes); throws qllm::Error naming the shape
+// otherwise.
 W4A16Layout w4a16_layout_for(const Int4Matrix& matrix, DType activation);
 
 // Offline repack from the canonical INT4 layout. Scales are converted to the activation dtype (exact when
 // the matrix was quantized with a matching --scale-dtype; otherwise rounded once, to nearest even).
 W4A16Weights repack_w4a16(const Int4Matrix& matrix, DType activation);
 
-// Back to the canonical layout [n, k] without the padding (scales in the activation dtype): repack then
-// unpack is the identity on nibbles and zero points, and on scales when the dtypes match.
+// Back to the canonical layout [n, k] without the padding (scales and minimums in the activation dtype):
+// repack then unpack is the identity on nibbles, zero points and minimums, and on scales when the dtypes
+// match.
 Int4Matrix unpack_w4a16(const W4A16Weights& weights);
 
 // How the reference treats the dequantized weights (the kernels differ, and each is tested against its own):
 enum class W4A16Precision {
-  Exact,           // w' = (q - z) * s in exact arithmetic (scales applied to fp32 partial sums per group)
-  RoundedWeights,  // w' rounded once to the activation dtype before the product (tensor-core operand)
+  Exact,           // w' = (q - z) * s (min offset: q * s + m) in exact arithmetic (scales, and minimums times
+                   // the activations' group sums, applied to fp32 partial sums per group)
+  RoundedWeights,  // w' rounded once to the activation dtype before the product (tensor-core operand); min
+                   // offset: q * s + m rounded to f32 first (ggml's value), then to the activation dtype
 };
 
 // Dequantized weights [N, K] read from the repacked bytes, in the given precision.

@@ -11,10 +11,17 @@ namespace qllm {
 namespace {
 
 double dequantize_one(const W4A16Weights& w, int64_t row, int64_t col, W4A16Precision precision) {
+  const bool bf16 = w.layout.activation == DType::BF16;
+  if (w.layout.min_offset) {
+    // u * s + m is exact in double (a 4-bit integer times a 16-bit float, plus a 16-bit float).
+    const double weight = static_cast<double>(w.nibble(row, col)) * w.scale(row, col) + w.min(row, col);
+    if (precision == W4A16Precision::Exact) return weight;
+    // ggml's f32 value (one rounding), then the tensor-core operand (dequant path: bit for bit).
+    return fops::scale_bits_to_float(fops::float_to_scale_bits(static_cast<float>(weight), bf16), bf16);
+  }
   const double q_minus_z = static_cast<double>(w.nibble(row, col)) - w.zero(row, col);
   const double weight = q_minus_z * w.scale(row, col);  // exact: a 5-bit integer times a 16-bit float
   if (precision == W4A16Precision::Exact) return weight;
-  const bool bf16 = w.layout.activation == DType::BF16;
   return fops::scale_bits_to_float(fops::float_to_scale_bits(static_cast<float>(weight), bf16), bf16);
 }
 

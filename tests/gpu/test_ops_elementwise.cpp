@@ -11,6 +11,7 @@
 #include "kernels/elementwise/swiglu.h"
 #include "qllm/quant.h"
 #include "quant/w4a16_layout.h"
+#include "tests/cpu/q4_gguf_test_support.h"
 #include "tests/gpu/op_harness.h"
 #include "tests/gpu/ops_test_util.h"
 
@@ -60,6 +61,7 @@ struct EmbeddingCase {
   int64_t group = 0;  // Int4: group size (0: rowwise)
   bool zero_point = false;
   int64_t int8_stride = 0;  // Int8Rows: values between rows (0: hidden), as a QuantLinear's padded weight
+  bool min_offset = false;  // Int4: GGUF Q4_1's u * s + m (random nibbles, scales and minimums)
 };
 
 OpResult run_embedding(const EmbeddingCase& c, uint64_t seed) {
@@ -86,10 +88,13 @@ OpResult run_embedding(const EmbeddingCase& c, uint64_t seed) {
     for (auto& v : w) v = static_cast<float>(0.05 * rng.normal());
     Int4Scheme scheme{.group_size = c.group, .zero_point = c.zero_point, .scale_dtype = c.dtype};
     if (c.group == 0) scheme.granularity = Granularity::Rowwise;
-    int4 = repack_w4a16(quantize_int4_ref(w, c.vocab, c.hidden, scheme), c.dtype);
+    int4 = repack_w4a16(c.min_offset ? random_min_offset(c.vocab, c.hidden, c.group, c.dtype, rng)
+                                     : quantize_int4_ref(w, c.vocab, c.hidden, scheme),
+                        c.dtype);
     host.int4_qweight = int4.qweight.data();
     host.int4_scales = int4.scales.data();
     host.int4_zero_offsets = c.zero_point ? int4.zero_offsets.data() : nullptr;
+    host.int4_mins = c.min_offset ? int4.zero_offsets.data() : nullptr;
     host.int4_group_k = int4.layout.group_k;
   }
   std::vector<int32_t> ids(static_cast<size_t>(c.tokens));
@@ -117,6 +122,7 @@ OpResult run_embedding(const EmbeddingCase& c, uint64_t seed) {
   device.int4_qweight = d_qweight.data();
   device.int4_scales = d_scales.data();
   device.int4_zero_offsets = c.zero_point ? d_zeros.data() : nullptr;
+  device.int4_mins = c.min_offset ? d_zeros.data() : nullptr;
   launch_embedding({.table = device,
                     .tokens = c.tokens,
                     .ids = d_ids.data(),
@@ -156,6 +162,18 @@ QLLM_OP_CASES(embedding) {
           add({EmbeddingStorage::Int4, vocab, hidden, tokens, dtype, group, zp},
               fmt::format("int4-{}-g{}{}", dtype_label(dtype), group, zp ? "-zp" : ""));
         }
+      }
+      // Min offset (a Q4_1 token_embd tied to the lm_head): SmolLM2's table shape and the padded tails.
+      for (auto [vocab, hidden, group] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+               {49152, 576, 32}, {256, 576, 128}, {272, 200, 32}, {17, 100, 32}}) {
+        add({.storage = EmbeddingStorage::Int4,
+             .vocab = vocab,
+             .hidden = hidden,
+             .tokens = tokens,
+             .dtype = dtype,
+             .group = group,
+             .min_offset = true},
+            fmt::format("int4-{}-g{}-min", dtype_label(dtype), group));
       }
     }
   }

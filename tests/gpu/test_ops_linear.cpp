@@ -9,6 +9,7 @@
 #include "kernels/gemm/quant_linear.h"
 #include "model/cpu_linear.h"
 #include "model/prequantized.h"
+#include "tests/cpu/q4_gguf_test_support.h"
 #include "tests/gpu/op_harness.h"
 #include "tests/gpu/ops_test_util.h"
 
@@ -95,6 +96,51 @@ QLLM_OP_CASES(quant_linear_stored) {
                            mode, Metric::RelFro, 8e-3,
                            [=, s = seed++] { return run_stored_linear(n, k, m, mode, activation, s); }});
         }
+      }
+    }
+  }
+  return cases;
+}
+
+// Min-offset weights (GGUF Q4_1: u * s + m, random nibbles, scales and minimums) uploaded as stored, against
+// the CPU reference linear computing with their exact f32 values (ggml's): the engines' path for a Q4_1 file.
+// f16 scales with f16 activations (the files'), bf16 with bf16; SmolLM2's shapes and tails; M from decode to
+// prefill (skinny, tiled, dequant + cuBLAS). Bound as above.
+OpResult run_stored_min_linear(int64_t n, int64_t k, int64_t m, DType activation, uint64_t seed) {
+  Rng rng(seed);
+  WeightMatrix stored{"w", DType::F32, nullptr, n, k};
+  stored.int4 = std::make_shared<const Int4Matrix>(random_min_offset(n, k, 32, activation, rng));
+  QuantMode mode;
+  mode.kind = QuantMode::Kind::Int4;
+  mode.int4 = stored.int4->scheme;
+  const std::vector<uint16_t> x = random_bits16(static_cast<size_t>(m * k), rng, activation);
+  const std::vector<float> x_values = bits16_to_floats(x, activation);
+  std::vector<float> ref(static_cast<size_t>(m * n));
+  CpuLinear(stored, mode, activation).forward(ref.data(), x_values.data(), m);
+
+  TestStream stream;
+  GemmExecutor executor;
+  QuantLinear layer(*stored.int4, activation);
+  layer.reserve(executor, m);
+  DeviceBuffer<uint16_t> d_x = to_device(x), d_y(static_cast<size_t>(m * n));
+  poison(d_y);
+  layer.forward(executor, d_x.data(), d_y.data(), m, stream.get());
+  stream.sync();
+  return compare(bits16_to_floats(d_y.download(), activation), ref, Metric::RelFro);
+}
+
+QLLM_OP_CASES(quant_linear_stored_min) {
+  std::vector<OpCase> cases;
+  uint64_t seed = 1300;
+  const std::pair<int64_t, int64_t> shapes[] = {{576, 576},  {192, 576}, {1536, 576},
+                                                {576, 1536}, {272, 192}, {130, 96}};
+  for (const auto& [n, k] : shapes) {
+    for (const DType activation : {DType::F16, DType::BF16}) {
+      for (const int64_t m : {1, 7, 33, 130}) {
+        cases.push_back({"quant_linear_stored",
+                         fmt::format("tokens={} n={} k={} {} activations", m, n, k, dtype_name(activation)),
+                         "int4-g32-min", Metric::RelFro, 8e-3,
+                         [=, s = seed++] { return run_stored_min_linear(n, k, m, activation, s); }});
       }
     }
   }

@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <tuple>
 
 #include "kernels/quantize/quantize_int4.h"
 #include "qllm/error.h"
+#include "tests/cpu/q4_gguf_test_support.h"
 #include "tests/support/test_util.h"
 
 namespace qllm {
@@ -78,6 +80,28 @@ void expect_bit_identical(const Case& c, Rng& rng) {
   for (size_t i = 0; i < half_ref.size(); ++i) {
     ASSERT_EQ(half_gpu[i].bits, half_ref[i].bits) << "fp16 dequant element " << i;
     ASSERT_EQ(bf16_gpu[i].bits, bf16_ref[i].bits) << "bf16 dequant element " << i;
+  }
+}
+
+// Min offset (GGUF Q4_1, never produced by the quantizer): the CUDA dequantizer gives the reference's u * s + m
+// (ggml's f32 value, rounded once to the output) bit for bit, f16 and bf16 scales, partial last groups.
+TEST(QuantizeInt4Cuda, MinOffsetDequantizeBitIdentical) {
+  QLLM_SKIP_WITHOUT_GPU();
+  Rng rng(fresh_seed());
+  for (const DType scale_dtype : {DType::F16, DType::BF16}) {
+    for (const auto& [rows, cols, g] :
+         {std::tuple<int64_t, int64_t, int64_t>{7, 96, 32}, {64, 576, 128}, {5, 100, 32}, {3, 34, 0}}) {
+      const Int4Matrix m = testing::random_min_offset(rows, cols, g, scale_dtype, rng);
+      SCOPED_TRACE(fmt::format("[{}, {}] {}", rows, cols, m.scheme.describe()));
+      const auto half_ref = dequantize_int4_to_half_ref(m);
+      const auto half_gpu = dequantize_int4_to_half_cuda(m);
+      const auto bf16_ref = dequantize_int4_to_bf16_ref(m);
+      const auto bf16_gpu = dequantize_int4_to_bf16_cuda(m);
+      for (size_t i = 0; i < half_ref.size(); ++i) {
+        ASSERT_EQ(half_gpu[i].bits, half_ref[i].bits) << "fp16 dequant element " << i;
+        ASSERT_EQ(bf16_gpu[i].bits, bf16_ref[i].bits) << "bf16 dequant element " << i;
+      }
+    }
   }
 }
 

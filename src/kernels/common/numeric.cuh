@@ -70,5 +70,10 @@ template <typename T>
 __device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
   return pair_bits<T>(__hmul2(as_pair<T>(a), as_pair<T>(b)));
 }
+// Packed a * b + c, one rounding of the exact result.
+template <typename T>
+__device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c) {
+  return pair_bits<T>(__hfma2(as_pair<T>(a), as_pair<T>(b), as_pair<T>(c)));
+}
 
 }  // namespace qllm::kernels

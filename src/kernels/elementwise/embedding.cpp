@@ -34,6 +34,8 @@ void launch_embedding(const EmbeddingParams& p, CUstream_st* stream) {
           t.int4_group_k, t.vocab, t.hidden);
       QLLM_CHECK(t.int4_qweight != nullptr && t.int4_scales != nullptr,
                  "embedding: null INT4 weights or scales");
+      QLLM_CHECK(t.int4_zero_offsets == nullptr || t.int4_mins == nullptr,
+                 "embedding: an INT4 table has zero points or minimums, not both");
       break;
     default:
       fail("embedding: unknown table storage {}", static_cast<int>(t.storage));

@@ -38,6 +38,11 @@ __device__ __forceinline__ float int4_value(const EmbeddingTable& t, int64_t row
   const uint16_t scale_bits = t.int4_scales[index];
   const float scale =
       kBf16 ? __bfloat162float(__ushort_as_bfloat16(scale_bits)) : __half2float(__ushort_as_half(scale_bits));
+  if (t.int4_mins != nullptr) {  // u * s is exact: one rounding of the sum, ggml's value
+    const uint16_t m = t.int4_mins[index];
+    return __fadd_rn(__fmul_rn(static_cast<float>(u), scale),
+                     kBf16 ? __bfloat162float(__ushort_as_bfloat16(m)) : __half2float(__ushort_as_half(m)));
+  }
   const int zero =
       t.int4_zero_offsets == nullptr ? 8 : t.int4_zero_offsets[index] - (kBf16 ? 0x4300 : 0x6400);
   return __fmul_rn(static_cast<float>(u - zero), scale);

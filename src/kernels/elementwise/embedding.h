@@ -6,7 +6,8 @@
 //             rounded f32 operations, docs/FORMATS.md "LLM.int8() rows")
 //   Int4      the W4A16 repacked layout, N = vocab, K = hidden (docs/FORMATS.md "W4A16 repacked layout")
 //             value = (u - z) * s in f32 (exact: a 5-bit integer times a 16-bit float), z = 8 when symmetric,
-//             else the zero offset minus the magic; groups as the layout stores them (W4A16Layout: K padded
+//             else the zero offset minus the magic; min offset (GGUF Q4_1): u * s + m in f32 (one rounding,
+//             ggml's value, int4::dequantize_value_min); groups as the layout stores them (W4A16Layout: K padded
 //             to 64, ceil(padded K / group_k) groups per row, the last real one partial when group_k does not
 //             divide K; group_k a multiple of 16, launch_embedding says so otherwise).
 // An id outside [0, vocab) writes a row of zeros and sets *error_flag to 1 (the host checks ids before
@@ -41,6 +42,7 @@ struct EmbeddingTable {
       nullptr;  // Int4: the W4A16 layout's padded_n * padded_k / 2 bytes (any vocab, even hidden)
   const uint16_t* int4_scales = nullptr;        // Int4: [padded vocab / 16][groups][8][2]
   const uint16_t* int4_zero_offsets = nullptr;  // Int4: same order, magic + z; null when symmetric
+  const uint16_t* int4_mins = nullptr;          // Int4: same order, the minimums m; null unless min offset
   int64_t int4_group_k = 0;                     // Int4: weights of a row sharing one scale
 };
 

@@ -6,6 +6,7 @@
 #include "kernels/elementwise/embedding.h"
 #include "qllm/error.h"
 #include "qllm/half.h"
+#include "quant/int4_math.h"
 #include "quant/int8_math.h"
 #include "quant/w4a16_layout.h"
 
@@ -28,6 +29,11 @@ float int4_value(const EmbeddingTable& t, int64_t row, int64_t col) {
   const bool bf16 = t.dtype == DType::BF16;
   const float scale =
       bf16 ? bf16_bits_to_float(t.int4_scales[index]) : half_bits_to_float(t.int4_scales[index]);
+  if (t.int4_mins != nullptr) {
+    const uint16_t m = t.int4_mins[index];
+    return int4::dequantize_value_min(static_cast<uint8_t>(u), scale,
+                                      bf16 ? bf16_bits_to_float(m) : half_bits_to_float(m));
+  }
   const int zero = t.int4_zero_offsets == nullptr ? 8 : t.int4_zero_offsets[index] - (bf16 ? 0x4300 : 0x6400);
   return static_cast<float>(u - zero) * scale;
 }

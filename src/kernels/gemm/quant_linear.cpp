@@ -167,10 +167,6 @@ QuantLinear::QuantLinear(const Int4Matrix& w, DType activation)
   QLLM_CHECK(w.rows > 0 && w.cols > 0 && w.rows <= INT32_MAX && w.cols <= INT32_MAX,
              "QuantLinear: INT4 weight [{}, {}] empty or too large", w.rows, w.cols);
   validate_int4_matrix(w, fmt::format("QuantLinear: INT4 weight [{}, {}]", w.rows, w.cols));
-  QLLM_CHECK(!w.scheme.min_offset,
-             "QuantLinear: INT4 weight [{}, {}] has a per-group minimum (min offset, GGUF Q4_1's scheme), which "
-             "the W4A16 kernels do not run",
-             w.rows, w.cols);
   QLLM_CHECK(w.scheme.scale_dtype == activation,
              "QuantLinear: INT4 weight [{}, {}] has {} scales but the activations are {}: the kernels read "
              "scales in the activation dtype (run with {} activations, or re-quantize)",

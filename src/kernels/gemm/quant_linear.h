@@ -2,7 +2,7 @@
 // y[M, N] = x[M, K] @ W'[N, K]^T with x and y in the activation dtype (bf16 or f16), fp32 accumulation, where
 // W' is the weight exactly as the CPU reference (model/cpu_linear.h) computes with it:
 //   dense bf16/f16: cuBLASLt; int4 (every scheme): the W4A16 kernels (the plan picks skinny, tiled, wgmma or
-//   dequant + cuBLAS by M); int8: LLM.int8() with the mode's outlier threshold.
+//   dequant + cuBLAS by M; wgmma for min offset only in groups of 32); int8: LLM.int8() with the mode's outlier threshold.
 // The weights are quantized on the GPU at construction (the 16-bit source is staged on the device, quantized,
 // and the staging freed), so peak device memory stays near the quantized size plus one layer's staging.
 //
@@ -67,9 +67,9 @@ class QuantLinear {
   QuantLinear(const HostWeight& weight, const QuantMode& mode, DType activation, cudaStream_t stream);
   // Pre-quantized INT4 (a quantized checkpoint): uploaded and repacked into the W4A16 layout exactly as
   // stored, the same bits as quantizing at load gives for the same Int4Matrix. The mode is INT4 in the
-  // matrix's scheme. Refused with qllm::Error: scales in another dtype than `activation` (the kernels read
-  // scales in the activation dtype; converting would round them), a min-offset scheme (GGUF Q4_1's, not in
-  // the kernels), a group size that is not a multiple of 16, an odd K, or arrays that do not fit the shape.
+  // matrix's scheme, min offset (GGUF Q4_1's u * s + m) included. Refused with qllm::Error: scales in another
+  // dtype than `activation` (the kernels read scales and minimums in the activation dtype; converting would
+  // round them), a group size that is not a multiple of 16, an odd K, or arrays that do not fit the shape.
   QuantLinear(const Int4Matrix& weight, DType activation);
 
   int64_t out_features() const { return n_; }  // N

@@ -113,8 +113,8 @@ W4A16DeviceWeights W4A16DeviceWeights::upload(const W4A16Weights& w) {
   d.layout = w.layout;
   d.qweight = to_device(std::span<const uint8_t>(w.qweight), "W4A16 packed weights");
   d.scales = to_device(std::span<const uint16_t>(w.scales), "W4A16 scales");
-  if (w.layout.zero_point)
-    d.zero_offsets = to_device(std::span<const uint16_t>(w.zero_offsets), "W4A16 zeros");
+  if (w.layout.zero_point || w.layout.min_offset)
+    d.zero_offsets = to_device(std::span<const uint16_t>(w.zero_offsets), "W4A16 zeros / minimums");
   d.encode_maps();
   return d;
 }
@@ -126,8 +126,11 @@ constexpr int kWgmmaRowChoices[] = {64, 128, 256};
 }  // namespace
 
 void W4A16DeviceWeights::encode_maps() {
-  const int scale_groups = kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16));
-  has_maps = sm90a_kernels_available() && scale_groups > 0;
+  const int group_steps = static_cast<int>(layout.group_k / 16);
+  const int scale_groups = kernels::w4a16_wgmma_scale_groups(group_steps);
+  // The wgmma kernel runs min-offset weights in groups of 32 only (plan()).
+  has_maps = sm90a_kernels_available() && scale_groups > 0 &&
+             (!layout.min_offset || kernels::w4a16_wgmma_min_offset_supported(group_steps));
   if (!has_maps) return;
   const int64_t unit_rows = layout.padded_n() / 16, pair_words = layout.groups_per_row() * 8;
   for (int i = 0; i < 3; ++i) {
@@ -135,9 +138,10 @@ void W4A16DeviceWeights::encode_maps() {
     W4A16WeightMaps& m = maps[i];
     m.units = make_word_tensor_map_2d(qweight.data(), unit_rows, layout.padded_k() / 64 * 128, box_rows, 128);
     m.scales = make_word_tensor_map_2d(scales.data(), unit_rows, pair_words, box_rows, 8 * scale_groups);
-    m.zeros = layout.zero_point ? make_word_tensor_map_2d(zero_offsets.data(), unit_rows, pair_words,
-                                                          box_rows, 8 * scale_groups)
-                                : m.scales;
+    m.zeros =
+        layout.zero_point || layout.min_offset
+            ? make_word_tensor_map_2d(zero_offsets.data(), unit_rows, pair_words, box_rows, 8 * scale_groups)
+            : m.scales;
   }
 }
 
@@ -156,7 +160,11 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
   // The kernels run on the padded weight (padding rows and columns are a few percent at most).
   const int64_t n = layout.padded_n(), k_steps = layout.padded_k() / kW4A16TileK;
   const int64_t sms = multiprocessor_count();
-  const bool wgmma_groups = kernels::w4a16_wgmma_scale_groups(static_cast<int>(layout.group_k / 16)) > 0;
+  // Min-offset weights (GGUF Q4_1) run on the wgmma kernel in Q4_1's groups of 32 only (the one variant
+  // compiled); other group sizes take the skinny, tiled and dequant kernels by the same thresholds.
+  const int group_steps = static_cast<int>(layout.group_k / 16);
+  const bool wgmma_groups = kernels::w4a16_wgmma_scale_groups(group_steps) > 0 &&
+                            (!layout.min_offset || kernels::w4a16_wgmma_min_offset_supported(group_steps));
   // The wgmma kernel's best tile, derived once and only where asked for (not on the skinny path).
   std::optional<WgmmaTile> wgmma_best;
   auto best_wgmma_tile = [&]() -> const WgmmaTile& {
@@ -219,6 +227,10 @@ W4A16Plan W4A16Gemm::plan(int64_t m, const W4A16Layout& layout, W4A16Kernel kern
     p.tokens_per_cta = static_cast<int>(std::min<int64_t>(m, 1 << 30));
     p.rows_per_cta = static_cast<int>(n);
   } else {
+    QLLM_CHECK(!layout.min_offset || wgmma_groups,
+               "wgmma W4A16 kernel: min-offset weights (GGUF Q4_1) in groups of 32 only, not {} (the skinny, "
+               "tiled and dequant kernels take any)",
+               layout.group_k);
     QLLM_CHECK(wgmma_groups,
                "wgmma W4A16 kernel: scale groups of {} are not supported (16, 32 or a multiple of 64)",
                layout.group_k);
@@ -272,6 +284,7 @@ int64_t output_tiles(const W4A16Plan& p, int64_t m, int64_t n) {
 void configure_kernel(const W4A16Layout& l, const W4A16Plan& p) {
   kernels::W4A16KernelArgs args;
   args.group_steps = static_cast<int>(l.group_k / 16);
+  args.min_offset = l.min_offset;  // the skinny kernel's min-offset variant is another instantiation
   args.cluster_splits = p.cluster_splits;
   args.configure_only = true;
   kernels::dispatch_16bit(l.activation, "W4A16 GEMM", [&](auto tag) {
@@ -346,7 +359,9 @@ void W4A16Gemm::run(const void* x, const W4A16DeviceWeights& w, void* y, int64_t
   args.x = x;
   args.qweight = w.qweight.data();
   args.scales = reinterpret_cast<const uint32_t*>(w.scales.data());
-  args.zero_offsets = l.zero_point ? reinterpret_cast<const uint32_t*>(w.zero_offsets.data()) : nullptr;
+  args.zero_offsets =
+      l.zero_point || l.min_offset ? reinterpret_cast<const uint32_t*>(w.zero_offsets.data()) : nullptr;
+  args.min_offset = l.min_offset;
   args.y = y;
   args.m = static_cast<int>(m);
   args.n = static_cast<int>(n);

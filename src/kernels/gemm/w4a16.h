@@ -7,7 +7,8 @@
 // consumer warpgroups into wgmma's register operand); and "dequant" (any GPU: dequantize to a 16-bit
 // scratch, then cuBLAS: for large M the GEMM's compute dominates and cuBLAS does it best). Weights are
 // rounded once to the activation dtype in all but the skinny kernel. Auto picks by M and by what the GPU
-// supports (see plan()).
+// supports (see plan()). Min-offset weights (GGUF Q4_1, w' = u * s + m) run on every kernel, wgmma in
+// Q4_1's groups of 32 only (the plan gives other group sizes the other kernels).
 #pragma once
 
 #include <cuda.h>
@@ -32,9 +33,10 @@ struct W4A16DeviceWeights {
   W4A16Layout layout;
   DeviceBuffer<uint8_t> qweight;
   DeviceBuffer<uint16_t> scales;
-  DeviceBuffer<uint16_t> zero_offsets;  // empty when symmetric
-  bool has_maps = false;                // maps are encoded where the wgmma kernel can run
-  W4A16WeightMaps maps[3];              // by CTA rows: [0] 64, [1] 128, [2] 256
+  // magic + z, or the minimums (layout.min_offset); empty when symmetric
+  DeviceBuffer<uint16_t> zero_offsets;
+  bool has_maps = false;    // maps are encoded where the wgmma kernel can run
+  W4A16WeightMaps maps[3];  // by CTA rows: [0] 64, [1] 128, [2] 256
 
   static W4A16DeviceWeights upload(const W4A16Weights& weights);
   size_t bytes() const { return qweight.bytes() + scales.bytes() + zero_offsets.bytes(); }

@@ -1,7 +1,8 @@
 // W4A16 weights back to 16 bits, read from the repacked layout: out[n_out, x_cols] = bf16/f16((q - z) * s)
 // (the real rows, and the columns X holds: K, or the padded K when X was padded), one rounding of the exact
-// product (the same values the Hopper kernels feed their tensor cores). The first half
-// of the "dequant" path for large M, where a 16-bit GEMM's compute dominates and cuBLAS does it best.
+// product (the same values the Hopper kernels feed their tensor cores); min offset: bf16/f16 of ggml's f32
+// value u * s + m (W4A16Precision::RoundedWeights, bit for bit). The first half of the "dequant" path for
+// large M, where a 16-bit GEMM's compute dominates and cuBLAS does it best.
 #include "kernels/gemm/w4a16_device.cuh"
 #include "kernels/gemm/w4a16_launch.h"
 
@@ -61,11 +62,25 @@ __global__ void __launch_bounds__(kWarps * 32)
     const uint32_t zero = a.zero_offsets ? __ldg(a.zero_offsets + pair_base + group * 8)
                                          : ((T::kNibbleMagic + 8) | ((T::kNibbleMagic + 8) << 16));
     uint32_t r[4];
-    dequant_step<T>(words[s], low_pair(zero), high_pair(zero), r);
-    r[0] = mul2<T>(r[0], low_pair(scale));   // rows g: one rounding of the exact (q - z) * s
-    r[1] = mul2<T>(r[1], high_pair(scale));  // rows g + 8
-    r[2] = mul2<T>(r[2], low_pair(scale));
-    r[3] = mul2<T>(r[3], high_pair(scale));
+    if (a.min_offset) {
+      // zero holds the minimums. u * s is exact in f32, so the fma's one rounding is ggml's f32 value;
+      // then one rounding to the 16-bit type.
+      const float scale_lo = to_float<T>(scale & 0xffffu), scale_hi = to_float<T>(scale >> 16);
+      const float min_lo = to_float<T>(zero & 0xffffu), min_hi = to_float<T>(zero >> 16);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t word = words[s] >> (4 * i);  // register i: nibble i (element 0) and i + 4 (element 1)
+        const float sc = i % 2 ? scale_hi : scale_lo, mn = i % 2 ? min_hi : min_lo;
+        r[i] = pack2<T>(__fmaf_rn(static_cast<float>(word & 0xfu), sc, mn),
+                        __fmaf_rn(static_cast<float>((word >> 16) & 0xfu), sc, mn));
+      }
+    } else {
+      dequant_step<T>(words[s], low_pair(zero), high_pair(zero), r);
+      r[0] = mul2<T>(r[0], low_pair(scale));   // rows g: one rounding of the exact (q - z) * s
+      r[1] = mul2<T>(r[1], high_pair(scale));  // rows g + 8
+      r[2] = mul2<T>(r[2], low_pair(scale));
+      r[3] = mul2<T>(r[3], high_pair(scale));
+    }
     store_fragment(smem, s, lane, r);
   }
   __syncwarp();

@@ -17,13 +17,15 @@ namespace qllm::kernels {
 // never written, and activations of columns past x_cols read as zeros (the padding weights are zeros too,
 // but 0 * NaN is not 0: whatever follows a row of X in memory must not reach the product).
 struct W4A16KernelArgs {
-  const void* x = nullptr;                 // [M, x_cols] bf16 or f16, row-major, 16-byte aligned rows
-  const void* qweight = nullptr;           // repacked units [n/16][k/64] x 512 bytes
-  const uint32_t* scales = nullptr;        // (s[g], s[g + 8]) pairs [n/16][groups][8]
-  const uint32_t* zero_offsets = nullptr;  // same order, (magic + z) pairs; nullptr when symmetric
-  void* y = nullptr;                       // [M, n_out] bf16 or f16
-  float* partials = nullptr;               // split-K partial sums [splits][M][n] (splits > 1)
-  unsigned int* counters = nullptr;        // split-K arrival counters per output tile, zero between launches
+  const void* x = nullptr;           // [M, x_cols] bf16 or f16, row-major, 16-byte aligned rows
+  const void* qweight = nullptr;     // repacked units [n/16][k/64] x 512 bytes
+  const uint32_t* scales = nullptr;  // (s[g], s[g + 8]) pairs [n/16][groups][8]
+  // Same order: (magic + z) pairs with zero points, (m[g], m[g + 8]) minimum pairs with min_offset; nullptr
+  // when symmetric.
+  const uint32_t* zero_offsets = nullptr;
+  void* y = nullptr;                 // [M, n_out] bf16 or f16
+  float* partials = nullptr;         // split-K partial sums [splits][M][n] (splits > 1)
+  unsigned int* counters = nullptr;  // split-K arrival counters per output tile, zero between launches
   int m = 0, n = 0, k = 0;
   int n_out = 0;            // Y's row length, the real N (<= n)
   int x_cols = 0;           // X's row length (<= k, a multiple of 8): the real K, or k when X was padded
@@ -32,6 +34,8 @@ struct W4A16KernelArgs {
   int splits = 1;           // split-K factor
   int steps_per_split = 0;  // k64 steps per split
   int cluster_splits = 0;   // tiled kernel: > 1 when the splits form a cluster and reduce in shared memory
+  // w' = u * s + m (GGUF Q4_1): z = 0, zero_offsets holds the minimums.
+  bool min_offset = false;
   // Host only: the launcher sets its kernel's attributes (once per kernel) and launches nothing, so that
   // reserve() does what a first launch would otherwise do inside a captured region.
   bool configure_only = false;
@@ -72,6 +76,9 @@ struct W4A16WgmmaMaps {
 };
 // Scale groups per 64-wide k step: 4 (groups of 16), 2 (32), 1 (multiples of 64); 0: unsupported.
 int w4a16_wgmma_scale_groups(int group_steps);
+// Min-offset weights (GGUF Q4_1) run on the wgmma kernel in groups of 32 (group_steps 2) only: Q4_1's blocks,
+// the one source of the format, so no other variant is compiled.
+bool w4a16_wgmma_min_offset_supported(int group_steps);
 int w4a16_wgmma_rows_per_cta(int tokens_per_cta);  // the wide tiles' rows for a token tile
 bool w4a16_wgmma_tile_supported(int tokens_per_cta, int rows_per_cta);
 template <typename T>

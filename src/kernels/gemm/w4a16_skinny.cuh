@@ -7,6 +7,9 @@
 //    offline, docs/FORMATS.md), streamed straight from global memory into registers, a few steps ahead;
 //  - dequantization is one lop3 + one packed subtract per pair: (128 + q) - (128 + z) = q - z exactly; the
 //    scale multiplies the fp32 partial sum of each group instead of every weight (cheaper, and exact);
+//  - min offset (GGUF Q4_1, w' = u * s + m): z = 0, and m multiplies the group's sum of each token's
+//    activations, which one more MMA per k16 step gives from an A fragment of ones (every row of its output
+//    is that sum): the weights stay exact integers, and MMAs are cheap in a memory-bound kernel;
 //  - the CTA's whole slice of activations is copied into shared memory once, so the main loop has no
 //    barrier: every warp streams its weights at its own pace;
 //  - small N is split along K across the warps of a CTA (reduced through shared memory) until the GPU has
@@ -31,9 +34,11 @@ constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kStepK = 64;  // weights per row per step: one 16-byte load per thread
 // Weight steps in flight per warp: 8-token CTAs run 4 per SM under a 64-register cap, so they keep 3 (32
-// warps x 3 x 512 bytes per SM is still twice what H200's bandwidth needs in flight); the others keep 4.
-template <int kTokTiles>
-constexpr int kPrefetch = kTokTiles == 1 ? 3 : 4;
+// warps x 3 x 512 bytes per SM is still twice what H200's bandwidth needs in flight); the others keep 4, but
+// the min-offset 16-token variant (3 CTAs per SM, an 80-register cap that its activation sums exceed with 4:
+// ptxas spilled) keeps 3 as well, still 1.5 times the bytes in flight needed.
+template <int kTokTiles, bool kMinOffset>
+constexpr int kPrefetch = kTokTiles == 1 || (kMinOffset && kTokTiles == 2) ? 3 : 4;
 constexpr int kRowPad = 8;  // elements of padding per activation row in shared memory: conflict-free ldmatrix
 
 // How scale groups fall on the 64-wide k steps: kGroupsOfSteps when every group is whole steps (g % 64 == 0:
@@ -42,8 +47,9 @@ constexpr int kGroupsOfSteps = 0;
 constexpr int kGroupsOfK16 = 1;
 
 // Resident CTAs per SM (4, 3, 2 for 8, 16, 32 tokens: register caps 64, 85, 128) keep enough weight loads in
-// flight.
-template <typename T, int kTokTiles, int kWarpsK, int kGroupMode>
+// flight. kMinOffset: the zero-point slot holds minimums (instantiated with kGroupsOfK16 only, which serves
+// every group size: one variant less to compile for a format whose groups are 32).
+template <typename T, int kTokTiles, int kWarpsK, int kGroupMode, bool kMinOffset>
 __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2 ? 3 : 2))
     w4a16_skinny_kernel(const W4A16KernelArgs args) {
   constexpr int kTokens = 8 * kTokTiles;
@@ -67,7 +73,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   const int steps = min(per_warp, cta_end - warp_begin);
 
   // ---- weights first: this lane's 16 bytes of unit (tile, step), kAhead steps in flight ----
-  constexpr int kAhead = kPrefetch<kTokTiles>;
+  constexpr int kAhead = kPrefetch<kTokTiles, kMinOffset>;
   const auto* units = static_cast<const uint4*>(args.qweight) +
                       (static_cast<int64_t>(tile) * k_steps + warp_begin) * 32 + lane;
   uint4 w_regs[kAhead];
@@ -79,6 +85,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   // Scale and zero-point pairs of rows (g, g + 8), raw 16-bit pairs; the next group's loaded one group ahead,
   // walking the tile's groups 8 words apart (the L2 fetches four groups to a line).
   constexpr uint32_t kSymmetricZero = (T::kNibbleMagic + 8) | ((T::kNibbleMagic + 8) << 16);
+  constexpr uint32_t kNoZero = T::kNibbleMagic | (T::kNibbleMagic << 16);  // min offset: z = 0
+  // The zero-point slot is read: zero points, or (kMinOffset) the minimums, which zero_now/next then hold.
   const bool asymmetric = args.zero_offsets != nullptr;
   const int tile_pairs = tile * args.groups * 8 + g;   // fits: N / 16 * groups * 8 = N * K / group_k / 2
   const int pairs_end = tile_pairs + args.groups * 8;  // past the tile's last group
@@ -97,7 +105,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
       if (asymmetric) zero_next = load_pair(args.zero_offsets + next_pair);
     }
   }
-  uint32_t zero_lo = low_pair(zero_now), zero_hi = high_pair(zero_now);
+  uint32_t zero_lo = kMinOffset ? kNoZero : low_pair(zero_now),
+           zero_hi = kMinOffset ? kNoZero : high_pair(zero_now);
 
   // Launched as a dependent (dependent_launch.cuh): the weight and scale loads above overlap the previous
   // kernel (the norm, attention or activation that writes X); X is read only from here on.
@@ -128,7 +137,11 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
 
   float acc[kTokTiles][4] = {};        // output: rows (g, g+8) x tokens (2t, 2t+1) per token tile
   float group_acc[kTokTiles][4] = {};  // the current scale group's unscaled partial sums
-  // Ends the current scale group: its partial sums, times the scales, go into the output; moves to the next.
+  // kMinOffset: the current group's activation sums per token (all four values of a token tile's MMA output
+  // hold them: rows g and g + 8 alike). Unused (and optimised away) otherwise.
+  float xsum_acc[kTokTiles][4] = {};
+  // Ends the current scale group: its partial sums, times the scales, go into the output (with a min offset
+  // also the minimums times the activation sums); moves to the next.
   auto flush_group = [&] {
     const float scale_lo = to_float<T>(scale_now & 0xffffu), scale_hi = to_float<T>(scale_now >> 16);
 #pragma unroll
@@ -137,14 +150,23 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
       acc[tt][1] += scale_lo * group_acc[tt][1];
       acc[tt][2] += scale_hi * group_acc[tt][2];
       acc[tt][3] += scale_hi * group_acc[tt][3];
+      if constexpr (kMinOffset) {
+        const float min_lo = to_float<T>(zero_now & 0xffffu), min_hi = to_float<T>(zero_now >> 16);
+        acc[tt][0] += min_lo * xsum_acc[tt][0];
+        acc[tt][1] += min_lo * xsum_acc[tt][1];
+        acc[tt][2] += min_hi * xsum_acc[tt][2];
+        acc[tt][3] += min_hi * xsum_acc[tt][3];
+      }
 #pragma unroll
-      for (int i = 0; i < 4; ++i) group_acc[tt][i] = 0.f;
+      for (int i = 0; i < 4; ++i) group_acc[tt][i] = 0.f, xsum_acc[tt][i] = 0.f;
     }
     group_left = group_length;
     scale_now = scale_next;
     zero_now = zero_next;
-    zero_lo = low_pair(zero_now);
-    zero_hi = high_pair(zero_now);
+    if constexpr (!kMinOffset) {
+      zero_lo = low_pair(zero_now);
+      zero_hi = high_pair(zero_now);
+    }
     next_pair += 8;
     if (next_pair < pairs_end) {
       scale_next = load_pair(args.scales + next_pair);
@@ -154,6 +176,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   // One 64-wide step: two ldmatrix.x4 per token tile give the B fragments of four k16 MMAs.
   const uint16_t* x_step =
       smem + (lane & 7) * row_elems + (warp_begin - cta_begin) * kStepK + 8 * (lane >> 3);
+  const uint32_t one = pack2<T>(1.0f, 1.0f);
+  const uint32_t ones[4] = {one, one, one, one};  // kMinOffset: the A fragment whose product sums X
   auto compute_step = [&](const uint4& w) {
     const uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
@@ -166,7 +190,10 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
         uint32_t a[4];
         dequant_step<T>(words[2 * half + j], zero_lo, zero_hi, a);
 #pragma unroll
-        for (int tt = 0; tt < kTokTiles; ++tt) mma_16816<T>(group_acc[tt], a, b[tt][2 * j], b[tt][2 * j + 1]);
+        for (int tt = 0; tt < kTokTiles; ++tt) {
+          mma_16816<T>(group_acc[tt], a, b[tt][2 * j], b[tt][2 * j + 1]);
+          if constexpr (kMinOffset) mma_16816<T>(xsum_acc[tt], ones, b[tt][2 * j], b[tt][2 * j + 1]);
+        }
         if constexpr (kGroupMode == kGroupsOfK16) {
           if (--group_left == 0) flush_group();
         }
@@ -240,7 +267,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
                    min(kTilesPerCta * 16, args.n - first_row), token_base, min(kTokens, args.m - token_base));
 }
 
-template <typename T, int kTokTiles, int kWarpsK, int kGroupMode>
+template <typename T, int kTokTiles, int kWarpsK, int kGroupMode, bool kMinOffset>
 void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   constexpr int kTokens = 8 * kTokTiles;
   const int smem =
@@ -249,56 +276,58 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   // only for what it uses, which is what occupancy depends on.
   static const bool configured = [] {
     allow_all_dynamic_shared_memory(
-        reinterpret_cast<const void*>(w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode>));
+        reinterpret_cast<const void*>(w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode, kMinOffset>));
     return true;
   }();
   (void)configured;
   if (args.configure_only) return;
   const dim3 grid((args.n + 16 * (kWarps / kWarpsK) - 1) / (16 * (kWarps / kWarpsK)), args.splits,
                   (args.m + kTokens - 1) / kTokens);
-  launch_dependent(w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode>, grid, dim3(kThreads),
+  launch_dependent(w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode, kMinOffset>, grid, dim3(kThreads),
                    static_cast<size_t>(smem), stream, args);
 }
 
-template <typename T, int kTokTiles, int kGroupMode>
+template <typename T, int kTokTiles, int kGroupMode, bool kMinOffset>
 void launch_tokens(const W4A16KernelArgs& args, int warps_k, cudaStream_t stream) {
   switch (warps_k) {
     case 1:
-      launch_config<T, kTokTiles, 1, kGroupMode>(args, stream);
+      launch_config<T, kTokTiles, 1, kGroupMode, kMinOffset>(args, stream);
       break;
     case 2:
-      launch_config<T, kTokTiles, 2, kGroupMode>(args, stream);
+      launch_config<T, kTokTiles, 2, kGroupMode, kMinOffset>(args, stream);
       break;
     case 4:
-      launch_config<T, kTokTiles, 4, kGroupMode>(args, stream);
+      launch_config<T, kTokTiles, 4, kGroupMode, kMinOffset>(args, stream);
       break;
     default:
-      launch_config<T, kTokTiles, 8, kGroupMode>(args, stream);
+      launch_config<T, kTokTiles, 8, kGroupMode, kMinOffset>(args, stream);
       break;
   }
 }
 
-template <typename T, int kGroupMode>
+template <typename T, int kGroupMode, bool kMinOffset>
 void launch_group_mode(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream) {
   switch (tok_tiles) {
     case 1:
-      launch_tokens<T, 1, kGroupMode>(args, warps_k, stream);
+      launch_tokens<T, 1, kGroupMode, kMinOffset>(args, warps_k, stream);
       break;
     case 2:
-      launch_tokens<T, 2, kGroupMode>(args, warps_k, stream);
+      launch_tokens<T, 2, kGroupMode, kMinOffset>(args, warps_k, stream);
       break;
     default:
-      launch_tokens<T, 4, kGroupMode>(args, warps_k, stream);
+      launch_tokens<T, 4, kGroupMode, kMinOffset>(args, warps_k, stream);
       break;
   }
 }
 
 template <typename T>
 void launch_typed(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream) {
-  if (args.group_steps % 4 == 0) {
-    launch_group_mode<T, kGroupsOfSteps>(args, tok_tiles, warps_k, stream);
+  if (args.min_offset) {
+    launch_group_mode<T, kGroupsOfK16, true>(args, tok_tiles, warps_k, stream);
+  } else if (args.group_steps % 4 == 0) {
+    launch_group_mode<T, kGroupsOfSteps, false>(args, tok_tiles, warps_k, stream);
   } else {
-    launch_group_mode<T, kGroupsOfK16>(args, tok_tiles, warps_k, stream);
+    launch_group_mode<T, kGroupsOfK16, false>(args, tok_tiles, warps_k, stream);
   }
 }
 

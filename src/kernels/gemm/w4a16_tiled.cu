@@ -13,6 +13,10 @@
 //    (W4A16Precision::RoundedWeights);
 //  - scales and zero points ride in the same ring, one 4-byte pair per (row tile, k16 step, row pair), so
 //    any group size that is a multiple of 16 costs the same;
+//  - min offset (GGUF Q4_1, w' = u * s + m): the minimums ride in the zero points' slot, z = 0, and a packed
+//    fma applies scale and minimum in one rounding of the exact u * s + m (the reference rounds ggml's f32
+//    value instead: the two differ only where u * s + m needs more than f32's 24 bits, i.e. m and u * s many
+//    binades apart);
 //  - small grids split K across CTAs. On sm_90 the splits of a tile form a thread-block cluster and add
 //    their accumulators through distributed shared memory, each CTA summing a share of the tile in split
 //    order (deterministic, no global round trip: the last-CTA finish of the skinny kernel would leave one SM
@@ -67,8 +71,9 @@ __device__ __forceinline__ void cp_async_4(void* smem, const void* global, bool 
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(addr), "l"(global), "r"(valid ? 4 : 0));
 }
 
-// Register caps: two CTAs per SM at 128 tokens (64 accumulators per thread), three below.
-template <typename T, int kTokens>
+// Register caps: two CTAs per SM at 128 tokens (64 accumulators per thread), three below. kMinOffset (GGUF
+// Q4_1): its own instantiation, so that the other weights' code and registers stay as they were.
+template <typename T, int kTokens, bool kMinOffset>
 __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
     w4a16_tiled_kernel(const W4A16KernelArgs args) {
   using Layout = WarpLayout<kTokens>;
@@ -88,7 +93,7 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
   const int k_steps = args.k / kStepK;
   const int step_begin = split * args.steps_per_split;
   const int steps = max(min(step_begin + args.steps_per_split, k_steps) - step_begin, 0);
-  const bool has_zero = args.zero_offsets != nullptr;
+  const bool has_zero = args.zero_offsets != nullptr;  // zero points, or minimums (kMinOffset)
 
   // ---- what this thread copies into each ring slot [weights | scale pairs | zero pairs | activations],
   // set up once so that a step's copies cost a few instructions: one 16-byte weight chunk (tile =
@@ -143,6 +148,7 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
   float acc[kWarpRowTiles][kTokTiles][4] =
       {};  // rows (g, g+8) x tokens (2t, 2t+1) per (row tile, token tile)
   constexpr uint32_t kSymmetricZero = (T::kNibbleMagic + 8) | ((T::kNibbleMagic + 8) << 16);
+  constexpr uint32_t kNoZero = T::kNibbleMagic | (T::kNibbleMagic << 16);  // min offset: z = 0
   const int my_tile0 = row_warp * kWarpRowTiles;  // the warp's first tile within the CTA
   // ldmatrix.x4 source row of this lane: matrices (tokens 0-7 | 8-15) x (k 0-7 | 8-15) of a token-tile pair.
   const int x_lane_offset =
@@ -177,12 +183,21 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
       uint32_t a[kWarpRowTiles][4];
 #pragma unroll
       for (int rt = 0; rt < kWarpRowTiles; ++rt) {
-        dequant_step<T>(w[rt][kk], low_pair(zeros[rt][kk]), high_pair(zeros[rt][kk]), a[rt]);
         const uint32_t scale_lo = low_pair(scales[rt][kk]), scale_hi = high_pair(scales[rt][kk]);
-        a[rt][0] = mul2<T>(a[rt][0], scale_lo);  // row g
-        a[rt][1] = mul2<T>(a[rt][1], scale_hi);  // row g + 8
-        a[rt][2] = mul2<T>(a[rt][2], scale_lo);
-        a[rt][3] = mul2<T>(a[rt][3], scale_hi);
+        if constexpr (kMinOffset) {
+          dequant_step<T>(w[rt][kk], kNoZero, kNoZero, a[rt]);
+          const uint32_t min_lo = low_pair(zeros[rt][kk]), min_hi = high_pair(zeros[rt][kk]);
+          a[rt][0] = fma2<T>(a[rt][0], scale_lo, min_lo);  // row g
+          a[rt][1] = fma2<T>(a[rt][1], scale_hi, min_hi);  // row g + 8
+          a[rt][2] = fma2<T>(a[rt][2], scale_lo, min_lo);
+          a[rt][3] = fma2<T>(a[rt][3], scale_hi, min_hi);
+        } else {
+          dequant_step<T>(w[rt][kk], low_pair(zeros[rt][kk]), high_pair(zeros[rt][kk]), a[rt]);
+          a[rt][0] = mul2<T>(a[rt][0], scale_lo);  // row g
+          a[rt][1] = mul2<T>(a[rt][1], scale_hi);  // row g + 8
+          a[rt][2] = mul2<T>(a[rt][2], scale_lo);
+          a[rt][3] = mul2<T>(a[rt][3], scale_hi);
+        }
       }
       // B: two token tiles per ldmatrix.x4, each fragment used by both row tiles.
 #pragma unroll
@@ -258,11 +273,12 @@ __global__ void __launch_bounds__(kThreads, kTokens == 128 ? 2 : 3)
   });
 }
 
-template <typename T, int kTokens>
+template <typename T, int kTokens, bool kMinOffset>
 void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   constexpr int kSmem = kStages<kTokens> * stage_bytes<kTokens>();
   static const bool configured = [] {  // once per instantiation, thread-safe
-    allow_all_dynamic_shared_memory(reinterpret_cast<const void*>(w4a16_tiled_kernel<T, kTokens>));
+    allow_all_dynamic_shared_memory(
+        reinterpret_cast<const void*>(w4a16_tiled_kernel<T, kTokens, kMinOffset>));
     return true;
   }();
   (void)configured;
@@ -285,21 +301,30 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
     config.attrs = &cluster;
     config.numAttrs = 1;
   }
-  QLLM_CUDA_CHECK(cudaLaunchKernelEx(&config, w4a16_tiled_kernel<T, kTokens>, args));
+  QLLM_CUDA_CHECK(cudaLaunchKernelEx(&config, w4a16_tiled_kernel<T, kTokens, kMinOffset>, args));
+}
+
+template <typename T, bool kMinOffset>
+void launch_tokens(const W4A16KernelArgs& args, int tokens_per_cta, cudaStream_t stream) {
+  switch (tokens_per_cta) {
+    case 32:
+      launch_config<T, 32, kMinOffset>(args, stream);
+      break;
+    case 64:
+      launch_config<T, 64, kMinOffset>(args, stream);
+      break;
+    default:
+      launch_config<T, 128, kMinOffset>(args, stream);
+      break;
+  }
 }
 
 template <typename T>
 void launch_typed(const W4A16KernelArgs& args, int tokens_per_cta, cudaStream_t stream) {
-  switch (tokens_per_cta) {
-    case 32:
-      launch_config<T, 32>(args, stream);
-      break;
-    case 64:
-      launch_config<T, 64>(args, stream);
-      break;
-    default:
-      launch_config<T, 128>(args, stream);
-      break;
+  if (args.min_offset) {
+    launch_tokens<T, true>(args, tokens_per_cta, stream);
+  } else {
+    launch_tokens<T, false>(args, tokens_per_cta, stream);
   }
 }
 
@@ -314,8 +339,8 @@ bool w4a16_tiled_cluster_reduction_available() {
     cudaFuncAttributes attributes{};
     return cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, device) == cudaSuccess &&
            clusters != 0 &&
-           cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(w4a16_tiled_kernel<Bf16, 32>)) ==
-               cudaSuccess &&
+           cudaFuncGetAttributes(&attributes, reinterpret_cast<const void*>(
+                                                  w4a16_tiled_kernel<Bf16, 32, false>)) == cudaSuccess &&
            attributes.binaryVersion >= 90;
   });
 }

@@ -17,7 +17,10 @@
 //    128 tokens instead (kSplitTokens): four times the CTAs of the 256-row tiles, each dequantizing its
 //    weights for 64 tokens, so the grid needs less split-K (gate/up none);
 //  - split-K when the output has too few tiles to fill the GPU: fp32 partial sums, then a reduction pass
-//    over the whole GPU (a tile's last CTA adding them alone took 6x longer).
+//    over the whole GPU (a tile's last CTA adding them alone took 6x longer);
+//  - min offset (GGUF Q4_1, w' = u * s + m; groups of 32 only, Q4_1's): its own instantiations; the minimums
+//    travel in the zero points' place (same registers as a zero point: no more pressure than the asymmetric
+//    path), z = 0, and a packed fma applies scale and minimum with one rounding of the exact u * s + m.
 #include <type_traits>
 
 #include "kernels/gemm/w4a16_launch.h"
@@ -61,7 +64,7 @@ struct Config {
   static_assert(kStages >= 3, "the ring needs at least three stages");
 };
 
-template <typename T, int kTok, int kWgTiles, int kScaleGroups, bool kSplitTokens>
+template <typename T, int kTok, int kWgTiles, int kScaleGroups, bool kSplitTokens, bool kMinOffset>
 __global__ void __launch_bounds__(kThreads, 1)
     w4a16_wgmma_kernel(const __grid_constant__ W4A16WgmmaMaps maps, const W4A16KernelArgs args) {
 #if QLLM_WGMMA_ENABLED
@@ -167,12 +170,21 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int j = 0; j < 4; ++j) {
         const int jg = j / (4 / kScaleGroups);  // the k16 step's group among the step's kScaleGroups
         const uint32_t zero = in.zero[i][jg];
-        dequant_step<T>(in.words[i][j], low_pair(zero), high_pair(zero), a[i][j]);
         const uint32_t scale_lo = low_pair(in.scale[i][jg]), scale_hi = high_pair(in.scale[i][jg]);
-        a[i][j][0] = mul2<T>(a[i][j][0], scale_lo);  // rows g: one rounding of the exact (q - z) * s
-        a[i][j][1] = mul2<T>(a[i][j][1], scale_hi);  // rows g + 8
-        a[i][j][2] = mul2<T>(a[i][j][2], scale_lo);
-        a[i][j][3] = mul2<T>(a[i][j][3], scale_hi);
+        if constexpr (kMinOffset) {  // `zero` holds the minimums (m[g], m[g + 8])
+          constexpr uint32_t kNoZero = T::kNibbleMagic | (T::kNibbleMagic << 16);
+          dequant_step<T>(in.words[i][j], kNoZero, kNoZero, a[i][j]);
+          a[i][j][0] = fma2<T>(a[i][j][0], scale_lo, low_pair(zero));   // rows g: u * s + m, one rounding
+          a[i][j][1] = fma2<T>(a[i][j][1], scale_hi, high_pair(zero));  // rows g + 8
+          a[i][j][2] = fma2<T>(a[i][j][2], scale_lo, low_pair(zero));
+          a[i][j][3] = fma2<T>(a[i][j][3], scale_hi, high_pair(zero));
+        } else {
+          dequant_step<T>(in.words[i][j], low_pair(zero), high_pair(zero), a[i][j]);
+          a[i][j][0] = mul2<T>(a[i][j][0], scale_lo);  // rows g: one rounding of the exact (q - z) * s
+          a[i][j][1] = mul2<T>(a[i][j][1], scale_hi);  // rows g + 8
+          a[i][j][2] = mul2<T>(a[i][j][2], scale_lo);
+          a[i][j][3] = mul2<T>(a[i][j][3], scale_hi);
+        }
       }
     }
   };
@@ -292,41 +304,44 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif  // QLLM_WGMMA_ENABLED
 }
 
-template <typename T, int kTok, int kWgTiles, int kScaleGroups, bool kSplitTokens = false>
+template <typename T, int kTok, int kWgTiles, int kScaleGroups, bool kMinOffset, bool kSplitTokens = false>
 void launch_config(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, cudaStream_t stream) {
   using C = Config<kTok, kWgTiles, kScaleGroups, kSplitTokens>;
   static_assert(C::kSmem <= 227 * 1024, "shared memory over the limit");
   static const bool configured = [] {
-    QLLM_CUDA_CHECK(cudaFuncSetAttribute(w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups, kSplitTokens>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
+    QLLM_CUDA_CHECK(
+        cudaFuncSetAttribute(w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups, kSplitTokens, kMinOffset>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
     return true;
   }();
   (void)configured;
   if (args.configure_only) return;
   const dim3 grid((args.m + kTok - 1) / kTok, args.splits, (args.n + C::kRows - 1) / C::kRows);
-  w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups, kSplitTokens>
+  w4a16_wgmma_kernel<T, kTok, kWgTiles, kScaleGroups, kSplitTokens, kMinOffset>
       <<<grid, kThreads, C::kSmem, stream>>>(maps, args);
 }
 
 // The tile configurations (tokens, 64-row tiles per consumer warpgroup): 128 accumulators per thread at most.
-template <typename T, int kScaleGroups>
+template <typename T, int kScaleGroups, bool kMinOffset = false>
 void launch_tile(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, int tokens_per_cta,
                  int rows_per_cta, cudaStream_t stream) {
   if (rows_per_cta == 64) {  // 128 tokens split between the consumer warpgroups
-    launch_config<T, 128, 1, kScaleGroups, true>(args, maps, stream);
+    launch_config<T, 128, 1, kScaleGroups, kMinOffset, true>(args, maps, stream);
   } else if (tokens_per_cta == 64) {
-    launch_config<T, 64, 2, kScaleGroups>(args, maps, stream);
+    launch_config<T, 64, 2, kScaleGroups, kMinOffset>(args, maps, stream);
   } else if (tokens_per_cta == 128) {
-    launch_config<T, 128, 2, kScaleGroups>(args, maps, stream);
+    launch_config<T, 128, 2, kScaleGroups, kMinOffset>(args, maps, stream);
   } else {
-    launch_config<T, 256, 1, kScaleGroups>(args, maps, stream);
+    launch_config<T, 256, 1, kScaleGroups, kMinOffset>(args, maps, stream);
   }
 }
 
 template <typename T>
 void launch_typed(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, int tokens_per_cta,
                   int rows_per_cta, cudaStream_t stream) {
-  if (args.group_steps == 1) {
+  if (args.min_offset) {  // groups of 32 only: plan() sends no other here (w4a16_wgmma_min_offset_supported)
+    launch_tile<T, 2, true>(args, maps, tokens_per_cta, rows_per_cta, stream);
+  } else if (args.group_steps == 1) {
     launch_tile<T, 4>(args, maps, tokens_per_cta, rows_per_cta, stream);
   } else if (args.group_steps == 2) {
     launch_tile<T, 2>(args, maps, tokens_per_cta, rows_per_cta, stream);
@@ -340,6 +355,10 @@ void launch_typed(const W4A16KernelArgs& args, const W4A16WgmmaMaps& maps, int t
 int w4a16_wgmma_scale_groups(int group_steps) {
   if (group_steps == 1 || group_steps == 2) return 4 / group_steps;
   return group_steps % 4 == 0 ? 1 : 0;
+}
+
+bool w4a16_wgmma_min_offset_supported(int group_steps) {
+  return group_steps == 2;
 }
 
 int w4a16_wgmma_rows_per_cta(int tokens_per_cta) {

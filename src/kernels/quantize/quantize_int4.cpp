@@ -80,16 +80,19 @@ void Int4QuantizerCuda::check(cudaStream_t stream) {
 
 void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const uint8_t* zeros, int64_t rows,
                             int64_t cols, const Int4Scheme& scheme, void* out, DType out_dtype,
-                            cudaStream_t stream) {
+                            cudaStream_t stream, const uint16_t* mins) {
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
-  QLLM_CHECK(!scheme.min_offset, "CUDA INT4 dequantize [{}, {}]: the min-offset scheme runs on the CPU only",
+  QLLM_CHECK(!scheme.min_offset || mins != nullptr,
+             "CUDA INT4 dequantize [{}, {}]: a min-offset scheme needs its "
+             "minimums",
              rows, cols);
   QLLM_CHECK(out_dtype == DType::F16 || out_dtype == DType::BF16,
              "INT4 dequantization writes f16 or bf16, not {}", dtype_name(out_dtype));
   QLLM_CHECK(is_aligned(out, 16) && is_aligned(packed, 4),
              "dequantize buffers must be 16-byte (out) / 4-byte aligned");
   QLLM_CHECK(!scheme.zero_point || zeros != nullptr, "a zero-point scheme needs its zeros");
-  kernels::launch_dequantize_int4(packed, scales, scheme.zero_point ? zeros : nullptr, layout,
+  kernels::launch_dequantize_int4(packed, scales, scheme.zero_point ? zeros : nullptr,
+                                  scheme.min_offset ? mins : nullptr, layout,
                                   scheme.scale_dtype == DType::BF16, out_dtype == DType::BF16, out, stream);
   QLLM_CUDA_CHECK_LAUNCH();
 }
@@ -118,10 +121,12 @@ std::vector<T> dequantize_host(const Int4Matrix& m, DType out_dtype) {
   const auto scales = to_device(std::span<const uint16_t>(m.scales), "int4 scales");
   DeviceBuffer<uint8_t> zeros;
   if (m.scheme.zero_point) zeros = to_device(std::span<const uint8_t>(m.zeros), "int4 zeros");
+  DeviceBuffer<uint16_t> mins;
+  if (m.scheme.min_offset) mins = to_device(std::span<const uint16_t>(m.mins), "int4 minimums");
   DeviceBuffer<T> out(static_cast<size_t>(m.rows * m.cols), "dequantized weights");
   out.fill_bytes(0xff);  // poison (NaN)
   launch_dequantize_int4(packed.data(), scales.data(), zeros.data(), m.rows, m.cols, m.scheme, out.data(),
-                         out_dtype, nullptr);
+                         out_dtype, nullptr, mins.data());
   QLLM_CUDA_CHECK(cudaDeviceSynchronize());
   return out.download();
 }

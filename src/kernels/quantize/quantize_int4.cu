@@ -472,16 +472,19 @@ __global__ void __launch_bounds__(kBlockThreads)
 template <bool kBf16Out>
 __global__ void __launch_bounds__(kBlockThreads)
     dequantize_kernel(const uint8_t* __restrict__ packed, const uint16_t* __restrict__ scales,
-                      const uint8_t* __restrict__ zeros, int64_t numel, int64_t cols, int64_t group_elems,
-                      int64_t groups_per_row, bool bf16_scale, uint16_t* __restrict__ out) {
+                      const uint8_t* __restrict__ zeros, const uint16_t* __restrict__ mins, int64_t numel,
+                      int64_t cols, int64_t group_elems, int64_t groups_per_row, bool bf16_scale,
+                      uint16_t* __restrict__ out) {
   // Each thread: 8 weights (4 packed bytes in, 16 bytes out); a partial last chunk goes element by element.
   const int64_t chunk = blockIdx.x * static_cast<int64_t>(kBlockThreads) + threadIdx.x;
   const int64_t first = chunk * 8;
   if (first >= numel) return;
   auto value = [&](int64_t flat, uint8_t nibble) -> uint16_t {
     const int64_t g = groups_per_row == 0 ? 0 : flat / cols * groups_per_row + flat % cols / group_elems;
-    const float w = int4::dequantize_value(nibble, int4::scale_bits_to_float(scales[g], bf16_scale),
-                                           zeros ? zeros[g] : int4::kSymmetricZero);
+    const float scale = int4::scale_bits_to_float(scales[g], bf16_scale);
+    const float w =
+        mins ? int4::dequantize_value_min(nibble, scale, int4::scale_bits_to_float(mins[g], bf16_scale))
+             : int4::dequantize_value(nibble, scale, zeros ? zeros[g] : int4::kSymmetricZero);
     if constexpr (kBf16Out) return __bfloat16_as_ushort(__float2bfloat16_rn(w));
     return __half_as_ushort(__float2half_rn(w));
   };
@@ -615,18 +618,18 @@ void launch_quantize_int4(const void* w, bool bf16_weights, int64_t rows, int64_
 }
 
 void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const uint8_t* zeros,
-                            const GroupLayout& layout, bool bf16_scale, bool bf16_out, void* out,
-                            cudaStream_t stream) {
+                            const uint16_t* mins, const GroupLayout& layout, bool bf16_scale, bool bf16_out,
+                            void* out, cudaStream_t stream) {
   const int64_t numel = layout.rows * layout.cols;
   const auto blocks = static_cast<unsigned int>(((numel + 7) / 8 + kBlockThreads - 1) / kBlockThreads);
   if (bf16_out) {
-    dequantize_kernel<true><<<blocks, kBlockThreads, 0, stream>>>(packed, scales, zeros, numel, layout.cols,
-                                                                  layout.group_elems, layout.groups_per_row,
-                                                                  bf16_scale, static_cast<uint16_t*>(out));
+    dequantize_kernel<true><<<blocks, kBlockThreads, 0, stream>>>(
+        packed, scales, zeros, mins, numel, layout.cols, layout.group_elems, layout.groups_per_row,
+        bf16_scale, static_cast<uint16_t*>(out));
   } else {
-    dequantize_kernel<false><<<blocks, kBlockThreads, 0, stream>>>(packed, scales, zeros, numel, layout.cols,
-                                                                   layout.group_elems, layout.groups_per_row,
-                                                                   bf16_scale, static_cast<uint16_t*>(out));
+    dequantize_kernel<false><<<blocks, kBlockThreads, 0, stream>>>(
+        packed, scales, zeros, mins, numel, layout.cols, layout.group_elems, layout.groups_per_row,
+        bf16_scale, static_cast<uint16_t*>(out));
   }
 }
 

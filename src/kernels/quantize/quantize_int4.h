@@ -51,10 +51,11 @@ class Int4QuantizerCuda {
   GroupLayout last_layout_{1, 1, 1, 1, 1};  // of the last launch: check() names rows and groups with it
 };
 
-// w' = (q - z) * s written as fp16 or bf16 (out_dtype), [rows, cols] row-major.
+// w' = (q - z) * s written as fp16 or bf16 (out_dtype), [rows, cols] row-major; min offset (GGUF Q4_1):
+// q * s + m with `mins` (one per group, in the scale dtype), f32 as ggml computes it, then rounded once.
 void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const uint8_t* zeros, int64_t rows,
                             int64_t cols, const Int4Scheme& scheme, void* out, DType out_dtype,
-                            cudaStream_t stream);
+                            cudaStream_t stream, const uint16_t* mins = nullptr);
 
 // Host-to-host conveniences for tests and tools: upload, run, check, download.
 Int4Matrix quantize_int4_cuda(std::span<const Half> weights, int64_t rows, int64_t cols,

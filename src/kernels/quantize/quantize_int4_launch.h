@@ -37,10 +37,11 @@ void launch_quantize_int4(const void* weights, bool bf16_weights, int64_t rows, 
                           Int4DeviceView out, Int4QuantizeScratch* scratch, int multiprocessors,
                           cudaStream_t stream);
 
-// Enqueues w' = (q - z) * s for the layout's rows * cols weights into 16-byte-aligned fp16 or bf16 `out`.
+// Enqueues w' = (q - z) * s (with `mins`: q * s + m) for the layout's rows * cols weights into 16-byte-aligned
+// fp16 or bf16 `out`.
 void launch_dequantize_int4(const uint8_t* packed, const uint16_t* scales, const uint8_t* zeros,
-                            const GroupLayout& layout, bool bf16_scale, bool bf16_out, void* out,
-                            cudaStream_t stream);
+                            const uint16_t* mins, const GroupLayout& layout, bool bf16_scale, bool bf16_out,
+                            void* out, cudaStream_t stream);
 
 }  // namespace kernels
 }  // namespace qllm
