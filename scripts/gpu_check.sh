@@ -188,10 +188,11 @@ if [[ $what == model || $what == all ]]; then
     $qllm generate --model "$gguf" --device cuda --chat --prompt "What is the capital of France?" --max-tokens 32 \
       --temperature 0 2>&1 | tee "$OUT/smollm2_generate.log" | tail -8
     log "SmolLM2: perplexity per mode (llama.cpp protocol ctx 512; HF protocol ctx 2048)"
-    for q in bf16 int4-g128 int4-g64 int4-g32 int4-rowwise int8; do
+    for q in auto bf16 int4-g128 int4-g64 int4-g32 int4-rowwise int8; do  # auto: the Q4_1 weights as stored
       timeout 120 $qllm perplexity --model "$gguf" --device cuda --quant "$q" --file "$text" --protocol llama.cpp \
         --ctx 512 --json > "$OUT/ppl_smollm2_llamacpp512_$q.json" 2> "$OUT/ppl_smollm2_llamacpp512_$q.err"
-      timeout 120 $qllm perplexity --model "$gguf" --device cuda --quant "$q" --quant-lm-head bf16 --file "$text" \
+      head=bf16; [[ $q == auto ]] && head=same  # auto: the file's own lm_head (Q8_0, tied) too
+      timeout 120 $qllm perplexity --model "$gguf" --device cuda --quant "$q" --quant-lm-head $head --file "$text" \
         --protocol hf --ctx 2048 --json > "$OUT/ppl_smollm2_hf2048_$q.json" 2> "$OUT/ppl_smollm2_hf2048_$q.err"
       python3 - "$q" "$OUT/ppl_smollm2_llamacpp512_$q.json" "$OUT/ppl_smollm2_hf2048_$q.json" <<'PY' || true
 import json, sys
