@@ -63,10 +63,11 @@ int64_t validate_forward(const Context& context, std::span<const SequenceInput> 
                  outputs.top_logprobs <= config.vocab_size,
              "forward: top_logprobs {} outside 0..{}", outputs.top_logprobs, kMaxTopLogprobs);
   const size_t top = outputs.sampled.size() * static_cast<size_t>(outputs.top_logprobs);
-  QLLM_CHECK(outputs.top_ids.size() == top && outputs.top_id_logprobs.size() == top,
-             "forward: top_ids and top_id_logprobs hold {} and {} values, expected sampled tokens x top_logprobs "
-             "= {}",
-             outputs.top_ids.size(), outputs.top_id_logprobs.size(), top);
+  QLLM_CHECK(
+      outputs.top_ids.size() == top && outputs.top_id_logprobs.size() == top,
+      "forward: top_ids and top_id_logprobs hold {} and {} values, expected sampled tokens x top_logprobs "
+      "= {}",
+      outputs.top_ids.size(), outputs.top_id_logprobs.size(), top);
   for (const TokenSampling& s : outputs.sampling) {
     s.params.validate();
     for (int32_t id : s.history) {

@@ -7,7 +7,6 @@
 #include <map>
 #include <utility>
 
-#include "qllm/half.h"
 #include "core/progress.h"
 #include "kernels/attention/attention_layout.h"
 #include "kernels/elementwise/embedding.h"
@@ -19,6 +18,7 @@
 #include "kernels/sampling/top_logprobs.h"
 #include "model/prequantized.h"
 #include "qllm/error.h"
+#include "qllm/half.h"
 
 namespace qllm {
 
@@ -615,7 +615,8 @@ void LlamaCudaContext::sampled_logprobs(int64_t rows, const ForwardOutputs& outp
     p.error_flag = w.error_flag.data();
     launch_token_logprobs(p, stream_);
     QLLM_CUDA_CHECK(cudaMemcpyAsync(w.sampled_logprobs_host.data(), w.sampled_logprobs.data(),
-                                    static_cast<size_t>(rows) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+                                    static_cast<size_t>(rows) * sizeof(float), cudaMemcpyDeviceToHost,
+                                    stream_));
   }
   if (outputs.top_logprobs > 0) {
     TopLogProbsParams p;

@@ -219,7 +219,8 @@ void LlamaRefContext::forward(std::span<const SequenceInput> batch, const Forwar
       const std::span<float> row = std::span<float>(logits).subspan(s * vocab, static_cast<size_t>(vocab));
       // The draw uses the row as scratch space: log-probabilities read a copy of the model's logits.
       const bool logprobs = !outputs.sampled_logprobs.empty() || outputs.top_logprobs > 0;
-      const std::vector<float> raw = logprobs ? std::vector<float>(row.begin(), row.end()) : std::vector<float>();
+      const std::vector<float> raw =
+          logprobs ? std::vector<float>(row.begin(), row.end()) : std::vector<float>();
       outputs.sampled[s] = sample_token(how.params, how.step, row, how.history);
       if (!outputs.sampled_logprobs.empty()) {
         outputs.sampled_logprobs[s] =

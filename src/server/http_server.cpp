@@ -127,7 +127,8 @@ bool stream_step(StreamState& s, httplib::DataSink& sink) {
   // A chunk for every delivery, even when its text is still incomplete UTF-8 or held back for a stop
   // string: clients see progress (and time to first token) as tokens come.
   if (!text.empty() || (consumed > 0 && (!stopped || !logprobs.is_null()))) {
-    if (!write_event(sink, chunk_json(s.meta, text, s.first, std::nullopt, std::nullopt, logprobs))) return false;
+    if (!write_event(sink, chunk_json(s.meta, text, s.first, std::nullopt, std::nullopt, logprobs)))
+      return false;
     s.first = false;
   }
   if (!u.finished && !stopped) {
@@ -284,9 +285,9 @@ class HttpServer::Handlers {
     if (u.finished && u.reason == FinishReason::Error) throw ApiError(500, "generation failed: " + u.error);
     if (!text.stopped()) out += text.finish();
     int64_t offset = 0;
-    const json lp = r.logprobs >= 0
-                        ? logprobs_json(meta.endpoint, s_.model_.tokenizer, tokens, logprobs, r.logprobs, offset)
-                        : json(nullptr);
+    const json lp = r.logprobs >= 0 ? logprobs_json(meta.endpoint, s_.model_.tokenizer, tokens, logprobs,
+                                                    r.logprobs, offset)
+                                    : json(nullptr);
     send_json(res, 200, completion_json(meta, out, finish_name(u.reason, text.stopped()), usage, lp));
   }
 

@@ -273,8 +273,8 @@ json reason(std::optional<std::string_view> finish_reason) {
 
 json logprobs_json(Endpoint endpoint, const Tokenizer& tokenizer, std::span<const int32_t> tokens,
                    std::span<const TokenLogprob> logprobs, int top, int64_t& text_offset) {
-  QLLM_CHECK(tokens.size() == logprobs.size(), "logprobs_json: {} tokens, {} log-probabilities", tokens.size(),
-             logprobs.size());
+  QLLM_CHECK(tokens.size() == logprobs.size(), "logprobs_json: {} tokens, {} log-probabilities",
+             tokens.size(), logprobs.size());
   auto bytes_of = [](std::string_view text) {
     json b = json::array();
     for (char c : text) b.push_back(static_cast<unsigned char>(c));

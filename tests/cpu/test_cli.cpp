@@ -63,7 +63,8 @@ TEST(Cli, BadArgumentsFailWithAMessage) {
   for (const char* seed : {"-1", "1.5", "18446744073709551616"}) {
     r = run_command(kQllm + " quant-error --rows 8 --cols 64 --seed " + seed);
     EXPECT_EQ(r.exit_code, 2) << seed;
-    EXPECT_NE(r.output.find("is not a seed (a whole number from 0 to 18446744073709551615)"), std::string::npos)
+    EXPECT_NE(r.output.find("is not a seed (a whole number from 0 to 18446744073709551615)"),
+              std::string::npos)
         << r.output;
   }
   r = run_command(kQllm + " quant-error --rows 8 --cols 64 --seed 18446744073709551615");

@@ -270,7 +270,8 @@ TEST(OpsRef, TopLogProbsAreTheLikeliestInOrderAndNormalised) {
                       .ids = ids.data(),
                       .logprobs = logprobs.data(),
                       .error_flag = &flag});
-    EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.begin() + k), (std::vector<int32_t>{1, 3, 0, 2, 5, 6, 4, 7}));
+    EXPECT_EQ(std::vector<int32_t>(ids.begin(), ids.begin() + k),
+              (std::vector<int32_t>{1, 3, 0, 2, 5, 6, 4, 7}));
     double mass = 0;
     for (int j = 0; j < k; ++j) mass += std::exp(static_cast<double>(logprobs[j]));
     EXPECT_NEAR(mass, 1.0, 1e-6);

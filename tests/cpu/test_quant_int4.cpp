@@ -238,7 +238,8 @@ TEST(Int4Quantize, OddShapes) {
             plain_mae = e.mae;
             for (int64_t i = 0; i < rows * cols; ++i) {
               const float step = m.scale(m.group_of(i / cols, i % cols));
-              ASSERT_LE(std::fabs(wf[i] - back[i]), 1.01f * step + 1e-3f * std::fabs(wf[i])) << "weight " << i;
+              ASSERT_LE(std::fabs(wf[i] - back[i]), 1.01f * step + 1e-3f * std::fabs(wf[i]))
+                  << "weight " << i;
             }
           } else {
             ASSERT_LE(e.mae, plain_mae * (1 + 1e-3) + 1e-7);

@@ -9,10 +9,10 @@
 
 #include <cmath>
 
-#include "model/sampler.h"
 #include "kernels/sampling/sampling.h"
 #include "kernels/sampling/token_logprobs.h"
 #include "kernels/sampling/top_logprobs.h"
+#include "model/sampler.h"
 #include "tests/gpu/op_harness.h"
 #include "tests/gpu/ops_test_util.h"
 
@@ -253,8 +253,8 @@ OpResult run_top_logprobs(int64_t rows, int64_t vocab, int k, int levels, DType 
       return {INFINITY, fmt::format("row {} pick {}: id {} vs {}", i / k, i % k, ids[i], ref_ids[i])};
     const double err = std::abs(logprobs[i] - ref_logprobs[i]) / std::max(1.0f, std::abs(ref_logprobs[i]));
     if (!(err <= r.error))
-      r = {std::isnan(err) ? INFINITY : err, fmt::format("row {} pick {}: {} vs {}", i / k, i % k, logprobs[i],
-                                                           ref_logprobs[i])};
+      r = {std::isnan(err) ? INFINITY : err,
+           fmt::format("row {} pick {}: {} vs {}", i / k, i % k, logprobs[i], ref_logprobs[i])};
   }
   return r;
 }
@@ -267,7 +267,8 @@ QLLM_OP_CASES(top_logprobs) {
       for (int k : {1, 5, 20}) {
         for (int levels : {0, 3}) {
           const int64_t rows = vocab > 50000 ? 3 : 9;
-          cases.push_back({"top_logprobs", fmt::format("rows={} vocab={} k={} levels={}", rows, vocab, k, levels),
+          cases.push_back({"top_logprobs",
+                           fmt::format("rows={} vocab={} k={} levels={}", rows, vocab, k, levels),
                            dtype_label(dtype), Metric::MaxRel, 1e-5,
                            [=, s = seed++] { return run_top_logprobs(rows, vocab, k, levels, dtype, s); }});
         }

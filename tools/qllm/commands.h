@@ -28,8 +28,8 @@ void add_gptq_error(CLI::App& app);
 // word a "-1" with a 300-digit bound).
 inline const CLI::Validator kSeedValidator(
     [](const std::string& text) -> std::string {
-      const bool digits = !text.empty() && text.size() <= 20 &&
-                          text.find_first_not_of("0123456789") == std::string::npos;
+      const bool digits =
+          !text.empty() && text.size() <= 20 && text.find_first_not_of("0123456789") == std::string::npos;
       if (digits && (text.size() < 20 || text <= "18446744073709551615")) return {};
       return "'" + text.substr(0, 40) + "' is not a seed (a whole number from 0 to 18446744073709551615)";
     },

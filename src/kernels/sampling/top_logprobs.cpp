@@ -5,8 +5,8 @@
 namespace qllm {
 
 void launch_top_logprobs(const TopLogProbsParams& p, CUstream_st* stream) {
-  QLLM_CHECK(p.dtype == DType::BF16 || p.dtype == DType::F16, "top_logprobs: logits must be bf16 or f16, not {}",
-             dtype_name(p.dtype));
+  QLLM_CHECK(p.dtype == DType::BF16 || p.dtype == DType::F16,
+             "top_logprobs: logits must be bf16 or f16, not {}", dtype_name(p.dtype));
   QLLM_CHECK(p.k >= 1 && p.k <= kMaxTopLogprobs, "top_logprobs: k = {} outside 1..{}", p.k, kMaxTopLogprobs);
   QLLM_CHECK(p.rows >= 0 && p.rows <= INT32_MAX, "top_logprobs: {} rows (0..{})", p.rows, INT32_MAX);
   QLLM_CHECK(p.vocab >= p.k && p.vocab <= INT32_MAX, "top_logprobs: vocab {} outside {}..{}", p.vocab, p.k,
