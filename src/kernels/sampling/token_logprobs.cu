@@ -1,6 +1,6 @@
-// Token log-probability kernel (the spec: token_logprobs_ref.cpp): one CTA per row, the max in a first pass,
-// the sum of exp(l - max) in double in a second (16-byte loads when aligned); reductions in a fixed order, so
-// the result does not change from run to run.
+// Token log-probability kernel (the spec: token_logprobs_ref.cpp): one CTA per row, the row's log normaliser
+// (row_log_norm.cuh: the max, then the sum of exp(l - max) in double; 16-byte loads when aligned) minus the
+// target's logit.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -8,6 +8,7 @@
 
 #include "kernels/runtime/cuda_utils.h"
 #include "kernels/common/row_ops.cuh"
+#include "kernels/sampling/row_log_norm.cuh"
 #include "kernels/sampling/token_logprobs.h"
 
 namespace qllm {
@@ -29,28 +30,8 @@ __global__ void __launch_bounds__(kThreads) token_logprobs_kernel(TokenLogProbsP
     nll = NAN;
   } else if (target >= 0) {
     const T* row = static_cast<const T*>(p.logits) + r * p.vocab;
-    float max = -INFINITY;
-    double non_finite = 0.0;
-    for (int64_t c = threadIdx.x * 8; c < p.vocab; c += kThreads * 8) {
-      float v[8];
-      const int count = count8(p.vocab - c);
-      load8(row + c, vector, count, v);
-      for (int e = 0; e < count; ++e) {
-        max = fmaxf(max, v[e]);
-        non_finite += isfinite(v[e]) ? 0.0 : 1.0;
-      }
-    }
-    max = block_max(max, max_scratch);
-    non_finite = block_sum(non_finite, sum_scratch);
-    double sum = 0.0;
-    for (int64_t c = threadIdx.x * 8; c < p.vocab; c += kThreads * 8) {
-      float v[8];
-      const int count = count8(p.vocab - c);
-      load8(row + c, vector, count, v);
-      for (int e = 0; e < count; ++e) sum += exp(static_cast<double>(v[e]) - max);
-    }
-    sum = block_sum(sum, sum_scratch);
-    nll = non_finite > 0.0 ? NAN : log(sum) + max - static_cast<double>(to_f32(row[target]));
+    const RowLogNorm norm = row_log_norm<kThreads>(row, p.vocab, vector, max_scratch, sum_scratch);
+    nll = norm.finite ? norm.log_norm - static_cast<double>(to_f32(row[target])) : NAN;
   }
   if (threadIdx.x != 0) return;
   if (isnan(nll) && p.error_flag != nullptr) atomicOr(p.error_flag, 1);

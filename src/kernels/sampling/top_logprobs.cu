@@ -1,5 +1,5 @@
-// Top log-probabilities kernel (the spec: top_logprobs_ref.cpp): one CTA per row; the max, then the sum of
-// exp(l - max) in double, as token_logprobs.cu; then k passes, each the largest (logit, -id) strictly below
+// Top log-probabilities kernel (the spec: top_logprobs_ref.cpp): one CTA per row; the row's log normaliser
+// (row_log_norm.cuh, as token_logprobs.cu); then k passes, each the largest (logit, -id) strictly below
 // the previous pick in that order, so no list of picked ids is kept and ties come out lowest id first.
 #include <cuda_runtime.h>
 
@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/common/row_ops.cuh"
+#include "kernels/sampling/row_log_norm.cuh"
 #include "kernels/runtime/cuda_utils.h"
 #include "kernels/sampling/top_logprobs.h"
 
@@ -59,21 +60,9 @@ __global__ void __launch_bounds__(kThreads) top_logprobs_kernel(TopLogProbsParam
   int32_t* ids = p.ids + r * p.k;
   float* logprobs = p.logprobs + r * p.k;
 
-  // ---- the max and the non-finite count ----
-  float max = -INFINITY;
-  double non_finite = 0.0;
-  for (int64_t c = threadIdx.x * 8; c < p.vocab; c += kThreads * 8) {
-    float v[8];
-    const int count = count8(p.vocab - c);
-    load8(row + c, vector, count, v);
-    for (int e = 0; e < count; ++e) {
-      max = fmaxf(max, v[e]);
-      non_finite += isfinite(v[e]) ? 0.0 : 1.0;
-    }
-  }
-  max = block_max(max, max_scratch);
-  non_finite = block_sum(non_finite, sum_scratch);
-  if (non_finite > 0.0) {  // the same value in every thread: the whole block leaves here
+  // ---- the log of the normaliser (and whether every logit is finite) ----
+  const RowLogNorm norm = row_log_norm<kThreads>(row, p.vocab, vector, max_scratch, sum_scratch);
+  if (!norm.finite) {  // the same value in every thread: the whole block leaves here
     if (threadIdx.x < p.k) {
       ids[threadIdx.x] = -1;
       logprobs[threadIdx.x] = NAN;
@@ -81,17 +70,7 @@ __global__ void __launch_bounds__(kThreads) top_logprobs_kernel(TopLogProbsParam
     if (threadIdx.x == 0 && p.error_flag != nullptr) atomicOr(p.error_flag, 1);
     return;
   }
-
-  // ---- the log of the normaliser ----
-  double sum = 0.0;
-  for (int64_t c = threadIdx.x * 8; c < p.vocab; c += kThreads * 8) {
-    float v[8];
-    const int count = count8(p.vocab - c);
-    load8(row + c, vector, count, v);
-    for (int e = 0; e < count; ++e) sum += exp(static_cast<double>(v[e]) - max);
-  }
-  sum = block_sum(sum, sum_scratch);
-  const double log_norm = log(sum) + static_cast<double>(max);
+  const double log_norm = norm.log_norm;
 
   // ---- k picks, each the best strictly after the previous one in (logit desc, id asc) order ----
   float last_v = INFINITY;
