@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/json.h"
+#include "kernels/sampling/top_logprobs.h"
 #include "qllm/error.h"
 
 namespace qllm::server {
@@ -154,7 +155,7 @@ std::vector<std::string> parse_stop(const json& v) {
 
 // Completions: logprobs = k (null: none). Chat: logprobs = true|false, top_logprobs = k (with logprobs only).
 void parse_logprobs(const json& body, CompletionRequest& r) {
-  constexpr int64_t kMax = 20;  // OpenAI's chat limit (kernels/sampling/top_logprobs.h: kMaxTopLogprobs)
+  constexpr int64_t kMax = kMaxTopLogprobs;  // OpenAI's chat limit
   const json* v = field(body, "logprobs");
   if (r.endpoint == Endpoint::Completions) {
     if (v != nullptr && !v->is_null()) {
