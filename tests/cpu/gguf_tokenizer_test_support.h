@@ -129,6 +129,29 @@ inline GgufVocab tiny_gguf_vocab() {
   return vocab;
 }
 
+// The metadata of a small Llama GGUF model with tiny_gguf_vocab()'s tokenizer (context 256); the test adds
+// its tensors (and any other keys).
+struct TinyLlamaGgufShape {
+  uint32_t layers = 1, hidden = 64, ffn = 128, heads = 4, kv_heads = 2;
+};
+inline GgufBuilder& add_tiny_llama_keys(GgufBuilder& b, const TinyLlamaGgufShape& s) {
+  const GgufVocab vocab = tiny_gguf_vocab();
+  return b.kv_string("general.architecture", "llama")
+      .kv<uint32_t>("llama.block_count", s.layers)
+      .kv<uint32_t>("llama.embedding_length", s.hidden)
+      .kv<uint32_t>("llama.feed_forward_length", s.ffn)
+      .kv<uint32_t>("llama.attention.head_count", s.heads)
+      .kv<uint32_t>("llama.attention.head_count_kv", s.kv_heads)
+      .kv<uint32_t>("llama.context_length", 256)
+      .kv_string("tokenizer.ggml.model", vocab.model)
+      .kv_string("tokenizer.ggml.pre", vocab.pre)
+      .kv_string_array("tokenizer.ggml.tokens", vocab.tokens)
+      .kv_array("tokenizer.ggml.token_type", vocab.token_type)
+      .kv_string_array("tokenizer.ggml.merges", vocab.merges)
+      .kv<uint32_t>("tokenizer.ggml.bos_token_id", *vocab.bos_id)
+      .kv<uint32_t>("tokenizer.ggml.eos_token_id", *vocab.eos_id);
+}
+
 // A GGUF file image holding `vocab`'s tokenizer.ggml.* keys (absent optional fields and empty arrays left
 // out), for reading it back with read_gguf_vocab.
 inline std::vector<std::byte> gguf_image_of(const GgufVocab& vocab) {

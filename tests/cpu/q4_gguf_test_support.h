@@ -113,20 +113,7 @@ inline void write_q4_gguf(const std::string& path, const Q4GgufSpec& spec) {
   const auto vocab_size = static_cast<int64_t>(vocab.tokens.size());
   constexpr int64_t kHidden = 128, kFfn = 256, kKv = 64, kLayers = 2;
   GgufBuilder b;
-  b.kv_string("general.architecture", "llama")
-      .kv<uint32_t>("llama.block_count", kLayers)
-      .kv<uint32_t>("llama.embedding_length", kHidden)
-      .kv<uint32_t>("llama.feed_forward_length", kFfn)
-      .kv<uint32_t>("llama.attention.head_count", 2)
-      .kv<uint32_t>("llama.attention.head_count_kv", 1)
-      .kv<uint32_t>("llama.context_length", 256)
-      .kv_string("tokenizer.ggml.model", vocab.model)
-      .kv_string("tokenizer.ggml.pre", vocab.pre)
-      .kv_string_array("tokenizer.ggml.tokens", vocab.tokens)
-      .kv_array("tokenizer.ggml.token_type", vocab.token_type)
-      .kv_string_array("tokenizer.ggml.merges", vocab.merges)
-      .kv<uint32_t>("tokenizer.ggml.bos_token_id", *vocab.bos_id)
-      .kv<uint32_t>("tokenizer.ggml.eos_token_id", *vocab.eos_id);
+  add_tiny_llama_keys(b, {.layers = kLayers, .hidden = kHidden, .ffn = kFfn, .heads = 2, .kv_heads = 1});
   Rng rng(spec.seed);
   // A weight [rows, cols] (GGUF shape [cols, rows]) of N(0, scale^2) values.
   auto weight = [&](const std::string& name, int64_t rows, int64_t cols, GgmlType type, double scale) {

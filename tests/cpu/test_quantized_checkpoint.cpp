@@ -314,21 +314,7 @@ TEST(QuantizeGguf, WritesHfNamesAndTheTokenizer) {
   const GgufVocab vocab = testing::tiny_gguf_vocab();
   const auto vocab_size = static_cast<int64_t>(vocab.tokens.size());
   testing::GgufBuilder b;
-  b.kv_string("general.architecture", "llama")
-      .kv<uint32_t>("llama.block_count", 1)
-      .kv<uint32_t>("llama.embedding_length", 64)
-      .kv<uint32_t>("llama.feed_forward_length", 128)
-      .kv<uint32_t>("llama.attention.head_count", 4)
-      .kv<uint32_t>("llama.attention.head_count_kv", 2)
-      .kv<uint32_t>("llama.context_length", 256)
-      .kv_string("tokenizer.ggml.model", vocab.model)
-      .kv_string("tokenizer.ggml.pre", vocab.pre)
-      .kv_string_array("tokenizer.ggml.tokens", vocab.tokens)
-      .kv_array("tokenizer.ggml.token_type", vocab.token_type)
-      .kv_string_array("tokenizer.ggml.merges", vocab.merges)
-      .kv<uint32_t>("tokenizer.ggml.bos_token_id", *vocab.bos_id)
-      .kv<uint32_t>("tokenizer.ggml.eos_token_id", *vocab.eos_id)
-      .kv_string("tokenizer.chat_template",
+  testing::add_tiny_llama_keys(b, {}).kv_string("tokenizer.chat_template",
                  "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}");
   Rng rng(3);
   auto f32 = [&](const std::string& name, std::vector<int64_t> shape, bool norm = false) {

@@ -55,18 +55,13 @@ QLLM_OP_CASES(quant_linear) {
   return cases;
 }
 
-// A pre-quantized weight (model/prequantized.h): the CPU reference quantizer's Int4Matrix uploaded as stored
-// (QuantLinear(Int4Matrix)), with bf16 scales (qllm's checkpoints) or f16 scales and activations (GPTQ/AWQ's),
-// against the CPU reference linear computing with that matrix exactly.
-OpResult run_stored_linear(int64_t n, int64_t k, int64_t m, const std::string& mode_name, DType activation,
-                           uint64_t seed) {
-  Rng rng(seed);
-  std::vector<float> w(static_cast<size_t>(n * k));
-  for (auto& v : w) v = static_cast<float>(0.05 * rng.normal());
-  const QuantMode mode = QuantMode::parse(mode_name);
+// A pre-quantized weight uploaded as stored (QuantLinear(Int4Matrix)) on random activations [m, K], against
+// the CPU reference linear computing with the same matrix exactly.
+OpResult stored_linear_against_cpu(Int4Matrix matrix, const QuantMode& mode, int64_t m, DType activation,
+                                   Rng& rng) {
+  const int64_t n = matrix.rows, k = matrix.cols;
   WeightMatrix stored{"w", DType::F32, nullptr, n, k};
-  stored.int4 = std::make_shared<const Int4Matrix>(
-      quantize_weight_int4(WeightMatrix{"w", DType::F32, w.data(), n, k}, mode.int4, activation));
+  stored.int4 = std::make_shared<const Int4Matrix>(std::move(matrix));
   const std::vector<uint16_t> x = random_bits16(static_cast<size_t>(m * k), rng, activation);
   const std::vector<float> x_values = bits16_to_floats(x, activation);
   std::vector<float> ref(static_cast<size_t>(m * n));
@@ -81,6 +76,20 @@ OpResult run_stored_linear(int64_t n, int64_t k, int64_t m, const std::string& m
   layer.forward(executor, d_x.data(), d_y.data(), m, stream.get());
   stream.sync();
   return compare(bits16_to_floats(d_y.download(), activation), ref, Metric::RelFro);
+}
+
+// A pre-quantized weight (model/prequantized.h): the CPU reference quantizer's Int4Matrix uploaded as stored
+// (QuantLinear(Int4Matrix)), with bf16 scales (qllm's checkpoints) or f16 scales and activations (GPTQ/AWQ's),
+// against the CPU reference linear computing with that matrix exactly.
+OpResult run_stored_linear(int64_t n, int64_t k, int64_t m, const std::string& mode_name, DType activation,
+                           uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> w(static_cast<size_t>(n * k));
+  for (auto& v : w) v = static_cast<float>(0.05 * rng.normal());
+  const QuantMode mode = QuantMode::parse(mode_name);
+  return stored_linear_against_cpu(
+      quantize_weight_int4(WeightMatrix{"w", DType::F32, w.data(), n, k}, mode.int4, activation), mode, m,
+      activation, rng);
 }
 
 QLLM_OP_CASES(quant_linear_stored) {
@@ -108,25 +117,11 @@ QLLM_OP_CASES(quant_linear_stored) {
 // prefill (skinny, tiled, dequant + cuBLAS). Bound as above.
 OpResult run_stored_min_linear(int64_t n, int64_t k, int64_t m, DType activation, uint64_t seed) {
   Rng rng(seed);
-  WeightMatrix stored{"w", DType::F32, nullptr, n, k};
-  stored.int4 = std::make_shared<const Int4Matrix>(random_min_offset(n, k, 32, activation, rng));
+  Int4Matrix matrix = random_min_offset(n, k, 32, activation, rng);
   QuantMode mode;
   mode.kind = QuantMode::Kind::Int4;
-  mode.int4 = stored.int4->scheme;
-  const std::vector<uint16_t> x = random_bits16(static_cast<size_t>(m * k), rng, activation);
-  const std::vector<float> x_values = bits16_to_floats(x, activation);
-  std::vector<float> ref(static_cast<size_t>(m * n));
-  CpuLinear(stored, mode, activation).forward(ref.data(), x_values.data(), m);
-
-  TestStream stream;
-  GemmExecutor executor;
-  QuantLinear layer(*stored.int4, activation);
-  layer.reserve(executor, m);
-  DeviceBuffer<uint16_t> d_x = to_device(x), d_y(static_cast<size_t>(m * n));
-  poison(d_y);
-  layer.forward(executor, d_x.data(), d_y.data(), m, stream.get());
-  stream.sync();
-  return compare(bits16_to_floats(d_y.download(), activation), ref, Metric::RelFro);
+  mode.int4 = matrix.scheme;
+  return stored_linear_against_cpu(std::move(matrix), mode, m, activation, rng);
 }
 
 QLLM_OP_CASES(quant_linear_stored_min) {

@@ -65,6 +65,18 @@ std::vector<Case> sweep() {
   return cases;
 }
 
+// The CUDA dequantizers (to f16 and to bf16) equal the reference's bit for bit.
+void expect_dequantize_bit_identical(const Int4Matrix& m) {
+  const auto half_ref = dequantize_int4_to_half_ref(m);
+  const auto half_gpu = dequantize_int4_to_half_cuda(m);
+  const auto bf16_ref = dequantize_int4_to_bf16_ref(m);
+  const auto bf16_gpu = dequantize_int4_to_bf16_cuda(m);
+  for (size_t i = 0; i < half_ref.size(); ++i) {
+    ASSERT_EQ(half_gpu[i].bits, half_ref[i].bits) << "fp16 dequant element " << i;
+    ASSERT_EQ(bf16_gpu[i].bits, bf16_ref[i].bits) << "bf16 dequant element " << i;
+  }
+}
+
 template <typename T>
 void expect_bit_identical(const Case& c, Rng& rng) {
   const auto w = random_normal<T>(static_cast<size_t>(c.rows * c.cols), rng, 0.02 + rng.uniform());
@@ -73,14 +85,7 @@ void expect_bit_identical(const Case& c, Rng& rng) {
   ASSERT_EQ(gpu.packed, ref.packed);
   ASSERT_EQ(gpu.scales, ref.scales);
   ASSERT_EQ(gpu.zeros, ref.zeros);
-  const auto half_ref = dequantize_int4_to_half_ref(ref);
-  const auto half_gpu = dequantize_int4_to_half_cuda(ref);
-  const auto bf16_ref = dequantize_int4_to_bf16_ref(ref);
-  const auto bf16_gpu = dequantize_int4_to_bf16_cuda(ref);
-  for (size_t i = 0; i < half_ref.size(); ++i) {
-    ASSERT_EQ(half_gpu[i].bits, half_ref[i].bits) << "fp16 dequant element " << i;
-    ASSERT_EQ(bf16_gpu[i].bits, bf16_ref[i].bits) << "bf16 dequant element " << i;
-  }
+  expect_dequantize_bit_identical(ref);
 }
 
 // Min offset (GGUF Q4_1, never produced by the quantizer): the CUDA dequantizer gives the reference's u * s + m
@@ -93,14 +98,7 @@ TEST(QuantizeInt4Cuda, MinOffsetDequantizeBitIdentical) {
          {std::tuple<int64_t, int64_t, int64_t>{7, 96, 32}, {64, 576, 128}, {5, 100, 32}, {3, 34, 0}}) {
       const Int4Matrix m = testing::random_min_offset(rows, cols, g, scale_dtype, rng);
       SCOPED_TRACE(fmt::format("[{}, {}] {}", rows, cols, m.scheme.describe()));
-      const auto half_ref = dequantize_int4_to_half_ref(m);
-      const auto half_gpu = dequantize_int4_to_half_cuda(m);
-      const auto bf16_ref = dequantize_int4_to_bf16_ref(m);
-      const auto bf16_gpu = dequantize_int4_to_bf16_cuda(m);
-      for (size_t i = 0; i < half_ref.size(); ++i) {
-        ASSERT_EQ(half_gpu[i].bits, half_ref[i].bits) << "fp16 dequant element " << i;
-        ASSERT_EQ(bf16_gpu[i].bits, bf16_ref[i].bits) << "bf16 dequant element " << i;
-      }
+      expect_dequantize_bit_identical(m);
     }
   }
 }
