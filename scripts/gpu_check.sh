@@ -2,7 +2,7 @@
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
 # carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh
-# [tests|bench|model|llama1b|eval|quantize|gptq|serve|serve-test|serve-bench|profile|decode-profile|peers-build|all]
+# [tests|bench|model|llama1b|eval|quantize|gptq|serve|serve-test|serve-bench|profile|decode-profile|decode-ab|peers-build|all]
 # (default all; eval = issue 20's evaluation figures (proxy perplexity beside transformers, 1B perplexity
 # throughput, batch-32 decode); quantize = the pre-quantized/`qllm quantize` GPU tests, the 1B quantize time and
 # scripts/interop_gptq.py; gptq = issue 21: the GPTQ GPU tests, SmolLM2 perplexity by RTN and GPTQ per INT4
@@ -10,6 +10,7 @@
 # variants forced past Auto's choice, to re-measure its crossovers; these not
 # in all). QLLM_BUILD_PEERS=1 builds llama.cpp during `tests`, for a later call on the same warm machine.
 # Splitting the work over calls: QLLM_SKIP_TESTS=1 (quantize, gptq: the whole GPU suite ran earlier),
+# QLLM_SKIP_PROFILE=1 (model: no decode-step profile),
 # QLLM_EVAL_PARTS=proxy|1b (eval), QLLM_REBUILD=0 (reuse a warm machine's build/prebuilt or build/hopper).
 # `llama1b`: the synthetic Llama-3.2-1B on qllm and on llama.cpp (F16 and Q4_0 GGUFs of the same weights). `model` runs the real model (SmolLM2-135M-Instruct) on qllm's GPU engine and on llama.cpp in the
 # same call: generation, WikiText-2 perplexity per quantization mode, throughput. It needs, carried:
@@ -141,8 +142,9 @@ fi
 if [[ $what == tests || $what == all ]]; then
   log "GPU tests"
   # Line-buffered: a timeout still leaves the failures printed so far in the log.
+  # QLLM_TEST_FILTER: a gtest filter (default: the whole suite).
   timeout "${QLLM_TEST_TIMEOUT:-420}" stdbuf -oL $gpu_tests --gtest_brief=1 --gtest_output=xml:"$OUT/gpu_tests.xml" \
-    > "$OUT/gpu_tests.log" 2>&1
+    --gtest_filter="${QLLM_TEST_FILTER:-*}" > "$OUT/gpu_tests.log" 2>&1
   status=$?
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure|Expected|Which is|trace:|\.cpp:[0-9]+: |actual:|error" \
     "$OUT/gpu_tests.log" | head -80
@@ -345,19 +347,42 @@ if [[ $what == serve || $what == serve-bench ]]; then
   QLLM=$qllm SYNTH=$synth OUT_DIR=$OUT/serve timeout 520 scripts/bench_server.sh 2>&1 | tail -30
 fi
 
+# decode-ab: decode and prefill tokens/s with programmatic dependent launches on and off
+# (QLLM_DEPENDENT_LAUNCH=0, kernels/runtime/cuda_utils.h), same binary, interleaved twice: the synthetic
+# Llama-3.2-1B (int4-g128, bf16) and SmolLM2 when carried.
+if [[ $what == decode-ab ]]; then
+  [[ -f $synth/config.json ]] || $qllm synth --config llama-3.2-1b --out "$synth" --force > "$OUT/synth.log" 2>&1
+  for round in 1 2; do
+    for pdl in 0 1; do
+      log "decode-ab round $round, dependent launches $pdl"
+      QLLM_DEPENDENT_LAUNCH=$pdl timeout 200 $qllm bench --model "$synth" --device cuda --quant int4-g128,bf16 \
+        -p 512 -n 128 --batch 1,32 --reps 3 --json > "$OUT/ab_llama1b_pdl${pdl}_r$round.json" 2> "$OUT/ab_llama1b.err"
+      python3 scripts/print_bench.py "$OUT/ab_llama1b_pdl${pdl}_r$round.json" || tail -5 "$OUT/ab_llama1b.err"
+      if [[ -f $gguf ]]; then
+        QLLM_DEPENDENT_LAUNCH=$pdl timeout 120 $qllm bench --model "$gguf" --device cuda --quant auto,int4-g64 \
+          -p 512 -n 128 --batch 1,32 --reps 3 --json > "$OUT/ab_smollm2_pdl${pdl}_r$round.json" 2> "$OUT/ab_smollm2.err"
+        python3 scripts/print_bench.py "$OUT/ab_smollm2_pdl${pdl}_r$round.json" || tail -5 "$OUT/ab_smollm2.err"
+      fi
+    done
+  done
+fi
+
 # decode-profile: Nsight Compute's time of every kernel of a decode step (CUDA graph nodes one by one),
 # summarised by scripts/ncu_breakdown.py: where a decode step's time goes, and how many kernels it launches.
-if [[ $what == decode-profile || $what == model ]] && command -v ncu > /dev/null; then
+if [[ $what == decode-profile || ($what == model && ${QLLM_SKIP_PROFILE:-0} != 1) ]] && command -v ncu > /dev/null; then
   profile_decode() {  # name, then qllm bench's model arguments
     local name=$1; shift
     timeout 240 ncu --clock-control none --graph-profiling node --metrics gpu__time_duration.sum --csv --page raw \
       --launch-count 4000 --log-file "$OUT/ncu_decode_$name.csv" \
-      $qllm bench "$@" -p 8 -n 6 --batch 1 --reps 1 > "$OUT/ncu_decode_$name.log" 2>&1
+      $qllm bench "$@" -p 8 -n 6 --batch "${QLLM_PROFILE_BATCH:-1}" --reps 1 > "$OUT/ncu_decode_$name.log" 2>&1
     python3 scripts/ncu_breakdown.py "$OUT/ncu_decode_$name.csv" --json "$OUT/decode_step_$name.json" ||
       tail -5 "$OUT/ncu_decode_$name.log"
   }
-  log "decode step profile: synthetic Llama-3.2-1B int4-g128"
-  profile_decode llama1b_int4g128 --synthetic llama-3.2-1b --quant int4-g128 --device cuda
+  # QLLM_PROFILE_BATCH: the decode batch (default 1); QLLM_PROFILE_QUANTS: the 1B's modes (default int4-g128).
+  for q in ${QLLM_PROFILE_QUANTS:-int4-g128}; do
+    log "decode step profile: synthetic Llama-3.2-1B $q, batch ${QLLM_PROFILE_BATCH:-1}"
+    profile_decode "llama1b_${q//-/}_b${QLLM_PROFILE_BATCH:-1}" --synthetic llama-3.2-1b --quant "$q" --device cuda
+  done
   [[ -f $gguf ]] && { log "decode step profile: SmolLM2 int4-g64"; profile_decode smollm2_int4g64 --model "$gguf" --quant int4-g64 --device cuda; }
 fi
 

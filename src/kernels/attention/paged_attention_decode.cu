@@ -16,9 +16,9 @@
 #include <cstdint>
 
 #include "kernels/attention/attention_device.cuh"
-#include "kernels/common/dependent_launch.cuh"
 #include "kernels/attention/attention_launch.h"
 #include "kernels/attention/attention_layout.h"
+#include "kernels/common/dependent_launch.cuh"
 
 namespace qllm::kernels::attention {
 
@@ -41,8 +41,9 @@ constexpr float scale_log2() {
 template <typename T, int D, int kHeads>
 __global__ void __launch_bounds__(kThreads)
     decode_kernel(const PagedAttentionParams p, int splits, DecodeWorkspaceView workspace) {
-  qllm::kernels::let_next_kernel_start();  // the output projection may start its weight loads now
-  constexpr int kLanesPerKey = D / 8;  // 16 bytes of a key row per lane
+  qllm::kernels::let_next_kernel_start();     // the output projection may start its weight loads now
+  qllm::kernels::wait_for_previous_kernel();  // launched as a dependent: q and the cache come from RoPE
+  constexpr int kLanesPerKey = D / 8;         // 16 bytes of a key row per lane
   constexpr int kKeysPerWarp = 32 / kLanesPerKey;
   constexpr int kBlockKeys = kUnroll * kWarps * kKeysPerWarp;
   static_assert(qllm::attention::kDecodeGranule % kBlockKeys == 0, "chunks are whole blocks");
@@ -232,6 +233,7 @@ template <typename T, int D>
 __global__ void __launch_bounds__(kThreads)
     combine_kernel(const PagedAttentionParams p, int splits, DecodeWorkspaceView workspace) {
   qllm::kernels::let_next_kernel_start();
+  qllm::kernels::wait_for_previous_kernel();  // launched as a dependent: the partials come from decode_kernel
   constexpr int kPerLane = D / 32;
   const int pair = blockIdx.x * kWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (pair >= p.num_seqs * p.num_q_heads) return;
@@ -279,16 +281,20 @@ void launch_decode_typed(const PagedAttentionParams& p, int splits, DecodeWorksp
                   static_cast<unsigned>(p.num_seqs));
   switch (heads) {
     case 1:
-      decode_kernel<T, D, 1><<<grid, kThreads, 0, stream>>>(p, splits, workspace);
+      qllm::kernels::launch_dependent(decode_kernel<T, D, 1>, grid, dim3(kThreads), 0, stream, p, splits,
+                                      workspace);
       break;
     case 2:
-      decode_kernel<T, D, 2><<<grid, kThreads, 0, stream>>>(p, splits, workspace);
+      qllm::kernels::launch_dependent(decode_kernel<T, D, 2>, grid, dim3(kThreads), 0, stream, p, splits,
+                                      workspace);
       break;
     case 4:
-      decode_kernel<T, D, 4><<<grid, kThreads, 0, stream>>>(p, splits, workspace);
+      qllm::kernels::launch_dependent(decode_kernel<T, D, 4>, grid, dim3(kThreads), 0, stream, p, splits,
+                                      workspace);
       break;
     default:
-      decode_kernel<T, D, 8><<<grid, kThreads, 0, stream>>>(p, splits, workspace);
+      qllm::kernels::launch_dependent(decode_kernel<T, D, 8>, grid, dim3(kThreads), 0, stream, p, splits,
+                                      workspace);
       break;
   }
 }
@@ -298,7 +304,8 @@ void launch_combine_typed(const PagedAttentionParams& p, int splits, DecodeWorks
                           cudaStream_t stream) {
   const int64_t pairs = static_cast<int64_t>(p.num_seqs) * p.num_q_heads;
   const dim3 grid(static_cast<unsigned>((pairs + kWarps - 1) / kWarps));
-  combine_kernel<T, D><<<grid, kThreads, 0, stream>>>(p, splits, workspace);
+  qllm::kernels::launch_dependent(combine_kernel<T, D>, grid, dim3(kThreads), 0, stream, p, splits,
+                                  workspace);
 }
 
 }  // namespace

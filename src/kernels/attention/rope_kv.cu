@@ -8,6 +8,7 @@
 
 #include "kernels/attention/attention_device.cuh"
 #include "kernels/attention/attention_launch.h"
+#include "kernels/common/dependent_launch.cuh"
 
 namespace qllm::kernels::attention {
 
@@ -18,6 +19,8 @@ constexpr int kMaxHalfDim = 64;  // head_dim 128
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) rope_kv_kernel(const RopeKvParams p) {
+  kernels::let_next_kernel_start();     // attention may be scheduled now; it waits for this kernel's K/V
+  kernels::wait_for_previous_kernel();  // launched as a dependent: q/k/v come from the GEMM before
   __shared__ float s_cos[kMaxHalfDim];
   __shared__ float s_sin[kMaxHalfDim];
   const int64_t t = blockIdx.x;
@@ -86,9 +89,9 @@ void launch_rope_kv(const RopeKvParams& p, cudaStream_t stream) {
   if (p.num_tokens == 0) return;
   const dim3 grid(static_cast<unsigned>(p.num_tokens));
   if (p.dtype == DType::BF16) {
-    rope_kv_kernel<Bf16><<<grid, kThreads, 0, stream>>>(p);
+    kernels::launch_dependent(rope_kv_kernel<Bf16>, grid, dim3(kThreads), 0, stream, p);
   } else {
-    rope_kv_kernel<F16><<<grid, kThreads, 0, stream>>>(p);
+    kernels::launch_dependent(rope_kv_kernel<F16>, grid, dim3(kThreads), 0, stream, p);
   }
 }
 

@@ -5,9 +5,9 @@
 #include <cstdint>
 
 #include "kernels/common/dependent_launch.cuh"
-#include "kernels/runtime/cuda_utils.h"
 #include "kernels/common/row_ops.cuh"
 #include "kernels/elementwise/swiglu.h"
+#include "kernels/runtime/cuda_utils.h"
 
 namespace qllm {
 
@@ -20,7 +20,8 @@ constexpr int kThreads = 256;
 template <typename T>
 __global__ void __launch_bounds__(kThreads) swiglu_kernel(const T* __restrict__ gate_up, T* __restrict__ out,
                                                           int64_t tokens, int64_t width, bool vector) {
-  kernels::let_next_kernel_start();  // the down projection may start its weight loads now
+  kernels::let_next_kernel_start();     // the down projection may start its weight loads now
+  kernels::wait_for_previous_kernel();  // launched as a dependent: gate_up comes from the GEMM before
   const int64_t chunks_per_row = (width + 7) / 8;
   const int64_t chunk = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if (chunk >= tokens * chunks_per_row) return;
@@ -39,8 +40,9 @@ template <typename T>
 void enqueue_typed(const SwigluParams& p, cudaStream_t stream) {
   const bool vector = p.intermediate % 8 == 0 && is_aligned(p.gate_up, 16) && is_aligned(p.out, 16);
   const int64_t threads = p.tokens * ceil_div(p.intermediate, 8);
-  swiglu_kernel<T><<<static_cast<unsigned>(ceil_div(threads, kThreads)), kThreads, 0, stream>>>(
-      static_cast<const T*>(p.gate_up), static_cast<T*>(p.out), p.tokens, p.intermediate, vector);
+  kernels::launch_dependent(swiglu_kernel<T>, dim3(static_cast<unsigned>(ceil_div(threads, kThreads))),
+                            dim3(kThreads), 0, stream, static_cast<const T*>(p.gate_up),
+                            static_cast<T*>(p.out), p.tokens, p.intermediate, vector);
   QLLM_CUDA_CHECK_LAUNCH();
 }
 

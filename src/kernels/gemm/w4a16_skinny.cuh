@@ -111,6 +111,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   // Launched as a dependent (dependent_launch.cuh): the weight and scale loads above overlap the previous
   // kernel (the norm, attention or activation that writes X); X is read only from here on.
   wait_for_previous_kernel();
+  let_next_kernel_start();  // every CTA is resident: the next kernel may be scheduled (it waits for Y)
 
   // ---- the CTA's activation slice [kTokens x cta_steps * 64] into shared memory, once ----
   // Only the rows of real tokens: a missing token's row stays unwritten, because its garbage can only reach

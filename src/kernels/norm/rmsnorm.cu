@@ -6,9 +6,9 @@
 #include <cstdint>
 
 #include "kernels/common/dependent_launch.cuh"
-#include "kernels/runtime/cuda_utils.h"
 #include "kernels/common/row_ops.cuh"
 #include "kernels/norm/rmsnorm.h"
+#include "kernels/runtime/cuda_utils.h"
 
 namespace qllm {
 
@@ -30,7 +30,8 @@ struct RmsNormArgs {
 // Thread t holds the chunks t, t + blockDim.x, ... (kChunks of them) of 8 consecutive values each.
 template <typename T, int kChunks>
 __global__ void __launch_bounds__(kChunks == 8 ? 1024 : 256) rmsnorm_kernel(RmsNormArgs a) {
-  kernels::let_next_kernel_start();  // the GEMM that reads `out` may start its weight loads now
+  kernels::let_next_kernel_start();     // the GEMM that reads `out` may start its weight loads now
+  kernels::wait_for_previous_kernel();  // launched as a dependent: the residual and delta come from before
   __shared__ double scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * a.hidden;
   const int64_t chunks = (a.hidden + 7) / 8;
@@ -91,16 +92,16 @@ void enqueue_typed(const RmsNormParams& p, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(p.tokens));
   switch (per_thread) {
     case 1:
-      rmsnorm_kernel<T, 1><<<grid, threads, 0, stream>>>(a);
+      kernels::launch_dependent(rmsnorm_kernel<T, 1>, grid, dim3(threads), 0, stream, a);
       break;
     case 2:
-      rmsnorm_kernel<T, 2><<<grid, threads, 0, stream>>>(a);
+      kernels::launch_dependent(rmsnorm_kernel<T, 2>, grid, dim3(threads), 0, stream, a);
       break;
     case 4:
-      rmsnorm_kernel<T, 4><<<grid, threads, 0, stream>>>(a);
+      kernels::launch_dependent(rmsnorm_kernel<T, 4>, grid, dim3(threads), 0, stream, a);
       break;
     default:
-      rmsnorm_kernel<T, 8><<<grid, threads, 0, stream>>>(a);
+      kernels::launch_dependent(rmsnorm_kernel<T, 8>, grid, dim3(threads), 0, stream, a);
       break;
   }
   QLLM_CUDA_CHECK_LAUNCH();

@@ -1,6 +1,8 @@
 #include "kernels/runtime/cuda_utils.h"
 
 #include <atomic>
+#include <cstdlib>
+#include <string_view>
 
 namespace qllm {
 
@@ -50,6 +52,12 @@ void allow_all_dynamic_shared_memory(const void* kernel) {
 }
 
 bool dependent_launch_available() {
+  // QLLM_DEPENDENT_LAUNCH=0 launches every kernel plainly ordered: the baseline of a same-run measurement.
+  static const bool disabled = [] {
+    const char* value = std::getenv("QLLM_DEPENDENT_LAUNCH");
+    return value != nullptr && std::string_view(value) == "0";
+  }();
+  if (disabled) return false;
   static PerDeviceFlag available;
   return available.get([](int device) {
     int major = 0;

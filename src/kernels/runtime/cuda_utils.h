@@ -65,7 +65,8 @@ class PerDeviceFlag {
 bool sm90a_kernels_available();
 
 // Whether the current device runs programmatic dependent launches (compute capability 9.0+): launches then
-// add cudaLaunchAttributeProgrammaticStreamSerialization (see dependent_launch.cuh).
+// add cudaLaunchAttributeProgrammaticStreamSerialization (see dependent_launch.cuh). The environment variable
+// QLLM_DEPENDENT_LAUNCH=0 turns them off (every launch plainly ordered), to measure what they save.
 bool dependent_launch_available();
 // That attribute: the kernel may be scheduled while the one before it in the stream still runs.
 inline cudaLaunchAttribute dependent_launch_attribute() {

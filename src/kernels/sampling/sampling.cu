@@ -7,8 +7,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/runtime/cuda_utils.h"
+#include "kernels/common/dependent_launch.cuh"
 #include "kernels/common/row_ops.cuh"
+#include "kernels/runtime/cuda_utils.h"
 #include "kernels/sampling/counter_rng.h"
 #include "kernels/sampling/sampling.h"
 
@@ -283,6 +284,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(SampleTokensParams p) {
   extern __shared__ uint32_t penalised[];  // ceil(vocab / 32) words
   __shared__ RowShared sh;
+  kernels::wait_for_previous_kernel();  // launched as a dependent: the logits come from the lm_head before
   const int64_t r = blockIdx.x;
   const SamplingRowState state = p.row_state[r];
   const float penalty = state.repetition_penalty;
@@ -309,7 +311,8 @@ __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(SampleTokensPar
 template <typename T>
 void enqueue_typed(const SampleTokensParams& p, cudaStream_t stream) {
   const size_t bitmap_bytes = static_cast<size_t>((p.vocab + 31) / 32) * sizeof(uint32_t);  // <= 32 KiB
-  sample_tokens_kernel<T><<<static_cast<unsigned>(p.rows), kThreads, bitmap_bytes, stream>>>(p);
+  kernels::launch_dependent(sample_tokens_kernel<T>, dim3(static_cast<unsigned>(p.rows)), dim3(kThreads),
+                            bitmap_bytes, stream, p);
   QLLM_CUDA_CHECK_LAUNCH();
 }
 
