@@ -397,12 +397,13 @@ if [[ $what == gptq ]]; then
   fi
   text=.shared/data/wikitext-2-raw-test.txt
   ppl() {  # name model args...: perplexity JSON, stderr kept (the GPTQ progress line holds the pass time)
-    local name=$1 model=$2; shift 2
+    local name=$1 model=$2 start=$SECONDS; shift 2
     timeout 400 $qllm perplexity --model "$model" --device cuda --file "$text" --protocol hf --ctx 2048 --json "$@" \
       > "$OUT/gptq_ppl_$name.json" 2> "$OUT/gptq_ppl_$name.err"
     local p; p=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['table'][0]['perplexity'])" \
       "$OUT/gptq_ppl_$name.json" 2>/dev/null) || { tail -3 "$OUT/gptq_ppl_$name.err"; return; }
-    echo "$name ppl $p $(grep -a 'gptq layers' "$OUT/gptq_ppl_$name.err" | tail -1)"
+    # The whole run's wall time (load, calibration, GPTQ, scoring): the progress line is not written with --json.
+    echo "$name ppl $p, $((SECONDS - start)) s end to end $(grep -a 'gptq layers' "$OUT/gptq_ppl_$name.err" | tail -1)"
   }
   if [[ -f $gguf && -f $text ]]; then
     ppl smollm2_bf16 "$gguf" --quant bf16
