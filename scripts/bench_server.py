@@ -69,7 +69,9 @@ def prompts(args):
 
 async def load(args):
     timeout = aiohttp.ClientTimeout(total=args.timeout)
-    connector = aiohttp.TCPConnector(limit=args.clients + 4)
+    # A fresh connection per request: a server may close a kept-alive connection after a stream (llama-server
+    # does), and a client reusing it then fails with "Server disconnected" through no fault of the server.
+    connector = aiohttp.TCPConnector(limit=args.clients + 4, force_close=True)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         await one_request(session, args, prompts(args)[0][:16], 8)  # warm-up (CUDA graphs, allocations)
         queue = list(enumerate(prompts(args)))

@@ -2,7 +2,7 @@
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
 # carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh
-# [tests|bench|model|llama1b|eval|quantize|gptq|serve|serve-test|serve-bench|profile|decode-profile|decode-ab|peers-build|all]
+# [tests|bench|model|llama1b|eval|quantize|gptq|gptq-torch|serve|serve-test|serve-bench|profile|decode-profile|decode-ab|peers-build|all]
 # (default all; eval = issue 20's evaluation figures (proxy perplexity beside transformers, 1B perplexity
 # throughput, batch-32 decode); quantize = the pre-quantized/`qllm quantize` GPU tests, the 1B quantize time and
 # scripts/interop_gptq.py; gptq = issue 21: the GPTQ GPU tests, SmolLM2 perplexity by RTN and GPTQ per INT4
@@ -35,6 +35,8 @@ nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv | tee
 
 deps=()
 deps_dir=${QLLM_DEPS:-.deps}  # scripts/bundle_deps.sh output, carried to the GPU machine
+# Or carried packed (.depsx/deps.tar.xz: 3 MB instead of 13, leaving a call's 64 MiB to the GGUF's pieces).
+[[ ! -d $deps_dir/usr && -f .depsx/deps.tar.xz ]] && tar -xJf .depsx/deps.tar.xz
 if [[ -d $deps_dir/usr ]]; then
   d=$(cd "$deps_dir/usr" && pwd)
   deps=(-Dfmt_DIR=$d/lib/x86_64-linux-gnu/cmake/fmt -DGTest_DIR=$d/lib/x86_64-linux-gnu/cmake/GTest
@@ -212,6 +214,21 @@ PY
     if [[ -x build/lcb/bin/llama-perplexity ]]; then
       timeout 180 build/lcb/bin/llama-perplexity -m "$gguf" -f "$text" -c 512 -ngl 99 > "$OUT/llamacpp_ppl512.log" 2>&1
       grep -E "Final estimate" "$OUT/llamacpp_ppl512.log"
+      # The same weights as an F16 GGUF (llama-quantize dequantizes Q4_1 as ggml does, then rounds to f16), scored
+      # by both engines: llama.cpp's Q4_1 products quantize the activations to q8_1, its F16 ones do not, so this
+      # separates that from how each engine reads the weights.
+      if build/lcb/bin/llama-quantize --allow-requantize "$gguf" build/smollm2-f16.gguf F16 \
+           > "$OUT/llamacpp_quantize_f16.log" 2>&1; then
+        timeout 180 build/lcb/bin/llama-perplexity -m build/smollm2-f16.gguf -f "$text" -c 512 -ngl 99 \
+          > "$OUT/llamacpp_ppl512_f16.log" 2>&1
+        echo "llama.cpp, F16 GGUF: $(grep -E "Final estimate" "$OUT/llamacpp_ppl512_f16.log")"
+        timeout 120 $qllm perplexity --model build/smollm2-f16.gguf --device cuda --file "$text" --protocol llama.cpp \
+          --ctx 512 --json > "$OUT/ppl_smollm2_f16gguf_llamacpp512.json" 2> "$OUT/ppl_smollm2_f16gguf.err"
+        python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['table'][0]; print('qllm, F16 GGUF:', r['perplexity'], '+/-', r['error'])" \
+          "$OUT/ppl_smollm2_f16gguf_llamacpp512.json" || tail -3 "$OUT/ppl_smollm2_f16gguf.err"
+      else
+        tail -5 "$OUT/llamacpp_quantize_f16.log"
+      fi
       timeout 180 build/lcb/bin/llama-bench -m "$gguf" -p 512 -n 128 -ngl 99 -o json > "$OUT/llamacpp_bench.json" \
         2> "$OUT/llamacpp_bench.err"
       python3 -c "import json,sys; [print(r['n_prompt'], r['n_gen'], round(r['avg_ts'],1), '+/-', round(r['stddev_ts'],1)) for r in json.load(open(sys.argv[1]))]" \
@@ -345,6 +362,21 @@ if [[ $what == serve || $what == serve-bench ]]; then
   wait_peers
   log "serve: benchmark against llama-server"
   QLLM=$qllm SYNTH=$synth OUT_DIR=$OUT/serve timeout 520 scripts/bench_server.sh 2>&1 | tail -30
+fi
+
+# gptq-torch: scripts/gptq_torch_check.py, a textbook GPTQ in plain torch on SmolLM2 (its own GGUF reader and
+# float32 forward, checked against transformers), RTN and GPTQ variants scored on WikiText-2 (HF protocol, ctx
+# 2048): what GPTQ itself gains on this model, beside qllm's figures. QLLM_TORCH_VARIANTS, QLLM_TORCH_SAMPLES.
+if [[ $what == gptq-torch ]]; then
+  text=.shared/data/wikitext-2-raw-test.txt
+  if [[ -f $gguf && -f $text ]]; then
+    log "gptq-torch: textbook GPTQ in torch on SmolLM2"
+    timeout ${QLLM_TORCH_TIMEOUT:-400} python3 scripts/gptq_torch_check.py --gguf "$gguf" --qllm $qllm --text "$text" \
+      --samples ${QLLM_TORCH_SAMPLES:-128} --variants "${QLLM_TORCH_VARIANTS:-rtn;gptq;gptq,act;gptq,samples=16}" \
+      --json "$OUT/gptq_torch.json" 2>&1 | tee "$OUT/gptq_torch.log" | grep -v Warning | tail -30
+  else
+    log "gptq-torch: $gguf or $text missing"
+  fi
 fi
 
 # decode-ab: decode and prefill tokens/s with programmatic dependent launches on and off
