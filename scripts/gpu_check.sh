@@ -420,7 +420,7 @@ fi
 
 # gptq: issue 21. The GPTQ GPU tests; SmolLM2-135M-Instruct perplexity for int4-g128, g32 and rowwise by RTN and
 # GPTQ (--calib self, lm_head bf16, HF protocol, ctx 2048; bf16 as the baseline), the GPTQ pass time (its
-# progress line), g128 with act order; per-layer gptq-error tables (CPU and CUDA solver); the proxy's g128.
+# progress line), g128 without act order; per-layer gptq-error tables (CPU and CUDA solver); the proxy's g128.
 if [[ $what == gptq ]]; then
   if [[ ${QLLM_SKIP_TESTS:-0} != 1 ]]; then  # 1: the whole GPU suite ran in an earlier call
     log "GPTQ GPU tests"
@@ -442,7 +442,7 @@ if [[ $what == gptq ]]; then
     for mode in int4-g128 int4-rowwise int4-g32; do  # the targets' order of importance (a call may time out)
       for method in gptq rtn; do ppl "smollm2_${mode}_$method" "$gguf" --quant $mode --quant-lm-head bf16 --method $method; done
     done
-    ppl smollm2_int4-g128_gptq_actorder "$gguf" --quant int4-g128 --quant-lm-head bf16 --method gptq --act-order
+    ppl smollm2_int4-g128_gptq_natural_order "$gguf" --quant int4-g128 --quant-lm-head bf16 --method gptq --no-act-order
     for solver in cpu cuda; do
       timeout 300 $qllm gptq-error --model "$gguf" --quant int4-g128 --solver $solver --json \
         > "$OUT/gptq_error_smollm2_$solver.json" 2> "$OUT/gptq_error_smollm2_$solver.err" ||

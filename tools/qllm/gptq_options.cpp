@@ -16,8 +16,9 @@ void add_gptq_options(CLI::App& cmd, GptqCliOptions& o) {
       ->capture_default_str();
   cmd.add_option("--gptq-damp", o.damp, "GPTQ dampening: this fraction of the mean Hessian diagonal")
       ->capture_default_str();
-  cmd.add_flag("--act-order", o.act_order,
-               "GPTQ columns in order of decreasing Hessian diagonal (groups stay static: same layout)");
+  cmd.add_flag("--act-order,!--no-act-order", o.act_order,
+               "GPTQ columns in order of decreasing Hessian diagonal, groups static so the layout stays "
+               "(default; --no-act-order: the columns' own order, each group's scale from its updated weights)");
 }
 
 CalibrationOptions calibration_options(const GptqCliOptions& o) {
