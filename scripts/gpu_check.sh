@@ -2,7 +2,7 @@
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
 # carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh
-# [tests|bench|model|llama1b|eval|quantize|gptq|gptq-torch|serve|serve-test|serve-bench|profile|decode-profile|decode-ab|peers-build|all]
+# [tests|bench|model|llama1b|eval|quantize|gptq|gptq-torch|gemm-ab|serve|serve-test|serve-bench|profile|decode-profile|decode-ab|peers-build|all]
 # (default all; eval = issue 20's evaluation figures (proxy perplexity beside transformers, 1B perplexity
 # throughput, batch-32 decode); quantize = the pre-quantized/`qllm quantize` GPU tests, the 1B quantize time and
 # scripts/interop_gptq.py; gptq = issue 21: the GPTQ GPU tests, SmolLM2 perplexity by RTN and GPTQ per INT4
@@ -87,12 +87,25 @@ wait_peers() {
   return 0
 }
 
+# gemm-ab: a second qllm, of commit QLLM_AB_BASE, built beside this tree's (in the background, same options) for
+# a same-run gemm-bench comparison; only the CLI is built for it, and for this tree.
+ab_pid=
+if [[ $what == gemm-ab ]]; then
+  build_targets=qllm
+  ab_base=${QLLM_AB_BASE:-ef40fa8^}  # default: the GEMMs before issue 17 made them graph-safe
+  log "gemm-ab: building $ab_base ($(git rev-parse --short "$ab_base")) beside this tree"
+  rm -rf build/ab-src && mkdir -p build/ab-src && git archive "$ab_base" | tar -x -C build/ab-src
+  (cmake -S build/ab-src -B build/ab -G Ninja -DCMAKE_BUILD_TYPE=Release -DQLLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+     "${deps[@]}" && cmake --build build/ab -j "$(nproc)" --target qllm) > "$OUT/ab_build.log" 2>&1 &
+  ab_pid=$!
+fi
+
 build_here() {
   log "configure + build"
   # QLLM_CMAKE_ARGS: more configure arguments (e.g. -DCMAKE_CXX_FLAGS=-g1 for line numbers in a debugger).
   cmake -S . -B build/hopper -G Ninja -DCMAKE_BUILD_TYPE=Release -DQLLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
     "${deps[@]}" ${QLLM_CMAKE_ARGS:-} > "$OUT/configure.log" 2>&1 || { tail -30 "$OUT/configure.log"; exit 1; }
-  cmake --build build/hopper -j "$(nproc)" --target qllm qllm_gpu_tests > "$OUT/build.log" 2>&1 ||
+  cmake --build build/hopper -j "$(nproc)" --target ${build_targets:-qllm qllm_gpu_tests} > "$OUT/build.log" 2>&1 ||
     { grep -E "error" "$OUT/build.log" | head -40; exit 1; }
   log "build done"
   qllm=build/hopper/bin/qllm
@@ -377,6 +390,21 @@ if [[ $what == gptq-torch ]]; then
   else
     log "gptq-torch: $gguf or $text missing"
   fi
+fi
+
+if [[ $what == gemm-ab ]]; then
+  wait "$ab_pid" || { log "gemm-ab: the base build failed"; grep -E "error" "$OUT/ab_build.log" | head -20; exit 1; }
+  log "gemm-ab: base built; gemm-bench (W4A16 global/rowwise/g128, then int8) base and head alternately, twice"
+  for round in 1 2; do
+    for side in base head; do
+      bin=$qllm; [[ $side == base ]] && bin=build/ab/bin/qllm
+      timeout 150 $bin gemm-bench --json > "$OUT/ab_gemm_${side}_r$round.json" 2> "$OUT/ab_gemm.err" ||
+        tail -3 "$OUT/ab_gemm.err"
+      timeout 150 $bin gemm-bench --modes int8,int8@0.001 --json > "$OUT/ab_int8_${side}_r$round.json" \
+        2> "$OUT/ab_int8.err" || tail -3 "$OUT/ab_int8.err"
+    done
+  done
+  python3 scripts/summarize_ab.py "$OUT" | tee "$OUT/ab_summary.txt"
 fi
 
 # decode-ab: decode and prefill tokens/s with programmatic dependent launches on and off
