@@ -394,8 +394,8 @@ fi
 
 if [[ $what == gemm-ab ]]; then
   wait "$ab_pid" || { log "gemm-ab: the base build failed"; grep -E "error" "$OUT/ab_build.log" | head -20; exit 1; }
-  log "gemm-ab: base built; gemm-bench (W4A16 global/rowwise/g128, then int8) base and head alternately, twice"
-  for round in 1 2; do
+  log "gemm-ab: base built; gemm-bench (W4A16 global/rowwise/g128, then int8) base and head alternately, ${QLLM_AB_ROUNDS:-2} rounds"
+  for round in $(seq 1 "${QLLM_AB_ROUNDS:-2}"); do
     for side in base head; do
       bin=$qllm; [[ $side == base ]] && bin=build/ab/bin/qllm
       timeout 150 $bin gemm-bench --json > "$OUT/ab_gemm_${side}_r$round.json" 2> "$OUT/ab_gemm.err" ||
