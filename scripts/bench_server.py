@@ -89,11 +89,16 @@ async def load(args):
         await asyncio.gather(*(client() for _ in range(args.clients)))
         wall = time.perf_counter() - start
 
-        # One stream alone: decode speed between its first and last token.
+        # One stream alone. Its decode speed is taken from two whole requests that differ only in max_tokens,
+        # (N - N/4) / (end_N - end_N/4): prefill and the first token cancel, and a server that holds text back
+        # (an incomplete UTF-8 sequence, tokens with no text) cannot shift a "first token" time.
         single = await one_request(session, args, prompts(args)[0], args.max_tokens)
+        short_tokens = max(args.max_tokens // 4, 1)
+        short = await one_request(session, args, prompts(args)[0], short_tokens)
     ttfts = [r[0] for r in results if r[0] is not None]
     out_tokens = sum(r[2] for r in results)
     s_ttft, s_end, s_tokens, _ = single
+    _, short_end, short_count, _ = short
     return {
         "label": args.label,
         "base": args.base,
@@ -110,7 +115,10 @@ async def load(args):
         "ttft_p99_s": percentile(ttfts, 99),
         "ttft_mean_s": statistics.mean(ttfts) if ttfts else None,
         "single_stream_ttft_s": s_ttft,
-        "single_stream_decode_tokens_per_s": (s_tokens - 1) / (s_end - s_ttft) if s_end > s_ttft else None,
+        "single_stream_decode_tokens_per_s":
+            (s_tokens - short_count) / (s_end - short_end) if s_end > short_end and s_tokens > short_count else None,
+        # The earlier measure, between the first and the last streamed chunk, for comparison.
+        "single_stream_chunk_tokens_per_s": (s_tokens - 1) / (s_end - s_ttft) if s_end > s_ttft else None,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
