@@ -7,8 +7,9 @@
 # throughput, batch-32 decode); quantize = the pre-quantized/`qllm quantize` GPU tests, the 1B quantize time and
 # scripts/interop_gptq.py; gptq = issue 21: the GPTQ GPU tests, SmolLM2 perplexity by RTN and GPTQ per INT4
 # mode (lm_head bf16, HF protocol, ctx 2048) with the GPTQ pass times, gptq-error tables, the proxy's g128; serve* = `qllm serve` tests and benchmark against llama-server; profile = W4A16 kernel
-# variants forced past Auto's choice, to re-measure its crossovers; these not
-# in all). QLLM_BUILD_PEERS=1 builds llama.cpp during `tests`, for a later call on the same warm machine.
+# variants forced past Auto's choice, to re-measure its crossovers; gptq-torch = scripts/gptq_torch_check.py (a
+# textbook GPTQ in torch on SmolLM2); gemm-ab = gemm-bench of this tree against a base commit built beside it;
+# these not in all). QLLM_BUILD_PEERS=1 builds llama.cpp during `tests`, for a later call on the same warm machine.
 # Splitting the work over calls: QLLM_SKIP_TESTS=1 (quantize, gptq: the whole GPU suite ran earlier),
 # QLLM_SKIP_PROFILE=1 (model: no decode-step profile),
 # QLLM_EVAL_PARTS=proxy|1b (eval), QLLM_REBUILD=0 (reuse a warm machine's build/prebuilt or build/hopper).
