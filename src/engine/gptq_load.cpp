@@ -56,6 +56,8 @@ void put_layers(LlamaWeights& weights, GptqModelResult& r) {
     weights.set_int4(l.w_gate.name, std::move(q.gate));
     weights.set_int4(l.w_up.name, std::move(q.up));
     weights.set_int4(l.w_down.name, std::move(q.down));
+    if (!q.attn_norm.empty()) l.attn_norm = std::move(q.attn_norm);  // AWQ's 1/s folded in
+    if (!q.ffn_norm.empty()) l.ffn_norm = std::move(q.ffn_norm);
   }
 }
 
@@ -64,10 +66,10 @@ void put_layers(LlamaWeights& weights, GptqModelResult& r) {
 double apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokenizer& tokenizer,
                   const ModelQuant& quant, DType activation, bool cuda, const GptqLoadOptions& options,
                   bool verbose) {
-  QLLM_CHECK(
-      quant.linear.kind == QuantMode::Kind::Int4,
-      "--method gptq quantizes to INT4: --quant must be an INT4 mode (int4-g128, int4-rowwise, ...), not {}",
-      quant.linear.name());
+  QLLM_CHECK(quant.linear.kind == QuantMode::Kind::Int4,
+             "--method gptq/awq quantizes to INT4: --quant must be an INT4 mode (int4-g128, int4-rowwise, "
+             "...), not {}",
+             quant.linear.name());
   const auto start = std::chrono::steady_clock::now();
   if (verbose) {
     fmt::print(stderr, "gptq: calibration {} ({} windows x {} tokens)\n", options.calib.source,
@@ -87,10 +89,14 @@ double apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokeni
   GptqModelOptions o;
   o.scheme = quant.linear.int4;
   o.gptq = options.gptq;
+  o.awq = options.awq;
+  o.solve = options.solve;
   o.activation = activation;
   o.embed = [&](int32_t token, float* out) { embedding.row_to_f32(token, out); };
-  Progress progress(fmt::format("gptq layers ({} solver)", solver->name()), config.num_hidden_layers,
-                    verbose);
+  const std::string what = options.awq ? (options.solve ? "awq-gptq" : "awq") : "gptq";
+  Progress progress(options.solve ? fmt::format("{} layers ({} solver)", what, solver->name())
+                                  : fmt::format("{} layers", what),
+                    config.num_hidden_layers, verbose);
   o.progress = [&](int64_t layer, int64_t) { progress.update(layer); };
   GptqModelResult r = gptq_quantize_model(config, weights, windows, *solver, o);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -8,6 +8,7 @@
 #include "model/prequantized.h"
 #include "qllm/error.h"
 #include "qllm/half.h"
+#include "quant/awq_ref.h"
 
 namespace qllm {
 
@@ -26,6 +27,13 @@ struct Quantized {
   std::vector<float> values;
 };
 
+// A layer as the quantizer reads it: the weights as float (quantizer_source) and the norms, which AWQ scaling
+// rewrites.
+struct LayerSources {
+  std::vector<float> attn_norm, ffn_norm;
+  std::vector<float> wq, wk, wv, wo, gate, up, down;
+};
+
 class LayerRunner {
  public:
   LayerRunner(const LlamaConfig& config, GptqSolver& solver, const GptqModelOptions& options,
@@ -41,8 +49,16 @@ class LayerRunner {
  private:
   // Hessian of `input` [tokens, cols] factored for the solver; kept for the report.
   void factor(const std::vector<float>& input, int64_t cols);
-  Quantized quantize(const WeightMatrix& w, const std::string& name);
+  Quantized quantize(const std::vector<float>& source, const WeightMatrix& w, const std::string& name);
+  // AWQ: searches the three input scalings of the layer on its unquantized outputs and folds them into `s`.
+  void scale_layer(LayerSources& s, const LayerWeights& l, const Batch& b) const;
+  std::vector<float> search_scales(const std::vector<float>& input, int64_t dim,
+                                   std::initializer_list<AwqWeight> weights) const;
   void matmul(std::vector<float>& out, const std::vector<float>& x, int64_t tokens, const Quantized& q) const;
+  void matmul(std::vector<float>& out, const std::vector<float>& x, int64_t tokens,
+              const std::vector<float>& w, int64_t rows, int64_t cols) const;
+  void norm_rows(std::vector<float>& out, const std::vector<float>& x,
+                 const std::vector<float>& weight) const;
   void attention(const Batch& b, std::vector<float>& q, std::vector<float>& k, const std::vector<float>& v,
                  std::vector<float>& out) const;
 
@@ -56,16 +72,18 @@ class LayerRunner {
 };
 
 void LayerRunner::factor(const std::vector<float>& input, int64_t cols) {
+  if (!options_.solve && !options_.report) return;  // round to nearest, nothing to report: no Hessian needed
   HessianAccumulator acc(cols);
   acc.add(input.data(), static_cast<int64_t>(input.size()) / cols);
   hessian_ = acc.hessian();
-  solver_.factor(hessian_, cols, options_.gptq);
+  if (options_.solve) solver_.factor(hessian_, cols, options_.gptq);
 }
 
-Quantized LayerRunner::quantize(const WeightMatrix& w, const std::string& name) {
-  const std::vector<float> source = quantizer_source(w, options_.activation);
+Quantized LayerRunner::quantize(const std::vector<float>& source, const WeightMatrix& w,
+                                const std::string& name) {
   Quantized q;
-  q.matrix = solver_.quantize(source, w.rows, w.cols, scheme_);
+  q.matrix = options_.solve ? solver_.quantize(source, w.rows, w.cols, scheme_)
+                            : quantize_int4_ref(source, w.rows, w.cols, scheme_);
   q.values = dequantize_int4_ref(q.matrix);
   if (options_.report) {
     const std::vector<float> rtn = dequantize_int4_ref(quantize_int4_ref(source, w.rows, w.cols, scheme_));
@@ -81,13 +99,74 @@ Quantized LayerRunner::quantize(const WeightMatrix& w, const std::string& name) 
 
 void LayerRunner::matmul(std::vector<float>& out, const std::vector<float>& x, int64_t tokens,
                          const Quantized& q) const {
-  out.resize(static_cast<size_t>(tokens * q.matrix.rows));
-  const WeightMatrix view{.name = "gptq",
-                          .dtype = DType::F32,
-                          .data = q.values.data(),
-                          .rows = q.matrix.rows,
-                          .cols = q.matrix.cols};
+  matmul(out, x, tokens, q.values, q.matrix.rows, q.matrix.cols);
+}
+
+void LayerRunner::matmul(std::vector<float>& out, const std::vector<float>& x, int64_t tokens,
+                         const std::vector<float>& w, int64_t rows, int64_t cols) const {
+  out.resize(static_cast<size_t>(tokens * rows));
+  const WeightMatrix view{.name = "gptq", .dtype = DType::F32, .data = w.data(), .rows = rows, .cols = cols};
   cpu::matmul(out.data(), x.data(), tokens, view);
+}
+
+void LayerRunner::norm_rows(std::vector<float>& out, const std::vector<float>& x,
+                            const std::vector<float>& weight) const {
+  const int64_t hidden = config_.hidden_size, tokens = static_cast<int64_t>(x.size()) / hidden;
+  out.resize(x.size());
+  for (int64_t t = 0; t < tokens; ++t) {
+    cpu::rmsnorm(&out[t * hidden], &x[t * hidden], weight.data(), hidden, config_.rms_norm_eps);
+  }
+}
+
+std::vector<float> LayerRunner::search_scales(const std::vector<float>& input, int64_t dim,
+                                              std::initializer_list<AwqWeight> weights) const {
+  const int64_t tokens = static_cast<int64_t>(input.size()) / dim;
+  std::vector<double> sum(static_cast<size_t>(dim), 0.0);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t k = 0; k < dim; ++k) sum[k] += std::fabs(input[t * dim + k]);
+  }
+  std::vector<float> mean_abs(static_cast<size_t>(dim));
+  for (int64_t k = 0; k < dim; ++k) mean_abs[k] = static_cast<float>(sum[k] / static_cast<double>(tokens));
+  HessianAccumulator acc(dim);
+  acc.add(input.data(), tokens);
+  const std::vector<AwqWeight> list(weights);
+  return awq_search_ref(mean_abs, acc.hessian(), dim, list, scheme_).scales;
+}
+
+// Scaling leaves the layer's outputs unchanged, so the three searches all see the unquantized layer's inputs.
+void LayerRunner::scale_layer(LayerSources& s, const LayerWeights& l, const Batch& b) const {
+  const int64_t T = b.tokens, hidden = config_.hidden_size, inter = config_.intermediate_size;
+  std::vector<float> xb, q, k, v, att, proj, g, u;
+  norm_rows(xb, b.x, s.attn_norm);
+  const std::vector<float> s_qkv =
+      search_scales(xb, hidden, {{s.wq, l.wq.rows}, {s.wk, l.wk.rows}, {s.wv, l.wv.rows}});
+  matmul(q, xb, T, s.wq, l.wq.rows, hidden);
+  matmul(k, xb, T, s.wk, l.wk.rows, hidden);
+  matmul(v, xb, T, s.wv, l.wv.rows, hidden);
+  attention(b, q, k, v, att);
+  matmul(proj, att, T, s.wo, l.wo.rows, l.wo.cols);
+  std::vector<float> x = b.x;
+  for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+  norm_rows(xb, x, s.ffn_norm);
+  const std::vector<float> s_gate_up = search_scales(xb, hidden, {{s.gate, inter}, {s.up, inter}});
+  matmul(g, xb, T, s.gate, inter, hidden);
+  matmul(u, xb, T, s.up, inter, hidden);
+  cpu::swiglu(g.data(), u.data(), T * inter);
+  const std::vector<float> s_down = search_scales(g, inter, {{s.down, hidden}});
+
+  // Fold: a norm's weight (or up_proj's row) divided by s_k, the columns reading that input multiplied.
+  auto scale_columns = [](std::vector<float>& w, const std::vector<float>& scale) {
+    const auto cols = static_cast<int64_t>(scale.size());
+    for (size_t i = 0; i < w.size(); ++i) w[i] *= scale[static_cast<int64_t>(i) % cols];
+  };
+  for (int64_t i = 0; i < hidden; ++i) s.attn_norm[i] /= s_qkv[i];
+  for (auto* w : {&s.wq, &s.wk, &s.wv}) scale_columns(*w, s_qkv);
+  for (int64_t i = 0; i < hidden; ++i) s.ffn_norm[i] /= s_gate_up[i];
+  for (auto* w : {&s.gate, &s.up}) scale_columns(*w, s_gate_up);
+  for (int64_t r = 0; r < inter; ++r) {
+    for (int64_t c = 0; c < hidden; ++c) s.up[r * hidden + c] /= s_down[r];
+  }
+  scale_columns(s.down, s_down);
 }
 
 // Causal grouped-query attention within each window (positions restart at 0 in every window), as the
@@ -131,42 +210,53 @@ void LayerRunner::attention(const Batch& b, std::vector<float>& q, std::vector<f
 void LayerRunner::run(int64_t index, const LayerWeights& l, Batch& b) {
   const int64_t T = b.tokens, hidden = config_.hidden_size;
   const std::string prefix = "layers." + std::to_string(index) + ".";
-  GptqLayer out;
-  std::vector<float> xb(static_cast<size_t>(T * hidden)), q, k, v, att, proj;
-  for (int64_t t = 0; t < T; ++t) {
-    cpu::rmsnorm(&xb[t * hidden], &b.x[t * hidden], l.attn_norm.data(), hidden, config_.rms_norm_eps);
-  }
+  const DType act = options_.activation;
+  LayerSources s{l.attn_norm,
+                 l.ffn_norm,
+                 quantizer_source(l.wq, act),
+                 quantizer_source(l.wk, act),
+                 quantizer_source(l.wv, act),
+                 quantizer_source(l.wo, act),
+                 quantizer_source(l.w_gate, act),
+                 quantizer_source(l.w_up, act),
+                 quantizer_source(l.w_down, act)};
+  if (options_.awq) scale_layer(s, l, b);
+
+  std::vector<float> xb, q, k, v, att, proj;
+  norm_rows(xb, b.x, s.attn_norm);
   factor(xb, hidden);
-  Quantized wq = quantize(l.wq, prefix + "self_attn.q_proj");
-  Quantized wk = quantize(l.wk, prefix + "self_attn.k_proj");
-  Quantized wv = quantize(l.wv, prefix + "self_attn.v_proj");
+  Quantized wq = quantize(s.wq, l.wq, prefix + "self_attn.q_proj");
+  Quantized wk = quantize(s.wk, l.wk, prefix + "self_attn.k_proj");
+  Quantized wv = quantize(s.wv, l.wv, prefix + "self_attn.v_proj");
   matmul(q, xb, T, wq);
   matmul(k, xb, T, wk);
   matmul(v, xb, T, wv);
   attention(b, q, k, v, att);
   factor(att, config_.q_dim());
-  Quantized wo = quantize(l.wo, prefix + "self_attn.o_proj");
+  Quantized wo = quantize(s.wo, l.wo, prefix + "self_attn.o_proj");
   matmul(proj, att, T, wo);
   for (int64_t i = 0; i < T * hidden; ++i) b.x[i] += proj[i];
 
-  for (int64_t t = 0; t < T; ++t) {
-    cpu::rmsnorm(&xb[t * hidden], &b.x[t * hidden], l.ffn_norm.data(), hidden, config_.rms_norm_eps);
-  }
+  norm_rows(xb, b.x, s.ffn_norm);
   factor(xb, hidden);
-  Quantized gate = quantize(l.w_gate, prefix + "mlp.gate_proj");
-  Quantized up = quantize(l.w_up, prefix + "mlp.up_proj");
+  Quantized gate = quantize(s.gate, l.w_gate, prefix + "mlp.gate_proj");
+  Quantized up = quantize(s.up, l.w_up, prefix + "mlp.up_proj");
   std::vector<float> g, u;
   matmul(g, xb, T, gate);
   matmul(u, xb, T, up);
   cpu::swiglu(g.data(), u.data(), T * config_.intermediate_size);
   factor(g, config_.intermediate_size);
-  Quantized down = quantize(l.w_down, prefix + "mlp.down_proj");
+  Quantized down = quantize(s.down, l.w_down, prefix + "mlp.down_proj");
   matmul(proj, g, T, down);
   for (int64_t i = 0; i < T * hidden; ++i) b.x[i] += proj[i];
 
-  result_.layers.push_back({std::move(wq.matrix), std::move(wk.matrix), std::move(wv.matrix),
-                            std::move(wo.matrix), std::move(gate.matrix), std::move(up.matrix),
-                            std::move(down.matrix)});
+  GptqLayer out{std::move(wq.matrix),   std::move(wk.matrix), std::move(wv.matrix),  std::move(wo.matrix),
+                std::move(gate.matrix), std::move(up.matrix), std::move(down.matrix)};
+  if (options_.awq) {
+    out.attn_norm = std::move(s.attn_norm);
+    out.ffn_norm = std::move(s.ffn_norm);
+  }
+  result_.layers.push_back(std::move(out));
 }
 
 }  // namespace

@@ -23,6 +23,8 @@ namespace qllm {
 // The seven quantized matrices of one decoder layer.
 struct GptqLayer {
   Int4Matrix wq, wk, wv, wo, gate, up, down;
+  // With AWQ scaling: the RMSNorm weights with 1/s folded in (the model must use these); else empty.
+  std::vector<float> attn_norm, ffn_norm;
 };
 
 // One linear layer's errors on its own calibration inputs, round to nearest beside GPTQ.
@@ -39,6 +41,10 @@ struct GptqModelOptions {
   DType activation = DType::BF16;
   int64_t max_layers = -1;  // quantize only the first this many layers (-1: all): quick error tables
   bool report = false;      // also quantize by round to nearest and measure both (GptqLinearReport)
+  // AWQ-style input-channel scales (quant/awq_ref.h) searched per layer on the calibration inputs and folded
+  // into the norms (q/k/v, gate/up) and up_proj's rows (down_proj) before quantizing.
+  bool awq = false;
+  bool solve = true;  // false: round to nearest instead of the GPTQ solver (AWQ alone)
   std::function<void(int64_t layer, int64_t layers)> progress;  // after each layer
   // Row `token` of the embedding as the final model stores it (a tied embedding in the lm_head's mode);
   // unset: the embedding matrix rounded to `activation`.
@@ -66,6 +72,8 @@ namespace qllm {
 struct GptqLoadOptions {
   CalibrationOptions calib;
   GptqOptions gptq;
+  bool awq = false;   // AWQ-style scaling first (GptqModelOptions::awq)
+  bool solve = true;  // GPTQ (true) or round to nearest (AWQ alone)
 };
 
 // Replaces every decoder-layer linear weight of `weights` by its GPTQ quantization in `quant.linear`'s INT4

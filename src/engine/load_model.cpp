@@ -144,15 +144,15 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   std::vector<int32_t> stop_ids = stop_ids_of(host.config, *host.tokenizer);
   const ModelQuant quant = options.quant ? *options.quant : stored_quant(host.weights);
   if (options.gptq) {
-    QLLM_CHECK(options.quant.has_value(), "--method gptq needs an explicit INT4 --quant (not auto)");
+    QLLM_CHECK(options.quant.has_value(),
+               "a calibrated --method (gptq, awq, awq-gptq) needs an explicit INT4 --quant (not auto)");
     apply_gptq(host.config, host.weights, *host.tokenizer, quant, quant.activation_dtype(),
                device == DeviceKind::Cuda, *options.gptq, options.verbose);
   }
   std::unique_ptr<Model> model;
 #if QLLM_HAVE_CUDA
   if (device == DeviceKind::Cuda) {
-    model = std::make_unique<LlamaCudaModel>(std::move(host.config), host.weights, quant,
-                                             options.verbose);
+    model = std::make_unique<LlamaCudaModel>(std::move(host.config), host.weights, quant, options.verbose);
   }
 #endif
   if (!model) {

@@ -358,11 +358,11 @@ Int4Matrix GptqSolverRef::quantize(std::span<const float> w, int64_t rows, int64
   return gptq_quantize_ref(w, rows, cols, prepared_, factor_, scheme, block_size_);
 }
 
-double gptq_output_error(std::span<const float> w, std::span<const float> w_hat, int64_t rows, int64_t cols,
-                         std::span<const float> h) {
+OutputError hessian_output_error(std::span<const float> w, std::span<const float> w_hat, int64_t rows,
+                                 int64_t cols, std::span<const float> h) {
   QLLM_CHECK(static_cast<int64_t>(w.size()) == rows * cols && w_hat.size() == w.size() &&
                  static_cast<int64_t>(h.size()) == cols * cols,
-             "GPTQ output error: [{}, {}] weights need {} values each and a {}x{} Hessian", rows, cols,
+             "output error: [{}, {}] weights need {} values each and a {}x{} Hessian", rows, cols,
              rows * cols, cols, cols);
   // Float products in 8-wide vectors, each row's sums then added in double: a report's precision, fast.
   double err = 0, ref = 0;
@@ -383,7 +383,13 @@ double gptq_output_error(std::span<const float> w, std::span<const float> w_hat,
       ref += static_cast<double>(wr[i]) * hw;
     }
   }
-  return ref > 0 ? std::sqrt(std::max(err, 0.0) / ref) : 0.0;
+  return {std::max(err, 0.0), ref};
+}
+
+double gptq_output_error(std::span<const float> w, std::span<const float> w_hat, int64_t rows, int64_t cols,
+                         std::span<const float> h) {
+  const OutputError e = hessian_output_error(w, w_hat, rows, cols, h);
+  return e.reference > 0 ? std::sqrt(e.error / e.reference) : 0.0;
 }
 
 }  // namespace qllm

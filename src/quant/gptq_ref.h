@@ -120,6 +120,15 @@ int64_t gptq_batch_end(int64_t i1, int64_t cols, int64_t block_size, int64_t dyn
 // Stores the groups' scales (and zero points) into `out`; qllm::Error when a scale overflowed.
 void gptq_store_params(Int4Matrix& out, const GroupLayout& layout, std::span<const int4::GroupParams> params);
 
+// sum over rows of (w_r - v_r)^T H (w_r - v_r) and of w_r^T H w_r: the squared output error of replacing W by
+// V on inputs whose Hessian is H, and the squared output (up to H's scale).
+struct OutputError {
+  double error = 0;
+  double reference = 0;
+};
+OutputError hessian_output_error(std::span<const float> w, std::span<const float> v, int64_t rows,
+                                 int64_t cols, std::span<const float> hessian);
+
 // ||X (W - W')^T||_F / ||X W^T||_F on the inputs X whose Hessian is H (H = 2/n X^T X, so the ratio is
 // sqrt(tr(D H D^T) / tr(W H W^T)) with D = W - W'): a layer's relative output error on calibration data.
 double gptq_output_error(std::span<const float> w, std::span<const float> w_hat, int64_t rows, int64_t cols,

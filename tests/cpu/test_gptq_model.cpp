@@ -156,6 +156,39 @@ TEST(GptqModel, LoadTimeAndQuantizedCheckpointAgree) {
   EXPECT_EQ(testing::all_logits(*load_model(out.str(), stored).model, ids), gptq);
 }
 
+// --method awq-gptq: the scales folded into the norms reach the model and a written checkpoint alike (the norms
+// are stored in f32 when the folded values no longer fit the input's 16-bit type).
+TEST(GptqModel, AwqScaledNormsReachTheModelAndTheCheckpoint) {
+  testing::TempDir dir, out;
+  write_synthetic_checkpoint({.preset = "tiny", .out_dir = dir.str(), .seed = 13});
+  const std::vector<int32_t> ids = {256, 72, 101, 108, 108, 111, 32, 119, 111, 114};
+  LoadOptions o = cpu_options("int4-g32");
+  GptqLoadOptions awq = kSmallGptq;
+  awq.awq = true;
+  o.gptq = awq;
+  const LoadedModel m = load_model(dir.str(), o);
+  const LoadedModel plain = load_model(dir.str(), cpu_options("bf16"));
+  const auto& layer = dynamic_cast<const LlamaRefModel&>(*m.model).weights().layers[0];
+  EXPECT_NE(layer.attn_norm, dynamic_cast<const LlamaRefModel&>(*plain.model).weights().layers[0].attn_norm);
+  const auto logits = testing::all_logits(*m.model, ids);
+  o.gptq = kSmallGptq;
+  EXPECT_NE(testing::all_logits(*load_model(dir.str(), o).model, ids), logits);
+
+  QuantizeOptions q;
+  q.model = dir.str();
+  q.out_dir = out.str();
+  q.quant = ModelQuant::parse("int4-g32", "bf16");
+  q.device = DeviceKind::Cpu;
+  q.force = true;
+  q.verbose = false;
+  q.gptq = awq;
+  quantize_checkpoint(q);
+  LoadOptions stored;
+  stored.device = DeviceKind::Cpu;
+  stored.verbose = false;
+  EXPECT_EQ(testing::all_logits(*load_model(out.str(), stored).model, ids), logits);
+}
+
 TEST(GptqModel, NeedsAnInt4Mode) {
   testing::TempDir dir;
   write_synthetic_checkpoint({.preset = "tiny", .out_dir = dir.str(), .seed = 13});

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <optional>
 #include <string>
 
 #include "engine/calibration.h"
@@ -48,6 +49,11 @@ struct GptqCliOptions {
   bool act_order = true;
 };
 void add_gptq_options(CLI::App& cmd, GptqCliOptions& options);
+// --method: rtn (nullopt: no calibration), gptq, awq (AWQ-style scaling, then round to nearest) or awq-gptq.
+inline constexpr const char* kMethodHelp =
+    "INT4 quantizer: rtn (round to nearest), gptq (calibrated layer by layer), awq (activation-aware input "
+    "scaling, then round to nearest) or awq-gptq (both); docs/GPTQ.md";
+std::optional<GptqLoadOptions> calibrated_method(const std::string& method, const GptqCliOptions& options);
 CalibrationOptions calibration_options(const GptqCliOptions& options);
 GptqOptions gptq_options(const GptqCliOptions& options);
 

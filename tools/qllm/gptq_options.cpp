@@ -16,13 +16,24 @@ void add_gptq_options(CLI::App& cmd, GptqCliOptions& o) {
       ->capture_default_str();
   cmd.add_option("--gptq-damp", o.damp, "GPTQ dampening: this fraction of the mean Hessian diagonal")
       ->capture_default_str();
-  cmd.add_flag("--act-order,!--no-act-order", o.act_order,
-               "GPTQ columns in order of decreasing Hessian diagonal, groups static so the layout stays "
-               "(default; --no-act-order: the columns' own order, each group's scale from its updated weights)");
+  cmd.add_flag(
+      "--act-order,!--no-act-order", o.act_order,
+      "GPTQ columns in order of decreasing Hessian diagonal, groups static so the layout stays "
+      "(default; --no-act-order: the columns' own order, each group's scale from its updated weights)");
 }
 
 CalibrationOptions calibration_options(const GptqCliOptions& o) {
   return {.source = o.calib, .samples = o.samples, .length = o.length, .seed = o.seed};
+}
+
+std::optional<GptqLoadOptions> calibrated_method(const std::string& method, const GptqCliOptions& o) {
+  QLLM_CHECK(method == "rtn" || method == "gptq" || method == "awq" || method == "awq-gptq",
+             "--method must be rtn, gptq, awq or awq-gptq, got '{}'", method);
+  if (method == "rtn") return std::nullopt;
+  return GptqLoadOptions{.calib = calibration_options(o),
+                         .gptq = gptq_options(o),
+                         .awq = method.starts_with("awq"),
+                         .solve = method.ends_with("gptq")};
 }
 
 GptqOptions gptq_options(const GptqCliOptions& o) {

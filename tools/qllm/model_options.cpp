@@ -21,9 +21,7 @@ void add_model_options(CLI::App& cmd, ModelCliOptions& o) {
       ->capture_default_str();
   cmd.add_option("--scale-search", o.scale_search, "int4 scales: none (round to nearest), mse or mae")
       ->capture_default_str();
-  cmd.add_option("--method", o.method,
-                 "INT4 quantizer: rtn (round to nearest) or gptq (calibrated layer by layer, docs/GPTQ.md)")
-      ->capture_default_str();
+  cmd.add_option("--method", o.method, kMethodHelp)->capture_default_str();
   add_gptq_options(cmd, o.gptq);
 }
 
@@ -41,8 +39,7 @@ LoadedModel load_model_from(const ModelCliOptions& o, bool quiet) {
                o.quant_lm_head);
   }
   QLLM_CHECK(o.int8_threshold >= 0, "--int8-threshold must be >= 0, got {}", o.int8_threshold);
-  QLLM_CHECK(o.method == "rtn" || o.method == "gptq", "--method must be rtn or gptq, got '{}'", o.method);
-  if (o.method == "gptq") options.gptq = GptqLoadOptions{calibration_options(o.gptq), gptq_options(o.gptq)};
+  options.gptq = calibrated_method(o.method, o.gptq);
   options.verbose = !quiet;
   LoadedModel loaded = load_model(o.model, options);
   if (!quiet) {

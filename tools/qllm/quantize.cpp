@@ -45,8 +45,7 @@ void run(const QuantizeCliOptions& o) {
   for (QuantMode* mode : {&options.quant.linear, &options.quant.lm_head})
     mode->int4.search = parse_scale_search(o.scale_search);
   options.device = parse_device(o.device);
-  QLLM_CHECK(o.method == "rtn" || o.method == "gptq", "--method must be rtn or gptq, got '{}'", o.method);
-  if (o.method == "gptq") options.gptq = GptqLoadOptions{calibration_options(o.gptq), gptq_options(o.gptq)};
+  options.gptq = calibrated_method(o.method, o.gptq);
   options.force = o.force;
   options.verbose = !o.json;
   const QuantizeReport r = quantize_checkpoint(options);
@@ -104,8 +103,7 @@ void add_quantize(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--scale-search", o->scale_search, "int4 scales: none (round to nearest), mse or mae")
       ->capture_default_str();
-  cmd->add_option("--method", o->method, "INT4 quantizer: rtn (round to nearest) or gptq (docs/GPTQ.md)")
-      ->capture_default_str();
+  cmd->add_option("--method", o->method, kMethodHelp)->capture_default_str();
   add_gptq_options(*cmd, o->gptq);
   cmd->add_flag("--force", o->force, "write into a non-empty --out directory");
   cmd->add_flag("--json", o->json, "print JSON instead of a table");
