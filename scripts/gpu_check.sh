@@ -447,8 +447,8 @@ if [[ $what == decode-profile || ($what == model && ${QLLM_SKIP_PROFILE:-0} != 1
   [[ -f $gguf ]] && { log "decode step profile: SmolLM2 int4-g64"; profile_decode smollm2_int4g64 --model "$gguf" --quant int4-g64 --device cuda; }
 fi
 
-# gptq: issue 21. The GPTQ GPU tests; SmolLM2-135M-Instruct perplexity for int4-g128, g32 and rowwise by RTN and
-# GPTQ (--calib self, lm_head bf16, HF protocol, ctx 2048; bf16 as the baseline), the GPTQ pass time (its
+# gptq: issue 21. The GPTQ GPU tests; SmolLM2-135M-Instruct perplexity for int4-g128, g32 and rowwise by RTN,
+# GPTQ, AWQ-style scaling and both (--calib self, lm_head bf16, HF protocol, ctx 2048; bf16 as the baseline), the GPTQ pass time (its
 # progress line), g128 without act order; per-layer gptq-error tables (CPU and CUDA solver); the proxy's g128.
 if [[ $what == gptq ]]; then
   if [[ ${QLLM_SKIP_TESTS:-0} != 1 ]]; then  # 1: the whole GPU suite ran in an earlier call
@@ -469,7 +469,9 @@ if [[ $what == gptq ]]; then
   if [[ -f $gguf && -f $text ]]; then
     ppl smollm2_bf16 "$gguf" --quant bf16
     for mode in int4-g128 int4-rowwise int4-g32; do  # the targets' order of importance (a call may time out)
-      for method in gptq rtn; do ppl "smollm2_${mode}_$method" "$gguf" --quant $mode --quant-lm-head bf16 --method $method; done
+      for method in awq-gptq gptq awq rtn; do
+        ppl "smollm2_${mode}_$method" "$gguf" --quant $mode --quant-lm-head bf16 --method $method
+      done
     done
     ppl smollm2_int4-g128_gptq_natural_order "$gguf" --quant int4-g128 --quant-lm-head bf16 --method gptq --no-act-order
     for solver in cpu cuda; do
@@ -484,7 +486,7 @@ if [[ $what == gptq ]]; then
   proxy=.shared/models/proxy-llama-22m
   if [[ -f $proxy/config.json && -f $text ]]; then
     ppl proxy_bf16 "$proxy" --quant bf16
-    for method in rtn gptq; do ppl "proxy_int4-g128_$method" "$proxy" --quant int4-g128 --method $method; done
+    for method in rtn gptq awq-gptq; do ppl "proxy_int4-g128_$method" "$proxy" --quant int4-g128 --method $method; done
   fi
 fi
 
