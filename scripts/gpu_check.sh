@@ -448,8 +448,9 @@ if [[ $what == decode-profile || ($what == model && ${QLLM_SKIP_PROFILE:-0} != 1
 fi
 
 # gptq: issue 21. The GPTQ GPU tests; SmolLM2-135M-Instruct perplexity for int4-g128, g32 and rowwise by RTN,
-# GPTQ, AWQ-style scaling and both (--calib self, lm_head bf16, HF protocol, ctx 2048; bf16 as the baseline), the GPTQ pass time (its
-# progress line), g128 without act order; per-layer gptq-error tables (CPU and CUDA solver); the proxy's g128.
+# GPTQ, AWQ-style scaling and both (--calib self, lm_head bf16, HF protocol, ctx 2048; bf16 as the baseline),
+# the pass times (progress lines), g128 without act order; per-layer gptq-error tables (CPU and CUDA solver);
+# the proxy's g128.
 if [[ $what == gptq ]]; then
   if [[ ${QLLM_SKIP_TESTS:-0} != 1 ]]; then  # 1: the whole GPU suite ran in an earlier call
     log "GPTQ GPU tests"
