@@ -465,7 +465,7 @@ if [[ $what == gptq ]]; then
     local p; p=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['table'][0]['perplexity'])" \
       "$OUT/gptq_ppl_$name.json" 2>/dev/null) || { tail -3 "$OUT/gptq_ppl_$name.err"; return; }
     # The whole run's wall time (load, calibration, GPTQ, scoring): the progress line is not written with --json.
-    echo "$name ppl $p, $((SECONDS - start)) s end to end $(grep -a 'gptq layers' "$OUT/gptq_ppl_$name.err" | tail -1)"
+    echo "$name ppl $p, $((SECONDS - start)) s end to end $(grep -aE '(gptq|awq) layers' "$OUT/gptq_ppl_$name.err" | tail -1)"
   }
   if [[ -f $gguf && -f $text ]]; then
     ppl smollm2_bf16 "$gguf" --quant bf16
