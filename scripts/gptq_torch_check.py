@@ -24,7 +24,6 @@ import json
 import math
 import struct
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -130,6 +129,7 @@ def load_model(path, device):
         "inter": meta[f"{a}.feed_forward_length"], "heads": meta[f"{a}.attention.head_count"],
         "kv_heads": meta[f"{a}.attention.head_count_kv"], "eps": meta[f"{a}.attention.layer_norm_rms_epsilon"],
         "theta": meta.get(f"{a}.rope.freq_base", 10000.0), "bos": meta.get("tokenizer.ggml.bos_token_id"),
+        "eos": meta.get("tokenizer.ggml.eos_token_id"),
     }
     cfg["head_dim"] = cfg["hidden"] // cfg["heads"]
     dev = lambda x: x.to(device=device, dtype=torch.float32).contiguous()
@@ -422,7 +422,7 @@ def sample_self(model, n, length, seed, device):
             m = min(64, n - b)
             start = torch.full((m, 1), cfg["bos"], device=device)
             out.append(hf.generate(start, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_length=length,
-                                   min_length=length, pad_token_id=cfg["bos"]))
+                                   min_length=length, pad_token_id=cfg["eos"]))  # not BOS: a BOS input reads as padding
     return torch.cat(out)[:, :length]
 
 
