@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <initializer_list>
 
 #include "model/cpu_ops.h"
 #include "model/prequantized.h"
