@@ -11,14 +11,13 @@ namespace qllm {
 
 std::vector<float> awq_scales(std::span<const float> mean_abs, double alpha) {
   std::vector<float> s(mean_abs.size());
-  double lo = 0, hi = 0;
   for (size_t k = 0; k < s.size(); ++k) {
     s[k] = static_cast<float>(std::pow(std::max(static_cast<double>(mean_abs[k]), 1e-4), alpha));
-    lo = k == 0 ? s[k] : std::min<double>(lo, s[k]);
-    hi = k == 0 ? s[k] : std::max<double>(hi, s[k]);
   }
+  if (s.empty()) return s;
   // max * min = 1 after the division: the scales straddle 1 and neither the weights nor the norm drift.
-  const double norm = std::sqrt(lo * hi);
+  const auto [lo, hi] = std::minmax_element(s.begin(), s.end());
+  const double norm = std::sqrt(static_cast<double>(*lo) * *hi);
   for (float& v : s) v = static_cast<float>(v / norm);
   return s;
 }

@@ -127,6 +127,25 @@ LoadOptions cpu_options(const char* quant) {
 
 const GptqLoadOptions kSmallGptq{.calib = {.source = "self", .samples = 2, .length = 32, .seed = 3}};
 
+// `qllm quantize` of the checkpoint in `dir` to int4-g32 (lm_head bf16) with `gptq` into `out`, loaded as stored:
+// its logits on `ids`.
+std::vector<float> written_checkpoint_logits(const testing::TempDir& dir, const testing::TempDir& out,
+                                             const GptqLoadOptions& gptq, const std::vector<int32_t>& ids) {
+  QuantizeOptions q;
+  q.model = dir.str();
+  q.out_dir = out.str();
+  q.quant = ModelQuant::parse("int4-g32", "bf16");
+  q.device = DeviceKind::Cpu;
+  q.force = true;
+  q.verbose = false;
+  q.gptq = gptq;
+  quantize_checkpoint(q);
+  LoadOptions stored;
+  stored.device = DeviceKind::Cpu;
+  stored.verbose = false;
+  return testing::all_logits(*load_model(out.str(), stored).model, ids);
+}
+
 // --method gptq at load: the layers hold GPTQ's INT4 (used as stored), unlike RTN's; and a checkpoint written
 // by `qllm quantize --method gptq` (a second, independent GPTQ run) loads to the same logits.
 TEST(GptqModel, LoadTimeAndQuantizedCheckpointAgree) {
@@ -141,19 +160,7 @@ TEST(GptqModel, LoadTimeAndQuantizedCheckpointAgree) {
   const auto gptq = testing::all_logits(*g.model, ids);
   EXPECT_NE(gptq, rtn);
 
-  QuantizeOptions q;
-  q.model = dir.str();
-  q.out_dir = out.str();
-  q.quant = ModelQuant::parse("int4-g32", "bf16");
-  q.device = DeviceKind::Cpu;
-  q.force = true;
-  q.verbose = false;
-  q.gptq = kSmallGptq;
-  quantize_checkpoint(q);
-  LoadOptions stored;
-  stored.device = DeviceKind::Cpu;
-  stored.verbose = false;
-  EXPECT_EQ(testing::all_logits(*load_model(out.str(), stored).model, ids), gptq);
+  EXPECT_EQ(written_checkpoint_logits(dir, out, kSmallGptq, ids), gptq);
 }
 
 // --method awq-gptq: the scales folded into the norms reach the model and a written checkpoint alike (the norms
@@ -174,19 +181,7 @@ TEST(GptqModel, AwqScaledNormsReachTheModelAndTheCheckpoint) {
   o.gptq = kSmallGptq;
   EXPECT_NE(testing::all_logits(*load_model(dir.str(), o).model, ids), logits);
 
-  QuantizeOptions q;
-  q.model = dir.str();
-  q.out_dir = out.str();
-  q.quant = ModelQuant::parse("int4-g32", "bf16");
-  q.device = DeviceKind::Cpu;
-  q.force = true;
-  q.verbose = false;
-  q.gptq = awq;
-  quantize_checkpoint(q);
-  LoadOptions stored;
-  stored.device = DeviceKind::Cpu;
-  stored.verbose = false;
-  EXPECT_EQ(testing::all_logits(*load_model(out.str(), stored).model, ids), logits);
+  EXPECT_EQ(written_checkpoint_logits(dir, out, awq, ids), logits);
 }
 
 TEST(GptqModel, NeedsAnInt4Mode) {
