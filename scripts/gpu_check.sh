@@ -2,13 +2,14 @@
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
 # carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh
-# [tests|bench|model|llama1b|eval|quantize|gptq|gptq-torch|gemm-ab|serve|serve-test|serve-bench|profile|decode-profile|decode-ab|peers-build|all]
+# [tests|bench|model|llama1b|eval|quantize|gptq|gptq-torch|gemm-ab|serve|serve-test|serve-bench|peer-ppl|profile|decode-profile|decode-ab|peers-build|all]
 # (default all; eval = issue 20's evaluation figures (proxy perplexity beside transformers, 1B perplexity
 # throughput, batch-32 decode); quantize = the pre-quantized/`qllm quantize` GPU tests, the 1B quantize time and
 # scripts/interop_gptq.py; gptq = issue 21: the GPTQ GPU tests, SmolLM2 perplexity by RTN and GPTQ per INT4
 # mode (lm_head bf16, HF protocol, ctx 2048) with the GPTQ pass times, gptq-error tables, the proxy's g128; serve* = `qllm serve` tests and benchmark against llama-server; profile = W4A16 kernel
 # variants forced past Auto's choice, to re-measure its crossovers; gptq-torch = scripts/gptq_torch_check.py (a
 # textbook GPTQ in torch on SmolLM2); gemm-ab = gemm-bench of this tree against a base commit built beside it;
+# peer-ppl = SmolLM2 Q4_1 perplexity by qllm and by llama-perplexity built as usual and with FORCE_CUBLAS;
 # these not in all). QLLM_BUILD_PEERS=1 builds llama.cpp during `tests`, for a later call on the same warm machine.
 # Splitting the work over calls: QLLM_SKIP_TESTS=1 (quantize, gptq: the whole GPU suite ran earlier),
 # QLLM_SKIP_PROFILE=1 (model: no decode-step profile),
@@ -62,6 +63,11 @@ build_llamacpp() {
     cmake -S build/llama.cpp -B build/lcb -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF \
       -DCMAKE_BUILD_TYPE=Release > "$log" 2>&1 &&
     cmake --build build/lcb -j "$(nproc)" --target llama-bench llama-perplexity llama-quantize llama-server >> "$log" 2>&1
+  # A second llama-perplexity with GGML_CUDA_FORCE_CUBLAS: its quantized products then dequantize the weights
+  # and multiply 16-bit activations, instead of rounding the activations to q8_1 (mmq.cu) (peer-ppl).
+  cmake -S build/llama.cpp -B build/lcb-cublas -G Ninja -DGGML_CUDA=ON -DGGML_CUDA_FORCE_CUBLAS=ON \
+      -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release >> "$log" 2>&1 &&
+    cmake --build build/lcb-cublas -j "$(nproc)" --target llama-perplexity >> "$log" 2>&1
   rm -f build/lcb.building
 }
 if [[ $what == peers-build ]]; then
@@ -73,7 +79,7 @@ if [[ $what == peers-build ]]; then
 fi
 peers_pid=
 if [[ ${QLLM_BUILD_PEERS:-0} == 1 || $what == model || $what == llama-peers || $what == all || $what == serve ||
-      $what == serve-bench ]] && [[ ! -x build/lcb/bin/llama-bench ]] &&
+      $what == serve-bench || $what == peer-ppl ]] && [[ ! -x build/lcb/bin/llama-bench ]] &&
    [[ ! -f build/lcb.building && -f .shared/peers/llama.cpp.tar.xz ]]; then
   log "llama.cpp build started (background)"
   build_llamacpp &
@@ -92,7 +98,7 @@ wait_peers() {
 # a same-run gemm-bench comparison; only the CLI is built for it, and for this tree.
 ab_pid=
 if [[ $what == gemm-ab ]]; then
-  build_targets=qllm
+  build_targets="qllm qllm_gpu_tests"  # the tests too, for a `tests` call on the same warm machine
   ab_base=${QLLM_AB_BASE:-ef40fa8^}  # default: the GEMMs before issue 17 made them graph-safe
   log "gemm-ab: building $ab_base ($(git rev-parse --short "$ab_base")) beside this tree"
   rm -rf build/ab-src && mkdir -p build/ab-src && git archive "$ab_base" | tar -x -C build/ab-src
@@ -406,6 +412,30 @@ if [[ $what == gemm-ab ]]; then
     done
   done
   python3 scripts/summarize_ab.py "$OUT" | tee "$OUT/ab_summary.txt"
+fi
+
+# peer-ppl: issue 19's comparison alone. SmolLM2's Q4_1 file scored (WikiText-2 test, llama.cpp protocol, ctx 512)
+# by qllm (the Q4_1 weights as stored), by llama-perplexity as built by default (Q4_1 products on q8_1-rounded
+# activations) and by llama-perplexity built with GGML_CUDA_FORCE_CUBLAS (16-bit activations, as qllm's).
+if [[ $what == peer-ppl ]]; then
+  text=.shared/data/wikitext-2-raw-test.txt
+  if [[ -f $gguf && -f $text ]]; then
+    timeout 120 $qllm perplexity --model "$gguf" --device cuda --file "$text" --protocol llama.cpp --ctx 512 --json \
+      > "$OUT/ppl_smollm2_llamacpp512_auto.json" 2> "$OUT/ppl_smollm2_llamacpp512_auto.err"
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['table'][0]; print('qllm, Q4_1 as stored:', r['perplexity'], '+/-', r['error'])" \
+      "$OUT/ppl_smollm2_llamacpp512_auto.json" || tail -3 "$OUT/ppl_smollm2_llamacpp512_auto.err"
+    wait_peers
+    for b in lcb lcb-cublas; do
+      if [[ -x build/$b/bin/llama-perplexity ]]; then
+        timeout 180 build/$b/bin/llama-perplexity -m "$gguf" -f "$text" -c 512 -ngl 99 > "$OUT/llamacpp_ppl512_$b.log" 2>&1
+        echo "llama-perplexity ($b): $(grep -E "FORCE_CUBLAS|Final estimate" "$OUT/llamacpp_ppl512_$b.log" | tr '\n' ' ')"
+      else
+        log "no build/$b/bin/llama-perplexity"; tail -5 "$OUT/llamacpp_build.log" build/keep/llamacpp_build.log 2> /dev/null
+      fi
+    done
+  else
+    log "peer-ppl: $gguf or $text missing"
+  fi
 fi
 
 # decode-ab: decode and prefill tokens/s with programmatic dependent launches on and off
