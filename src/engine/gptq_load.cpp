@@ -81,8 +81,12 @@ double apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokeni
   const CpuLinear embedding(config.tie_word_embeddings ? weights.lm_head : weights.embed, quant.lm_head,
                             activation);
   std::unique_ptr<GptqSolver> solver;
+  std::unique_ptr<CalibrationMath> math;
 #if QLLM_HAVE_CUDA
-  if (cuda) solver = std::make_unique<GptqSolverCuda>();
+  if (cuda) {
+    solver = std::make_unique<GptqSolverCuda>();
+    math = cuda_calibration_math();
+  }
 #endif
   if (!solver) solver = std::make_unique<GptqSolverRef>();
 
@@ -92,6 +96,7 @@ double apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokeni
   o.awq = options.awq;
   o.solve = options.solve;
   o.activation = activation;
+  o.math = math.get();
   o.embed = [&](int32_t token, float* out) { embedding.row_to_f32(token, out); };
   const std::string what = options.awq ? (options.solve ? "awq-gptq" : "awq") : "gptq";
   Progress progress(options.solve ? fmt::format("{} layers ({} solver)", what, solver->name())

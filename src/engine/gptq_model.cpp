@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <initializer_list>
+#include <memory>
 
 #include "model/cpu_ops.h"
 #include "model/prequantized.h"
@@ -37,9 +38,9 @@ struct LayerSources {
 
 class LayerRunner {
  public:
-  LayerRunner(const LlamaConfig& config, GptqSolver& solver, const GptqModelOptions& options,
-              GptqModelResult& result)
-      : config_(config), solver_(solver), options_(options), result_(result) {
+  LayerRunner(const LlamaConfig& config, GptqSolver& solver, CalibrationMath& math,
+              const GptqModelOptions& options, GptqModelResult& result)
+      : config_(config), solver_(solver), math_(math), options_(options), result_(result) {
     for (double f : rope_inverse_frequencies(config_)) inv_freq_.push_back(static_cast<float>(f));
     scheme_ = options.scheme;
     scheme_.scale_dtype = options.activation;
@@ -65,6 +66,7 @@ class LayerRunner {
 
   const LlamaConfig& config_;
   GptqSolver& solver_;
+  CalibrationMath& math_;
   const GptqModelOptions& options_;
   GptqModelResult& result_;
   Int4Scheme scheme_;
@@ -74,9 +76,7 @@ class LayerRunner {
 
 void LayerRunner::factor(const std::vector<float>& input, int64_t cols) {
   if (!options_.solve && !options_.report) return;  // round to nearest, nothing to report: no Hessian needed
-  HessianAccumulator acc(cols);
-  acc.add(input.data(), static_cast<int64_t>(input.size()) / cols);
-  hessian_ = acc.hessian();
+  hessian_ = math_.hessian(input, cols);
   if (options_.solve) solver_.factor(hessian_, cols, options_.gptq);
 }
 
@@ -105,9 +105,7 @@ void LayerRunner::matmul(std::vector<float>& out, const std::vector<float>& x, i
 
 void LayerRunner::matmul(std::vector<float>& out, const std::vector<float>& x, int64_t tokens,
                          const std::vector<float>& w, int64_t rows, int64_t cols) const {
-  out.resize(static_cast<size_t>(tokens * rows));
-  const WeightMatrix view{.name = "gptq", .dtype = DType::F32, .data = w.data(), .rows = rows, .cols = cols};
-  cpu::matmul(out.data(), x.data(), tokens, view);
+  math_.matmul(out, x, tokens, w, rows, cols);
 }
 
 void LayerRunner::norm_rows(std::vector<float>& out, const std::vector<float>& x,
@@ -128,10 +126,8 @@ std::vector<float> LayerRunner::search_scales(const std::vector<float>& input, i
   }
   std::vector<float> mean_abs(static_cast<size_t>(dim));
   for (int64_t k = 0; k < dim; ++k) mean_abs[k] = static_cast<float>(sum[k] / static_cast<double>(tokens));
-  HessianAccumulator acc(dim);
-  acc.add(input.data(), tokens);
   const std::vector<AwqWeight> list(weights);
-  return awq_search_ref(mean_abs, acc.hessian(), dim, list, scheme_).scales;
+  return awq_search_ref(mean_abs, math_.hessian(input, dim), dim, list, scheme_).scales;
 }
 
 // Scaling leaves the layer's outputs unchanged, so the three searches all see the unquantized layer's inputs.
@@ -297,7 +293,10 @@ GptqModelResult gptq_quantize_model(const LlamaConfig& config, const LlamaWeight
 
   GptqModelResult result;
   result.calibration_tokens = b.tokens;
-  LayerRunner runner(config, solver, options, result);
+  std::unique_ptr<CalibrationMath> cpu_math;
+  CalibrationMath* math = options.math;
+  if (!math) math = (cpu_math = cpu_calibration_math()).get();
+  LayerRunner runner(config, solver, *math, options, result);
   auto layers = static_cast<int64_t>(weights.layers.size());
   if (options.max_layers >= 0) layers = std::min(layers, options.max_layers);
   for (int64_t i = 0; i < layers; ++i) {

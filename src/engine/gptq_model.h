@@ -1,8 +1,9 @@
 // GPTQ over a whole Llama model, layer by layer ("true sequential", docs/GPTQ.md): the calibration windows
 // run through the model as quantized so far; each linear layer's inputs give its Hessian, the layer is
 // quantized, and its quantized output feeds what follows (q/k/v, then o, then gate/up, then down, then the
-// next layer). The forward math is the CPU reference engine's (model/cpu_ops.h) on the same weights the
-// engines use (f32 sources rounded to the activation dtype, scales in the activation dtype).
+// next layer). The forward math is the CPU reference engine's (model/cpu_ops.h), its matmuls and Hessians
+// optionally on the GPU (engine/calibration_math.h), on the same weights the engines use (f32 sources
+// rounded to the activation dtype, scales in the activation dtype).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "engine/calibration.h"
+#include "engine/calibration_math.h"
 #include "model/llama_config.h"
 #include "model/llama_weights.h"
 #include "qllm/tokenizer.h"
@@ -45,6 +47,8 @@ struct GptqModelOptions {
   // into the norms (q/k/v, gate/up) and up_proj's rows (down_proj) before quantizing.
   bool awq = false;
   bool solve = true;  // false: round to nearest instead of the GPTQ solver (AWQ alone)
+  // Where the pass's products (matmuls, Hessians) run (engine/calibration_math.h); null: the CPU reference.
+  CalibrationMath* math = nullptr;
   std::function<void(int64_t layer, int64_t layers)> progress;  // after each layer
   // Row `token` of the embedding as the final model stores it (a tied embedding in the lm_head's mode);
   // unset: the embedding matrix rounded to `activation`.

@@ -41,9 +41,11 @@ void run(const GptqErrorOptions& o) {
   const auto& ref = dynamic_cast<const LlamaRefModel&>(*m.model);
   const auto windows = calibration_windows(*m.model, m.tokenizer, calibration_options(o.gptq));
   std::unique_ptr<GptqSolver> solver;
+  std::unique_ptr<CalibrationMath> math;  // null: the CPU reference math
   if (o.solver == "cuda") {
 #if QLLM_HAVE_CUDA
     solver = std::make_unique<GptqSolverCuda>();
+    math = cuda_calibration_math();
 #else
     fail("--solver cuda: this qllm was built without CUDA");
 #endif
@@ -56,6 +58,7 @@ void run(const GptqErrorOptions& o) {
   options.gptq = gptq_options(o.gptq);
   options.activation = DType::BF16;
   options.report = true;
+  options.math = math.get();
   options.max_layers = o.layers;
   Progress progress("gptq layers", o.layers >= 0 ? o.layers : ref.config().num_hidden_layers, !o.json);
   options.progress = [&](int64_t layer, int64_t) { progress.update(layer); };
@@ -99,7 +102,7 @@ void add_gptq_error(CLI::App& app) {
   cmd->add_option("--quant", options->quant,
                   "INT4 mode: int4-global, int4-rowwise, int4-g<N>, int4-g<N>-asym")
       ->capture_default_str();
-  cmd->add_option("--solver", options->solver, "cpu (reference, OpenMP) or cuda")->capture_default_str();
+  cmd->add_option("--solver", options->solver, "cpu (reference, OpenMP) or cuda (the solver and the calibration products on the GPU)")->capture_default_str();
   add_gptq_options(*cmd, options->gptq);
   cmd->add_option("--layers", options->layers, "only the first N decoder layers (-1: all)")
       ->capture_default_str();

@@ -40,6 +40,22 @@ class HessianCuda {
   DeviceBuffer<float> sum_;  // column-major lower triangle of sum x x^T
 };
 
+// out [tokens, rows] = x [tokens, cols] . w^T, w [rows, cols]; all device, fp32, row-major. cuBLAS SGEMM in its
+// default math mode (no TF32), so the products keep fp32's precision: GPTQ's calibration forward.
+class MatmulF32Cuda {
+ public:
+  MatmulF32Cuda();
+  ~MatmulF32Cuda();
+  MatmulF32Cuda(const MatmulF32Cuda&) = delete;
+  MatmulF32Cuda& operator=(const MatmulF32Cuda&) = delete;
+
+  void run(const float* x, int64_t tokens, const float* w, int64_t rows, int64_t cols, float* out,
+           cudaStream_t stream);
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+};
+
 // U (upper, U^T U = H^-1, lower triangle zero) of the prepared Hessian on the device, [dim, dim] row-major
 // fp32: cuSOLVER in double. qllm::Error when H is not positive definite.
 DeviceBuffer<float> gptq_inverse_factor_cuda(const GptqPrepared& prepared, cudaStream_t stream);

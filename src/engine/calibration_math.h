@@ -1,0 +1,32 @@
+// The two products that dominate GPTQ's and AWQ's calibration pass (engine/gptq_model.h), behind one
+// interface: on the CPU reference math (model/cpu_ops.h, quant/gptq_ref.h) or on the GPU (cuBLAS fp32).
+// Everything else of the pass (norms, RoPE, attention, SwiGLU, the solvers' inputs) stays as it is, so the
+// two differ only in the order of fp32 sums.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace qllm {
+
+class CalibrationMath {
+ public:
+  virtual ~CalibrationMath() = default;
+  // out [tokens, rows] = x [tokens, cols] . w^T, with w [rows, cols]; all row-major fp32.
+  virtual void matmul(std::vector<float>& out, std::span<const float> x, int64_t tokens, std::span<const float> w,
+                      int64_t rows, int64_t cols) = 0;
+  // (2 / tokens) * sum over x's rows of x x^T: [cols, cols], symmetric (HessianAccumulator's definition).
+  virtual std::vector<float> hessian(std::span<const float> x, int64_t cols) = 0;
+  virtual std::string name() const = 0;
+};
+
+// The CPU reference math (OpenMP).
+std::unique_ptr<CalibrationMath> cpu_calibration_math();
+
+// The GPU's, in a CUDA build (engine/calibration_math_cuda.cpp); a CPU-only build has none and fails clearly.
+std::unique_ptr<CalibrationMath> cuda_calibration_math();
+
+}  // namespace qllm

@@ -1,0 +1,56 @@
+// CalibrationMath on the GPU: each product's operands are uploaded, multiplied by cuBLAS in fp32 and the
+// result downloaded. The pass keeps its activations on the host (they are the CPU attention's inputs too);
+// the copies cost far less than the products they move off the CPU.
+#include <cuda_runtime.h>
+
+#include "engine/calibration_math.h"
+#include "kernels/gptq/gptq_cuda.h"
+#include "kernels/runtime/cuda_utils.h"
+#include "qllm/error.h"
+
+namespace qllm {
+
+namespace {
+
+// A device buffer that only grows, so that a pass of same-sized layers allocates once per operand.
+void ensure(DeviceBuffer<float>& buffer, size_t count, const char* what) {
+  if (buffer.size() < count) buffer = DeviceBuffer<float>(count, what);
+}
+
+class CudaCalibrationMath final : public CalibrationMath {
+ public:
+  void matmul(std::vector<float>& out, std::span<const float> x, int64_t tokens, std::span<const float> w,
+              int64_t rows, int64_t cols) override {
+    QLLM_CHECK(static_cast<int64_t>(x.size()) == tokens * cols && static_cast<int64_t>(w.size()) == rows * cols,
+               "calibration matmul: x has {} values for [{}, {}], w {} for [{}, {}]", x.size(), tokens, cols,
+               w.size(), rows, cols);
+    out.resize(static_cast<size_t>(tokens * rows));
+    ensure(x_, x.size(), "calibration activations");
+    ensure(w_, w.size(), "calibration weights");
+    ensure(out_, out.size(), "calibration outputs");
+    QLLM_CUDA_CHECK(cudaMemcpy(x_.data(), x.data(), x.size_bytes(), cudaMemcpyHostToDevice));
+    QLLM_CUDA_CHECK(cudaMemcpy(w_.data(), w.data(), w.size_bytes(), cudaMemcpyHostToDevice));
+    matmul_.run(x_.data(), tokens, w_.data(), rows, cols, out_.data(), nullptr);
+    QLLM_CUDA_CHECK(cudaMemcpy(out.data(), out_.data(), out.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  }
+
+  std::vector<float> hessian(std::span<const float> x, int64_t cols) override {
+    ensure(x_, x.size(), "calibration activations");
+    QLLM_CUDA_CHECK(cudaMemcpy(x_.data(), x.data(), x.size_bytes(), cudaMemcpyHostToDevice));
+    HessianCuda h(cols);
+    h.add(x_.data(), static_cast<int64_t>(x.size()) / cols, nullptr);
+    return h.hessian(nullptr);
+  }
+
+  std::string name() const override { return "cuda"; }
+
+ private:
+  MatmulF32Cuda matmul_;
+  DeviceBuffer<float> x_, w_, out_;
+};
+
+}  // namespace
+
+std::unique_ptr<CalibrationMath> cuda_calibration_math() { return std::make_unique<CudaCalibrationMath>(); }
+
+}  // namespace qllm
