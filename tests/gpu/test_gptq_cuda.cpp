@@ -1,14 +1,22 @@
 // GPTQ on the GPU (kernels/gptq/gptq_cuda.h) against the CPU reference (quant/gptq_ref.h): the fp32 Hessian
 // and the double inverse factor within rounding; the column loop bit for bit given the same factor, for every
 // scheme (global, rowwise, groupwise with partial last groups and groups larger than a batch, symmetric and
-// zero-point, scale search, act order, dead columns); and the whole solver's output error beside the CPU's.
+// zero-point, scale search, act order, dead columns); the whole solver's output error beside the CPU's; and
+// the calibration pass's matmuls and Hessians (engine/calibration_math.h) beside the CPU reference math.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <map>
 #include <tuple>
 
+#include "engine/calibration.h"
+#include "engine/calibration_math.h"
+#include "engine/gptq_model.h"
+#include "engine/load_model.h"
 #include "kernels/gptq/gptq_cuda.h"
+#include "model/llama_ref.h"
+#include "model/synthetic.h"
+#include "tests/cpu/model_test_support.h"
 #include "tests/support/gptq_test_support.h"
 #include "tests/support/test_util.h"
 
@@ -141,6 +149,91 @@ TEST(GptqCuda, SolverOutputErrorMatchesCpu) {
       gptq_output_error(w, dequantize_int4_ref(quantize_int4_ref(w, rows, cols, s)), rows, cols, h);
   EXPECT_NEAR(e_gpu, e_cpu, 0.01 * e_cpu);
   EXPECT_LT(e_gpu, 0.9 * e_rtn);
+}
+
+// The calibration pass's products on the GPU (engine/calibration_math.h) against the CPU reference math, on
+// odd shapes: fp32 both, so they differ only by the order of the sums.
+TEST(GptqCuda, CalibrationMathMatchesCpu) {
+  QLLM_SKIP_WITHOUT_GPU();
+  Rng rng(fresh_seed());
+  const auto cpu = cpu_calibration_math();
+  const auto gpu = cuda_calibration_math();
+  for (const auto [tokens, rows, cols] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1},
+                                          {37, 70, 96},
+                                          {300, 192, 576},
+                                          {513, 1536, 576},
+                                          {64, 576, 1536}}) {
+    SCOPED_TRACE(::testing::Message() << tokens << " x " << cols << " . " << rows << " x " << cols);
+    const auto x = correlated_inputs(tokens, cols, rng);
+    const auto w = random_normal<float>(static_cast<size_t>(rows * cols), rng);
+    std::vector<float> want(7, std::nanf("")), got(3, std::nanf(""));  // wrong sizes and NaN: both resized
+    cpu->matmul(want, x, tokens, w, rows, cols);
+    gpu->matmul(got, x, tokens, w, rows, cols);
+    ASSERT_EQ(got.size(), want.size());
+    // Bound: fp32 sums of `cols` products in another order, relative to the sum of their magnitudes.
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t r = 0; r < rows; ++r) {
+        double magnitude = 0;
+        for (int64_t k = 0; k < cols; ++k) magnitude += std::fabs(x[t * cols + k] * w[r * cols + k]);
+        const size_t i = static_cast<size_t>(t * rows + r);
+        ASSERT_TRUE(std::isfinite(got[i])) << i;
+        ASSERT_NEAR(got[i], want[i], 1e-5 * magnitude + 1e-30) << "row " << t << " col " << r;
+      }
+    }
+    const auto h_cpu = cpu->hessian(x, cols);
+    const auto h_gpu = gpu->hessian(x, cols);
+    ASSERT_EQ(h_gpu.size(), h_cpu.size());
+    float max_abs = 0;
+    for (float v : h_cpu) max_abs = std::max(max_abs, std::fabs(v));
+    for (size_t i = 0; i < h_cpu.size(); ++i) ASSERT_NEAR(h_gpu[i], h_cpu[i], 1e-5f * max_abs) << i;
+  }
+}
+
+// The whole layer-by-layer pass on the tiny synthetic model with its products on the GPU, beside the same pass
+// on the CPU reference math (same solver): each linear's GPTQ output error within a few percent (the Hessians
+// differ in rounding, which may move a weight to the next level), below round to nearest's overall; and the
+// AWQ + GPTQ pass runs on the GPU products too.
+TEST(GptqCuda, ModelPassWithGpuProductsMatchesCpu) {
+  QLLM_SKIP_WITHOUT_GPU();
+  testing::TempDir dir;
+  write_synthetic_checkpoint({.preset = "tiny", .out_dir = dir.str(), .seed = 11});
+  LoadOptions lo;
+  lo.device = DeviceKind::Cpu;
+  lo.verbose = false;
+  const LoadedModel m = load_model(dir.str(), lo);
+  const auto& ref = dynamic_cast<const LlamaRefModel&>(*m.model);
+  const auto windows = calibration_windows(*m.model, m.tokenizer,
+                                           {.source = "self", .samples = 4, .length = 48, .seed = 2});
+  GptqSolverRef solver;
+  GptqModelOptions o;
+  o.scheme = {.granularity = Granularity::Groupwise, .group_size = 32};
+  o.report = true;
+  const GptqModelResult on_cpu = gptq_quantize_model(ref.config(), ref.weights(), windows, solver, o);
+  const auto gpu = cuda_calibration_math();
+  o.math = gpu.get();
+  const GptqModelResult on_gpu = gptq_quantize_model(ref.config(), ref.weights(), windows, solver, o);
+  ASSERT_EQ(on_gpu.report.size(), on_cpu.report.size());
+  ASSERT_EQ(on_gpu.layers.size(), on_cpu.layers.size());
+  double rtn = 0, gptq = 0;
+  for (size_t i = 0; i < on_cpu.report.size(); ++i) {
+    const GptqLinearReport &a = on_cpu.report[i], &b = on_gpu.report[i];
+    SCOPED_TRACE(a.name);
+    ASSERT_TRUE(std::isfinite(b.gptq_output_error) && std::isfinite(b.rtn_output_error));
+    EXPECT_NEAR(b.rtn_output_error, a.rtn_output_error, 0.01 * a.rtn_output_error);
+    EXPECT_NEAR(b.gptq_output_error, a.gptq_output_error, 0.05 * a.gptq_output_error);
+    rtn += b.rtn_output_error;
+    gptq += b.gptq_output_error;
+  }
+  EXPECT_LT(gptq, 0.95 * rtn);
+
+  o.awq = true;
+  o.report = false;
+  const GptqModelResult scaled = gptq_quantize_model(ref.config(), ref.weights(), windows, solver, o);
+  ASSERT_EQ(scaled.layers.size(), on_cpu.layers.size());
+  for (const GptqLayer& l : scaled.layers) {
+    ASSERT_EQ(static_cast<int64_t>(l.attn_norm.size()), ref.config().hidden_size);
+    for (float v : l.attn_norm) ASSERT_TRUE(std::isfinite(v) && v != 0.0f);
+  }
 }
 
 TEST(GptqCuda, NotPositiveDefiniteIsAnError) {
