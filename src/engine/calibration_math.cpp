@@ -26,6 +26,11 @@ class CpuCalibrationMath final : public CalibrationMath {
     return acc.hessian();
   }
 
+  OutputError output_error(std::span<const float> w, std::span<const float> w_hat, int64_t rows, int64_t cols,
+                           std::span<const float> hessian) override {
+    return hessian_output_error(w, w_hat, rows, cols, hessian);
+  }
+
   std::string name() const override { return "cpu"; }
 };
 

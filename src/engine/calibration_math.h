@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "quant/gptq_ref.h"
+
 namespace qllm {
 
 class CalibrationMath {
@@ -20,6 +22,10 @@ class CalibrationMath {
                       int64_t rows, int64_t cols) = 0;
   // (2 / tokens) * sum over x's rows of x x^T: [cols, cols], symmetric (HessianAccumulator's definition).
   virtual std::vector<float> hessian(std::span<const float> x, int64_t cols) = 0;
+  // sum_r (w_r - w'_r)^T H (w_r - w'_r) and sum_r w_r^T H w_r over w, w_hat [rows, cols] and H [cols, cols]
+  // (quant/gptq_ref.h hessian_output_error): AWQ's search judges every candidate by it.
+  virtual OutputError output_error(std::span<const float> w, std::span<const float> w_hat, int64_t rows,
+                                   int64_t cols, std::span<const float> hessian) = 0;
   virtual std::string name() const = 0;
 };
 

@@ -3,6 +3,8 @@
 // the copies cost far less than the products they move off the CPU.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "engine/calibration_math.h"
 #include "kernels/gptq/gptq_cuda.h"
 #include "kernels/runtime/cuda_utils.h"
@@ -40,6 +42,27 @@ class CudaCalibrationMath final : public CalibrationMath {
     HessianCuda h(cols);
     h.add(x_.data(), static_cast<int64_t>(x.size()) / cols, nullptr);
     return h.hessian(nullptr);
+  }
+
+  // Two products on the device, D H and W H (H is symmetric, so it serves as its own transpose), each then
+  // multiplied elementwise by D or W and summed on the host in double.
+  OutputError output_error(std::span<const float> w, std::span<const float> w_hat, int64_t rows, int64_t cols,
+                           std::span<const float> hessian) override {
+    QLLM_CHECK(static_cast<int64_t>(w.size()) == rows * cols && w_hat.size() == w.size() &&
+                   static_cast<int64_t>(hessian.size()) == cols * cols,
+               "output error: [{}, {}] weights need {} values each and a {}x{} Hessian", rows, cols, rows * cols,
+               cols, cols);
+    std::vector<float> d(w.size());
+    for (size_t i = 0; i < d.size(); ++i) d[i] = w[i] - w_hat[i];
+    std::vector<float> dh, wh;
+    matmul(dh, d, rows, hessian, cols, cols);
+    matmul(wh, w, rows, hessian, cols, cols);
+    double err = 0, ref = 0;
+    for (size_t i = 0; i < d.size(); ++i) {
+      err += static_cast<double>(d[i]) * dh[i];
+      ref += static_cast<double>(w[i]) * wh[i];
+    }
+    return {std::max(err, 0.0), ref};
   }
 
   std::string name() const override { return "cuda"; }

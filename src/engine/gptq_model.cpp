@@ -36,6 +36,8 @@ struct LayerSources {
   std::vector<float> wq, wk, wv, wo, gate, up, down;
 };
 
+constexpr int kAwqGrid = 20;  // exponents 0, 0.05, ..., 0.95 (docs/GPTQ.md)
+
 class LayerRunner {
  public:
   LayerRunner(const LlamaConfig& config, GptqSolver& solver, CalibrationMath& math,
@@ -127,7 +129,11 @@ std::vector<float> LayerRunner::search_scales(const std::vector<float>& input, i
   std::vector<float> mean_abs(static_cast<size_t>(dim));
   for (int64_t k = 0; k < dim; ++k) mean_abs[k] = static_cast<float>(sum[k] / static_cast<double>(tokens));
   const std::vector<AwqWeight> list(weights);
-  return awq_search_ref(mean_abs, math_.hessian(input, dim), dim, list, scheme_).scales;
+  const OutputErrorFn on_math = [this](std::span<const float> w, std::span<const float> w_hat, int64_t rows,
+                                       int64_t cols, std::span<const float> h) {
+    return math_.output_error(w, w_hat, rows, cols, h);
+  };
+  return awq_search_ref(mean_abs, math_.hessian(input, dim), dim, list, scheme_, kAwqGrid, on_math).scales;
 }
 
 // Scaling leaves the layer's outputs unchanged, so the three searches all see the unquantized layer's inputs.

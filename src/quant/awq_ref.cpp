@@ -41,7 +41,8 @@ std::vector<float> scaled_roundtrip(const AwqWeight& w, std::span<const float> s
 }  // namespace
 
 AwqSearch awq_search_ref(std::span<const float> mean_abs, std::span<const float> hessian, int64_t dim,
-                         std::span<const AwqWeight> weights, const Int4Scheme& scheme, int grid) {
+                         std::span<const AwqWeight> weights, const Int4Scheme& scheme, int grid,
+                         const OutputErrorFn& output_error) {
   QLLM_CHECK(dim > 0 && static_cast<int64_t>(mean_abs.size()) == dim &&
                  static_cast<int64_t>(hessian.size()) == dim * dim,
              "AWQ: an input of {} channels needs {} mean values and a {}x{} Hessian, got {} and {}", dim, dim,
@@ -59,8 +60,7 @@ AwqSearch awq_search_ref(std::span<const float> mean_abs, std::span<const float>
     const std::vector<float> s = awq_scales(mean_abs, alpha);
     double error = 0, reference = 0;
     for (const AwqWeight& w : weights) {
-      const OutputError e =
-          hessian_output_error(w.values, scaled_roundtrip(w, s, scheme), w.rows, dim, hessian);
+      const OutputError e = output_error(w.values, scaled_roundtrip(w, s, scheme), w.rows, dim, hessian);
       error += e.error;
       reference += e.reference;
     }

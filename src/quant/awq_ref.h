@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -32,11 +33,17 @@ struct AwqSearch {
   double error_unscaled = 0;  // the same at a = 0 (plain round to nearest)
 };
 
+// sum_r (w_r - w'_r)^T H (w_r - w'_r) and sum_r w_r^T H w_r (hessian_output_error's contract): how a search
+// candidate is judged; the engine passes one that runs on the GPU.
+using OutputErrorFn = std::function<OutputError(std::span<const float> w, std::span<const float> w_hat,
+                                                int64_t rows, int64_t cols, std::span<const float> hessian)>;
+
 // Searches a in {0, 1/grid, ..., (grid-1)/grid} for the input whose per-channel mean |x| is `mean_abs` and
 // whose Hessian is `hessian` [dim, dim]; each weight is quantized by round to nearest in `scheme` after the
 // scaling. a = 0 is plain RTN, so the result never measures worse than RTN on these inputs.
 AwqSearch awq_search_ref(std::span<const float> mean_abs, std::span<const float> hessian, int64_t dim,
-                         std::span<const AwqWeight> weights, const Int4Scheme& scheme, int grid = 20);
+                         std::span<const AwqWeight> weights, const Int4Scheme& scheme, int grid = 20,
+                         const OutputErrorFn& output_error = hessian_output_error);
 
 // The scales of exponent a: s_k = max(mean_abs_k, 1e-4)^a / sqrt(max * min).
 std::vector<float> awq_scales(std::span<const float> mean_abs, double alpha);

@@ -186,6 +186,15 @@ TEST(GptqCuda, CalibrationMathMatchesCpu) {
     float max_abs = 0;
     for (float v : h_cpu) max_abs = std::max(max_abs, std::fabs(v));
     for (size_t i = 0; i < h_cpu.size(); ++i) ASSERT_NEAR(h_gpu[i], h_cpu[i], 1e-5f * max_abs) << i;
+
+    // AWQ's judge: both quadratic forms through the same H, for a perturbed copy of w.
+    std::vector<float> w_hat = w;
+    for (float& v : w_hat) v += 0.05f * static_cast<float>(rng.normal());
+    const OutputError e_cpu = cpu->output_error(w, w_hat, rows, cols, h_cpu);
+    const OutputError e_gpu = gpu->output_error(w, w_hat, rows, cols, h_cpu);
+    ASSERT_GT(e_cpu.error, 0.0);
+    EXPECT_NEAR(e_gpu.error, e_cpu.error, 1e-3 * e_cpu.error);
+    EXPECT_NEAR(e_gpu.reference, e_cpu.reference, 1e-3 * e_cpu.reference);
   }
 }
 
