@@ -478,9 +478,9 @@ if [[ $what == decode-profile || ($what == model && ${QLLM_SKIP_PROFILE:-0} != 1
 fi
 
 # gptq: issue 21. The GPTQ GPU tests; SmolLM2-135M-Instruct perplexity for int4-g128, g32 and rowwise by RTN,
-# GPTQ, AWQ-style scaling and both (--calib self, lm_head bf16, HF protocol, ctx 2048; bf16 as the baseline),
-# the pass times (progress lines), g128 without act order; per-layer gptq-error tables (CPU and CUDA solver);
-# the proxy's g128.
+# GPTQ, AWQ-style scaling and both (--calib self with QLLM_GPTQ_SAMPLES windows, lm_head bf16, HF protocol,
+# ctx 2048; bf16 as the baseline), each run's time end to end; with QLLM_GPTQ_EXTRA=1 g128 without act order
+# and per-layer gptq-error tables (CPU and CUDA); the proxy's g128.
 if [[ $what == gptq ]]; then
   if [[ ${QLLM_SKIP_TESTS:-0} != 1 ]]; then  # 1: the whole GPU suite ran in an earlier call
     log "GPTQ GPU tests"
@@ -490,34 +490,44 @@ if [[ $what == gptq ]]; then
   text=.shared/data/wikitext-2-raw-test.txt
   ppl() {  # name model args...: perplexity JSON, stderr kept (the GPTQ progress line holds the pass time)
     local name=$1 model=$2 start=$SECONDS; shift 2
-    timeout 400 $qllm perplexity --model "$model" --device cuda --file "$text" --protocol hf --ctx 2048 --json "$@" \
+    timeout ${QLLM_PPL_TIMEOUT:-150} $qllm perplexity --model "$model" --device cuda --file "$text" --protocol hf \
+      --ctx 2048 --json "$@" \
       > "$OUT/gptq_ppl_$name.json" 2> "$OUT/gptq_ppl_$name.err"
     local p; p=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['table'][0]['perplexity'])" \
       "$OUT/gptq_ppl_$name.json" 2>/dev/null) || { tail -3 "$OUT/gptq_ppl_$name.err"; return; }
     # The whole run's wall time (load, calibration, GPTQ, scoring): the progress line is not written with --json.
     echo "$name ppl $p, $((SECONDS - start)) s end to end $(grep -aE '(gptq|awq) layers' "$OUT/gptq_ppl_$name.err" | tail -1)"
   }
+  # QLLM_GPTQ_SAMPLES: calibration windows of 512 tokens (AWQ + GPTQ wants 32 or more; docs/GPTQ.md);
+  # QLLM_GPTQ_MODES / QLLM_GPTQ_METHODS: what to run; QLLM_GPTQ_EXTRA=1: also g128 in natural order and the
+  # gptq-error tables.
+  calib=(--calib-samples "${QLLM_GPTQ_SAMPLES:-64}")
   if [[ -f $gguf && -f $text ]]; then
     ppl smollm2_bf16 "$gguf" --quant bf16
-    for mode in int4-g128 int4-rowwise int4-g32; do  # the targets' order of importance (a call may time out)
-      for method in awq-gptq gptq awq rtn; do
-        ppl "smollm2_${mode}_$method" "$gguf" --quant $mode --quant-lm-head bf16 --method $method
+    for mode in ${QLLM_GPTQ_MODES:-int4-g128 int4-rowwise int4-g32}; do  # the targets' order of importance
+      for method in ${QLLM_GPTQ_METHODS:-awq-gptq gptq awq rtn}; do
+        ppl "smollm2_${mode}_$method" "$gguf" --quant $mode --quant-lm-head bf16 --method $method "${calib[@]}"
       done
     done
-    ppl smollm2_int4-g128_gptq_natural_order "$gguf" --quant int4-g128 --quant-lm-head bf16 --method gptq --no-act-order
-    for solver in cpu cuda; do
-      timeout 300 $qllm gptq-error --model "$gguf" --quant int4-g128 --solver $solver --json \
-        > "$OUT/gptq_error_smollm2_$solver.json" 2> "$OUT/gptq_error_smollm2_$solver.err" ||
-        tail -3 "$OUT/gptq_error_smollm2_$solver.err"
-    done
-    timeout 300 $qllm gptq-error --model "$gguf" --quant int4-g128 --solver cuda --layers 2 2>/dev/null | tail -16
+    if [[ ${QLLM_GPTQ_EXTRA:-0} == 1 ]]; then
+      ppl smollm2_int4-g128_gptq_natural_order "$gguf" --quant int4-g128 --quant-lm-head bf16 --method gptq \
+        --no-act-order "${calib[@]}"
+      for solver in cpu cuda; do
+        timeout 300 $qllm gptq-error --model "$gguf" --quant int4-g128 --solver $solver --json \
+          > "$OUT/gptq_error_smollm2_$solver.json" 2> "$OUT/gptq_error_smollm2_$solver.err" ||
+          tail -3 "$OUT/gptq_error_smollm2_$solver.err"
+      done
+      timeout 300 $qllm gptq-error --model "$gguf" --quant int4-g128 --solver cuda --layers 2 2>/dev/null | tail -16
+    fi
   else
     log "gptq: $gguf or $text missing: SmolLM2 runs skipped"
   fi
   proxy=.shared/models/proxy-llama-22m
   if [[ -f $proxy/config.json && -f $text ]]; then
     ppl proxy_bf16 "$proxy" --quant bf16
-    for method in rtn gptq awq-gptq; do ppl "proxy_int4-g128_$method" "$proxy" --quant int4-g128 --method $method; done
+    for method in rtn gptq awq-gptq; do
+      ppl "proxy_int4-g128_$method" "$proxy" --quant int4-g128 --method $method "${calib[@]}"
+    done
   fi
 fi
 
