@@ -18,15 +18,23 @@ class CalibrationMath {
  public:
   virtual ~CalibrationMath() = default;
   // out [tokens, rows] = x [tokens, cols] . w^T, with w [rows, cols]; all row-major fp32.
-  virtual void matmul(std::vector<float>& out, std::span<const float> x, int64_t tokens, std::span<const float> w,
-                      int64_t rows, int64_t cols) = 0;
+  void matmul(std::vector<float>& out, std::span<const float> x, int64_t tokens, std::span<const float> w,
+              int64_t rows, int64_t cols);
   // (2 / tokens) * sum over x's rows of x x^T: [cols, cols], symmetric (HessianAccumulator's definition).
-  virtual std::vector<float> hessian(std::span<const float> x, int64_t cols) = 0;
+  std::vector<float> hessian(std::span<const float> x, int64_t cols);
   // sum_r (w_r - w'_r)^T H (w_r - w'_r) and sum_r w_r^T H w_r over w, w_hat [rows, cols] and H [cols, cols]
   // (quant/gptq_ref.h hessian_output_error): AWQ's search judges every candidate by it.
-  virtual OutputError output_error(std::span<const float> w, std::span<const float> w_hat, int64_t rows,
-                                   int64_t cols, std::span<const float> hessian) = 0;
+  OutputError output_error(std::span<const float> w, std::span<const float> w_hat, int64_t rows, int64_t cols,
+                           std::span<const float> hessian);
   virtual std::string name() const = 0;
+
+ protected:
+  // The same, on operands whose sizes the public functions have checked; out is already sized.
+  virtual void multiply(std::span<float> out, std::span<const float> x, int64_t tokens,
+                        std::span<const float> w, int64_t rows, int64_t cols) = 0;
+  virtual std::vector<float> gram(std::span<const float> x, int64_t tokens, int64_t cols) = 0;
+  virtual OutputError quadratic_forms(std::span<const float> w, std::span<const float> w_hat, int64_t rows,
+                                      int64_t cols, std::span<const float> hessian) = 0;
 };
 
 // The CPU reference math (OpenMP).

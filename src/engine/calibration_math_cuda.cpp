@@ -21,37 +21,32 @@ void ensure(DeviceBuffer<float>& buffer, size_t count, const char* what) {
 
 class CudaCalibrationMath final : public CalibrationMath {
  public:
-  void matmul(std::vector<float>& out, std::span<const float> x, int64_t tokens, std::span<const float> w,
-              int64_t rows, int64_t cols) override {
-    QLLM_CHECK(static_cast<int64_t>(x.size()) == tokens * cols && static_cast<int64_t>(w.size()) == rows * cols,
-               "calibration matmul: x has {} values for [{}, {}], w {} for [{}, {}]", x.size(), tokens, cols,
-               w.size(), rows, cols);
-    out.resize(static_cast<size_t>(tokens * rows));
+  std::string name() const override { return "cuda"; }
+
+ protected:
+  void multiply(std::span<float> out, std::span<const float> x, int64_t tokens, std::span<const float> w,
+                int64_t rows, int64_t cols) override {
     ensure(x_, x.size(), "calibration activations");
     ensure(w_, w.size(), "calibration weights");
     ensure(out_, out.size(), "calibration outputs");
     QLLM_CUDA_CHECK(cudaMemcpy(x_.data(), x.data(), x.size_bytes(), cudaMemcpyHostToDevice));
     QLLM_CUDA_CHECK(cudaMemcpy(w_.data(), w.data(), w.size_bytes(), cudaMemcpyHostToDevice));
     matmul_.run(x_.data(), tokens, w_.data(), rows, cols, out_.data(), nullptr);
-    QLLM_CUDA_CHECK(cudaMemcpy(out.data(), out_.data(), out.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    QLLM_CUDA_CHECK(cudaMemcpy(out.data(), out_.data(), out.size_bytes(), cudaMemcpyDeviceToHost));
   }
 
-  std::vector<float> hessian(std::span<const float> x, int64_t cols) override {
+  std::vector<float> gram(std::span<const float> x, int64_t tokens, int64_t cols) override {
     ensure(x_, x.size(), "calibration activations");
     QLLM_CUDA_CHECK(cudaMemcpy(x_.data(), x.data(), x.size_bytes(), cudaMemcpyHostToDevice));
     HessianCuda h(cols);
-    h.add(x_.data(), static_cast<int64_t>(x.size()) / cols, nullptr);
+    h.add(x_.data(), tokens, nullptr);
     return h.hessian(nullptr);
   }
 
   // Two products on the device, D H and W H (H is symmetric, so it serves as its own transpose), each then
   // multiplied elementwise by D or W and summed on the host in double.
-  OutputError output_error(std::span<const float> w, std::span<const float> w_hat, int64_t rows, int64_t cols,
-                           std::span<const float> hessian) override {
-    QLLM_CHECK(static_cast<int64_t>(w.size()) == rows * cols && w_hat.size() == w.size() &&
-                   static_cast<int64_t>(hessian.size()) == cols * cols,
-               "output error: [{}, {}] weights need {} values each and a {}x{} Hessian", rows, cols, rows * cols,
-               cols, cols);
+  OutputError quadratic_forms(std::span<const float> w, std::span<const float> w_hat, int64_t rows,
+                              int64_t cols, std::span<const float> hessian) override {
     std::vector<float> d(w.size());
     for (size_t i = 0; i < d.size(); ++i) d[i] = w[i] - w_hat[i];
     std::vector<float> dh, wh;
@@ -65,8 +60,6 @@ class CudaCalibrationMath final : public CalibrationMath {
     return {std::max(err, 0.0), ref};
   }
 
-  std::string name() const override { return "cuda"; }
-
  private:
   MatmulF32Cuda matmul_;
   DeviceBuffer<float> x_, w_, out_;
@@ -74,6 +67,8 @@ class CudaCalibrationMath final : public CalibrationMath {
 
 }  // namespace
 
-std::unique_ptr<CalibrationMath> cuda_calibration_math() { return std::make_unique<CudaCalibrationMath>(); }
+std::unique_ptr<CalibrationMath> cuda_calibration_math() {
+  return std::make_unique<CudaCalibrationMath>();
+}
 
 }  // namespace qllm

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "engine/calibration.h"
+#include "engine/calibration_math.h"
 #include "engine/gptq_model.h"
 #include "engine/quantize_model.h"
 #include "model/llama_ref.h"
@@ -77,6 +78,29 @@ TEST(GptqCalibration, RefusesTheWikitextTestText) {
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(error_of([&] { refuse_evaluation_text(text, path.string()); }).find("WikiText-2 test text"),
             std::string::npos);
+}
+
+// The CPU calibration math: the products by their definitions on a small case, and operands of the wrong size
+// refused with the shapes named.
+TEST(GptqCalibrationMath, CpuProductsAndShapeErrors) {
+  const auto math = cpu_calibration_math();
+  EXPECT_EQ(math->name(), "cpu");
+  const std::vector<float> x = {1, 2, 3, -1, 0, 4};  // [2 tokens, 3 inputs]
+  const std::vector<float> w = {1, 0, 1, 0, 2, -1};  // [2 rows, 3 inputs]
+  std::vector<float> y(5, 99.0f);
+  math->matmul(y, x, 2, w, 2, 3);
+  EXPECT_EQ(y, (std::vector<float>{4, 1, 3, -4}));
+  const std::vector<float> h = math->hessian(x, 3);  // (2 / 2) * sum x x^T
+  EXPECT_EQ(h, (std::vector<float>{2, 2, -1, 2, 4, 6, -1, 6, 25}));
+  const std::vector<float> w_hat = {1, 0, 0, 0, 2, -1};  // differs by 1 in w[0][2]
+  const OutputError e = math->output_error(w, w_hat, 2, 3, h);
+  EXPECT_DOUBLE_EQ(e.error, 25.0);  // d^T H d with d = e_2
+  EXPECT_GT(e.reference, 0.0);
+  EXPECT_NE(
+      error_of([&] { math->matmul(y, x, 3, w, 2, 3); }).find("calibration matmul: x has 6 values for [3, 3]"),
+      std::string::npos);
+  EXPECT_NE(error_of([&] { math->hessian(x, 4); }).find("not whole rows of 4 inputs"), std::string::npos);
+  EXPECT_NE(error_of([&] { math->output_error(w, w_hat, 2, 3, x); }).find("3x3 Hessian"), std::string::npos);
 }
 
 TEST(GptqModel, EveryLinearQuantizedWithLessOutputErrorThanRoundToNearest) {

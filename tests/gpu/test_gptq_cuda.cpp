@@ -211,8 +211,8 @@ TEST(GptqCuda, ModelPassWithGpuProductsMatchesCpu) {
   lo.verbose = false;
   const LoadedModel m = load_model(dir.str(), lo);
   const auto& ref = dynamic_cast<const LlamaRefModel&>(*m.model);
-  const auto windows = calibration_windows(*m.model, m.tokenizer,
-                                           {.source = "self", .samples = 4, .length = 48, .seed = 2});
+  const auto windows =
+      calibration_windows(*m.model, m.tokenizer, {.source = "self", .samples = 4, .length = 48, .seed = 2});
   GptqSolverRef solver;
   GptqModelOptions o;
   o.scheme = {.granularity = Granularity::Groupwise, .group_size = 32};

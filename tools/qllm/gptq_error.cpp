@@ -102,7 +102,9 @@ void add_gptq_error(CLI::App& app) {
   cmd->add_option("--quant", options->quant,
                   "INT4 mode: int4-global, int4-rowwise, int4-g<N>, int4-g<N>-asym")
       ->capture_default_str();
-  cmd->add_option("--solver", options->solver, "cpu (reference, OpenMP) or cuda (the solver and the calibration products on the GPU)")->capture_default_str();
+  cmd->add_option("--solver", options->solver,
+                  "cpu (reference, OpenMP) or cuda (the solver and the calibration products on the GPU)")
+      ->capture_default_str();
   add_gptq_options(*cmd, options->gptq);
   cmd->add_option("--layers", options->layers, "only the first N decoder layers (-1: all)")
       ->capture_default_str();

@@ -104,23 +104,26 @@ std::vector<float> HessianCuda::hessian(cudaStream_t stream) const {
   return h;
 }
 
-MatmulF32Cuda::MatmulF32Cuda() { check_cublas(cublasCreate(&handle_), "cublasCreate"); }
+MatmulF32Cuda::MatmulF32Cuda() {
+  check_cublas(cublasCreate(&handle_), "cublasCreate");
+}
 
 MatmulF32Cuda::~MatmulF32Cuda() {
   if (handle_) cublasDestroy(handle_);
 }
 
-void MatmulF32Cuda::run(const float* x, int64_t tokens, const float* w, int64_t rows, int64_t cols, float* out,
-                        cudaStream_t stream) {
-  QLLM_CHECK(tokens >= 0 && rows > 0 && cols > 0 && tokens <= INT32_MAX && rows <= INT32_MAX && cols <= INT32_MAX,
-             "GPTQ: a [{}, {}] x [{}, {}]^T product is outside cuBLAS's int range", tokens, cols, rows, cols);
+void MatmulF32Cuda::run(const float* x, int64_t tokens, const float* w, int64_t rows, int64_t cols,
+                        float* out, cudaStream_t stream) {
+  QLLM_CHECK(
+      tokens >= 0 && rows > 0 && cols > 0 && tokens <= INT32_MAX && rows <= INT32_MAX && cols <= INT32_MAX,
+      "GPTQ: a [{}, {}] x [{}, {}]^T product is outside cuBLAS's int range", tokens, cols, rows, cols);
   if (tokens == 0) return;
   // Column-major view: w is W^T [cols, rows], x is X^T [cols, tokens], out is OUT^T [rows, tokens] = W X^T.
   check_cublas(cublasSetStream(handle_, stream), "cublasSetStream");
   const float one = 1.0f, zero = 0.0f;
-  check_cublas(cublasSgemm(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(tokens),
-                           static_cast<int>(cols), &one, w, static_cast<int>(cols), x, static_cast<int>(cols),
-                           &zero, out, static_cast<int>(rows)),
+  check_cublas(cublasSgemm(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows),
+                           static_cast<int>(tokens), static_cast<int>(cols), &one, w, static_cast<int>(cols),
+                           x, static_cast<int>(cols), &zero, out, static_cast<int>(rows)),
                "cublasSgemm (calibration forward)");
 }
 
