@@ -8,7 +8,7 @@
 # scripts/interop_gptq.py; gptq = issue 21: the GPTQ GPU tests, SmolLM2 perplexity by RTN and GPTQ per INT4
 # mode (lm_head bf16, HF protocol, ctx 2048) with the GPTQ pass times, gptq-error tables, the proxy's g128; serve* = `qllm serve` tests and benchmark against llama-server; profile = W4A16 kernel
 # variants forced past Auto's choice, to re-measure its crossovers; gptq-torch = scripts/gptq_torch_check.py (a
-# textbook GPTQ in torch on SmolLM2); gemm-ab = gemm-bench of this tree against a base commit built beside it;
+# textbook GPTQ in torch on SmolLM2); gemm-ab = gemm-bench of this tree against base commits built beside it;
 # peer-ppl = SmolLM2 Q4_1 perplexity by qllm and by llama-perplexity built as usual and with FORCE_CUBLAS;
 # these not in all). QLLM_BUILD_PEERS=1 builds llama.cpp during `tests`, for a later call on the same warm machine.
 # Splitting the work over calls: QLLM_SKIP_TESTS=1 (quantize, gptq: the whole GPU suite ran earlier),
@@ -94,17 +94,24 @@ wait_peers() {
   return 0
 }
 
-# gemm-ab: a second qllm, of commit QLLM_AB_BASE, built beside this tree's (in the background, same options) for
-# a same-run gemm-bench comparison; only the CLI is built for it, and for this tree.
-ab_pid=
+# gemm-ab: a qllm of each commit in QLLM_AB_BASE (one, or a few to bisect with: "c1 c2"), built beside this
+# tree's (in the background, same options) for a same-run gemm-bench comparison; only the CLI is built for them.
+# QLLM_AB_GEMM_ARGS / QLLM_AB_INT8_ARGS: more gemm-bench arguments (e.g. "--shapes 8192x2048 --m 1,512").
+ab_pids=()
+ab_bases=()
 if [[ $what == gemm-ab ]]; then
   build_targets="qllm qllm_gpu_tests"  # the tests too, for a `tests` call on the same warm machine
-  ab_base=${QLLM_AB_BASE:-ef40fa8^}  # default: the GEMMs before issue 17 made them graph-safe
-  log "gemm-ab: building $ab_base ($(git rev-parse --short "$ab_base")) beside this tree"
-  rm -rf build/ab-src && mkdir -p build/ab-src && git archive "$ab_base" | tar -x -C build/ab-src
-  (cmake -S build/ab-src -B build/ab -G Ninja -DCMAKE_BUILD_TYPE=Release -DQLLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-     "${deps[@]}" && cmake --build build/ab -j "$(nproc)" --target qllm) > "$OUT/ab_build.log" 2>&1 &
-  ab_pid=$!
+  read -r -a ab_bases <<< "${QLLM_AB_BASE:-ef40fa8^}"  # default: the GEMMs before issue 17 made them graph-safe
+  for i in "${!ab_bases[@]}"; do
+    b=${ab_bases[$i]}
+    log "gemm-ab: building base$i = $b ($(git rev-parse --short "$b")) beside this tree"
+    echo "base$i $b $(git rev-parse --short "$b")" >> "$OUT/ab_bases.txt"
+    rm -rf "build/ab$i-src" && mkdir -p "build/ab$i-src" && git archive "$b" | tar -x -C "build/ab$i-src"
+    (cmake -S "build/ab$i-src" -B "build/ab$i" -G Ninja -DCMAKE_BUILD_TYPE=Release -DQLLM_CUDA=ON \
+       -DCMAKE_CUDA_ARCHITECTURES=90 "${deps[@]}" && cmake --build "build/ab$i" -j "$(nproc)" --target qllm) \
+      > "$OUT/ab_build_$i.log" 2>&1 &
+    ab_pids+=($!)
+  done
 fi
 
 build_here() {
@@ -400,14 +407,17 @@ if [[ $what == gptq-torch ]]; then
 fi
 
 if [[ $what == gemm-ab ]]; then
-  wait "$ab_pid" || { log "gemm-ab: the base build failed"; grep -E "error" "$OUT/ab_build.log" | head -20; exit 1; }
-  log "gemm-ab: base built; gemm-bench (W4A16 global/rowwise/g128, then int8) base and head alternately, ${QLLM_AB_ROUNDS:-2} rounds"
+  for i in "${!ab_pids[@]}"; do
+    wait "${ab_pids[$i]}" || { log "gemm-ab: base$i's build failed"; grep -E "error" "$OUT/ab_build_$i.log" | head -20; exit 1; }
+  done
+  sides=(); for i in "${!ab_bases[@]}"; do sides+=("base$i"); done; sides+=(head)
+  log "gemm-ab: built; gemm-bench (W4A16 global/rowwise/g128, then int8) of ${sides[*]} in turn, ${QLLM_AB_ROUNDS:-2} rounds"
   for round in $(seq 1 "${QLLM_AB_ROUNDS:-2}"); do
-    for side in base head; do
-      bin=$qllm; [[ $side == base ]] && bin=build/ab/bin/qllm
-      timeout 150 $bin gemm-bench --json > "$OUT/ab_gemm_${side}_r$round.json" 2> "$OUT/ab_gemm.err" ||
+    for side in "${sides[@]}"; do
+      bin=$qllm; [[ $side == base* ]] && bin=build/ab${side#base}/bin/qllm
+      timeout 150 $bin gemm-bench ${QLLM_AB_GEMM_ARGS:-} --json > "$OUT/ab_gemm_${side}_r$round.json" 2> "$OUT/ab_gemm.err" ||
         tail -3 "$OUT/ab_gemm.err"
-      timeout 150 $bin gemm-bench --modes int8,int8@0.001 --json > "$OUT/ab_int8_${side}_r$round.json" \
+      timeout 150 $bin gemm-bench --modes int8,int8@0.001 ${QLLM_AB_INT8_ARGS:-} --json > "$OUT/ab_int8_${side}_r$round.json" \
         2> "$OUT/ab_int8.err" || tail -3 "$OUT/ab_int8.err"
     done
   done
