@@ -79,7 +79,8 @@ if [[ $what == peers-build ]]; then
 fi
 peers_pid=
 if [[ ${QLLM_BUILD_PEERS:-0} == 1 || $what == model || $what == llama-peers || $what == all || $what == serve ||
-      $what == serve-bench || $what == peer-ppl ]] && [[ ! -x build/lcb/bin/llama-bench ]] &&
+      $what == serve-bench || $what == peer-ppl ]] &&
+   [[ ! -x build/lcb/bin/llama-bench || ($what == peer-ppl && ! -x build/lcb-cublas/bin/llama-perplexity) ]] &&
    [[ ! -f build/lcb.building && -f .shared/peers/llama.cpp.tar.xz ]]; then
   log "llama.cpp build started (background)"
   build_llamacpp &
