@@ -38,7 +38,7 @@ class CudaCalibrationMath final : public CalibrationMath {
   std::vector<float> gram(std::span<const float> x, int64_t tokens, int64_t cols) override {
     ensure(x_, x.size(), "calibration activations");
     QLLM_CUDA_CHECK(cudaMemcpy(x_.data(), x.data(), x.size_bytes(), cudaMemcpyHostToDevice));
-    HessianCuda h(cols);
+    HessianCuda h(cols, matmul_.handle());
     h.add(x_.data(), tokens, nullptr);
     return h.hessian(nullptr);
   }

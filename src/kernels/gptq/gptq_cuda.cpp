@@ -67,15 +67,18 @@ class Solver {
 
 }  // namespace
 
-HessianCuda::HessianCuda(int64_t dim) : dim_(dim) {
+HessianCuda::HessianCuda(int64_t dim, cublasHandle_t handle) : dim_(dim), handle_(handle) {
   QLLM_CHECK(dim > 0, "GPTQ: a Hessian needs a positive dimension, got {}", dim);
   sum_ = DeviceBuffer<float>(static_cast<size_t>(dim * dim), "GPTQ Hessian");
   sum_.fill_bytes(0);
-  check_cublas(cublasCreate(&handle_), "cublasCreate");
+  if (!handle_) {
+    check_cublas(cublasCreate(&handle_), "cublasCreate");
+    own_handle_ = true;
+  }
 }
 
 HessianCuda::~HessianCuda() {
-  if (handle_) cublasDestroy(handle_);
+  if (own_handle_) cublasDestroy(handle_);
 }
 
 void HessianCuda::add(const float* x, int64_t rows, cudaStream_t stream) {

@@ -22,7 +22,9 @@ namespace qllm {
 // H = (2 / n) * sum x x^T over device inputs, accumulated in fp32 on the device.
 class HessianCuda {
  public:
-  explicit HessianCuda(int64_t dim);
+  // `handle`: a cuBLAS handle to use (its owner keeps it alive); null: one of its own (cublasCreate costs
+  // milliseconds, too much once per layer input).
+  explicit HessianCuda(int64_t dim, cublasHandle_t handle = nullptr);
   ~HessianCuda();
   HessianCuda(const HessianCuda&) = delete;
   HessianCuda& operator=(const HessianCuda&) = delete;
@@ -37,6 +39,7 @@ class HessianCuda {
   int64_t dim_;
   int64_t samples_ = 0;
   cublasHandle_t handle_ = nullptr;
+  bool own_handle_ = false;
   DeviceBuffer<float> sum_;  // column-major lower triangle of sum x x^T
 };
 
@@ -51,6 +54,7 @@ class MatmulF32Cuda {
 
   void run(const float* x, int64_t tokens, const float* w, int64_t rows, int64_t cols, float* out,
            cudaStream_t stream);
+  cublasHandle_t handle() const { return handle_; }  // for a HessianCuda beside it
 
  private:
   cublasHandle_t handle_ = nullptr;
