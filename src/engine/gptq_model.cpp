@@ -59,8 +59,6 @@ class LayerRunner {
   std::vector<float> search_scales(const std::vector<float>& input, int64_t dim,
                                    std::initializer_list<AwqWeight> weights) const;
   void matmul(std::vector<float>& out, const std::vector<float>& x, int64_t tokens, const Quantized& q) const;
-  void matmul(std::vector<float>& out, const std::vector<float>& x, int64_t tokens,
-              const std::vector<float>& w, int64_t rows, int64_t cols) const;
   void norm_rows(std::vector<float>& out, const std::vector<float>& x,
                  const std::vector<float>& weight) const;
   void attention(const Batch& b, std::vector<float>& q, std::vector<float>& k, const std::vector<float>& v,
@@ -102,12 +100,7 @@ Quantized LayerRunner::quantize(const std::vector<float>& source, const WeightMa
 
 void LayerRunner::matmul(std::vector<float>& out, const std::vector<float>& x, int64_t tokens,
                          const Quantized& q) const {
-  matmul(out, x, tokens, q.values, q.matrix.rows, q.matrix.cols);
-}
-
-void LayerRunner::matmul(std::vector<float>& out, const std::vector<float>& x, int64_t tokens,
-                         const std::vector<float>& w, int64_t rows, int64_t cols) const {
-  math_.matmul(out, x, tokens, w, rows, cols);
+  math_.matmul(out, x, tokens, q.values, q.matrix.rows, q.matrix.cols);
 }
 
 void LayerRunner::norm_rows(std::vector<float>& out, const std::vector<float>& x,
@@ -143,17 +136,17 @@ void LayerRunner::scale_layer(LayerSources& s, const LayerWeights& l, const Batc
   norm_rows(xb, b.x, s.attn_norm);
   const std::vector<float> s_qkv =
       search_scales(xb, hidden, {{s.wq, l.wq.rows}, {s.wk, l.wk.rows}, {s.wv, l.wv.rows}});
-  matmul(q, xb, T, s.wq, l.wq.rows, hidden);
-  matmul(k, xb, T, s.wk, l.wk.rows, hidden);
-  matmul(v, xb, T, s.wv, l.wv.rows, hidden);
+  math_.matmul(q, xb, T, s.wq, l.wq.rows, hidden);
+  math_.matmul(k, xb, T, s.wk, l.wk.rows, hidden);
+  math_.matmul(v, xb, T, s.wv, l.wv.rows, hidden);
   attention(b, q, k, v, att);
-  matmul(proj, att, T, s.wo, l.wo.rows, l.wo.cols);
+  math_.matmul(proj, att, T, s.wo, l.wo.rows, l.wo.cols);
   std::vector<float> x = b.x;
   for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
   norm_rows(xb, x, s.ffn_norm);
   const std::vector<float> s_gate_up = search_scales(xb, hidden, {{s.gate, inter}, {s.up, inter}});
-  matmul(g, xb, T, s.gate, inter, hidden);
-  matmul(u, xb, T, s.up, inter, hidden);
+  math_.matmul(g, xb, T, s.gate, inter, hidden);
+  math_.matmul(u, xb, T, s.up, inter, hidden);
   cpu::swiglu(g.data(), u.data(), T * inter);
   const std::vector<float> s_down = search_scales(g, inter, {{s.down, hidden}});
 
