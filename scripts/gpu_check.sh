@@ -2,7 +2,7 @@
 # One call on the GPU machine: build Release for sm_90 (+sm_90a where used), run the GPU tests and the
 # benchmarks, write logs and JSON to $OUT/gpu_results_<what>.tgz. Run from the repository root, with .deps
 # carried (scripts/bundle_deps.sh makes it). Usage: scripts/gpu_check.sh
-# [tests|bench|model|llama1b|eval|quantize|gptq|gptq-torch|gemm-ab|serve|serve-test|serve-bench|peer-ppl|profile|decode-profile|decode-ab|peers-build|all]
+# [tests|bench|model|llama1b|eval|quantize|gptq|gptq-torch|gemm-ab|serve|serve-test|serve-bench|peer-ppl|profile|decode-profile|decode-ab|fuse-ab|peers-build|all]
 # (default all; eval = issue 20's evaluation figures (proxy perplexity beside transformers, 1B perplexity
 # throughput, batch-32 decode); quantize = the pre-quantized/`qllm quantize` GPU tests, the 1B quantize time and
 # scripts/interop_gptq.py; gptq = issue 21: the GPTQ GPU tests, SmolLM2 perplexity by RTN and GPTQ per INT4
@@ -464,6 +464,27 @@ if [[ $what == decode-ab ]]; then
         QLLM_DEPENDENT_LAUNCH=$pdl timeout 120 $qllm bench --model "$gguf" --device cuda --quant auto,int4-g64 \
           -p 512 -n 128 --batch 1,32 --reps 3 --json > "$OUT/ab_smollm2_pdl${pdl}_r$round.json" 2> "$OUT/ab_smollm2.err"
         python3 scripts/print_bench.py "$OUT/ab_smollm2_pdl${pdl}_r$round.json" || tail -5 "$OUT/ab_smollm2.err"
+      fi
+    done
+  done
+fi
+
+# fuse-ab: decode tokens/s with the norm and SwiGLU folded into the INT4 GEMMs (kernels/gemm/x_prologue.h) up
+# to 8 tokens, and never (QLLM_FUSED_PROLOGUE_TOKENS=8 / 0), same binary, interleaved twice, batch 1 to 8: where
+# folding pays (the rule fused_prologue_up_to_tokens in kernels/gemm/plan_rules.h). The synthetic
+# Llama-3.2-1B (int4-g128) and SmolLM2 when carried (int4-g64; its Q4_1 as stored folds SwiGLU only).
+if [[ $what == fuse-ab ]]; then
+  [[ -f $synth/config.json ]] || $qllm synth --config llama-3.2-1b --out "$synth" --force > "$OUT/synth.log" 2>&1
+  for round in 1 2; do
+    for tokens in 0 8; do
+      log "fuse-ab round $round, folded up to $tokens tokens"
+      QLLM_FUSED_PROLOGUE_TOKENS=$tokens timeout 200 $qllm bench --model "$synth" --device cuda --quant int4-g128 \
+        -p 128 -n 128 --batch 1,2,4,8 --reps 3 --json > "$OUT/fuse_llama1b_t${tokens}_r$round.json" 2> "$OUT/fuse_llama1b.err"
+      python3 scripts/print_bench.py "$OUT/fuse_llama1b_t${tokens}_r$round.json" || tail -5 "$OUT/fuse_llama1b.err"
+      if [[ -f $gguf ]]; then
+        QLLM_FUSED_PROLOGUE_TOKENS=$tokens timeout 120 $qllm bench --model "$gguf" --device cuda --quant int4-g64,auto \
+          -p 128 -n 128 --batch 1,4,8 --reps 3 --json > "$OUT/fuse_smollm2_t${tokens}_r$round.json" 2> "$OUT/fuse_smollm2.err"
+        python3 scripts/print_bench.py "$OUT/fuse_smollm2_t${tokens}_r$round.json" || tail -5 "$OUT/fuse_smollm2.err"
       fi
     done
   done

@@ -11,6 +11,7 @@
 #include "kernels/attention/attention_layout.h"
 #include "kernels/elementwise/embedding.h"
 #include "kernels/elementwise/swiglu.h"
+#include "kernels/gemm/x_prologue.h"
 #include "kernels/norm/rmsnorm.h"
 #include "kernels/runtime/device_info.h"
 #include "kernels/sampling/sampling.h"
@@ -66,8 +67,8 @@ QuantLinear make_linear(std::initializer_list<const WeightMatrix*> parts, const 
   std::vector<const Int4Matrix*> stored_parts;
   for (const WeightMatrix* w : parts) {
     QLLM_CHECK(keeps_stored_int4(*w, mode, activation) == stored,
-               "fusing {} ({}) with {} ({}): the parts of a fused projection must be stored alike", first.name,
-               stored ? "INT4 kept as stored" : "quantized at load", w->name,
+               "fusing {} ({}) with {} ({}): the parts of a fused projection must be stored alike",
+               first.name, stored ? "INT4 kept as stored" : "quantized at load", w->name,
                stored ? "quantized at load" : "INT4 kept as stored");
     if (stored) stored_parts.push_back(w->int4.get());
   }
@@ -127,14 +128,15 @@ LlamaCudaModel::LlamaCudaModel(LlamaConfig config, const LlamaWeights& weights, 
   for (size_t i = 0; i < weights.layers.size(); ++i) {
     const LayerWeights& w = weights.layers[i];
     const QuantMode& m = quant_.linear;
-    layers_.push_back(Layer{to_device<float>(w.attn_norm, "attn_norm"), to_device<float>(w.ffn_norm, "ffn_norm"),
-                            make_linear({&w.wq, &w.wk, &w.wv}, m, activation_), make_linear({&w.wo}, m, activation_),
-                            make_linear({&w.w_gate, &w.w_up}, m, activation_),
-                            make_linear({&w.w_down}, m, activation_)});
+    layers_.push_back(
+        Layer{to_device<float>(w.attn_norm, "attn_norm"), to_device<float>(w.ffn_norm, "ffn_norm"),
+              make_linear({&w.wq, &w.wk, &w.wv}, m, activation_), make_linear({&w.wo}, m, activation_),
+              make_linear({&w.w_gate, &w.w_up}, m, activation_), make_linear({&w.w_down}, m, activation_)});
     progress.update(static_cast<int64_t>(i) + 1);
   }
   lm_head_.emplace(make_linear({&weights.lm_head}, quant_.lm_head, activation_));
-  if (!config_.tie_word_embeddings) embed_.emplace(make_linear({&weights.embed}, quant_.lm_head, activation_));
+  if (!config_.tie_word_embeddings)
+    embed_.emplace(make_linear({&weights.embed}, quant_.lm_head, activation_));
   final_norm_ = to_device<float>(weights.final_norm, "final_norm");
   std::vector<float> inv_freq;
   for (double f : rope_inverse_frequencies(config_)) inv_freq.push_back(static_cast<float>(f));
@@ -183,18 +185,19 @@ struct LlamaCudaContext::Workspace {
 
   DeviceBuffer<int32_t> batch;
   PinnedBuffer<int32_t> batch_host;
-  DeviceBuffer<float> residual;    // f32 [tokens, hidden]
-  DeviceBuffer<uint16_t> x;        // T [tokens, hidden]: a block's normalized input, last: the final norm
-  DeviceBuffer<uint16_t> qkv;      // T [tokens, (Hq + 2 Hkv) D]
-  DeviceBuffer<uint16_t> q;        // T [tokens, Hq D] rotated queries
-  DeviceBuffer<uint16_t> attn;     // T [tokens, Hq D]
-  DeviceBuffer<uint16_t> delta;    // T [tokens, hidden]: a block's output before the residual add
-  DeviceBuffer<uint16_t> gate_up;  // T [tokens, 2 I]
-  DeviceBuffer<uint16_t> act;      // T [tokens, I]
-  DeviceBuffer<uint16_t> last_x;   // T [sequences, hidden]: the final norm's row of each sequence's last token
-  DeviceBuffer<uint16_t> logits;   // T [max(logit_rows, sequences), vocab]
-  DeviceBuffer<double> nll;        // [tokens]
-  DeviceBuffer<int> error_flag;    // set by the gather, the sampler and the log-probs on bad ids or NaN
+  DeviceBuffer<float> residual;        // f32 [tokens, hidden]
+  DeviceBuffer<float> residual_spare;  // f32 [tokens, hidden]: a norm folded into a GEMM writes the sum here
+  DeviceBuffer<uint16_t> x;            // T [tokens, hidden]: a block's normalized input, last: the final norm
+  DeviceBuffer<uint16_t> qkv;          // T [tokens, (Hq + 2 Hkv) D]
+  DeviceBuffer<uint16_t> q;            // T [tokens, Hq D] rotated queries
+  DeviceBuffer<uint16_t> attn;         // T [tokens, Hq D]
+  DeviceBuffer<uint16_t> delta;        // T [tokens, hidden]: a block's output before the residual add
+  DeviceBuffer<uint16_t> gate_up;      // T [tokens, 2 I]
+  DeviceBuffer<uint16_t> act;          // T [tokens, I]
+  DeviceBuffer<uint16_t> last_x;  // T [sequences, hidden]: the final norm's row of each sequence's last token
+  DeviceBuffer<uint16_t> logits;  // T [max(logit_rows, sequences), vocab]
+  DeviceBuffer<double> nll;       // [tokens]
+  DeviceBuffer<int> error_flag;   // set by the gather, the sampler and the log-probs on bad ids or NaN
   PinnedBuffer<uint16_t> logits_host;
   PinnedBuffer<double> nll_host;
   PinnedBuffer<int> error_flag_host;
@@ -230,14 +233,16 @@ LlamaCudaContext::LlamaCudaContext(const LlamaCudaModel& model, const ContextOpt
     : model_(model),
       config_(model.config()),
       max_sequences_(options.max_sequences),
-      max_positions_(options.max_positions > 0 ? options.max_positions : model.config().max_position_embeddings),
+      max_positions_(options.max_positions > 0 ? options.max_positions
+                                               : model.config().max_position_embeddings),
       max_batch_tokens_(options.max_batch_tokens),
       lengths_(static_cast<size_t>(std::max(options.max_sequences, 0)), 0),
       pages_(kv_pages_for(max_positions_, std::max(options.max_sequences, 1), kDefaultKvPageSize),
              kDefaultKvPageSize, std::max(options.max_sequences, 1),
              static_cast<int>(kv_pages_per_sequence(max_positions_, kDefaultKvPageSize))),
       attention_(static_cast<int>(model.config().num_attention_heads),
-                 static_cast<int>(model.config().num_key_value_heads), static_cast<int>(model.config().head_dim)),
+                 static_cast<int>(model.config().num_key_value_heads),
+                 static_cast<int>(model.config().head_dim)),
       ws_(std::make_unique<Workspace>()) {
   QLLM_CHECK(max_positions_ <= config_.max_position_embeddings,
              "context of {} positions exceeds the model's max_position_embeddings {}", max_positions_,
@@ -292,6 +297,7 @@ void LlamaCudaContext::allocate_workspace() {
   w.logit_rows = std::min<int64_t>(T, 128);
   const int64_t logit_rows = std::max(w.logit_rows, S);
   w.residual = DeviceBuffer<float>(elements(T, hidden), "the residual stream");
+  w.residual_spare = DeviceBuffer<float>(elements(T, hidden), "the residual stream");
   w.x = DeviceBuffer<uint16_t>(elements(T, hidden), "activations");
   w.qkv = DeviceBuffer<uint16_t>(elements(T, qkv_dim), "activations");
   w.q = DeviceBuffer<uint16_t>(elements(T, config_.q_dim()), "activations");
@@ -322,6 +328,7 @@ void LlamaCudaContext::allocate_workspace() {
   for (auto* b : {&w.x, &w.qkv, &w.q, &w.attn, &w.delta, &w.gate_up, &w.act, &w.last_x, &w.logits})
     b->fill_bytes_async(0, stream_);
   w.residual.fill_bytes_async(0, stream_);
+  w.residual_spare.fill_bytes_async(0, stream_);
   w.error_flag.fill_bytes_async(0, stream_);
 }
 
@@ -337,7 +344,8 @@ uint64_t LlamaCudaContext::memory_bytes() const {
   const Workspace& w = *ws_;
   for (const auto* b : {&w.x, &w.qkv, &w.q, &w.attn, &w.delta, &w.gate_up, &w.act, &w.last_x, &w.logits})
     bytes += b->bytes();
-  bytes += w.residual.bytes() + w.nll.bytes() + w.batch.bytes() + w.recent.bytes() + w.row_state.bytes();
+  bytes += w.residual.bytes() + w.residual_spare.bytes() + w.nll.bytes() + w.batch.bytes() +
+           w.recent.bytes() + w.row_state.bytes();
   return bytes + attention_.workspace_bytes() + gemm_.workspace_bytes();
 }
 
@@ -400,7 +408,35 @@ void LlamaCudaContext::upload_batch() {
                                   stream_));
 }
 
-void LlamaCudaContext::run_layers(const BatchLayout& layout) {
+void LlamaCudaContext::normed_forward(const QuantLinear& linear, const float* norm_weight, const void* delta,
+                                      void* out, int64_t tokens, float*& residual) {
+  Workspace& w = *ws_;
+  float* spare = residual == w.residual.data() ? w.residual_spare.data() : w.residual.data();
+  XPrologue fused;
+  fused.kind = XPrologueKind::ResidualRmsNorm;
+  fused.residual = residual;
+  fused.delta = delta;
+  fused.residual_out = spare;
+  fused.norm_weight = norm_weight;
+  fused.eps = config_.rms_norm_eps;
+  if (linear.forward_fused(gemm_, fused, out, tokens, stream_)) {
+    if (delta != nullptr) residual = spare;
+    return;
+  }
+  RmsNormParams norm;
+  norm.tokens = tokens;
+  norm.hidden = config_.hidden_size;
+  norm.eps = config_.rms_norm_eps;
+  norm.dtype = model_.activation_dtype();
+  norm.residual = residual;
+  norm.delta = delta;
+  norm.weight = norm_weight;
+  norm.out = w.x.data();
+  launch_rmsnorm(norm, stream_);
+  linear.forward(gemm_, w.x.data(), out, tokens, stream_);
+}
+
+float* LlamaCudaContext::run_layers(const BatchLayout& layout, bool final_norm) {
   Workspace& w = *ws_;
   const DType dtype = model_.activation_dtype();
   const int64_t T = layout.tokens;
@@ -414,13 +450,7 @@ void LlamaCudaContext::run_layers(const BatchLayout& layout) {
   embed.error_flag = w.error_flag.data();
   launch_embedding(embed, stream_);
 
-  RmsNormParams norm;
-  norm.tokens = T;
-  norm.hidden = config_.hidden_size;
-  norm.eps = config_.rms_norm_eps;
-  norm.dtype = dtype;
-  norm.residual = w.residual.data();
-  norm.out = w.x.data();
+  float* residual = w.residual.data();  // where the residual stream is (normed_forward may move it)
 
   RopeKvParams rope;
   rope.qkv = w.qkv.data();
@@ -461,13 +491,15 @@ void LlamaCudaContext::run_layers(const BatchLayout& layout) {
   swiglu.gate_up = w.gate_up.data();
   swiglu.out = w.act.data();
 
+  XPrologue fused_swiglu;
+  fused_swiglu.kind = XPrologueKind::Swiglu;
+  fused_swiglu.gate_up = w.gate_up.data();
+
   for (size_t l = 0; l < model_.layers().size(); ++l) {
     const LlamaCudaModel::Layer& layer = model_.layers()[l];
     // Attention block: residual += delta (the previous MLP's output; none before the first layer).
-    norm.delta = l == 0 ? nullptr : w.delta.data();
-    norm.weight = layer.attn_norm.data();
-    launch_rmsnorm(norm, stream_);
-    layer.qkv.forward(gemm_, w.x.data(), w.qkv.data(), T, stream_);
+    normed_forward(layer.qkv, layer.attn_norm.data(), l == 0 ? nullptr : w.delta.data(), w.qkv.data(), T,
+                   residual);
     rope.k_pool = k_pools_[l].data();
     rope.v_pool = v_pools_[l].data();
     att.k_pool = rope.k_pool;
@@ -476,16 +508,25 @@ void LlamaCudaContext::run_layers(const BatchLayout& layout) {
     attention_.run(att, stream_);
     layer.o.forward(gemm_, w.attn.data(), w.delta.data(), T, stream_);
     // MLP block.
-    norm.delta = w.delta.data();
-    norm.weight = layer.ffn_norm.data();
-    launch_rmsnorm(norm, stream_);
-    layer.gate_up.forward(gemm_, w.x.data(), w.gate_up.data(), T, stream_);
-    launch_swiglu(swiglu, stream_);
-    layer.down.forward(gemm_, w.act.data(), w.delta.data(), T, stream_);
+    normed_forward(layer.gate_up, layer.ffn_norm.data(), w.delta.data(), w.gate_up.data(), T, residual);
+    if (!layer.down.forward_fused(gemm_, fused_swiglu, w.delta.data(), T, stream_)) {
+      launch_swiglu(swiglu, stream_);
+      layer.down.forward(gemm_, w.act.data(), w.delta.data(), T, stream_);
+    }
   }
-  norm.delta = w.delta.data();
-  norm.weight = model_.final_norm();
-  launch_rmsnorm(norm, stream_);
+  if (final_norm) {
+    RmsNormParams norm;
+    norm.tokens = T;
+    norm.hidden = config_.hidden_size;
+    norm.eps = config_.rms_norm_eps;
+    norm.dtype = dtype;
+    norm.residual = residual;
+    norm.delta = w.delta.data();
+    norm.weight = model_.final_norm();
+    norm.out = w.x.data();
+    launch_rmsnorm(norm, stream_);
+  }
+  return residual;
 }
 
 void LlamaCudaContext::run_decode_graph(const BatchLayout& layout) {
@@ -523,8 +564,9 @@ void LlamaCudaContext::run_decode_graph(const BatchLayout& layout) {
     cudaGraph_t graph = nullptr;
     QLLM_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     try {
-      run_layers(bounds);
-      model_.lm_head().forward(gemm_, w.x.data(), w.logits.data(), bucket, stream_);
+      float* residual = run_layers(bounds, /*final_norm=*/false);
+      normed_forward(model_.lm_head(), model_.final_norm(), w.delta.data(), w.logits.data(), bucket,
+                     residual);
     } catch (...) {
       cudaStreamEndCapture(stream_, &graph);
       if (graph) cudaGraphDestroy(graph);
@@ -557,7 +599,8 @@ void LlamaCudaContext::sample(std::span<const TokenSampling> sampling) {
   const auto rows = static_cast<int64_t>(sampling.size());
   int64_t window = 0;
   for (const TokenSampling& s : sampling) {
-    if (s.params.repetition_penalty != 1.0f) window = std::max(window, static_cast<int64_t>(s.history.size()));
+    if (s.params.repetition_penalty != 1.0f)
+      window = std::max(window, static_cast<int64_t>(s.history.size()));
   }
   QLLM_CHECK(window <= max_positions_, "sampling: a history of {} ids, more than the context's {} positions",
              window, max_positions_);
@@ -581,11 +624,12 @@ void LlamaCudaContext::sample(std::span<const TokenSampling> sampling) {
     }
   }
   QLLM_CUDA_CHECK(cudaMemcpyAsync(w.row_state.data(), w.row_state_host.data(),
-                                  static_cast<size_t>(rows) * sizeof(SamplingRowState), cudaMemcpyHostToDevice,
-                                  stream_));
+                                  static_cast<size_t>(rows) * sizeof(SamplingRowState),
+                                  cudaMemcpyHostToDevice, stream_));
   if (window > 0) {
-    QLLM_CUDA_CHECK(cudaMemcpyAsync(w.recent.data(), w.recent_host.data(), elements(rows, window) * sizeof(int32_t),
-                                    cudaMemcpyHostToDevice, stream_));
+    QLLM_CUDA_CHECK(cudaMemcpyAsync(w.recent.data(), w.recent_host.data(),
+                                    elements(rows, window) * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                    stream_));
   }
   SampleTokensParams p;
   p.rows = rows;
@@ -598,8 +642,9 @@ void LlamaCudaContext::sample(std::span<const TokenSampling> sampling) {
   p.tokens = w.sampled.data();
   p.error_flag = w.error_flag.data();
   launch_sample_tokens(p, stream_);
-  QLLM_CUDA_CHECK(cudaMemcpyAsync(w.sampled_host.data(), w.sampled.data(), static_cast<size_t>(rows) * sizeof(int32_t),
-                                  cudaMemcpyDeviceToHost, stream_));
+  QLLM_CUDA_CHECK(cudaMemcpyAsync(w.sampled_host.data(), w.sampled.data(),
+                                  static_cast<size_t>(rows) * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                  stream_));
 }
 
 void LlamaCudaContext::sampled_logprobs(int64_t rows, const ForwardOutputs& outputs) {
@@ -671,8 +716,9 @@ void LlamaCudaContext::every_row_outputs(int64_t tokens, const ForwardOutputs& o
     }
   }
   if (!outputs.nll.empty()) {
-    QLLM_CUDA_CHECK(cudaMemcpyAsync(w.nll_host.data(), w.nll.data(), static_cast<size_t>(tokens) * sizeof(double),
-                                    cudaMemcpyDeviceToHost, stream_));
+    QLLM_CUDA_CHECK(cudaMemcpyAsync(w.nll_host.data(), w.nll.data(),
+                                    static_cast<size_t>(tokens) * sizeof(double), cudaMemcpyDeviceToHost,
+                                    stream_));
   }
 }
 

@@ -12,7 +12,9 @@
 //               delta = a Woᵀ;  x = rmsnorm(residual += delta)
 //               gu = x Wgate_upᵀ (one GEMM, [T, 2I]);  h = silu(g) u;  delta = h Wdownᵀ
 //   x = final_norm(residual += delta);  logits = x Wlm_headᵀ for the rows asked for
-// Activations are 16-bit (bf16, or f16 for f16 weights), the residual f32, math f32.
+// Activations are 16-bit (bf16, or f16 for f16 weights), the residual f32, math f32. At decode sizes the
+// INT4 GEMMs compute their input themselves (kernels/gemm/x_prologue.h): each norm is folded into the GEMM
+// after it (the residual then alternates between two buffers) and SwiGLU into the down projection.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -107,8 +109,15 @@ class LlamaCudaContext final : public Context {
   // into the pinned staging area; upload_batch() copies it to the device in one transfer.
   BatchLayout stage_batch(std::span<const SequenceInput> batch, std::span<const int32_t> targets);
   void upload_batch();
-  // The layers, from the ids on the device to the final norm's output in the workspace.
-  void run_layers(const BatchLayout& layout);
+  // The layers, from the ids on the device to the final norm's output in the workspace (`final_norm`), or
+  // to the last block's delta (the caller folds the final norm into lm_head: normed_forward). Returns the
+  // residual stream's current buffer.
+  float* run_layers(const BatchLayout& layout, bool final_norm = true);
+  // out = rmsnorm(residual += delta) @ linear's W'^T, the norm folded into the GEMM where the layer's kernel
+  // can (QuantLinear::forward_fused); the residual then moves to the other buffer, which `residual` names
+  // after the call.
+  void normed_forward(const QuantLinear& linear, const float* norm_weight, const void* delta, void* out,
+                      int64_t tokens, float*& residual);
   // The decode step of `layout.num_seqs` sequences (layers and lm_head) as a CUDA graph, captured on first
   // use for its bucket of sequences.
   void run_decode_graph(const BatchLayout& layout);

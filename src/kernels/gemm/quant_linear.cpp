@@ -70,7 +70,8 @@ Int4Matrix quantize_on_gpu(const uint16_t* values, DType dtype, int64_t rows, in
 // checkpoint's separate tensors), stored as ROWWISE rows that repeat their part's scale (the W4A16 layout
 // keeps one scale per row in both cases, so the kernels see the same thing).
 Int4Matrix quantize_global_parts(const std::vector<uint16_t>& staged, DType dtype, int64_t cols,
-                                 const Int4Scheme& scheme, std::span<const int64_t> parts, cudaStream_t stream) {
+                                 const Int4Scheme& scheme, std::span<const int64_t> parts,
+                                 cudaStream_t stream) {
   Int4Scheme rowwise = scheme;
   rowwise.granularity = Granularity::Rowwise;
   const auto rows = static_cast<int64_t>(staged.size()) / cols;
@@ -83,7 +84,8 @@ Int4Matrix quantize_global_parts(const std::vector<uint16_t>& staged, DType dtyp
   if (scheme.zero_point) out.zeros.resize(static_cast<size_t>(rows));
   int64_t first = 0;
   for (const int64_t part_rows : parts) {
-    const Int4Matrix part = quantize_on_gpu(staged.data() + first * cols, dtype, part_rows, cols, scheme, stream);
+    const Int4Matrix part =
+        quantize_on_gpu(staged.data() + first * cols, dtype, part_rows, cols, scheme, stream);
     std::copy(part.packed.begin(), part.packed.end(), out.packed.begin() + first * cols / 2);
     for (int64_t r = first; r < first + part_rows; ++r) {
       out.scales[static_cast<size_t>(r)] = part.scales[0];
@@ -224,6 +226,16 @@ void QuantLinear::forward(GemmExecutor& executor, const void* x, void* y, int64_
   } else {
     executor.cublas.run(x, dense_.data(), y, m, n_, k_, activation_, stream);
   }
+}
+
+bool QuantLinear::forward_fused(GemmExecutor& executor, const XPrologue& prologue, void* y, int64_t m,
+                                cudaStream_t stream) const {
+  QLLM_CHECK(m >= 1 && m <= executor.reserved_tokens,
+             "QuantLinear [{}, {}]: {} tokens, reserved for at most {} (call reserve() first)", n_, k_, m,
+             executor.reserved_tokens);
+  if (!int4_ || !executor.w4a16.can_fuse(prologue.kind, int4_->layout, m)) return false;
+  executor.w4a16.run_fused(prologue, *int4_, y, m, stream);
+  return true;
 }
 
 }  // namespace qllm

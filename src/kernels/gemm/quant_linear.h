@@ -35,7 +35,7 @@ struct GemmExecutor {
   CublasGemm cublas;
   W4A16Gemm w4a16;
   Int8Gemm int8;
-  int64_t reserved_tokens = 0;  // the most rows reserve() has sized the workspaces for
+  int64_t reserved_tokens = 0;   // the most rows reserve() has sized the workspaces for
   DeviceBuffer<uint16_t> x_pad;  // int8: X in rows of the padded K (zeros past K)
   DeviceBuffer<uint16_t> y_pad;  // int8: Y in rows of the padded N, copied out to [m, N]
 
@@ -87,6 +87,13 @@ class QuantLinear {
   // y[m, N] = x[m, K] @ W'^T; x and y device arrays of the activation dtype, 16-byte aligned. Only enqueues
   // work on `stream` with `executor`'s workspaces; m above what reserve() covered throws.
   void forward(GemmExecutor& executor, const void* x, void* y, int64_t m, cudaStream_t stream) const;
+
+  // y[m, N] = X @ W'^T with X computed inside the GEMM from `prologue` (x_prologue.h: the RMSNorm or SwiGLU
+  // before this layer, folded into its launch) where the layer's kernel can do that (INT4 at decode sizes:
+  // W4A16Gemm::can_fuse); returns false, having enqueued nothing, elsewhere: the caller then runs the
+  // elementwise kernel and forward(). Results are those of the unfused pair.
+  bool forward_fused(GemmExecutor& executor, const XPrologue& prologue, void* y, int64_t m,
+                     cudaStream_t stream) const;
 
   // The stored weight, for kernels that read it directly (the embedding gather of a tied table):
   // exactly one of these is non-null, according to mode().kind. The int8 weight is [padded N, padded K]

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
 #include <utility>
 
@@ -305,6 +306,31 @@ bool pads_x(const W4A16Layout& l) {
   return l.k % 8 != 0;
 }
 
+// The kernels' argument block for `plan` (the split-K workspace is the caller's to add).
+kernels::W4A16KernelArgs kernel_args(const void* x, int64_t x_cols, const W4A16DeviceWeights& w, void* y,
+                                     int64_t m, const W4A16Plan& p) {
+  const W4A16Layout& l = w.layout;
+  kernels::W4A16KernelArgs args;
+  args.x = x;
+  args.qweight = w.qweight.data();
+  args.scales = reinterpret_cast<const uint32_t*>(w.scales.data());
+  args.zero_offsets =
+      l.zero_point || l.min_offset ? reinterpret_cast<const uint32_t*>(w.zero_offsets.data()) : nullptr;
+  args.min_offset = l.min_offset;
+  args.y = y;
+  args.m = static_cast<int>(m);
+  args.n = static_cast<int>(l.padded_n());
+  args.k = static_cast<int>(l.padded_k());
+  args.n_out = static_cast<int>(l.n);
+  args.x_cols = static_cast<int>(x_cols);
+  args.group_steps = static_cast<int>(l.group_k / 16);
+  args.groups = static_cast<int>(l.groups_per_row());
+  args.splits = p.splits;
+  args.steps_per_split = p.steps_per_split;
+  args.cluster_splits = p.cluster_splits;
+  return args;
+}
+
 }  // namespace
 
 void W4A16Gemm::reserve(const W4A16Layout& l, int64_t max_m, W4A16Kernel kernel) {
@@ -355,24 +381,7 @@ void W4A16Gemm::run(const void* x, const W4A16DeviceWeights& w, void* y, int64_t
     x = x_pad_.data();
     x_cols = k;
   }
-  kernels::W4A16KernelArgs args;
-  args.x = x;
-  args.qweight = w.qweight.data();
-  args.scales = reinterpret_cast<const uint32_t*>(w.scales.data());
-  args.zero_offsets =
-      l.zero_point || l.min_offset ? reinterpret_cast<const uint32_t*>(w.zero_offsets.data()) : nullptr;
-  args.min_offset = l.min_offset;
-  args.y = y;
-  args.m = static_cast<int>(m);
-  args.n = static_cast<int>(n);
-  args.k = static_cast<int>(k);
-  args.n_out = static_cast<int>(l.n);
-  args.x_cols = static_cast<int>(x_cols);
-  args.group_steps = static_cast<int>(l.group_k / 16);
-  args.groups = static_cast<int>(l.groups_per_row());
-  args.splits = p.splits;
-  args.steps_per_split = p.steps_per_split;
-  args.cluster_splits = p.cluster_splits;
+  kernels::W4A16KernelArgs args = kernel_args(x, x_cols, w, y, m, p);
   if (uses_splitk_workspace(p)) {
     QLLM_CHECK(splitk_.fits(1, p.splits * m, n, output_tiles(p, m, n)),
                "W4A16 GEMM [{}, {}] at M = {}: split-K workspace not reserved (call reserve() first)", l.n,
@@ -408,6 +417,69 @@ void W4A16Gemm::run(const void* x, const W4A16DeviceWeights& w, void* y, int64_t
                                      p.rows_per_cta, stream);
       if (p.splits > 1) kernels::launch_splitk_reduce<T>(args, stream);
     }
+    QLLM_CUDA_CHECK_LAUNCH();
+  });
+}
+
+namespace {
+
+// The largest M that folds prologues: the rule, or QLLM_FUSED_PROLOGUE_TOKENS (0: never), the baseline of a
+// same-run measurement.
+int64_t fused_prologue_up_to_tokens() {
+  static const int64_t from_env = [] {
+    const char* value = std::getenv("QLLM_FUSED_PROLOGUE_TOKENS");
+    return value != nullptr ? std::strtoll(value, nullptr, 10) : int64_t{-1};
+  }();
+  return from_env >= 0 ? from_env : plan_rules().fused_prologue_up_to_tokens;
+}
+
+}  // namespace
+
+bool W4A16Gemm::can_fuse(XPrologueKind kind, const W4A16Layout& l, int64_t m) const {
+  const int64_t bound =
+      tuning.fused_prologue_up_to_tokens ? tuning.fused_prologue_up_to_tokens : fused_prologue_up_to_tokens();
+  if (kind == XPrologueKind::None || m < 1 || m > bound || l.k % 8 != 0) return false;
+  // The norm: not in the min-offset variants (w4a16_skinny.cuh), and rows of at most 4096 values.
+  if (kind == XPrologueKind::ResidualRmsNorm &&
+      (l.min_offset || l.k > int64_t{8} * kernels::kPrologueMaxChunksPerThread * kernels::kSkinnyThreads))
+    return false;
+  const W4A16Plan p = plan(m, l);
+  return p.kernel == W4A16Kernel::Skinny && p.tokens_per_cta == 8;
+}
+
+void W4A16Gemm::run_fused(const XPrologue& prologue, const W4A16DeviceWeights& w, void* y, int64_t m,
+                          cudaStream_t stream) {
+  const W4A16Layout& l = w.layout;
+  QLLM_CHECK(can_fuse(prologue.kind, l, m),
+             "W4A16 GEMM [{}, {}] at M = {}: this activation cannot be computed inside the GEMM (check "
+             "can_fuse() first)",
+             l.n, l.k, m);
+  QLLM_CHECK(y != nullptr && is_aligned(y, 16),
+             "W4A16 GEMM: Y must be a non-null, 16-byte aligned device pointer");
+  if (prologue.kind == XPrologueKind::ResidualRmsNorm) {
+    QLLM_CHECK(prologue.residual != nullptr && prologue.norm_weight != nullptr &&
+                   is_aligned(prologue.residual, 16) && is_aligned(prologue.norm_weight, 16) &&
+                   is_aligned(prologue.delta, 16) && is_aligned(prologue.residual_out, 16) &&
+                   (prologue.delta == nullptr ||
+                    (prologue.residual_out != nullptr && prologue.residual_out != prologue.residual)),
+               "W4A16 GEMM with RMSNorm: residual, weight, delta and residual_out must be 16-byte aligned "
+               "device pointers, and with a delta residual_out set apart from residual");
+  } else {
+    QLLM_CHECK(prologue.gate_up != nullptr && is_aligned(prologue.gate_up, 16),
+               "W4A16 GEMM with SwiGLU: gate_up must be a non-null, 16-byte aligned device pointer");
+  }
+  const W4A16Plan p = plan(m, l);
+  kernels::W4A16KernelArgs args = kernel_args(nullptr, l.k, w, y, m, p);
+  args.prologue = prologue;
+  if (uses_splitk_workspace(p)) {
+    QLLM_CHECK(splitk_.fits(1, p.splits * m, l.padded_n(), output_tiles(p, m, l.padded_n())),
+               "W4A16 GEMM [{}, {}] at M = {}: split-K workspace not reserved (call reserve() first)", l.n,
+               l.k, m);
+    args.partials = splitk_.partials();
+    args.counters = splitk_.counters();
+  }
+  kernels::dispatch_16bit(l.activation, "W4A16 GEMM", [&](auto tag) {
+    kernels::launch_w4a16_skinny<decltype(tag)>(args, 1, p.warps_k, stream);
     QLLM_CUDA_CHECK_LAUNCH();
   });
 }

@@ -18,6 +18,7 @@
 
 #include "kernels/gemm/cublas_gemm.h"
 #include "kernels/gemm/splitk_workspace.h"
+#include "kernels/gemm/x_prologue.h"
 #include "kernels/runtime/cuda_utils.h"
 #include "quant/w4a16_layout.h"
 
@@ -66,6 +67,7 @@ struct W4A16Tuning {
   int rows_per_cta = 0;    // wgmma: 64 (with 128 tokens), else what the token tile implies
   int warps_k = 0;         // skinny 1, 2, 4, 8
   int splits = 0;
+  int fused_prologue_up_to_tokens = 0;  // can_fuse's bound on M (1..8); 0: the plan rule's
 };
 
 // Owns the split-K workspace, the dequant path's scratch (N x K 16-bit values of the largest weight reserved
@@ -90,6 +92,14 @@ class W4A16Gemm {
   // plan outside what reserve() covered throws.
   void run(const void* x, const W4A16DeviceWeights& weights, void* y, int64_t m, cudaStream_t stream,
            W4A16Kernel kernel = W4A16Kernel::Auto);
+  // Whether run_fused() takes `kind` on weights of `layout` at M tokens: Auto's plan is the skinny kernel
+  // at 8 tokens per CTA, M within the rule's bound (kernels::W4A16PlanRules), K a multiple of 8 (and at most
+  // 4096 for the norm). Otherwise the caller runs the elementwise kernel, then run().
+  bool can_fuse(XPrologueKind kind, const W4A16Layout& layout, int64_t m) const;
+  // y[m, n] = X @ W'^T where X[m, layout.k] is computed from `prologue` (x_prologue.h) inside the GEMM.
+  // Throws where !can_fuse(prologue.kind, ...); otherwise as run().
+  void run_fused(const XPrologue& prologue, const W4A16DeviceWeights& weights, void* y, int64_t m,
+                 cudaStream_t stream);
 
  private:
   kernels::SplitKWorkspace splitk_;

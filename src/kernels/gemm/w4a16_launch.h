@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/common/dispatch.h"
+#include "kernels/gemm/x_prologue.h"
 
 namespace qllm::kernels {
 
@@ -36,6 +37,9 @@ struct W4A16KernelArgs {
   int cluster_splits = 0;   // tiled kernel: > 1 when the splits form a cluster and reduce in shared memory
   // w' = u * s + m (GGUF Q4_1): z = 0, zero_offsets holds the minimums.
   bool min_offset = false;
+  // The skinny kernel at 8 tokens per CTA: X computed from these inputs instead of read (x is then unused;
+  // x_cols is K, a multiple of 8).
+  XPrologue prologue;
   // Host only: the launcher sets its kernel's attributes (once per kernel) and launches nothing, so that
   // reserve() does what a first launch would otherwise do inside a captured region.
   bool configure_only = false;
@@ -45,6 +49,10 @@ struct W4A16KernelArgs {
 // a CTA covers 16 * 8 / warps_k weight rows and 8 * tok_tiles (1, 2, 4) tokens; grid (rows, splits, tokens).
 // The CTA keeps its [tokens x steps_per_split * 64] activation slice in shared memory.
 constexpr int kSkinnyMaxActivationBytes = 72 * 1024;
+constexpr int kSkinnyThreads = 256;
+// A fused RMSNorm (x_prologue.h) holds up to this many chunks of 8 values of a row per thread: K up to
+// 8 * 2 * 256 = 4096.
+constexpr int kPrologueMaxChunksPerThread = 2;
 template <typename T>
 void launch_w4a16_skinny(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
 

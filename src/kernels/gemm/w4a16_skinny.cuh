@@ -12,6 +12,8 @@
 //    is that sum): the weights stay exact integers, and MMAs are cheap in a memory-bound kernel;
 //  - the CTA's whole slice of activations is copied into shared memory once, so the main loop has no
 //    barrier: every warp streams its weights at its own pace;
+//  - at decode the CTA may compute X itself from the norm's or SwiGLU's inputs (x_prologue.h): the
+//    elementwise kernel before is folded into this launch;
 //  - small N is split along K across the warps of a CTA (reduced through shared memory) until the GPU has
 //    enough CTAs; across CTAs only when the activation slice would not fit in shared memory: the last CTA
 //    to finish a tile adds the partial sums in a fixed order (deterministic) and writes the output.
@@ -24,6 +26,7 @@
 #include "kernels/common/dependent_launch.cuh"
 #include "kernels/gemm/w4a16_device.cuh"
 #include "kernels/gemm/w4a16_launch.h"
+#include "kernels/gemm/x_prologue.cuh"
 #include "kernels/runtime/cuda_utils.h"
 
 namespace qllm::kernels::skinny {
@@ -32,6 +35,7 @@ using namespace w4a16;
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
+static_assert(kThreads == kSkinnyThreads, "w4a16_launch.h states the CTA size to the host");
 constexpr int kStepK = 64;  // weights per row per step: one 16-byte load per thread
 // Weight steps in flight per warp: 8-token CTAs run 4 per SM under a 64-register cap, so they keep 3 (32
 // warps x 3 x 512 bytes per SM is still twice what H200's bandwidth needs in flight); the others keep 4, but
@@ -118,10 +122,24 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   // its own MMA output column (n = token), which is never stored. At M = 1 that is 1 row of 8. Columns past
   // X's (K not a multiple of 64) are zero-filled: they meet zero weights, and garbage there could be NaN.
   const int row_elems = args.steps_per_split * kStepK + kRowPad;
-  {
+  const int rows = min(kTokens, args.m - token_base);
+  // 8-token CTAs (decode) may compute X instead (x_prologue.h: the norm or SwiGLU before, folded in); the
+  // other widths compile without that code, and the min-offset variants without the norm (ptxas spilled).
+  const XPrologueKind prologue_kind = kTokTiles == 1 ? args.prologue.kind : XPrologueKind::None;
+  if constexpr (kTokTiles == 1) {
+    if (!kMinOffset && prologue_kind == XPrologueKind::ResidualRmsNorm) {
+      // One CTA per token block writes the updated residual (the grid's first along N and K).
+      prologue::residual_rmsnorm<T>(args.prologue, args.x_cols, token_base, rows, smem, row_elems,
+                                    cta_begin * kStepK, cta_steps * kStepK,
+                                    blockIdx.x == 0 && blockIdx.y == 0);
+    } else if (prologue_kind == XPrologueKind::Swiglu) {
+      prologue::swiglu<T>(args.prologue, args.x_cols, token_base, rows, smem, row_elems, cta_begin * kStepK,
+                          cta_steps * kStepK);
+    }
+  }
+  if (prologue_kind == XPrologueKind::None) {
     const auto* x_base = static_cast<const uint16_t*>(args.x);
     const auto* x = x_base + static_cast<int64_t>(token_base) * args.x_cols + cta_begin * kStepK;
-    const int rows = min(kTokens, args.m - token_base);
     const int chunks_per_row = cta_steps * (kStepK / 8);
     const int cols_left = args.x_cols - cta_begin * kStepK;  // x_cols % 8 == 0: chunks are all in or out
     for (int chunk = threadIdx.x; chunk < rows * chunks_per_row; chunk += kThreads) {
@@ -131,9 +149,8 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
                   valid ? x + static_cast<int64_t>(row) * args.x_cols + col : x_base, valid);
     }
     cp_async_commit();
+    cp_async_wait<0>();
   }
-
-  cp_async_wait<0>();
   __syncthreads();  // the activation slice is in
 
   float acc[kTokTiles][4] = {};        // output: rows (g, g+8) x tokens (2t, 2t+1) per token tile
