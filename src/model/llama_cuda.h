@@ -13,8 +13,9 @@
 //               gu = x Wgate_upᵀ (one GEMM, [T, 2I]);  h = silu(g) u;  delta = h Wdownᵀ
 //   x = final_norm(residual += delta);  logits = x Wlm_headᵀ for the rows asked for
 // Activations are 16-bit (bf16, or f16 for f16 weights), the residual f32, math f32. At decode sizes the
-// INT4 GEMMs compute their input themselves (kernels/gemm/x_prologue.h): each norm is folded into the GEMM
-// after it (the residual then alternates between two buffers) and SwiGLU into the down projection.
+// INT4 GEMMs can compute their input themselves (kernels/gemm/x_prologue.h; up to the plan rule's token
+// bound, which is 0 until measured): each norm folded into the GEMM after it (the residual then alternates
+// between two buffers) and SwiGLU into the down projection.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -114,8 +115,8 @@ class LlamaCudaContext final : public Context {
   // residual stream's current buffer.
   float* run_layers(const BatchLayout& layout, bool final_norm = true);
   // out = rmsnorm(residual += delta) @ linear's W'^T, the norm folded into the GEMM where the layer's kernel
-  // can (QuantLinear::forward_fused); the residual then moves to the other buffer, which `residual` names
-  // after the call.
+  // can (QuantLinear::forward_fused); a folded norm with a delta leaves the residual in the other buffer,
+  // which `residual` names after the call.
   void normed_forward(const QuantLinear& linear, const float* norm_weight, const void* delta, void* out,
                       int64_t tokens, float*& residual);
   // The decode step of `layout.num_seqs` sequences (layers and lm_head) as a CUDA graph, captured on first
