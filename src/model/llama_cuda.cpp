@@ -423,6 +423,11 @@ void LlamaCudaContext::normed_forward(const QuantLinear& linear, const float* no
     if (delta != nullptr) residual = spare;
     return;
   }
+  launch_norm(tokens, residual, delta, norm_weight);
+  linear.forward(gemm_, w.x.data(), out, tokens, stream_);
+}
+
+void LlamaCudaContext::launch_norm(int64_t tokens, float* residual, const void* delta, const float* weight) {
   RmsNormParams norm;
   norm.tokens = tokens;
   norm.hidden = config_.hidden_size;
@@ -430,10 +435,9 @@ void LlamaCudaContext::normed_forward(const QuantLinear& linear, const float* no
   norm.dtype = model_.activation_dtype();
   norm.residual = residual;
   norm.delta = delta;
-  norm.weight = norm_weight;
-  norm.out = w.x.data();
+  norm.weight = weight;
+  norm.out = ws_->x.data();
   launch_rmsnorm(norm, stream_);
-  linear.forward(gemm_, w.x.data(), out, tokens, stream_);
 }
 
 float* LlamaCudaContext::run_layers(const BatchLayout& layout, bool final_norm) {
@@ -514,18 +518,7 @@ float* LlamaCudaContext::run_layers(const BatchLayout& layout, bool final_norm) 
       layer.down.forward(gemm_, w.act.data(), w.delta.data(), T, stream_);
     }
   }
-  if (final_norm) {
-    RmsNormParams norm;
-    norm.tokens = T;
-    norm.hidden = config_.hidden_size;
-    norm.eps = config_.rms_norm_eps;
-    norm.dtype = dtype;
-    norm.residual = residual;
-    norm.delta = w.delta.data();
-    norm.weight = model_.final_norm();
-    norm.out = w.x.data();
-    launch_rmsnorm(norm, stream_);
-  }
+  if (final_norm) launch_norm(T, residual, w.delta.data(), model_.final_norm());
   return residual;
 }
 

@@ -119,6 +119,8 @@ class LlamaCudaContext final : public Context {
   // which `residual` names after the call.
   void normed_forward(const QuantLinear& linear, const float* norm_weight, const void* delta, void* out,
                       int64_t tokens, float*& residual);
+  // The RMSNorm kernel: x (workspace) = rmsnorm(residual += delta) with `weight`, in place on `residual`.
+  void launch_norm(int64_t tokens, float* residual, const void* delta, const float* weight);
   // The decode step of `layout.num_seqs` sequences (layers and lm_head) as a CUDA graph, captured on first
   // use for its bucket of sequences.
   void run_decode_graph(const BatchLayout& layout);

@@ -8,8 +8,9 @@
 //     f32 ulp);
 //   - the updated residual written by the fold: exactly rmsnorm_ref's.
 // Shapes: Llama-3.2-1B's (hidden 2048, intermediate 8192: the down projection splits K across CTAs),
-// SmolLM2-135M's (576, 1536), K not a multiple of 64 (200) and the largest folded norm (4096); M from 1 to 8
-// (one 8-token CTA per N tile), every INT4 scheme family.
+// SmolLM2-135M's (K = 576 with N = 960 fused q/k/v, 192 a k or v projection, 49152 the lm_head; down 576 x
+// 1536), K not a multiple of 64 (200) and the largest folded norm (4096); M from 1 to 8 (one 8-token CTA per
+// N tile), every INT4 scheme family.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -141,7 +142,7 @@ QLLM_OP_CASES(quant_linear_fused) {
   uint64_t seed = 2100;
   // (N, K) per fold: the norm feeds qkv / gate_up / lm_head-like rows of K = hidden; SwiGLU feeds down.
   using Shapes = std::vector<std::pair<int64_t, int64_t>>;
-  const Shapes norm_shapes = {{3072, 2048}, {960, 576}, {272, 200}, {512, 4096}};
+  const Shapes norm_shapes = {{3072, 2048}, {960, 576}, {192, 576}, {49152, 576}, {272, 200}, {512, 4096}};
   const Shapes swiglu_shapes = {{2048, 8192}, {576, 1536}, {136, 200}};
   for (const char* mode : {"int4-g128", "int4-g32-asym", "int4-rowwise"}) {
     for (const int64_t m : {1, 3, 8}) {

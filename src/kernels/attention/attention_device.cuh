@@ -1,5 +1,5 @@
-// Device helpers of the attention kernels: 8-element vector (un)packing, the transposing ldmatrix, and the
-// paged-KV addressing. The dtype tags, 16-bit conversions (to_float, from_float, pack2) and the mma.sync,
+// Device helpers of the attention kernels: the transposing ldmatrix and the paged-KV addressing. The dtype
+// tags, 16-bit conversions (to_float, from_float, pack2, pack8, unpack8) and the mma.sync,
 // ldmatrix and cp.async primitives are the shared ones of kernels/common/. Include only from .cu files.
 #pragma once
 
@@ -14,23 +14,6 @@
 #include "kernels/common/numeric.cuh"
 
 namespace qllm::kernels::attention {
-
-// The 8 elements of a 16-byte vector, in memory order.
-template <typename T>
-__device__ __forceinline__ void unpack8(const uint4& v, float (&out)[8]) {
-  const uint32_t words[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    out[2 * i] = to_float<T>(words[i] & 0xffffu);
-    out[2 * i + 1] = to_float<T>(words[i] >> 16);
-  }
-}
-
-template <typename T>
-__device__ __forceinline__ uint4 pack8(const float (&in)[8]) {
-  return make_uint4(pack2<T>(in[0], in[1]), pack2<T>(in[2], in[3]), pack2<T>(in[4], in[5]),
-                    pack2<T>(in[6], in[7]));
-}
 
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_row) {
   const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_row));

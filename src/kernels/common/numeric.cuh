@@ -76,4 +76,21 @@ __device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c) {
   return pair_bits<T>(__hfma2(as_pair<T>(a), as_pair<T>(b), as_pair<T>(c)));
 }
 
+// The 8 elements of a 16-byte vector, in memory order.
+template <typename T>
+__device__ __forceinline__ void unpack8(const uint4& v, float (&out)[8]) {
+  const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    out[2 * i] = to_float<T>(words[i] & 0xffffu);
+    out[2 * i + 1] = to_float<T>(words[i] >> 16);
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ uint4 pack8(const float (&in)[8]) {
+  return make_uint4(pack2<T>(in[0], in[1]), pack2<T>(in[2], in[3]), pack2<T>(in[4], in[5]),
+                    pack2<T>(in[6], in[7]));
+}
+
 }  // namespace qllm::kernels

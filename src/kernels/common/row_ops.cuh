@@ -108,6 +108,22 @@ __device__ __forceinline__ void store8(float* p, bool vector, int count, const f
   }
 }
 
+// The arithmetic of the row-wise ops, written once for every kernel that computes them (the norm and SwiGLU
+// kernels, and the GEMM prologues that fold them in: gemm/x_prologue.cuh); each step one rounded f32
+// operation, no contraction into fma, as the CPU reference computes them.
+// RMSNorm's f32(1 / sqrt(sum_sq / n + eps)), in double.
+__device__ __forceinline__ float inverse_rms(double sum_sq, int64_t n, double eps) {
+  return static_cast<float>(1.0 / sqrt(sum_sq / static_cast<double>(n) + eps));
+}
+// RMSNorm's output w * (x * inv_rms).
+__device__ __forceinline__ float rms_scaled(float w, float x, float inv_rms) {
+  return __fmul_rn(w, __fmul_rn(x, inv_rms));
+}
+// SwiGLU's silu(g) * u = g / (1 + exp(-g)) * u.
+__device__ __forceinline__ float silu_mul(float g, float u) {
+  return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+}
+
 __device__ __forceinline__ bool aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }

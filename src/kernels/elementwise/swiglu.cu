@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(kThreads) swiglu_kernel(const T* __restrict__ 
   load8(gate, vector, count, g);
   load8(gate + width, vector, count, u);
 #pragma unroll
-  for (int e = 0; e < 8; ++e) o[e] = __fmul_rn(__fdiv_rn(g[e], __fadd_rn(1.0f, expf(-g[e]))), u[e]);
+  for (int e = 0; e < 8; ++e) o[e] = silu_mul(g[e], u[e]);
   store8(out + token * width + col, vector, count, o);
 }
 

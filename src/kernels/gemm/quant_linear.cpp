@@ -233,9 +233,7 @@ bool QuantLinear::forward_fused(GemmExecutor& executor, const XPrologue& prologu
   QLLM_CHECK(m >= 1 && m <= executor.reserved_tokens,
              "QuantLinear [{}, {}]: {} tokens, reserved for at most {} (call reserve() first)", n_, k_, m,
              executor.reserved_tokens);
-  if (!int4_ || !executor.w4a16.can_fuse(prologue.kind, int4_->layout, m)) return false;
-  executor.w4a16.run_fused(prologue, *int4_, y, m, stream);
-  return true;
+  return int4_ && executor.w4a16.run_fused(prologue, *int4_, y, m, stream);
 }
 
 }  // namespace qllm

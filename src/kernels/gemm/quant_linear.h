@@ -90,7 +90,7 @@ class QuantLinear {
 
   // y[m, N] = X @ W'^T with X computed inside the GEMM from `prologue` (x_prologue.h: the RMSNorm or SwiGLU
   // before this layer, folded into its launch) where the layer's kernel can do that (INT4 at decode sizes:
-  // W4A16Gemm::can_fuse); returns false, having enqueued nothing, elsewhere: the caller then runs the
+  // W4A16Gemm::run_fused); returns false, having enqueued nothing, elsewhere: the caller then runs the
   // elementwise kernel and forward(). Results are those of the unfused pair.
   bool forward_fused(GemmExecutor& executor, const XPrologue& prologue, void* y, int64_t m,
                      cudaStream_t stream) const;

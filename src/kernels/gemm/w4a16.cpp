@@ -382,13 +382,7 @@ void W4A16Gemm::run(const void* x, const W4A16DeviceWeights& w, void* y, int64_t
     x_cols = k;
   }
   kernels::W4A16KernelArgs args = kernel_args(x, x_cols, w, y, m, p);
-  if (uses_splitk_workspace(p)) {
-    QLLM_CHECK(splitk_.fits(1, p.splits * m, n, output_tiles(p, m, n)),
-               "W4A16 GEMM [{}, {}] at M = {}: split-K workspace not reserved (call reserve() first)", l.n,
-               l.k, m);
-    args.partials = splitk_.partials();
-    args.counters = splitk_.counters();
-  }
+  attach_splitk(args, p, l);
   kernels::dispatch_16bit(l.activation, "W4A16 GEMM", [&](auto tag) {
     using T = decltype(tag);
     if (p.kernel == W4A16Kernel::Dequant) {
@@ -435,25 +429,19 @@ int64_t fused_prologue_up_to_tokens() {
 
 }  // namespace
 
-bool W4A16Gemm::can_fuse(XPrologueKind kind, const W4A16Layout& l, int64_t m) const {
+bool W4A16Gemm::run_fused(const XPrologue& prologue, const W4A16DeviceWeights& w, void* y, int64_t m,
+                          cudaStream_t stream) {
+  const W4A16Layout& l = w.layout;
   const int64_t bound =
       tuning.fused_prologue_up_to_tokens ? tuning.fused_prologue_up_to_tokens : fused_prologue_up_to_tokens();
-  if (kind == XPrologueKind::None || m < 1 || m > bound || l.k % 8 != 0) return false;
+  if (prologue.kind == XPrologueKind::None || m < 1 || m > bound || l.k % 8 != 0) return false;
   // The norm: not in the min-offset variants (w4a16_skinny.cuh), and rows of at most 4096 values.
-  if (kind == XPrologueKind::ResidualRmsNorm &&
+  if (prologue.kind == XPrologueKind::ResidualRmsNorm &&
       (l.min_offset || l.k > int64_t{8} * kernels::kPrologueMaxChunksPerThread * kernels::kSkinnyThreads))
     return false;
   const W4A16Plan p = plan(m, l);
-  return p.kernel == W4A16Kernel::Skinny && p.tokens_per_cta == 8;
-}
+  if (p.kernel != W4A16Kernel::Skinny || p.tokens_per_cta != 8) return false;
 
-void W4A16Gemm::run_fused(const XPrologue& prologue, const W4A16DeviceWeights& w, void* y, int64_t m,
-                          cudaStream_t stream) {
-  const W4A16Layout& l = w.layout;
-  QLLM_CHECK(can_fuse(prologue.kind, l, m),
-             "W4A16 GEMM [{}, {}] at M = {}: this activation cannot be computed inside the GEMM (check "
-             "can_fuse() first)",
-             l.n, l.k, m);
   QLLM_CHECK(y != nullptr && is_aligned(y, 16),
              "W4A16 GEMM: Y must be a non-null, 16-byte aligned device pointer");
   if (prologue.kind == XPrologueKind::ResidualRmsNorm) {
@@ -468,20 +456,24 @@ void W4A16Gemm::run_fused(const XPrologue& prologue, const W4A16DeviceWeights& w
     QLLM_CHECK(prologue.gate_up != nullptr && is_aligned(prologue.gate_up, 16),
                "W4A16 GEMM with SwiGLU: gate_up must be a non-null, 16-byte aligned device pointer");
   }
-  const W4A16Plan p = plan(m, l);
   kernels::W4A16KernelArgs args = kernel_args(nullptr, l.k, w, y, m, p);
   args.prologue = prologue;
-  if (uses_splitk_workspace(p)) {
-    QLLM_CHECK(splitk_.fits(1, p.splits * m, l.padded_n(), output_tiles(p, m, l.padded_n())),
-               "W4A16 GEMM [{}, {}] at M = {}: split-K workspace not reserved (call reserve() first)", l.n,
-               l.k, m);
-    args.partials = splitk_.partials();
-    args.counters = splitk_.counters();
-  }
+  attach_splitk(args, p, l);
   kernels::dispatch_16bit(l.activation, "W4A16 GEMM", [&](auto tag) {
     kernels::launch_w4a16_skinny<decltype(tag)>(args, 1, p.warps_k, stream);
     QLLM_CUDA_CHECK_LAUNCH();
   });
+  return true;
+}
+
+void W4A16Gemm::attach_splitk(kernels::W4A16KernelArgs& args, const W4A16Plan& p, const W4A16Layout& l) {
+  if (!uses_splitk_workspace(p)) return;
+  const int64_t m = args.m, n = l.padded_n();
+  QLLM_CHECK(splitk_.fits(1, p.splits * m, n, output_tiles(p, m, n)),
+             "W4A16 GEMM [{}, {}] at M = {}: split-K workspace not reserved (call reserve() first)", l.n, l.k,
+             m);
+  args.partials = splitk_.partials();
+  args.counters = splitk_.counters();
 }
 
 }  // namespace qllm

@@ -24,6 +24,10 @@
 
 namespace qllm {
 
+namespace kernels {
+struct W4A16KernelArgs;  // w4a16_launch.h
+}  // namespace kernels
+
 // The wgmma kernel's TMA maps of one weight, for each CTA row count (64, 128, 256): encoded once when the
 // weight is uploaded (encoding costs microseconds of host time), kept with it.
 struct W4A16WeightMaps {
@@ -67,7 +71,7 @@ struct W4A16Tuning {
   int rows_per_cta = 0;    // wgmma: 64 (with 128 tokens), else what the token tile implies
   int warps_k = 0;         // skinny 1, 2, 4, 8
   int splits = 0;
-  int fused_prologue_up_to_tokens = 0;  // can_fuse's bound on M (1..8); 0: the plan rule's
+  int fused_prologue_up_to_tokens = 0;  // run_fused's bound on M (1..8); 0: the plan rule's
 };
 
 // Owns the split-K workspace, the dequant path's scratch (N x K 16-bit values of the largest weight reserved
@@ -92,16 +96,17 @@ class W4A16Gemm {
   // plan outside what reserve() covered throws.
   void run(const void* x, const W4A16DeviceWeights& weights, void* y, int64_t m, cudaStream_t stream,
            W4A16Kernel kernel = W4A16Kernel::Auto);
-  // Whether run_fused() takes `kind` on weights of `layout` at M tokens: Auto's plan is the skinny kernel
-  // at 8 tokens per CTA, M within the rule's bound (kernels::W4A16PlanRules), K a multiple of 8 (and at most
-  // 4096 for the norm). Otherwise the caller runs the elementwise kernel, then run().
-  bool can_fuse(XPrologueKind kind, const W4A16Layout& layout, int64_t m) const;
-  // y[m, n] = X @ W'^T where X[m, layout.k] is computed from `prologue` (x_prologue.h) inside the GEMM.
-  // Throws where !can_fuse(prologue.kind, ...); otherwise as run().
-  void run_fused(const XPrologue& prologue, const W4A16DeviceWeights& weights, void* y, int64_t m,
+  // y[m, n] = X @ W'^T where X[m, layout.k] is computed from `prologue` (x_prologue.h) inside the GEMM, if
+  // the GEMM can: Auto's plan is the skinny kernel at 8 tokens per CTA, M within the bound (tuning, else
+  // kernels::W4A16PlanRules), K a multiple of 8 (and for the norm at most 4096, not min-offset weights).
+  // Returns false, having enqueued nothing, otherwise: the caller runs the elementwise kernel, then run().
+  bool run_fused(const XPrologue& prologue, const W4A16DeviceWeights& weights, void* y, int64_t m,
                  cudaStream_t stream);
 
  private:
+  // Points args at the split-K workspace where plan `p` needs it (checked against what reserve() sized).
+  void attach_splitk(kernels::W4A16KernelArgs& args, const W4A16Plan& p, const W4A16Layout& layout);
+
   kernels::SplitKWorkspace splitk_;
   DeviceBuffer<uint16_t> scratch_;
   DeviceBuffer<uint16_t> x_pad_;  // X copied into rows of the padded K, where K % 8 != 0

@@ -14,13 +14,6 @@
 
 namespace qllm::kernels::prologue {
 
-constexpr int kMaxChunksPerThread = kPrologueMaxChunksPerThread;  // w4a16_launch.h
-
-template <typename T>
-__device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
-  return make_uint4(pack2<T>(v[0], v[1]), pack2<T>(v[2], v[3]), pack2<T>(v[4], v[5]), pack2<T>(v[6], v[7]));
-}
-
 // Brings the 32 bytes at p into L1 (8 f32 values; lines are 128 bytes, so 4 chunks share one).
 __device__ __forceinline__ void prefetch_l1(const float* p) {
   asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
@@ -63,7 +56,7 @@ __device__ void residual_rmsnorm(const XPrologue& p, int k, int64_t first_row, i
     const int64_t base = (first_row + row) * k;
     double sum_sq = 0.0;
 #pragma unroll
-    for (int j = 0; j < kMaxChunksPerThread; ++j) {
+    for (int j = 0; j < kPrologueMaxChunksPerThread; ++j) {
       const int c = threadIdx.x + j * blockDim.x;
       if (c >= chunks) continue;
       if (row == 0) prefetch_l1(p.norm_weight + c * 8);  // read after the reduction
@@ -73,9 +66,9 @@ __device__ void residual_rmsnorm(const XPrologue& p, int k, int64_t first_row, i
       for (int e = 0; e < 8; ++e) sum_sq += static_cast<double>(v[e]) * v[e];  // exact products
     }
     sum_sq = ops::block_sum(sum_sq, scratch);
-    const auto inv_rms = static_cast<float>(1.0 / sqrt(sum_sq / static_cast<double>(k) + p.eps));
+    const float inv_rms = ops::inverse_rms(sum_sq, k, p.eps);
 #pragma unroll
-    for (int j = 0; j < kMaxChunksPerThread; ++j) {
+    for (int j = 0; j < kPrologueMaxChunksPerThread; ++j) {
       const int c = threadIdx.x + j * blockDim.x;
       if (c >= chunks) continue;
       const int col = c * 8 - col_begin;
@@ -88,7 +81,7 @@ __device__ void residual_rmsnorm(const XPrologue& p, int k, int64_t first_row, i
       float w[8], o[8];
       ops::load8(p.norm_weight + c * 8, true, 8, w);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) o[e] = __fmul_rn(w[e], __fmul_rn(v[e], inv_rms));
+      for (int e = 0; e < 8; ++e) o[e] = ops::rms_scaled(w[e], v[e], inv_rms);
       *reinterpret_cast<uint4*>(smem + row * row_elems + col) = pack8<T>(o);
     }
   }
@@ -105,15 +98,11 @@ __device__ void swiglu(const XPrologue& p, int k, int64_t first_row, int rows, u
   for (int item = threadIdx.x; item < rows * chunks_per_row; item += blockDim.x) {
     const int row = item / chunks_per_row, col = (item % chunks_per_row) * 8;
     const uint16_t* src = gate_up + (first_row + row) * 2 * k + col_begin + col;
-    const uint4 g = *reinterpret_cast<const uint4*>(src), u = *reinterpret_cast<const uint4*>(src + k);
-    const uint32_t gw[4] = {g.x, g.y, g.z, g.w}, uw[4] = {u.x, u.y, u.z, u.w};
-    float o[8];
+    float g[8], u[8], o[8];
+    unpack8<T>(*reinterpret_cast<const uint4*>(src), g);
+    unpack8<T>(*reinterpret_cast<const uint4*>(src + k), u);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float ge = to_float<T>((gw[e / 2] >> (16 * (e % 2))) & 0xffffu);
-      const float ue = to_float<T>((uw[e / 2] >> (16 * (e % 2))) & 0xffffu);
-      o[e] = __fmul_rn(__fdiv_rn(ge, __fadd_rn(1.0f, expf(-ge))), ue);
-    }
+    for (int e = 0; e < 8; ++e) o[e] = ops::silu_mul(g[e], u[e]);
     *reinterpret_cast<uint4*>(smem + row * row_elems + col) = pack8<T>(o);
   }
   zero_tail(smem, row_elems, rows, k, col_begin, cols);

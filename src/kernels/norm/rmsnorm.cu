@@ -60,7 +60,7 @@ __global__ void __launch_bounds__(kChunks == 8 ? 1024 : 256) rmsnorm_kernel(RmsN
     for (int e = 0; e < 8; ++e) sum_sq += static_cast<double>(v[j][e]) * v[j][e];  // exact products
   }
   sum_sq = block_sum(sum_sq, scratch);
-  const auto inv_rms = static_cast<float>(1.0 / sqrt(sum_sq / static_cast<double>(a.hidden) + a.eps));
+  const float inv_rms = inverse_rms(sum_sq, a.hidden, a.eps);
 #pragma unroll
   for (int j = 0; j < kChunks; ++j) {
     if (count[j] == 0) continue;
@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kChunks == 8 ? 1024 : 256) rmsnorm_kernel(RmsN
     float w[8], o[8];
     load8(a.weight + c * 8, a.vector, count[j], w);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) o[e] = __fmul_rn(w[e], __fmul_rn(v[j][e], inv_rms));
+    for (int e = 0; e < 8; ++e) o[e] = rms_scaled(w[e], v[j][e], inv_rms);
     store8(static_cast<T*>(a.out) + base + c * 8, a.vector, count[j], o);
   }
 }
