@@ -227,10 +227,6 @@ void Int8Gemm::reserve(int64_t n, int64_t k, int64_t max_m, Int8Kernel kernel) {
     outlier_bits_ = DeviceBuffer<uint32_t>(static_cast<size_t>(k / 32), "outlier bitmap");
     outlier_bits_.fill_bytes(0);
   }
-  if (bitmap_readers_.size() == 0) {
-    bitmap_readers_ = DeviceBuffer<unsigned int>(1, "outlier bitmap readers");
-    bitmap_readers_.fill_bytes(0);
-  }
   // Any number of outlier columns, up to all K of them (a real model's down projection can have most of its
   // input columns past the threshold: SmolLM2-135M at 6.0 has over 1400 of 1536).
   grow(outlier_cols_, static_cast<size_t>(k), "outlier columns");
@@ -293,7 +289,6 @@ void Int8Gemm::run(const void* x, const Int8DeviceWeights& w, void* y, int64_t m
     prep.k = static_cast<int>(k);
     prep.threshold = outliers_enabled(threshold) ? threshold : 0.0f;
     prep.outlier_bits = outlier_bits_.data();
-    prep.bitmap_readers = bitmap_readers_.data();
     prep.xq = xq_.data();
     prep.x_absmax = x_absmax_.data();
     prep.outlier_cols = outlier_cols_.data();
@@ -311,6 +306,10 @@ void Int8Gemm::run(const void* x, const Int8DeviceWeights& w, void* y, int64_t m
   a.outlier_cols = outlier_cols_.data();
   a.x_outliers = x_outliers_.data();
   a.status = status;
+  if (outliers_enabled(threshold)) {
+    a.outlier_bits = outlier_bits_.data();
+    a.bitmap_words = static_cast<int>(k / 32);
+  }
   a.y = y;
   a.bf16 = dtype == DType::BF16;
   a.m = static_cast<int>(m);

@@ -104,8 +104,7 @@ class Int8Gemm {
  private:
   DeviceBuffer<int8_t> xq_;
   DeviceBuffer<float> x_absmax_;
-  DeviceBuffer<uint32_t> outlier_bits_;  // zero between calls (the prep clears what it used)
-  DeviceBuffer<unsigned int> bitmap_readers_;
+  DeviceBuffer<uint32_t> outlier_bits_;  // zero between calls (the GEMM clears what the prep used)
   DeviceBuffer<int> outlier_cols_;
   DeviceBuffer<uint16_t> x_outliers_;
   DeviceBuffer<unsigned char> status_;

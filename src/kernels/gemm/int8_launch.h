@@ -24,12 +24,10 @@ struct Int8PrepArgs {
   bool bf16 = true;
   int m = 0, k = 0;
   float threshold = 0;  // <= 0 or inf: no outliers
-  // The outlier column bitmap, zero on entry and zero again on exit: the last CTA of the rows kernel to have
-  // read it clears it (counted in `bitmap_readers`, itself zero on entry and on exit). All state stays on
-  // the device, so a captured graph replays correctly.
-  uint32_t* outlier_bits = nullptr;        // [k / 32]
-  unsigned int* bitmap_readers = nullptr;  // one counter
-  int8_t* xq = nullptr;                    // [m, k]
+  // The outlier column bitmap, zero on entry: the GEMM after the prep clears it (Int8GemmArgs::outlier_bits),
+  // so all state stays on the device and a captured graph replays correctly.
+  uint32_t* outlier_bits = nullptr;  // [k / 32]
+  int8_t* xq = nullptr;              // [m, k]
   float* x_absmax = nullptr;               // [m]
   int* outlier_cols = nullptr;             // [k] column of each outlier, ascending (any count up to k)
   uint16_t* x_outliers = nullptr;  // [m, k] the outlier columns' activations (16-bit), first `count` of a row
@@ -50,6 +48,11 @@ struct Int8GemmArgs {
   const int* outlier_cols = nullptr;
   const uint16_t* x_outliers = nullptr;
   Int8PrepStatus* status = nullptr;  // outlier_count, written by the prep
+  // The prep's outlier bitmap (null without outliers): the first CTA zeroes it once the prep has finished,
+  // for the next call. Clearing it here rather than in the prep spares the prep's CTAs an atomic count of
+  // readers (its round trip cost about 1 us at decode).
+  uint32_t* outlier_bits = nullptr;
+  int bitmap_words = 0;
   void* y = nullptr;                 // [m, n] bf16 or f16
   bool bf16 = true;
   float* partials = nullptr;         // skinny split-K: scaled partial sums [splits][m][n]

@@ -243,8 +243,8 @@ __global__ void __launch_bounds__(kPrepThreads) int8_outlier_bits_kernel(const I
   }
 }
 
-// The bitmap is zero on entry: the previous call's rows kernel cleared it (Int8PrepArgs::bitmap_readers),
-// which spares a memset launch per call. kChunks: 16-byte chunks of a row per thread, held in registers
+// The bitmap is zero on entry: the previous call's GEMM cleared it (Int8GemmArgs::outlier_bits), which
+// spares a memset launch per call. kChunks: 16-byte chunks of a row per thread, held in registers
 // between the absmax and the quantization; 0 for rows too long for that (read twice).
 template <int kThreadsPerRow, int kChunks>
 __global__ void __launch_bounds__(kPrepThreads) int8_rows_kernel(const Int8PrepArgs a, bool with_outliers) {
@@ -271,17 +271,7 @@ __global__ void __launch_bounds__(kPrepThreads) int8_rows_kernel(const Int8PrepA
     for (int w = threadIdx.x; w < words; w += kPrepThreads) bits[w] = __ldcg(a.outlier_bits + w);
     __syncthreads();
     if (threadIdx.x < 32) bitmap_prefix(bits, words, prefix);
-    // The last CTA to have read the bitmap clears it for the next call (every other CTA holds its copy).
-    __shared__ bool last_reader;
-    if (threadIdx.x == 0) {
-      __threadfence();
-      last_reader = atomicAdd(a.bitmap_readers, 1u) == gridDim.x - 1;
-    }
     __syncthreads();
-    if (last_reader) {
-      for (int w = threadIdx.x; w < words; w += kPrepThreads) a.outlier_bits[w] = 0;
-      if (threadIdx.x == 0) *a.bitmap_readers = 0;
-    }
     if (blockIdx.x == 0) write_outlier_list(a, bits, prefix, words);
   } else if (blockIdx.x == 0 && threadIdx.x == 0 && a.outlier_cols != nullptr) {
     a.status->outlier_count = 0;

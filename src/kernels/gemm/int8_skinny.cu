@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "kernels/common/dependent_launch.cuh"
+#include "kernels/gemm/int8_device.cuh"
 #include "kernels/gemm/int8_launch.h"
 #include "kernels/gemm/w4a16_device.cuh"
 #include "kernels/runtime/cuda_utils.h"
@@ -98,6 +99,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 4 ? 2 : 3) int8_skinny_
   // Launched as a dependent (dependent_launch.cuh): the weight loads above overlap the previous kernel (the
   // activation prep, or whatever wrote X); its results are read only from here on.
   wait_for_previous_kernel();
+  int8::clear_outlier_bitmap(a);
   const int chunks_per_row = cta_steps * (kStepK / 16);
   for (int chunk = threadIdx.x; chunk < kTokens * chunks_per_row; chunk += kThreads) {
     const int row = chunk / chunks_per_row, col = (chunk % chunks_per_row) * 16;

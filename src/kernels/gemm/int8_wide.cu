@@ -17,6 +17,7 @@
 // Launched as a dependent of the activation prep (dependent_launch.cuh): barrier setup overlaps its tail.
 #include <algorithm>
 
+#include "kernels/gemm/int8_device.cuh"
 #include "kernels/gemm/int8_launch.h"
 
 #include "kernels/common/dependent_launch.cuh"
@@ -175,6 +176,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   }
   __syncthreads();
   wait_for_previous_kernel();  // the int8 activations, their scales and the outliers come from the prep
+  int8::clear_outlier_bitmap(a);
 
   if (producer) {
     // ---- producer: one thread streams the stages; then the warp stages the epilogue's operands, which the

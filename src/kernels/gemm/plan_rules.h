@@ -26,9 +26,9 @@ struct W4A16PlanRules {
   int64_t token_tile_256_cost = 190;           // ... to a 256-token tile's
   int64_t token_tile_256_underfill = 60;  // extra for a 256-token tile TMA fills < 3/4 (M % 256 in 1..191)
   // The skinny kernel computes X itself (x_prologue.h: the norm or SwiGLU before it folded in) up to here:
-  // its CTAs do that work row after row, so past a few tokens the separate kernel is cheaper. 0 (never) until
-  // a same-run measurement (gpu_check.sh fuse-ab) has placed the crossover.
-  int64_t fused_prologue_up_to_tokens = 0;
+  // every CTA along N repeats that work for its tokens, so from 2 tokens the separate kernel is cheaper
+  // (gpu_check.sh fuse-ab; RESULTS.md §13).
+  int64_t fused_prologue_up_to_tokens = 1;
 };
 
 struct Int8PlanRules {
