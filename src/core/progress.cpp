@@ -46,6 +46,7 @@ void Progress::update(int64_t done, std::string_view detail) {
 
 void Progress::finish(std::string_view detail) {
   if (!enabled_) return;
+  if (!detail.empty()) last_tenth_ = -1;  // a plain-line log gets the closing detail even after its 100% line
   update(total_, detail);
   if (open_line_) fmt::print(stderr, "\n");
   open_line_ = false;

@@ -63,7 +63,7 @@ void put_layers(LlamaWeights& weights, GptqModelResult& r) {
 
 }  // namespace
 
-double apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokenizer& tokenizer,
+GptqTimes apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokenizer& tokenizer,
                   const ModelQuant& quant, DType activation, bool cuda, const GptqLoadOptions& options,
                   bool verbose) {
   QLLM_CHECK(quant.linear.kind == QuantMode::Kind::Int4,
@@ -76,6 +76,7 @@ double apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokeni
                options.calib.samples, options.calib.length);
   }
   const auto windows = windows_for(config, weights, tokenizer, cuda, options.calib);
+  const double sampling = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   // The embedding rows as the final model reads them (a tied embedding in the lm_head's mode).
   const CpuLinear embedding(config.tie_word_embeddings ? weights.lm_head : weights.embed, quant.lm_head,
@@ -104,10 +105,14 @@ double apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokeni
                     config.num_hidden_layers, verbose);
   o.progress = [&](int64_t layer, int64_t) { progress.update(layer); };
   GptqModelResult r = gptq_quantize_model(config, weights, windows, *solver, o);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  progress.finish(fmt::format("{} calibration tokens, {:.1f} s", r.calibration_tokens, seconds));
+  GptqTimes t = r.times;
+  t.sampling = sampling;
+  t.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  progress.finish(fmt::format("{} calibration tokens, {:.1f} s (sampling {:.1f}, forward {:.1f}, Hessians "
+                              "{:.1f}, solve {:.1f}, AWQ search {:.1f})",
+                              r.calibration_tokens, t.total, t.sampling, t.forward, t.hessian, t.solve, t.awq));
   put_layers(weights, r);
-  return seconds;
+  return t;
 }
 
 }  // namespace qllm

@@ -38,6 +38,21 @@ struct LayerSources {
 
 constexpr int kAwqGrid = 20;  // exponents 0, 0.05, ..., 0.95 (docs/GPTQ.md)
 
+// Adds the seconds its scope took to `total` (GptqTimes).
+class ScopedSeconds {
+ public:
+  explicit ScopedSeconds(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~ScopedSeconds() {
+    total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+  ScopedSeconds(const ScopedSeconds&) = delete;
+  ScopedSeconds& operator=(const ScopedSeconds&) = delete;
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 class LayerRunner {
  public:
   LayerRunner(const LlamaConfig& config, GptqSolver& solver, CalibrationMath& math,
@@ -76,12 +91,14 @@ class LayerRunner {
 
 void LayerRunner::factor(const std::vector<float>& input, int64_t cols) {
   if (!options_.solve && !options_.report) return;  // round to nearest, nothing to report: no Hessian needed
+  const ScopedSeconds timer(result_.times.hessian);
   hessian_ = math_.hessian(input, cols);
   if (options_.solve) solver_.factor(hessian_, cols, options_.gptq);
 }
 
 Quantized LayerRunner::quantize(const std::vector<float>& source, const WeightMatrix& w,
                                 const std::string& name) {
+  const ScopedSeconds timer(result_.times.solve);
   Quantized q;
   q.matrix = options_.solve ? solver_.quantize(source, w.rows, w.cols, scheme_)
                             : quantize_int4_ref(source, w.rows, w.cols, scheme_);
@@ -216,7 +233,10 @@ void LayerRunner::run(int64_t index, const LayerWeights& l, Batch& b) {
                  quantizer_source(l.w_gate, act),
                  quantizer_source(l.w_up, act),
                  quantizer_source(l.w_down, act)};
-  if (options_.awq) scale_layer(s, l, b);
+  if (options_.awq) {
+    const ScopedSeconds timer(result_.times.awq);
+    scale_layer(s, l, b);
+  }
 
   std::vector<float> xb, q, k, v, att, proj;
   norm_rows(xb, b.x, s.attn_norm);
@@ -298,11 +318,18 @@ GptqModelResult gptq_quantize_model(const LlamaConfig& config, const LlamaWeight
   LayerRunner runner(config, solver, *math, options, result);
   auto layers = static_cast<int64_t>(weights.layers.size());
   if (options.max_layers >= 0) layers = std::min(layers, options.max_layers);
+  double layer_seconds = 0;
   for (int64_t i = 0; i < layers; ++i) {
-    runner.run(i, weights.layers[i], b);
+    {
+      const ScopedSeconds timer(layer_seconds);
+      runner.run(i, weights.layers[i], b);
+    }
     if (options.progress) options.progress(i + 1, layers);
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  GptqTimes& times = result.times;
+  times.forward = std::max(0.0, layer_seconds - times.hessian - times.solve - times.awq);
+  times.total = result.seconds;
   return result;
 }
 

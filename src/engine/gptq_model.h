@@ -55,11 +55,22 @@ struct GptqModelOptions {
   std::function<void(int32_t token, float* out)> embed;
 };
 
+// Where a calibrated pass spends its time (seconds): what to speed up is read from here.
+struct GptqTimes {
+  double sampling = 0;  // --calib self: the model writing its calibration text (apply_gptq)
+  double forward = 0;   // the calibration windows through each layer (norms, products, attention, SwiGLU)
+  double hessian = 0;   // the layers' input Hessians and the solver's factorisation of them
+  double solve = 0;     // quantizing the weights (GPTQ's column loop, or round to nearest)
+  double awq = 0;       // AWQ's scale search (its own forward and Hessians included)
+  double total = 0;     // all of the above and the rest (embedding the windows, folding)
+};
+
 struct GptqModelResult {
   std::vector<GptqLayer> layers;
   std::vector<GptqLinearReport> report;  // with options.report: seven rows per layer
   int64_t calibration_tokens = 0;
   double seconds = 0;  // the whole pass, calibration forward included
+  GptqTimes times;     // its breakdown (sampling is apply_gptq's to fill)
 };
 
 // GPTQ of every decoder-layer linear of `weights` (not the lm_head / embedding) with `solver`, calibrated
@@ -84,8 +95,8 @@ struct GptqLoadOptions {
 // scheme with scales in `activation` (set_int4: the engines then use it as stored). The windows are sampled
 // by (`--calib self`) a bf16 model of these weights on the GPU when `cuda`, else the CPU reference; the solver
 // runs there too. The lm_head (and a tied embedding) is left to `quant.lm_head`. Progress per layer on stderr
-// when `verbose`. Returns the pass's seconds (calibration sampling included).
-double apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokenizer& tokenizer,
+// when `verbose`. Returns where the pass's time went (calibration sampling included).
+GptqTimes apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokenizer& tokenizer,
                   const ModelQuant& quant, DType activation, bool cuda, const GptqLoadOptions& options,
                   bool verbose);
 

@@ -48,6 +48,7 @@ struct QuantizeReport {
   double seconds = 0;       // end to end: read, quantize, write
   double read_seconds = 0;  // the input read and checked (safetensors: mapped, NaN/Inf scan)
   double quantize_seconds = 0;
+  std::optional<GptqTimes> gptq_times;  // with --method gptq/awq: where the calibrated pass spent its time
   double write_seconds = 0;  // model.safetensors (GPTQ/AWQ words packed here), config.json, tokenizer
 };
 

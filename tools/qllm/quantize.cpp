@@ -58,7 +58,7 @@ void run(const QuantizeCliOptions& o) {
                                   : Cell::missing()});
   }
   if (o.json) {
-    const nlohmann::json out = {{"command", "quantize"},
+    nlohmann::json out = {{"command", "quantize"},
                                 {"model", o.model},
                                 {"out", o.out},
                                 {"quant", r.quantization},
@@ -69,6 +69,11 @@ void run(const QuantizeCliOptions& o) {
                                 {"quantize_seconds", r.quantize_seconds},
                                 {"write_seconds", r.write_seconds},
                                 {"table", table.to_json()}};
+    if (r.gptq_times) {
+      const GptqTimes& t = *r.gptq_times;
+      out["gptq_seconds"] = {{"total", t.total},     {"sampling", t.sampling}, {"forward", t.forward},
+                             {"hessian", t.hessian}, {"solve", t.solve},       {"awq", t.awq}};
+    }
     fmt::print("{}\n", out.dump(2));
     return;
   }
