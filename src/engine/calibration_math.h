@@ -1,7 +1,7 @@
-// The two products that dominate GPTQ's and AWQ's calibration pass (engine/gptq_model.h), behind one
-// interface: on the CPU reference math (model/cpu_ops.h, quant/gptq_ref.h) or on the GPU (cuBLAS fp32).
-// Everything else of the pass (norms, RoPE, attention, SwiGLU, the solvers' inputs) stays as it is, so the
-// two differ only in the order of fp32 sums.
+// The work that dominates GPTQ's and AWQ's calibration pass (engine/gptq_model.h), behind one interface: the
+// products and the attention, on the CPU reference math (model/cpu_ops.h, quant/gptq_ref.h) or on the GPU
+// (cuBLAS fp32). The rest of the pass (norms, RoPE, SwiGLU, the solvers' inputs) stays on the host, so the two
+// differ only in the order of fp32 sums.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +26,12 @@ class CalibrationMath {
   // (quant/gptq_ref.h hessian_output_error): AWQ's search judges every candidate by it.
   OutputError output_error(std::span<const float> w, std::span<const float> w_hat, int64_t rows, int64_t cols,
                            std::span<const float> hessian);
+  // Causal grouped-query attention within each window (positions restart at 0 in every window), as the
+  // reference engine computes it: out [tokens, heads * head_dim] from q (RoPE applied) and k, v
+  // [tokens, kv_heads * head_dim]; window_start [windows + 1] holds each window's first row, then tokens.
+  void attention(std::vector<float>& out, std::span<const float> q, std::span<const float> k,
+                 std::span<const float> v, std::span<const int64_t> window_start, int64_t heads,
+                 int64_t kv_heads, int64_t head_dim);
   virtual std::string name() const = 0;
 
  protected:
@@ -35,6 +41,9 @@ class CalibrationMath {
   virtual std::vector<float> gram(std::span<const float> x, int64_t tokens, int64_t cols) = 0;
   virtual OutputError quadratic_forms(std::span<const float> w, std::span<const float> w_hat, int64_t rows,
                                       int64_t cols, std::span<const float> hessian) = 0;
+  virtual void attend(std::span<float> out, std::span<const float> q, std::span<const float> k,
+                      std::span<const float> v, std::span<const int64_t> window_start, int64_t heads,
+                      int64_t kv_heads, int64_t head_dim) = 0;
 };
 
 // The CPU reference math (OpenMP).

@@ -1,6 +1,6 @@
-// CalibrationMath on the GPU: each product's operands are uploaded, multiplied by cuBLAS in fp32 and the
-// result downloaded. The pass keeps its activations on the host (they are the CPU attention's inputs too);
-// the copies cost far less than the products they move off the CPU.
+// CalibrationMath on the GPU: each product's (and the attention's) operands are uploaded, computed by cuBLAS in
+// fp32 and the result downloaded. The pass keeps its activations on the host (norms, RoPE and SwiGLU stay
+// there); the copies cost far less than the work they move off the CPU.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -60,8 +60,23 @@ class CudaCalibrationMath final : public CalibrationMath {
     return {std::max(err, 0.0), ref};
   }
 
+  void attend(std::span<float> out, std::span<const float> q, std::span<const float> k,
+              std::span<const float> v, std::span<const int64_t> window_start, int64_t heads, int64_t kv_heads,
+              int64_t head_dim) override {
+    ensure(x_, q.size(), "calibration queries");
+    ensure(w_, k.size() + v.size(), "calibration keys and values");
+    ensure(out_, out.size(), "calibration attention outputs");
+    QLLM_CUDA_CHECK(cudaMemcpy(x_.data(), q.data(), q.size_bytes(), cudaMemcpyHostToDevice));
+    QLLM_CUDA_CHECK(cudaMemcpy(w_.data(), k.data(), k.size_bytes(), cudaMemcpyHostToDevice));
+    QLLM_CUDA_CHECK(cudaMemcpy(w_.data() + k.size(), v.data(), v.size_bytes(), cudaMemcpyHostToDevice));
+    attention_.run(x_.data(), w_.data(), w_.data() + k.size(), out_.data(), window_start, heads, kv_heads,
+                   head_dim, nullptr);
+    QLLM_CUDA_CHECK(cudaMemcpy(out.data(), out_.data(), out.size_bytes(), cudaMemcpyDeviceToHost));
+  }
+
  private:
   MatmulF32Cuda matmul_;
+  CausalAttentionF32Cuda attention_{matmul_.handle()};
   DeviceBuffer<float> x_, w_, out_;
 };
 

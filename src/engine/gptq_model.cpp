@@ -182,8 +182,8 @@ void LayerRunner::scale_layer(LayerSources& s, const LayerWeights& l, const Batc
   scale_columns(s.down, s_down);
 }
 
-// Causal grouped-query attention within each window (positions restart at 0 in every window), as the
-// reference engine computes it.
+// RoPE at each window's positions (restarting at 0), then causal grouped-query attention within each window
+// (CalibrationMath::attention).
 void LayerRunner::attention(const Batch& b, std::vector<float>& q, std::vector<float>& k,
                             const std::vector<float>& v, std::vector<float>& out) const {
   const int64_t heads = config_.num_attention_heads, kv_heads = config_.num_key_value_heads;
@@ -195,29 +195,7 @@ void LayerRunner::attention(const Batch& b, std::vector<float>& q, std::vector<f
       cpu::rope(&k[t * kv_dim], kv_heads, hd, t - b.window_start[w], inv_freq_);
     }
   }
-  out.assign(static_cast<size_t>(b.tokens * q_dim), 0.0f);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  std::vector<int64_t> window_of(static_cast<size_t>(b.tokens));
-  for (int64_t w = 0; w < windows; ++w) {
-    for (int64_t t = b.window_start[w]; t < b.window_start[w + 1]; ++t) window_of[t] = b.window_start[w];
-  }
-#pragma omp parallel
-  {
-    std::vector<float> scores(static_cast<size_t>(b.tokens));
-#pragma omp for schedule(dynamic, 8)
-    for (int64_t th = 0; th < b.tokens * heads; ++th) {
-      const int64_t t = th / heads, h = th % heads, first = window_of[t];
-      const int64_t kv_off = (h / (heads / kv_heads)) * hd;
-      const float* qv = &q[t * q_dim + h * hd];
-      for (int64_t p = first; p <= t; ++p)
-        scores[p - first] = cpu::dot(qv, &k[p * kv_dim + kv_off], hd) * scale;
-      cpu::softmax(scores.data(), t - first + 1);
-      float* o = &out[t * q_dim + h * hd];
-      for (int64_t p = first; p <= t; ++p) {
-        for (int64_t d = 0; d < hd; ++d) o[d] += scores[p - first] * v[p * kv_dim + kv_off + d];
-      }
-    }
-  }
+  math_.attention(out, q, k, v, b.window_start, heads, kv_heads, hd);
 }
 
 void LayerRunner::run(int64_t index, const LayerWeights& l, Batch& b) {

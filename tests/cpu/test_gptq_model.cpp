@@ -4,6 +4,8 @@
 // than round to nearest overall.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <filesystem>
 #include <fstream>
 
@@ -101,6 +103,23 @@ TEST(GptqCalibrationMath, CpuProductsAndShapeErrors) {
       std::string::npos);
   EXPECT_NE(error_of([&] { math->hessian(x, 4); }).find("not whole rows of 4 inputs"), std::string::npos);
   EXPECT_NE(error_of([&] { math->output_error(w, w_hat, 2, 3, x); }).find("3x3 Hessian"), std::string::npos);
+
+  // Attention: 2 heads over 1 key/value head of 1 value, windows [0, 2) and [2, 3). A query attends only to
+  // its own window's keys up to itself: the first token of a window returns its own value.
+  const std::vector<float> q = {0, 0, 1, 1, 5, 5}, k = {1, 1, 7}, v = {2, 4, 6};
+  const std::vector<int64_t> windows = {0, 2, 3};
+  std::vector<float> out(1, 99.0f);
+  math->attention(out, q, k, v, windows, 2, 1, 1);
+  ASSERT_EQ(out.size(), 6u);
+  const float s = 1.0f / (1.0f + std::exp(-0.0f));  // token 1: scores (1, 1), equal weights
+  EXPECT_FLOAT_EQ(out[0], 2.0f);
+  EXPECT_FLOAT_EQ(out[2], s * 2.0f + s * 4.0f);
+  EXPECT_FLOAT_EQ(out[4], 6.0f);
+  EXPECT_FLOAT_EQ(out[5], 6.0f);
+  EXPECT_NE(error_of([&] { math->attention(out, q, k, v, windows, 2, 2, 1); }).find("hold 6, 3, 3 values"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { math->attention(out, q, k, v, windows, 3, 2, 1); }).find("3 heads over 2"),
+            std::string::npos);
 }
 
 TEST(GptqModel, EveryLinearQuantizedWithLessOutputErrorThanRoundToNearest) {

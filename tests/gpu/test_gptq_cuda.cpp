@@ -2,7 +2,8 @@
 // and the double inverse factor within rounding; the column loop bit for bit given the same factor, for every
 // scheme (global, rowwise, groupwise with partial last groups and groups larger than a batch, symmetric and
 // zero-point, scale search, act order, dead columns); the whole solver's output error beside the CPU's; and
-// the calibration pass's matmuls and Hessians (engine/calibration_math.h) beside the CPU reference math.
+// the calibration pass's matmuls, Hessians and attention (engine/calibration_math.h) beside the CPU reference
+// math.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -158,7 +159,7 @@ TEST(GptqCuda, CalibrationMathMatchesCpu) {
   Rng rng(fresh_seed());
   const auto cpu = cpu_calibration_math();
   const auto gpu = cuda_calibration_math();
-  for (const auto [tokens, rows, cols] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1},
+  for (const auto& [tokens, rows, cols] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1},
                                           {37, 70, 96},
                                           {300, 192, 576},
                                           {513, 1536, 576},
@@ -195,6 +196,35 @@ TEST(GptqCuda, CalibrationMathMatchesCpu) {
     ASSERT_GT(e_cpu.error, 0.0);
     EXPECT_NEAR(e_gpu.error, e_cpu.error, 1e-3 * e_cpu.error);
     EXPECT_NEAR(e_gpu.reference, e_cpu.reference, 1e-3 * e_cpu.reference);
+  }
+}
+
+// The calibration attention on the GPU (CausalAttentionF32Cuda) against the CPU reference loops: windows of
+// odd lengths (one empty, one of a single token), grouped-query and plain heads, the output poisoned first.
+TEST(GptqCuda, CalibrationAttentionMatchesCpu) {
+  QLLM_SKIP_WITHOUT_GPU();
+  Rng rng(fresh_seed());
+  const auto cpu = cpu_calibration_math();
+  const auto gpu = cuda_calibration_math();
+  for (const auto& [heads, kv_heads, head_dim] :
+       {std::tuple<int64_t, int64_t, int64_t>{9, 3, 64}, {4, 4, 16}, {6, 1, 8}}) {
+    const std::vector<int64_t> window_start = {0, 37, 37, 38, 167, 679};
+    const int64_t tokens = window_start.back();
+    SCOPED_TRACE(::testing::Message() << heads << " heads over " << kv_heads << " of " << head_dim);
+    // Scores of a few units, as after a norm: the softmax is neither flat nor one-hot.
+    auto q = random_normal<float>(static_cast<size_t>(tokens * heads * head_dim), rng);
+    const auto k = random_normal<float>(static_cast<size_t>(tokens * kv_heads * head_dim), rng);
+    const auto v = random_normal<float>(static_cast<size_t>(tokens * kv_heads * head_dim), rng);
+    for (float& x : q) x *= 0.5f;
+    std::vector<float> want, got(q.size(), std::nanf(""));
+    cpu->attention(want, q, k, v, window_start, heads, kv_heads, head_dim);
+    gpu->attention(got, q, k, v, window_start, heads, kv_heads, head_dim);
+    ASSERT_EQ(got.size(), want.size());
+    // Bound: an average of unit-sized values with weights from fp32 sums in another order.
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(got[i])) << i;
+      ASSERT_NEAR(got[i], want[i], 2e-5f * (1.0f + std::fabs(want[i]))) << "value " << i;
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 #include "kernels/gptq/gptq_cuda.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "kernels/gptq/gptq_launch.h"
@@ -128,6 +129,61 @@ void MatmulF32Cuda::run(const float* x, int64_t tokens, const float* w, int64_t 
                            static_cast<int>(tokens), static_cast<int>(cols), &one, w, static_cast<int>(cols),
                            x, static_cast<int>(cols), &zero, out, static_cast<int>(rows)),
                "cublasSgemm (calibration forward)");
+}
+
+void CausalAttentionF32Cuda::run(const float* q, const float* k, const float* v, float* out,
+                                 std::span<const int64_t> window_start, int64_t heads, int64_t kv_heads,
+                                 int64_t head_dim, cudaStream_t stream) {
+  QLLM_CHECK(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && head_dim > 0 && window_start.size() >= 1,
+             "calibration attention: {} heads over {} key/value heads of {} values", heads, kv_heads,
+             head_dim);
+  const int64_t group = heads / kv_heads, q_dim = heads * head_dim, kv_dim = kv_heads * head_dim;
+  int64_t longest = 0;
+  for (size_t w = 0; w + 1 < window_start.size(); ++w) {
+    longest = std::max(longest, window_start[w + 1] - window_start[w]);
+  }
+  QLLM_CHECK(longest <= INT32_MAX / std::max<int64_t>(heads, 1) && q_dim <= INT32_MAX,
+             "calibration attention: windows of {} tokens are too long", longest);
+  if (longest == 0) return;
+  if (scores_.size() < static_cast<size_t>(heads * longest * longest)) {
+    scores_ = DeviceBuffer<float>(static_cast<size_t>(heads * longest * longest), "calibration attention scores");
+  }
+  check_cublas(cublasSetStream(handle_, stream), "cublasSetStream");
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const float one = 1.0f, zero = 0.0f;
+  const int hd = static_cast<int>(head_dim);
+  for (size_t w = 0; w + 1 < window_start.size(); ++w) {
+    const int64_t first = window_start[w];
+    const int len = static_cast<int>(window_start[w + 1] - first);
+    if (len == 0) continue;
+    const float* qw = q + first * q_dim;
+    const float* kw = k + first * kv_dim;
+    const float* vw = v + first * kv_dim;
+    float* ow = out + first * q_dim;
+    const int64_t square = static_cast<int64_t>(len) * len;
+    // Head h = c * group + j reads key/value head c. For each j, one strided batch over c. Column-major views:
+    // K_c is [hd, len] (ld kv_dim), Q_h is [hd, len] (ld q_dim); S_h^T [len(keys), len(queries)] = K_c^T Q_h
+    // is S_h row-major (a row per query).
+    for (int64_t j = 0; j < group; ++j) {
+      check_cublas(cublasSgemmStridedBatched(handle_, CUBLAS_OP_T, CUBLAS_OP_N, len, len, hd, &scale, kw,
+                                             static_cast<int>(kv_dim), head_dim, qw + j * head_dim,
+                                             static_cast<int>(q_dim), group * head_dim, &zero,
+                                             scores_.data() + j * square, len, group * square,
+                                             static_cast<int>(kv_heads)),
+                   "cublasSgemmStridedBatched (attention scores)");
+    }
+    kernels::launch_causal_softmax(scores_.data(), heads, len, stream);
+    QLLM_CUDA_CHECK(cudaGetLastError());
+    // O_h^T [hd, len] = V_c^T [hd, len(keys)] . P_h^T [len(keys), len(queries)] (P_h row-major is P_h^T).
+    for (int64_t j = 0; j < group; ++j) {
+      check_cublas(cublasSgemmStridedBatched(handle_, CUBLAS_OP_N, CUBLAS_OP_N, hd, len, len, &one, vw,
+                                             static_cast<int>(kv_dim), head_dim, scores_.data() + j * square,
+                                             len, group * square, &zero, ow + j * head_dim,
+                                             static_cast<int>(q_dim), group * head_dim,
+                                             static_cast<int>(kv_heads)),
+                   "cublasSgemmStridedBatched (attention output)");
+    }
+  }
 }
 
 DeviceBuffer<float> gptq_inverse_factor_cuda(const GptqPrepared& prepared, cudaStream_t stream) {

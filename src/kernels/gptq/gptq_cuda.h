@@ -60,6 +60,25 @@ class MatmulF32Cuda {
   cublasHandle_t handle_ = nullptr;
 };
 
+// Causal grouped-query attention of GPTQ's calibration forward, within each window (positions restart at 0 in
+// every window), in fp32: per window and head the scores Q K^T / sqrt(head_dim) by cuBLAS SGEMM (no TF32),
+// the causal softmax (causal_softmax.cu), then P V. The CPU reference engine's attention computed as products,
+// so the two differ in the order of fp32 sums only. Scratch: heads x len x len floats for the longest window.
+class CausalAttentionF32Cuda {
+ public:
+  // `handle`: a cuBLAS handle its owner keeps alive (MatmulF32Cuda::handle()).
+  explicit CausalAttentionF32Cuda(cublasHandle_t handle) : handle_(handle) {}
+
+  // q, out: device [tokens, heads * head_dim]; k, v: device [tokens, kv_heads * head_dim]; RoPE already applied.
+  // window_start: [windows + 1] first row of each window (host), the last entry = tokens.
+  void run(const float* q, const float* k, const float* v, float* out, std::span<const int64_t> window_start,
+           int64_t heads, int64_t kv_heads, int64_t head_dim, cudaStream_t stream);
+
+ private:
+  cublasHandle_t handle_;
+  DeviceBuffer<float> scores_;
+};
+
 // U (upper, U^T U = H^-1, lower triangle zero) of the prepared Hessian on the device, [dim, dim] row-major
 // fp32: cuSOLVER in double. qllm::Error when H is not positive definite.
 DeviceBuffer<float> gptq_inverse_factor_cuda(const GptqPrepared& prepared, cudaStream_t stream);

@@ -37,4 +37,8 @@ void launch_gptq_update(const GptqLoopArgs& args, int64_t i1, int64_t i2, cudaSt
 // out[r][c] = c >= r ? (float)lower[c + r * n] : 0: cuSOLVER's column-major lower factor L as U = L^T.
 void launch_gptq_factor_to_upper(const double* lower, float* out, int64_t n, cudaStream_t stream);
 
+// GPTQ's calibration attention: each row of scores [heads, len, len] (head, query i) made the causal softmax
+// over keys 0..i, the later keys' weights 0 (causal_softmax.cu).
+void launch_causal_softmax(float* scores, int64_t heads, int64_t len, cudaStream_t stream);
+
 }  // namespace qllm::kernels
