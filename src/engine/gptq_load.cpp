@@ -96,10 +96,12 @@ GptqTimes apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tok
   o.gptq = options.gptq;
   o.awq = options.awq;
   o.solve = options.solve;
+  o.clip = options.clip;
   o.activation = activation;
   o.math = math.get();
   o.embed = [&](int32_t token, float* out) { embedding.row_to_f32(token, out); };
-  const std::string what = options.awq ? (options.solve ? "awq-gptq" : "awq") : "gptq";
+  const std::string what = std::string(options.awq ? (options.solve ? "awq-gptq" : "awq") : "gptq") +
+                           (options.clip ? " + clip search" : "");
   Progress progress(options.solve ? fmt::format("{} layers ({} solver)", what, solver->name())
                                   : fmt::format("{} layers", what),
                     config.num_hidden_layers, verbose);

@@ -11,6 +11,7 @@
 #include "qllm/error.h"
 #include "qllm/half.h"
 #include "quant/awq_ref.h"
+#include "quant/clip_search_ref.h"
 
 namespace qllm {
 
@@ -90,7 +91,8 @@ class LayerRunner {
 };
 
 void LayerRunner::factor(const std::vector<float>& input, int64_t cols) {
-  if (!options_.solve && !options_.report) return;  // round to nearest, nothing to report: no Hessian needed
+  // Round to nearest with the scheme's clipping, nothing to report: no Hessian needed.
+  if (!options_.solve && !options_.report && !options_.clip) return;
   const ScopedSeconds timer(result_.times.hessian);
   hessian_ = math_.hessian(input, cols);
   if (options_.solve) solver_.factor(hessian_, cols, options_.gptq);
@@ -100,8 +102,14 @@ Quantized LayerRunner::quantize(const std::vector<float>& source, const WeightMa
                                 const std::string& name) {
   const ScopedSeconds timer(result_.times.solve);
   Quantized q;
-  q.matrix = options_.solve ? solver_.quantize(source, w.rows, w.cols, scheme_)
-                            : quantize_int4_ref(source, w.rows, w.cols, scheme_);
+  std::vector<int4::GroupParams> groups;
+  if (options_.clip) groups = clip_search_ref(source, w.rows, w.cols, hessian_, scheme_);
+  if (options_.solve) {
+    q.matrix = solver_.quantize(source, w.rows, w.cols, scheme_, groups);
+  } else {
+    q.matrix = options_.clip ? quantize_int4_with_params(source, w.rows, w.cols, scheme_, groups)
+                             : quantize_int4_ref(source, w.rows, w.cols, scheme_);
+  }
   q.values = dequantize_int4_ref(q.matrix);
   if (options_.report) {
     const std::vector<float> rtn = dequantize_int4_ref(quantize_int4_ref(source, w.rows, w.cols, scheme_));

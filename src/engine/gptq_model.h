@@ -47,6 +47,9 @@ struct GptqModelOptions {
   // into the norms (q/k/v, gate/up) and up_proj's rows (down_proj) before quantizing.
   bool awq = false;
   bool solve = true;  // false: round to nearest instead of the GPTQ solver (AWQ alone)
+  // Each group's clipping chosen by its output error on the calibration inputs (quant/clip_search_ref.h)
+  // instead of by the scheme's own rule; GPTQ then keeps those groups static.
+  bool clip = false;
   // Where the pass's products (matmuls, Hessians) run (engine/calibration_math.h); null: the CPU reference.
   CalibrationMath* math = nullptr;
   std::function<void(int64_t layer, int64_t layers)> progress;  // after each layer
@@ -89,6 +92,7 @@ struct GptqLoadOptions {
   GptqOptions gptq;
   bool awq = false;   // AWQ-style scaling first (GptqModelOptions::awq)
   bool solve = true;  // GPTQ (true) or round to nearest (AWQ alone)
+  bool clip = false;  // output-aware clipping (GptqModelOptions::clip)
 };
 
 // Replaces every decoder-layer linear weight of `weights` by its GPTQ quantization in `quant.linear`'s INT4

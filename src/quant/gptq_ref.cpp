@@ -296,6 +296,16 @@ std::vector<GroupParams> gptq_static_params(std::span<const float> w, const Grou
   return params;
 }
 
+std::vector<GroupParams> gptq_loop_params(std::span<const float> start, const GroupLayout& layout,
+                                          const Int4Scheme& scheme, bool act_order,
+                                          std::span<const GroupParams> groups) {
+  if (groups.empty()) return gptq_static_params(start, layout, scheme, act_order);
+  QLLM_CHECK(static_cast<int64_t>(groups.size()) == layout.num_groups,
+             "GPTQ [{}, {}]: {} fixed group parameters for {} groups", layout.rows, layout.cols, groups.size(),
+             layout.num_groups);
+  return {groups.begin(), groups.end()};
+}
+
 void gptq_store_params(Int4Matrix& out, const GroupLayout& layout, std::span<const GroupParams> params) {
   out.scales.resize(static_cast<size_t>(layout.num_groups));
   if (out.scheme.zero_point) out.zeros.resize(static_cast<size_t>(layout.num_groups));
@@ -309,7 +319,7 @@ void gptq_store_params(Int4Matrix& out, const GroupLayout& layout, std::span<con
 
 Int4Matrix gptq_quantize_ref(std::span<const float> w, int64_t rows, int64_t cols,
                              const GptqPrepared& prepared, std::span<const float> u, const Int4Scheme& scheme,
-                             int64_t block_size) {
+                             int64_t block_size, std::span<const GroupParams> groups) {
   const GroupLayout layout = gptq_check_inputs(w, rows, cols, prepared, u.size(), scheme, block_size);
   const std::vector<float> start = gptq_start_weights(w, rows, cols, prepared);
   Int4Matrix out;
@@ -317,7 +327,7 @@ Int4Matrix gptq_quantize_ref(std::span<const float> w, int64_t rows, int64_t col
   out.cols = cols;
   out.scheme = scheme;
   out.packed.assign(static_cast<size_t>(rows * cols / 2), 0);
-  std::vector<GroupParams> params = gptq_static_params(start, layout, scheme, gptq_act_order(prepared));
+  std::vector<GroupParams> params = gptq_loop_params(start, layout, scheme, gptq_act_order(prepared), groups);
   const int64_t dynamic_group = params.empty() ? layout.group_elems : 0;
   if (params.empty()) params.resize(static_cast<size_t>(layout.num_groups));
 
@@ -353,9 +363,9 @@ void GptqSolverRef::factor(std::span<const float> hessian, int64_t dim, const Gp
 }
 
 Int4Matrix GptqSolverRef::quantize(std::span<const float> w, int64_t rows, int64_t cols,
-                                   const Int4Scheme& scheme) {
+                                   const Int4Scheme& scheme, std::span<const GroupParams> groups) {
   QLLM_CHECK(!factor_.empty(), "GPTQ: quantize() before factor()");
-  return gptq_quantize_ref(w, rows, cols, prepared_, factor_, scheme, block_size_);
+  return gptq_quantize_ref(w, rows, cols, prepared_, factor_, scheme, block_size_, groups);
 }
 
 OutputError hessian_output_error(std::span<const float> w, std::span<const float> w_hat, int64_t rows,

@@ -65,10 +65,13 @@ std::vector<float> gptq_inverse_factor_ref(const GptqPrepared& prepared);
 // The column loop: quantizes W[rows, cols] (cols == prepared.dim) in `prepared.order`, spreading each
 // column's error over the columns not yet quantized with the rows of `inverse_factor` (U above). Group
 // parameters (scheme's search included) come from the current weights as each group is reached; with act
-// order (or GLOBAL / ROWWISE) from the original weights up front. Rows run in parallel (OpenMP).
+// order (or GLOBAL / ROWWISE) from the original weights up front. `groups`, when given (one per group), are
+// used as every group's parameters instead (static groups, e.g. clip_search_ref.h's). Rows run in parallel
+// (OpenMP).
 Int4Matrix gptq_quantize_ref(std::span<const float> w, int64_t rows, int64_t cols,
                              const GptqPrepared& prepared, std::span<const float> inverse_factor,
-                             const Int4Scheme& scheme, int64_t block_size = 128);
+                             const Int4Scheme& scheme, int64_t block_size = 128,
+                             std::span<const int4::GroupParams> groups = {});
 
 // All three steps: GPTQ of W[rows, cols] under the Hessian H[cols, cols].
 Int4Matrix gptq_ref(std::span<const float> w, int64_t rows, int64_t cols, std::span<const float> hessian,
@@ -81,17 +84,18 @@ class GptqSolver {
   virtual ~GptqSolver() = default;
   // Prepares H[dim, dim] and computes its inverse factor for the next quantize() calls.
   virtual void factor(std::span<const float> hessian, int64_t dim, const GptqOptions& options) = 0;
-  // GPTQ of W[rows, cols] (cols == the factored dim) under the last factor().
-  virtual Int4Matrix quantize(std::span<const float> w, int64_t rows, int64_t cols,
-                              const Int4Scheme& scheme) = 0;
+  // GPTQ of W[rows, cols] (cols == the factored dim) under the last factor(); `groups`: fixed group
+  // parameters (gptq_quantize_ref), or empty.
+  virtual Int4Matrix quantize(std::span<const float> w, int64_t rows, int64_t cols, const Int4Scheme& scheme,
+                              std::span<const int4::GroupParams> groups) = 0;
   virtual std::string name() const = 0;  // "cpu", "cuda"
 };
 
 class GptqSolverRef final : public GptqSolver {
  public:
   void factor(std::span<const float> hessian, int64_t dim, const GptqOptions& options) override;
-  Int4Matrix quantize(std::span<const float> w, int64_t rows, int64_t cols,
-                      const Int4Scheme& scheme) override;
+  Int4Matrix quantize(std::span<const float> w, int64_t rows, int64_t cols, const Int4Scheme& scheme,
+                      std::span<const int4::GroupParams> groups) override;
   std::string name() const override { return "cpu"; }
 
  private:
@@ -114,6 +118,11 @@ bool gptq_act_order(const GptqPrepared& prepared);  // the order is not the iden
 // the start weights; empty when groups are chosen as the loop reaches them (GROUPWISE without act order).
 std::vector<int4::GroupParams> gptq_static_params(std::span<const float> start, const GroupLayout& layout,
                                                   const Int4Scheme& scheme, bool act_order);
+// The column loop's starting group parameters: `groups` when given (checked: one per group), else
+// gptq_static_params.
+std::vector<int4::GroupParams> gptq_loop_params(std::span<const float> start, const GroupLayout& layout,
+                                                const Int4Scheme& scheme, bool act_order,
+                                                std::span<const int4::GroupParams> groups);
 // End of the lazy batch that starts at column i1 (dynamic_group: the group size when groups are chosen as
 // reached, else 0).
 int64_t gptq_batch_end(int64_t i1, int64_t cols, int64_t block_size, int64_t dynamic_group);

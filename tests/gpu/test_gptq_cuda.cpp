@@ -143,9 +143,9 @@ TEST(GptqCuda, SolverOutputErrorMatchesCpu) {
   cpu.factor(h, cols, {});
   gpu.factor(h, cols, {});
   const double e_cpu =
-      gptq_output_error(w, dequantize_int4_ref(cpu.quantize(w, rows, cols, s)), rows, cols, h);
+      gptq_output_error(w, dequantize_int4_ref(cpu.quantize(w, rows, cols, s, {})), rows, cols, h);
   const double e_gpu =
-      gptq_output_error(w, dequantize_int4_ref(gpu.quantize(w, rows, cols, s)), rows, cols, h);
+      gptq_output_error(w, dequantize_int4_ref(gpu.quantize(w, rows, cols, s, {})), rows, cols, h);
   const double e_rtn =
       gptq_output_error(w, dequantize_int4_ref(quantize_int4_ref(w, rows, cols, s)), rows, cols, h);
   EXPECT_NEAR(e_gpu, e_cpu, 0.01 * e_cpu);

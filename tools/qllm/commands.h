@@ -47,6 +47,7 @@ struct GptqCliOptions {
   // On by default: on SmolLM2-135M-Instruct it is what makes GPTQ beat round to nearest (docs/RESULTS.md
   // §10: in quantization order GPTQ gains almost nothing there, in qllm and in a textbook torch GPTQ alike).
   bool act_order = true;
+  bool clip_search = false;  // output-aware clipping of every group (quant/clip_search_ref.h)
 };
 void add_gptq_options(CLI::App& cmd, GptqCliOptions& options);
 // --method: rtn (nullopt: no calibration), gptq, awq (AWQ-style scaling, then round to nearest) or awq-gptq.

@@ -20,6 +20,9 @@ void add_gptq_options(CLI::App& cmd, GptqCliOptions& o) {
       "--act-order,!--no-act-order", o.act_order,
       "GPTQ columns in order of decreasing Hessian diagonal, groups static so the layout stays "
       "(default; --no-act-order: the columns' own order, each group's scale from its updated weights)");
+  cmd.add_flag("--clip-search", o.clip_search,
+               "with gptq/awq/awq-gptq: clip each group where its rounding changes the layer's output on the "
+               "calibration inputs least (AWQ's clip search; GPTQ then keeps the groups static)");
 }
 
 CalibrationOptions calibration_options(const GptqCliOptions& o) {
@@ -29,11 +32,14 @@ CalibrationOptions calibration_options(const GptqCliOptions& o) {
 std::optional<GptqLoadOptions> calibrated_method(const std::string& method, const GptqCliOptions& o) {
   QLLM_CHECK(method == "rtn" || method == "gptq" || method == "awq" || method == "awq-gptq",
              "--method must be rtn, gptq, awq or awq-gptq, got '{}'", method);
+  QLLM_CHECK(method != "rtn" || !o.clip_search,
+             "--clip-search chooses the clipping on calibration inputs: it needs --method gptq, awq or awq-gptq");
   if (method == "rtn") return std::nullopt;
   return GptqLoadOptions{.calib = calibration_options(o),
                          .gptq = gptq_options(o),
                          .awq = method.starts_with("awq"),
-                         .solve = method.ends_with("gptq")};
+                         .solve = method.ends_with("gptq"),
+                         .clip = o.clip_search};
 }
 
 GptqOptions gptq_options(const GptqCliOptions& o) {

@@ -204,11 +204,13 @@ DeviceBuffer<float> gptq_inverse_factor_cuda(const GptqPrepared& prepared, cudaS
 
 Int4Matrix gptq_quantize_cuda(std::span<const float> w, int64_t rows, int64_t cols,
                               const GptqPrepared& prepared, const float* u, const Int4Scheme& scheme,
-                              int64_t block_size, cudaStream_t stream) {
+                              int64_t block_size, cudaStream_t stream,
+                              std::span<const int4::GroupParams> groups) {
   const GroupLayout layout =
       gptq_check_inputs(w, rows, cols, prepared, static_cast<size_t>(cols * cols), scheme, block_size);
   const std::vector<float> start = gptq_start_weights(w, rows, cols, prepared);
-  std::vector<int4::GroupParams> params = gptq_static_params(start, layout, scheme, gptq_act_order(prepared));
+  std::vector<int4::GroupParams> params =
+      gptq_loop_params(start, layout, scheme, gptq_act_order(prepared), groups);
   const int64_t dynamic_group = params.empty() ? layout.group_elems : 0;
   if (params.empty()) params.resize(static_cast<size_t>(layout.num_groups));
   std::vector<float> work(start.size());  // in quantization order
@@ -268,9 +270,9 @@ void GptqSolverCuda::factor(std::span<const float> hessian, int64_t dim, const G
 }
 
 Int4Matrix GptqSolverCuda::quantize(std::span<const float> w, int64_t rows, int64_t cols,
-                                    const Int4Scheme& scheme) {
+                                    const Int4Scheme& scheme, std::span<const int4::GroupParams> groups) {
   QLLM_CHECK(factor_.data() != nullptr, "GPTQ: quantize() before factor()");
-  return gptq_quantize_cuda(w, rows, cols, prepared_, factor_.data(), scheme, block_size_, nullptr);
+  return gptq_quantize_cuda(w, rows, cols, prepared_, factor_.data(), scheme, block_size_, nullptr, groups);
 }
 
 }  // namespace qllm

@@ -87,13 +87,14 @@ DeviceBuffer<float> gptq_inverse_factor_cuda(const GptqPrepared& prepared, cudaS
 // reference's gptq_quantize_ref for the same factor, bit for bit.
 Int4Matrix gptq_quantize_cuda(std::span<const float> w, int64_t rows, int64_t cols,
                               const GptqPrepared& prepared, const float* u, const Int4Scheme& scheme,
-                              int64_t block_size, cudaStream_t stream);
+                              int64_t block_size, cudaStream_t stream,
+                              std::span<const int4::GroupParams> groups = {});
 
 class GptqSolverCuda final : public GptqSolver {
  public:
   void factor(std::span<const float> hessian, int64_t dim, const GptqOptions& options) override;
-  Int4Matrix quantize(std::span<const float> w, int64_t rows, int64_t cols,
-                      const Int4Scheme& scheme) override;
+  Int4Matrix quantize(std::span<const float> w, int64_t rows, int64_t cols, const Int4Scheme& scheme,
+                      std::span<const int4::GroupParams> groups) override;
   std::string name() const override { return "cuda"; }
 
  private:
