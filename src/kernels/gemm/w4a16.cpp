@@ -457,10 +457,9 @@ bool W4A16Gemm::run_fused(const XPrologue& prologue, const W4A16DeviceWeights& w
                "W4A16 GEMM with SwiGLU: gate_up must be a non-null, 16-byte aligned device pointer");
   }
   kernels::W4A16KernelArgs args = kernel_args(nullptr, l.k, w, y, m, p);
-  args.prologue = prologue;
   attach_splitk(args, p, l);
   kernels::dispatch_16bit(l.activation, "W4A16 GEMM", [&](auto tag) {
-    kernels::launch_w4a16_skinny<decltype(tag)>(args, 1, p.warps_k, stream);
+    kernels::launch_w4a16_skinny<decltype(tag)>(args, 1, p.warps_k, stream, prologue);
     QLLM_CUDA_CHECK_LAUNCH();
   });
   return true;

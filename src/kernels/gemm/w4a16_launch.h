@@ -37,9 +37,6 @@ struct W4A16KernelArgs {
   int cluster_splits = 0;   // tiled kernel: > 1 when the splits form a cluster and reduce in shared memory
   // w' = u * s + m (GGUF Q4_1): z = 0, zero_offsets holds the minimums.
   bool min_offset = false;
-  // The skinny kernel at 8 tokens per CTA: X computed from these inputs instead of read (x is then unused;
-  // x_cols is K, a multiple of 8).
-  XPrologue prologue;
   // Host only: the launcher sets its kernel's attributes (once per kernel) and launches nothing, so that
   // reserve() does what a first launch would otherwise do inside a captured region.
   bool configure_only = false;
@@ -53,8 +50,13 @@ constexpr int kSkinnyThreads = 256;
 // A fused RMSNorm (x_prologue.h) holds up to this many chunks of 8 values of a row per thread: K up to
 // 8 * 2 * 256 = 4096.
 constexpr int kPrologueMaxChunksPerThread = 2;
+// `prologue`: at 8 tokens per CTA (tok_tiles 1), X computed from these inputs instead of read (args.x is then
+// unused; args.x_cols is K, a multiple of 8). A kernel parameter of its own rather than a field of the
+// arguments: a larger W4A16KernelArgs changed how every W4A16 kernel reads its parameters (longer PTX for the
+// wgmma kernel, 2-10% slower on H200).
 template <typename T>
-void launch_w4a16_skinny(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream);
+void launch_w4a16_skinny(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream,
+                         const XPrologue& prologue = {});
 
 // Tiled path (mma.sync, sm_80+): CTAs of 8 warps on a 128-row x tokens_per_cta (32, 64, 128) tile of Y,
 // grid (token blocks, row blocks, splits); see w4a16_tiled.cu. With args.cluster_splits set (at most

@@ -55,7 +55,7 @@ constexpr int kGroupsOfK16 = 1;
 // every group size: one variant less to compile for a format whose groups are 32).
 template <typename T, int kTokTiles, int kWarpsK, int kGroupMode, bool kMinOffset>
 __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2 ? 3 : 2))
-    w4a16_skinny_kernel(const W4A16KernelArgs args) {
+    w4a16_skinny_kernel(const W4A16KernelArgs args, const XPrologue prologue) {
   constexpr int kTokens = 8 * kTokTiles;
   constexpr int kTilesPerCta = kWarps / kWarpsK;  // 16-row weight tiles per CTA
   extern __shared__ __align__(16) uint16_t smem[];
@@ -125,15 +125,15 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
   const int rows = min(kTokens, args.m - token_base);
   // 8-token CTAs (decode) may compute X instead (x_prologue.h: the norm or SwiGLU before, folded in); the
   // other widths compile without that code, and the min-offset variants without the norm (ptxas spilled).
-  const XPrologueKind prologue_kind = kTokTiles == 1 ? args.prologue.kind : XPrologueKind::None;
+  const XPrologueKind prologue_kind = kTokTiles == 1 ? prologue.kind : XPrologueKind::None;
   if constexpr (kTokTiles == 1) {
     if (!kMinOffset && prologue_kind == XPrologueKind::ResidualRmsNorm) {
       // One CTA per token block writes the updated residual (the grid's first along N and K).
-      prologue::residual_rmsnorm<T>(args.prologue, args.x_cols, token_base, rows, smem, row_elems,
+      prologue::residual_rmsnorm<T>(prologue, args.x_cols, token_base, rows, smem, row_elems,
                                     cta_begin * kStepK, cta_steps * kStepK,
                                     blockIdx.x == 0 && blockIdx.y == 0);
     } else if (prologue_kind == XPrologueKind::Swiglu) {
-      prologue::swiglu<T>(args.prologue, args.x_cols, token_base, rows, smem, row_elems, cta_begin * kStepK,
+      prologue::swiglu<T>(prologue, args.x_cols, token_base, rows, smem, row_elems, cta_begin * kStepK,
                           cta_steps * kStepK);
     }
   }
@@ -286,7 +286,7 @@ __global__ void __launch_bounds__(kThreads, kTokTiles == 1 ? 4 : (kTokTiles == 2
 }
 
 template <typename T, int kTokTiles, int kWarpsK, int kGroupMode, bool kMinOffset>
-void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
+void launch_config(const W4A16KernelArgs& args, const XPrologue& prologue, cudaStream_t stream) {
   constexpr int kTokens = 8 * kTokTiles;
   const int smem =
       std::max<int>(kTokens * (args.steps_per_split * kStepK + kRowPad) * 2, kWarps * kTokTiles * 4 * 32 * 4);
@@ -302,50 +302,52 @@ void launch_config(const W4A16KernelArgs& args, cudaStream_t stream) {
   const dim3 grid((args.n + 16 * (kWarps / kWarpsK) - 1) / (16 * (kWarps / kWarpsK)), args.splits,
                   (args.m + kTokens - 1) / kTokens);
   launch_dependent(w4a16_skinny_kernel<T, kTokTiles, kWarpsK, kGroupMode, kMinOffset>, grid, dim3(kThreads),
-                   static_cast<size_t>(smem), stream, args);
+                   static_cast<size_t>(smem), stream, args, prologue);
 }
 
 template <typename T, int kTokTiles, int kGroupMode, bool kMinOffset>
-void launch_tokens(const W4A16KernelArgs& args, int warps_k, cudaStream_t stream) {
+void launch_tokens(const W4A16KernelArgs& args, const XPrologue& prologue, int warps_k, cudaStream_t stream) {
   switch (warps_k) {
     case 1:
-      launch_config<T, kTokTiles, 1, kGroupMode, kMinOffset>(args, stream);
+      launch_config<T, kTokTiles, 1, kGroupMode, kMinOffset>(args, prologue, stream);
       break;
     case 2:
-      launch_config<T, kTokTiles, 2, kGroupMode, kMinOffset>(args, stream);
+      launch_config<T, kTokTiles, 2, kGroupMode, kMinOffset>(args, prologue, stream);
       break;
     case 4:
-      launch_config<T, kTokTiles, 4, kGroupMode, kMinOffset>(args, stream);
+      launch_config<T, kTokTiles, 4, kGroupMode, kMinOffset>(args, prologue, stream);
       break;
     default:
-      launch_config<T, kTokTiles, 8, kGroupMode, kMinOffset>(args, stream);
+      launch_config<T, kTokTiles, 8, kGroupMode, kMinOffset>(args, prologue, stream);
       break;
   }
 }
 
 template <typename T, int kGroupMode, bool kMinOffset>
-void launch_group_mode(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream) {
+void launch_group_mode(const W4A16KernelArgs& args, const XPrologue& prologue, int tok_tiles, int warps_k,
+                       cudaStream_t stream) {
   switch (tok_tiles) {
     case 1:
-      launch_tokens<T, 1, kGroupMode, kMinOffset>(args, warps_k, stream);
+      launch_tokens<T, 1, kGroupMode, kMinOffset>(args, prologue, warps_k, stream);
       break;
     case 2:
-      launch_tokens<T, 2, kGroupMode, kMinOffset>(args, warps_k, stream);
+      launch_tokens<T, 2, kGroupMode, kMinOffset>(args, prologue, warps_k, stream);
       break;
     default:
-      launch_tokens<T, 4, kGroupMode, kMinOffset>(args, warps_k, stream);
+      launch_tokens<T, 4, kGroupMode, kMinOffset>(args, prologue, warps_k, stream);
       break;
   }
 }
 
 template <typename T>
-void launch_typed(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream) {
+void launch_typed(const W4A16KernelArgs& args, const XPrologue& prologue, int tok_tiles, int warps_k,
+                  cudaStream_t stream) {
   if (args.min_offset) {
-    launch_group_mode<T, kGroupsOfK16, true>(args, tok_tiles, warps_k, stream);
+    launch_group_mode<T, kGroupsOfK16, true>(args, prologue, tok_tiles, warps_k, stream);
   } else if (args.group_steps % 4 == 0) {
-    launch_group_mode<T, kGroupsOfSteps, false>(args, tok_tiles, warps_k, stream);
+    launch_group_mode<T, kGroupsOfSteps, false>(args, prologue, tok_tiles, warps_k, stream);
   } else {
-    launch_group_mode<T, kGroupsOfK16, false>(args, tok_tiles, warps_k, stream);
+    launch_group_mode<T, kGroupsOfK16, false>(args, prologue, tok_tiles, warps_k, stream);
   }
 }
 
@@ -354,8 +356,9 @@ void launch_typed(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaS
 namespace qllm::kernels {
 
 template <typename T>
-void launch_w4a16_skinny(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream) {
-  skinny::launch_typed<T>(args, tok_tiles, warps_k, stream);
+void launch_w4a16_skinny(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream,
+                         const XPrologue& prologue) {
+  skinny::launch_typed<T>(args, prologue, tok_tiles, warps_k, stream);
 }
 
 }  // namespace qllm::kernels

@@ -4,6 +4,6 @@
 namespace qllm::kernels {
 
 template void launch_w4a16_skinny<Bf16>(const W4A16KernelArgs& args, int tok_tiles, int warps_k,
-                                        cudaStream_t stream);
+                                        cudaStream_t stream, const XPrologue& prologue);
 
 }  // namespace qllm::kernels
