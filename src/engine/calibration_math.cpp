@@ -34,16 +34,16 @@ OutputError CalibrationMath::output_error(std::span<const float> w, std::span<co
 }
 
 void CalibrationMath::attention(std::vector<float>& out, std::span<const float> q, std::span<const float> k,
-                                std::span<const float> v, std::span<const int64_t> window_start, int64_t heads,
-                                int64_t kv_heads, int64_t head_dim) {
+                                std::span<const float> v, std::span<const int64_t> window_start,
+                                int64_t heads, int64_t kv_heads, int64_t head_dim) {
   QLLM_CHECK(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && head_dim > 0 && !window_start.empty() &&
                  window_start.front() == 0,
              "calibration attention: {} heads over {} key/value heads of {} values", heads, kv_heads,
              head_dim);
   const int64_t tokens = window_start.back();
   for (size_t w = 0; w + 1 < window_start.size(); ++w) {
-    QLLM_CHECK(window_start[w] <= window_start[w + 1], "calibration attention: window {} ends before it starts",
-               w);
+    QLLM_CHECK(window_start[w] <= window_start[w + 1],
+               "calibration attention: window {} ends before it starts", w);
   }
   QLLM_CHECK(static_cast<int64_t>(q.size()) == tokens * heads * head_dim &&
                  static_cast<int64_t>(k.size()) == tokens * kv_heads * head_dim && v.size() == k.size(),
@@ -80,8 +80,8 @@ class CpuCalibrationMath final : public CalibrationMath {
 
   // The reference engine's loops: per query and head, scores, softmax, weighted values (out starts at 0).
   void attend(std::span<float> out, std::span<const float> q, std::span<const float> k,
-              std::span<const float> v, std::span<const int64_t> window_start, int64_t heads, int64_t kv_heads,
-              int64_t hd) override {
+              std::span<const float> v, std::span<const int64_t> window_start, int64_t heads,
+              int64_t kv_heads, int64_t hd) override {
     const int64_t tokens = window_start.back(), q_dim = heads * hd, kv_dim = kv_heads * hd;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     std::vector<int64_t> window_of(static_cast<size_t>(tokens));
@@ -96,7 +96,8 @@ class CpuCalibrationMath final : public CalibrationMath {
         const int64_t t = th / heads, h = th % heads, first = window_of[t];
         const int64_t kv_off = (h / (heads / kv_heads)) * hd;
         const float* qv = &q[t * q_dim + h * hd];
-        for (int64_t p = first; p <= t; ++p) scores[p - first] = cpu::dot(qv, &k[p * kv_dim + kv_off], hd) * scale;
+        for (int64_t p = first; p <= t; ++p)
+          scores[p - first] = cpu::dot(qv, &k[p * kv_dim + kv_off], hd) * scale;
         cpu::softmax(scores.data(), t - first + 1);
         float* o = &out[t * q_dim + h * hd];
         for (int64_t p = first; p <= t; ++p) {

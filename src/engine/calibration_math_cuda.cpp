@@ -61,8 +61,8 @@ class CudaCalibrationMath final : public CalibrationMath {
   }
 
   void attend(std::span<float> out, std::span<const float> q, std::span<const float> k,
-              std::span<const float> v, std::span<const int64_t> window_start, int64_t heads, int64_t kv_heads,
-              int64_t head_dim) override {
+              std::span<const float> v, std::span<const int64_t> window_start, int64_t heads,
+              int64_t kv_heads, int64_t head_dim) override {
     ensure(x_, q.size(), "calibration queries");
     ensure(w_, k.size() + v.size(), "calibration keys and values");
     ensure(out_, out.size(), "calibration attention outputs");

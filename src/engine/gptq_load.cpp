@@ -64,8 +64,8 @@ void put_layers(LlamaWeights& weights, GptqModelResult& r) {
 }  // namespace
 
 GptqTimes apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokenizer& tokenizer,
-                  const ModelQuant& quant, DType activation, bool cuda, const GptqLoadOptions& options,
-                  bool verbose) {
+                     const ModelQuant& quant, DType activation, bool cuda, const GptqLoadOptions& options,
+                     bool verbose) {
   QLLM_CHECK(quant.linear.kind == QuantMode::Kind::Int4,
              "--method gptq/awq quantizes to INT4: --quant must be an INT4 mode (int4-g128, int4-rowwise, "
              "...), not {}",
@@ -110,9 +110,10 @@ GptqTimes apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tok
   GptqTimes t = r.times;
   t.sampling = sampling;
   t.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  progress.finish(fmt::format("{} calibration tokens, {:.1f} s (sampling {:.1f}, forward {:.1f}, Hessians "
-                              "{:.1f}, solve {:.1f}, AWQ search {:.1f})",
-                              r.calibration_tokens, t.total, t.sampling, t.forward, t.hessian, t.solve, t.awq));
+  progress.finish(
+      fmt::format("{} calibration tokens, {:.1f} s (sampling {:.1f}, forward {:.1f}, Hessians "
+                  "{:.1f}, solve {:.1f}, AWQ search {:.1f})",
+                  r.calibration_tokens, t.total, t.sampling, t.forward, t.hessian, t.solve, t.awq));
   put_layers(weights, r);
   return t;
 }

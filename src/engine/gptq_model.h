@@ -101,7 +101,7 @@ struct GptqLoadOptions {
 // runs there too. The lm_head (and a tied embedding) is left to `quant.lm_head`. Progress per layer on stderr
 // when `verbose`. Returns where the pass's time went (calibration sampling included).
 GptqTimes apply_gptq(const LlamaConfig& config, LlamaWeights& weights, const Tokenizer& tokenizer,
-                  const ModelQuant& quant, DType activation, bool cuda, const GptqLoadOptions& options,
-                  bool verbose);
+                     const ModelQuant& quant, DType activation, bool cuda, const GptqLoadOptions& options,
+                     bool verbose);
 
 }  // namespace qllm

@@ -348,7 +348,8 @@ QuantizeReport quantize_checkpoint(const QuantizeOptions& o) {
   if (o.gptq) {
     const Tokenizer tokenizer = in.gguf ? Tokenizer::from_gguf_vocab(read_gguf_vocab(*in.gguf))
                                         : Tokenizer::load(o.model);
-    report.gptq_times = apply_gptq(in.config, in.weights, tokenizer, o.quant, activation, gpu, *o.gptq, o.verbose);
+    report.gptq_times =
+        apply_gptq(in.config, in.weights, tokenizer, o.quant, activation, gpu, *o.gptq, o.verbose);
   }
   quantize_weights(in.weights, o.quant, activation, gpu, o.gptq.has_value(), o.verbose);
   report.quantize_seconds = seconds_since(quantize_start);

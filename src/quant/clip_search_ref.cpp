@@ -41,10 +41,10 @@ std::vector<int4::GroupParams> clip_search_ref(std::span<const float> w, int64_t
   const GroupLayout layout = validate_int4_shape(rows, cols, scheme);
   QLLM_CHECK(!scheme.min_offset, "clip search [{}, {}]: the min-offset scheme is not a quantization target",
              rows, cols);
-  QLLM_CHECK(static_cast<int64_t>(w.size()) == rows * cols &&
-                 static_cast<int64_t>(hessian.size()) == cols * cols,
-             "clip search: [{}, {}] weights need {} values and a {}x{} Hessian, got {} and {}", rows, cols,
-             rows * cols, cols, cols, w.size(), hessian.size());
+  QLLM_CHECK(
+      static_cast<int64_t>(w.size()) == rows * cols && static_cast<int64_t>(hessian.size()) == cols * cols,
+      "clip search: [{}, {}] weights need {} values and a {}x{} Hessian, got {} and {}", rows, cols,
+      rows * cols, cols, cols, w.size(), hessian.size());
   const bool bf16 = scheme.scale_dtype == DType::BF16;
   const bool diagonal = layout.groups_per_row == 0 || layout.group_elems == cols;
   std::vector<int4::GroupParams> params(static_cast<size_t>(layout.num_groups));
@@ -64,7 +64,8 @@ std::vector<int4::GroupParams> clip_search_ref(std::span<const float> w, int64_t
           return group_output_error(&w[first], first % cols, n, p, hessian, cols, diagonal, e);
         }
         double sum = 0;
-        for (int64_t r = 0; r < rows; ++r) sum += group_output_error(&w[r * cols], 0, cols, p, hessian, cols, true, e);
+        for (int64_t r = 0; r < rows; ++r)
+          sum += group_output_error(&w[r * cols], 0, cols, p, hessian, cols, true, e);
         return sum;
       };
       // The scale search's candidates and order (int4_ref.cpp search_percent); ties keep the earlier one.

@@ -301,8 +301,8 @@ std::vector<GroupParams> gptq_loop_params(std::span<const float> start, const Gr
                                           std::span<const GroupParams> groups) {
   if (groups.empty()) return gptq_static_params(start, layout, scheme, act_order);
   QLLM_CHECK(static_cast<int64_t>(groups.size()) == layout.num_groups,
-             "GPTQ [{}, {}]: {} fixed group parameters for {} groups", layout.rows, layout.cols, groups.size(),
-             layout.num_groups);
+             "GPTQ [{}, {}]: {} fixed group parameters for {} groups", layout.rows, layout.cols,
+             groups.size(), layout.num_groups);
   return {groups.begin(), groups.end()};
 }
 

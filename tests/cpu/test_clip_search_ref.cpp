@@ -18,8 +18,8 @@ namespace {
 using testing::error_of;
 
 // e^T H_gg e of every group (block-diagonal part of the output error), for W and its quantization.
-std::vector<double> group_errors(const std::vector<float>& w, const Int4Matrix& q, const std::vector<float>& h,
-                                 int64_t cols) {
+std::vector<double> group_errors(const std::vector<float>& w, const Int4Matrix& q,
+                                 const std::vector<float>& h, int64_t cols) {
   const GroupLayout layout = q.layout();
   const std::vector<float> v = dequantize_int4_ref(q);
   std::vector<double> out(static_cast<size_t>(layout.num_groups));
@@ -67,7 +67,8 @@ TEST(ClipSearchRef, NoGroupWorseThanUnclippedAndSomeBetter) {
   auto w = testing::random_normal<float>(rows * cols, rng);
   for (int64_t r = 0; r < rows; ++r) w[r * cols + (r % cols)] *= 6.0f;  // an outlier per row: clipping pays
   for (const bool zero_point : {false, true}) {
-    const Int4Scheme scheme{.granularity = Granularity::Groupwise, .group_size = 32, .zero_point = zero_point};
+    const Int4Scheme scheme{
+        .granularity = Granularity::Groupwise, .group_size = 32, .zero_point = zero_point};
     const auto params = clip_search_ref(w, rows, cols, h, scheme);
     const Int4Matrix clipped = quantize_int4_with_params(w, rows, cols, scheme, params);
     const Int4Matrix plain = quantize_int4_ref(w, rows, cols, scheme);
@@ -122,8 +123,9 @@ TEST(ClipSearchRef, ShapeErrors) {
   const std::vector<float> w(12, 1.0f), h(9, 0.0f);
   const Int4Scheme scheme{.granularity = Granularity::Groupwise, .group_size = 2};
   EXPECT_NE(error_of([&] { clip_search_ref(w, 3, 4, h, scheme); }).find("4x4 Hessian"), std::string::npos);
-  EXPECT_NE(error_of([&] { quantize_int4_with_params(w, 3, 4, scheme, {}); }).find("0 group parameters for 6"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { quantize_int4_with_params(w, 3, 4, scheme, {}); }).find("0 group parameters for 6"),
+      std::string::npos);
 }
 
 }  // namespace

@@ -160,10 +160,10 @@ TEST(GptqCuda, CalibrationMathMatchesCpu) {
   const auto cpu = cpu_calibration_math();
   const auto gpu = cuda_calibration_math();
   for (const auto& [tokens, rows, cols] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1},
-                                          {37, 70, 96},
-                                          {300, 192, 576},
-                                          {513, 1536, 576},
-                                          {64, 576, 1536}}) {
+                                           {37, 70, 96},
+                                           {300, 192, 576},
+                                           {513, 1536, 576},
+                                           {64, 576, 1536}}) {
     SCOPED_TRACE(::testing::Message() << tokens << " x " << cols << " . " << rows << " x " << cols);
     const auto x = correlated_inputs(tokens, cols, rng);
     const auto w = random_normal<float>(static_cast<size_t>(rows * cols), rng);

@@ -32,8 +32,9 @@ CalibrationOptions calibration_options(const GptqCliOptions& o) {
 std::optional<GptqLoadOptions> calibrated_method(const std::string& method, const GptqCliOptions& o) {
   QLLM_CHECK(method == "rtn" || method == "gptq" || method == "awq" || method == "awq-gptq",
              "--method must be rtn, gptq, awq or awq-gptq, got '{}'", method);
-  QLLM_CHECK(method != "rtn" || !o.clip_search,
-             "--clip-search chooses the clipping on calibration inputs: it needs --method gptq, awq or awq-gptq");
+  QLLM_CHECK(
+      method != "rtn" || !o.clip_search,
+      "--clip-search chooses the clipping on calibration inputs: it needs --method gptq, awq or awq-gptq");
   if (method == "rtn") return std::nullopt;
   return GptqLoadOptions{.calib = calibration_options(o),
                          .gptq = gptq_options(o),

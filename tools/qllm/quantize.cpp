@@ -59,16 +59,16 @@ void run(const QuantizeCliOptions& o) {
   }
   if (o.json) {
     nlohmann::json out = {{"command", "quantize"},
-                                {"model", o.model},
-                                {"out", o.out},
-                                {"quant", r.quantization},
-                                {"format", r.format},
-                                {"device", r.device},
-                                {"seconds", r.seconds},
-                                {"read_seconds", r.read_seconds},
-                                {"quantize_seconds", r.quantize_seconds},
-                                {"write_seconds", r.write_seconds},
-                                {"table", table.to_json()}};
+                          {"model", o.model},
+                          {"out", o.out},
+                          {"quant", r.quantization},
+                          {"format", r.format},
+                          {"device", r.device},
+                          {"seconds", r.seconds},
+                          {"read_seconds", r.read_seconds},
+                          {"quantize_seconds", r.quantize_seconds},
+                          {"write_seconds", r.write_seconds},
+                          {"table", table.to_json()}};
     if (r.gptq_times) {
       const GptqTimes& t = *r.gptq_times;
       out["gptq_seconds"] = {{"total", t.total},     {"sampling", t.sampling}, {"forward", t.forward},

@@ -26,8 +26,8 @@ struct Int8PrepArgs {
   float threshold = 0;  // <= 0 or inf: no outliers
   // The outlier column bitmap, zero on entry: the GEMM after the prep clears it (Int8GemmArgs::outlier_bits),
   // so all state stays on the device and a captured graph replays correctly.
-  uint32_t* outlier_bits = nullptr;  // [k / 32]
-  int8_t* xq = nullptr;              // [m, k]
+  uint32_t* outlier_bits = nullptr;        // [k / 32]
+  int8_t* xq = nullptr;                    // [m, k]
   float* x_absmax = nullptr;               // [m]
   int* outlier_cols = nullptr;             // [k] column of each outlier, ascending (any count up to k)
   uint16_t* x_outliers = nullptr;  // [m, k] the outlier columns' activations (16-bit), first `count` of a row

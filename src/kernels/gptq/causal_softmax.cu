@@ -14,7 +14,8 @@ constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kRowsPerCta = 8;  // one warp per row
 
 // scores [rows, len] row-major, row r = (head, query i): columns 0..i are the causal keys; the rest become 0.
-__global__ void __launch_bounds__(kRowsPerCta * 32) causal_softmax_kernel(float* scores, int64_t rows, int len) {
+__global__ void __launch_bounds__(kRowsPerCta * 32)
+    causal_softmax_kernel(float* scores, int64_t rows, int len) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerCta + threadIdx.x / 32;
   if (row >= rows) return;
   const int lane = threadIdx.x % 32;

@@ -146,7 +146,8 @@ void CausalAttentionF32Cuda::run(const float* q, const float* k, const float* v,
              "calibration attention: windows of {} tokens are too long", longest);
   if (longest == 0) return;
   if (scores_.size() < static_cast<size_t>(heads * longest * longest)) {
-    scores_ = DeviceBuffer<float>(static_cast<size_t>(heads * longest * longest), "calibration attention scores");
+    scores_ =
+        DeviceBuffer<float>(static_cast<size_t>(heads * longest * longest), "calibration attention scores");
   }
   check_cublas(cublasSetStream(handle_, stream), "cublasSetStream");
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
@@ -165,22 +166,20 @@ void CausalAttentionF32Cuda::run(const float* q, const float* k, const float* v,
     // K_c is [hd, len] (ld kv_dim), Q_h is [hd, len] (ld q_dim); S_h^T [len(keys), len(queries)] = K_c^T Q_h
     // is S_h row-major (a row per query).
     for (int64_t j = 0; j < group; ++j) {
-      check_cublas(cublasSgemmStridedBatched(handle_, CUBLAS_OP_T, CUBLAS_OP_N, len, len, hd, &scale, kw,
-                                             static_cast<int>(kv_dim), head_dim, qw + j * head_dim,
-                                             static_cast<int>(q_dim), group * head_dim, &zero,
-                                             scores_.data() + j * square, len, group * square,
-                                             static_cast<int>(kv_heads)),
+      check_cublas(cublasSgemmStridedBatched(
+                       handle_, CUBLAS_OP_T, CUBLAS_OP_N, len, len, hd, &scale, kw, static_cast<int>(kv_dim),
+                       head_dim, qw + j * head_dim, static_cast<int>(q_dim), group * head_dim, &zero,
+                       scores_.data() + j * square, len, group * square, static_cast<int>(kv_heads)),
                    "cublasSgemmStridedBatched (attention scores)");
     }
     kernels::launch_causal_softmax(scores_.data(), heads, len, stream);
     QLLM_CUDA_CHECK(cudaGetLastError());
     // O_h^T [hd, len] = V_c^T [hd, len(keys)] . P_h^T [len(keys), len(queries)] (P_h row-major is P_h^T).
     for (int64_t j = 0; j < group; ++j) {
-      check_cublas(cublasSgemmStridedBatched(handle_, CUBLAS_OP_N, CUBLAS_OP_N, hd, len, len, &one, vw,
-                                             static_cast<int>(kv_dim), head_dim, scores_.data() + j * square,
-                                             len, group * square, &zero, ow + j * head_dim,
-                                             static_cast<int>(q_dim), group * head_dim,
-                                             static_cast<int>(kv_heads)),
+      check_cublas(cublasSgemmStridedBatched(
+                       handle_, CUBLAS_OP_N, CUBLAS_OP_N, hd, len, len, &one, vw, static_cast<int>(kv_dim),
+                       head_dim, scores_.data() + j * square, len, group * square, &zero, ow + j * head_dim,
+                       static_cast<int>(q_dim), group * head_dim, static_cast<int>(kv_heads)),
                    "cublasSgemmStridedBatched (attention output)");
     }
   }
