@@ -50,7 +50,7 @@ struct Int8GemmArgs {
   Int8PrepStatus* status = nullptr;  // outlier_count, written by the prep
   // The prep's outlier bitmap (null without outliers): the first CTA zeroes it once the prep has finished,
   // for the next call. Clearing it here rather than in the prep spares the prep's CTAs an atomic count of
-  // readers (its round trip cost about 1 us at decode).
+  // readers, whose round trip showed at decode (RESULTS.md §13).
   uint32_t* outlier_bits = nullptr;
   int bitmap_words = 0;
   void* y = nullptr;                 // [m, n] bf16 or f16

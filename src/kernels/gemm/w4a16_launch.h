@@ -52,8 +52,8 @@ constexpr int kSkinnyThreads = 256;
 constexpr int kPrologueMaxChunksPerThread = 2;
 // `prologue`: at 8 tokens per CTA (tok_tiles 1), X computed from these inputs instead of read (args.x is then
 // unused; args.x_cols is K, a multiple of 8). A kernel parameter of its own rather than a field of the
-// arguments: a larger W4A16KernelArgs changed how every W4A16 kernel reads its parameters (longer PTX for the
-// wgmma kernel, 2-10% slower on H200).
+// arguments: a larger W4A16KernelArgs changed how every W4A16 kernel reads its parameters, and slowed them all
+// (RESULTS.md §13).
 template <typename T>
 void launch_w4a16_skinny(const W4A16KernelArgs& args, int tok_tiles, int warps_k, cudaStream_t stream,
                          const XPrologue& prologue = {});
