@@ -12,6 +12,14 @@ namespace qllm {
 
 namespace {
 
+// NaN or Inf would pass through the min/max and the rounding silently.
+void check_finite(std::span<const float> values, int64_t cols, const char* what) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    QLLM_CHECK(std::isfinite(values[i]), "clip search: {} at row {}, column {} is {}", what,
+               static_cast<int64_t>(i) / cols, static_cast<int64_t>(i) % cols, values[i]);
+  }
+}
+
 // Output error of the group [first, first + n) of one row (columns col0..) at `params`: e^T H_gg e, or with
 // `diagonal` sum_k H_kk e_k^2.
 double group_output_error(const float* w, int64_t col0, int64_t n, const int4::GroupParams& params,
@@ -45,6 +53,8 @@ std::vector<int4::GroupParams> clip_search_ref(std::span<const float> w, int64_t
       static_cast<int64_t>(w.size()) == rows * cols && static_cast<int64_t>(hessian.size()) == cols * cols,
       "clip search: [{}, {}] weights need {} values and a {}x{} Hessian, got {} and {}", rows, cols,
       rows * cols, cols, cols, w.size(), hessian.size());
+  check_finite(w, cols, "weight");
+  check_finite(hessian, cols, "the Hessian");
   const bool bf16 = scheme.scale_dtype == DType::BF16;
   const bool diagonal = layout.groups_per_row == 0 || layout.group_elems == cols;
   std::vector<int4::GroupParams> params(static_cast<size_t>(layout.num_groups));
@@ -94,6 +104,7 @@ Int4Matrix quantize_int4_with_params(std::span<const float> w, int64_t rows, int
                  static_cast<int64_t>(params.size()) == layout.num_groups,
              "INT4 [{}, {}]: {} weights and {} group parameters for {} groups", rows, cols, w.size(),
              params.size(), layout.num_groups);
+  check_finite(w, cols, "weight");
   Int4Matrix out;
   out.rows = rows;
   out.cols = cols;

@@ -1,6 +1,6 @@
 // Output-aware clipping (quant/clip_search_ref.h): rounding with given group parameters reproduces round to
 // nearest when given its parameters; every group's output error is at most the unclipped one's, and below it
-// somewhere on correlated inputs; GPTQ takes the groups as static ones; bad shapes are errors.
+// somewhere on correlated inputs; GPTQ takes the groups as static ones; bad shapes and NaN weights are errors.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -119,12 +119,18 @@ TEST(ClipSearchRef, GptqKeepsGivenGroupsStatic) {
             std::string::npos);
 }
 
-TEST(ClipSearchRef, ShapeErrors) {
+TEST(ClipSearchRef, ShapeAndValueErrors) {
   const std::vector<float> w(12, 1.0f), h(9, 0.0f);
   const Int4Scheme scheme{.granularity = Granularity::Groupwise, .group_size = 2};
   EXPECT_NE(error_of([&] { clip_search_ref(w, 3, 4, h, scheme); }).find("4x4 Hessian"), std::string::npos);
   EXPECT_NE(
       error_of([&] { quantize_int4_with_params(w, 3, 4, scheme, {}); }).find("0 group parameters for 6"),
+      std::string::npos);
+  std::vector<float> bad = w;
+  bad[5] = std::nanf("");
+  const std::vector<float> h4(16, 1.0f);
+  EXPECT_NE(
+      error_of([&] { clip_search_ref(bad, 3, 4, h4, scheme); }).find("weight at row 1, column 1 is nan"),
       std::string::npos);
 }
 
