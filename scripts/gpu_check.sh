@@ -543,7 +543,7 @@ if [[ $what == gptq ]]; then
   if [[ -f $gguf && -f $text ]]; then
     ppl smollm2_bf16 "$gguf" --quant bf16
     for mode in ${QLLM_GPTQ_MODES:-int4-g128 int4-rowwise int4-g32}; do  # the targets' order of importance
-      for method in ${QLLM_GPTQ_METHODS:-awq-gptq+clip awq+clip awq-gptq gptq awq rtn}; do
+      for method in ${QLLM_GPTQ_METHODS:-gptq+clip awq-gptq+clip gptq awq-gptq awq+clip awq rtn}; do
         clip=(); [[ $method == *+clip ]] && clip=(--clip-search)  # "+clip": with output-aware clipping
         ppl "smollm2_${mode}_$method" "$gguf" --quant $mode --quant-lm-head bf16 --method "${method%+clip}" \
           "${clip[@]}" "${calib[@]}"
